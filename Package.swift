@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module map (dependencies point one way):
+//   CBLASLoader -> DistillTensor -> DistillNN -> DistillData -> DistillTraining -> distill (CLI)
+let package = Package(
+    name: "DistillKit",
+    products: [
+        .executable(name: "distill", targets: ["distill"]),
+        .library(name: "DistillKit", targets: ["DistillTensor", "DistillNN", "DistillData", "DistillTraining"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+    ],
+    targets: [
+        // OpenBLAS, loaded at run time after choosing its CPU kernels (see Sources/CBLASLoader/blas_loader.c).
+        .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "DistillTensor", dependencies: ["CBLASLoader"]),
+        .target(name: "DistillNN", dependencies: ["DistillTensor"]),
+        .target(name: "DistillData", dependencies: ["DistillTensor", "ZIPFoundation"]),
+        .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "Yams"]),
+        .executableTarget(name: "distill", dependencies: [
+            "DistillTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "DistillTestSupport", dependencies: ["DistillTensor"]),
+        .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor", "DistillTestSupport"],
+                    resources: [.copy("Golden")]),
+        .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTestSupport"]),
+    ]
+)

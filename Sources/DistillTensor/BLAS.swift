@@ -1,0 +1,119 @@
+import CBLASLoader
+import Foundation
+
+/// Matrix products through OpenBLAS, with kernels chosen for this CPU.
+///
+/// OpenBLAS is loaded on first use (not linked) so that DistillKit can check the CPU's features
+/// first and set `OPENBLAS_CORETYPE` to a kernel family the CPU supports (see
+/// `Sources/CBLASLoader/blas_loader.c`); a value the user set is left alone.
+public enum BLAS {
+    private static let loaded: Result<Void, TensorError> = {
+        var message = [CChar](repeating: 0, count: 512)
+        if dk_blas_load(&message, Int32(message.count)) == 0 {
+            // DistillKit splits work across cores itself (see `sgemm`), so OpenBLAS runs each
+            // call on the calling thread: the two never compete for the same cores.
+            dk_blas_set_threads(1)
+            return .success(())
+        }
+        return .failure(TensorError(String(cString: message)))
+    }()
+
+    /// Loads OpenBLAS if needed; throws with install advice when it is missing.
+    public static func ensureLoaded() throws { try loaded.get() }
+
+    private static func load() {
+        if case .failure(let e) = loaded { fatalError(e.message) }
+    }
+
+    /// The kernel family in use and how it was chosen, e.g. "SkylakeX (OPENBLAS_CORETYPE=SkylakeX chosen ...)".
+    public static var kernelDescription: String {
+        load()
+        return "\(String(cString: dk_blas_corename())) (\(String(cString: dk_blas_coretype_choice())))"
+    }
+
+    /// The kernel family name alone ("SkylakeX", "Haswell", "Prescott", ...).
+    public static var coreName: String { load(); return String(cString: dk_blas_corename()) }
+
+    /// Threads OpenBLAS may use inside one call.
+    public static var threads: Int {
+        get { load(); return Int(dk_blas_get_threads()) }
+        set { load(); dk_blas_set_threads(Int32(newValue)) }
+    }
+
+    /// Row-major `C = alpha · op(A) · op(B) + beta · C` where C is [m, n], op(A) [m, k], op(B) [k, n].
+    /// Large products are split into row (or column) blocks run on `Parallel.workers` threads;
+    /// pass `split: false` from code that is already running on a worker.
+    public static func sgemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                             b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, split: Bool = true) {
+        load()
+        if m == 0 || n == 0 { return }
+        if k == 0 {  // BLAS would still scale C by beta; do the same explicitly
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+            return
+        }
+        let workers = Parallel.workers
+        guard split && workers > 1 && m * n * k >= minimumSplitWork && (m >= 2 * workers || n >= 2 * workers) else {
+            dk_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                     a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            return
+        }
+        let A = SharedPointer(UnsafeMutablePointer(mutating: a)), B = SharedPointer(UnsafeMutablePointer(mutating: b))
+        let C = SharedPointer(c)
+        let byRows = m >= n
+        Parallel.forEachChunk(byRows ? m : n, chunks: workers) { _, r in
+            if byRows {  // rows r of C need rows r of op(A)
+                let aOff = transposeA ? r.lowerBound : r.lowerBound * lda
+                dk_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(r.count), Int32(n), Int32(k), alpha,
+                         A.p + aOff, Int32(lda), B.p, Int32(ldb), beta, C.p + r.lowerBound * ldc, Int32(ldc))
+            } else {  // columns r of C need columns r of op(B)
+                let bOff = transposeB ? r.lowerBound * ldb : r.lowerBound
+                dk_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(r.count), Int32(k), alpha,
+                         A.p, Int32(lda), B.p + bOff, Int32(ldb), beta, C.p + r.lowerBound, Int32(ldc))
+            }
+        }
+    }
+
+    /// Multiply-adds below which one thread is faster than two (thread hand-off costs ~10 µs).
+    static let minimumSplitWork = 1 << 20
+}
+
+/// Splits `0..<count` into at most `Parallel.workers` contiguous chunks run on separate threads.
+public enum Parallel {
+    /// Runs `body(chunkIndex, range)` for exactly `chunks` (or fewer, if `count` is smaller)
+    /// contiguous ranges covering `0..<count`, concurrently.
+    public static func forEachChunk(_ count: Int, chunks: Int, _ body: @Sendable (Int, Range<Int>) -> Void) {
+        let chunks = max(1, min(chunks, count))
+        if count == 0 { return }
+        if chunks == 1 { body(0, 0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            body(c, (count * c / chunks)..<(count * (c + 1) / chunks))
+        }
+    }
+
+    /// Worker threads for DistillKit's own loops (convolutions, pooling, large elementwise ops).
+    nonisolated(unsafe) public static var workers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Runs `body(range)` on disjoint chunks covering `0..<count`. Runs inline when the work is
+    /// small (`count * costPerItem` under ~64K) or when one worker is configured.
+    public static func forChunks(_ count: Int, costPerItem: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
+        let chunks = min(workers, count)
+        if chunks <= 1 || count * costPerItem < 65_536 {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = count * c / chunks, hi = count * (c + 1) / chunks
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}
+
+/// An error caused by input the user gave (a shape, a file, a spec): thrown, never a crash.
+public struct TensorError: Error, CustomStringConvertible, LocalizedError, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
