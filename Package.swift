@@ -19,7 +19,9 @@ let package = Package(
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "DistillTensor", dependencies: ["CBLASLoader"]),
         .target(name: "DistillNN", dependencies: ["DistillTensor"]),
-        .target(name: "DistillData", dependencies: ["DistillTensor", "ZIPFoundation"]),
+        // zlib, for gzipped IDX files (Debian's zlib1g-dev).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "DistillData", dependencies: ["DistillTensor", "CZlib", "ZIPFoundation"]),
         .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "Yams"]),
         .executableTarget(name: "distill", dependencies: [
             "DistillTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -28,5 +30,7 @@ let package = Package(
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor", "DistillTestSupport"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTestSupport"]),
+        .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillTestSupport"]),
+        .testTarget(name: "DistillTrainingTests", dependencies: ["DistillTraining", "DistillTestSupport"]),
     ]
 )
