@@ -20,8 +20,8 @@ let package = Package(
         .target(name: "DistillTensor", dependencies: ["CBLASLoader"]),
         .target(name: "DistillNN", dependencies: ["DistillTensor"]),
         // zlib, for gzipped IDX files (Debian's zlib1g-dev).
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "DistillData", dependencies: ["DistillTensor", "CZlib", "ZIPFoundation"]),
+        .systemLibrary(name: "SystemZlib", path: "Sources/SystemZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "DistillData", dependencies: ["DistillTensor", "SystemZlib", "ZIPFoundation"]),
         .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "Yams"]),
         .executableTarget(name: "distill", dependencies: [
             "DistillTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
