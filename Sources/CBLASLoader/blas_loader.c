@@ -2,6 +2,7 @@
 #include "blas_loader.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,4 +112,9 @@ void dk_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
               const float *B, int ldb, float beta, float *C, int ldc) {
     p_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans, M, N, K, alpha, A, lda, B,
             ldb, beta, C, ldc);
+}
+
+void dk_tune_allocator(void) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }

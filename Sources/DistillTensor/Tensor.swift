@@ -1,3 +1,4 @@
+import CBLASLoader
 import Foundation
 
 /// DistillTensor: the engine under everything in DistillKit.
@@ -158,10 +159,19 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
 
     public init(count: Int) {
+        _ = TensorStorage.allocatorTuned
         self.count = count
         pointer = .allocate(capacity: Swift.max(count, 1))
     }
     deinit { pointer.deallocate() }
+
+    /// glibc returns large blocks (over 128 KiB) to the OS on every free, so each training step
+    /// would page-fault fresh zeroed memory for its activations. Keeping them in the heap lets
+    /// the next step reuse them (measured: ~9% of a cnn-small step was page faults).
+    static let allocatorTuned: Bool = {
+        dk_tune_allocator()
+        return true
+    }()
 }
 
 /// A pointer that may cross into `concurrentPerform` workers; each worker writes a disjoint range.

@@ -32,6 +32,10 @@ int dk_blas_get_threads(void);
 void dk_sgemm(int transA, int transB, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/// Keeps freed large blocks in the heap (glibc's mmap/trim thresholds raised to 1 GiB) so that
+/// each training step reuses the previous step's activation memory instead of page-faulting.
+void dk_tune_allocator(void);
+
 /// CPU features, from cpuid and the OS's saved-state mask (xgetbv).
 int dk_cpu_has_avx2_fma(void);
 int dk_cpu_has_avx512(void);

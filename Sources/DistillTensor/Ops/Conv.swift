@@ -50,131 +50,176 @@ struct ConvGeometry {
         precondition(p > 0 && q > 0, "conv2d: kernel \(r)x\(s) (dilation \(config.dilation)) does not fit input \(h)x\(w) with padding \(config.padding)")
     }
 
-    /// Unfolds the channels of group `g` of one image [C, H, W] into col [K, P·Q].
-    func im2col(_ x: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>) {
+    /// Unfolds the channels of group `g` of one image [C, H, W] into the P·Q columns of col
+    /// starting at `col`, whose K rows are `rowStride` apart.
+    func im2col(_ x: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>, rowStride: Int) {
         let (sh, sw) = config.stride, (ph, pw) = config.padding, (dh, dw) = config.dilation
         for cc in 0..<cg {
             let plane = x + (g * cg + cc) * h * w
             for i in 0..<r { for j in 0..<s {
-                let row = col + ((cc * r + i) * s + j) * pq
+                let row = col + ((cc * r + i) * s + j) * rowStride
+                let offset = j * dw - pw
+                let (lo, hi) = validRange(offset: offset, stride: sw)
                 for oy in 0..<p {
                     let iy = oy * sh - ph + i * dh
                     let dst = row + oy * q
-                    if iy < 0 || iy >= h { dst.update(repeating: 0, count: q); continue }
-                    let src = plane + iy * w
-                    for ox in 0..<q {
-                        let ix = ox * sw - pw + j * dw
-                        dst[ox] = (ix >= 0 && ix < w) ? src[ix] : 0
-                    }
+                    if iy < 0 || iy >= h { for ox in 0..<q { dst[ox] = 0 }; continue }
+                    let src = plane + iy * w + offset
+                    for ox in 0..<lo { dst[ox] = 0 }
+                    if sw == 1 { for ox in lo..<hi { dst[ox] = src[ox] } }
+                    else { for ox in lo..<hi { dst[ox] = src[ox * sw] } }
+                    for ox in hi..<q { dst[ox] = 0 }
                 }
             } }
         }
     }
 
-    /// Adjoint of `im2col`: adds col [K, P·Q] back into the image gradient [C, H, W] of group `g`.
-    func col2im(_ col: UnsafePointer<Float>, group g: Int, into x: UnsafeMutablePointer<Float>) {
+    /// Adjoint of `im2col`: adds the P·Q columns at `col` (rows `rowStride` apart) back into the
+    /// image gradient [C, H, W] of group `g`.
+    func col2im(_ col: UnsafePointer<Float>, group g: Int, into x: UnsafeMutablePointer<Float>, rowStride: Int) {
         let (sh, sw) = config.stride, (ph, pw) = config.padding, (dh, dw) = config.dilation
         for cc in 0..<cg {
             let plane = x + (g * cg + cc) * h * w
             for i in 0..<r { for j in 0..<s {
-                let row = col + ((cc * r + i) * s + j) * pq
+                let row = col + ((cc * r + i) * s + j) * rowStride
+                let offset = j * dw - pw
+                let (lo, hi) = validRange(offset: offset, stride: sw)
                 for oy in 0..<p {
                     let iy = oy * sh - ph + i * dh
                     if iy < 0 || iy >= h { continue }
-                    let src = row + oy * q, dst = plane + iy * w
-                    for ox in 0..<q {
-                        let ix = ox * sw - pw + j * dw
-                        if ix >= 0 && ix < w { dst[ix] += src[ox] }
-                    }
+                    let src = row + oy * q, dst = plane + iy * w + offset
+                    if sw == 1 { for ox in lo..<hi { dst[ox] += src[ox] } }
+                    else { for ox in lo..<hi { dst[ox * sw] += src[ox] } }
                 }
             } }
         }
     }
 
-    /// True when the 1x1, stride-1, unpadded case lets the image itself serve as col.
-    var isPointwise: Bool {
-        r == 1 && s == 1 && config.stride == (1, 1) && config.padding == (0, 0)
+    /// The output columns `lo..<hi` whose input column `ox·stride + offset` lies inside the image.
+    @inline(__always)
+    func validRange(offset: Int, stride: Int) -> (Int, Int) {
+        // ox·stride + offset ≥ 0  ⇔ ox ≥ ⌈−offset/stride⌉;  ox·stride + offset < w ⇔ ox < ⌈(w − offset)/stride⌉
+        let lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+        let hi = w - offset <= 0 ? 0 : (w - offset + stride - 1) / stride
+        let l = Swift.min(lo, q), h = Swift.min(Swift.max(hi, l), q)
+        return (l, h)
     }
 }
 
 /// 2-D convolution. x: [N, C, H, W]; weight: [O, C/groups, R, S]; bias: [O] → [N, O, P, Q].
+///
+/// The batch is split into one chunk per worker. A chunk of n images is unfolded side by side
+/// into col [G][K, n·P·Q], so each group is one GEMM `W_g [Og, K] · col_g [K, n·PQ]` whose weight
+/// is packed once per chunk rather than once per image.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, config: Conv2dConfig = .init()) -> Tensor {
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
     if let bias { precondition(bias.shape == [geo.o], "conv2d: bias \(bias.shape) for \(geo.o) output channels") }
     let out = Tensor(uninitializedShape: [geo.n, geo.o, geo.p, geo.q])
     let xs = SharedPointer(x.data), ws = SharedPointer(weight.data), os = SharedPointer(out.data)
     let bs = bias.map { SharedPointer($0.data) }
-    Parallel.forChunks(geo.n, costPerItem: geo.o * geo.pq * geo.k) { range in
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: geo.isPointwise ? 1 : geo.k * geo.pq)
-        defer { col.deallocate() }
-        for img in range {
-            let xi = xs.p + img * geo.c * geo.h * geo.w
-            let oi = os.p + img * geo.o * geo.pq
-            if let bs { for oc in 0..<geo.o { (oi + oc * geo.pq).update(repeating: bs.p[oc], count: geo.pq) } }
-            for g in 0..<geo.groups {
-                let src: UnsafePointer<Float>
-                if geo.isPointwise { src = UnsafePointer(xi + g * geo.cg * geo.pq) } else { geo.im2col(xi, group: g, into: col); src = UnsafePointer(col) }
-                // out_g [Og, PQ] = W_g [Og, K] · col [K, PQ]
-                BLAS.sgemm(m: geo.og, n: geo.pq, k: geo.k, a: ws.p + g * geo.og * geo.k, lda: geo.k,
-                           b: src, ldb: geo.pq, beta: bs == nil ? 0 : 1, c: oi + g * geo.og * geo.pq, ldc: geo.pq,
-                           split: false)
+    // When the weight will need its gradient, the unfolded images are kept for the backward
+    // pass (which would otherwise unfold them again); otherwise each chunk uses a scratch buffer.
+    let colsPerImage = geo.groups * geo.k * geo.pq
+    let keptCols = GradMode.isEnabled && weight.requiresGrad ? TensorStorage(count: geo.n * colsPerImage) : nil
+    let kept = keptCols.map { SharedPointer($0.pointer) }
+    Parallel.forEachChunk(geo.n, chunks: Parallel.workers) { _, range in
+        let ld = range.count * geo.pq
+        let col = kept.map { $0.p + range.lowerBound * colsPerImage } ?? .allocate(capacity: range.count * colsPerImage)
+        let product = UnsafeMutablePointer<Float>.allocate(capacity: geo.o * ld)
+        defer { if kept == nil { col.deallocate() }; product.deallocate() }
+        for g in 0..<geo.groups {
+            let colG = col + g * geo.k * ld
+            for img in range {
+                geo.im2col(xs.p + img * geo.c * geo.h * geo.w, group: g, into: colG + (img - range.lowerBound) * geo.pq, rowStride: ld)
+            }
+            // product_g [Og, n·PQ] = W_g [Og, K] · col_g [K, n·PQ]
+            BLAS.sgemm(m: geo.og, n: ld, k: geo.k, a: ws.p + g * geo.og * geo.k, lda: geo.k,
+                       b: colG, ldb: ld, c: product + g * geo.og * ld, ldc: ld, split: false)
+        }
+        for img in range {  // [O, n·PQ] → [n, O, PQ], adding the bias
+            let src = product + (img - range.lowerBound) * geo.pq, dst = os.p + img * geo.o * geo.pq
+            for oc in 0..<geo.o {
+                let b = bs?.p[oc] ?? 0, s = src + oc * ld, d = dst + oc * geo.pq
+                for t in 0..<geo.pq { d[t] = s[t] + b }
             }
         }
     }
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
-    return Tensor.result(out, inputs: inputs, .conv2d(config))
+    return Tensor.result(out, inputs: inputs, .conv2d(config, cols: keptCols))
 }
 
-/// Gradients of conv2d for the inputs that need them: (dx, dweight, dbias).
-func conv2dBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, grad: Tensor,
+/// Gradients of conv2d for the inputs that need them: (dx, dweight, dbias). `cols`, when given,
+/// holds the forward pass's unfolded images (same chunking, since the batch and worker count match).
+func conv2dBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, cols: TensorStorage?, grad: Tensor,
                     needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
     let dx = needInput ? Tensor.zeros(x.shape) : nil
-    let workers = Swift.min(Parallel.workers, Swift.max(geo.n, 1))
-    // Each worker accumulates its own weight gradient; they are summed at the end.
-    let partialW = needWeight ? UnsafeMutablePointer<Float>.allocate(capacity: workers * weight.count) : nil
-    partialW?.initialize(repeating: 0, count: workers * weight.count)
-    defer { partialW?.deallocate() }
+    let chunks = Swift.max(1, Swift.min(Parallel.workers, geo.n))
+    // Each chunk accumulates its own weight and bias gradients; they are summed at the end.
+    let partialW = UnsafeMutablePointer<Float>.allocate(capacity: chunks * weight.count)
+    let partialB = UnsafeMutablePointer<Float>.allocate(capacity: chunks * geo.o)
+    defer { partialW.deallocate(); partialB.deallocate() }
+    let colsPerImage = geo.groups * geo.k * geo.pq
     let xs = SharedPointer(x.data), ws = SharedPointer(weight.data), gs = SharedPointer(grad.data)
-    let dxs = dx.map { SharedPointer($0.data) }, pws = partialW.map { SharedPointer($0) }
-    let chunkCount = workers
-    Parallel.forEachChunk(geo.n, chunks: chunkCount) { chunk, range in
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: geo.k * geo.pq)
-        defer { col.deallocate() }
-        let dw = pws.map { $0.p + chunk * weight.count }
-        for img in range {
-            let xi = xs.p + img * geo.c * geo.h * geo.w
-            let gi = gs.p + img * geo.o * geo.pq
-            for g in 0..<geo.groups {
-                let gy = gi + g * geo.og * geo.pq
-                if let dw {
-                    let src: UnsafePointer<Float>
-                    if geo.isPointwise { src = UnsafePointer(xi + g * geo.cg * geo.pq) } else { geo.im2col(xi, group: g, into: col); src = UnsafePointer(col) }
-                    // dW_g [Og, K] += dY_g [Og, PQ] · colᵀ [PQ, K]
-                    BLAS.sgemm(transposeB: true, m: geo.og, n: geo.k, k: geo.pq, a: gy, lda: geo.pq, b: src, ldb: geo.pq,
-                               beta: 1, c: dw + g * geo.og * geo.k, ldc: geo.k, split: false)
-                }
-                if let dxs {
-                    let dxi = dxs.p + img * geo.c * geo.h * geo.w
-                    if geo.isPointwise {
-                        BLAS.sgemm(transposeA: true, m: geo.k, n: geo.pq, k: geo.og, a: ws.p + g * geo.og * geo.k, lda: geo.k,
-                                   b: gy, ldb: geo.pq, beta: 1, c: dxi + g * geo.cg * geo.pq, ldc: geo.pq, split: false)
-                    } else {
-                        // dcol [K, PQ] = W_gᵀ [K, Og] · dY_g [Og, PQ], folded back into the image
-                        BLAS.sgemm(transposeA: true, m: geo.k, n: geo.pq, k: geo.og, a: ws.p + g * geo.og * geo.k, lda: geo.k,
-                                   b: gy, ldb: geo.pq, c: col, ldc: geo.pq, split: false)
-                        geo.col2im(col, group: g, into: dxi)
-                    }
+    let dxs = dx.map { SharedPointer($0.data) }, pws = SharedPointer(partialW), pbs = SharedPointer(partialB)
+    let kept = cols.map { SharedPointer($0.pointer) }
+    Parallel.forEachChunk(geo.n, chunks: chunks) { chunk, range in
+        let ld = range.count * geo.pq
+        // dY of the chunk as [O, n·PQ], and the bias gradient on the way
+        let dy = UnsafeMutablePointer<Float>.allocate(capacity: geo.o * ld)
+        defer { dy.deallocate() }
+        let db = pbs.p + chunk * geo.o
+        for oc in 0..<geo.o {
+            for img in range {
+                (dy + oc * ld + (img - range.lowerBound) * geo.pq).update(from: gs.p + (img * geo.o + oc) * geo.pq, count: geo.pq)
+            }
+            if hasBias { db[oc] = vectorSum(dy + oc * ld, count: ld) }
+        }
+        var col: UnsafeMutablePointer<Float>? = kept.map { $0.p + range.lowerBound * colsPerImage }
+        if needWeight && col == nil {  // unfold again when the forward pass kept nothing
+            let fresh = UnsafeMutablePointer<Float>.allocate(capacity: range.count * colsPerImage)
+            for g in 0..<geo.groups { for img in range {
+                geo.im2col(xs.p + img * geo.c * geo.h * geo.w, group: g, into: fresh + g * geo.k * ld + (img - range.lowerBound) * geo.pq, rowStride: ld)
+            } }
+            col = fresh
+        }
+        defer { if kept == nil { col?.deallocate() } }
+        let dcol = needInput ? UnsafeMutablePointer<Float>.allocate(capacity: geo.k * ld) : nil
+        defer { dcol?.deallocate() }
+        for g in 0..<geo.groups {
+            let dyG = dy + g * geo.og * ld
+            if needWeight, let col {
+                // dW_g [Og, K] = dY_g [Og, n·PQ] · col_gᵀ [n·PQ, K]
+                BLAS.sgemm(transposeB: true, m: geo.og, n: geo.k, k: ld, a: dyG, lda: ld, b: col + g * geo.k * ld, ldb: ld,
+                           c: pws.p + chunk * weight.count + g * geo.og * geo.k, ldc: geo.k, split: false)
+            }
+            if let dcol, let dxs {
+                // dcol [K, n·PQ] = W_gᵀ [K, Og] · dY_g [Og, n·PQ], folded back into each image
+                BLAS.sgemm(transposeA: true, m: geo.k, n: ld, k: geo.og, a: ws.p + g * geo.og * geo.k, lda: geo.k,
+                           b: dyG, ldb: ld, c: dcol, ldc: ld, split: false)
+                for img in range {
+                    geo.col2im(dcol + (img - range.lowerBound) * geo.pq, group: g, into: dxs.p + img * geo.c * geo.h * geo.w, rowStride: ld)
                 }
             }
         }
     }
-    var dweight: Tensor? = nil
-    if let partialW {
-        let t = Tensor.zeros(weight.shape)
-        for c in 0..<chunkCount { for i in 0..<weight.count { t.data[i] += partialW[c * weight.count + i] } }
-        dweight = t
+    func summed(_ partial: UnsafeMutablePointer<Float>, _ shape: [Int]) -> Tensor {
+        let t = Tensor.zeros(shape), n = t.count
+        for c in 0..<Swift.min(chunks, Swift.max(geo.n, 1)) { for i in 0..<n { t.data[i] += partial[c * n + i] } }
+        return t
     }
-    let dbias = hasBias ? grad.sum(axes: [0, 2, 3]) : nil
+    let dweight = needWeight ? summed(partialW, weight.shape) : nil
+    let dbias = hasBias ? summed(partialB, [geo.o]) : nil
     return (dx, dweight, dbias)
+}
+
+/// Σ p[0..<count], with eight accumulators so the loop vectorises.
+@inline(__always)
+func vectorSum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var k = 0
+    while k + 8 <= count { acc += SIMD8<Float>(UnsafeBufferPointer(start: p + k, count: 8)); k += 8 }
+    var total = acc.sum()
+    while k < count { total += p[k]; k += 1 }
+    return total
 }

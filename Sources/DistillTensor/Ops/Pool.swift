@@ -33,6 +33,21 @@ extension Tensor {
         Parallel.forChunks(planes, costPerItem: p * q * config.kernel.0 * config.kernel.1) { range in
             for plane in range {
                 let src = xs.p + plane * h * w, dst = os.p + plane * p * q, idx = am.p + plane * p * q
+                if config == Pool2dConfig(kernel: (2, 2)) {  // the common case, without window bookkeeping
+                    for oy in 0..<p {
+                        let r0 = src + 2 * oy * w, r1 = r0 + w
+                        let base = Int32(2 * oy * w)
+                        for ox in 0..<q {  // branch-free: data-dependent jumps mispredict half the time
+                            let a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1]
+                            let top = b > a ? b : a, bottom = d > c ? d : c
+                            let topIndex = Int32(2 * ox) + (b > a ? 1 : 0)
+                            let bottomIndex = Int32(w + 2 * ox) + (d > c ? 1 : 0)
+                            dst[oy * q + ox] = bottom > top ? bottom : top
+                            idx[oy * q + ox] = base + (bottom > top ? bottomIndex : topIndex)
+                        }
+                    }
+                    continue
+                }
                 for oy in 0..<p { for ox in 0..<q {
                     var best = -Float.infinity, bestIndex = -1
                     let y0 = oy * config.stride.0 - config.padding.0, x0 = ox * config.stride.1 - config.padding.1

@@ -1,0 +1,124 @@
+import DistillTensor
+import Foundation
+
+/// Builds models from short specs: `mlp:784-64-10` or a preset name. Presets are written for
+/// images of `inputShape` ([C, H, W], 28×28 by default) and `numClasses` outputs.
+///
+/// | spec | what |
+/// | --- | --- |
+/// | `mlp:A-B-...-Z` | Flatten, then Linear layers A→B→…→Z with ReLU between |
+/// | `cnn-small` | the bench teacher: conv3×3 32, pool, conv3×3 64, pool, FC 128, FC (421,642 params) |
+/// | `cnn-tiny` | conv3×3 8, pool, conv3×3 16, pool, FC (9,098 params) |
+/// | `lenet5` | LeCun et al. 1998: conv5×5 6, pool, conv5×5 16, pool, FC 120, 84 |
+/// | `resnet8` | conv 16, three residual blocks (16, 32/2, 64/2), global pool, FC |
+/// | `mobilenet-tiny` | conv 16, three depthwise-separable blocks (32/2, 64, 128/2), global pool, FC |
+public enum ModelZoo {
+    public static let presets = ["cnn-small", "cnn-tiny", "lenet5", "resnet8", "mobilenet-tiny"]
+
+    /// A new model with PyTorch-default initialisation drawn from `seed`.
+    public static func build(_ spec: String, inputShape: [Int] = [1, 28, 28], numClasses: Int = 10, seed: UInt64 = 0) throws -> Sequential {
+        var g = SeededGenerator(seed: seed)
+        let spec = spec.trimmingCharacters(in: .whitespaces)
+        if spec.hasPrefix("mlp:") {
+            let widths = spec.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+            guard widths.count >= 2, widths.allSatisfy({ ($0 ?? 0) > 0 }) else {
+                throw TensorError("model spec '\(spec)': an MLP is written mlp:IN-HIDDEN-...-OUT with positive integers, e.g. mlp:784-64-10")
+            }
+            let w = widths.map { $0! }
+            var layers: [Module] = [Flatten()]
+            for i in 0..<(w.count - 1) {
+                layers.append(Linear(w[i], w[i + 1], generator: &g))
+                if i < w.count - 2 { layers.append(ReLU()) }
+            }
+            return Sequential(layers)
+        }
+        guard inputShape.count == 3 else {
+            throw TensorError("model '\(spec)' takes images [C, H, W]; the data has features of shape \(inputShape) (use an mlp: spec)")
+        }
+        let (c, h, w) = (inputShape[0], inputShape[1], inputShape[2])
+        switch spec {
+        case "cnn-small", "cnn-tiny":
+            let (a, b, hidden) = spec == "cnn-small" ? (32, 64, 128) : (8, 16, 0)
+            var layers: [Module] = [
+                Conv2d(c, a, kernel: 3, padding: 1, generator: &g), ReLU(), MaxPool2d(2),
+                Conv2d(a, b, kernel: 3, padding: 1, generator: &g), ReLU(), MaxPool2d(2), Flatten(),
+            ]
+            let flat = b * (h / 4) * (w / 4)
+            if hidden > 0 { layers += [Linear(flat, hidden, generator: &g), ReLU(), Linear(hidden, numClasses, generator: &g)] }
+            else { layers.append(Linear(flat, numClasses, generator: &g)) }
+            return Sequential(layers)
+        case "lenet5":
+            let h2 = (h / 2 - 4) / 2, w2 = (w / 2 - 4) / 2
+            return Sequential([
+                Conv2d(c, 6, kernel: 5, padding: 2, generator: &g), ReLU(), MaxPool2d(2),
+                Conv2d(6, 16, kernel: 5, generator: &g), ReLU(), MaxPool2d(2), Flatten(),
+                Linear(16 * h2 * w2, 120, generator: &g), ReLU(), Linear(120, 84, generator: &g), ReLU(),
+                Linear(84, numClasses, generator: &g),
+            ])
+        case "resnet8":
+            return Sequential([
+                Conv2d(c, 16, kernel: 3, padding: 1, bias: false, generator: &g), BatchNorm2d(16), ReLU(),
+                ResidualBlock(16, 16, generator: &g), ResidualBlock(16, 32, stride: 2, generator: &g),
+                ResidualBlock(32, 64, stride: 2, generator: &g), GlobalAvgPool2d(), Linear(64, numClasses, generator: &g),
+            ])
+        case "mobilenet-tiny":
+            var layers: [Module] = [Conv2d(c, 16, kernel: 3, padding: 1, bias: false, generator: &g), BatchNorm2d(16), ReLU()]
+            for (cin, cout, stride) in [(16, 32, 2), (32, 64, 1), (64, 128, 2)] {
+                layers += [
+                    Conv2d(cin, cin, kernel: 3, stride: stride, padding: 1, groups: cin, bias: false, generator: &g), BatchNorm2d(cin), ReLU(),
+                    Conv2d(cin, cout, kernel: 1, bias: false, generator: &g), BatchNorm2d(cout), ReLU(),
+                ]
+            }
+            layers += [GlobalAvgPool2d(), Linear(128, numClasses, generator: &g)]
+            return Sequential(layers)
+        default:
+            throw TensorError("unknown model '\(spec)'; valid: mlp:IN-HIDDEN-...-OUT (e.g. mlp:784-64-10), \(presets.joined(separator: ", "))")
+        }
+    }
+}
+
+/// A model on disk: one safetensors file holding the weights and, in its metadata, the spec that
+/// rebuilds the architecture (`distillkit.spec`, `distillkit.input_shape`, `distillkit.num_classes`).
+public struct SavedModel {
+    public var spec: String
+    public var inputShape: [Int]
+    public var numClasses: Int
+    public var extra: [String: String]
+
+    public init(spec: String, inputShape: [Int], numClasses: Int, extra: [String: String] = [:]) {
+        self.spec = spec; self.inputShape = inputShape; self.numClasses = numClasses; self.extra = extra
+    }
+
+    var metadata: [String: String] {
+        var m = extra
+        m["distillkit.spec"] = spec
+        m["distillkit.input_shape"] = inputShape.map(String.init).joined(separator: ",")
+        m["distillkit.num_classes"] = String(numClasses)
+        m["format"] = "pt"
+        return m
+    }
+
+    /// Writes `model`'s state dictionary with this description, atomically.
+    public func save(_ model: Module, to url: URL) throws {
+        try Safetensors.save(model.stateDict(), to: url, metadata: metadata)
+    }
+
+    /// Rebuilds the model a file describes and loads its weights.
+    public static func load(_ url: URL) throws -> (model: Sequential, info: SavedModel) {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw TensorError("\(url.path): cannot read model (\(error.localizedDescription))")
+        }
+        let (tensors, meta) = try Safetensors.decode(data, name: url.path)
+        guard let spec = meta["distillkit.spec"] else {
+            throw TensorError("\(url.path): a safetensors file without DistillKit's model description (distillkit.spec); save models with `distill train` or `distill kd`")
+        }
+        let shape = (meta["distillkit.input_shape"] ?? "").split(separator: ",").compactMap { Int($0) }
+        let classes = Int(meta["distillkit.num_classes"] ?? "") ?? 10
+        let info = SavedModel(spec: spec, inputShape: shape.isEmpty ? [1, 28, 28] : shape, numClasses: classes,
+                              extra: meta.filter { !$0.key.hasPrefix("distillkit.") && $0.key != "format" })
+        let model = try ModelZoo.build(spec, inputShape: info.inputShape, numClasses: classes)
+        try model.loadStateDict(tensors, source: url.path)
+        return (model, info)
+    }
+}
