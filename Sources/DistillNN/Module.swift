@@ -155,6 +155,11 @@ open class Module {
     }
 }
 
+extension Module {
+    /// Removes every feature tap in the tree.
+    public func removeTaps() { for (_, m) in namedModules() { m.tap = nil } }
+}
+
 /// Outputs of tapped layers from the latest forward pass, by dotted path.
 public final class FeatureTaps {
     public var outputs: [String: Tensor] = [:]

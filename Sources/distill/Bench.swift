@@ -7,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed: training steps, distillation steps, inference latency.",
-        subcommands: [BenchTrain.self])
+        subcommands: [BenchTrain.self, BenchKD.self, BenchInfer.self])
 }
 
 struct BenchTrain: ParsableCommand {
@@ -42,6 +42,92 @@ struct BenchTrain: ParsableCommand {
             "params": net.parameterCount, "threads": Parallel.workers, "blas": BLAS.kernelDescription,
             "peak_memory_bytes": peakMemoryBytes(),
         ]
+        printReport(report, json: json)
+    }
+}
+
+struct BenchKD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kd",
+        abstract: "Distillation-step throughput: teacher forward (or cached logits), student forward, KD loss, backward, Adam step.")
+
+    @Option(help: "Teacher spec (random weights: speed does not depend on them).") var teacher = "cnn-small"
+    @Option(help: "Student spec.") var student = "mlp:784-64-10"
+    @Option(help: "Batch size.") var batch = 128
+    @Flag(help: "Use cached teacher logits instead of running the teacher.") var cachedTeacher = false
+    @Option(help: "Timed steps per repeat.") var steps = 50
+    @Option(help: "Repeats (the median is reported).") var repeats = 7
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        try BLAS.ensureLoaded()
+        let t = try ModelZoo.build(teacher, seed: 1)
+        t.freeze()
+        let s = try ModelZoo.build(student, seed: 0)
+        var g = SeededGenerator(seed: 1)
+        let n = 60_000
+        let pool = Tensor.randomUniform([4096, 1, 28, 28], using: &g)
+        let cached = Tensor.randomNormal([n, 10], std: 3, using: &g)
+        let labels = (0..<n).map { _ in g.nextInt(below: 10) }
+        let opt = Adam(parameters: s.trainableParameters(), learningRate: 1e-3)
+        var cursor = 0
+        func step() {
+            let start = (cursor * batch) % (4096 - batch)
+            cursor += 1
+            let x = pool.slice(axis: 0, start: start, length: batch)
+            let rows = Array(start..<(start + batch))
+            let teacherLogits = cachedTeacher ? cached.indexSelect(axis: 0, indices: rows) : withNoGrad { t(x) }
+            opt.zeroGrad()
+            let logits = s(x)
+            let loss = kdLoss(student: logits, teacher: teacherLogits, temperature: 4) * 0.9
+                + crossEntropy(logits: logits, labels: rows.map { labels[$0] }) * 0.1
+            loss.backward()
+            opt.step()
+        }
+        let rate = measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 10, step)
+        printReport([
+            "workload": cachedTeacher ? "kd-offline" : "kd-online", "teacher": teacher, "student": student, "batch": batch,
+            "samples_per_second": rate, "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
+        ], json: json)
+    }
+}
+
+struct BenchInfer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Inference speed of a model: batch-1 latency percentiles, or batch throughput.")
+
+    @Option(help: "Model spec or model file (.safetensors).") var model = "mlp:784-64-10"
+    @Option(help: "Batch size (1: latency percentiles; larger: throughput).") var batch = 1
+    @Option(help: "Timed calls per repeat.") var calls = 2000
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        try BLAS.ensureLoaded()
+        let net: Module = model.hasSuffix(".safetensors") ? try SavedModel.load(URL(fileURLWithPath: model)).model : try ModelZoo.build(model, seed: 0)
+        net.eval()
+        var g = SeededGenerator(seed: 1)
+        let x = Tensor.randomUniform([batch, 1, 28, 28], using: &g)
+        var report: [String: Any] = ["workload": batch == 1 ? "infer-b1" : "infer-b\(batch)", "model": model, "batch": batch,
+                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription]
+        withNoGrad {
+            for _ in 0..<200 { _ = net(x) }
+            var times: [Double] = []
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<calls {
+                let a = DispatchTime.now().uptimeNanoseconds
+                _ = net(x)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - a) / 1000)
+            }
+            let total = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            times.sort()
+            func pct(_ p: Double) -> Double { times[min(times.count - 1, Int(Double(times.count) * p))] }
+            report["latency_us_p50"] = pct(0.5)
+            report["latency_us_p90"] = pct(0.9)
+            report["latency_us_p99"] = pct(0.99)
+            report["samples_per_second"] = Double(calls * batch) / total
+        }
+        report["peak_memory_bytes"] = peakMemoryBytes()
         printReport(report, json: json)
     }
 }

@@ -1,9 +1,86 @@
 import ArgumentParser
+import DistillTensor
+import DistillTraining
+import Foundation
 
 @main
 struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
         abstract: "DistillKit: knowledge distillation on the CPU, in Swift.",
-        subcommands: [Bench.self])
+        discussion: "Start with `distill demo`: a teacher, a scratch student and a distilled student on Fashion-MNIST, side by side.",
+        subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self])
+}
+
+/// Options shared by every command that trains.
+struct TrainingFlags: ParsableArguments {
+    @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
+    @Option(help: "Test data for a .csv training file (default: a 20% split of the training file).") var testData: String?
+    @Option(help: "Label column of a .csv file.") var label: String?
+    @Option(help: "Use only the first N training samples.") var trainLimit: Int?
+    @Option(help: "Epochs.") var epochs: Int?
+    @Option(help: "Batch size.") var batchSize: Int?
+    @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float?
+    @Option(help: "Optimizer: adam, adamw, sgd.") var optimizer: String?
+    @Option(help: "Learning-rate schedule: constant, cosine, step.") var schedule: String?
+    @Option(help: "Weight decay.") var weightDecay: Float?
+    @Option(help: "Random seed (initialisation, data order, augmentation).") var seed: UInt64?
+    @Option(help: "Random shift augmentation, in pixels (images only).") var shift: Int?
+    @Flag(help: "Random horizontal flips (images only).") var flip = false
+    @Option(help: "Run folder for checkpoints, metrics and the trained model.") var output: String?
+    @Option(help: "Continue the interrupted run in this folder.") var resume: String?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Flag(help: "No progress output.") var quiet = false
+
+    func apply(to e: inout Experiment) {
+        e.data = data
+        e.testData = testData
+        e.labelColumn = label
+        e.trainLimit = trainLimit
+        if let epochs { e.options.epochs = epochs }
+        if let batchSize { e.options.batchSize = batchSize }
+        if let learningRate { e.options.learningRate = learningRate }
+        if let optimizer { e.options.optimizer = optimizer }
+        if let schedule { e.options.schedule = schedule }
+        if let weightDecay { e.options.weightDecay = weightDecay }
+        if let seed { e.options.seed = seed }
+        if let shift { e.options.shift = shift }
+        if flip { e.options.flip = true }
+        e.output = output
+        e.options.quiet = quiet
+    }
+}
+
+/// Runs an experiment (or resumes the one in `--resume`) and prints the summary.
+func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
+    var experiment = experiment
+    var resume = false
+    if let folder = flags.resume {
+        let saved = try RunFolder(URL(fileURLWithPath: folder)).readConfig()
+        experiment = try Experiment(saved)
+        experiment.output = folder
+        experiment.options.quiet = flags.quiet
+        resume = true
+    }
+    let result = try ExperimentRunner.run(experiment, resume: resume)
+    report(result, json: flags.json)
+}
+
+func report(_ result: ExperimentRunner.Result, json: Bool) {
+    if json {
+        var object = result.training.test.json
+        object["params"] = result.student.parameterCount
+        object["bytes"] = result.student.stateBytes
+        object["models"] = result.rows.map(\.json)
+        if let run = result.runFolder { object["run"] = run.url.path }
+        printJSON(object)
+    } else {
+        print(summaryTable(result.rows))
+        if let run = result.runFolder { print("run folder: \(run.url.path)") }
+    }
+}
+
+func printJSON(_ object: Any) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
 }

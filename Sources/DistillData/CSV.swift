@@ -1,0 +1,396 @@
+import DistillTensor
+import Foundation
+
+/// A CSV file with a header row (RFC 4180), and its conversion to a dataset.
+///
+/// Parsing: fields are separated by commas and records by `\n` or `\r\n`; a field in double
+/// quotes may hold commas, newlines and doubled quotes (`""` for `"`); spaces around unquoted
+/// fields are trimmed; blank lines and a UTF-8 byte-order mark are skipped.
+///
+/// Conversion (`dataset`, `regression`): a column is numeric when most of its cells are finite
+/// numbers, and then every cell must be one; other columns (and those named in
+/// `categoricalColumns`) are one-hot encoded, one feature per category in sorted order, named
+/// `column=value`. Every error names the file, the line and the column.
+///
+/// Train and test files: infer a `CSVSchema` from the training table and encode the others with
+/// it, so both get the same features and class indices even when a category is missing from one:
+///
+/// ```swift
+/// let table = try CSVTable.load(trainURL)
+/// let schema = try table.inferSchema(labelColumn: "species")
+/// let train = try table.dataset(schema: schema)
+/// let test = try CSVTable.read(testURL, schema: schema)
+/// ```
+public struct CSVTable: Sendable {
+    /// The file the table came from (used in error messages).
+    public let name: String
+    /// Column names from the header row.
+    public let header: [String]
+    /// The data rows, each with `header.count` fields.
+    public let rows: [[String]]
+    /// The line (1-based) on which each row starts.
+    public let lineNumbers: [Int]
+
+    /// Default size guard for `load` and `read`: 512 MiB.
+    public static let defaultMaxBytes = 512 << 20
+    /// Most categories a one-hot column may have (an ID column would otherwise explode).
+    public static let defaultMaxCategories = 1000
+    /// Most classes an integer label column may imply.
+    public static let maxClasses = 100_000
+
+    // MARK: Reading
+
+    /// Parses a CSV file (after checking its size against `maxBytes`).
+    public static func load(_ url: URL, maxBytes: Int = defaultMaxBytes) throws -> CSVTable {
+        try parse(readFile(url, limit: maxBytes), name: url.path)
+    }
+
+    /// A labelled dataset from a CSV file: `labelColumn` holds the classes (nil: unlabelled),
+    /// every other column becomes features. String labels become classes sorted by name;
+    /// integer labels are used as class indices (`numClasses` = largest + 1).
+    public static func read(_ url: URL, labelColumn: String?, categoricalColumns: Set<String> = [],
+                            maxBytes: Int = defaultMaxBytes) throws -> LabeledDataset {
+        try load(url, maxBytes: maxBytes).dataset(labelColumn: labelColumn, categoricalColumns: categoricalColumns)
+    }
+
+    /// A regression dataset from a CSV file: `targetColumn` must be numeric; every other column
+    /// becomes features.
+    public static func readRegression(_ url: URL, targetColumn: String, categoricalColumns: Set<String> = [],
+                                      maxBytes: Int = defaultMaxBytes) throws -> RegressionDataset {
+        try load(url, maxBytes: maxBytes).regression(targetColumn: targetColumn, categoricalColumns: categoricalColumns)
+    }
+
+    /// A labelled dataset from a CSV file encoded with `schema` (e.g. inferred from the training
+    /// file), so that its features and classes line up with the training set's.
+    public static func read(_ url: URL, schema: CSVSchema, ignoreUnknownCategories: Bool = false,
+                            maxBytes: Int = defaultMaxBytes) throws -> LabeledDataset {
+        try load(url, maxBytes: maxBytes).dataset(schema: schema, ignoreUnknownCategories: ignoreUnknownCategories)
+    }
+
+    /// Parses CSV text; `name` appears in error messages.
+    public static func parse(_ data: Data, name: String) throws -> CSVTable {
+        var records: [[String]] = []
+        var lines: [Int] = []
+        try data.withUnsafeBytes { raw in
+            try Parser(bytes: raw.bindMemory(to: UInt8.self), name: name).parse { records.append($0); lines.append($1) }
+        }
+        guard let headerRecord = records.first else { throw DataError(file: name, "empty file: no header row") }
+        let header = headerRecord.map { $0.trimmingCharacters(in: .whitespaces) }
+        var seen: [String: Int] = [:]
+        for (i, column) in header.enumerated() {
+            guard !column.isEmpty else { throw DataError(file: name, at: "line \(lines[0])", "column \(i + 1) of the header has no name") }
+            if let first = seen[column] {
+                throw DataError(file: name, at: "line \(lines[0])", "columns \(first + 1) and \(i + 1) are both named '\(column)'")
+            }
+            seen[column] = i
+        }
+        for (record, line) in zip(records.dropFirst(), lines.dropFirst()) where record.count != header.count {
+            throw DataError(file: name, at: "line \(line)", "\(record.count) fields, the header has \(header.count)")
+        }
+        return CSVTable(name: name, header: header, rows: Array(records.dropFirst()), lineNumbers: Array(lines.dropFirst()))
+    }
+
+    // MARK: Conversion
+
+    /// Converts the table to a labelled dataset with an encoding inferred from this table;
+    /// see `read`. To encode a test file the same way, use `inferSchema` and `dataset(schema:)`.
+    public func dataset(labelColumn: String?, categoricalColumns: Set<String> = [],
+                        maxCategories: Int = defaultMaxCategories) throws -> LabeledDataset {
+        try dataset(schema: inferSchema(labelColumn: labelColumn, categoricalColumns: categoricalColumns, maxCategories: maxCategories))
+    }
+
+    /// Converts the table to a regression dataset with an encoding inferred from this table;
+    /// see `readRegression`.
+    public func regression(targetColumn: String, categoricalColumns: Set<String> = [],
+                           maxCategories: Int = defaultMaxCategories) throws -> RegressionDataset {
+        try regression(schema: inferSchema(targetColumn: targetColumn, categoricalColumns: categoricalColumns, maxCategories: maxCategories))
+    }
+
+    /// The encoding this table implies for a classification dataset: which columns are numeric,
+    /// the sorted categories of the others, and the classes of `labelColumn` (nil: unlabelled).
+    public func inferSchema(labelColumn: String?, categoricalColumns: Set<String> = [],
+                            maxCategories: Int = defaultMaxCategories) throws -> CSVSchema {
+        let labelIndex = try labelColumn.map { try columnIndex($0) }
+        let features = try inferFeatures(excluding: labelIndex, categoricalColumns: categoricalColumns, maxCategories: maxCategories)
+        guard let labelIndex else { return CSVSchema(features: features, label: .none) }
+        for r in rows.indices where rows[r][labelIndex].isEmpty {
+            throw DataError(file: name, at: location(row: r, column: labelIndex), "missing label")
+        }
+        let column = header[labelIndex]
+        if rows.allSatisfy({ Double($0[labelIndex]) != nil }) {
+            let labels = try rows.indices.map { try integerLabel(row: $0, column: labelIndex, numClasses: Self.maxClasses) }
+            return CSVSchema(features: features, label: .integerClasses(column: column, numClasses: (labels.max() ?? -1) + 1))
+        }
+        let classNames = Set(rows.map { $0[labelIndex] }).sorted()
+        guard classNames.count <= Self.maxClasses else {
+            throw DataError(file: name, "label column '\(column)' has more than \(Self.maxClasses) distinct values")
+        }
+        return CSVSchema(features: features, label: .namedClasses(column: column, classNames: classNames))
+    }
+
+    /// The encoding this table implies for a regression dataset with `targetColumn` as target.
+    public func inferSchema(targetColumn: String, categoricalColumns: Set<String> = [],
+                            maxCategories: Int = defaultMaxCategories) throws -> CSVSchema {
+        let target = try columnIndex(targetColumn)
+        return CSVSchema(features: try inferFeatures(excluding: target, categoricalColumns: categoricalColumns, maxCategories: maxCategories),
+                         label: .target(column: targetColumn))
+    }
+
+    /// Encodes the table with `schema` (typically inferred from the training file), so that a
+    /// test file gets the same features in the same order and the same class indices. Columns
+    /// are matched by name; a category or class the schema does not know is an error unless
+    /// `ignoreUnknownCategories` (then its one-hot features are all zero; unknown classes still fail).
+    public func dataset(schema: CSVSchema, ignoreUnknownCategories: Bool = false) throws -> LabeledDataset {
+        let features = try encode(schema.features, ignoreUnknownCategories: ignoreUnknownCategories)
+        switch schema.label {
+        case .none:
+            return try LabeledDataset(features: features, labels: [], numClasses: 0, featureNames: schema.featureNames)
+        case .integerClasses(let column, let numClasses):
+            let c = try columnIndex(column)
+            let labels = try rows.indices.map { try integerLabel(row: $0, column: c, numClasses: numClasses) }
+            return try LabeledDataset(features: features, labels: labels, numClasses: numClasses,
+                                      classNames: (0..<numClasses).map(String.init), featureNames: schema.featureNames)
+        case .namedClasses(let column, let classNames):
+            let c = try columnIndex(column)
+            let index = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
+            let labels = try rows.indices.map { r in
+                let cell = rows[r][c]
+                guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
+                guard let k = index[cell] else {
+                    throw DataError(file: name, at: location(row: r, column: c), "unknown class '\(cell)' (known: \(classNames.joined(separator: ", ")))")
+                }
+                return k
+            }
+            return try LabeledDataset(features: features, labels: labels, numClasses: classNames.count,
+                                      classNames: classNames, featureNames: schema.featureNames)
+        case .target(let column):
+            throw DataError(file: name, "the schema is for regression on '\(column)'; use regression(schema:)")
+        }
+    }
+
+    /// Encodes the table as a regression dataset with `schema` (see `dataset(schema:)`).
+    public func regression(schema: CSVSchema, ignoreUnknownCategories: Bool = false) throws -> RegressionDataset {
+        guard case .target(let column) = schema.label else {
+            throw DataError(file: name, "the schema has no regression target; use dataset(schema:)")
+        }
+        let features = try encode(schema.features, ignoreUnknownCategories: ignoreUnknownCategories)
+        let c = try columnIndex(column)
+        var values = [Float](repeating: 0, count: rows.count)
+        for r in rows.indices { values[r] = try number(row: r, column: c) }
+        return try RegressionDataset(features: features, targets: Tensor(shape: [rows.count], scalars: values),
+                                     featureNames: schema.featureNames, targetName: column)
+    }
+
+    private func columnIndex(_ column: String) throws -> Int {
+        guard let i = header.firstIndex(of: column) else {
+            throw DataError(file: name, "no column named '\(column)'; the columns are: \(header.joined(separator: ", "))")
+        }
+        return i
+    }
+
+    private func location(row: Int, column: Int) -> String { "line \(lineNumbers[row]), column \(column + 1) ('\(header[column])')" }
+
+    private static func parseNumber(_ s: String) -> Float? {
+        guard let v = Float(s), v.isFinite else { return nil }
+        return v
+    }
+
+    /// The cell as a finite number, or an error naming the line and column.
+    private func number(row: Int, column: Int) throws -> Float {
+        let cell = rows[row][column]
+        guard !cell.isEmpty else { throw DataError(file: name, at: location(row: row, column: column), "missing value in a numeric column") }
+        guard let v = Self.parseNumber(cell) else {
+            throw DataError(file: name, at: location(row: row, column: column), "'\(cell)' is not a finite number (the column is numeric)")
+        }
+        return v
+    }
+
+    /// The cell as a class index in `0..<numClasses`.
+    private func integerLabel(row r: Int, column c: Int, numClasses: Int) throws -> Int {
+        let cell = rows[r][c]
+        guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
+        guard let v = Double(cell), v.isFinite, v == v.rounded(), v >= 0, v < Double(numClasses) else {
+            throw DataError(file: name, at: location(row: r, column: c),
+                            "label '\(cell)' is not a class index (an integer in 0..<\(numClasses)); for real-valued targets use CSVTable.readRegression")
+        }
+        return Int(v)
+    }
+
+    private func inferFeatures(excluding skipped: Int?, categoricalColumns: Set<String>,
+                               maxCategories: Int) throws -> [CSVSchema.Column] {
+        guard !rows.isEmpty else { throw DataError(file: name, "has a header but no data rows") }
+        for c in categoricalColumns where !header.contains(c) {
+            throw DataError(file: name, "categoricalColumns names '\(c)', which is not a column; the columns are: \(header.joined(separator: ", "))")
+        }
+        var columns: [CSVSchema.Column] = []
+        for c in header.indices where c != skipped {
+            if !categoricalColumns.contains(header[c]) {
+                let filled = rows.lazy.filter { !$0[c].isEmpty }
+                let numbers = filled.filter { Self.parseNumber($0[c]) != nil }.count
+                if numbers * 2 > filled.count {
+                    columns.append(CSVSchema.Column(name: header[c], categories: nil))
+                    continue
+                }
+            }
+            var categories = Set<String>()
+            for r in rows.indices {
+                let cell = rows[r][c]
+                guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing value in a categorical column") }
+                categories.insert(cell)
+                guard categories.count <= maxCategories else {
+                    throw DataError(file: name, "column '\(header[c])' has more than \(maxCategories) distinct values; drop it or raise maxCategories")
+                }
+            }
+            columns.append(CSVSchema.Column(name: header[c], categories: categories.sorted()))
+        }
+        return columns
+    }
+
+    private func encode(_ columns: [CSVSchema.Column], ignoreUnknownCategories: Bool) throws -> Tensor {
+        let width = columns.reduce(0) { $0 + ($1.categories?.count ?? 1) }
+        guard let total = checkedMultiply(rows.count, width), total <= ReadLimits.default.maxPayloadBytes / 4 else {
+            throw DataError(file: name, "\(rows.count) rows × \(width) features is too large")
+        }
+        let plan: [(index: Int, categories: [String: Int]?, width: Int)] = try columns.map { column in
+            (try columnIndex(column.name),
+             column.categories.map { Dictionary(uniqueKeysWithValues: $0.enumerated().map { ($1, $0) }) },
+             column.categories?.count ?? 1)
+        }
+        let out = Tensor.zeros([rows.count, width])
+        let p = out.data
+        for r in rows.indices {
+            var j = 0
+            for (k, (c, categories, w)) in plan.enumerated() {
+                if let categories {
+                    let cell = rows[r][c]
+                    guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing value in a categorical column") }
+                    if let index = categories[cell] {
+                        p[r * width + j + index] = 1
+                    } else if !ignoreUnknownCategories {
+                        throw DataError(file: name, at: location(row: r, column: c),
+                                        "unknown category '\(cell)' (known: \(columns[k].categories!.joined(separator: ", ")))")
+                    }
+                } else {
+                    p[r * width + j] = try number(row: r, column: c)
+                }
+                j += w
+            }
+        }
+        return out
+    }
+}
+
+/// How a CSV table becomes tensors: the feature columns in order (numeric, or one-hot with a
+/// fixed category list) and the label. Infer it from the training file, then encode validation
+/// and test files with the same schema so their features and class indices line up. `Codable`,
+/// so a trained model can keep it beside its weights.
+public struct CSVSchema: Sendable, Codable, Equatable {
+    /// One input column.
+    public struct Column: Sendable, Codable, Equatable {
+        /// The header name the column is matched by.
+        public let name: String
+        /// The sorted categories of a one-hot column; nil for a numeric column.
+        public let categories: [String]?
+        public init(name: String, categories: [String]?) { self.name = name; self.categories = categories }
+    }
+
+    /// What the label column holds.
+    public enum Label: Sendable, Codable, Equatable {
+        /// Unlabelled.
+        case none
+        /// Integer class indices used as they are.
+        case integerClasses(column: String, numClasses: Int)
+        /// String classes, index = position in the sorted `classNames`.
+        case namedClasses(column: String, classNames: [String])
+        /// A real-valued regression target.
+        case target(column: String)
+    }
+
+    /// Input columns, in feature order.
+    public let features: [Column]
+    /// What the label column holds, if any.
+    public let label: Label
+
+    public init(features: [Column], label: Label) { self.features = features; self.label = label }
+
+    /// Feature names in tensor order: the column name, or `column=category` per one-hot feature.
+    public var featureNames: [String] {
+        features.flatMap { c in c.categories.map { $0.map { "\(c.name)=\($0)" } } ?? [c.name] }
+    }
+}
+
+/// RFC 4180 record splitter over raw bytes, tracking line numbers for error messages.
+private struct Parser {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let name: String
+
+    static let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
+
+    private func string(_ slice: some Collection<UInt8>, line: Int, trim: Bool) throws -> String {
+        guard let s = String(validating: slice, as: UTF8.self) else {
+            throw DataError(file: name, at: "line \(line)", "invalid UTF-8 text")
+        }
+        return trim ? s.trimmingCharacters(in: .whitespaces) : s
+    }
+
+    func parse(_ emit: ([String], Int) -> Void) throws {
+        let n = bytes.count
+        var i = 0, line = 1
+        if n >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { i = 3 }
+        while i < n {
+            // Blank lines between records are skipped.
+            if bytes[i] == Self.lf { i += 1; line += 1; continue }
+            if bytes[i] == Self.cr { i += (i + 1 < n && bytes[i + 1] == Self.lf) ? 2 : 1; line += 1; continue }
+            let recordLine = line
+            var fields: [String] = []
+            record: while true {
+                if i < n && bytes[i] == Self.quote {
+                    let openLine = line
+                    i += 1
+                    var buffer: [UInt8] = []
+                    while true {
+                        guard i < n else { throw DataError(file: name, at: "line \(openLine)", "quoted field \(fields.count + 1) is never closed") }
+                        let b = bytes[i]
+                        if b == Self.quote {
+                            if i + 1 < n && bytes[i + 1] == Self.quote { buffer.append(b); i += 2; continue }
+                            i += 1
+                            break
+                        }
+                        if b == Self.lf { line += 1 }
+                        buffer.append(b)
+                        i += 1
+                    }
+                    fields.append(try string(buffer, line: openLine, trim: false))
+                    // Only spaces may stand between the closing quote and the delimiter.
+                    while i < n && (bytes[i] == UInt8(ascii: " ") || bytes[i] == UInt8(ascii: "\t")) { i += 1 }
+                    if i < n && bytes[i] != Self.comma && bytes[i] != Self.lf && bytes[i] != Self.cr {
+                        throw DataError(file: name, at: "line \(line)", "unexpected character after the closing quote of field \(fields.count)")
+                    }
+                } else {
+                    let start = i
+                    while i < n && bytes[i] != Self.comma && bytes[i] != Self.lf && bytes[i] != Self.cr {
+                        if bytes[i] == Self.quote {
+                            throw DataError(file: name, at: "line \(line)", "a quote inside unquoted field \(fields.count + 1) (quote the whole field and double inner quotes)")
+                        }
+                        i += 1
+                    }
+                    fields.append(try string(UnsafeBufferPointer(rebasing: bytes[start..<i]), line: line, trim: true))
+                }
+                if i >= n { break record }
+                switch bytes[i] {
+                case Self.comma:
+                    i += 1
+                case Self.cr:
+                    i += (i + 1 < n && bytes[i + 1] == Self.lf) ? 2 : 1
+                    line += 1
+                    break record
+                default:  // lf
+                    i += 1
+                    line += 1
+                    break record
+                }
+            }
+            emit(fields, recordLine)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import DistillData
+import DistillNN
+import DistillTensor
+import Foundation
+
+/// One model's line in a run's summary table.
+public struct ModelSummary: Sendable {
+    public var role: String
+    public var spec: String
+    public var parameters: Int
+    public var bytes: Int
+    public var accuracy: Double
+    public var latencyMicroseconds: Double
+
+    public var json: [String: Any] {
+        ["role": role, "spec": spec, "params": parameters, "bytes": bytes, "accuracy": accuracy, "latency_us": latencyMicroseconds]
+    }
+}
+
+/// Renders summaries as an aligned text table.
+public func summaryTable(_ rows: [ModelSummary]) -> String {
+    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    var lines = [pad("model", 12) + pad("spec", 18) + "   params      bytes  test acc  batch-1 latency"]
+    for r in rows {
+        lines.append(pad(r.role, 12) + pad(r.spec, 18) + String(format: " %8d %10d   %6.2f%%  %9.1f µs",
+                                                                  r.parameters, r.bytes, r.accuracy * 100, r.latencyMicroseconds))
+    }
+    return lines.joined(separator: "\n")
+}
+
+/// Loads a teacher from a file: a DistillKit model (.safetensors).
+public func loadTeacher(_ path: String) throws -> Teacher {
+    let url = URL(fileURLWithPath: path)
+    guard FileManager.default.fileExists(atPath: path) else { throw TensorError("teacher file \(path) does not exist") }
+    switch url.pathExtension.lowercased() {
+    case "safetensors":
+        let (model, info) = try SavedModel.load(url)
+        return ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
+    default:
+        throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors models")
+    }
+}
+
+/// Runs an experiment end to end: data, teacher(s), student, training, the summary table.
+public enum ExperimentRunner {
+    public struct Result {
+        public var rows: [ModelSummary]
+        public var training: TrainingSummary
+        public var runFolder: RunFolder?
+        public var student: Sequential
+    }
+
+    public static func run(_ experiment: Experiment, resume: Bool = false,
+                           preloaded: (train: LabeledDataset, test: LabeledDataset)? = nil) throws -> Result {
+        try experiment.validate()
+        try BLAS.ensureLoaded()
+        let quiet = experiment.options.quiet
+        var (train, test) = try preloaded ?? DataSource.load(experiment.data, testData: experiment.testData,
+                                                              labelColumn: experiment.labelColumn, seed: experiment.options.seed)
+        if let limit = experiment.trainLimit { train = train.prefix(limit) }
+        let objective = try DistillationObjective(terms: experiment.losses)
+        var teachers = try experiment.teachers.map(loadTeacher)
+        let student = try ModelZoo.build(experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, seed: experiment.options.seed)
+        let info = SavedModel(spec: experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses)
+
+        let run = experiment.output.map { RunFolder(URL(fileURLWithPath: $0)) }
+        if let run {
+            try run.create()
+            if !resume { try run.writeJSON(experiment.json, to: run.config) }
+        }
+        // Offline distillation: without augmentation or feature losses the teacher's logits never
+        // change, so they are computed once instead of every epoch.
+        let originalTeachers = teachers
+        if objective.needsTeacher && experiment.options.augmentation == nil && objective.teacherFeatureNames.isEmpty {
+            if !quiet { log("computing the teacher's logits for \(train.count) training samples once (no augmentation: offline distillation)") }
+            teachers = try teachers.map { try CachedTeacher.precomputed(from: $0, inputs: train.features) }
+        }
+        let trainer = try Trainer(student: student, studentInfo: info, teachers: teachers, objective: objective,
+                                  options: experiment.options, train: train, test: test, run: run)
+        let summary = try trainer.fit(resume: resume)
+
+        var rows: [ModelSummary] = []
+        for (i, teacher) in originalTeachers.enumerated() {
+            if let t = teacher as? ModuleTeacher {
+                let acc = try evaluate(t.model, on: test).accuracy
+                rows.append(ModelSummary(role: originalTeachers.count > 1 ? "teacher \(i + 1)" : "teacher", spec: t.name.components(separatedBy: " ").first ?? t.name,
+                                         parameters: t.parameterCount, bytes: t.bytes, accuracy: acc,
+                                         latencyMicroseconds: batchOneLatencyMicroseconds(t.model, exampleShape: train.exampleShape)))
+            }
+        }
+        rows.append(ModelSummary(role: objective.needsTeacher ? "distilled" : "trained", spec: experiment.student,
+                                 parameters: student.parameterCount, bytes: student.stateBytes, accuracy: summary.test.accuracy,
+                                 latencyMicroseconds: batchOneLatencyMicroseconds(student, exampleShape: train.exampleShape)))
+        if let run {
+            try run.writeJSON(["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestTestAccuracy,
+                               "samples_per_second": summary.samplesPerSecond], to: run.url.appendingPathComponent("summary.json"))
+            try AtomicFile.write(Data((summaryTable(rows) + "\n").utf8), to: run.url.appendingPathComponent("summary.txt"))
+        }
+        return Result(rows: rows, training: summary, runFolder: run, student: student)
+    }
+}

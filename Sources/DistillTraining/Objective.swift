@@ -1,0 +1,211 @@
+import DistillNN
+import DistillTensor
+import Foundation
+
+/// One weighted term of a training objective, as written in a config file:
+/// `losses: [{kd: {temperature: 4, weight: 0.9}}, {ce: {weight: 0.1}}]`.
+public struct LossTerm: Sendable, Equatable {
+    /// The distillation methods DistillKit implements (formulas: DistillationLosses.swift).
+    public enum Method: String, CaseIterable, Sendable {
+        case ce, kd, dkd, dist, fitnets, at, sp, rkd, pkt
+        /// Whether the method compares intermediate features (and so names layers).
+        public var usesFeatures: Bool { [.fitnets, .at, .sp, .rkd, .pkt].contains(self) }
+    }
+
+    public var method: Method
+    public var weight: Float = 1
+    /// Softmax temperature (kd, dkd, dist).
+    public var temperature: Float = 4
+    /// Logit standardisation before kd/dkd (Sun et al. CVPR 2024).
+    public var standardize = false
+    /// DKD's target-class (alpha) and non-target-class (beta) weights; DIST's inter (beta) and intra (gamma).
+    public var alpha: Float = 1, beta: Float = 8, gamma: Float = 1
+    /// Epochs over which the term's weight ramps up linearly from 0 (DKD uses 20 on CIFAR).
+    public var warmupEpochs = 0
+    /// Layer names (dotted paths) for feature methods; empty means the logits.
+    public var studentLayers: [String] = [], teacherLayers: [String] = []
+
+    public init(_ method: Method, weight: Float = 1) { self.method = method; self.weight = weight }
+
+    /// Parses `{kd: {temperature: 4, weight: 0.9}}` (a one-key map) or `"kd"`.
+    public static func parse(_ value: Any) throws -> LossTerm {
+        let name: String, options: [String: Any]
+        if let s = value as? String { name = s; options = [:] }
+        else if let map = value as? [String: Any], map.count == 1, let (k, v) = map.first {
+            name = k
+            if v is NSNull { options = [:] }
+            else if let o = v as? [String: Any] { options = o }
+            else { throw TensorError("loss '\(k)': options must be a map, e.g. {\(k): {weight: 1}}") }
+        } else {
+            throw TensorError("each loss is written {name: {options}}, e.g. {kd: {temperature: 4, weight: 0.9}}")
+        }
+        guard let method = Method(rawValue: name) else {
+            throw TensorError("unknown loss '\(name)'; valid: \(Method.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var term = LossTerm(method)
+        let known: Set<String> = ["weight", "temperature", "standardize", "alpha", "beta", "gamma", "warmup_epochs", "student", "teacher"]
+        for (key, v) in options {
+            guard known.contains(key) else {
+                throw TensorError("loss '\(name)': unknown option '\(key)'; valid: \(known.sorted().joined(separator: ", "))")
+            }
+            func number() throws -> Float {
+                if let d = v as? Double { return Float(d) }
+                if let i = v as? Int { return Float(i) }
+                throw TensorError("loss '\(name)': option '\(key)' must be a number, got \(v)")
+            }
+            func layers() throws -> [String] {
+                if let s = v as? String { return [s] }
+                if let a = v as? [Any] { return a.map { "\($0)" } }
+                if let i = v as? Int { return [String(i)] }
+                throw TensorError("loss '\(name)': option '\(key)' must be a layer name or a list of names")
+            }
+            switch key {
+            case "weight": term.weight = try number()
+            case "temperature": term.temperature = try number()
+            case "standardize": term.standardize = (v as? Bool) ?? false
+            case "alpha": term.alpha = try number()
+            case "beta": term.beta = try number()
+            case "gamma": term.gamma = try number()
+            case "warmup_epochs": term.warmupEpochs = Int(try number())
+            case "student": term.studentLayers = try layers()
+            case "teacher": term.teacherLayers = try layers()
+            default: break
+            }
+        }
+        if method == .dist && options["beta"] == nil { term.beta = 1 }
+        if method == .dist && options["temperature"] == nil { term.temperature = 1 }
+        guard term.studentLayers.count == term.teacherLayers.count else {
+            throw TensorError("loss '\(name)': \(term.studentLayers.count) student layers but \(term.teacherLayers.count) teacher layers; they pair up one to one")
+        }
+        if method == .fitnets && term.studentLayers.isEmpty {
+            throw TensorError("loss 'fitnets' needs the layers to match, e.g. {fitnets: {student: \"2\", teacher: \"5\"}}")
+        }
+        if method == .at && term.studentLayers.isEmpty {
+            throw TensorError("loss 'at' needs convolutional layers with equal spatial size, e.g. {at: {student: [\"1\"], teacher: [\"1\"]}}")
+        }
+        return term
+    }
+
+    /// The options, as a config file would write them (for the resolved config of a run).
+    public var json: [String: Any] {
+        var o: [String: Any] = ["weight": weight]
+        switch method {
+        case .kd: o["temperature"] = temperature; o["standardize"] = standardize
+        case .dkd: o["temperature"] = temperature; o["standardize"] = standardize; o["alpha"] = alpha; o["beta"] = beta
+        case .dist: o["temperature"] = temperature; o["beta"] = beta; o["gamma"] = gamma
+        default: break
+        }
+        if warmupEpochs > 0 { o["warmup_epochs"] = warmupEpochs }
+        if !studentLayers.isEmpty { o["student"] = studentLayers; o["teacher"] = teacherLayers }
+        return [method.rawValue: o]
+    }
+}
+
+/// The sum of weighted loss terms for one batch, with the adapters feature methods need.
+///
+/// FitNets regressors (a 1×1 convolution for feature maps, a linear map for vectors) are sized
+/// from the first batch and trained with the student; they belong to the objective, never to the
+/// student, so they are not exported.
+public final class DistillationObjective {
+    public let terms: [LossTerm]
+    private var adapters: [String: Module] = [:]
+
+    public init(terms: [LossTerm]) throws {
+        guard !terms.isEmpty else { throw TensorError("no losses given") }
+        self.terms = terms
+    }
+
+    public var needsTeacher: Bool { terms.contains { $0.method != .ce } }
+    public var needsLabels: Bool { terms.contains { $0.method == .ce || $0.method == .dkd } }
+    public var studentFeatureNames: [String] { Array(Set(terms.flatMap(\.studentLayers))).sorted() }
+    public var teacherFeatureNames: [String] { Array(Set(terms.flatMap(\.teacherLayers))).sorted() }
+
+    /// Parameters of the adapters (trained alongside the student).
+    public var adapterParameters: [Tensor] { adapters.keys.sorted().flatMap { adapters[$0]!.trainableParameters() } }
+
+    /// Creates the adapters FitNets needs, from one batch's student and teacher features.
+    public func prepareAdapters(studentFeatures: [String: Tensor], teacherFeatures: [String: Tensor], seed: UInt64) throws {
+        var g = SeededGenerator(seed: seed ^ 0xADA9)
+        for term in terms where term.method == .fitnets {
+            for (s, t) in zip(term.studentLayers, term.teacherLayers) {
+                let key = "\(s)->\(t)"
+                guard adapters[key] == nil, let fs = studentFeatures[s], let ft = teacherFeatures[t] else { continue }
+                if fs.rank == 4 && ft.rank == 4 {
+                    guard fs.shape[2...] == ft.shape[2...] else {
+                        throw TensorError("fitnets: student layer '\(s)' gives \(fs.shape), teacher layer '\(t)' gives \(ft.shape); their spatial sizes must match")
+                    }
+                    adapters[key] = Conv2d(fs.shape[1], ft.shape[1], kernel: 1, generator: &g)
+                } else {
+                    adapters[key] = Linear(fs.count / fs.shape[0], ft.count / ft.shape[0], generator: &g)
+                }
+            }
+        }
+    }
+
+    /// The weighted total and each term's (unweighted) value.
+    public func loss(studentLogits: Tensor, studentFeatures: [String: Tensor], teacherLogits: [Tensor],
+                     teacherFeatures: [String: Tensor], labels: [Int], epoch: Int) throws -> (total: Tensor, parts: [String: Float]) {
+        var total: Tensor? = nil
+        var parts: [String: Float] = [:]
+        func feature(_ dict: [String: Tensor], _ name: String, _ who: String) throws -> Tensor {
+            guard let f = dict[name] else { throw TensorError("\(who) layer '\(name)' produced no output") }
+            return f
+        }
+        let teacherMean: Tensor? = teacherLogits.isEmpty ? nil
+            : teacherLogits.count == 1 ? teacherLogits[0] : Tensor.concat(teacherLogits.map { $0.reshaped([1] + $0.shape) }, axis: 0).mean(axis: 0)
+        for term in terms {
+            let value: Tensor
+            switch term.method {
+            case .ce:
+                guard labels.count == studentLogits.shape[0] else { throw TensorError("loss 'ce' needs labels; this data has none (drop ce for label-free distillation)") }
+                value = crossEntropy(logits: studentLogits, labels: labels)
+            case .kd:
+                guard let teacher = teacherMean else { throw TensorError("loss 'kd' needs a teacher") }
+                let s = term.standardize ? standardizedLogits(studentLogits) : studentLogits
+                if teacherLogits.count > 1 {
+                    let ts = teacherLogits.map { term.standardize ? standardizedLogits($0) : $0 }
+                    value = softTargetLoss(student: s, targetProbabilities: averagedTeacherProbabilities(ts, weights: nil, temperature: term.temperature), temperature: term.temperature)
+                } else {
+                    value = kdLoss(student: s, teacher: term.standardize ? standardizedLogits(teacher) : teacher, temperature: term.temperature)
+                }
+            case .dkd:
+                guard let teacher = teacherMean else { throw TensorError("loss 'dkd' needs a teacher") }
+                guard labels.count == studentLogits.shape[0] else { throw TensorError("loss 'dkd' needs labels (it splits target and non-target classes)") }
+                let s = term.standardize ? standardizedLogits(studentLogits) : studentLogits
+                let t = term.standardize ? standardizedLogits(teacher) : teacher
+                value = dkdLoss(student: s, teacher: t, labels: labels, alpha: term.alpha, beta: term.beta, temperature: term.temperature)
+            case .dist:
+                guard let teacher = teacherMean else { throw TensorError("loss 'dist' needs a teacher") }
+                value = distLoss(student: studentLogits, teacher: teacher, beta: term.beta, gamma: term.gamma, temperature: term.temperature)
+            case .fitnets, .at, .sp, .rkd, .pkt:
+                let pairs: [(Tensor, Tensor, String)] = try term.studentLayers.isEmpty
+                    ? [(studentLogits, teacherMean ?? studentLogits.detached(), "logits")]
+                    : zip(term.studentLayers, term.teacherLayers).map {
+                        (try feature(studentFeatures, $0.0, "student"), try feature(teacherFeatures, $0.1, "teacher"), "\($0.0)->\($0.1)")
+                    }
+                guard teacherMean != nil else { throw TensorError("loss '\(term.method.rawValue)' needs a teacher") }
+                var sum: Tensor? = nil
+                for (fs, ft, key) in pairs {
+                    let v: Tensor
+                    switch term.method {
+                    case .fitnets:
+                        guard let adapter = adapters[key] else { throw TensorError("fitnets: no adapter for \(key)") }
+                        let adapted = fs.rank == 4 ? adapter(fs) : adapter(fs.flattened())
+                        v = fitnetsLoss(student: adapted, teacher: fs.rank == 4 ? ft : ft.flattened())
+                    case .at: v = attentionTransferLoss(student: fs, teacher: ft)
+                    case .sp: v = similarityPreservingLoss(student: fs, teacher: ft)
+                    case .rkd: v = rkdLoss(student: fs, teacher: ft)
+                    default: v = pktLoss(student: fs, teacher: ft)
+                    }
+                    sum = sum.map { $0 + v } ?? v
+                }
+                value = sum!
+            }
+            let ramp = term.warmupEpochs > 0 ? min(1, Float(epoch + 1) / Float(term.warmupEpochs)) : 1
+            parts[term.method.rawValue] = value.item()
+            let weighted = value * (term.weight * ramp)
+            total = total.map { $0 + weighted } ?? weighted
+        }
+        return (total!, parts)
+    }
+}

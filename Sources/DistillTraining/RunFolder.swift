@@ -1,0 +1,78 @@
+import DistillNN
+import DistillTensor
+import Foundation
+
+/// The folder a run writes: `config.json` (the resolved configuration), `metrics.jsonl` (one
+/// line per epoch), `checkpoint.safetensors` (student, optimizer and adapter state after the last
+/// finished epoch), `best.safetensors` and `student.safetensors` (loadable models), and
+/// `summary.json` / `summary.txt`. Every file is written atomically (temporary file + rename), so a
+/// kill at any moment leaves the previous version intact.
+public struct RunFolder: Sendable {
+    public let url: URL
+    public init(_ url: URL) { self.url = url }
+
+    public var config: URL { url.appendingPathComponent("config.json") }
+    public var metrics: URL { url.appendingPathComponent("metrics.jsonl") }
+    public var checkpoint: URL { url.appendingPathComponent("checkpoint.safetensors") }
+    public var bestModel: URL { url.appendingPathComponent("best.safetensors") }
+    public var finalModel: URL { url.appendingPathComponent("student.safetensors") }
+
+    public func create() throws { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+
+    public func writeJSON(_ object: Any, to file: URL) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(data, to: file)
+    }
+
+    public func readConfig() throws -> [String: Any] {
+        guard let data = try? Data(contentsOf: config) else {
+            throw TensorError("\(url.path) is not a run folder DistillKit can resume (no config.json)")
+        }
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TensorError("\(config.path): not a JSON object")
+        }
+        return object
+    }
+
+    /// Rewrites metrics.jsonl with the lines of epochs before `epoch` plus `line` (so a resumed
+    /// run never duplicates an epoch).
+    func appendMetrics(_ line: [String: Any], epoch: Int) throws {
+        var lines: [String] = []
+        if let old = try? String(contentsOf: metrics, encoding: .utf8) {
+            for l in old.split(separator: "\n") {
+                if let obj = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], let e = obj["epoch"] as? Int, e < epoch {
+                    lines.append(String(l))
+                }
+            }
+        }
+        lines.append(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
+        try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: metrics)
+    }
+
+    func saveCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor], epochsDone: Int, bestAccuracy: Double) throws {
+        var tensors: [String: Tensor] = [:]
+        for (k, v) in student.stateDict() { tensors["student.\(k)"] = v }
+        for (k, v) in optimizer.stateDict() { tensors["optimizer.\(k)"] = v }
+        for (i, a) in adapters.enumerated() { tensors["adapter.\(i)"] = a }
+        try Safetensors.save(tensors, to: checkpoint, metadata: [
+            "distillkit.epochs_done": String(epochsDone), "distillkit.best_accuracy": String(bestAccuracy),
+        ])
+    }
+
+    func loadCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor]) throws -> (epochsDone: Int, bestAccuracy: Double) {
+        guard FileManager.default.fileExists(atPath: checkpoint.path) else {
+            return (0, 0)  // killed before the first epoch ended: start again
+        }
+        let (tensors, meta) = try Safetensors.decode(try Data(contentsOf: checkpoint), name: checkpoint.path)
+        func part(_ prefix: String) -> [String: Tensor] {
+            Dictionary(uniqueKeysWithValues: tensors.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
+        }
+        try student.loadStateDict(part("student."), source: checkpoint.path)
+        try optimizer.loadStateDict(part("optimizer."))
+        for (i, a) in adapters.enumerated() {
+            guard let saved = tensors["adapter.\(i)"], saved.shape == a.shape else { throw TensorError("\(checkpoint.path): adapter \(i) missing or of the wrong shape") }
+            a.assign(saved)
+        }
+        return (Int(meta["distillkit.epochs_done"] ?? "0") ?? 0, Double(meta["distillkit.best_accuracy"] ?? "0") ?? 0)
+    }
+}

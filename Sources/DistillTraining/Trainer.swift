@@ -1,0 +1,208 @@
+import DistillData
+import DistillNN
+import DistillTensor
+import Foundation
+
+/// How a model is trained: epochs, batches, optimizer, schedule, augmentation, seed.
+public struct TrainingOptions: Sendable {
+    public var epochs = 10
+    public var batchSize = 128
+    /// "adam", "adamw" or "sgd".
+    public var optimizer = "adam"
+    public var learningRate: Float = 1e-3
+    public var weightDecay: Float = 0
+    public var momentum: Float = 0.9
+    /// "constant", "cosine" or "step" (×0.1 at 50% and 75% of training).
+    public var schedule = "constant"
+    public var warmupEpochs = 0
+    /// Clip gradients to this global L2 norm.
+    public var gradientClip: Float? = nil
+    public var seed: UInt64 = 0
+    /// Pixels of random shift (0: none), applied to the one view teacher and student both see.
+    public var shift = 0
+    public var flip = false
+    public var quiet = false
+    public init() {}
+
+    public var augmentation: Augmentation? {
+        var ops: [Augmentation.Operation] = []
+        if shift > 0 { ops.append(.shift(maxPixels: shift)) }
+        if flip { ops.append(.horizontalFlip(probability: 0.5)) }
+        return ops.isEmpty ? nil : try? Augmentation(ops)
+    }
+
+    public var json: [String: Any] {
+        var j: [String: Any] = ["epochs": epochs, "batch_size": batchSize, "optimizer": optimizer, "learning_rate": learningRate,
+                                "weight_decay": weightDecay, "momentum": momentum, "schedule": schedule,
+                                "warmup_epochs": warmupEpochs, "seed": seed, "shift": shift, "flip": flip]
+        if let gradientClip { j["gradient_clip"] = gradientClip }
+        return j
+    }
+
+    func makeOptimizer(_ parameters: [Tensor]) throws -> any Optimizer {
+        switch optimizer {
+        case "adam": return Adam(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)
+        case "adamw": return Adam.adamW(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)
+        case "sgd": return SGD(parameters: parameters, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: momentum > 0)
+        default: throw TensorError("unknown optimizer '\(optimizer)'; valid: adam, adamw, sgd")
+        }
+    }
+
+    func makeSchedule(totalSteps: Int, stepsPerEpoch: Int) throws -> any LearningRateSchedule {
+        let base: any LearningRateSchedule
+        switch schedule {
+        case "constant": base = ConstantSchedule(learningRate)
+        case "cosine": base = CosineSchedule(base: learningRate, totalSteps: totalSteps)
+        case "step": base = StepSchedule(base: learningRate, stepSize: max(1, totalSteps / 2), gamma: 0.1)
+        default: throw TensorError("unknown schedule '\(schedule)'; valid: constant, cosine, step")
+        }
+        return warmupEpochs > 0 ? WarmupSchedule(warmupSteps: warmupEpochs * stepsPerEpoch, then: base) : base
+    }
+}
+
+/// What a finished (or resumed and finished) training run reports.
+public struct TrainingSummary {
+    public var test: EvaluationReport
+    public var bestTestAccuracy: Double
+    public var epochsRun: Int
+    public var samplesPerSecond: Double
+}
+
+/// An error during training that stops the run (the last good checkpoint is kept).
+public struct TrainingError: Error, CustomStringConvertible, LocalizedError {
+    public let message: String
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
+
+/// Trains a student with a distillation objective (plain cross-entropy is the objective `[ce]`).
+///
+/// Each epoch: seeded shuffle, optional augmentation (one view, seen by teacher and student
+/// alike), teacher forward without gradients, student forward/backward, optimizer step. After
+/// each epoch: test accuracy, a line in `metrics.jsonl`, and an atomic checkpoint from which
+/// `--resume` continues.
+public final class Trainer {
+    public let student: Sequential
+    public let studentInfo: SavedModel
+    public let teachers: [Teacher]
+    public let objective: DistillationObjective
+    public let options: TrainingOptions
+    public let train: LabeledDataset
+    public let test: LabeledDataset
+    public let run: RunFolder?
+    /// Called after each epoch with (epoch, test accuracy).
+    public var onEpoch: ((Int, Double) -> Void)?
+
+    public init(student: Sequential, studentInfo: SavedModel, teachers: [Teacher], objective: DistillationObjective,
+                options: TrainingOptions, train: LabeledDataset, test: LabeledDataset, run: RunFolder?) throws {
+        if objective.needsTeacher && teachers.isEmpty {
+            throw TensorError("the losses \(objective.terms.map(\.method.rawValue)) need a teacher (--teacher)")
+        }
+        if objective.needsLabels && !train.isLabeled {
+            throw TensorError("the losses include ce or dkd, which need labels; this training data has none")
+        }
+        self.student = student; self.studentInfo = studentInfo; self.teachers = teachers; self.objective = objective
+        self.options = options; self.train = train; self.test = test; self.run = run
+    }
+
+    public func fit(resume: Bool = false) throws -> TrainingSummary {
+        let loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
+                                     augmentation: options.augmentation)
+        let stepsPerEpoch = loader.batchesPerEpoch
+        student.train()
+
+        // Feature taps and adapters, sized from one batch.
+        let studentTaps = objective.studentFeatureNames.isEmpty ? nil : try student.tapOutputs(objective.studentFeatureNames)
+        defer { student.removeTaps() }
+        if !objective.studentFeatureNames.isEmpty {
+            let probe = try loader.batch(at: BatchPosition(epoch: 0, batch: 0))
+            _ = withNoGrad { student(probe.inputs) }
+            let teacherFeatures = try teachers[0].forward(probe.inputs, indices: probe.indices, features: objective.teacherFeatureNames).features
+            try objective.prepareAdapters(studentFeatures: studentTaps?.outputs ?? [:], teacherFeatures: teacherFeatures, seed: options.seed)
+        }
+        let optimizer = try options.makeOptimizer(student.trainableParameters() + objective.adapterParameters)
+        let schedule = try options.makeSchedule(totalSteps: options.epochs * stepsPerEpoch, stepsPerEpoch: stepsPerEpoch)
+
+        var startEpoch = 0
+        var best = 0.0
+        if resume, let run {
+            let state = try run.loadCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters)
+            startEpoch = state.epochsDone
+            best = state.bestAccuracy
+            if !options.quiet { log("resuming \(run.url.path) after epoch \(startEpoch) (best test accuracy \(String(format: "%.2f%%", best * 100)))") }
+        }
+        var lastReport: EvaluationReport? = nil
+        var throughput: [Double] = []
+        for epoch in startEpoch..<options.epochs {
+            let bar = ProgressBar(title: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch, quiet: options.quiet)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var seen = 0, lossSum = 0.0
+            var partSums: [String: Double] = [:]
+            for (step, batch) in try loader.batches(epoch: epoch).enumerated() {
+                if let bad = batch.inputs.firstNonFiniteIndex {
+                    let row = bad / max(1, batch.inputs.count / batch.count)
+                    throw TrainingError(message: "non-finite input value in training sample \(batch.indices[row]) (epoch \(epoch + 1), step \(step + 1)); nothing was trained on it")
+                }
+                let globalStep = epoch * stepsPerEpoch + step
+                optimizer.learningRate = schedule.learningRate(atStep: globalStep)
+                var teacherLogits: [Tensor] = []
+                var teacherFeatures: [String: Tensor] = [:]
+                if objective.needsTeacher {
+                    for (i, teacher) in teachers.enumerated() {
+                        let out = try teacher.forward(batch.inputs, indices: batch.indices, features: i == 0 ? objective.teacherFeatureNames : [])
+                        guard out.logits.isFinite else {
+                            throw TrainingError(message: "teacher \(teacher.name) gave non-finite outputs at epoch \(epoch + 1), step \(step + 1) (samples \(batch.indices.prefix(4))...)")
+                        }
+                        teacherLogits.append(out.logits)
+                        if i == 0 { teacherFeatures = out.features }
+                    }
+                }
+                optimizer.zeroGrad()
+                let logits = student(batch.inputs)
+                let (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: studentTaps?.outputs ?? [:],
+                                                       teacherLogits: teacherLogits, teacherFeatures: teacherFeatures,
+                                                       labels: batch.labels, epoch: epoch)
+                let value = loss.item()
+                guard value.isFinite else {
+                    throw TrainingError(message: "the loss became \(value) at epoch \(epoch + 1), step \(step + 1) (terms: \(parts)); training stopped\(run.map { ", the last good checkpoint is kept in \($0.url.path)" } ?? ""). Try a lower learning rate.")
+                }
+                loss.backward()
+                if let clip = options.gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: clip) }
+                optimizer.step()
+                seen += batch.count
+                lossSum += Double(value) * Double(batch.count)
+                for (k, v) in parts { partSums[k, default: 0] += Double(v) * Double(batch.count) }
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                if step % 20 == 0 || step + 1 == stepsPerEpoch {
+                    bar.update(step + 1, unitsPerSecond: Double(seen) / elapsed, detail: String(format: "loss %.4f", lossSum / Double(seen)))
+                }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            throughput.append(Double(seen) / seconds)
+            let report = try evaluate(student, on: test)
+            lastReport = report
+            let improved = report.accuracy > best
+            best = max(best, report.accuracy)
+            var line: [String: Any] = ["epoch": epoch + 1, "train_loss": lossSum / Double(max(seen, 1)),
+                                       "test_accuracy": report.accuracy, "test_loss": report.meanLoss,
+                                       "learning_rate": optimizer.learningRate, "seconds": seconds,
+                                       "samples_per_second": Double(seen) / seconds]
+            for (k, v) in partSums { line["loss_\(k)"] = v / Double(max(seen, 1)) }
+            if let run {
+                try run.appendMetrics(line, epoch: epoch + 1)
+                if improved { try studentInfo.save(student, to: run.bestModel) }
+                try run.saveCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters,
+                                       epochsDone: epoch + 1, bestAccuracy: best)
+            }
+            if !options.quiet {
+                log(String(format: "epoch %d/%d  loss %.4f  test accuracy %.2f%%  (%.1f s, %.0f samples/s)",
+                           epoch + 1, options.epochs, lossSum / Double(max(seen, 1)), report.accuracy * 100, seconds, Double(seen) / seconds))
+            }
+            onEpoch?(epoch + 1, report.accuracy)
+        }
+        let final = try lastReport ?? evaluate(student, on: test)
+        if let run { try studentInfo.save(student, to: run.finalModel) }
+        return TrainingSummary(test: final, bestTestAccuracy: max(best, final.accuracy), epochsRun: options.epochs - startEpoch,
+                               samplesPerSecond: throughput.isEmpty ? 0 : throughput.reduce(0, +) / Double(throughput.count))
+    }
+}

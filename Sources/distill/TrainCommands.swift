@@ -1,0 +1,109 @@
+import ArgumentParser
+import DistillData
+import DistillNN
+import DistillTensor
+import DistillTraining
+import Foundation
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model with cross-entropy: a teacher, or a student from scratch as the baseline.")
+    @Option(help: "Model spec: mlp:IN-...-OUT or a preset (\(ModelZoo.presets.joined(separator: ", "))).") var model = "cnn-small"
+    @OptionGroup var flags: TrainingFlags
+
+    func run() throws {
+        var e = Experiment()
+        e.student = model
+        e.losses = [LossTerm(.ce)]
+        flags.apply(to: &e)
+        try runAndReport(e, flags: flags)
+    }
+}
+
+struct KD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kd",
+        abstract: "Distill a teacher into a student.",
+        discussion: """
+        Methods: \(LossTerm.Method.allCases.map(\.rawValue).joined(separator: ", ")). `--method kd` is Hinton's
+        α·T²·KL(p_t‖p_s) + (1−α)·CE. Combine methods with weights in a config file (`distill run`).
+        """)
+    @Option(help: "Teacher model file (.safetensors from distill train). Repeat for several teachers (averaged).") var teacher: [String] = []
+    @Option(help: "Student model spec.") var student = "mlp:784-64-10"
+    @Option(help: "Method: \(LossTerm.Method.allCases.filter { $0 != .ce }.map(\.rawValue).joined(separator: ", ")).") var method = "kd"
+    @Option(help: "Temperature T.") var temperature: Float = 4
+    @Option(help: "Weight α of the distillation term; the cross-entropy gets 1 − α.") var alpha: Float = 0.9
+    @Flag(help: "Logit standardisation (kd, dkd).") var standardize = false
+    @Option(help: "Student layer for feature methods (dotted name, e.g. 2).") var studentLayer: [String] = []
+    @Option(help: "Teacher layer for feature methods (dotted name, e.g. 5).") var teacherLayer: [String] = []
+    @Flag(help: "Distill without labels: no cross-entropy term (α = 1).") var labelFree = false
+    @OptionGroup var flags: TrainingFlags
+
+    func run() throws {
+        guard !teacher.isEmpty else { throw ValidationError("--teacher is required (a model from `distill train`)") }
+        var options: [String: Any] = ["temperature": Double(temperature), "standardize": standardize]
+        if !studentLayer.isEmpty { options["student"] = studentLayer; options["teacher"] = teacherLayer }
+        var term = try LossTerm.parse([method: options])
+        let alpha = labelFree ? 1 : alpha
+        term.weight = alpha
+        var e = Experiment()
+        e.teachers = teacher
+        e.student = student
+        e.losses = alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
+        flags.apply(to: &e)
+        try runAndReport(e, flags: flags)
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a whole experiment from a YAML file (see examples/).")
+    @Argument(help: "Experiment file.") var experiment: String
+    @Option(help: "Continue the interrupted run in this folder.") var resume: String?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Flag(help: "No progress output.") var quiet = false
+
+    func run() throws {
+        var e = try Experiment.load(URL(fileURLWithPath: experiment))
+        e.options.quiet = quiet
+        if let resume { e.output = resume }
+        if e.output == nil { e.output = "runs/" + URL(fileURLWithPath: experiment).deletingPathExtension().lastPathComponent }
+        let result = try ExperimentRunner.run(e, resume: resume != nil)
+        report(result, json: json)
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a model: accuracy, top-5, per-class accuracy, confusion matrix, calibration, agreement with a teacher.")
+    @Argument(help: "Model file (.safetensors).") var model: String
+    @Option(help: "Data: fashion-mnist, mnist, a .csv (with --label) or .npz file.") var data = "fashion-mnist"
+    @Option(help: "Label column of a .csv file.") var label: String?
+    @Option(help: "Teacher to measure agreement with.") var teacher: String?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func run() throws {
+        try BLAS.ensureLoaded()
+        let (net, info) = try SavedModel.load(URL(fileURLWithPath: model))
+        let (_, test) = try DataSource.load(data, labelColumn: label)
+        guard test.exampleShape.reduce(1, *) == info.inputShape.reduce(1, *) else {
+            throw ValidationError("\(model) expects inputs of shape \(info.inputShape); \(data) has \(test.exampleShape)")
+        }
+        let teacherModel = try teacher.map(loadTeacher)
+        let r = try evaluate(net, on: test, teacher: teacherModel)
+        if json {
+            var object = r.json
+            object["params"] = net.parameterCount
+            object["bytes"] = net.stateBytes
+            printJSON(object)
+            return
+        }
+        print(String(format: "%@: %@, %d parameters, %d bytes", model, info.spec, net.parameterCount, net.stateBytes))
+        print(String(format: "accuracy %.2f%%   top-5 %.2f%%   ECE %.4f   loss %.4f", r.accuracy * 100, r.top5Accuracy * 100, r.expectedCalibrationError, r.meanLoss))
+        if let a = r.teacherAgreement { print(String(format: "agreement with the teacher %.2f%%", a * 100)) }
+        let names = test.classNames.count == test.numClasses ? test.classNames : (0..<test.numClasses).map(String.init)
+        print("per-class accuracy:")
+        for (i, acc) in r.perClassAccuracy.enumerated() { print(String(format: "  %-12@ %6.2f%%", names[i] as NSString, acc * 100)) }
+        print("confusion matrix (rows: label, columns: prediction):")
+        for row in r.confusion { print("  " + row.map { String(format: "%5d", $0) }.joined()) }
+    }
+}

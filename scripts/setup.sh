@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what DistillKit needs on Debian/Ubuntu, only what is missing:
+#   libopenblas-dev (BLAS), zlib1g-dev (gzip), dataset-fashion-mnist (the demo's data),
+#   and a Python virtual environment in .venv with numpy, safetensors and pytest (interop tests only;
+#   the product itself is Swift).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${DISTILL_SKIP_PYTHON:-0}" != "1" ] && [ ! -x .venv/bin/pytest ]; then
+  echo "setup: creating .venv for the interop tests (numpy, safetensors, pytest)" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: set-up if needed, the Swift test suite, then the Python interop suite
+# (files DistillKit writes read back by the reference Python packages, and the reverse).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build --build-tests
+swift test --skip-build
+if [ -d tests/interop ]; then
+  DISTILL_SCRATCH=.build .venv/bin/pytest -q tests/interop
+fi
