@@ -12,6 +12,7 @@ import Foundation
 /// | `lenet5` | LeCun et al. 1998: conv5×5 6, pool, conv5×5 16, pool, FC 120, 84 |
 /// | `resnet8` | conv 16, three residual blocks (16, 32/2, 64/2), global pool, FC |
 /// | `mobilenet-tiny` | conv 16, three depthwise-separable blocks (32/2, 64, 128/2), global pool, FC |
+/// | `layers:[...]` | a JSON list of layers (see `LayerList`); YAML model files become this form |
 public enum ModelZoo {
     public static let presets = ["cnn-small", "cnn-tiny", "lenet5", "resnet8", "mobilenet-tiny"]
 
@@ -31,6 +32,12 @@ public enum ModelZoo {
                 if i < w.count - 2 { layers.append(ReLU()) }
             }
             return Sequential(layers)
+        }
+        if spec.hasPrefix("layers:") {
+            guard let list = try? JSONSerialization.jsonObject(with: Data(spec.dropFirst(7).utf8)) as? [Any] else {
+                throw TensorError("model spec 'layers:…' must be followed by a JSON list of layers")
+            }
+            return try LayerList.build(list, generator: &g)
         }
         guard inputShape.count == 3 else {
             throw TensorError("model '\(spec)' takes images [C, H, W]; the data has features of shape \(inputShape) (use an mlp: spec)")

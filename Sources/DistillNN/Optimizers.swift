@@ -98,7 +98,9 @@ public final class Adam: Optimizer {
 
     public func step() {
         steps += 1
-        let c1 = 1 - Float(pow(Double(beta1), Double(steps))), c2 = 1 - Float(pow(Double(beta2), Double(steps)))
+        // 1 − βᵗ in Double, then rounded: rounding βᵗ to Float first would cost 1 − β₂ᵗ (≈ 0.002 at t = 2)
+        // about 1e-5 of relative precision through cancellation.
+        let c1 = Float(1 - pow(Double(beta1), Double(steps))), c2 = Float(1 - pow(Double(beta2), Double(steps)))
         let stepSize = learningRate / c1, invSqrtC2 = 1 / c2.squareRoot()
         let b1 = beta1, b2 = beta2, eps = epsilon, wd = weightDecay, lr = learningRate
         for (i, p) in parameters.enumerated() {

@@ -20,24 +20,32 @@ public enum DataSource {
         switch url.pathExtension.lowercased() {
         case "csv":
             guard let labelColumn else { throw TensorError("\(data): name the label column with --label COLUMN") }
-            let train = try CSVTable.read(url, labelColumn: labelColumn)
+            let table = try CSVTable.load(url)
+            // The test file is encoded with the training file's schema (same one-hot columns and classes).
+            let schema = try table.inferSchema(labelColumn: labelColumn)
+            let train = try table.dataset(schema: schema)
             if let testData {
-                let test = try CSVTable.read(URL(fileURLWithPath: testData), labelColumn: labelColumn)
-                return (train, test)
+                return (train, try CSVTable.read(URL(fileURLWithPath: testData), schema: schema))
             }
             let parts = try train.split(validationFraction: 0.2, seed: seed)
             return (parts.train, parts.validation)
         case "npz":
-            let arrays = try NPZ.read(url)
-            func need(_ k: String) throws -> Tensor {
-                guard let t = arrays[k] else { throw TensorError("\(data): no array '\(k)' (expected x_train, y_train, x_test, y_test; found \(arrays.keys.sorted().joined(separator: ", ")))") }
-                return t
+            let entries = try NPZ.readEntries(url)
+            func need(_ k: String) throws -> Data {
+                guard let d = entries[k] else { throw TensorError("\(data): no array '\(k)' (expected x_train, y_train, x_test, y_test; found \(entries.keys.sorted().joined(separator: ", ")))") }
+                return d
             }
-            func dataset(_ x: Tensor, _ y: Tensor) throws -> LabeledDataset {
-                let labels = y.scalars.map { Int($0) }
-                return try LabeledDataset(features: x, labels: labels, numClasses: (labels.max() ?? 0) + 1)
+            let trainLabels = try NPY.decodeInts(need("y_train"), name: "\(data):y_train").values
+            let testLabels = try NPY.decodeInts(need("y_test"), name: "\(data):y_test").values
+            guard let classes = trainLabels.max().map({ $0 + 1 }), trainLabels.allSatisfy({ $0 >= 0 }) else {
+                throw TensorError("\(data): y_train must hold class indices 0, 1, 2, ...")
             }
-            return (try dataset(need("x_train"), need("y_train")), try dataset(need("x_test"), need("y_test")))
+            guard testLabels.allSatisfy({ $0 >= 0 && $0 < classes }) else {
+                throw TensorError("\(data): y_test has a class index outside the \(classes) classes of y_train")
+            }
+            let train = try LabeledDataset(features: NPY.decode(need("x_train"), name: "\(data):x_train"), labels: trainLabels, numClasses: classes)
+            let test = try LabeledDataset(features: NPY.decode(need("x_test"), name: "\(data):x_test"), labels: testLabels, numClasses: classes)
+            return (train, test)
         default:
             throw TensorError("unknown data '\(data)'; valid: \(names.joined(separator: ", "))")
         }

@@ -25,7 +25,7 @@ func logOfProbabilities(_ p: Tensor) -> Tensor {
     let src = p.data, dst = out.data
     for i in 0..<p.count {
         let v = src[i]
-        precondition(v >= 0, "probabilities must be non-negative, got \(v) at element \(i) of \(p.shape)")
+        precondition(!(v < 0), "probabilities must be non-negative, got \(v) at element \(i) of \(p.shape)")  // NaN passes through
         dst[i] = v > 0 ? Foundation.log(v) : 0
     }
     return out

@@ -63,6 +63,7 @@ public struct Experiment {
         func float(_ k: String) throws -> Float? {
             guard let v = map[k] else { return nil }
             if let d = v as? Double { return Float(d) }
+            if let f = v as? Float { return f }
             if let i = v as? Int { return Float(i) }
             if let s = v as? String, let d = Double(s) { return Float(d) }
             throw TensorError("'\(k)' must be a number, got \(v)")
@@ -75,7 +76,9 @@ public struct Experiment {
             if let s = t as? String { teachers = [s] } else if let a = t as? [Any] { teachers = a.map { "\($0)" } }
             else { throw TensorError("'teacher' must be a model file or a list of them") }
         }
-        if let v = try string("student") { student = v }
+        if let v = map["student"] as? [String: Any], let layers = v["layers"] {
+            student = try Experiment.layerSpec(layers)
+        } else if let v = try string("student") { student = v }
         if let l = map["losses"] {
             guard let list = l as? [Any] else { throw TensorError("'losses' must be a list, e.g. [{kd: {temperature: 4, weight: 0.9}}, {ce: {weight: 0.1}}]") }
             losses = try list.map(LossTerm.parse)
@@ -94,6 +97,25 @@ public struct Experiment {
         if let v = map["flip"] as? Bool { options.flip = v }
         output = try string("output")
         try validate()
+    }
+
+    /// The model spec for a layer list (from a YAML map `{layers: [...]}` or a YAML model file).
+    public static func layerSpec(_ layers: Any) throws -> String {
+        guard let list = layers as? [Any], JSONSerialization.isValidJSONObject(list) else {
+            throw TensorError("'layers' must be a list of layers, e.g. [flatten, {linear: {in: 784, out: 10}}]")
+        }
+        return "layers:" + String(decoding: try JSONSerialization.data(withJSONObject: list, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    /// Resolves a student spec: a `.yaml` model file becomes its layer list.
+    public static func resolveModelSpec(_ spec: String) throws -> String {
+        guard spec.hasSuffix(".yaml") || spec.hasSuffix(".yml") else { return spec }
+        let text: String
+        do { text = try String(contentsOfFile: spec, encoding: .utf8) } catch { throw TensorError("\(spec): cannot read model file") }
+        guard let map = (try? Yams.load(yaml: text)) as? [String: Any], let layers = map["layers"] else {
+            throw TensorError("\(spec): a model file is a YAML map with a 'layers' list")
+        }
+        return try layerSpec(layers)
     }
 
     /// Checks values that would otherwise fail later, after data loading.

@@ -50,6 +50,7 @@ public struct LossTerm: Sendable, Equatable {
             }
             func number() throws -> Float {
                 if let d = v as? Double { return Float(d) }
+                if let f = v as? Float { return f }
                 if let i = v as? Int { return Float(i) }
                 throw TensorError("loss '\(name)': option '\(key)' must be a number, got \(v)")
             }
@@ -88,11 +89,11 @@ public struct LossTerm: Sendable, Equatable {
 
     /// The options, as a config file would write them (for the resolved config of a run).
     public var json: [String: Any] {
-        var o: [String: Any] = ["weight": weight]
+        var o: [String: Any] = ["weight": decimal(weight)]
         switch method {
-        case .kd: o["temperature"] = temperature; o["standardize"] = standardize
-        case .dkd: o["temperature"] = temperature; o["standardize"] = standardize; o["alpha"] = alpha; o["beta"] = beta
-        case .dist: o["temperature"] = temperature; o["beta"] = beta; o["gamma"] = gamma
+        case .kd: o["temperature"] = decimal(temperature); o["standardize"] = standardize
+        case .dkd: o["temperature"] = decimal(temperature); o["standardize"] = standardize; o["alpha"] = decimal(alpha); o["beta"] = decimal(beta)
+        case .dist: o["temperature"] = decimal(temperature); o["beta"] = decimal(beta); o["gamma"] = decimal(gamma)
         default: break
         }
         if warmupEpochs > 0 { o["warmup_epochs"] = warmupEpochs }

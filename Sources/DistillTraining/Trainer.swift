@@ -32,10 +32,10 @@ public struct TrainingOptions: Sendable {
     }
 
     public var json: [String: Any] {
-        var j: [String: Any] = ["epochs": epochs, "batch_size": batchSize, "optimizer": optimizer, "learning_rate": learningRate,
-                                "weight_decay": weightDecay, "momentum": momentum, "schedule": schedule,
-                                "warmup_epochs": warmupEpochs, "seed": seed, "shift": shift, "flip": flip]
-        if let gradientClip { j["gradient_clip"] = gradientClip }
+        var j: [String: Any] = ["epochs": epochs, "batch_size": batchSize, "optimizer": optimizer, "learning_rate": decimal(learningRate),
+                                "weight_decay": decimal(weightDecay), "momentum": decimal(momentum), "schedule": schedule,
+                                "warmup_epochs": warmupEpochs, "seed": Int(seed), "shift": shift, "flip": flip]
+        if let gradientClip { j["gradient_clip"] = decimal(gradientClip) }
         return j
     }
 
@@ -59,6 +59,10 @@ public struct TrainingOptions: Sendable {
         return warmupEpochs > 0 ? WarmupSchedule(warmupSteps: warmupEpochs * stepsPerEpoch, then: base) : base
     }
 }
+
+/// A Float as the Double with the same shortest decimal form (0.001, not 0.0010000000474974513),
+/// for configuration files people read.
+func decimal(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
 
 /// What a finished (or resumed and finished) training run reports.
 public struct TrainingSummary {

@@ -13,7 +13,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         var e = Experiment()
-        e.student = model
+        e.student = try Experiment.resolveModelSpec(model)
         e.losses = [LossTerm(.ce)]
         flags.apply(to: &e)
         try runAndReport(e, flags: flags)
@@ -48,7 +48,7 @@ struct KD: ParsableCommand {
         term.weight = alpha
         var e = Experiment()
         e.teachers = teacher
-        e.student = student
+        e.student = try Experiment.resolveModelSpec(student)
         e.losses = alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
         flags.apply(to: &e)
         try runAndReport(e, flags: flags)
@@ -59,12 +59,16 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a whole experiment from a YAML file (see examples/).")
     @Argument(help: "Experiment file.") var experiment: String
     @Option(help: "Continue the interrupted run in this folder.") var resume: String?
+    @Option(help: "Override the file's seed.") var seed: UInt64?
+    @Option(help: "Override the file's output folder.") var output: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
 
     func run() throws {
         var e = try Experiment.load(URL(fileURLWithPath: experiment))
         e.options.quiet = quiet
+        if let seed { e.options.seed = seed }
+        if let output { e.output = output }
         if let resume { e.output = resume }
         if e.output == nil { e.output = "runs/" + URL(fileURLWithPath: experiment).deletingPathExtension().lastPathComponent }
         let result = try ExperimentRunner.run(e, resume: resume != nil)

@@ -260,6 +260,9 @@ def main():
     # DIST.
     scalar("distDefault", dist_loss(s, t, 1.0, 1.0, 1.0).item(), "dist(student, teacher, beta=1, gamma=1, tau=1)")
     scalar("distCustom", dist_loss(s, t, 2.0, 3.0, 4.0).item(), "dist(..., beta=2, gamma=3, tau=4)")
+    # Not 0: the + 1e-8 in the Pearson denominator leaves a residual.
+    scalar("distIdentical", dist_loss(s, s, 1.0, 1.0, 1.0).item(), "dist(student, student, beta=1, gamma=1, tau=1)")
+    scalar("distIdenticalT4", dist_loss(s, s, 2.0, 2.0, 4.0).item(), "dist(student, student, beta=2, gamma=2, tau=4)")
 
     # Feature maps: [4, 3, 4, 4] student, [4, 5, 4, 4] teacher; an adapted student [4, 5, 4, 4].
     fs32 = randn(201, 4, 3, 4, 4)

@@ -1,0 +1,167 @@
+import DistillData
+import DistillNN
+import DistillTensor
+import DistillTraining
+import Foundation
+import Testing
+
+/// Fashion-MNIST, when Debian's dataset-fashion-mnist is installed (scripts/setup.sh installs it).
+private let fashion: (train: LabeledDataset, test: LabeledDataset)? = {
+    guard let full = try? FashionMNIST.load() else { return nil }
+    return (full.train.prefix(2000), full.test.prefix(1000))
+}()
+
+private func temporaryFolder(_ name: String) -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-e2e-\(name)-\(getpid())")
+    try? FileManager.default.removeItem(at: url)
+    return url
+}
+
+@Suite("End to end on a 2,000-image subset", .serialized, .enabled(if: fashion != nil, "needs dataset-fashion-mnist"))
+struct EndToEndTests {
+    let data = fashion!
+
+    func teacherFile() throws -> URL {
+        let folder = temporaryFolder("teacher")
+        var e = Experiment()
+        e.student = "mlp:784-128-10"
+        e.options.epochs = 4
+        e.options.quiet = true
+        e.output = folder.path
+        let result = try ExperimentRunner.run(e, preloaded: data)
+        #expect(result.training.test.accuracy > 0.6)
+        return folder.appendingPathComponent("student.safetensors")
+    }
+
+    @Test func distilledStudentLearns() throws {
+        let teacher = try teacherFile()
+        var e = Experiment()
+        e.teachers = [teacher.path]
+        e.student = "mlp:784-32-10"
+        var kd = LossTerm(.kd, weight: 0.9)
+        kd.temperature = 4
+        e.losses = [kd, LossTerm(.ce, weight: 0.1)]
+        e.options.epochs = 3
+        e.options.quiet = true
+        e.output = temporaryFolder("kd").path
+        let result = try ExperimentRunner.run(e, preloaded: data)
+        #expect(result.training.test.accuracy > 0.6, "a distilled student should be far above chance (10%)")
+        #expect(result.rows.map(\.role) == ["teacher", "distilled"])
+        // The run folder holds what the README promises.
+        let run = try #require(result.runFolder)
+        for file in [run.config, run.metrics, run.checkpoint, run.bestModel, run.finalModel] {
+            #expect(FileManager.default.fileExists(atPath: file.path), "\(file.lastPathComponent) missing")
+        }
+        let lines = try String(contentsOf: run.metrics, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 3)
+        // The saved student reloads and scores the same.
+        let (reloaded, _) = try SavedModel.load(run.finalModel)
+        let again = try evaluate(reloaded, on: data.test)
+        #expect(abs(again.accuracy - result.training.test.accuracy) < 1e-9)
+    }
+
+    @Test func labelFreeDistillationNeedsNoLabels() throws {
+        let teacher = try teacherFile()
+        var e = Experiment()
+        e.teachers = [teacher.path]
+        e.student = "mlp:784-32-10"
+        e.losses = [LossTerm(.kd)]
+        e.options.epochs = 2
+        e.options.quiet = true
+        let unlabeled = try LabeledDataset(features: data.train.features, labels: [], numClasses: 10)
+        let result = try ExperimentRunner.run(e, preloaded: (unlabeled, data.test))
+        #expect(result.training.test.accuracy > 0.5)
+    }
+
+    @Test func resumeContinuesExactlyWhereItStopped() throws {
+        func experiment(epochs: Int, output: URL) -> Experiment {
+            var e = Experiment()
+            e.student = "mlp:784-32-10"
+            e.options.epochs = epochs
+            e.options.quiet = true
+            e.output = output.path
+            return e
+        }
+        let straight = try ExperimentRunner.run(experiment(epochs: 4, output: temporaryFolder("straight")), preloaded: data)
+        // Two epochs, then a new process would resume the run folder for the remaining two.
+        let folder = temporaryFolder("resumed")
+        _ = try ExperimentRunner.run(experiment(epochs: 2, output: folder), preloaded: data)
+        let resumed = try ExperimentRunner.run(experiment(epochs: 4, output: folder), resume: true, preloaded: data)
+        for (name, a) in straight.student.stateDict() {
+            let b = try #require(resumed.student.stateDict()[name])
+            #expect(a.scalars == b.scalars, "parameter \(name) differs after resuming")
+        }
+        let lines = try String(contentsOf: RunFolder(folder).metrics, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 4, "metrics.jsonl holds each epoch once")
+    }
+
+    @Test func nanLossStopsTheRunAndKeepsTheCheckpoint() throws {
+        let folder = temporaryFolder("nan")
+        var e = Experiment()
+        e.student = "mlp:784-32-10"
+        e.options.epochs = 1
+        e.options.quiet = true
+        e.output = folder.path
+        _ = try ExperimentRunner.run(e, preloaded: data)
+        let before = try Data(contentsOf: RunFolder(folder).checkpoint)
+        // A learning rate this large makes the loss overflow within the first epoch.
+        e.options.epochs = 3
+        e.options.optimizer = "sgd"
+        e.options.momentum = 0
+        e.options.learningRate = 1e30
+        do {
+            _ = try ExperimentRunner.run(e, resume: true, preloaded: data)
+            Issue.record("training with lr 1e30 should stop on a non-finite loss")
+        } catch let error as TrainingError {
+            #expect(error.message.contains("epoch 2, step"), "\(error.message)")
+            #expect(error.message.contains("last good checkpoint"))
+        }
+        #expect(try Data(contentsOf: RunFolder(folder).checkpoint) == before, "the last good checkpoint must be kept")
+    }
+
+    @Test func nonFiniteInputNamesTheSample() throws {
+        let features = data.train.features.copy()
+        features.data[5 * 784 + 3] = .nan
+        let bad = try LabeledDataset(features: features, labels: data.train.labels, numClasses: 10)
+        var e = Experiment()
+        e.student = "mlp:784-32-10"
+        e.options.epochs = 1
+        e.options.quiet = true
+        #expect(throws: TrainingError.self) { try ExperimentRunner.run(e, preloaded: (bad, data.test)) }
+        do { _ = try ExperimentRunner.run(e, preloaded: (bad, data.test)) } catch let error as TrainingError {
+            #expect(error.message.contains("training sample 5"), "\(error.message)")
+        }
+    }
+}
+
+@Suite("Experiment files and loss terms")
+struct ExperimentParsingTests {
+    @Test func parsesLossesWithWeights() throws {
+        let e = try Experiment([
+            "teacher": "t.safetensors", "student": "mlp:784-64-10", "epochs": 3,
+            "losses": [["kd": ["temperature": 4, "weight": 0.9]], ["ce": ["weight": 0.1]]],
+        ])
+        #expect(e.losses.count == 2)
+        #expect(e.losses[0].method == .kd && e.losses[0].temperature == 4 && abs(e.losses[0].weight - 0.9) < 1e-6)
+        #expect(e.losses[1].method == .ce && abs(e.losses[1].weight - 0.1) < 1e-6)
+        // The resolved config parses back to the same experiment.
+        let again = try Experiment(e.json)
+        #expect(again.losses == e.losses && again.options.epochs == 3 && again.teachers == e.teachers)
+    }
+
+    @Test func unknownNamesListTheValidOnes() {
+        #expect { try LossTerm.parse(["kdd": [:] as [String: Any]]) } throws: { "\($0)".contains("valid: ce, kd, dkd") }
+        #expect { try LossTerm.parse(["kd": ["temprature": 2]]) } throws: { "\($0)".contains("unknown option 'temprature'") }
+        #expect { try Experiment(["epocs": 3]) } throws: { "\($0)".contains("valid:") }
+        #expect { try Experiment(["optimizer": "adagrad"]) } throws: { "\($0)".contains("adam, adamw, sgd") }
+        #expect { try Experiment(["losses": [["kd": [:] as [String: Any]]]]) } throws: { "\($0)".contains("need a teacher") }
+        #expect { try ModelZoo.build("resnet9000") } throws: { "\($0)".contains("cnn-small") }
+    }
+
+    @Test func yamlLayerListBuildsAModel() throws {
+        let spec = try Experiment.layerSpec(["flatten", ["linear": ["in": 784, "out": 16]], "relu", ["linear": ["in": 16, "out": 10]]])
+        let model = try ModelZoo.build(spec)
+        #expect(model.parameterCount == 784 * 16 + 16 + 16 * 10 + 10)
+        #expect { try ModelZoo.build("layers:[{\"convolution\": {}}]") } throws: { "\($0)".contains("unknown layer 'convolution'") }
+    }
+}
