@@ -37,7 +37,7 @@ extension BackwardRule {
         case .exp: return [zipKernel(g, y) { $0 * $1 }]
         case .log: return [zipKernel(g, x[0]) { $0 / $1 }]
         case .sqrt: return [zipKernel(g, y) { $0 * 0.5 / $1 }]
-        case .pow(let p): return [zipKernel(g, x[0]) { $0 * p * Foundation.pow($1, p - 1) }]
+        case .pow(let p): return [p == 0 ? Tensor.zeros(x[0].shape) : zipKernel(g, x[0]) { $0 * p * Foundation.pow($1, p - 1) }]
         case .abs: return [zipKernel(g, x[0]) { $1 > 0 ? $0 : ($1 < 0 ? -$0 : 0) }]
         case .clamp(let lo, let hi): return [zipKernel(g, x[0]) { ($1 >= lo && $1 <= hi) ? $0 : 0 }]
         case .relu: return [zipKernel(g, x[0]) { $1 > 0 ? $0 : 0 }]

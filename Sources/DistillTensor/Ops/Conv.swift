@@ -21,7 +21,8 @@ public struct Conv2dConfig: Sendable, Equatable {
     }
     /// Output extent along one axis.
     static func outExtent(_ input: Int, kernel: Int, stride: Int, padding: Int, dilation: Int) -> Int {
-        (input + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1
+        let span = input + 2 * padding - dilation * (kernel - 1) - 1  // floor division: no output when negative
+        return span < 0 ? 0 : span / stride + 1
     }
 }
 

@@ -14,8 +14,8 @@ public struct Pool2dConfig: Sendable, Equatable {
     func outputShape(_ input: [Int], op: String) -> [Int] {
         precondition(input.count == 4, "\(op): input must be [N, C, H, W], got \(input)")
         precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, "\(op): padding \(padding) larger than half the kernel \(kernel)")
-        let p = (input[2] + 2 * padding.0 - kernel.0) / stride.0 + 1
-        let q = (input[3] + 2 * padding.1 - kernel.1) / stride.1 + 1
+        let spanH = input[2] + 2 * padding.0 - kernel.0, spanW = input[3] + 2 * padding.1 - kernel.1
+        let p = spanH < 0 ? 0 : spanH / stride.0 + 1, q = spanW < 0 ? 0 : spanW / stride.1 + 1  // floor division
         precondition(p > 0 && q > 0, "\(op): kernel \(kernel) does not fit input \(input[2])x\(input[3])")
         return [input[0], input[1], p, q]
     }

@@ -1,0 +1,48 @@
+import DistillData
+import DistillTensor
+import Foundation
+import Testing
+
+/// A fresh folder under the system temporary directory, removed when the value goes away.
+final class TemporaryDirectory {
+    let url: URL
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("DistillDataTests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
+
+    /// Writes `bytes` to `name` and returns its URL.
+    @discardableResult
+    func write(_ name: String, _ bytes: some Sequence<UInt8>) throws -> URL {
+        let u = file(name)
+        try FileManager.default.createDirectory(at: u.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: u)
+        return u
+    }
+
+    @discardableResult
+    func write(_ name: String, text: String) throws -> URL { try write(name, Array(text.utf8)) }
+}
+
+/// Expects `body` to throw a `DataError` whose message contains every fragment.
+func expectDataError(_ fragments: String..., sourceLocation: SourceLocation = #_sourceLocation,
+                     _ body: () throws -> Void) {
+    do {
+        try body()
+        Issue.record("expected a DataError containing \(fragments), nothing was thrown", sourceLocation: sourceLocation)
+    } catch let error as DataError {
+        for fragment in fragments where !error.message.contains(fragment) {
+            Issue.record("error message \"\(error.message)\" lacks \"\(fragment)\"", sourceLocation: sourceLocation)
+        }
+    } catch {
+        Issue.record("expected a DataError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Little-endian bytes of a fixed-width integer.
+func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+/// Big-endian bytes of a fixed-width integer.
+func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
