@@ -126,7 +126,6 @@ open class Module {
         for (name, tensor, _) in mine {
             guard let value = state[name] else { missing.append(name); continue }
             guard value.shape == tensor.shape else { wrong.append("\(name): expected \(tensor.shape), found \(value.shape)"); continue }
-            tensor.assign(value)
         }
         let unexpected = Set(state.keys).subtracting(mine.map(\.name)).sorted()
         guard missing.isEmpty, wrong.isEmpty, unexpected.isEmpty else {
@@ -136,6 +135,8 @@ open class Module {
             if !unexpected.isEmpty { parts.append("unexpected \(unexpected.joined(separator: ", "))") }
             throw TensorError("\(source) does not fit this model: \(parts.joined(separator: "; "))")
         }
+        // Only once everything fits, so a rejected state dict leaves the model as it was.
+        for (name, tensor, _) in mine { tensor.assign(state[name]!) }
     }
 
     // MARK: Feature taps
