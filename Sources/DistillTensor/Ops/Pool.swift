@@ -64,7 +64,8 @@ extension Tensor {
         }
         let indices = Array(UnsafeBufferPointer(start: argmax, count: out.count))
         argmax.deallocate()
-        return Tensor.result(out, inputs: [self], .maxPool2d(argmax: indices))
+        let tiled = config == Pool2dConfig(kernel: (2, 2)) && h == 2 * p && w == 2 * q
+        return Tensor.result(out, inputs: [self], .maxPool2d(argmax: indices, tiled: tiled))
     }
 
     /// Mean over each window, padding counted as zeros in the divisor (kernel area).
@@ -119,7 +120,31 @@ func avgPool2dBackward(_ grad: Tensor, inputShape: [Int], config: Pool2dConfig) 
 }
 
 /// Adjoint of max pooling: each output gradient goes to the input position that won.
-func maxPool2dBackward(_ grad: Tensor, inputShape: [Int], argmax: [Int32]) -> Tensor {
+/// `tiled`: the windows are 2×2 with stride 2 and cover the input exactly, so each input element
+/// is written once and no zero fill is needed.
+func maxPool2dBackward(_ grad: Tensor, inputShape: [Int], argmax: [Int32], tiled: Bool) -> Tensor {
+    let (h, w, p, q) = (inputShape[2], inputShape[3], grad.shape[2], grad.shape[3])
+    if tiled && h == 2 * p && w == 2 * q {
+        let dx = Tensor(uninitializedShape: inputShape)
+        let planes = inputShape[0] * inputShape[1]
+        let gs = SharedPointer(grad.data), ds = SharedPointer(dx.data)
+        argmax.withUnsafeBufferPointer { idx in
+            let ids = SharedPointer(UnsafeMutablePointer(mutating: idx.baseAddress!))
+            Parallel.forChunks(planes, costPerItem: h * w) { range in
+                for plane in range {
+                    let g = gs.p + plane * p * q, d = ds.p + plane * h * w, winners = ids.p + plane * p * q
+                    for oy in 0..<p { for ox in 0..<q {
+                        let k = oy * q + ox, top = 2 * oy * w + 2 * ox, won = Int(winners[k]), v = g[k]
+                        d[top] = won == top ? v : 0
+                        d[top + 1] = won == top + 1 ? v : 0
+                        d[top + w] = won == top + w ? v : 0
+                        d[top + w + 1] = won == top + w + 1 ? v : 0
+                    } }
+                }
+            }
+        }
+        return dx
+    }
     let dx = Tensor.zeros(inputShape)
     let hw = inputShape[2] * inputShape[3], pq = grad.shape[2] * grad.shape[3]
     let g = grad.data, d = dx.data
