@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module map (dependencies point one way):
-//   CBLASLoader -> DistillTensor -> DistillNN -> DistillData -> DistillTraining -> distill (CLI)
+//   CBLASLoader -> DistillTensor -> DistillNN -> {DistillData, DistillONNX} -> DistillTraining -> distill (CLI)
 let package = Package(
     name: "DistillKit",
     products: [
@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // OpenBLAS, loaded at run time after choosing its CPU kernels (see Sources/CBLASLoader/blas_loader.c).
@@ -22,7 +23,9 @@ let package = Package(
         // zlib, for gzipped IDX files (Debian's zlib1g-dev).
         .systemLibrary(name: "SystemZlib", path: "Sources/SystemZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "DistillData", dependencies: ["DistillTensor", "SystemZlib", "ZIPFoundation"]),
-        .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "Yams"]),
+        // ONNX: protobuf code generated from onnx.proto (scripts/onnx/generate.sh), import and export.
+        .target(name: "DistillONNX", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "Yams"]),
         .executableTarget(name: "distill", dependencies: [
             "DistillTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -32,5 +35,6 @@ let package = Package(
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTestSupport"]),
         .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillTestSupport"]),
         .testTarget(name: "DistillTrainingTests", dependencies: ["DistillTraining", "DistillTestSupport"]),
+        .testTarget(name: "DistillONNXTests", dependencies: ["DistillONNX", "DistillTestSupport"]),
     ]
 )
