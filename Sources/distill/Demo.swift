@@ -16,7 +16,7 @@ struct Demo: ParsableCommand {
         """)
     @Option(help: "Folder for the run (teacher cache, students, summary).") var output = "runs/demo"
     @Option(help: "Teacher epochs.") var teacherEpochs = 8
-    @Option(help: "Student epochs (scratch and distilled alike).") var studentEpochs = 30
+    @Option(help: "Student epochs (scratch and distilled alike).") var studentEpochs = 60
     @Option(help: "Student spec.") var student = "mlp:784-64-10"
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Flag(help: "Retrain the teacher even when a cached one exists.") var retrainTeacher = false
