@@ -4,8 +4,9 @@
 # Students are distilled from the seed-0 teacher (runs/teacher). Takes about an hour on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build -c release --product distill
-distill=.build/release/distill
+# DISTILL names a prebuilt binary (e.g. while the sources are being edited); otherwise build one.
+distill=${DISTILL:-}
+if [ -z "$distill" ]; then swift build -c release --product distill; distill=.build/release/distill; fi
 out=runs/results
 mkdir -p "$out"
 for seed in 0 1 2; do
