@@ -33,8 +33,9 @@ let package = Package(
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor", "DistillTestSupport"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTestSupport"]),
-        .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillTestSupport"]),
+        .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillTestSupport"], resources: [.copy("Malformed")]),
         .testTarget(name: "DistillTrainingTests", dependencies: ["DistillTraining", "DistillTestSupport"]),
-        .testTarget(name: "DistillONNXTests", dependencies: ["DistillONNX", "DistillTestSupport"]),
+        .testTarget(name: "DistillONNXTests", dependencies: ["DistillONNX", "DistillTraining", "DistillTestSupport"],
+                    resources: [.copy("Conformance")]),
     ]
 )

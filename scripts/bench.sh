@@ -5,8 +5,8 @@
 # Run it on an idle machine (check /proc/loadavg): shared cores make every figure noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build -c release --product distill >/dev/null
-distill=.build/release/distill
+distill=${DISTILL:-}
+if [ -z "$distill" ]; then swift build -c release --product distill >/dev/null; distill=.build/release/distill; fi
 python=${TORCH_PYTHON:-$HOME/.venvs/torchref/bin/python}
 reference=${REFERENCE:-../shared/bench/pytorch_reference.py}
 out=$(mktemp -d)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what DistillKit needs on Debian/Ubuntu, only what is missing:
 #   libopenblas-dev (BLAS), zlib1g-dev (gzip), dataset-fashion-mnist (the demo's data),
-#   and a Python virtual environment in .venv with numpy, safetensors and pytest (interop tests only;
-#   the product itself is Swift).
+#   libonnx-testdata (ONNX's backend tests, run by Tests/DistillONNXTests/ConformanceTests.swift),
+#   and a Python virtual environment in .venv with numpy, safetensors, pytest, onnx, onnxruntime,
+#   scikit-learn and skl2onnx
+#   (interop tests only; the product itself is Swift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-venv)
+packages=(libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-venv libonnx-testdata)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -18,8 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ "${DISTILL_SKIP_PYTHON:-0}" != "1" ] && [ ! -x .venv/bin/pytest ]; then
-  echo "setup: creating .venv for the interop tests (numpy, safetensors, pytest)" >&2
-  python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest
+if [ "${DISTILL_SKIP_PYTHON:-0}" != "1" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx" 2>/dev/null; then
+    echo "setup: installing the interop-test tools into .venv (numpy, safetensors, pytest, onnx, onnxruntime, scikit-learn, skl2onnx)" >&2
+    .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest onnx onnxruntime scikit-learn skl2onnx
+  fi
 fi

@@ -9,3 +9,5 @@ swift test --skip-build
 if [ -d tests/interop ]; then
   DISTILL_SCRATCH=.build .venv/bin/pytest -q tests/interop
 fi
+# Every file reader under libFuzzer for 30 s each (fuzz/, scripts/fuzz.sh): about 5 minutes with the fuzz build.
+scripts/fuzz.sh 30

@@ -105,6 +105,9 @@ public final class Dropout: Module {
         _generator = SeededGenerator(seed: seed)
     }
     public override func forward(_ x: Tensor) -> Tensor { x.dropout(probability, training: isTraining, using: &_generator) }
+    /// Restarts the mask generator; the trainer reseeds it from (seed, step) so that a resumed
+    /// run draws the same masks as one never interrupted.
+    public func reseed(_ seed: UInt64) { _generator = SeededGenerator(seed: seed) }
 }
 
 /// Layers applied in order; children are named "0", "1", ... as in PyTorch.

@@ -16,16 +16,39 @@ import Foundation
 public enum ModelZoo {
     public static let presets = ["cnn-small", "cnn-tiny", "lenet5", "resnet8", "mobilenet-tiny"]
 
+    /// Most parameters a spec may ask for (2²⁸, 1 GiB of Float32). Specs come from files (a saved
+    /// model's metadata, a YAML experiment), so a corrupt one must fail here rather than allocate
+    /// terabytes; pass `maxParameters:` to `build` for a legitimately larger model.
+    public static let maxParameters = 1 << 28
+
+    /// Throws unless `counts` (parameters per layer) sum to at most `limit`.
+    static func checkBudget(_ counts: [Int], limit: Int, spec: String) throws {
+        var total = 0
+        for c in counts {
+            let (t, overflow) = total.addingReportingOverflow(c)
+            guard !overflow, c >= 0, t <= limit else {
+                throw TensorError("model spec '\(spec.prefix(80))' needs more than \(limit) parameters (the maxParameters limit of ModelZoo.build; raise it if the model is real)")
+            }
+            total = t
+        }
+    }
+
     /// A new model with PyTorch-default initialisation drawn from `seed`.
-    public static func build(_ spec: String, inputShape: [Int] = [1, 28, 28], numClasses: Int = 10, seed: UInt64 = 0) throws -> Sequential {
+    public static func build(_ spec: String, inputShape: [Int] = [1, 28, 28], numClasses: Int = 10, seed: UInt64 = 0,
+                             maxParameters: Int = maxParameters) throws -> Sequential {
         var g = SeededGenerator(seed: seed)
         let spec = spec.trimmingCharacters(in: .whitespaces)
+        guard numClasses >= 1 && numClasses <= 1 << 24 else { throw TensorError("model '\(spec.prefix(80))': \(numClasses) classes, expected 1...\(1 << 24)") }
         if spec.hasPrefix("mlp:") {
             let widths = spec.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
             guard widths.count >= 2, widths.allSatisfy({ ($0 ?? 0) > 0 }) else {
                 throw TensorError("model spec '\(spec)': an MLP is written mlp:IN-HIDDEN-...-OUT with positive integers, e.g. mlp:784-64-10")
             }
             let w = widths.map { $0! }
+            try checkBudget(try (0..<(w.count - 1)).map { i in
+                guard let p = checkedMul(w[i] + 1, w[i + 1]) else { throw TensorError("model spec '\(spec.prefix(80))': layer widths too large") }
+                return p
+            }, limit: maxParameters, spec: spec)
             var layers: [Module] = [Flatten()]
             for i in 0..<(w.count - 1) {
                 layers.append(Linear(w[i], w[i + 1], generator: &g))
@@ -37,12 +60,22 @@ public enum ModelZoo {
             guard let list = try? JSONSerialization.jsonObject(with: Data(spec.dropFirst(7).utf8)) as? [Any] else {
                 throw TensorError("model spec 'layers:…' must be followed by a JSON list of layers")
             }
-            return try LayerList.build(list, generator: &g)
+            return try LayerList.build(list, generator: &g, maxParameters: maxParameters)
         }
         guard inputShape.count == 3 else {
             throw TensorError("model '\(spec)' takes images [C, H, W]; the data has features of shape \(inputShape) (use an mlp: spec)")
         }
         let (c, h, w) = (inputShape[0], inputShape[1], inputShape[2])
+        if presets.contains(spec) {
+            let minimumSide = spec == "lenet5" ? 12 : 4
+            guard c >= 1 && c <= 4096, h >= minimumSide && h <= 1 << 14, w >= minimumSide && w <= 1 << 14 else {
+                throw TensorError("model '\(spec)' cannot take images of shape \(inputShape) (channels 1...4096, sides \(minimumSide)...\(1 << 14))")
+            }
+            // The layers whose size grows with the image or the classes: the fully connected ones.
+            let widest = spec == "cnn-small" ? 64 * (h / 4) * (w / 4) * 128 : spec == "cnn-tiny" ? 16 * (h / 4) * (w / 4) * numClasses
+                : spec == "lenet5" ? 16 * ((h / 2 - 4) / 2) * ((w / 2 - 4) / 2) * 120 : 0
+            try checkBudget([widest, 129 * numClasses, 9 * c * 32], limit: maxParameters, spec: spec)
+        }
         switch spec {
         case "cnn-small", "cnn-tiny":
             let (a, b, hidden) = spec == "cnn-small" ? (32, 64, 128) : (8, 16, 0)
@@ -84,6 +117,13 @@ public enum ModelZoo {
     }
 }
 
+/// `a * b`, or nil on overflow or a negative factor.
+func checkedMul(_ a: Int, _ b: Int) -> Int? {
+    guard a >= 0, b >= 0 else { return nil }
+    let (r, o) = a.multipliedReportingOverflow(by: b)
+    return o ? nil : r
+}
+
 /// A model on disk: one safetensors file holding the weights and, in its metadata, the spec that
 /// rebuilds the architecture (`distillkit.spec`, `distillkit.input_shape`, `distillkit.num_classes`).
 public struct SavedModel {
@@ -116,16 +156,30 @@ public struct SavedModel {
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
             throw TensorError("\(url.path): cannot read model (\(error.localizedDescription))")
         }
-        let (tensors, meta) = try Safetensors.decode(data, name: url.path)
+        return try decode(data, name: url.path)
+    }
+
+    /// Rebuilds the model that the bytes of a saved-model file describe; `name` appears in errors.
+    /// The spec in the metadata may not ask for more parameters than the file holds, so a
+    /// hostile description cannot make the loader allocate more than the file's own size.
+    public static func decode(_ data: Data, name: String) throws -> (model: Sequential, info: SavedModel) {
+        let (tensors, meta) = try Safetensors.decode(data, name: name)
         guard let spec = meta["distillkit.spec"] else {
-            throw TensorError("\(url.path): a safetensors file without DistillKit's model description (distillkit.spec); save models with `distill train` or `distill kd`")
+            throw TensorError("\(name): a safetensors file without DistillKit's model description (distillkit.spec); save models with `distill train` or `distill kd`")
         }
         let shape = (meta["distillkit.input_shape"] ?? "").split(separator: ",").compactMap { Int($0) }
         let classes = Int(meta["distillkit.num_classes"] ?? "") ?? 10
         let info = SavedModel(spec: spec, inputShape: shape.isEmpty ? [1, 28, 28] : shape, numClasses: classes,
                               extra: meta.filter { !$0.key.hasPrefix("distillkit.") && $0.key != "format" })
-        let model = try ModelZoo.build(spec, inputShape: info.inputShape, numClasses: classes)
-        try model.loadStateDict(tensors, source: url.path)
+        // The weights are all in the file: a spec may not ask for much more than it holds (the
+        // 2^20 floor keeps small mismatches reportable by loadStateDict, naming the entries).
+        let stored = tensors.values.reduce(0) { $0 + $1.count }
+        let model: Sequential
+        do {
+            model = try ModelZoo.build(spec, inputShape: info.inputShape, numClasses: classes,
+                                       maxParameters: min(ModelZoo.maxParameters, max(1 << 20, 16 * stored)))
+        } catch let error as TensorError { throw TensorError("\(name): \(error.message)") }
+        try model.loadStateDict(tensors, source: name)
         return (model, info)
     }
 }

@@ -10,7 +10,9 @@ import Foundation
 public enum DataSource {
     public static let names = ["fashion-mnist", "mnist", "PATH.csv", "PATH.npz"]
 
-    public static func load(_ data: String, testData: String? = nil, labelColumn: String? = nil, seed: UInt64 = 0) throws -> (train: LabeledDataset, test: LabeledDataset) {
+    /// `allowUnlabeled`: a `.csv` without `labelColumn` is read as unlabelled data (transfer data).
+    public static func load(_ data: String, testData: String? = nil, labelColumn: String? = nil, seed: UInt64 = 0,
+                            allowUnlabeled: Bool = false) throws -> (train: LabeledDataset, test: LabeledDataset) {
         switch data.lowercased() {
         case "fashion-mnist", "fashion_mnist", "fashionmnist": return try FashionMNIST.load()
         case "mnist": return try MNIST.load()
@@ -19,7 +21,7 @@ public enum DataSource {
         let url = URL(fileURLWithPath: data)
         switch url.pathExtension.lowercased() {
         case "csv":
-            guard let labelColumn else { throw TensorError("\(data): name the label column with --label COLUMN") }
+            guard labelColumn != nil || allowUnlabeled else { throw TensorError("\(data): name the label column with --label COLUMN") }
             let table = try CSVTable.load(url)
             // The test file is encoded with the training file's schema (same one-hot columns and classes).
             let schema = try table.inferSchema(labelColumn: labelColumn)
@@ -49,5 +51,14 @@ public enum DataSource {
         default:
             throw TensorError("unknown data '\(data)'; valid: \(names.joined(separator: ", "))")
         }
+    }
+
+    /// The rows of a `.csv` training file (in file order) that `load` keeps for training when it
+    /// holds out the 20% validation split itself: the same seeded split as `LabeledDataset.split`.
+    public static func csvTrainingRows(total: Int, seed: UInt64) -> [Int] {
+        var generator = SeededGenerator(seed: seed)
+        let order = generator.permutation(total)
+        let nValidation = Int((0.2 * Double(total)).rounded())
+        return order[nValidation...].sorted()
     }
 }

@@ -14,6 +14,16 @@ public struct Experiment {
     /// Use only the first N training rows (quick experiments and tests).
     public var trainLimit: Int? = nil
     public var teachers: [String] = []
+    /// Cached teacher outputs (`.npy`, `.npz`, `.safetensors`, `.csv`) instead of a teacher model.
+    public var teacherOutputs: String? = nil
+    /// `logits` or `probs` (TeacherOutputs.Kind).
+    public var teacherOutputsKind = "logits"
+    /// The array of a multi-array teacher-outputs file.
+    public var teacherOutputsArray: String? = nil
+    /// Keep labels for the first N training rows only; the rest is transfer data the teacher labels.
+    public var labelLimit: Int? = nil
+    /// Mixup α: each batch is enlarged by as many mixed inputs, labelled by the teacher only.
+    public var mixup: Float? = nil
     public var student = "mlp:784-64-10"
     public var losses: [LossTerm] = [LossTerm(.ce)]
     public var options = TrainingOptions()
@@ -25,6 +35,7 @@ public struct Experiment {
         "data", "test_data", "label", "train_limit", "teacher", "teachers", "student", "losses",
         "epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "momentum", "schedule", "warmup_epochs",
         "gradient_clip", "seed", "shift", "flip", "output", "name",
+        "teacher_outputs", "teacher_outputs_kind", "teacher_outputs_array", "label_limit", "mixup",
     ]
 
     /// Reads an experiment file (YAML or JSON).
@@ -33,13 +44,99 @@ public struct Experiment {
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw TensorError("\(url.path): cannot read experiment file (\(error.localizedDescription))")
         }
-        guard text.utf8.count < 1 << 20 else { throw TensorError("\(url.path): experiment file larger than 1 MiB") }
-        let object: Any?
-        do { object = try Yams.load(yaml: text) } catch {
-            throw TensorError("\(url.path): not valid YAML: \(error)")
+        return try parse(yaml: text, name: url.path)
+    }
+
+    /// Deepest nesting an experiment or model file may have (indentation columns plus open
+    /// brackets), checked before YAML parsing: a deeply nested file would otherwise exhaust the
+    /// parser's stack. Real files stay below 20.
+    public static let maxYAMLDepth = 64
+    /// Most YAML nodes a file may expand to, aliases counted at every use (a "billion laughs"
+    /// file is a few lines that expand to billions).
+    public static let maxYAMLNodes = 100_000
+
+    /// Parses the text of an experiment file (YAML or JSON); `name` appears in errors.
+    public static func parse(yaml text: String, name: String) throws -> Experiment {
+        guard let map = try loadYAML(text, name: name) as? [String: Any] else { throw TensorError("\(name): the experiment must be a YAML map of settings") }
+        do { return try Experiment(map) } catch let e as TensorError { throw TensorError("\(name): \(e.message)") }
+    }
+
+    /// YAML text as Foundation objects, after the size, depth and expansion limits.
+    static func loadYAML(_ text: String, name: String) throws -> Any? {
+        guard text.utf8.count < 1 << 20 else { throw TensorError("\(name): YAML file larger than 1 MiB") }
+        let depth = yamlDepthBound(text)
+        guard depth <= maxYAMLDepth else {
+            throw TensorError("\(name): nesting \(depth) levels deep (indentation plus brackets), more than the \(maxYAMLDepth) an experiment file may have (Experiment.maxYAMLDepth)")
         }
-        guard let map = object as? [String: Any] else { throw TensorError("\(url.path): the experiment must be a YAML map of settings") }
-        do { return try Experiment(map) } catch let e as TensorError { throw TensorError("\(url.path): \(e.message)") }
+        do {
+            guard let node = try Yams.compose(yaml: text) else { return nil }
+            var budget = maxYAMLNodes
+            var complexKey: Node.Mapping? = nil
+            guard countNodes(node, budget: &budget, complexKey: &complexKey) else {
+                throw TensorError("\(name): expands to more than \(maxYAMLNodes) YAML values (aliases counted at each use; Experiment.maxYAMLNodes)")
+            }
+            // Yams traps on a mapping whose key is a list or a map (found by fuzz/FuzzExperiment).
+            if let complexKey {
+                throw TensorError("\(name): line \((complexKey.mark?.line).map(String.init) ?? "?"): a key is itself a list or a map; settings are written `name: value`")
+            }
+            return try Yams.load(yaml: text)
+        } catch let error as TensorError { throw error } catch {
+            throw TensorError("\(name): not valid YAML: \(error)")
+        }
+    }
+
+    /// An upper bound on the nesting of a YAML text: per line, the indentation (block indicators
+    /// `- `, `? `, `: ` count as indentation) plus the open flow brackets outside quotes.
+    public static func yamlDepthBound(_ text: String) -> Int {
+        var worst = 0, flow = 0
+        var quote: UInt8? = nil
+        for line in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            var indent = 0
+            var rest = line[...]
+            if quote == nil {
+                while let c = rest.first {
+                    if c == 0x20 || c == 0x09 { indent += 1; rest = rest.dropFirst(); continue }
+                    let next = rest.dropFirst().first
+                    if (c == UInt8(ascii: "-") || c == UInt8(ascii: "?") || c == UInt8(ascii: ":")) && (next == nil || next == 0x20 || next == 0x09) {
+                        indent += 2; rest = rest.dropFirst(); continue
+                    }
+                    break
+                }
+            }
+            var previous: UInt8 = 0x20
+            for c in rest {
+                defer { previous = c }
+                if let q = quote { if c == q { quote = nil }; continue }
+                switch c {
+                case UInt8(ascii: "'"), UInt8(ascii: "\""): quote = c
+                case UInt8(ascii: "["), UInt8(ascii: "{"): flow += 1
+                case UInt8(ascii: "]"), UInt8(ascii: "}"): flow = max(0, flow - 1)
+                case UInt8(ascii: ":"): indent += 1  // `a: b: c` style keys, counted generously
+                default: break
+                }
+                if c == UInt8(ascii: "#") && (previous == 0x20 || previous == 0x09) { break }
+                worst = max(worst, indent + flow)
+            }
+            worst = max(worst, indent + flow)
+        }
+        return worst
+    }
+
+    /// Counts `node` and its descendants against `budget` (false when it runs out), and notes the
+    /// first mapping with a key that is not a scalar.
+    private static func countNodes(_ node: Node, budget: inout Int, complexKey: inout Node.Mapping?) -> Bool {
+        budget -= 1
+        guard budget >= 0 else { return false }
+        switch node {
+        case .scalar: return true
+        case .sequence(let s): return s.allSatisfy { countNodes($0, budget: &budget, complexKey: &complexKey) }
+        case .mapping(let m):
+            for (k, v) in m {
+                if k.scalar == nil && complexKey == nil { complexKey = m }
+                guard countNodes(k, budget: &budget, complexKey: &complexKey), countNodes(v, budget: &budget, complexKey: &complexKey) else { return false }
+            }
+            return true
+        }
     }
 
     /// Builds an experiment from a parsed map; unknown keys are an error listing the valid ones.
@@ -96,6 +193,11 @@ public struct Experiment {
         if let v = try int("shift") { options.shift = v }
         if let v = map["flip"] as? Bool { options.flip = v }
         output = try string("output")
+        teacherOutputs = try string("teacher_outputs")
+        if let v = try string("teacher_outputs_kind") { teacherOutputsKind = v }
+        teacherOutputsArray = try string("teacher_outputs_array")
+        labelLimit = try int("label_limit")
+        mixup = try float("mixup")
         try validate()
     }
 
@@ -112,7 +214,7 @@ public struct Experiment {
         guard spec.hasSuffix(".yaml") || spec.hasSuffix(".yml") else { return spec }
         let text: String
         do { text = try String(contentsOfFile: spec, encoding: .utf8) } catch { throw TensorError("\(spec): cannot read model file") }
-        guard let map = (try? Yams.load(yaml: text)) as? [String: Any], let layers = map["layers"] else {
+        guard let map = try loadYAML(text, name: spec) as? [String: Any], let layers = map["layers"] else {
             throw TensorError("\(spec): a model file is a YAML map with a 'layers' list")
         }
         return try layerSpec(layers)
@@ -125,7 +227,14 @@ public struct Experiment {
         guard options.learningRate > 0 && options.learningRate.isFinite else { throw TensorError("learning_rate must be positive") }
         guard ["adam", "adamw", "sgd"].contains(options.optimizer) else { throw TensorError("unknown optimizer '\(options.optimizer)'; valid: adam, adamw, sgd") }
         guard ["constant", "cosine", "step"].contains(options.schedule) else { throw TensorError("unknown schedule '\(options.schedule)'; valid: constant, cosine, step") }
-        if losses.contains(where: { $0.method != .ce }) && teachers.isEmpty {
+        guard TeacherOutputs.Kind(rawValue: teacherOutputsKind) != nil else {
+            throw TensorError("unknown teacher-outputs kind '\(teacherOutputsKind)'; valid: logits, probs")
+        }
+        if let labelLimit, labelLimit < 0 { throw TensorError("label_limit must not be negative") }
+        if let mixup, !(mixup > 0 && mixup.isFinite) { throw TensorError("mixup α must be positive") }
+        if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
+        if teacherOutputs != nil && !teachers.isEmpty { throw TensorError("give either a teacher model or cached teacher outputs, not both") }
+        if losses.contains(where: { $0.method != .ce }) && teachers.isEmpty && teacherOutputs == nil {
             throw TensorError("the losses \(losses.map(\.method.rawValue).joined(separator: ", ")) need a teacher")
         }
     }
@@ -141,6 +250,10 @@ public struct Experiment {
         if let labelColumn { j["label"] = labelColumn }
         if let trainLimit { j["train_limit"] = trainLimit }
         if let output { j["output"] = output }
+        if let teacherOutputs { j["teacher_outputs"] = teacherOutputs; j["teacher_outputs_kind"] = teacherOutputsKind }
+        if let teacherOutputsArray { j["teacher_outputs_array"] = teacherOutputsArray }
+        if let labelLimit { j["label_limit"] = labelLimit }
+        if let mixup { j["mixup"] = decimal(mixup) }
         return j
     }
 }

@@ -28,7 +28,7 @@ public func summaryTable(_ rows: [ModelSummary]) -> String {
     return lines.joined(separator: "\n")
 }
 
-/// Loads a teacher from a file: a DistillKit model (.safetensors).
+/// Loads a teacher from a file: a DistillKit model (.safetensors) or an ONNX model (.onnx).
 public func loadTeacher(_ path: String) throws -> Teacher {
     let url = URL(fileURLWithPath: path)
     guard FileManager.default.fileExists(atPath: path) else { throw TensorError("teacher file \(path) does not exist") }
@@ -36,8 +36,10 @@ public func loadTeacher(_ path: String) throws -> Teacher {
     case "safetensors":
         let (model, info) = try SavedModel.load(url)
         return ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
+    case "onnx":
+        return try ONNXTeacher(url: url)
     default:
-        throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors models")
+        throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors and .onnx models")
     }
 }
 
@@ -57,11 +59,33 @@ public enum ExperimentRunner {
         let quiet = experiment.options.quiet
         var (train, test) = try preloaded ?? DataSource.load(experiment.data, testData: experiment.testData,
                                                               labelColumn: experiment.labelColumn, seed: experiment.options.seed)
+        let fileRows = TeacherOutputs.trainingFileRows(experiment, loadedTrain: train.count, loadedTest: test.count, preloaded: preloaded != nil)
         if let limit = experiment.trainLimit { train = train.prefix(limit) }
         let objective = try DistillationObjective(terms: experiment.losses)
         var teachers = try experiment.teachers.map(loadTeacher)
+        // Cached teacher outputs: read and checked here, before anything is built or trained.
+        var cachedOutputs = false
+        if experiment.teacherOutputs != nil {
+            let loaded = try TeacherOutputs.teacher(for: experiment, train: train, fileRows: fileRows, objective: objective)
+            teachers = [loaded.teacher]
+            train = loaded.train
+            cachedOutputs = true
+        }
+        // Tabular data: standardise with the training split's statistics, kept in the saved model.
+        var extra: [String: String] = [:]
+        if let statistics = try Tabular.standardization(for: experiment.data, train: train) {
+            teachers = try teachers.enumerated().map { i, t in
+                try cachedOutputs ? t : Tabular.teacher(t, path: experiment.teachers[i], inputStatistics: statistics)
+            }
+            train = try train.standardized(with: statistics)
+            test = try test.standardized(with: statistics)
+            extra[Tabular.statisticsKey] = try Tabular.encode(statistics)
+        }
+        var options = experiment.options
+        options.labelLimit = experiment.labelLimit
+        options.mixup = experiment.mixup
         let student = try ModelZoo.build(experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, seed: experiment.options.seed)
-        let info = SavedModel(spec: experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses)
+        let info = SavedModel(spec: experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, extra: extra)
 
         let run = experiment.output.map { RunFolder(URL(fileURLWithPath: $0)) }
         if let run {
@@ -71,18 +95,18 @@ public enum ExperimentRunner {
         // Offline distillation: without augmentation or feature losses the teacher's logits never
         // change, so they are computed once instead of every epoch.
         let originalTeachers = teachers
-        if objective.needsTeacher && experiment.options.augmentation == nil && objective.teacherFeatureNames.isEmpty {
+        if objective.needsTeacher && experiment.options.augmentation == nil && objective.teacherFeatureNames.isEmpty && !cachedOutputs && experiment.mixup == nil {
             if !quiet { log("computing the teacher's logits for \(train.count) training samples once (no augmentation: offline distillation)") }
             teachers = try teachers.map { try CachedTeacher.precomputed(from: $0, inputs: train.features) }
         }
         let trainer = try Trainer(student: student, studentInfo: info, teachers: teachers, objective: objective,
-                                  options: experiment.options, train: train, test: test, run: run)
+                                  options: options, train: train, test: test, run: run)
         let summary = try trainer.fit(resume: resume)
 
         var rows: [ModelSummary] = []
         for (i, teacher) in originalTeachers.enumerated() {
-            if let t = teacher as? ModuleTeacher {
-                let acc = try evaluate(t.model, on: test).accuracy
+            if let t = (teacher as? ModuleTeacher) ?? ((teacher as? StandardizingTeacher)?.base as? ModuleTeacher) {
+                let acc = try evaluate(t.model, on: (teacher as? StandardizingTeacher)?.teacherView(of: test) ?? test).accuracy
                 rows.append(ModelSummary(role: originalTeachers.count > 1 ? "teacher \(i + 1)" : "teacher", spec: t.name.components(separatedBy: " ").first ?? t.name,
                                          parameters: t.parameterCount, bytes: t.bytes, accuracy: acc,
                                          latencyMicroseconds: batchOneLatencyMicroseconds(t.model, exampleShape: train.exampleShape)))

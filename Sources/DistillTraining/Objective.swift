@@ -110,6 +110,9 @@ public struct LossTerm: Sendable, Equatable {
 public final class DistillationObjective {
     public let terms: [LossTerm]
     private var adapters: [String: Module] = [:]
+    /// The (single) teacher's outputs are class probabilities at temperature 1 (cached outputs
+    /// from `--teacher-outputs-kind probs`): `kd` uses `softTargetLoss` on `p^(1/T)` renormalised.
+    public var teacherGivesProbabilities = false
 
     public init(terms: [LossTerm]) throws {
         guard !terms.isEmpty else { throw TensorError("no losses given") }
@@ -159,11 +162,22 @@ public final class DistillationObjective {
             switch term.method {
             case .ce:
                 guard labels.count == studentLogits.shape[0] else { throw TensorError("loss 'ce' needs labels; this data has none (drop ce for label-free distillation)") }
-                value = crossEntropy(logits: studentLogits, labels: labels)
+                // A negative label marks a row without one (transfer data, mixed inputs): no CE there.
+                let labeled = labels.indices.filter { labels[$0] >= 0 }
+                if labeled.count == labels.count {
+                    value = crossEntropy(logits: studentLogits, labels: labels)
+                } else if labeled.isEmpty {
+                    value = studentLogits.scaled(0).sum()
+                } else {
+                    value = crossEntropy(logits: studentLogits.indexSelect(axis: 0, indices: labeled), labels: labeled.map { labels[$0] })
+                }
             case .kd:
                 guard let teacher = teacherMean else { throw TensorError("loss 'kd' needs a teacher") }
                 let s = term.standardize ? standardizedLogits(studentLogits) : studentLogits
-                if teacherLogits.count > 1 {
+                if teacherGivesProbabilities {
+                    guard !term.standardize else { throw TensorError("logit standardisation needs teacher logits, the teacher outputs are probabilities") }
+                    value = softTargetLoss(student: studentLogits, targetProbabilities: TeacherOutputs.temperedProbabilities(teacher, temperature: term.temperature), temperature: term.temperature)
+                } else if teacherLogits.count > 1 {
                     let ts = teacherLogits.map { term.standardize ? standardizedLogits($0) : $0 }
                     value = softTargetLoss(student: s, targetProbabilities: averagedTeacherProbabilities(ts, weights: nil, temperature: term.temperature), temperature: term.temperature)
                 } else {

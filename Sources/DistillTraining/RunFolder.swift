@@ -6,7 +6,9 @@ import Foundation
 /// line per epoch), `checkpoint.safetensors` (student, optimizer and adapter state after the last
 /// finished epoch), `best.safetensors` and `student.safetensors` (loadable models), and
 /// `summary.json` / `summary.txt`. Every file is written atomically (temporary file + rename), so a
-/// kill at any moment leaves the previous version intact.
+/// kill at any moment leaves the previous version intact, and a failed write (a full disk) leaves
+/// the previous checkpoint in place. A checkpoint written on Ctrl-C also records the batch
+/// position inside the epoch.
 public struct RunFolder: Sendable {
     public let url: URL
     public init(_ url: URL) { self.url = url }
@@ -49,19 +51,34 @@ public struct RunFolder: Sendable {
         try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: metrics)
     }
 
-    func saveCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor], epochsDone: Int, bestAccuracy: Double) throws {
+    /// Where a checkpoint stands: `epochsDone` whole epochs, then `nextBatch` batches of the next
+    /// one (0 at an epoch boundary; more after a Ctrl-C mid-epoch), with that epoch's running
+    /// loss sums so its metrics line comes out as if the run had never stopped.
+    struct CheckpointState {
+        var epochsDone = 0
+        var bestAccuracy = 0.0
+        var nextBatch = 0
+        /// "seen", "loss" and "part.<term>" running sums of the unfinished epoch.
+        var sums: [String: Double] = [:]
+    }
+
+    func saveCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor], state: CheckpointState) throws {
         var tensors: [String: Tensor] = [:]
         for (k, v) in student.stateDict() { tensors["student.\(k)"] = v }
         for (k, v) in optimizer.stateDict() { tensors["optimizer.\(k)"] = v }
         for (i, a) in adapters.enumerated() { tensors["adapter.\(i)"] = a }
-        try Safetensors.save(tensors, to: checkpoint, metadata: [
-            "distillkit.epochs_done": String(epochsDone), "distillkit.best_accuracy": String(bestAccuracy),
-        ])
+        var metadata = ["distillkit.epochs_done": String(state.epochsDone), "distillkit.best_accuracy": String(state.bestAccuracy)]
+        if state.nextBatch > 0 {
+            metadata["distillkit.next_batch"] = String(state.nextBatch)
+            // Doubles print in their shortest round-tripping form, so the sums come back exactly.
+            for (k, v) in state.sums { metadata["distillkit.sum.\(k)"] = String(v) }
+        }
+        try Safetensors.save(tensors, to: checkpoint, metadata: metadata)
     }
 
-    func loadCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor]) throws -> (epochsDone: Int, bestAccuracy: Double) {
+    func loadCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor]) throws -> CheckpointState {
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {
-            return (0, 0)  // killed before the first epoch ended: start again
+            return CheckpointState()  // killed before the first checkpoint: start again
         }
         let (tensors, meta) = try Safetensors.decode(try Data(contentsOf: checkpoint), name: checkpoint.path)
         func part(_ prefix: String) -> [String: Tensor] {
@@ -73,6 +90,11 @@ public struct RunFolder: Sendable {
             guard let saved = tensors["adapter.\(i)"], saved.shape == a.shape else { throw TensorError("\(checkpoint.path): adapter \(i) missing or of the wrong shape") }
             a.assign(saved)
         }
-        return (Int(meta["distillkit.epochs_done"] ?? "0") ?? 0, Double(meta["distillkit.best_accuracy"] ?? "0") ?? 0)
+        var state = CheckpointState(epochsDone: Int(meta["distillkit.epochs_done"] ?? "0") ?? 0,
+                                    bestAccuracy: Double(meta["distillkit.best_accuracy"] ?? "0") ?? 0,
+                                    nextBatch: Int(meta["distillkit.next_batch"] ?? "0") ?? 0)
+        for (k, v) in meta where k.hasPrefix("distillkit.sum.") { state.sums[String(k.dropFirst(15))] = Double(v) }
+        guard state.epochsDone >= 0, state.nextBatch >= 0 else { throw TensorError("\(checkpoint.path): corrupt position in the checkpoint metadata") }
+        return state
     }
 }

@@ -22,6 +22,10 @@ public struct TrainingOptions: Sendable {
     public var shift = 0
     public var flip = false
     public var quiet = false
+    /// Labels only for training rows with index below this (the rest is transfer data: no CE, KD only).
+    public var labelLimit: Int? = nil
+    /// Mixup α: each batch is enlarged by as many mixed inputs (λ ~ Beta(α, α)), labelled by the teacher only.
+    public var mixup: Float? = nil
     public init() {}
 
     public var augmentation: Augmentation? {
@@ -36,6 +40,8 @@ public struct TrainingOptions: Sendable {
                                 "weight_decay": decimal(weightDecay), "momentum": decimal(momentum), "schedule": schedule,
                                 "warmup_epochs": warmupEpochs, "seed": Int(seed), "shift": shift, "flip": flip]
         if let gradientClip { j["gradient_clip"] = decimal(gradientClip) }
+        if let labelLimit { j["label_limit"] = labelLimit }
+        if let mixup { j["mixup"] = decimal(mixup) }
         return j
     }
 
@@ -129,53 +135,102 @@ public final class Trainer {
 
         var startEpoch = 0
         var best = 0.0
+        var resumed = RunFolder.CheckpointState()
         if resume, let run {
-            let state = try run.loadCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters)
-            startEpoch = state.epochsDone
-            best = state.bestAccuracy
-            if !options.quiet { log("resuming \(run.url.path) after epoch \(startEpoch) (best test accuracy \(String(format: "%.2f%%", best * 100)))") }
+            resumed = try run.loadCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters)
+            guard resumed.epochsDone <= options.epochs else {
+                throw TrainingError(message: "\(run.checkpoint.path) is after epoch \(resumed.epochsDone), past the \(options.epochs) epochs of this run")
+            }
+            guard resumed.nextBatch < stepsPerEpoch else {
+                throw TrainingError(message: "\(run.checkpoint.path) stops at batch \(resumed.nextBatch) of an epoch that has \(stepsPerEpoch); was the data or batch size changed?")
+            }
+            startEpoch = resumed.epochsDone
+            best = resumed.bestAccuracy
+            if !options.quiet {
+                let position = resumed.nextBatch > 0 ? "at batch \(resumed.nextBatch + 1) of epoch \(startEpoch + 1)" : "after epoch \(startEpoch)"
+                log("resuming \(run.url.path) \(position) (best test accuracy \(String(format: "%.2f%%", best * 100)))")
+            }
         }
+        // With a run folder (the CLI), Ctrl-C and SIGTERM stop after the current step with a checkpoint.
+        let stop = run == nil ? nil : StopRequest.install()
+        defer { stop?.uninstall() }
+        func interrupted(_ signal: Int32, _ position: String, _ folder: RunFolder) -> TrainingInterrupted {
+            TrainingInterrupted(message: "interrupted (signal \(signal)) \(position); checkpoint saved, continue with: distill train --resume \(folder.url.path)", signal: signal)
+        }
+        /// A run-folder write, with the context a failed one needs (a full disk keeps the previous file).
+        func save(_ what: String, _ write: () throws -> Void) throws {
+            do { try write() } catch {
+                throw TrainingError(message: "cannot write the \(what): \(error); training stopped, the previous checkpoint\(run.map { " in \($0.url.path)" } ?? "") is intact (free some disk space, then --resume)")
+            }
+        }
+        let dropouts = student.namedModules().compactMap { $0.module as? Dropout }
+        let parameterNames = student.namedParameters().map { ($0.name, $0.tensor) } + objective.adapterParameters.enumerated().map { ("adapter.\($0.offset)", $0.element) }
         var lastReport: EvaluationReport? = nil
         var throughput: [Double] = []
         for epoch in startEpoch..<options.epochs {
             let bar = ProgressBar(title: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch, quiet: options.quiet)
             let t0 = DispatchTime.now().uptimeNanoseconds
+            let firstBatch = epoch == startEpoch ? resumed.nextBatch : 0
             var seen = 0, lossSum = 0.0
             var partSums: [String: Double] = [:]
-            for (step, batch) in try loader.batches(epoch: epoch).enumerated() {
+            if firstBatch > 0 {
+                seen = Int(resumed.sums["seen"] ?? 0)
+                lossSum = resumed.sums["loss"] ?? 0
+                for (k, v) in resumed.sums where k.hasPrefix("part.") { partSums[String(k.dropFirst(5))] = v }
+            }
+            for (offset, batch) in try loader.batches(epoch: epoch, startingAt: firstBatch).enumerated() {
+                let step = firstBatch + offset
                 if let bad = batch.inputs.firstNonFiniteIndex {
                     let row = bad / max(1, batch.inputs.count / batch.count)
                     throw TrainingError(message: "non-finite input value in training sample \(batch.indices[row]) (epoch \(epoch + 1), step \(step + 1)); nothing was trained on it")
                 }
                 let globalStep = epoch * stepsPerEpoch + step
                 optimizer.learningRate = schedule.learningRate(atStep: globalStep)
+                for (k, dropout) in dropouts.enumerated() {  // masks from (seed, step): the same after --resume
+                    dropout.reseed(options.seed ^ UInt64(globalStep) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(k + 1) &* 0xD1B5_4A32_D192_ED03)
+                }
+                // Label-scarce training and mixup (TeacherOutputs.swift): a label of -1 means "no label here".
+                let (inputs, labels, indices) = TransferSet.prepare(inputs: batch.inputs, labels: batch.labels, indices: batch.indices, labelLimit: options.labelLimit, mixup: options.mixup,
+                                                                   seed: options.seed, step: globalStep)
                 var teacherLogits: [Tensor] = []
                 var teacherFeatures: [String: Tensor] = [:]
                 if objective.needsTeacher {
                     for (i, teacher) in teachers.enumerated() {
-                        let out = try teacher.forward(batch.inputs, indices: batch.indices, features: i == 0 ? objective.teacherFeatureNames : [])
+                        let out = try teacher.forward(inputs, indices: indices, features: i == 0 ? objective.teacherFeatureNames : [])
                         guard out.logits.isFinite else {
-                            throw TrainingError(message: "teacher \(teacher.name) gave non-finite outputs at epoch \(epoch + 1), step \(step + 1) (samples \(batch.indices.prefix(4))...)")
+                            throw TrainingError(message: "teacher \(teacher.name) gave non-finite outputs at epoch \(epoch + 1), step \(step + 1) (samples \(indices.prefix(4))...)")
                         }
                         teacherLogits.append(out.logits)
                         if i == 0 { teacherFeatures = out.features }
                     }
                 }
                 optimizer.zeroGrad()
-                let logits = student(batch.inputs)
+                let logits = student(inputs)
                 let (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: studentTaps?.outputs ?? [:],
                                                        teacherLogits: teacherLogits, teacherFeatures: teacherFeatures,
-                                                       labels: batch.labels, epoch: epoch)
+                                                       labels: labels, epoch: epoch)
                 let value = loss.item()
                 guard value.isFinite else {
                     throw TrainingError(message: "the loss became \(value) at epoch \(epoch + 1), step \(step + 1) (terms: \(parts)); training stopped\(run.map { ", the last good checkpoint is kept in \($0.url.path)" } ?? ""). Try a lower learning rate.")
                 }
                 loss.backward()
+                for (name, parameter) in parameterNames {
+                    if let g = parameter.grad, let i = g.firstNonFiniteIndex {
+                        throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at epoch \(epoch + 1), step \(step + 1), with a finite loss \(value); the weights were not updated\(run.map { ", the last good checkpoint is kept in \($0.url.path)" } ?? ""). Try a lower learning rate or --gradient-clip.")
+                    }
+                }
                 if let clip = options.gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: clip) }
                 optimizer.step()
                 seen += batch.count
                 lossSum += Double(value) * Double(batch.count)
                 for (k, v) in parts { partSums[k, default: 0] += Double(v) * Double(batch.count) }
+                if let run, let signal = stop?.received, step + 1 < stepsPerEpoch {
+                    var state = RunFolder.CheckpointState(epochsDone: epoch, bestAccuracy: best, nextBatch: step + 1)
+                    state.sums = ["seen": Double(seen), "loss": lossSum]
+                    for (k, v) in partSums { state.sums["part.\(k)"] = v }
+                    try save("checkpoint") { try run.saveCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters, state: state) }
+                    throw interrupted(signal, "at epoch \(epoch + 1), after step \(step + 1) of \(stepsPerEpoch)", run)
+                }
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if step % 20 == 0 || step + 1 == stepsPerEpoch {
                     bar.update(step + 1, unitsPerSecond: Double(seen) / elapsed, detail: String(format: "loss %.4f", lossSum / Double(seen)))
@@ -193,10 +248,15 @@ public final class Trainer {
                                        "samples_per_second": Double(seen) / seconds]
             for (k, v) in partSums { line["loss_\(k)"] = v / Double(max(seen, 1)) }
             if let run {
-                try run.appendMetrics(line, epoch: epoch + 1)
-                if improved { try studentInfo.save(student, to: run.bestModel) }
-                try run.saveCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters,
-                                       epochsDone: epoch + 1, bestAccuracy: best)
+                try save("metrics") { try run.appendMetrics(line, epoch: epoch + 1) }
+                if improved { try save("best model") { try studentInfo.save(student, to: run.bestModel) } }
+                try save("checkpoint") {
+                    try run.saveCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters,
+                                           state: RunFolder.CheckpointState(epochsDone: epoch + 1, bestAccuracy: best))
+                }
+                if let signal = stop?.received, epoch + 1 < options.epochs {
+                    throw interrupted(signal, "after epoch \(epoch + 1)", run)
+                }
             }
             if !options.quiet {
                 log(String(format: "epoch %d/%d  loss %.4f  test accuracy %.2f%%  (%.1f s, %.0f samples/s)",

@@ -104,10 +104,12 @@ struct BenchInfer: ParsableCommand {
 
     func run() throws {
         try BLAS.ensureLoaded()
-        let net: Module = model.hasSuffix(".safetensors") ? try SavedModel.load(URL(fileURLWithPath: model)).model : try ModelZoo.build(model, seed: 0)
+        // A saved model brings its own input shape (e.g. [64] for a tabular MLP).
+        let saved = model.hasSuffix(".safetensors") ? try SavedModel.load(URL(fileURLWithPath: model)) : nil
+        let net: Module = try saved?.model ?? ModelZoo.build(model, seed: 0)
         net.eval()
         var g = SeededGenerator(seed: 1)
-        let x = Tensor.randomUniform([batch, 1, 28, 28], using: &g)
+        let x = Tensor.randomUniform([batch] + (saved?.info.inputShape ?? [1, 28, 28]), using: &g)
         var report: [String: Any] = ["workload": batch == 1 ? "infer-b1" : "infer-b\(batch)", "model": model, "batch": batch,
                                      "threads": Parallel.workers, "blas": BLAS.kernelDescription]
         withNoGrad {

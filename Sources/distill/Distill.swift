@@ -9,7 +9,21 @@ struct Distill: ParsableCommand {
         commandName: "distill",
         abstract: "DistillKit: knowledge distillation on the CPU, in Swift.",
         discussion: "Start with `distill demo`: a teacher, a scratch student and a distilled student on Fashion-MNIST, side by side.",
-        subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self])
+        subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self, Export.self, Inspect.self, CacheTeacher.self, DataReportCommand.self])
+
+    /// ParsableCommand's `main`, except that a run stopped by Ctrl-C (after saving its
+    /// checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let interrupted as TrainingInterrupted {
+            FileHandle.standardError.write(Data("\(interrupted.message)\n".utf8))
+            Foundation.exit(interrupted.exitStatus)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options shared by every command that trains.
@@ -17,6 +31,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
     @Option(help: "Test data for a .csv training file (default: a 20% split of the training file).") var testData: String?
     @Option(help: "Label column of a .csv file.") var label: String?
+    @Option(help: "Numeric target column of a .csv file: a regression student (mlp:F-...-1) trained with MSE.") var target: String?
     @Option(help: "Use only the first N training samples.") var trainLimit: Int?
     @Option(help: "Epochs.") var epochs: Int?
     @Option(help: "Batch size.") var batchSize: Int?

@@ -16,6 +16,7 @@ struct Train: ParsableCommand {
         e.student = try Experiment.resolveModelSpec(model)
         e.losses = [LossTerm(.ce)]
         flags.apply(to: &e)
+        if flags.target != nil { return try runRegression(e, flags: flags, teacherWeight: 0) }
         try runAndReport(e, flags: flags)
     }
 }
@@ -37,10 +38,15 @@ struct KD: ParsableCommand {
     @Option(help: "Student layer for feature methods (dotted name, e.g. 2).") var studentLayer: [String] = []
     @Option(help: "Teacher layer for feature methods (dotted name, e.g. 5).") var teacherLayer: [String] = []
     @Flag(help: "Distill without labels: no cross-entropy term (α = 1).") var labelFree = false
+    @Option(help: "Cached teacher outputs instead of a teacher model: .npy, .npz, .safetensors or .csv, one row per training sample (see distill cache-teacher).") var teacherOutputs: String?
+    @Option(help: "What --teacher-outputs holds: logits or probs (probabilities at temperature 1, e.g. predict_proba).") var teacherOutputsKind = "logits"
+    @Option(help: "The array to use from a multi-array .npz or .safetensors --teacher-outputs file.") var teacherOutputsArray: String?
+    @Option(help: "Keep labels for the first N training rows only; the rest is transfer data labelled by the teacher (CE on labelled rows, KD on all).") var labelLimit: Int?
+    @Option(help: "Mixup α: add as many mixed inputs (λ ~ Beta(α, α)) to each batch, labelled by the teacher (needs --teacher).") var mixup: Float?
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {
-        guard !teacher.isEmpty else { throw ValidationError("--teacher is required (a model from `distill train`)") }
+        guard !teacher.isEmpty || teacherOutputs != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
         var options: [String: Any] = ["temperature": Double(temperature), "standardize": standardize]
         if !studentLayer.isEmpty { options["student"] = studentLayer; options["teacher"] = teacherLayer }
         var term = try LossTerm.parse([method: options])
@@ -48,9 +54,15 @@ struct KD: ParsableCommand {
         term.weight = alpha
         var e = Experiment()
         e.teachers = teacher
+        e.teacherOutputs = teacherOutputs
+        e.teacherOutputsKind = teacherOutputsKind
+        e.teacherOutputsArray = teacherOutputsArray
+        e.labelLimit = labelLimit
+        e.mixup = mixup
         e.student = try Experiment.resolveModelSpec(student)
         e.losses = alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
         flags.apply(to: &e)
+        if flags.target != nil { return try runRegression(e, flags: flags, teacherWeight: alpha) }
         try runAndReport(e, flags: flags)
     }
 }
@@ -79,20 +91,30 @@ struct Run: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a model: accuracy, top-5, per-class accuracy, confusion matrix, calibration, agreement with a teacher.")
-    @Argument(help: "Model file (.safetensors).") var model: String
+    @Argument(help: "Model file (.safetensors, or .onnx: an ONNX classifier).") var model: String
     @Option(help: "Data: fashion-mnist, mnist, a .csv (with --label) or .npz file.") var data = "fashion-mnist"
     @Option(help: "Label column of a .csv file.") var label: String?
     @Option(help: "Teacher to measure agreement with.") var teacher: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Option(help: "An .onnx model trained on normalised images: mean to subtract (one value, or one per channel).") var inputMean: String?
+    @Option(help: "An .onnx model trained on normalised images: standard deviation to divide by.") var inputStd: String?
 
     func run() throws {
+        if model.lowercased().hasSuffix(".onnx") {
+            return try runONNX(inputMean: parseNumberList(inputMean, option: "--input-mean"), inputStd: parseNumberList(inputStd, option: "--input-std"))
+        }
         try BLAS.ensureLoaded()
         let (net, info) = try SavedModel.load(URL(fileURLWithPath: model))
-        let (_, test) = try DataSource.load(data, labelColumn: label)
+        var (_, test) = try DataSource.load(data, labelColumn: label)
+        // A tabular model keeps the statistics it was trained with: raw rows are standardised here.
+        let statistics = try Tabular.statistics(of: info, source: model)
+        if let statistics { test = try test.standardized(with: statistics) }
         guard test.exampleShape.reduce(1, *) == info.inputShape.reduce(1, *) else {
             throw ValidationError("\(model) expects inputs of shape \(info.inputShape); \(data) has \(test.exampleShape)")
         }
-        let teacherModel = try teacher.map(loadTeacher)
+        let teacherModel = try teacher.map { path in
+            try statistics.map { try Tabular.teacher(loadTeacher(path), path: path, inputStatistics: $0) } ?? loadTeacher(path)
+        }
         let r = try evaluate(net, on: test, teacher: teacherModel)
         if json {
             var object = r.json

@@ -1,0 +1,410 @@
+import DistillTensor
+import Foundation
+import SwiftProtobuf
+
+/// DistillONNX: ONNX models as DistillKit teachers, and DistillKit students as ONNX files.
+///
+/// `ONNXModel` reads a `.onnx` file (with external-data files beside it), checks it completely
+/// before anything runs (IR and opset versions, every operator supported, every input defined,
+/// no cycles, tensor sizes that agree with their data), and runs it on the DistillTensor engine in
+/// inference mode. Operators are functions named after the ONNX operator (`ONNXOps.Conv`), listed
+/// in one table (`ONNXOps.kernels`). `ONNXExport` writes a DistillKit `Sequential` as ONNX, and
+/// `ONNXInspector` summarises either kind of model.
+///
+/// Values flowing through the graph are `ONNXValue`s: Float32 engine tensors for the model's
+/// arithmetic, Int64-backed integer tensors for shapes and indices (ONNX computes shapes inside
+/// the graph), and strings for class labels.
+
+/// One extent of a declared shape: a number, a symbolic name (`N`, `batch_size`) or unknown.
+public enum ONNXDim: Equatable, Sendable, CustomStringConvertible {
+    case fixed(Int)
+    case named(String)
+    case unknown
+    public var description: String {
+        switch self {
+        case .fixed(let n): return String(n)
+        case .named(let s): return s
+        case .unknown: return "?"
+        }
+    }
+    public var value: Int? { if case .fixed(let n) = self { return n }; return nil }
+}
+
+/// A graph input or output as the model declares it.
+public struct ONNXValueInfo: Sendable, CustomStringConvertible {
+    public var name: String
+    /// The element type, when the value is a tensor with a known type.
+    public var type: ONNXDataType?
+    /// The declared shape, when there is one.
+    public var shape: [ONNXDim]?
+    /// Set when the value is not a tensor (a sequence, map or optional): "sequence", "map", ...
+    public var nonTensorKind: String?
+
+    /// "[N,1,28,28]" (or "[?]" when the rank is unknown).
+    public var shapeDescription: String { shape.map { "[" + $0.map(\.description).joined(separator: ",") + "]" } ?? "[?]" }
+    public var description: String {
+        if let k = nonTensorKind { return "\(name): \(k)" }
+        return "\(name): \(type.map(String.init(describing:)) ?? "?")\(shapeDescription)"
+    }
+
+    init(_ p: Onnx_ValueInfoProto) {
+        name = p.name
+        switch p.type.value {
+        case .tensorType(let t)?:
+            type = ONNXDataType(rawValue: t.elemType)
+            shape = t.hasShape ? t.shape.dim.map { d in
+                switch d.value {
+                case .dimValue(let v)?: return .fixed(Int(v))
+                case .dimParam(let s)? where !s.isEmpty: return .named(s)
+                default: return .unknown
+                }
+            } : nil
+        case .sequenceType?: nonTensorKind = "sequence"
+        case .mapType?: nonTensorKind = "map"
+        case .optionalType?: nonTensorKind = "optional"
+        case .sparseTensorType?: nonTensorKind = "sparse tensor"
+        case nil: break
+        }
+    }
+    public init(name: String, type: ONNXDataType?, shape: [ONNXDim]?) {
+        self.name = name; self.type = type; self.shape = shape
+    }
+}
+
+/// A loaded, checked ONNX model, ready to run.
+public final class ONNXModel: @unchecked Sendable {
+    /// Where the model came from (its path, or the name given to `init(data:)`), for messages.
+    public let source: String
+    public let irVersion: Int
+    /// Imported opsets by domain ("" is ai.onnx, the default domain).
+    public let opsets: [String: Int]
+    public let producer: String
+    /// `metadata_props` of the model.
+    public let metadata: [String: String]
+    /// The inputs to feed (graph inputs that are not initializers).
+    public let inputs: [ONNXValueInfo]
+    public let outputs: [ONNXValueInfo]
+    /// Constant tensors (weights) by name.
+    let initializers: [String: ONNXValue]
+    /// Nodes in an order where every input is computed before it is read.
+    let nodes: [Node]
+    /// For each value, the index (in `nodes`) of the last node that reads it.
+    let lastUse: [String: Int]
+
+    /// The opset range of the default domain this importer implements.
+    public static let supportedOpsets = 1...22
+    /// The opset range of ai.onnx.ml.
+    public static let supportedMLOpsets = 1...5
+    /// IR versions this importer reads. Later IR versions only add features (new types, fields);
+    /// a model that uses one of them fails the type or operator checks with its own message.
+    public static let supportedIRVersions = 3...Int.max
+
+    /// Reads and checks a `.onnx` file; external-data files are looked up beside it.
+    public convenience init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw ONNXError("\(url.path): cannot read the model (\(error.localizedDescription))")
+        }
+        try self.init(data: data, directory: url.deletingLastPathComponent(), source: url.path)
+    }
+
+    /// Parses and checks a serialized `ModelProto`. `directory` is where external data lives.
+    public convenience init(data: Data, directory: URL? = nil, source: String = "model") throws {
+        guard !data.isEmpty else { throw ONNXError("\(source): the file is empty, not an ONNX model") }
+        let proto: Onnx_ModelProto
+        do {
+            proto = try Onnx_ModelProto(serializedBytes: data)
+        } catch {
+            throw ONNXError("\(source): not a valid ONNX model: the protobuf is truncated or corrupt (\(error))")
+        }
+        try self.init(proto: proto, directory: directory, source: source)
+    }
+
+    init(proto: Onnx_ModelProto, directory: URL?, source: String) throws {
+        self.source = source
+        func fail(_ message: String) -> ONNXError { ONNXError("\(source): \(message)") }
+        guard proto.hasGraph, proto.irVersion != 0 || !proto.opsetImport.isEmpty else {
+            throw fail("not an ONNX model (no graph and no IR version); is this really a .onnx file?")
+        }
+        guard Self.supportedIRVersions.contains(Int(proto.irVersion)) else {
+            throw fail("IR version \(proto.irVersion) is not supported (DistillKit reads IR version \(Self.supportedIRVersions.lowerBound) and later)")
+        }
+        irVersion = Int(proto.irVersion)
+        producer = [proto.producerName, proto.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
+        var meta: [String: String] = [:]
+        for p in proto.metadataProps { meta[p.key] = p.value }
+        metadata = meta
+
+        var opsets: [String: Int] = [:]
+        for o in proto.opsetImport {
+            let domain = o.domain == "ai.onnx" ? "" : o.domain
+            opsets[domain] = Int(clamping: o.version)
+        }
+        self.opsets = opsets
+        if let v = opsets[""], !Self.supportedOpsets.contains(v) {
+            throw fail("opset \(v) of the default domain is not supported (DistillKit runs opsets \(Self.supportedOpsets.lowerBound) to \(Self.supportedOpsets.upperBound)); re-export the model with opset_version=17")
+        }
+        if let v = opsets["ai.onnx.ml"], !Self.supportedMLOpsets.contains(v) {
+            throw fail("ai.onnx.ml opset \(v) is not supported (DistillKit runs \(Self.supportedMLOpsets.lowerBound) to \(Self.supportedMLOpsets.upperBound))")
+        }
+
+        let graph = proto.graph
+        guard graph.sparseInitializer.isEmpty else { throw fail("sparse initializers are not supported") }
+        var initializers: [String: ONNXValue] = [:]
+        for t in graph.initializer {
+            guard !t.name.isEmpty else { throw fail("an initializer has no name") }
+            guard initializers[t.name] == nil else { throw fail("initializer '\(t.name)' is defined twice") }
+            do { initializers[t.name] = try ONNXValue.decode(t, directory: directory) } catch let e as ONNXError {
+                throw fail("initializer: \(e.message)")
+            }
+        }
+        self.initializers = initializers
+
+        var seenInputs = Set<String>()
+        var inputs: [ONNXValueInfo] = []
+        for i in graph.input where initializers[i.name] == nil {
+            guard !i.name.isEmpty else { throw fail("a graph input has no name") }
+            guard seenInputs.insert(i.name).inserted else { throw fail("graph input '\(i.name)' is declared twice") }
+            inputs.append(ONNXValueInfo(i))
+        }
+        self.inputs = inputs
+        outputs = graph.output.map(ONNXValueInfo.init)
+        guard !outputs.isEmpty else { throw fail("the graph declares no outputs") }
+
+        // Nodes: resolve each operator's opset and implementation; list everything unsupported at once.
+        var nodes: [Node] = []
+        var unsupported: [(Node, String)] = []
+        for (index, p) in graph.node.enumerated() {
+            let domain = p.domain == "ai.onnx" ? "" : p.domain
+            let owner = p.name.isEmpty ? "node #\(index) (\(p.opType))" : "node '\(p.name)' (\(p.opType))"
+            let node = Node(index: index, name: p.name, opType: p.opType, domain: domain, inputs: p.input, outputs: p.output,
+                            attributes: Attributes(p.attribute, owner: owner, directory: directory),
+                            opset: opsets[domain] ?? (domain.isEmpty ? Self.supportedOpsets.upperBound : 0))
+            if opsets[domain] == nil && !domain.isEmpty {
+                unsupported.append((node, "domain '\(domain)' is not imported by the model"))
+            } else if let reason = ONNXOps.unsupportedReason(node) {
+                unsupported.append((node, reason))
+            }
+            nodes.append(node)
+        }
+        if !unsupported.isEmpty {
+            let lines = unsupported.map { node, reason in
+                "  \(node.opType) (\(node.label.components(separatedBy: " (").first!), \(node.domain.isEmpty ? "ai.onnx" : node.domain) opset \(node.opset)): \(reason)"
+            }
+            let ops = Set(unsupported.map(\.0.opType)).sorted()
+            throw fail("""
+                \(unsupported.count) node\(unsupported.count == 1 ? "" : "s") cannot run (nothing was run), unsupported: \(ops.joined(separator: ", "))
+                \(lines.joined(separator: "\n"))
+                Supported operators: \(ONNXOps.supportedOperators.joined(separator: ", ")).
+                """)
+        }
+
+        self.nodes = try Self.ordered(nodes, available: Set(inputs.map(\.name)).union(initializers.keys), fail: fail)
+        for o in outputs {
+            let defined = initializers[o.name] != nil || seenInputs.contains(o.name) || self.nodes.contains { $0.outputs.contains(o.name) }
+            guard defined else { throw fail("graph output '\(o.name)' is not computed by any node") }
+        }
+        var lastUse: [String: Int] = [:]
+        for (i, n) in self.nodes.enumerated() { for name in n.inputs where !name.isEmpty { lastUse[name] = i } }
+        self.lastUse = lastUse
+    }
+
+    /// Checks that every node input is defined, no value is computed twice and there is no cycle;
+    /// returns the nodes in an order where each runs after the nodes it reads from (the file's
+    /// own order when that already holds, as the ONNX spec requires).
+    static func ordered(_ nodes: [Node], available: Set<String>, fail: (String) -> ONNXError) throws -> [Node] {
+        var producer: [String: Int] = [:]
+        for (i, n) in nodes.enumerated() {
+            for o in n.outputs where !o.isEmpty {
+                if available.contains(o) { throw fail("\(n.label) writes '\(o)', which is already a graph input or initializer") }
+                if let j = producer[o] { throw fail("'\(o)' is computed twice, by \(nodes[j].label) and \(n.label)") }
+                producer[o] = i
+            }
+        }
+        var dependencies: [[Int]] = []
+        for n in nodes {
+            var deps: [Int] = []
+            for name in n.inputs where !name.isEmpty && !available.contains(name) {
+                guard let p = producer[name] else {
+                    throw fail("\(n.label) reads '\(name)', which no node, graph input or initializer defines (a missing initializer?)")
+                }
+                deps.append(p)
+            }
+            dependencies.append(deps)
+        }
+        // Already in order? (Every dependency earlier in the list.)
+        if dependencies.enumerated().allSatisfy({ i, deps in deps.allSatisfy { $0 < i } }) { return nodes }
+
+        // Kahn's algorithm, taking the earliest ready node each time so the file's order is kept where it can be.
+        var remaining = dependencies.map { Set($0).count }
+        var consumers = [[Int]](repeating: [], count: nodes.count)
+        for (i, deps) in dependencies.enumerated() { for d in Set(deps) { consumers[d].append(i) } }
+        var ready = (0..<nodes.count).filter { remaining[$0] == 0 }.sorted(by: >)
+        var order: [Int] = []
+        while let i = ready.popLast() {
+            order.append(i)
+            for c in consumers[i] {
+                remaining[c] -= 1
+                if remaining[c] == 0 { ready.append(c); ready.sort(by: >) }
+            }
+        }
+        if order.count < nodes.count {
+            // Walk back along unresolved dependencies from a stuck node until a node repeats.
+            var path: [Int] = []
+            var seen: [Int: Int] = [:]
+            var current = (0..<nodes.count).first { remaining[$0] > 0 }!
+            while seen[current] == nil {
+                seen[current] = path.count
+                path.append(current)
+                current = dependencies[current].first { remaining[$0] > 0 }!
+            }
+            let cycle = Array(path[seen[current]!...]).reversed() + [path[seen[current]!...].last!]
+            throw fail("the graph has a cycle: \(cycle.map { nodes[$0].label }.joined(separator: " → "))")
+        }
+        return order.map { nodes[$0] }
+    }
+
+    // MARK: Facts
+
+    /// Names of every value a node computes, in execution order (for feature taps).
+    public var valueNames: [String] { nodes.flatMap { $0.outputs.filter { !$0.isEmpty } } }
+    /// Learned numbers held in node attributes: the thresholds, leaf weights and coefficients of
+    /// the ONNX-ML operators (tree ensembles and linear models keep their parameters there).
+    var attributeParameters: Int {
+        nodes.filter { $0.domain == "ai.onnx.ml" }.reduce(0) { total, node in
+            total + node.attributes.byName.values.reduce(0) { $0 + $1.floats.count + ($1.hasT ? Int($1.t.dims.reduce(1, *)) : 0) }
+        }
+    }
+    /// Elements in all FLOAT initializers (the weights), plus the ONNX-ML operators' learned attributes.
+    public var parameterCount: Int { initializers.values.reduce(0) { $0 + ($1.floatTensor?.count ?? 0) } + attributeParameters }
+    /// Bytes of all initializers (and of the ONNX-ML operators' learned attributes, 4 per number).
+    public var parameterBytes: Int {
+        initializers.values.reduce(0) { total, v in
+            switch v {
+            case .float(let t): return total + t.count * 4
+            case .int(let t): return total + t.count * (t.type.byteWidth ?? 8)
+            case .string(let t): return total + t.values.reduce(0) { $0 + $1.utf8.count }
+            }
+        } + 4 * attributeParameters
+    }
+    /// How many nodes use each operator.
+    public var operatorCounts: [String: Int] {
+        var counts: [String: Int] = [:]
+        for n in nodes { counts[n.domain.isEmpty ? n.opType : "\(n.domain).\(n.opType)", default: 0] += 1 }
+        return counts
+    }
+    /// Number of nodes.
+    public var nodeCount: Int { nodes.count }
+    /// The operator that computes `value`, when a node does.
+    public func producingOperator(of value: String) -> String? { producer(of: value)?.opType }
+
+    /// The node computing `value`, looking through Identity nodes.
+    func producer(of value: String) -> Node? {
+        var name = value
+        for _ in 0...nodes.count {
+            guard let node = nodes.last(where: { $0.outputs.contains(name) }) else { return nil }
+            guard node.opType == "Identity", let source = node.inputs.first else { return node }
+            name = source
+        }
+        return nil
+    }
+
+    /// The `post_transform` of the ONNX-ML classifier or regressor computing `value` ("NONE" by default).
+    public func postTransform(of value: String) -> String? {
+        guard let node = producer(of: value), node.domain == "ai.onnx.ml" else { return nil }
+        return (try? node.attributes.string("post_transform", "NONE")) ?? "NONE"
+    }
+
+    // MARK: Running
+
+    /// Runs the graph on `feeds` (by input name) and returns the graph outputs plus any other
+    /// values named in `extra` (intermediate values, by ONNX name). No gradients are recorded.
+    /// Inputs are checked against the declared types and shapes first.
+    public func run(_ feeds: [String: ONNXValue], extra: [String] = []) throws -> [String: ONNXValue] {
+        try run(feeds, extra: extra, observe: nil)
+    }
+
+    /// `run`, calling `observe(node, inputs, outputs)` after each node (for FLOP counts).
+    func run(_ feeds: [String: ONNXValue], extra: [String], observe: ((Node, [ONNXValue?], [ONNXValue]) -> Void)?) throws -> [String: ONNXValue] {
+        try check(feeds)
+        let known = Set(valueNames).union(initializers.keys).union(inputs.map(\.name))
+        for name in extra where !known.contains(name) {
+            throw ONNXError("\(source): no value named '\(name)'; values are: \(valueNames.prefix(50).joined(separator: ", "))\(valueNames.count > 50 ? ", ..." : "")")
+        }
+        let wanted = Set(outputs.map(\.name)).union(extra)
+        var env = feeds
+        return try withNoGrad {
+            for (step, node) in nodes.enumerated() {
+                let values: [ONNXValue?] = try node.inputs.map { name in
+                    if name.isEmpty { return nil }
+                    if let v = env[name] ?? initializers[name] { return v }
+                    throw ONNXError("\(source): \(node.label): input '\(name)' has no value (an output its producer did not compute)")
+                }
+                guard let kernel = ONNXOps.kernel(for: node) else {
+                    throw ONNXError("\(source): \(node.label): no implementation")  // unreachable: checked at load
+                }
+                let results: [ONNXValue]
+                do { results = try kernel(OpContext(node: node, inputs: values)) } catch let e as ONNXError {
+                    let name = node.name.isEmpty ? "#\(node.index)" : "'\(node.name)'"
+                    throw ONNXError("\(source): node \(name) (\(node.opType), opset \(node.opset)): \(e.message)")
+                }
+                for (i, name) in node.outputs.enumerated() where !name.isEmpty {
+                    if i < results.count { env[name] = results[i] }
+                }
+                observe?(node, values, results)
+                // Free what no later node reads.
+                for name in node.inputs where !name.isEmpty && lastUse[name] == step && !wanted.contains(name) {
+                    env[name] = nil
+                }
+            }
+            var out: [String: ONNXValue] = [:]
+            for name in wanted {
+                guard let v = env[name] ?? initializers[name] else {
+                    throw ONNXError("\(source): output '\(name)' was not computed")
+                }
+                out[name] = v
+            }
+            return out
+        }
+    }
+
+    /// Runs a single-input model on a FLOAT batch and returns its first output.
+    public func callAsFunction(_ x: Tensor) throws -> ONNXValue {
+        guard inputs.count == 1 else {
+            throw ONNXError("\(source): the model takes \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))); use run(_:)")
+        }
+        return try run([inputs[0].name: .float(x)])[outputs[0].name]!
+    }
+
+    /// Checks `feeds` against the declared inputs: every input present, nothing unknown, and
+    /// each value of the declared type, rank and fixed extents.
+    public func check(_ feeds: [String: ONNXValue]) throws {
+        let declared = Set(inputs.map(\.name))
+        let missing = inputs.map(\.name).filter { feeds[$0] == nil }
+        guard missing.isEmpty else { throw ONNXError("\(source): missing input\(missing.count == 1 ? "" : "s") \(missing.map { "'\($0)'" }.joined(separator: ", ")) (the model takes \(inputs.map(\.description).joined(separator: "; ")))") }
+        let unknown = feeds.keys.filter { !declared.contains($0) }.sorted()
+        guard unknown.isEmpty else { throw ONNXError("\(source): unknown input\(unknown.count == 1 ? "" : "s") \(unknown.map { "'\($0)'" }.joined(separator: ", ")) (the model takes \(inputs.map(\.name).joined(separator: ", ")))") }
+        for info in inputs {
+            let v = feeds[info.name]!
+            if let kind = info.nonTensorKind { throw ONNXError("\(source): input '\(info.name)' is a \(kind); DistillKit feeds tensors only") }
+            if let t = info.type, t != v.dataType {
+                throw ONNXError("\(source): input '\(info.name)': \(v.dataType) given, \(t) expected")
+            }
+            if let shape = info.shape {
+                let fits = shape.count == v.shape.count && zip(shape, v.shape).allSatisfy { d, n in d.value.map { $0 == n } ?? true }
+                guard fits else {
+                    throw ONNXError("\(source): input '\(info.name)': \(describe(v.shape, like: shape)) given, \(info.shapeDescription) expected")
+                }
+            }
+        }
+    }
+}
+
+/// `[64,784]` written with the declared shape's names where those axes are symbolic (`[N,784]`).
+func describe(_ shape: [Int], like declared: [ONNXDim]) -> String {
+    let parts = shape.enumerated().map { i, n -> String in
+        if i < declared.count, case .named(let s) = declared[i] { return s }
+        return String(n)
+    }
+    return "[" + parts.joined(separator: ",") + "]"
+}

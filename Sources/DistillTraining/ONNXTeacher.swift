@@ -1,0 +1,140 @@
+import DistillNN
+import DistillONNX
+import DistillTensor
+import Foundation
+
+/// An ONNX model (exported from PyTorch, TensorFlow or scikit-learn) used as a teacher.
+///
+/// The model must take one FLOAT input; its logits are the first FLOAT output of rank 2
+/// ([N, C]). When that output holds probabilities (it comes from a Softmax, or from a
+/// scikit-learn classifier: TreeEnsembleClassifier, or LinearClassifier with a post_transform),
+/// the teacher returns their logarithms, which are logits of the same distribution
+/// (softmax(log p) = p), so temperature scaling works as with a native teacher.
+///
+/// Inputs are checked against the declared shape before anything runs: DistillKit feeds images as
+/// Float32 in [0, 1], [N, C, H, W], and tabular rows as written. A teacher trained on normalised
+/// images gets `(x − mean) / std` from `inputMean`/`inputStd`, given here or stored in the file's
+/// metadata as `distillkit.input_mean` / `distillkit.input_std` (numbers, or comma-separated per channel).
+///
+/// Feature methods name intermediate values by their ONNX names (`/layer3/Relu_output_0`, ...);
+/// `valueNames` lists them.
+public final class ONNXTeacher: Teacher {
+    public let model: ONNXModel
+    public let name: String
+    public let inputName: String
+    public let outputName: String
+    /// Whether the chosen output holds probabilities (turned into log-probabilities).
+    public let outputIsProbability: Bool
+    public let inputMean: [Float]?
+    public let inputStd: [Float]?
+
+    public init(url: URL, inputMean: [Float]? = nil, inputStd: [Float]? = nil) throws {
+        let model = try ONNXModel(contentsOf: url)
+        self.model = model
+        name = "onnx (\(url.lastPathComponent))"
+        guard model.inputs.count == 1, let input = model.inputs.first else {
+            throw TensorError("\(url.path): a teacher takes one input; this model takes \(model.inputs.count) (\(model.inputs.map(\.description).joined(separator: "; ")))")
+        }
+        guard input.type == .float || input.type == nil else {
+            throw TensorError("\(url.path): the input '\(input.name)' is \(input.type.map(String.init(describing:)) ?? "?"); DistillKit feeds FLOAT (skl2onnx: initial_types=[('X', FloatTensorType([None, n_features]))])")
+        }
+        inputName = input.name
+        let candidates = model.outputs.filter { $0.type == .float && ($0.shape?.count ?? 2) == 2 }
+        guard let output = candidates.first else {
+            throw TensorError("\(url.path): no FLOAT [N, C] output to use as logits; outputs are \(model.outputs.map(\.description).joined(separator: "; "))")
+        }
+        outputName = output.name
+        let producer = model.producingOperator(of: output.name)
+        outputIsProbability = producer == "Softmax" || producer == "TreeEnsembleClassifier"
+            || (producer == "LinearClassifier" && model.postTransform(of: output.name).map { $0 != "NONE" } ?? false)
+        func numbers(_ key: String) throws -> [Float]? {
+            guard let text = model.metadata[key] else { return nil }
+            let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw TensorError("\(url.path): metadata \(key) = '\(text)' is not a list of numbers") }
+            return values.map { $0! }
+        }
+        self.inputMean = try inputMean ?? numbers("distillkit.input_mean")
+        self.inputStd = try inputStd ?? numbers("distillkit.input_std")
+        if let s = self.inputStd, s.contains(where: { $0 <= 0 }) { throw TensorError("input standard deviations must be positive, got \(s)") }
+    }
+
+    public var parameterCount: Int { model.parameterCount }
+    public var bytes: Int { model.parameterBytes }
+    /// Intermediate values a feature method can name.
+    public var valueNames: [String] { model.valueNames }
+    /// The declared input shape, e.g. "[N,1,28,28]".
+    public var expectedInput: String { model.inputs[0].shapeDescription }
+
+    /// Checks one example's shape (`[1, 28, 28]`) against the declared input, with advice when
+    /// the data does not fit.
+    public func checkExampleShape(_ example: [Int]) throws {
+        guard let declared = model.inputs[0].shape else { return }
+        let given = [-1] + example
+        let fits = declared.count == given.count && zip(declared.dropFirst(), example).allSatisfy { d, n in d.value.map { $0 == n } ?? true }
+        guard !fits else { return }
+        let givenText = "[N," + example.map(String.init).joined(separator: ",") + "]"
+        var advice = "the data does not fit the teacher"
+        let declaredCount = declared.dropFirst().compactMap(\.value).reduce(1, *)
+        if declared.dropFirst().allSatisfy({ $0.value != nil }) && declaredCount == example.reduce(1, *) {
+            advice = "only the layout differs: re-export the teacher to take \(givenText) (e.g. in PyTorch, export nn.Sequential(nn.Unflatten(1, ...), model) or nn.Sequential(nn.Flatten(), model) with a dummy input of that shape)"
+        } else if example.reduce(1, *) != declaredCount {
+            advice = "the teacher was trained on other data (\(declaredCount) values per example, the data has \(example.reduce(1, *)))"
+        }
+        throw TensorError("\(model.source): input '\(inputName)': \(givenText) given, \(model.inputs[0].shapeDescription) expected; \(advice)")
+    }
+
+    /// `(x − mean) / std`, per channel (axis 1) or for all values.
+    func normalized(_ x: Tensor) throws -> Tensor {
+        guard inputMean != nil || inputStd != nil else { return x }
+        let mean = inputMean ?? [0], std = inputStd ?? [1]
+        let channels = x.rank >= 2 ? x.shape[1] : 1
+        for (name, v) in [("mean", mean), ("std", std)] where v.count != 1 && v.count != channels {
+            throw TensorError("input \(name) has \(v.count) values; the input \(x.shape) has \(channels) channels")
+        }
+        let out = Tensor(uninitializedShape: x.shape)
+        let inner = x.rank >= 2 ? x.shape[2...].reduce(1, *) : 1
+        for i in 0..<x.count {
+            let ch = (i / Swift.max(inner, 1)) % Swift.max(channels, 1)
+            out.data[i] = (x.data[i] - mean[mean.count == 1 ? 0 : ch]) / std[std.count == 1 ? 0 : ch]
+        }
+        return out
+    }
+
+    public func forward(_ inputs: Tensor, indices: [Int], features: [String]) throws -> (logits: Tensor, features: [String: Tensor]) {
+        try checkExampleShape(Array(inputs.shape.dropFirst()))
+        let results: [String: ONNXValue]
+        do {
+            results = try model.run([inputName: .float(try normalized(inputs))], extra: features)
+        } catch let e as ONNXError { throw TensorError(e.message) }
+        guard let out = results[outputName]?.floatTensor, out.rank == 2 else {
+            throw TensorError("\(model.source): output '\(outputName)' is \(results[outputName]?.typeDescription ?? "missing"), not FLOAT [N, C]")
+        }
+        var taps: [String: Tensor] = [:]
+        for f in features {
+            guard let t = results[f]?.floatTensor else {
+                throw TensorError("\(model.source): value '\(f)' is \(results[f]?.typeDescription ?? "missing"), not a FLOAT tensor")
+            }
+            taps[f] = t
+        }
+        let logits = outputIsProbability ? withNoGrad { out.clamp(min: 1e-12).log() } : out
+        return (logits, taps)
+    }
+
+    /// This teacher as a `Module` (for `evaluate` and latency measurements). A failure inside
+    /// `forward` (which cannot throw) is kept in `failure` and the batch's logits are zeros.
+    public func asModule(classes: Int) -> ONNXTeacherModule { ONNXTeacherModule(self, classes: classes) }
+}
+
+/// An `ONNXTeacher` seen as a `Module`; check `failure` after using it.
+public final class ONNXTeacherModule: Module {
+    let _teacher: ONNXTeacher
+    let _classes: Int
+    public private(set) var failure: Error?
+    init(_ teacher: ONNXTeacher, classes: Int) { _teacher = teacher; _classes = classes }
+    public override func forward(_ x: Tensor) -> Tensor {
+        do { return try _teacher.logits(x) } catch {
+            if failure == nil { failure = error }
+            return Tensor.zeros([x.shape.first ?? 0, _classes])
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import DistillData
+import DistillNN
+import DistillTensor
+import DistillTraining
+import Foundation
+
+struct CacheTeacher: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cache-teacher",
+        abstract: "Write a teacher's logits for every training row to a file, for `distill kd --teacher-outputs`.",
+        discussion: """
+        The file has one row per row of the training file, in file order ([N, C]); with --views K, the
+        teacher labels K augmented views of every sample ([K, N, C]) and the augmentation (views, shift,
+        flip, seed) is recorded in FILE.json (and in the metadata of a .safetensors file), so that
+        `distill kd --teacher-outputs FILE` replays exactly those views. Format by extension: .npy,
+        .npz (array `logits`), .safetensors (tensor `logits`) or .csv ([N, C] only).
+        """)
+    @Option(help: "Teacher model file.") var teacher: String
+    @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
+    @Option(help: "Label column of a .csv file.") var label: String?
+    @Option(help: "Output file: .npy, .npz, .safetensors or .csv.") var out: String
+    @Option(help: "Augmented views per sample (1: the samples as they are).") var views = 1
+    @Option(help: "Random shift of each view, in pixels.") var shift = 0
+    @Flag(help: "Random horizontal flips of each view.") var flip = false
+    @Option(help: "Seed of the augmentation.") var seed: UInt64 = 0
+    @Option(help: "Rows per teacher call.") var batchSize = 1024
+
+    func validate() throws {
+        guard views >= 1 else { throw ValidationError("--views must be at least 1") }
+        guard shift >= 0 else { throw ValidationError("--shift must not be negative") }
+        if views > 1 && shift == 0 && !flip { throw ValidationError("--views \(views) needs an augmentation (--shift N and/or --flip): otherwise every view is the same") }
+        if views == 1 && (shift > 0 || flip) { throw ValidationError("--shift/--flip make augmented views: give --views K (K ≥ 2)") }
+    }
+
+    func run() throws {
+        try BLAS.ensureLoaded()
+        // Every row of the training file, in file order (a .csv is not split here).
+        let isCSV = data.lowercased().hasSuffix(".csv")
+        let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label)
+        let model = try rawInputTeacher(teacher)
+        let inputs = views > 1 ? try TeacherOutputs.augmentedViews(train, views: views, shift: shift, flip: flip, seed: seed) : train
+        let t0 = Date()
+        var logits = try TeacherOutputs.compute(model, inputs: inputs.features, batchSize: batchSize)
+        if views > 1 { logits = logits.reshaped([views, train.count, logits.shape[1]]) }
+        let record: [String: String] = [
+            "teacher": teacher, "data": data, "rows": String(train.count), "classes": String(logits.shape.last!),
+            "kind": "logits", "views": String(views), "shift": String(shift), "flip": String(flip), "seed": String(seed),
+        ]
+        try TeacherOutputs.write(logits, to: out, record: record, classNames: train.classNames)
+        print(String(format: "%@: teacher logits %@ for %d training rows%@ (%.1f s); record in %@.json",
+                     out, "\(logits.shape)", train.count, views > 1 ? " × \(views) views" : "", Date().timeIntervalSince(t0), out))
+    }
+}
+
+/// A teacher that takes raw rows: a tabular DistillKit model standardises them with its stored statistics.
+func rawInputTeacher(_ path: String) throws -> Teacher {
+    let teacher = try loadTeacher(path)
+    guard path.lowercased().hasSuffix(".safetensors"),
+          let own = try Tabular.statistics(of: SavedModel.load(URL(fileURLWithPath: path)).info, source: path) else { return teacher }
+    return StandardizingTeacher(teacher, own: own, input: nil)
+}
+
+/// `distill train/kd --target COLUMN`: a regression student (RegressionRunner).
+func runRegression(_ e: Experiment, flags: TrainingFlags, teacherWeight: Float) throws {
+    guard let target = flags.target else { return }
+    guard e.data.lowercased().hasSuffix(".csv") else { throw ValidationError("--target needs a .csv file (--data)") }
+    guard flags.label == nil else { throw ValidationError("--label (classes) and --target (a regression target) exclude each other") }
+    guard flags.resume == nil else { throw ValidationError("--resume is not supported for regression runs") }
+    var r = RegressionExperiment(data: e.data, target: target)
+    r.testData = e.testData
+    r.student = e.student
+    r.teacher = e.teachers.first
+    r.teacherOutputs = e.teacherOutputs
+    r.teacherOutputsArray = e.teacherOutputsArray
+    r.teacherWeight = teacherWeight
+    r.trainLimit = e.trainLimit
+    r.options = e.options
+    r.output = e.output
+    let result = try RegressionRunner.run(r)
+    if flags.json {
+        var object = result.test.json
+        object["params"] = result.parameters
+        if let t = result.teacherTest { object["teacher"] = t.json }
+        if let run = result.runFolder { object["run"] = run.url.path }
+        printJSON(object)
+        return
+    }
+    if let t = result.teacherTest { print(String(format: "teacher   test RMSE %.4f  MAE %.4f  R² %.4f", t.rmse, t.mae, t.r2)) }
+    print(String(format: "%@ test RMSE %.4f  MAE %.4f  R² %.4f  (%d parameters, %d rows)",
+                 (teacherWeight > 0 ? "distilled" : "trained  ") as NSString, result.test.rmse, result.test.mae, result.test.r2, result.parameters, result.test.count))
+    if let run = result.runFolder { print("run folder: \(run.url.path)") }
+}
+
+struct DataReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data-report",
+        abstract: "What is in the transfer data: class balance, teacher confidence, likely label noise, duplicates, bad features.")
+    @Option(help: "Data: fashion-mnist, mnist, a .csv file or a .npz file.") var data = "fashion-mnist"
+    @Option(help: "Label column of a .csv file (omit for unlabelled data).") var label: String?
+    @Option(help: "Teacher model file (adds the confidence histogram and teacher-label disagreements).") var teacher: String?
+    @Option(help: "Cached teacher outputs instead of a teacher model (one row per training row).") var teacherOutputs: String?
+    @Option(help: "What --teacher-outputs holds: logits or probs.") var teacherOutputsKind = "logits"
+    @Option(help: "How many disagreements and duplicate groups to list.") var top = 10
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func run() throws {
+        try BLAS.ensureLoaded()
+        let isCSV = data.lowercased().hasSuffix(".csv")
+        let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label, allowUnlabeled: true)
+        var probabilities: Tensor? = nil
+        if let path = teacherOutputs {
+            guard let kind = TeacherOutputs.Kind(rawValue: teacherOutputsKind) else { throw ValidationError("--teacher-outputs-kind is logits or probs") }
+            let file = try TeacherOutputs.read(path)
+            try TeacherOutputs.check(file, kind: kind, expectedRows: train.count, expectedClasses: train.numClasses > 0 ? train.numClasses : nil)
+            probabilities = kind == .probs ? file.values : withNoGrad { file.values.softmax(axis: 1) }
+        } else if let teacher {
+            let logits = try TeacherOutputs.compute(rawInputTeacher(teacher), inputs: train.features)
+            probabilities = withNoGrad { logits.softmax(axis: 1) }
+        }
+        let report = try DataReport(train, teacherProbabilities: probabilities, top: top)
+        if json { printJSON(report.json) } else { print(report.text(name: data)) }
+    }
+}

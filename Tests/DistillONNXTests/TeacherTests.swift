@@ -1,0 +1,86 @@
+@testable import DistillONNX
+import DistillNN
+import DistillTensor
+import DistillTraining
+import Foundation
+import Testing
+
+// ONNX models as teachers: inputs checked with advice, probabilities turned into logits,
+// intermediate values by ONNX name, and loadTeacher dispatching on .onnx.
+
+/// Writes `model` into a fresh folder and returns its URL (the caller removes the folder).
+func writeModel(_ m: Onnx_ModelProto, name: String = "teacher.onnx") throws -> URL {
+    let url = temporaryFolder().appendingPathComponent(name)
+    try serialized(m).write(to: url)
+    return url
+}
+
+@Suite("ONNX teachers")
+struct TeacherTests {
+    /// image [N,1,2,2] → Flatten → Gemm(3 classes) → logits, and a Softmax output after it.
+    func imageClassifier(softmaxOnly: Bool = false) -> Onnx_ModelProto {
+        var nodes = [makeNode("Flatten", ["image"], ["flat"], name: "flatten"),
+                     makeNode("Gemm", ["flat", "W"], ["logits"], name: "fc", [intAttribute("transB", 1)])]
+        var outputs = [tensorInfo("logits", [nil, 3])]
+        if softmaxOnly {
+            nodes.append(makeNode("Softmax", ["logits"], ["probs"], name: "softmax"))
+            outputs = [tensorInfo("probs", [nil, 3])]
+        }
+        return makeModel(nodes: nodes, inputs: [tensorInfo("image", [nil, 1, 2, 2])], outputs: outputs,
+                         initializers: [floatTensor("W", [3, 4], [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1])])
+    }
+
+    @Test("logits and features by ONNX value name")
+    func logitsAndFeatures() throws {
+        let url = try writeModel(imageClassifier())
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+        let teacher = try loadTeacher(url.path)
+        #expect(teacher is ONNXTeacher && teacher.parameterCount == 12)
+        let x = Tensor(shape: [2, 1, 2, 2], scalars: [1, 2, 3, 4, 0, 0, 1, 1])
+        let out = try teacher.forward(x, indices: [], features: ["flat"])
+        #expect(out.logits.scalars == [1, 2, 7, 0, 0, 2])
+        #expect(out.features["flat"]!.shape == [2, 4])
+        #expect(errorMessage { _ = try teacher.forward(x, indices: [], features: ["nope"]) }.contains("no value named 'nope'"))
+    }
+
+    @Test("a data shape that does not fit is an error with advice")
+    func shapeMismatch() throws {
+        let url = try writeModel(imageClassifier())
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+        let teacher = try ONNXTeacher(url: url)
+        let message = errorMessage { _ = try teacher.logits(Tensor.zeros([5, 4])) }
+        #expect(message.contains("input 'image': [N,4] given, [N,1,2,2] expected; only the layout differs: re-export the teacher"), "\(message)")
+        #expect(errorMessage { try teacher.checkExampleShape([9]) }.contains("the teacher was trained on other data (4 values per example, the data has 9)"))
+    }
+
+    @Test("a softmax output becomes log-probabilities, and normalisation is applied")
+    func probabilities() throws {
+        var m = imageClassifier(softmaxOnly: true)
+        var mean = Onnx_StringStringEntryProto(), std = Onnx_StringStringEntryProto()
+        mean.key = "distillkit.input_mean"; mean.value = "1"
+        std.key = "distillkit.input_std"; std.value = "0.5"
+        m.metadataProps = [mean, std]
+        let url = try writeModel(m)
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+        let teacher = try ONNXTeacher(url: url)
+        #expect(teacher.outputIsProbability && teacher.inputMean == [1] && teacher.inputStd == [0.5])
+        // x = 1.5 everywhere → normalised 1 → logits [1, 1, 2] → log-softmax.
+        let logits = try teacher.logits(Tensor.full([1, 1, 2, 2], 1.5))
+        let lse = Foundation.log(2 * Foundation.exp(1.0) + Foundation.exp(2.0))
+        let expected = [1 - lse, 1 - lse, 2 - lse].map { Float($0) }
+        #expect(zip(logits.scalars, expected).allSatisfy { Swift.abs($0 - $1) < 1e-5 })
+    }
+
+    @Test("models a teacher cannot use are refused when loaded")
+    func refusals() throws {
+        let twoInputs = makeModel(nodes: [makeNode("Add", ["a", "b"], ["y"])], inputs: [tensorInfo("a", [nil, 2]), tensorInfo("b", [nil, 2])],
+                                  outputs: [tensorInfo("y", [nil, 2])])
+        let url = try writeModel(twoInputs)
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+        #expect(errorMessage { _ = try ONNXTeacher(url: url) }.contains("a teacher takes one input; this model takes 2"))
+        let labelsOnly = makeModel(nodes: [makeNode("ArgMax", ["x"], ["y"])], inputs: [tensorInfo("x", [nil, 2])], outputs: [tensorInfo("y", [nil], type: .int64)])
+        let url2 = try writeModel(labelsOnly)
+        defer { try? FileManager.default.removeItem(at: url2.deletingLastPathComponent()) }
+        #expect(errorMessage { _ = try ONNXTeacher(url: url2) }.contains("no FLOAT [N, C] output to use as logits"))
+    }
+}
