@@ -96,6 +96,10 @@ struct ConvGeometry {
         }
     }
 
+    /// Chunks the batch is split into, whatever the number of worker threads: the weight gradient
+    /// is summed chunk by chunk, so a fixed count keeps results bit-identical across thread counts.
+    static let batchChunks = 8
+
     /// The output columns `lo..<hi` whose input column `ox·stride + offset` lies inside the image.
     @inline(__always)
     func validRange(offset: Int, stride: Int) -> (Int, Int) {
@@ -123,7 +127,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, config: Con
     let colsPerImage = geo.groups * geo.k * geo.pq
     let keptCols = GradMode.isEnabled && weight.requiresGrad ? TensorStorage(count: geo.n * colsPerImage) : nil
     let kept = keptCols.map { SharedPointer($0.pointer) }
-    Parallel.forEachChunk(geo.n, chunks: Parallel.workers) { _, range in
+    Parallel.forEachChunk(geo.n, chunks: ConvGeometry.batchChunks) { _, range in
         let ld = range.count * geo.pq
         let col = kept.map { $0.p + range.lowerBound * colsPerImage } ?? .allocate(capacity: range.count * colsPerImage)
         let product = UnsafeMutablePointer<Float>.allocate(capacity: geo.o * ld)
@@ -155,7 +159,7 @@ func conv2dBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConf
                     needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
     let dx = needInput ? Tensor.zeros(x.shape) : nil
-    let chunks = Swift.max(1, Swift.min(Parallel.workers, geo.n))
+    let chunks = Swift.max(1, Swift.min(ConvGeometry.batchChunks, geo.n))
     // Each chunk accumulates its own weight and bias gradients; they are summed at the end.
     let partialW = UnsafeMutablePointer<Float>.allocate(capacity: chunks * weight.count)
     let partialB = UnsafeMutablePointer<Float>.allocate(capacity: chunks * geo.o)
