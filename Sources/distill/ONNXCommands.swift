@@ -120,13 +120,7 @@ extension Eval {
         }
         print("\(model): ONNX, input \(onnxTeacher.inputName) \(onnxTeacher.expectedInput), \(onnxTeacher.parameterCount) parameters, \(onnxTeacher.bytes) bytes"
               + (onnxTeacher.outputIsProbability ? " (output '\(onnxTeacher.outputName)' holds probabilities)" : ""))
-        print(String(format: "accuracy %.2f%%   top-5 %.2f%%   ECE %.4f   loss %.4f", r.accuracy * 100, r.top5Accuracy * 100, r.expectedCalibrationError, r.meanLoss))
-        if let a = r.teacherAgreement { print(String(format: "agreement with the teacher %.2f%%", a * 100)) }
-        let names = test.classNames.count == test.numClasses ? test.classNames : (0..<test.numClasses).map(String.init)
-        print("per-class accuracy:")
-        for (i, acc) in r.perClassAccuracy.enumerated() { print(String(format: "  %-12@ %6.2f%%", names[i] as NSString, acc * 100)) }
-        print("confusion matrix (rows: label, columns: prediction):")
-        for row in r.confusion { print("  " + row.map { String(format: "%5d", $0) }.joined()) }
+        printEvaluation(r, on: test)
     }
 }
 
