@@ -165,7 +165,7 @@ struct ConformanceTests {
         let passed = outcomes.filter { $0.1 == .pass }.map(\.0)
         let failed = outcomes.compactMap { name, o -> (String, String)? in if case .fail(let m) = o { return (name, m) }; return nil }
         let skipped = outcomes.compactMap { name, o -> (String, String)? in if case .skip(let m) = o { return (name, m) }; return nil }
-        print("ConformanceTests: \(passed.count) passed, \(failed.count) failed, \(skipped.count) skipped of \(outcomes.count) backend tests")
+        print("ONNX conformance: \(passed.count) of \(outcomes.count) backend tests pass (\(failed.count) known failures, \(skipped.count) skipped)")
 
         if ProcessInfo.processInfo.environment["DISTILL_ONNX_UPDATE_LISTS"] == "1" {
             let header = "# ONNX backend tests (libonnx-testdata) that DistillKit passes; Tests/DistillONNXTests/ConformanceTests.swift fails if one stops passing.\n# Regenerate: DISTILL_ONNX_UPDATE_LISTS=1 swift test --filter ConformanceTests\n"
