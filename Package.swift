@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module map (dependencies point one way):
-//   CBLASLoader -> DistillTensor -> DistillNN -> {DistillData, DistillONNX} -> DistillTraining -> distill (CLI)
+//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX} -> DistillTraining -> distill (CLI)
 let package = Package(
     name: "DistillKit",
     products: [
@@ -12,17 +12,18 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
-        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // OpenBLAS, loaded at run time after choosing its CPU kernels (see Sources/CBLASLoader/blas_loader.c).
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "DistillTensor", dependencies: ["CBLASLoader"]),
-        .target(name: "DistillNN", dependencies: ["DistillTensor"]),
-        // zlib, for gzipped IDX files (Debian's zlib1g-dev).
+        // Elementwise kernels in C, vectorised per CPU at run time (Swift compiles for baseline SSE2).
+        .target(name: "CKernels"),
+        .target(name: "DistillNN", dependencies: ["DistillTensor", "CKernels"]),
+        // zlib, for gzipped IDX files and deflated .npz entries (Debian's zlib1g-dev).
         .systemLibrary(name: "SystemZlib", path: "Sources/SystemZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "DistillData", dependencies: ["DistillTensor", "SystemZlib", "ZIPFoundation"]),
+        .target(name: "DistillData", dependencies: ["DistillTensor", "SystemZlib"]),
         // ONNX: protobuf code generated from onnx.proto (scripts/onnx/generate.sh), import and export.
         .target(name: "DistillONNX", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "Yams"]),
@@ -32,7 +33,7 @@ let package = Package(
         .target(name: "DistillTestSupport", dependencies: ["DistillTensor"]),
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor", "DistillTestSupport"],
                     resources: [.copy("Golden")]),
-        .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "DistillTestSupport"]),
+        .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "CKernels", "DistillTestSupport"]),
         .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillTestSupport"], resources: [.copy("Malformed")]),
         .testTarget(name: "DistillTrainingTests", dependencies: ["DistillTraining", "DistillTestSupport"]),
         .testTarget(name: "DistillONNXTests", dependencies: ["DistillONNX", "DistillTraining", "DistillTestSupport"],

@@ -7,7 +7,9 @@
 # Seeds come from fuzz/corpus/<target>/ (committed); inputs the fuzzer finds interesting go to
 # fuzz/.build/corpus/<target>/ and crashing ones to fuzz/.build/crashes/. FUZZ_JOBS targets run at
 # once (default 2). Prints executions per target; exits 1 when any target crashed, hung or ran out
-# of memory, naming the input to add to the regression tests.
+# of memory, naming the input to add to the regression tests and printing it in base64 (so a crash
+# found on a CI machine can be rebuilt from its log). FUZZ_SEED seeds libFuzzer (default 1, so two
+# runs of equal length explore alike; 0 picks a random seed).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
@@ -25,7 +27,7 @@ run_one() {
     mkdir -p ".build/corpus/$t"
     # -rss_limit_mb and -malloc_limit_mb: an allocation the input's size does not justify is a bug.
     SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "$bin/Fuzz$t" \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 \
+        -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 \
         -artifact_prefix=".build/crashes/$t-" ".build/corpus/$t" "corpus/$t" >".build/logs/$t.log" 2>&1
 }
 
@@ -44,8 +46,14 @@ for t in "${targets[@]}"; do
     runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
     speed=$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
     if grep -qE 'ERROR: (libFuzzer|AddressSanitizer)|SUMMARY: (libFuzzer|AddressSanitizer)|Fatal error|deadly signal' "$log"; then
-        result="FAILED: $(grep -Eo 'Test unit written to [^ ]+' "$log" | tail -1) (log: fuzz/$log)"
+        unit=$(grep -Eo 'Test unit written to [^ ]+' "$log" | tail -1 | sed 's/Test unit written to //' || true)
+        result="FAILED: ${unit:-no input saved} (log: fuzz/$log)"
         status=1
+        grep -E 'ERROR: |SUMMARY: |Fatal error' "$log" | head -5 >&2 || true
+        if [ -n "$unit" ] && [ -f "$unit" ]; then
+            echo "$t crashing input, base64 (rebuild with: base64 -d > input):" >&2
+            base64 -w 76 "$unit" | head -200 >&2
+        fi
     else
         result=ok
     fi

@@ -28,13 +28,14 @@ public enum Gzip {
         }
     }
 
-    /// Compresses `data` into a gzip stream (windowBits 15 + 16, as `gzip` writes it).
-    public static func compress(_ data: Data, level: Int32 = 6) throws -> Data {
+    /// Compresses `data` into a gzip stream (windowBits 15 + 16, as `gzip` writes it), or with
+    /// `windowBits: -15` into raw deflate (as ZIP entries hold it).
+    public static func compress(_ data: Data, level: Int32 = 6, windowBits: Int32 = 15 + 16) throws -> Data {
         guard data.count < Int(UInt32.max) else { throw DataError("gzip: cannot compress \(data.count) bytes in one piece (4 GiB limit)") }
         let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())
         defer { stream.deinitialize(count: 1); stream.deallocate() }
-        guard deflateInit2_(stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+        guard deflateInit2_(stream, level, Z_DEFLATED, windowBits, 8, Z_DEFAULT_STRATEGY,
                             zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw DataError("gzip: deflateInit2 failed")
         }
@@ -55,8 +56,9 @@ public enum Gzip {
     }
 }
 
-/// Pulls decompressed bytes out of an in-memory gzip or zlib stream on demand, so a reader can
-/// decode a header first and size the payload from it. The input buffer must outlive the reader.
+/// Pulls decompressed bytes out of an in-memory gzip or zlib stream (or raw deflate, with
+/// `windowBits: -15`) on demand, so a reader can decode a header first and size the payload from
+/// it. The input buffer must outlive the reader.
 final class GzipReader {
     private let stream: UnsafeMutablePointer<z_stream>
     private let name: String
@@ -65,7 +67,8 @@ final class GzipReader {
     /// Decompressed bytes produced so far.
     var offset: Int { Int(stream.pointee.total_out) }
 
-    init(_ input: UnsafeRawBufferPointer, name: String) throws {
+    /// `windowBits`: 15 + 32 detects a gzip or zlib header; -15 reads raw deflate.
+    init(_ input: UnsafeRawBufferPointer, name: String, windowBits: Int32 = 15 + 32) throws {
         // zlib counts input in 32 bits.
         guard input.count < Int(UInt32.max) else {
             throw DataError(file: name, "\(input.count) bytes of gzip data, more than the 4 GiB zlib can take in one piece")
@@ -74,8 +77,7 @@ final class GzipReader {
         inputCount = input.count
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
-        // 15 + 32: a 32 KiB window and automatic detection of a gzip or zlib header.
-        guard inflateInit2_(stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        guard inflateInit2_(stream, windowBits, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             stream.deinitialize(count: 1); stream.deallocate()
             throw DataError(file: name, "zlib inflateInit2 failed")
         }

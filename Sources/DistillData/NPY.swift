@@ -248,7 +248,7 @@ public enum NPY {
             throw DataError("NPY.encode: shape \(shape) does not hold \(values.count) values")
         }
         var out = header(descr: "<i8", shape: shape)
-        for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { out.append(contentsOf: $0) } }
+        for v in values { out.appendLE(Int64(v)) }
         return out
     }
 
@@ -263,9 +263,9 @@ public enum NPY {
         dict += [UInt8](repeating: UInt8(ascii: " "), count: total - prefix - dict.count - 1) + [UInt8(ascii: "\n")]
         var out = Data([0x93] + Array("NUMPY".utf8) + [version, 0])
         if version == 1 {
-            withUnsafeBytes(of: UInt16(dict.count).littleEndian) { out.append(contentsOf: $0) }
+            out.appendLE(UInt16(dict.count))
         } else {
-            withUnsafeBytes(of: UInt32(dict.count).littleEndian) { out.append(contentsOf: $0) }
+            out.appendLE(UInt32(dict.count))
         }
         out.append(contentsOf: dict)
         return out

@@ -1,3 +1,4 @@
+import CKernels
 import DistillTensor
 
 /// Updates parameters from their gradients. Each optimizer keeps per-parameter state aligned
@@ -107,13 +108,7 @@ public final class Adam: Optimizer {
             guard let grad = p.grad else { continue }
             let w = p.data, g = grad.data, m = firstMoment[i].data, v = secondMoment[i].data
             if decoupledWeightDecay && wd != 0 { let f = 1 - lr * wd; for j in 0..<p.count { w[j] *= f } }
-            let l2 = decoupledWeightDecay ? 0 : wd
-            for j in 0..<p.count {
-                let gj = g[j] + l2 * w[j]
-                m[j] = b1 * m[j] + (1 - b1) * gj
-                v[j] = b2 * v[j] + (1 - b2) * gj * gj
-                w[j] -= stepSize * m[j] / (v[j].squareRoot() * invSqrtC2 + eps)
-            }
+            dk_adam_update(w, g, m, v, p.count, b1, b2, decoupledWeightDecay ? 0 : wd, stepSize, invSqrtC2, eps)
         }
     }
 

@@ -75,12 +75,13 @@ public enum BLAS {
         }
     }
 
-    /// Multiply-adds below which one thread is faster than two: measured on the MLP student at
-    /// batch 256 (12.8M multiply-adds), one thread gave 658K samples/s and two 544K.
-    static let minimumSplitWork = 1 << 25
+    /// Multiply-adds below which one thread is as fast as two (`distill bench gemm`, `bench kd`,
+    /// `bench infer`): the MLP student's 256-row product (12.8M) ran at 91 GFLOP/s on one thread
+    /// and 172 on two; its 128-row training step (6.4M per product) gained nothing from splitting.
+    static let minimumSplitWork = 1 << 23
 }
 
-/// Splits `0..<count` into at most `Parallel.workers` contiguous chunks run on separate threads.
+/// Splits `0..<count` into contiguous chunks run on `Parallel.workers` threads (a `WorkerPool`).
 public enum Parallel {
     /// Runs `body(chunkIndex, range)` for exactly `chunks` (or fewer, if `count` is smaller)
     /// contiguous ranges covering `0..<count`, concurrently.
@@ -88,10 +89,11 @@ public enum Parallel {
         let chunks = max(1, min(chunks, count))
         if count == 0 { return }
         if chunks == 1 { body(0, 0..<count); return }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            body(c, (count * c / chunks)..<(count * (c + 1) / chunks))
-        }
+        pool.run(chunks) { c in body(c, (count * c / chunks)..<(count * (c + 1) / chunks)) }
     }
+
+    /// The threads that run chunks besides the caller: `workers - 1` of them, made on first use.
+    private static let pool = WorkerPool(workers: max(1, workers - 1))
 
     /// Worker threads for DistillKit's own loops (convolutions, pooling, large GEMMs): the
     /// `DISTILL_THREADS` environment variable when set, else the number of active cores.
@@ -108,7 +110,7 @@ public enum Parallel {
             if count > 0 { body(0..<count) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        pool.run(chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
             if lo < hi { body(lo..<hi) }
         }

@@ -7,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed: training steps, distillation steps, inference latency.",
-        subcommands: [BenchTrain.self, BenchKD.self, BenchInfer.self])
+        subcommands: [BenchTrain.self, BenchKD.self, BenchInfer.self, BenchGEMM.self])
 }
 
 struct BenchTrain: ParsableCommand {
@@ -128,6 +128,37 @@ struct BenchInfer: ParsableCommand {
             report["latency_us_p90"] = pct(0.9)
             report["latency_us_p99"] = pct(0.99)
             report["samples_per_second"] = Double(calls * batch) / total
+        }
+        report["peak_memory_bytes"] = peakMemoryBytes()
+        printReport(report, json: json)
+    }
+}
+
+struct BenchGEMM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gemm",
+        abstract: "One matrix product C[m,n] = op(A)·op(B), the kernel under Linear and convolution: GFLOP/s on one thread and split across DISTILL_THREADS.")
+
+    @Option(help: "Rows of C (the batch, for a Linear layer).") var m = 256
+    @Option(help: "Columns of C (the layer's outputs).") var n = 64
+    @Option(help: "The shared dimension (the layer's inputs).") var k = 784
+    @Flag(help: "B is stored transposed, [n, k], as a Linear layer's weight is.") var transposeB = false
+    @Option(help: "Timed products per repeat.") var calls = 500
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        try BLAS.ensureLoaded()
+        var g = SeededGenerator(seed: 1)
+        let a = Tensor.randomUniform([m, k], using: &g), b = Tensor.randomUniform(transposeB ? [n, k] : [k, n], using: &g)
+        let c = Tensor.zeros([m, n])
+        var report: [String: Any] = ["workload": "gemm", "m": m, "n": n, "k": k, "transpose_b": transposeB,
+                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription]
+        for split in [false, true] {
+            let rate = measureRate(batch: 1, steps: calls, repeats: 5, warmup: 20) {
+                BLAS.sgemm(transposeB: transposeB, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: transposeB ? k : n,
+                           c: c.data, ldc: n, split: split)
+            }
+            report[split ? "gflops_split" : "gflops_one_thread"] = rate * Double(2 * m * n * k) / 1e9
         }
         report["peak_memory_bytes"] = peakMemoryBytes()
         printReport(report, json: json)

@@ -35,9 +35,8 @@ np = pytest.importorskip("numpy")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from distillcli import REPO, SCRATCH, distill  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-SCRATCH = os.environ.get("DISTILL_SCRATCH", ".build")
 STUDENTS = ["mlp:784-64-10", "cnn-tiny", "lenet5", "resnet8", "mobilenet-tiny"]
 FASHION = Path(os.environ.get("DISTILL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 
@@ -49,20 +48,6 @@ def fashion_images(count=256):
     with gzip.open(path) as f:
         data = np.frombuffer(f.read(), dtype=np.uint8, offset=16)
     return (data[: count * 784].reshape(count, 1, 28, 28).astype(np.float32) / 255).astype(np.float32)
-
-
-def distill_binary():
-    binary = Path(os.environ.get("DISTILL_BINARY") or Path(os.environ.get("DISTILL_PACKAGE_DIR", str(REPO))) / SCRATCH / "debug" / "distill")
-    if not binary.exists():
-        pytest.skip(f"{binary} is missing (run swift build first)")
-    return binary
-
-
-def distill(*args, check=True, timeout=900):
-    result = subprocess.run([str(distill_binary()), *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, f"distill {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    return result
 
 
 def safe(spec):

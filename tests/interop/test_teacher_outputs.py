@@ -11,30 +11,17 @@ Run from the repository root after building (`swift build --scratch-path .build-
 
     pytest tests/interop/test_teacher_outputs.py
 
-Environment: DISTILL_BIN, the `distill` binary (default: the newest of .build*/{release,debug}/distill).
+Environment: DISTILL_BINARY or DISTILL_SCRATCH, as in distillcli.py.
 Needs numpy (skipped when missing) and a built binary (skipped when missing).
 """
 
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 np = pytest.importorskip("numpy")
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def distill_binary():
-    if os.environ.get("DISTILL_BIN"):
-        return os.environ["DISTILL_BIN"]
-    found = sorted(REPO.glob(".build*/*/distill"), key=lambda p: p.stat().st_mtime)
-    found = [p for p in found if p.is_file() and os.access(p, os.X_OK)]
-    if not found:
-        pytest.skip("no distill binary built (swift build)")
-    return str(found[-1])
+from distillcli import REPO, distill_binary  # noqa: E402
 
 
 def blobs(rows, seed):
@@ -75,7 +62,7 @@ def data(tmp_path_factory):
 
 
 def kd(folder, *extra):
-    command = [distill_binary(), "kd", "--data", str(folder / "train.csv"), "--test-data", str(folder / "test.csv"),
+    command = [str(distill_binary()), "kd", "--data", str(folder / "train.csv"), "--test-data", str(folder / "test.csv"),
                "--label", "label", "--student", "mlp:4-16-3", "--epochs", "15", "--temperature", "2",
                "--alpha", "0.9", "--json", "--quiet", *extra]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO)

@@ -1,7 +1,7 @@
 import DistillData
 import Foundation
 
-/// `.npz` archives: the ZIP reader (ZIPFoundation), entry size checks, then every entry as `.npy`.
+/// `.npz` archives: DistillKit's ZIP reader, entry size checks, then every entry as `.npy`.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzNPZ(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let data = Data(bytes: bytes, count: count)

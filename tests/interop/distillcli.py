@@ -1,0 +1,29 @@
+"""The `distill` binary for the interop tests, shared by every test file here.
+
+DISTILL_BINARY names it; otherwise it is $DISTILL_PACKAGE_DIR/$DISTILL_SCRATCH/debug/distill
+(defaults: this repository and .build). Tests that need it are skipped when it is not built.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRATCH = os.environ.get("DISTILL_SCRATCH", ".build")
+
+
+def distill_binary():
+    package = Path(os.environ.get("DISTILL_PACKAGE_DIR", str(REPO)))
+    binary = Path(os.environ.get("DISTILL_BINARY") or package / SCRATCH / "debug" / "distill")
+    if not binary.exists():
+        pytest.skip(f"{binary} is missing (run swift build first)")
+    return binary
+
+
+def distill(*args, check=True, timeout=900):
+    """Runs `distill ARGS`; with `check`, fails the test (with the tail of its output) unless it exits 0."""
+    result = subprocess.run([str(distill_binary()), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"distill {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    return result
