@@ -64,7 +64,7 @@ public final class BatchLoader: Sendable {
     public init(dataset: LabeledDataset, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
                 dropLast: Bool = false, augmentation: Augmentation? = nil, prefetch: Bool = true) throws {
         guard batchSize >= 1 else { throw DataError("BatchLoader: batchSize \(batchSize) must be at least 1") }
-        if let augmentation, !augmentation.operations.isEmpty { try augmentation.validate(imageShape: dataset.features.shape) }
+        if let augmentation, !augmentation.operations.isEmpty { try augmentation.validate(imageShape: dataset.featureShape) }
         self.dataset = dataset
         self.batchSize = batchSize
         self.shuffle = shuffle
@@ -118,10 +118,7 @@ public final class BatchLoader: Sendable {
     func makeBatch(_ position: BatchPosition, order: [Int]) -> Batch {
         let lo = position.batch * batchSize, hi = min(order.count, lo + batchSize)
         let indices = Array(order[lo..<hi])
-        let rowSize = dataset.exampleSize
-        var inputs = Tensor(uninitializedShape: [indices.count] + dataset.exampleShape)
-        let src = dataset.features.data, dst = inputs.data
-        for (row, i) in indices.enumerated() { (dst + row * rowSize).update(from: src + i * rowSize, count: rowSize) }
+        var inputs = dataset.rows(indices)
         if let augmentation, !augmentation.operations.isEmpty {
             var generator = SeededGenerator(seed: Self.mix(seed, 0x4155_4755, UInt64(bitPattern: Int64(position.epoch)),
                                                            UInt64(bitPattern: Int64(position.batch))))

@@ -1,3 +1,4 @@
+import DistillData
 import DistillTensor
 
 /// A teacher whose logits for every training row are already known: computed once from a model
@@ -15,17 +16,11 @@ public final class CachedTeacher: Teacher {
         self.name = name; self.parameterCount = parameterCount; self.bytes = bytes
     }
 
-    /// Runs `teacher` once over `inputs` ([N, ...]) in batches and keeps the logits.
-    public static func precomputed(from teacher: Teacher, inputs: Tensor, batchSize: Int = 1024) throws -> CachedTeacher {
-        let n = inputs.shape[0], rowSize = inputs.count / max(n, 1)
+    /// Runs `teacher` once over the examples of `inputs` in batches and keeps the logits.
+    public static func precomputed(from teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 1024) throws -> CachedTeacher {
         var parts: [Tensor] = []
-        var start = 0
-        while start < n {
-            let count = min(batchSize, n - start)
-            let batch = Tensor(uninitializedShape: [count] + Array(inputs.shape.dropFirst()))
-            batch.data.update(from: inputs.data + start * rowSize, count: count * rowSize)
-            parts.append(try teacher.logits(batch))
-            start += count
+        for start in stride(from: 0, to: inputs.count, by: batchSize) {
+            parts.append(try teacher.logits(inputs.rows(start..<min(start + batchSize, inputs.count))))
         }
         return CachedTeacher(logits: withNoGrad { Tensor.concat(parts, axis: 0) }, name: teacher.name,
                              parameterCount: teacher.parameterCount, bytes: teacher.bytes)

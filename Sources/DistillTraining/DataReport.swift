@@ -80,8 +80,11 @@ public struct DataReport {
             }
         }
 
-        // Exact duplicates: group rows by their feature bits.
-        let x = dataset.features.data
+        // Exact duplicates: group rows by their feature bits. (`features` decodes byte images into
+        // a new tensor: it is kept alive to the end, while its pointer is read.)
+        let features = dataset.features
+        defer { withExtendedLifetime(features) {} }
+        let x = features.data
         var groups: [[UInt32]: [Int]] = [:]
         for r in 0..<n {
             var key = [UInt32](repeating: 0, count: f)

@@ -97,7 +97,7 @@ public enum ExperimentRunner {
         let originalTeachers = teachers
         if objective.needsTeacher && experiment.options.augmentation == nil && objective.teacherFeatureNames.isEmpty && !cachedOutputs && experiment.mixup == nil {
             if !quiet { log("computing the teacher's logits for \(train.count) training samples once (no augmentation: offline distillation)") }
-            teachers = try teachers.map { try CachedTeacher.precomputed(from: $0, inputs: train.features) }
+            teachers = try teachers.map { try CachedTeacher.precomputed(from: $0, inputs: train) }
         }
         let trainer = try Trainer(student: student, studentInfo: info, teachers: teachers, objective: objective,
                                   options: options, train: train, test: test, run: run)

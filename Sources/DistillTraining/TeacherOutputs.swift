@@ -273,15 +273,14 @@ public enum TeacherOutputs {
         if shift > 0 { ops.append(.shift(maxPixels: shift)) }
         if flip { ops.append(.horizontalFlip(probability: 0.5)) }
         let augmentation = try Augmentation(ops)
-        if !ops.isEmpty && dataset.features.rank != 4 { throw DataError("augmented views: shift and flip need images [N, C, H, W], got \(dataset.features.shape)") }
+        if !ops.isEmpty && dataset.featureShape.count != 4 { throw DataError("augmented views: shift and flip need images [N, C, H, W], got \(dataset.featureShape)") }
         let n = dataset.count, rowSize = dataset.exampleSize, chunk = 1024
         let out = Tensor(uninitializedShape: [views * n] + dataset.exampleShape)
         for k in 0..<views {
             var start = 0
             while start < n {
                 let count = min(chunk, n - start)
-                let part = Tensor(uninitializedShape: [count] + dataset.exampleShape)
-                part.data.update(from: dataset.features.data + start * rowSize, count: count * rowSize)
+                let part = dataset.rows(start..<(start + count))
                 var generator = SeededGenerator(seed: mixSeed(seed, UInt64(k), UInt64(start)))
                 let augmented = ops.isEmpty ? part : try augmentation.apply(to: part, using: &generator)
                 (out.data + (k * n + start) * rowSize).update(from: augmented.data, count: count * rowSize)
@@ -294,7 +293,7 @@ public enum TeacherOutputs {
     }
 
     /// The teacher's outputs for every row of `inputs` (`[N, ...]`), computed in batches: `[N, C]`.
-    public static func compute(_ teacher: Teacher, inputs: Tensor, batchSize: Int = 1024) throws -> Tensor {
+    public static func compute(_ teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 1024) throws -> Tensor {
         try CachedTeacher.precomputed(from: teacher, inputs: inputs, batchSize: batchSize).logitTable
     }
 

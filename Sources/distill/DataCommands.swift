@@ -41,7 +41,7 @@ struct CacheTeacher: ParsableCommand {
         let model = try rawInputTeacher(teacher)
         let inputs = views > 1 ? try TeacherOutputs.augmentedViews(train, views: views, shift: shift, flip: flip, seed: seed) : train
         let t0 = Date()
-        var logits = try TeacherOutputs.compute(model, inputs: inputs.features, batchSize: batchSize)
+        var logits = try TeacherOutputs.compute(model, inputs: inputs, batchSize: batchSize)
         if views > 1 { logits = logits.reshaped([views, train.count, logits.shape[1]]) }
         let record: [String: String] = [
             "teacher": teacher, "data": data, "rows": String(train.count), "classes": String(logits.shape.last!),
@@ -115,7 +115,7 @@ struct DataReportCommand: ParsableCommand {
             try TeacherOutputs.check(file, kind: kind, expectedRows: train.count, expectedClasses: train.numClasses > 0 ? train.numClasses : nil)
             probabilities = kind == .probs ? file.values : withNoGrad { file.values.softmax(axis: 1) }
         } else if let teacher {
-            let logits = try TeacherOutputs.compute(rawInputTeacher(teacher), inputs: train.features)
+            let logits = try TeacherOutputs.compute(rawInputTeacher(teacher), inputs: train)
             probabilities = withNoGrad { logits.softmax(axis: 1) }
         }
         let report = try DataReport(train, teacherProbabilities: probabilities, top: top)

@@ -78,3 +78,36 @@ import Testing
         expectDataError("at least one example") { _ = try FeatureStatistics(computedFrom: Tensor.zeros([0, 2])) }
     }
 }
+
+/// Byte-backed images (how MNIST-style files are held) read exactly as the Float32 `byte / 255`
+/// array they stand for, through every way of reading examples.
+@Suite struct ByteImageDatasetTests {
+    let bytes: [UInt8] = (0..<(6 * 2 * 3)).map { UInt8(($0 * 37) % 256) }
+    var labels: [Int] { [0, 1, 2, 0, 1, 2] }
+
+    @Test func bytesReadAsTheFloatsTheyStandFor() throws {
+        let asBytes = try LabeledDataset(unitBytes: bytes, shape: [6, 1, 2, 3], labels: labels, numClasses: 3)
+        let asFloats = try LabeledDataset(features: Tensor(shape: [6, 1, 2, 3], scalars: bytes.map { Float($0) / 255 }),
+                                          labels: labels, numClasses: 3)
+        #expect(asBytes.featureShape == [6, 1, 2, 3] && asBytes.count == 6 && asBytes.exampleSize == 6)
+        #expect(asBytes.features.scalars == asFloats.features.scalars)
+        #expect(asBytes.rows([4, 0, 4]).scalars == asFloats.rows([4, 0, 4]).scalars)
+        #expect(asBytes.rows(2..<5).shape == [3, 1, 2, 3])
+        let subset = try asBytes.subset([5, 1])
+        #expect(subset.features.scalars == (try asFloats.subset([5, 1])).features.scalars)
+        #expect(subset.labels == [2, 1])
+        let (train, validation) = try asBytes.split(validationFraction: 0.5, seed: 3)
+        let (floatTrain, floatValidation) = try asFloats.split(validationFraction: 0.5, seed: 3)
+        #expect(train.features.scalars == floatTrain.features.scalars)
+        #expect(validation.features.scalars == floatValidation.features.scalars)
+    }
+
+    @Test func aByteCountThatDoesNotFillTheShapeIsRefused() {
+        expectDataError("35 bytes do not fill shape [6, 1, 2, 3]") {
+            _ = try LabeledDataset(unitBytes: Array(bytes.dropLast()), shape: [6, 1, 2, 3], labels: labels, numClasses: 3)
+        }
+        expectDataError("6 labels for 3 examples") {
+            _ = try LabeledDataset(unitBytes: Array(bytes.prefix(18)), shape: [3, 1, 2, 3], labels: labels, numClasses: 3)
+        }
+    }
+}

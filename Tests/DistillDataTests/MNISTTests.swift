@@ -91,7 +91,7 @@ let fashionMNISTInstalled = FileManager.default.fileExists(atPath: FashionMNIST.
         #expect(train.classCounts == [Int](repeating: 6000, count: 10))
         #expect(test.classCounts == [Int](repeating: 1000, count: 10))
         var lo: Float = .infinity, hi: Float = -.infinity
-        for v in train.features.buffer { lo = min(lo, v); hi = max(hi, v) }
+        for v in train.features.scalars { lo = min(lo, v); hi = max(hi, v) }
         #expect(lo == 0 && hi == 1)
     }
 }

@@ -178,7 +178,7 @@ struct TeacherOutputsTests {
         let stats = try #require(try Tabular.statistics(of: info, source: teacherPath))
         let raw = try CSVTable.read(train, labelColumn: "label")
         let teacher = StandardizingTeacher(ModuleTeacher(model, name: "t"), own: stats, input: nil)
-        let logits = try TeacherOutputs.compute(teacher, inputs: raw.features)
+        let logits = try TeacherOutputs.compute(teacher, inputs: raw)
         let npy = folder.appendingPathComponent("logits.npy")
         try NPY.write(logits, to: npy)
 
@@ -238,7 +238,7 @@ struct TeacherOutputViewsTests {
         let test = train.prefix(8)
         let teacher = ModuleTeacher(try ModelZoo.build("mlp:36-8-2", inputShape: [1, 6, 6], numClasses: 2, seed: 1), name: "t")
         let views = try TeacherOutputs.augmentedViews(train, views: 3, shift: 1, flip: true, seed: 4)
-        let logits = try TeacherOutputs.compute(teacher, inputs: views.features).reshaped([3, 24, 2])
+        let logits = try TeacherOutputs.compute(teacher, inputs: views).reshaped([3, 24, 2])
         let folder = scratchFolder("views")
         let path = folder.appendingPathComponent("views.safetensors").path
         try TeacherOutputs.write(logits, to: path, record: ["views": "3", "shift": "1", "flip": "true", "seed": "4"])
