@@ -69,6 +69,105 @@ void dk_adam_update(float *w, const float *g, float *m, float *v, size_t n,
     f(w, g, m, v, n, b1, b2, l2, step_size, inv_sqrt_c2, eps);
 }
 
+// Small-batch fully connected layer: dot products along `in`, LANES products at a time, for four
+// outputs at once (four independent accumulators hide the add latency and share each load of x).
+// Horizontal sums by halving (a tree, not a chain of LANES dependent adds).
+typedef float dk_f2 __attribute__((ext_vector_type(2)));
+typedef float dk_f4 __attribute__((ext_vector_type(4)));
+typedef float dk_f8 __attribute__((ext_vector_type(8)));
+typedef float dk_f16 __attribute__((ext_vector_type(16)));
+// Macros, not functions: a vector argument to a function without the wide target attribute
+// changes the ABI, and the sums must compile inside each target's kernel.
+#define DK_HSUM4(v) ({ dk_f4 h4_ = (v); dk_f2 t_ = h4_.lo + h4_.hi; t_.x + t_.y; })
+#define DK_HSUM8(v) ({ dk_f8 h8_ = (v); DK_HSUM4(h8_.lo + h8_.hi); })
+#define DK_HSUM16(v) ({ dk_f16 h16_ = (v); DK_HSUM8(h16_.lo + h16_.hi); })
+
+#define LINEAR_KERNEL(NAME, LANES, ATTRIBUTES)                                                      \
+    typedef float NAME##_vec __attribute__((ext_vector_type(LANES)));                                \
+    ATTRIBUTES static void NAME(const float *x, const float *w, const float *b, float *y,           \
+                                size_t rows, size_t in, size_t out, int relu) {                     \
+        for (size_t r = 0; r < rows; r++) {                                                         \
+            const float *xr = x + r * in;                                                           \
+            float *yr = y + r * out;                                                                \
+            size_t o = 0;                                                                           \
+            for (; o + 4 <= out; o += 4) {                                                          \
+                const float *w0 = w + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;          \
+                NAME##_vec a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, xv, wv;                      \
+                size_t i = 0;                                                                       \
+                for (; i + LANES <= in; i += LANES) {                                               \
+                    memcpy(&xv, xr + i, sizeof xv);                                                 \
+                    memcpy(&wv, w0 + i, sizeof wv); a0 += xv * wv;                                  \
+                    memcpy(&wv, w1 + i, sizeof wv); a1 += xv * wv;                                  \
+                    memcpy(&wv, w2 + i, sizeof wv); a2 += xv * wv;                                  \
+                    memcpy(&wv, w3 + i, sizeof wv); a3 += xv * wv;                                  \
+                }                                                                                   \
+                float s0 = DK_HSUM##LANES(a0), s1 = DK_HSUM##LANES(a1), s2 = DK_HSUM##LANES(a2), s3 = DK_HSUM##LANES(a3); \
+                for (; i < in; i++) {                                                               \
+                    s0 += xr[i] * w0[i]; s1 += xr[i] * w1[i]; s2 += xr[i] * w2[i]; s3 += xr[i] * w3[i]; \
+                }                                                                                   \
+                yr[o] = s0; yr[o + 1] = s1; yr[o + 2] = s2; yr[o + 3] = s3;                         \
+            }                                                                                       \
+            for (; o < out; o++) {                                                                  \
+                const float *wo = w + o * in;                                                       \
+                NAME##_vec acc = 0.0f, xv, wv;                                                      \
+                size_t i = 0;                                                                       \
+                for (; i + LANES <= in; i += LANES) {                                               \
+                    memcpy(&xv, xr + i, sizeof xv);                                                 \
+                    memcpy(&wv, wo + i, sizeof wv);                                                 \
+                    acc += xv * wv;                                                                 \
+                }                                                                                   \
+                float s = DK_HSUM##LANES(acc);                                                          \
+                for (; i < in; i++) s += xr[i] * wo[i];                                             \
+                yr[o] = s;                                                                          \
+            }                                                                                       \
+            for (o = 0; o < out; o++) {                                                             \
+                float v = b ? yr[o] + b[o] : yr[o];                                                 \
+                yr[o] = relu ? (v > 0.0f ? v : 0.0f) : v;                                           \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+typedef void (*linear_fn)(const float *, const float *, const float *, float *, size_t, size_t, size_t, int);
+
+#if defined(__x86_64__)
+LINEAR_KERNEL(linear_avx512, 16, __attribute__((target("avx512f"))))
+LINEAR_KERNEL(linear_avx2, 8, __attribute__((target("avx2"))))
+#endif
+LINEAR_KERNEL(linear_sse2, 4, )
+
+static linear_fn pick_linear(int level) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (level >= 2 && __builtin_cpu_supports("avx512f")) return linear_avx512;
+    if (level >= 1 && __builtin_cpu_supports("avx2")) return linear_avx2;
+#endif
+    (void)level;
+    return linear_sse2;
+}
+
+int dk_linear_small_level(int level, const float *x, const float *w, const float *b, float *y,
+                          size_t rows, size_t in, size_t out, int relu) {
+    linear_fn f = pick_linear(level);
+#if defined(__x86_64__)
+    if ((level == 2 && f != linear_avx512) || (level == 1 && f != linear_avx2)) return -1;
+#else
+    if (level > 0) return -1;
+#endif
+    f(x, w, b, y, rows, in, out, relu);
+    return 0;
+}
+
+void dk_linear_small(const float *x, const float *w, const float *b, float *y,
+                     size_t rows, size_t in, size_t out, int relu) {
+    static linear_fn chosen = 0;
+    linear_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+    if (!f) {
+        f = pick_linear(2);
+        __atomic_store_n(&chosen, f, __ATOMIC_RELAXED);
+    }
+    f(x, w, b, y, rows, in, out, relu);
+}
+
 int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v, size_t n,
                          float b1, float b2, float l2, float step_size, float inv_sqrt_c2, float eps) {
     adam_fn f = 0;

@@ -83,19 +83,22 @@ public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teach
                             teacherAgreement: teacher == nil ? nil : Double(agree) / n, meanLoss: lossSum / n)
 }
 
-/// Median batch-1 inference latency in microseconds (no gradients, evaluation mode).
+/// Median batch-1 inference latency in microseconds (no gradients, evaluation mode), through an
+/// `InferencePlan` when the model is an MLP the plan covers (how a deployed student runs), else
+/// through the module.
 public func batchOneLatencyMicroseconds(_ model: Module, exampleShape: [Int], runs: Int = 300) -> Double {
     let wasTraining = model.isTraining
     model.eval()
     defer { if wasTraining { model.train() } }
     var g = SeededGenerator(seed: 7)
     let x = Tensor.randomUniform([1] + exampleShape, using: &g)
+    let predict: (Tensor) -> Tensor = InferencePlan(model, exampleShape: exampleShape).map { plan in { plan($0) } } ?? { model($0) }
     return withNoGrad {
-        for _ in 0..<20 { _ = model(x) }
+        for _ in 0..<20 { _ = predict(x) }
         var times: [Double] = []
         for _ in 0..<runs {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = model(x)
+            _ = predict(x)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000)
         }
         return times.sorted()[times.count / 2]

@@ -100,6 +100,7 @@ struct BenchInfer: ParsableCommand {
     @Option(help: "Model spec or model file (.safetensors).") var model = "mlp:784-64-10"
     @Option(help: "Batch size (1: latency percentiles; larger: throughput).") var batch = 1
     @Option(help: "Timed calls per repeat.") var calls = 2000
+    @Flag(help: "Time the module's forward pass even when an InferencePlan covers the model.") var useModule = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
@@ -110,15 +111,24 @@ struct BenchInfer: ParsableCommand {
         net.eval()
         var g = SeededGenerator(seed: 1)
         let x = Tensor.randomUniform([batch] + (saved?.info.inputShape ?? [1, 28, 28]), using: &g)
+        // An MLP runs through its InferencePlan (as `distill` measures deployed students); use
+        // --use-module to time the module's own forward pass instead.
+        let plan = useModule ? nil : InferencePlan(net, exampleShape: Array(x.shape.dropFirst()))
+        let forward: (Tensor) -> Tensor = plan.map { p in { p($0) } } ?? { net($0) }
+        // A tabular student standardises raw rows with the statistics it keeps: timed too.
+        let statistics = try saved.flatMap { try Tabular.statistics(of: $0.info, source: model) }
+        if let statistics { _ = try statistics.apply(to: x) }  // shapes checked once, here
+        let predict: (Tensor) -> Tensor = statistics.map { s in { forward(try! s.apply(to: $0)) } } ?? forward
         var report: [String: Any] = ["workload": batch == 1 ? "infer-b1" : "infer-b\(batch)", "model": model, "batch": batch,
-                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription]
+                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription,
+                                     "path": plan == nil ? "module" : "inference-plan", "standardizes_inputs": statistics != nil]
         withNoGrad {
-            for _ in 0..<200 { _ = net(x) }
+            for _ in 0..<200 { _ = predict(x) }
             var times: [Double] = []
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<calls {
                 let a = DispatchTime.now().uptimeNanoseconds
-                _ = net(x)
+                _ = predict(x)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - a) / 1000)
             }
             let total = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9

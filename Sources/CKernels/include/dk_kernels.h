@@ -9,7 +9,18 @@
 void dk_adam_update(float *w, const float *g, float *m, float *v, size_t n,
                     float b1, float b2, float l2, float step_size, float inv_sqrt_c2, float eps);
 
-/// The same update with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
+/// A fully connected layer for a few rows, where a BLAS call costs more than the arithmetic:
+/// y[r][o] = b[o] + sum_i x[r][i] * w[o][i] (x [rows, in], w [out, in], b [out] or NULL), then
+/// max(y, 0) when `relu`. Vectorised along `in` for the CPU found at run time, no FMA.
+void dk_linear_small(const float *x, const float *w, const float *b, float *y,
+                     size_t rows, size_t in, size_t out, int relu);
+
+/// `dk_linear_small` with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
+/// returns -1 (and does nothing) when this CPU lacks it.
+int dk_linear_small_level(int level, const float *x, const float *w, const float *b, float *y,
+                          size_t rows, size_t in, size_t out, int relu);
+
+/// The Adam update with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
 /// returns -1 (and does nothing) when this CPU lacks it.
 int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v, size_t n,
                          float b1, float b2, float l2, float step_size, float inv_sqrt_c2, float eps);

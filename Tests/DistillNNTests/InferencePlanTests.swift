@@ -1,0 +1,82 @@
+import CKernels
+import DistillNN
+import DistillTensor
+import DistillTestSupport
+import Testing
+
+/// The planned MLP forward pass against the module's own, at batch sizes on both sides of the
+/// small-batch kernel's cut-off, and the models it must refuse.
+@Suite struct InferencePlanTests {
+    func input(_ rows: Int, _ shape: [Int], seed: UInt64) -> Tensor {
+        var g = SeededGenerator(seed: seed)
+        return Tensor.randomNormal([rows] + shape, using: &g)
+    }
+
+    @Test(arguments: ["mlp:784-64-10", "mlp:64-128-32-10", "mlp:5-3", "mlp:37-19-7"])
+    func plannedOutputsMatchTheModule(spec: String) throws {
+        let model = try ModelZoo.build(spec, seed: 3)
+        model.eval()
+        let inputs = Int(spec.dropFirst(4).split(separator: "-")[0])!
+        let shape = inputs == 784 ? [1, 28, 28] : [inputs]
+        let plan = try #require(InferencePlan(model, exampleShape: shape))
+        #expect(plan.inputSize == inputs)
+        for rows in [1, 3, 7, 8, 100] {
+            let x = input(rows, shape, seed: UInt64(rows))
+            let expected = withNoGrad { model(x) }
+            let got = plan(x)
+            #expect(got.shape == expected.shape)
+            assertClose(got.scalars, expected.scalars, atol: 1e-5, rtol: 1e-5, "\(spec) at batch \(rows)")
+        }
+    }
+
+    @Test func reluZeroesNegativesAndNaNLikeTheModule() throws {
+        let model = try ModelZoo.build("mlp:4-3-2", seed: 1)
+        let plan = try #require(InferencePlan(model, exampleShape: [4]))
+        let x = Tensor(shape: [2, 4], scalars: [.nan, 1, 2, 3, -1, -2, -3, -4])
+        let expected = withNoGrad { model(x) }.scalars, got = plan(x).scalars
+        #expect(got.map(\.isNaN) == expected.map(\.isNaN))
+        assertClose(got.map { $0.isNaN ? 0 : $0 }, expected.map { $0.isNaN ? 0 : $0 }, atol: 1e-6, rtol: 1e-6, "NaN row")
+    }
+
+    @Test func modelsOutsideThePlanAreRefused() throws {
+        #expect(InferencePlan(try ModelZoo.build("cnn-tiny", seed: 0), exampleShape: [1, 28, 28]) == nil)
+        #expect(InferencePlan(try ModelZoo.build("mlp:784-64-10", seed: 0), exampleShape: [10]) == nil, "wrong input size")
+        var g = SeededGenerator(seed: 0)
+        #expect(InferencePlan(Sequential([ReLU(), Linear(3, 2, generator: &g)]), exampleShape: [3]) == nil, "ReLU before any layer")
+        #expect(InferencePlan(Sequential([Linear(3, 2, generator: &g), Tanh()]), exampleShape: [3]) == nil, "unplanned activation")
+        #expect(InferencePlan(Sequential([Linear(3, 2, generator: &g), Linear(4, 2, generator: &g)]), exampleShape: [3]) == nil, "shapes that do not chain")
+    }
+}
+
+/// The small-batch layer kernel for each instruction set this CPU has, against a Double reference,
+/// at sizes that leave tails in both the vector loop (`in`) and the four-outputs loop (`out`).
+@Suite struct LinearKernelTests {
+    @Test(arguments: [0, 1, 2] as [Int32])
+    func everyInstructionSetComputesTheLayer(level: Int32) throws {
+        var g = SeededGenerator(seed: 5)
+        for (rows, inputs, outputs) in [(1, 784, 64), (3, 37, 7), (2, 64, 10), (1, 5, 1), (7, 16, 4)] {
+            for (useBias, relu) in [(true, true), (false, false), (true, false)] {
+                let x = (0..<(rows * inputs)).map { _ in Float.random(in: -1...1, using: &g) }
+                let w = (0..<(outputs * inputs)).map { _ in Float.random(in: -1...1, using: &g) }
+                let b = (0..<outputs).map { _ in Float.random(in: -1...1, using: &g) }
+                var y = [Float](repeating: .nan, count: rows * outputs)
+                let status = b.withUnsafeBufferPointer { bias in
+                    dk_linear_small_level(level, x, w, useBias ? bias.baseAddress : nil, &y, rows, inputs, outputs, relu ? 1 : 0)
+                }
+                guard status == 0 else {
+                    try #require(level > 0, "SSE2 is always available")
+                    return
+                }
+                var expected = [Float](repeating: 0, count: rows * outputs)
+                for r in 0..<rows {
+                    for o in 0..<outputs {
+                        var s = useBias ? Double(b[o]) : 0
+                        for i in 0..<inputs { s += Double(x[r * inputs + i]) * Double(w[o * inputs + i]) }
+                        expected[r * outputs + o] = Float(relu ? max(s, 0) : s)
+                    }
+                }
+                assertClose(y, expected, atol: 1e-4, rtol: 1e-5, "level \(level), \(rows)x\(inputs)->\(outputs), bias \(useBias), relu \(relu)")
+            }
+        }
+    }
+}
