@@ -113,11 +113,30 @@ struct Node {
     let attributes: Attributes
     /// The version of the node's domain that the model imports.
     let opset: Int
+    /// What an operator derives once from the attributes (e.g. a compiled tree ensemble).
+    let prepared = NodeCache()
 
     /// "node 'conv1' (Conv)", or "node #3 (Conv)" when the node has no name.
     var label: String { "node \(name.isEmpty ? "#\(index)" : "'\(name)'") (\(opType))" }
     /// The registry key: the op type, prefixed by its domain outside ai.onnx.
     var key: String { domain.isEmpty ? opType : "\(domain):\(opType)" }
+}
+
+/// Values an operator computes from a node's attributes on the first run and reuses after: a
+/// tree ensemble's 36,000 nodes took 2 ms to compile, per call, before this cache.
+final class NodeCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String: Any] = [:]
+
+    /// The value stored under `key`, made by `make` the first time.
+    func value<T>(_ key: String, _ make: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        if let stored = values[key] as? T { return stored }
+        let made = try make()
+        values[key] = made
+        return made
+    }
 }
 
 /// What an operator function sees: the node, its input values (nil where an optional input is

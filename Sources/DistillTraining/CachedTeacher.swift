@@ -17,7 +17,7 @@ public final class CachedTeacher: Teacher {
     }
 
     /// Runs `teacher` once over the examples of `inputs` in batches and keeps the logits.
-    public static func precomputed(from teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 1024) throws -> CachedTeacher {
+    public static func precomputed(from teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 256) throws -> CachedTeacher {
         var parts: [Tensor] = []
         for start in stride(from: 0, to: inputs.count, by: batchSize) {
             parts.append(try teacher.logits(inputs.rows(start..<min(start + batchSize, inputs.count))))

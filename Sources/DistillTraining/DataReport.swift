@@ -80,40 +80,50 @@ public struct DataReport {
             }
         }
 
-        // Exact duplicates: group rows by their feature bits. (`features` decodes byte images into
-        // a new tensor: it is kept alive to the end, while its pointer is read.)
-        let features = dataset.features
-        defer { withExtendedLifetime(features) {} }
-        let x = features.data
-        var groups: [[UInt32]: [Int]] = [:]
-        for r in 0..<n {
-            var key = [UInt32](repeating: 0, count: f)
-            for j in 0..<f {
-                let v = x[r * f + j]
-                key[j] = v == 0 ? 0 : v.bitPattern  // -0 == +0
+        // One pass over the rows in blocks (byte images are decoded a block at a time, never as a
+        // whole): a hash of each row's bits for duplicates, and per-feature constancy and
+        // non-finite counts. Rows with equal hashes are then compared exactly.
+        var buckets: [UInt64: [Int]] = [:]
+        var nonFiniteCounts = [Int](repeating: 0, count: f), varies = [Bool](repeating: false, count: f)
+        var firstRow = [Float](repeating: 0, count: f)
+        for start in stride(from: 0, to: n, by: 1024) {
+            let block = dataset.rows(start..<min(start + 1024, n))
+            withExtendedLifetime(block) {
+                let x = block.data
+                if start == 0 { for j in 0..<f { firstRow[j] = x[j] } }
+                for r in 0..<block.shape[0] {
+                    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+                    for j in 0..<f {
+                        let v = x[r * f + j]
+                        hash = (hash ^ UInt64(Self.key(v))) &* 0x0000_0100_0000_01B3
+                        if !v.isFinite { nonFiniteCounts[j] += 1 }
+                        if v != firstRow[j] && !(v.isNaN && firstRow[j].isNaN) { varies[j] = true }
+                    }
+                    buckets[hash, default: []].append(start + r)
+                }
             }
-            groups[key, default: []].append(r)
         }
-        let dup = groups.values.filter { $0.count > 1 }.sorted { $0[0] < $1[0] }
+        var dup: [[Int]] = []
+        for candidates in buckets.values where candidates.count > 1 {
+            let block = dataset.rows(candidates)
+            let keys = withExtendedLifetime(block) {
+                candidates.indices.map { r in (0..<f).map { Self.key(block.data[r * f + $0]) } }
+            }
+            dup += Dictionary(grouping: candidates.indices, by: { keys[$0] }).values.filter { $0.count > 1 }.map { $0.map { candidates[$0] }.sorted() }
+        }
+        dup.sort { $0[0] < $1[0] }
         duplicateRows = dup.reduce(0) { $0 + $1.count - 1 }
         duplicateGroups = Array(dup.prefix(top))
         conflictingDuplicateGroups = dataset.isLabeled ? dup.filter { Set($0.map { dataset.labels[$0] }).count > 1 }.count : 0
 
-        var constant: [Int] = [], nonFinite: [(Int, Int)] = []
-        for j in 0..<f {
-            var bad = 0, same = true
-            let first = n > 0 ? x[j] : 0
-            for r in 0..<n {
-                let v = x[r * f + j]
-                if !v.isFinite { bad += 1 }
-                if v != first && !(v.isNaN && first.isNaN) { same = false }
-            }
-            if bad > 0 { nonFinite.append((j, bad)) }
-            if same && n > 1 { constant.append(j) }
-        }
+        let constant = n > 1 ? (0..<f).filter { !varies[$0] } : []
+        let nonFinite = (0..<f).filter { nonFiniteCounts[$0] > 0 }.map { ($0, nonFiniteCounts[$0]) }
         constantFeatures = constant
         nonFiniteFeatures = nonFinite.map { (feature: $0.0, count: $0.1) }
     }
+
+    /// A value's bits for duplicate detection, with -0 equal to +0.
+    private static func key(_ v: Float) -> UInt32 { v == 0 ? 0 : v.bitPattern }
 
     func featureName(_ j: Int) -> String { featureNames.map { $0[j] } ?? "feature \(j)" }
     func className(_ c: Int) -> String { classNames.count == numClasses && c < classNames.count ? classNames[c] : String(c) }
@@ -145,7 +155,8 @@ public struct DataReport {
             let most = max(classCounts.max() ?? 1, 1)
             for (c, k) in classCounts.enumerated() {
                 let share = rows > 0 ? Double(k) / Double(rows) * 100 : 0
-                lines.append(String(format: "  %-14@ %7d  %5.1f%%  ", className(c) as NSString, k, share) + String(repeating: "#", count: k * 30 / most))
+                lines.append("  " + className(c).padding(toLength: max(14, className(c).count), withPad: " ", startingAt: 0)
+                             + String(format: " %7d  %5.1f%%  ", k, share) + String(repeating: "#", count: k * 30 / most))
             }
             if let least = classCounts.min(), least * 5 < most { lines.append("  imbalanced: the largest class has \(most / max(least, 1))× the rows of the smallest") }
         } else {
@@ -163,8 +174,9 @@ public struct DataReport {
             if !disagreements.isEmpty {
                 lines.append("most confident disagreements (possible label noise):")
                 for d in disagreements {
-                    lines.append(String(format: "  row %-7d label %-10@ teacher %-10@ p=%.3f (label p=%.3f)", d.row,
-                                        className(d.label) as NSString, className(d.teacherClass) as NSString, d.teacherProbability, d.labelProbability))
+                    func name(_ c: Int) -> String { className(c).padding(toLength: max(10, className(c).count), withPad: " ", startingAt: 0) }
+                    lines.append(String(format: "  row %-7d label ", d.row) + name(d.label) + " teacher " + name(d.teacherClass)
+                                 + String(format: " p=%.3f (label p=%.3f)", d.teacherProbability, d.labelProbability))
                 }
             }
         }

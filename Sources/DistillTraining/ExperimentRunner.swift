@@ -12,6 +12,11 @@ public struct ModelSummary: Sendable {
     public var accuracy: Double
     public var latencyMicroseconds: Double
 
+    public init(role: String, spec: String, parameters: Int, bytes: Int, accuracy: Double, latencyMicroseconds: Double) {
+        self.role = role; self.spec = spec; self.parameters = parameters; self.bytes = bytes
+        self.accuracy = accuracy; self.latencyMicroseconds = latencyMicroseconds
+    }
+
     public var json: [String: Any] {
         ["role": role, "spec": spec, "params": parameters, "bytes": bytes, "accuracy": accuracy, "latency_us": latencyMicroseconds]
     }
@@ -19,7 +24,7 @@ public struct ModelSummary: Sendable {
 
 /// Renders summaries as an aligned text table.
 public func summaryTable(_ rows: [ModelSummary]) -> String {
-    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
     var lines = [pad("model", 12) + pad("spec", 18) + "   params      bytes  test acc  batch-1 latency"]
     for r in rows {
         lines.append(pad(r.role, 12) + pad(r.spec, 18) + String(format: " %8d %10d   %6.2f%%  %9.1f µs",
@@ -105,12 +110,19 @@ public enum ExperimentRunner {
 
         var rows: [ModelSummary] = []
         for (i, teacher) in originalTeachers.enumerated() {
-            if let t = (teacher as? ModuleTeacher) ?? ((teacher as? StandardizingTeacher)?.base as? ModuleTeacher) {
-                let acc = try evaluate(t.model, on: (teacher as? StandardizingTeacher)?.teacherView(of: test) ?? test).accuracy
-                rows.append(ModelSummary(role: originalTeachers.count > 1 ? "teacher \(i + 1)" : "teacher", spec: t.name.components(separatedBy: " ").first ?? t.name,
-                                         parameters: t.parameterCount, bytes: t.bytes, accuracy: acc,
-                                         latencyMicroseconds: batchOneLatencyMicroseconds(t.model, exampleShape: train.exampleShape)))
-            }
+            // DistillKit and ONNX teachers are scored on the test set like the student (tabular
+            // ones on raw rows, as they were trained); cached outputs have no model to score.
+            let base = (teacher as? StandardizingTeacher)?.base ?? teacher
+            let model: Module? = (base as? ModuleTeacher)?.model ?? (base as? ONNXTeacher)?.asModule(classes: test.numClasses)
+            guard let model else { continue }
+            let view = try (teacher as? StandardizingTeacher)?.teacherView(of: test) ?? test
+            let accuracy = try evaluate(model, on: view).accuracy
+            let latency = batchOneLatencyMicroseconds(model, exampleShape: view.exampleShape)
+            if let failure = (model as? ONNXTeacherModule)?.failure { throw failure }
+            rows.append(ModelSummary(role: originalTeachers.count > 1 ? "teacher \(i + 1)" : "teacher",
+                                     spec: base is ONNXTeacher && i < experiment.teachers.count ? URL(fileURLWithPath: experiment.teachers[i]).lastPathComponent
+                                         : base.name.components(separatedBy: " ").first ?? base.name,
+                                     parameters: base.parameterCount, bytes: base.bytes, accuracy: accuracy, latencyMicroseconds: latency))
         }
         rows.append(ModelSummary(role: objective.needsTeacher ? "distilled" : "trained", spec: experiment.student,
                                  parameters: student.parameterCount, bytes: student.stateBytes, accuracy: summary.test.accuracy,
@@ -119,7 +131,27 @@ public enum ExperimentRunner {
             try run.writeJSON(["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestTestAccuracy,
                                "samples_per_second": summary.samplesPerSecond], to: run.url.appendingPathComponent("summary.json"))
             try AtomicFile.write(Data((summaryTable(rows) + "\n").utf8), to: run.url.appendingPathComponent("summary.txt"))
+            try writeReport(run, experiment: experiment, rows: rows, test: summary.test, train: train, classNames: test.classNames,
+                            teacher: teachers.first, teacherInLoop: objective.needsTeacher && !(teachers.first is CachedTeacher))
         }
         return Result(rows: rows, training: summary, runFolder: run, student: student)
+    }
+
+    /// `report.html`: the run's summary with the transfer-set report, in the teacher's view when
+    /// its logits for the training rows are at hand (computed once, or read from a file).
+    static func writeReport(_ run: RunFolder, experiment: Experiment, rows: [ModelSummary], test: EvaluationReport,
+                            train: LabeledDataset, classNames: [String], teacher: Teacher?, teacherInLoop: Bool) throws {
+        var probabilities: Tensor? = nil
+        var note: String? = nil
+        if let cached = teacher as? CachedTeacher, cached.logitTable.rank == 2, cached.logitTable.shape[0] == train.count {
+            probabilities = withNoGrad { cached.logitTable.softmax(axis: 1) }
+        } else if teacherInLoop {
+            note = "The teacher ran inside the training loop (on augmented, mixed or feature inputs), so this report shows the data without its view; `distill data-report --data \(experiment.data) --teacher T` adds it."
+        }
+        let transfer = try DataReport(train, teacherProbabilities: probabilities)
+        let role = rows.last?.role ?? "trained"
+        let report = RunReport(title: "\(role) \(experiment.student) on \(experiment.data)", models: rows, metrics: RunReport.readMetrics(run),
+                               test: test, classNames: classNames, transfer: transfer, transferNote: note, configuration: experiment.json)
+        try AtomicFile.write(Data(report.html.utf8), to: run.report)
     }
 }

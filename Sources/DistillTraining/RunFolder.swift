@@ -5,7 +5,7 @@ import Foundation
 /// The folder a run writes: `config.json` (the resolved configuration), `metrics.jsonl` (one
 /// line per epoch), `checkpoint.safetensors` (student, optimizer and adapter state after the last
 /// finished epoch), `best.safetensors` and `student.safetensors` (loadable models), and
-/// `summary.json` / `summary.txt`. Every file is written atomically (temporary file + rename), so a
+/// `summary.json` / `summary.txt`, and `report.html` (`RunReport`). Every file is written atomically (temporary file + rename), so a
 /// kill at any moment leaves the previous version intact, and a failed write (a full disk) leaves
 /// the previous checkpoint in place. A checkpoint written on Ctrl-C also records the batch
 /// position inside the epoch.
@@ -18,6 +18,7 @@ public struct RunFolder: Sendable {
     public var checkpoint: URL { url.appendingPathComponent("checkpoint.safetensors") }
     public var bestModel: URL { url.appendingPathComponent("best.safetensors") }
     public var finalModel: URL { url.appendingPathComponent("student.safetensors") }
+    public var report: URL { url.appendingPathComponent("report.html") }
 
     public func create() throws { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
 

@@ -293,7 +293,7 @@ public enum TeacherOutputs {
     }
 
     /// The teacher's outputs for every row of `inputs` (`[N, ...]`), computed in batches: `[N, C]`.
-    public static func compute(_ teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 1024) throws -> Tensor {
+    public static func compute(_ teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 256) throws -> Tensor {
         try CachedTeacher.precomputed(from: teacher, inputs: inputs, batchSize: batchSize).logitTable
     }
 

@@ -24,7 +24,7 @@ struct CacheTeacher: ParsableCommand {
     @Option(help: "Random shift of each view, in pixels.") var shift = 0
     @Flag(help: "Random horizontal flips of each view.") var flip = false
     @Option(help: "Seed of the augmentation.") var seed: UInt64 = 0
-    @Option(help: "Rows per teacher call.") var batchSize = 1024
+    @Option(help: "Rows per teacher call (larger batches use more memory, not less time).") var batchSize = 256
 
     func validate() throws {
         guard views >= 1 else { throw ValidationError("--views must be at least 1") }

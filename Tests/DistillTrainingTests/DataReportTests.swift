@@ -1,4 +1,5 @@
 import DistillData
+import DistillNN
 import DistillTensor
 import DistillTraining
 import Foundation
@@ -47,5 +48,36 @@ struct DataReportTests {
         #expect(report.nonFiniteFeatures.map(\.feature) == [1] && report.nonFiniteFeatures[0].count == 2)
         #expect(report.duplicateGroups == [[1, 2]] && report.conflictingDuplicateGroups == 1)
         #expect(report.confidenceHistogram.isEmpty && report.teacherAgreement == nil)
+    }
+
+    /// Byte images are read a block of 1,024 rows at a time: duplicates in different blocks are
+    /// still found, and a hash collision cannot merge rows that differ.
+    @Test func duplicatesAcrossBlocksOfByteImages() throws {
+        let n = 2100, size = 4
+        var random = SeededGenerator(seed: 9)
+        var bytes = (0..<(n * size)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        for k in 0..<size { bytes[1500 * size + k] = bytes[3 * size + k]; bytes[2099 * size + k] = bytes[3 * size + k] }
+        let data = try LabeledDataset(unitBytes: bytes, shape: [n, 1, 2, 2], labels: (0..<n).map { $0 % 3 }, numClasses: 3)
+        let report = try DataReport(data)
+        #expect(report.duplicateGroups.first == [3, 1500, 2099])
+        #expect(report.duplicateGroups.allSatisfy { group in group.allSatisfy { bytes[($0 * size)..<($0 * size + size)] == bytes[(group[0] * size)..<(group[0] * size + size)] } })
+        #expect(report.conflictingDuplicateGroups >= 1, "rows 3, 1500 and 2099 have labels 0, 0 and 2")
+    }
+
+    @Test func runReportEscapesNamesAndExplainsAMissingTeacherView() throws {
+        let (data, _) = try planted()
+        let named = try LabeledDataset(features: data.features, labels: data.labels, numClasses: 2, classNames: ["<cat>", "dog & co"])
+        var generator = SeededGenerator(seed: 1)
+        let model = Sequential([Linear(3, 2, generator: &generator)])
+        let test = try evaluate(model, on: named)
+        let rows = [ModelSummary(role: "distilled", spec: "mlp:3-2", parameters: 8, bytes: 32, accuracy: test.accuracy, latencyMicroseconds: 0.5)]
+        let html = RunReport(title: "a <b> run", models: rows, metrics: [["epoch": 1, "train_loss": 0.7, "test_accuracy": 0.5],
+                                                                           ["epoch": 2, "train_loss": 0.5, "test_accuracy": 0.75]],
+                             test: test, classNames: named.classNames, transfer: try DataReport(named), transferNote: "no teacher view",
+                             configuration: ["student": "mlp:3-2"]).html
+        #expect(html.contains("a &lt;b&gt; run") && !html.contains("<b>"))
+        #expect(html.contains("&lt;cat&gt;") && html.contains("dog &amp; co"))
+        #expect(html.contains("no teacher view") && html.contains("<polyline") && html.contains("epoch 2"))
+        #expect(html.hasPrefix("<!DOCTYPE html>") && html.contains("</html>"))
     }
 }

@@ -49,8 +49,16 @@ struct EndToEndTests {
         #expect(result.rows.map(\.role) == ["teacher", "distilled"])
         // The run folder holds what the README promises.
         let run = try #require(result.runFolder)
-        for file in [run.config, run.metrics, run.checkpoint, run.bestModel, run.finalModel] {
+        for file in [run.config, run.metrics, run.checkpoint, run.bestModel, run.finalModel, run.report] {
             #expect(FileManager.default.fileExists(atPath: file.path), "\(file.lastPathComponent) missing")
+        }
+        // The HTML report: both models, three epochs of curves, and the transfer set in the
+        // teacher's view (its logits were computed once: no augmentation).
+        let html = try String(contentsOf: run.report, encoding: .utf8)
+        for fragment in ["<h2>Size, accuracy, latency</h2>", "<td class=l>teacher</td>", "<td class=l>distilled</td>",
+                         "epoch 3", "<h2>Transfer set</h2>", "2000 training rows", "The teacher agrees with the label on",
+                         "Confusion matrix", String(format: "%.2f%%", result.training.test.accuracy * 100)] {
+            #expect(html.contains(fragment), "report.html lacks \(fragment)")
         }
         let lines = try String(contentsOf: run.metrics, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 3)

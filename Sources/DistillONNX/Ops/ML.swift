@@ -217,9 +217,11 @@ extension ONNXOps {
     static func TreeEnsembleClassifier(_ c: OpContext) throws -> [ONNXValue] {
         let a = c.attributes
         let (rows, features, x) = try featureRows(try c.input(0))
-        let labels = try classLabels(a, ints: "classlabels_int64s", strings: "classlabels_strings")
-        let ensemble = try TreeEnsemble(a, prefix: "class")
-        let classIDs = Set(try a.ints("class_ids") ?? [])
+        // Everything derived from the attributes (tens of thousands of entries for a forest) once per node.
+        let (labels, ensemble, classIDs) = try c.node.prepared.value("classifier") {
+            (try classLabels(a, ints: "classlabels_int64s", strings: "classlabels_strings"),
+             try TreeEnsemble(a, prefix: "class"), Set(try a.ints("class_ids") ?? []))
+        }
         var width = labels.count
         // One score column for two classes: the binary case.
         let binary = classIDs.count == 1
@@ -251,7 +253,7 @@ extension ONNXOps {
         let (rows, features, x) = try featureRows(try c.input(0))
         let targets = try a.int("n_targets", 1)
         guard targets >= 1 else { throw ONNXError("n_targets must be positive") }
-        let ensemble = try TreeEnsemble(a, prefix: "target")
+        let ensemble = try c.node.prepared.value("ensemble") { try TreeEnsemble(a, prefix: "target") }
         let aggregate = try a.string("aggregate_function", "SUM")
         guard ["SUM", "AVERAGE", "MIN", "MAX"].contains(aggregate) else { throw ONNXError("aggregate_function '\(aggregate)' must be SUM, AVERAGE, MIN or MAX") }
         var scores = try ensemble.scores(x, rows: rows, features: features, columns: targets, aggregate: aggregate)
