@@ -67,13 +67,16 @@ public struct FeatureStatistics: Sendable, Codable, Equatable {
         try self.init(exampleShape: Array(features.shape.dropFirst()), mean: mean, std: std)
     }
 
-    /// `(x - mean) / std` per feature, as a new tensor (`std < minStd` counts as 1).
+    /// The factor `apply` multiplies each centred feature by: `1 / std`, or 1 where `std < minStd`.
+    public var scale: [Float] { std.map { $0 < Self.minStd ? 1 : 1 / $0 } }
+
+    /// `(x - mean) * scale` per feature, as a new tensor.
     public func apply(to features: Tensor) throws -> Tensor {
         guard Array(features.shape.dropFirst()) == exampleShape else {
             throw DataError("FeatureStatistics: examples of shape \(Array(features.shape.dropFirst())), the statistics are for \(exampleShape)")
         }
         let f = mean.count, n = features.count / max(f, 1)
-        let scale = std.map { $0 < Self.minStd ? 1 : 1 / $0 }
+        let scale = self.scale
         let out = Tensor(uninitializedShape: features.shape)
         let src = features.data, dst = out.data
         for i in 0..<n {

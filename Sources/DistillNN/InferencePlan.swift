@@ -23,6 +23,8 @@ public final class InferencePlan {
     }
 
     let layers: [Layer]
+    /// `(x - inputShift) * inputScale` per input value before the first layer, or none.
+    let inputShift: [Float]?, inputScale: [Float]?
     /// Values per example going in and coming out.
     public let inputSize: Int, outputSize: Int
     private var buffers: [UnsafeMutablePointer<Float>] = []
@@ -34,8 +36,9 @@ public final class InferencePlan {
     static let smallBatchRows = 8
 
     /// Plans `model` for examples of `exampleShape`, or returns nil when it holds a layer the plan
-    /// does not cover or the shapes do not chain.
-    public init?(_ model: Module, exampleShape: [Int]) {
+    /// does not cover or the shapes do not chain. `standardize` (mean, scale per input value, as
+    /// a tabular student keeps them) is applied to each input first, in a buffer of the plan.
+    public init?(_ model: Module, exampleShape: [Int], standardize: (shift: [Float], scale: [Float])? = nil) {
         var layers: [Layer] = []
         func collect(_ module: Module) -> Bool {
             guard module.tap == nil else { return false }
@@ -56,10 +59,13 @@ public final class InferencePlan {
         guard collect(model), let first = layers.first, let last = layers.last,
               first.inputs == exampleShape.reduce(1, *),
               zip(layers, layers.dropFirst()).allSatisfy({ $0.outputs == $1.inputs }) else { return nil }
+        if let standardize, standardize.shift.count != first.inputs || standardize.scale.count != first.inputs { return nil }
         self.layers = layers
+        inputShift = standardize?.shift
+        inputScale = standardize?.scale
         inputSize = first.inputs
         outputSize = last.outputs
-        widest = layers.map(\.outputs).max()!
+        widest = max(layers.map(\.outputs).max()!, standardize == nil ? 0 : first.inputs)
     }
 
     deinit { buffers.forEach { $0.deallocate() } }
@@ -73,8 +79,17 @@ public final class InferencePlan {
             bufferRows = rows
         }
         var x = input
+        var next = 0
+        if let inputShift, let inputScale {
+            let f = inputSize, standardized = buffers[0]
+            for r in 0..<rows {
+                for j in 0..<f { standardized[r * f + j] = (input[r * f + j] - inputShift[j]) * inputScale[j] }
+            }
+            x = UnsafePointer(standardized)
+            next = 1
+        }
         for (k, layer) in layers.enumerated() {
-            let y = k == layers.count - 1 ? output : buffers[k % 2]
+            let y = k == layers.count - 1 ? output : buffers[(k + next) % 2]
             run(layer, x, rows: rows, into: y)
             x = UnsafePointer(y)
         }

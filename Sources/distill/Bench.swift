@@ -111,14 +111,15 @@ struct BenchInfer: ParsableCommand {
         net.eval()
         var g = SeededGenerator(seed: 1)
         let x = Tensor.randomUniform([batch] + (saved?.info.inputShape ?? [1, 28, 28]), using: &g)
-        // An MLP runs through its InferencePlan (as `distill` measures deployed students); use
-        // --use-module to time the module's own forward pass instead.
-        let plan = useModule ? nil : InferencePlan(net, exampleShape: Array(x.shape.dropFirst()))
-        let forward: (Tensor) -> Tensor = plan.map { p in { p($0) } } ?? { net($0) }
-        // A tabular student standardises raw rows with the statistics it keeps: timed too.
+        // A tabular student standardises raw rows with the statistics it keeps: timed too. An MLP
+        // runs through its InferencePlan (as a deployed student would, standardisation included);
+        // --use-module times the module's own forward pass instead.
         let statistics = try saved.flatMap { try Tabular.statistics(of: $0.info, source: model) }
         if let statistics { _ = try statistics.apply(to: x) }  // shapes checked once, here
-        let predict: (Tensor) -> Tensor = statistics.map { s in { forward(try! s.apply(to: $0)) } } ?? forward
+        let plan = useModule ? nil : InferencePlan(net, exampleShape: Array(x.shape.dropFirst()),
+                                                   standardize: statistics.map { ($0.mean, $0.scale) })
+        let predict: (Tensor) -> Tensor = plan.map { p in { p($0) } }
+            ?? statistics.map { s in { net(try! s.apply(to: $0)) } } ?? { net($0) }
         var report: [String: Any] = ["workload": batch == 1 ? "infer-b1" : "infer-b\(batch)", "model": model, "batch": batch,
                                      "threads": Parallel.workers, "blas": BLAS.kernelDescription,
                                      "path": plan == nil ? "module" : "inference-plan", "standardizes_inputs": statistics != nil]

@@ -80,3 +80,18 @@ import Testing
         }
     }
 }
+
+extension InferencePlanTests {
+    /// A tabular student's standardisation, done inside the plan, equals standardising first.
+    @Test func standardisationInsideThePlan() throws {
+        let model = try ModelZoo.build("mlp:5-4-3", seed: 2)
+        let shift: [Float] = [1, -2, 0.5, 3, 0], scale: [Float] = [0.5, 2, 1, 0.25, 1]
+        let plan = try #require(InferencePlan(model, exampleShape: [5], standardize: (shift, scale)))
+        #expect(InferencePlan(model, exampleShape: [5], standardize: ([1], [1])) == nil, "statistics of the wrong width")
+        for rows in [1, 9] {
+            let x = input(rows, [5], seed: 4)
+            let standardized = Tensor(shape: x.shape, scalars: x.scalars.enumerated().map { i, v in (v - shift[i % 5]) * scale[i % 5] })
+            assertClose(plan(x).scalars, withNoGrad { model(standardized) }.scalars, atol: 1e-5, rtol: 1e-5, "batch \(rows)")
+        }
+    }
+}
