@@ -94,6 +94,8 @@ struct Eval: ParsableCommand {
     @Argument(help: "Model file (.safetensors, or .onnx: an ONNX classifier).") var model: String
     @Option(help: "Data: fashion-mnist, mnist, a .csv (with --label) or .npz file.") var data = "fashion-mnist"
     @Option(help: "Label column of a .csv file.") var label: String?
+    @Option(help: "Numeric target column of a .csv file, for a regression model (`distill train --target`): RMSE, MAE and R².")
+    var target: String?
     @Option(help: "Teacher to measure agreement with.") var teacher: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Option(help: "An .onnx model trained on normalised images: mean to subtract (one value, or one per channel).") var inputMean: String?
@@ -104,7 +106,11 @@ struct Eval: ParsableCommand {
             return try runONNX(inputMean: parseNumberList(inputMean, option: "--input-mean"), inputStd: parseNumberList(inputStd, option: "--input-std"))
         }
         try BLAS.ensureLoaded()
+        if let target { return try runRegression(target: target) }
         let (net, info) = try SavedModel.load(URL(fileURLWithPath: model))
+        guard info.extra["task"] != "regression" else {
+            throw ValidationError("\(model) is a regression model (distill train --target): evaluate it with --target COLUMN")
+        }
         var (_, test) = try DataSource.load(data, labelColumn: label)
         // A tabular model keeps the statistics it was trained with: raw rows are standardised here.
         let statistics = try Tabular.statistics(of: info, source: model)
@@ -125,6 +131,29 @@ struct Eval: ParsableCommand {
         }
         print(String(format: "%@: %@, %d parameters, %d bytes", model, info.spec, net.parameterCount, net.stateBytes))
         printEvaluation(r, on: test)
+    }
+}
+
+extension Eval {
+    /// A regression model on every row of a CSV file: raw rows in (the model standardises them
+    /// with its stored statistics), errors in the target's units.
+    func runRegression(target: String) throws {
+        guard data.lowercased().hasSuffix(".csv") else { throw ValidationError("--target needs a .csv file for --data, got \(data)") }
+        let regression = try RegressionModel.load(model)
+        let table = try CSVTable.load(URL(fileURLWithPath: data))
+        let rows = try table.regression(schema: table.inferSchema(targetColumn: target))
+        guard rows.features.shape[1] == regression.featureStats.mean.count else {
+            throw ValidationError("\(model) was trained on \(regression.featureStats.mean.count) features; \(data) has \(rows.features.shape[1]) (\(rows.featureNames.joined(separator: ", ")))")
+        }
+        let report = RegressionRunner.report(try regression.predict(rows.features), rows.targets.scalars)
+        if json {
+            var object = report.json
+            object["params"] = regression.net.parameterCount
+            printJSON(object)
+            return
+        }
+        print(String(format: "%@: %@, %d parameters; %@ (%d rows): RMSE %.4f  MAE %.4f  R² %.4f", model, regression.info.spec,
+                     regression.net.parameterCount, data, report.count, report.rmse, report.mae, report.r2))
     }
 }
 
