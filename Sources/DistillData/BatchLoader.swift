@@ -82,7 +82,7 @@ public final class BatchLoader: Sendable {
     /// The order in which epoch `epoch` visits the dataset's rows.
     public func order(epoch: Int) -> [Int] {
         guard shuffle else { return Array(0..<dataset.count) }
-        var generator = SeededGenerator(seed: Self.mix(seed, 0x5348_5546, UInt64(bitPattern: Int64(epoch))))
+        var generator = SeededGenerator(seed: SeededGenerator.mix(start: Self.seedStream, [seed, 0x5348_5546, UInt64(bitPattern: Int64(epoch))]))
         return generator.permutation(dataset.count)
     }
 
@@ -120,8 +120,8 @@ public final class BatchLoader: Sendable {
         let indices = Array(order[lo..<hi])
         var inputs = dataset.rows(indices)
         if let augmentation, !augmentation.operations.isEmpty {
-            var generator = SeededGenerator(seed: Self.mix(seed, 0x4155_4755, UInt64(bitPattern: Int64(position.epoch)),
-                                                           UInt64(bitPattern: Int64(position.batch))))
+            var generator = SeededGenerator(seed: SeededGenerator.mix(start: Self.seedStream, [seed, 0x4155_4755, UInt64(bitPattern: Int64(position.epoch)),
+                                                                                      UInt64(bitPattern: Int64(position.batch))]))
             // Validated in init: the features are [N, C, H, W], so this cannot fail.
             inputs = try! augmentation.apply(to: inputs, using: &generator)
         }
@@ -129,17 +129,8 @@ public final class BatchLoader: Sendable {
         return Batch(inputs: inputs, labels: labels, indices: indices, position: position)
     }
 
-    /// Hashes the values into one seed (SplitMix64 finaliser after each).
-    static func mix(_ values: UInt64...) -> UInt64 {
-        var h: UInt64 = 0x6A09_E667_F3BC_C909
-        for v in values {
-            h = (h ^ v) &+ 0x9E37_79B9_7F4A_7C15
-            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-            h ^= h >> 31
-        }
-        return h
-    }
+    /// Start of the loader's own stream of `SeededGenerator.mix` seeds (data order, augmentation).
+    static let seedStream: UInt64 = 0x6A09_E667_F3BC_C909
 }
 
 /// The batches from a start position to the end of an epoch range (see `BatchLoader.batches`).

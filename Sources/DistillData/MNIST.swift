@@ -104,7 +104,7 @@ public enum FashionMNIST {
 ///
 /// Debian has no MNIST package; put the four IDX files in a folder and pass it, or set
 /// `DISTILL_DATA_DIR` (to that folder, or to a parent holding it as `mnist/`). `/usr/share/datasets/mnist`
-/// is used when it exists. Images load as `[N, 1, 28, 28]` Float32 in [0, 1].
+/// is used when it exists. Images read as `[N, 1, 28, 28]` values in [0, 1] (held as bytes).
 public enum MNIST {
     /// The ten classes: the digits "0" to "9".
     public static let classNames = (0..<10).map(String.init)

@@ -2,6 +2,20 @@
 /// SplitMix64 expands the seed into the state of xoshiro256** (Blackman & Vigna 2018); Gaussian
 /// samples use the Box–Muller transform in Double precision.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    /// Hashes `values` into one seed, starting from `start` (SplitMix64's finaliser after each
+    /// value). Different `start`s give unrelated seed streams for the same values, so each use
+    /// (data order, augmentation, cached views) keeps its own.
+    public static func mix(start: UInt64, _ values: [UInt64]) -> UInt64 {
+        var h = start
+        for v in values {
+            h = (h ^ v) &+ 0x9E37_79B9_7F4A_7C15
+            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+            h ^= h >> 31
+        }
+        return h
+    }
+
     private var s: (UInt64, UInt64, UInt64, UInt64)
     private var spareGaussian: Double?
 

@@ -297,16 +297,9 @@ public enum TeacherOutputs {
         try CachedTeacher.precomputed(from: teacher, inputs: inputs, batchSize: batchSize).logitTable
     }
 
-    static func mixSeed(_ values: UInt64...) -> UInt64 {
-        var h: UInt64 = 0x243F_6A88_85A3_08D3
-        for v in values {
-            h = (h ^ v) &+ 0x9E37_79B9_7F4A_7C15
-            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-            h ^= h >> 31
-        }
-        return h
-    }
+    /// A seed for cached views and mixup partners: `SeededGenerator.mix` on this file's own stream
+    /// (fixed: files written with a recorded seed replay the same views).
+    static func mixSeed(_ values: UInt64...) -> UInt64 { SeededGenerator.mix(start: 0x243F_6A88_85A3_08D3, values) }
 
     /// `p^(1/T)` renormalised per row: probabilities at temperature T from probabilities at
     /// temperature 1 (equal to `softmax(log p / T)`; zeros stay zero).
