@@ -15,7 +15,7 @@ public enum BLAS {
             dk_blas_set_threads(1)
             return .success(())
         }
-        return .failure(TensorError(String(cString: message)))
+        return .failure(TensorError(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))
     }()
 
     /// Loads OpenBLAS if needed; throws with install advice when it is missing.
