@@ -15,7 +15,7 @@ $distill bench train --model cnn-small --batch 128 --json > "$out/teacher-train.
 $distill bench kd --teacher cnn-small --student mlp:784-64-10 --batch 128 --json > "$out/kd-online.json"
 $distill bench kd --teacher cnn-small --student mlp:784-64-10 --batch 128 --cached-teacher --json > "$out/kd-offline.json"
 $distill bench infer --model mlp:784-64-10 --batch 1 --json > "$out/infer-b1.json"
-$distill bench infer --model mlp:784-64-10 --batch 256 --calls 400 --json > "$out/infer-b256.json"
+$distill bench infer --model mlp:784-64-10 --batch 256 --calls 2000 --json > "$out/infer-b256.json"
 "$python" "$reference" --json > "$out/reference.json"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 python3 - "$out" <<'PY'

@@ -1,5 +1,6 @@
 import CKernels
 import DistillTensor
+import Synchronization
 
 /// An MLP student compiled for prediction: its chain of `Linear` layers (with any `ReLU` fused
 /// into the layer before it) run on buffers sized once per batch size, with no autodiff
@@ -13,13 +14,25 @@ import DistillTensor
 /// Only chains of `Flatten`, `Linear`, `ReLU` and `Dropout` (the identity at inference) inside
 /// `Sequential`s are planned; `init` returns nil for anything else (convolutions, other
 /// activations), and callers fall back to the module itself. Outputs equal the module's up to
-/// float rounding (the dot products are summed in another order). The weights are shared with
-/// the module, so later training shows through. One plan must not run on two threads at once.
+/// float rounding (the dot products are summed in another order). The plan keeps its own packed
+/// copy of the weights: make a new plan after training further. One plan must not run on two
+/// threads at once.
 public final class InferencePlan {
     struct Layer {
         let weight: Tensor, bias: Tensor?
         let inputs: Int, outputs: Int
         var relu: Bool
+        /// The weight transposed to [inputs][padded] and the bias padded to `padded` (a multiple
+        /// of 16) for `dk_linear_packed`.
+        var packedWeight: [Float] = [], packedBias: [Float]? = nil, padded = 0
+
+        mutating func pack() {
+            padded = (outputs + 15) / 16 * 16
+            packedWeight = [Float](repeating: 0, count: inputs * padded)
+            let w = weight.data
+            for o in 0..<outputs { for k in 0..<inputs { packedWeight[k * padded + o] = w[o * inputs + k] } }
+            packedBias = bias.map { b in (0..<padded).map { $0 < outputs ? b.data[$0] : 0 } }
+        }
     }
 
     let layers: [Layer]
@@ -60,6 +73,7 @@ public final class InferencePlan {
               first.inputs == exampleShape.reduce(1, *),
               zip(layers, layers.dropFirst()).allSatisfy({ $0.outputs == $1.inputs }) else { return nil }
         if let standardize, standardize.shift.count != first.inputs || standardize.scale.count != first.inputs { return nil }
+        for k in layers.indices { layers[k].pack() }
         self.layers = layers
         inputShift = standardize?.shift
         inputScale = standardize?.scale
@@ -109,6 +123,24 @@ public final class InferencePlan {
             dk_linear_small(x, layer.weight.data, layer.bias?.data, y, rows, layer.inputs, layer.outputs, layer.relu ? 1 : 0)
             return
         }
+        // Many rows: the packed AVX-512 kernel, split by rows across the workers when the layer
+        // is large enough to pay for it; BLAS on CPUs without AVX-512.
+        let X = SharedPointer(UnsafeMutablePointer(mutating: x)), Y = SharedPointer(y)
+        let chunks = rows * layer.inputs * layer.outputs >= Self.minimumSplitWork ? min(rows / 4, 4 * Parallel.workers) : 1
+        let packed = layer.packedWeight.withUnsafeBufferPointer { w in
+            (layer.packedBias ?? []).withUnsafeBufferPointer { b in
+                let W = SharedPointer(UnsafeMutablePointer(mutating: w.baseAddress!))
+                let B = layer.packedBias == nil ? nil : SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
+                let status = Atomic<Int32>(0)
+                Parallel.forEachChunk(rows, chunks: chunks) { _, range in
+                    let result = dk_linear_packed(X.p + range.lowerBound * layer.inputs, W.p, B?.p, Y.p + range.lowerBound * layer.outputs,
+                                                  range.count, layer.inputs, layer.outputs, layer.padded, layer.relu ? 1 : 0)
+                    if result != 0 { status.store(result, ordering: .relaxed) }
+                }
+                return status.load(ordering: .relaxed) == 0
+            }
+        }
+        if packed { return }
         let n = layer.outputs
         if let bias = layer.bias {
             for r in 0..<rows { (y + r * n).update(from: bias.data, count: n) }
@@ -119,4 +151,7 @@ public final class InferencePlan {
             for j in 0..<(rows * n) where !(y[j] > 0) { y[j] = 0 }
         }
     }
+
+    /// Multiply-adds from which a layer's rows are split across the workers.
+    static let minimumSplitWork = 1 << 22
 }

@@ -95,3 +95,35 @@ extension InferencePlanTests {
         }
     }
 }
+
+extension LinearKernelTests {
+    /// The packed many-row kernel (AVX-512 only; skipped elsewhere) against a Double reference, with
+    /// row counts off the four-row blocks and output counts off the 16-lane vectors and 64-wide blocks.
+    @Test func packedKernelComputesTheLayer() throws {
+        var g = SeededGenerator(seed: 6)
+        for (rows, inputs, outputs) in [(13, 37, 10), (8, 784, 64), (5, 20, 70), (4, 3, 1)] {
+            for (useBias, relu) in [(true, true), (false, false)] {
+                let padded = (outputs + 15) / 16 * 16
+                let x = (0..<(rows * inputs)).map { _ in Float.random(in: -1...1, using: &g) }
+                let w = (0..<(outputs * inputs)).map { _ in Float.random(in: -1...1, using: &g) }
+                let b = (0..<padded).map { $0 < outputs ? Float.random(in: -1...1, using: &g) : 0 }
+                var packed = [Float](repeating: 0, count: inputs * padded)
+                for o in 0..<outputs { for k in 0..<inputs { packed[k * padded + o] = w[o * inputs + k] } }
+                var y = [Float](repeating: .nan, count: rows * outputs)
+                let status = b.withUnsafeBufferPointer { bias in
+                    dk_linear_packed(x, packed, useBias ? bias.baseAddress : nil, &y, rows, inputs, outputs, padded, relu ? 1 : 0)
+                }
+                guard status == 0 else { return }  // no AVX-512 here: the plan uses BLAS
+                var expected = [Float](repeating: 0, count: rows * outputs)
+                for r in 0..<rows {
+                    for o in 0..<outputs {
+                        var s = useBias ? Double(b[o]) : 0
+                        for i in 0..<inputs { s += Double(x[r * inputs + i]) * Double(w[o * inputs + i]) }
+                        expected[r * outputs + o] = Float(relu ? max(s, 0) : s)
+                    }
+                }
+                assertClose(y, expected, atol: 1e-4, rtol: 1e-5, "\(rows)x\(inputs)->\(outputs), bias \(useBias), relu \(relu)")
+            }
+        }
+    }
+}

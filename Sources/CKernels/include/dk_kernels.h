@@ -15,6 +15,13 @@ void dk_adam_update(float *w, const float *g, float *m, float *v, size_t n,
 void dk_linear_small(const float *x, const float *w, const float *b, float *y,
                      size_t rows, size_t in, size_t out, int relu);
 
+/// A fully connected layer on many rows, AVX-512 only: weights packed as wt[in][padded] (the
+/// transpose of [out][in], columns zero-padded to `padded`, a multiple of 16), bias padded the
+/// same way (or NULL); y[r][o] for o < out, then max(y, 0) when `relu`. Uses fused multiply-adds.
+/// Returns -1 (and does nothing) without AVX-512, so the caller uses BLAS instead.
+int dk_linear_packed(const float *x, const float *wt, const float *b_padded, float *y,
+                     size_t rows, size_t in, size_t out, size_t padded, int relu);
+
 /// `dk_linear_small` with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
 /// returns -1 (and does nothing) when this CPU lacks it.
 int dk_linear_small_level(int level, const float *x, const float *w, const float *b, float *y,
