@@ -248,11 +248,19 @@ static void linear_packed_avx512(const float *x, const float *wt, const float *b
 }
 #endif
 
+int dk_linear_packed_available(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 int dk_linear_packed(const float *x, const float *wt, const float *b_padded, float *y,
                      size_t rows, size_t in, size_t out, size_t padded, int relu) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && padded % 16 == 0 && padded >= out) {
+    if (dk_linear_packed_available() && padded % 16 == 0 && padded >= out) {
         linear_packed_avx512(x, wt, b_padded, y, rows, in, out, padded, relu);
         return 0;
     }

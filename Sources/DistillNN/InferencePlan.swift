@@ -1,6 +1,5 @@
 import CKernels
 import DistillTensor
-import Synchronization
 
 /// An MLP student compiled for prediction: its chain of `Linear` layers (with any `ReLU` fused
 /// into the layer before it) run on buffers sized once per batch size, with no autodiff
@@ -23,7 +22,7 @@ public final class InferencePlan {
         let inputs: Int, outputs: Int
         var relu: Bool
         /// The weight transposed to [inputs][padded] and the bias padded to `padded` (a multiple
-        /// of 16) for `dk_linear_packed`.
+        /// of 16) for `dk_linear_packed`; empty on CPUs without it.
         var packedWeight: [Float] = [], packedBias: [Float]? = nil, padded = 0
 
         mutating func pack() {
@@ -73,7 +72,7 @@ public final class InferencePlan {
               first.inputs == exampleShape.reduce(1, *),
               zip(layers, layers.dropFirst()).allSatisfy({ $0.outputs == $1.inputs }) else { return nil }
         if let standardize, standardize.shift.count != first.inputs || standardize.scale.count != first.inputs { return nil }
-        for k in layers.indices { layers[k].pack() }
+        if Self.packedKernel { for k in layers.indices { layers[k].pack() } }
         self.layers = layers
         inputShift = standardize?.shift
         inputScale = standardize?.scale
@@ -125,22 +124,22 @@ public final class InferencePlan {
         }
         // Many rows: the packed AVX-512 kernel, split by rows across the workers when the layer
         // is large enough to pay for it; BLAS on CPUs without AVX-512.
-        let X = SharedPointer(UnsafeMutablePointer(mutating: x)), Y = SharedPointer(y)
-        let chunks = rows * layer.inputs * layer.outputs >= Self.minimumSplitWork ? min(rows / 4, 4 * Parallel.workers) : 1
-        let packed = layer.packedWeight.withUnsafeBufferPointer { w in
-            (layer.packedBias ?? []).withUnsafeBufferPointer { b in
-                let W = SharedPointer(UnsafeMutablePointer(mutating: w.baseAddress!))
-                let B = layer.packedBias == nil ? nil : SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
-                let status = Atomic<Int32>(0)
-                Parallel.forEachChunk(rows, chunks: chunks) { _, range in
-                    let result = dk_linear_packed(X.p + range.lowerBound * layer.inputs, W.p, B?.p, Y.p + range.lowerBound * layer.outputs,
-                                                  range.count, layer.inputs, layer.outputs, layer.padded, layer.relu ? 1 : 0)
-                    if result != 0 { status.store(result, ordering: .relaxed) }
+        if Self.packedKernel {
+            let X = SharedPointer(UnsafeMutablePointer(mutating: x)), Y = SharedPointer(y)
+            let chunks = rows * layer.inputs * layer.outputs >= Self.minimumSplitWork ? min(rows / 4, 4 * Parallel.workers) : 1
+            layer.packedWeight.withUnsafeBufferPointer { w in
+                (layer.packedBias ?? []).withUnsafeBufferPointer { b in
+                    let W = SharedPointer(UnsafeMutablePointer(mutating: w.baseAddress!))
+                    let B = layer.packedBias == nil ? nil : SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
+                    Parallel.forEachChunk(rows, chunks: chunks) { _, range in
+                        // Cannot fail: the CPU was checked once and `pack` pads to whole vectors.
+                        _ = dk_linear_packed(X.p + range.lowerBound * layer.inputs, W.p, B?.p, Y.p + range.lowerBound * layer.outputs,
+                                             range.count, layer.inputs, layer.outputs, layer.padded, layer.relu ? 1 : 0)
+                    }
                 }
-                return status.load(ordering: .relaxed) == 0
             }
+            return
         }
-        if packed { return }
         let n = layer.outputs
         if let bias = layer.bias {
             for r in 0..<rows { (y + r * n).update(from: bias.data, count: n) }
@@ -151,6 +150,9 @@ public final class InferencePlan {
             for j in 0..<(rows * n) where !(y[j] > 0) { y[j] = 0 }
         }
     }
+
+    /// Whether this CPU runs the packed many-row kernel (AVX-512); the weights are packed only then.
+    static let packedKernel = dk_linear_packed_available() == 1
 
     /// Multiply-adds from which a layer's rows are split across the workers.
     static let minimumSplitWork = 1 << 22

@@ -92,8 +92,9 @@ public enum Parallel {
         pool.run(chunks) { c in body(c, (count * c / chunks)..<(count * (c + 1) / chunks)) }
     }
 
-    /// The threads that run chunks besides the caller: `workers - 1` of them, made on first use.
-    private static let pool = WorkerPool(workers: max(1, workers - 1))
+    /// The threads that run chunks besides the caller: `workers - 1` of them (none with
+    /// `DISTILL_THREADS=1`: everything then runs on the calling thread), made on first use.
+    private static let pool = WorkerPool(workers: workers - 1)
 
     /// Worker threads for DistillKit's own loops (convolutions, pooling, large GEMMs): the
     /// `DISTILL_THREADS` environment variable when set, else the number of active cores.

@@ -12,7 +12,7 @@ import Synchronization
 /// A job is `body(i)` for every `i` in `0..<count`; the calling thread takes part, and indices are
 /// handed out one at a time, so which thread runs which index never changes a result. One job
 /// runs at a time: a call made while another job is running (from a worker, or from a second
-/// thread) runs its indices inline on the calling thread.
+/// thread), or on a pool without threads, runs its indices inline on the calling thread.
 final class WorkerPool: @unchecked Sendable {
     /// How long an idle worker spins before it sleeps.
     static let spinNanoseconds: UInt64 = 200_000
@@ -35,8 +35,12 @@ final class WorkerPool: @unchecked Sendable {
 
     static let maxCount = Int(UInt16.max)
 
+    /// Threads besides the caller; with none, every job runs inline on the caller.
+    let threadCount: Int
+
     init(workers: Int) {
-        for k in 0 ..< workers {
+        threadCount = max(0, workers)
+        for k in 0 ..< threadCount {
             let thread = Thread { [unowned self] in self.workerLoop() }
             thread.name = "distill-worker-\(k)"
             thread.stackSize = 8 << 20
@@ -48,7 +52,7 @@ final class WorkerPool: @unchecked Sendable {
     /// when all have finished.
     func run(_ count: Int, _ body: (Int) -> Void) {
         precondition(count >= 0 && count <= Self.maxCount, "WorkerPool.run: \(count) indices")
-        guard count > 1, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+        guard count > 1, threadCount > 0, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for i in 0 ..< count { body(i) }
             return
         }

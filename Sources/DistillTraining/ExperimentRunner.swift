@@ -150,7 +150,7 @@ public enum ExperimentRunner {
         }
         let transfer = try DataReport(train, teacherProbabilities: probabilities)
         let role = rows.last?.role ?? "trained"
-        let report = RunReport(title: "\(role) \(experiment.student) on \(experiment.data)", models: rows, metrics: RunReport.readMetrics(run),
+        let report = RunReport(title: "\(role) \(experiment.student) on \(experiment.data)", models: rows, metrics: run.readMetrics(),
                                test: test, classNames: classNames, transfer: transfer, transferNote: note, configuration: experiment.json)
         try AtomicFile.write(Data(report.html.utf8), to: run.report)
     }

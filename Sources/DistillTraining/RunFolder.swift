@@ -37,6 +37,12 @@ public struct RunFolder: Sendable {
         return object
     }
 
+    /// The lines of metrics.jsonl, one dictionary per epoch (empty when there are none yet).
+    public func readMetrics() -> [[String: Any]] {
+        guard let text = try? String(contentsOf: metrics, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
     /// Rewrites metrics.jsonl with the lines of epochs before `epoch` plus `line` (so a resumed
     /// run never duplicates an epoch).
     func appendMetrics(_ line: [String: Any], epoch: Int) throws {

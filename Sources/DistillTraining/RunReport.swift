@@ -22,12 +22,6 @@ public struct RunReport {
         self.transfer = transfer; self.transferNote = transferNote; self.configuration = configuration
     }
 
-    /// The metrics lines of a run folder (empty when it has none yet).
-    public static func readMetrics(_ run: RunFolder) -> [[String: Any]] {
-        guard let text = try? String(contentsOf: run.metrics, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-    }
-
     public var html: String {
         var body = "<h1>\(escape(title))</h1>\n"
         body += modelsSection + curvesSection + testSection + transferSection + configurationSection

@@ -111,13 +111,7 @@ extension Eval {
         let other = try teacher.map(loadTeacher)
         let r = try evaluate(module, on: test, teacher: other)
         if let failure = module.failure { throw failure }
-        if json {
-            var object = r.json
-            object["params"] = onnxTeacher.parameterCount
-            object["bytes"] = onnxTeacher.bytes
-            printJSON(object)
-            return
-        }
+        if json { return printEvaluationJSON(r, parameters: onnxTeacher.parameterCount, bytes: onnxTeacher.bytes) }
         print("\(model): ONNX, input \(onnxTeacher.inputName) \(onnxTeacher.expectedInput), \(onnxTeacher.parameterCount) parameters, \(onnxTeacher.bytes) bytes"
               + (onnxTeacher.outputIsProbability ? " (output '\(onnxTeacher.outputName)' holds probabilities)" : ""))
         printEvaluation(r, on: test)

@@ -122,13 +122,7 @@ struct Eval: ParsableCommand {
             try statistics.map { try Tabular.teacher(loadTeacher(path), path: path, inputStatistics: $0) } ?? loadTeacher(path)
         }
         let r = try evaluate(net, on: test, teacher: teacherModel)
-        if json {
-            var object = r.json
-            object["params"] = net.parameterCount
-            object["bytes"] = net.stateBytes
-            printJSON(object)
-            return
-        }
+        if json { return printEvaluationJSON(r, parameters: net.parameterCount, bytes: net.stateBytes) }
         print(String(format: "%@: %@, %d parameters, %d bytes", model, info.spec, net.parameterCount, net.stateBytes))
         printEvaluation(r, on: test)
     }
@@ -155,6 +149,14 @@ extension Eval {
         print(String(format: "%@: %@, %d parameters; %@ (%d rows): RMSE %.4f  MAE %.4f  R² %.4f", model, regression.info.spec,
                      regression.net.parameterCount, data, report.count, report.rmse, report.mae, report.r2))
     }
+}
+
+/// The JSON form of `distill eval`: the report plus the model's size.
+func printEvaluationJSON(_ r: EvaluationReport, parameters: Int, bytes: Int) {
+    var object = r.json
+    object["params"] = parameters
+    object["bytes"] = bytes
+    printJSON(object)
 }
 
 /// The text form of `distill eval`: headline figures, per-class accuracy, confusion matrix.

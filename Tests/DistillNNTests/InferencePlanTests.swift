@@ -51,6 +51,16 @@ import Testing
 /// The small-batch layer kernel for each instruction set this CPU has, against a Double reference,
 /// at sizes that leave tails in both the vector loop (`in`) and the four-outputs loop (`out`).
 @Suite struct LinearKernelTests {
+    /// `relu?(x·wᵀ + b)` in Double, for x [rows, inputs] and w [outputs, inputs].
+    func referenceLayer(_ x: [Float], _ w: [Float], _ b: [Float]?, rows: Int, inputs: Int, outputs: Int, relu: Bool) -> [Float] {
+        (0..<(rows * outputs)).map { j in
+            let r = j / outputs, o = j % outputs
+            var s = b.map { Double($0[o]) } ?? 0
+            for i in 0..<inputs { s += Double(x[r * inputs + i]) * Double(w[o * inputs + i]) }
+            return Float(relu ? max(s, 0) : s)
+        }
+    }
+
     @Test(arguments: [0, 1, 2] as [Int32])
     func everyInstructionSetComputesTheLayer(level: Int32) throws {
         var g = SeededGenerator(seed: 5)
@@ -67,14 +77,7 @@ import Testing
                     try #require(level > 0, "SSE2 is always available")
                     return
                 }
-                var expected = [Float](repeating: 0, count: rows * outputs)
-                for r in 0..<rows {
-                    for o in 0..<outputs {
-                        var s = useBias ? Double(b[o]) : 0
-                        for i in 0..<inputs { s += Double(x[r * inputs + i]) * Double(w[o * inputs + i]) }
-                        expected[r * outputs + o] = Float(relu ? max(s, 0) : s)
-                    }
-                }
+                let expected = referenceLayer(x, w, useBias ? b : nil, rows: rows, inputs: inputs, outputs: outputs, relu: relu)
                 assertClose(y, expected, atol: 1e-4, rtol: 1e-5, "level \(level), \(rows)x\(inputs)->\(outputs), bias \(useBias), relu \(relu)")
             }
         }
@@ -114,14 +117,7 @@ extension LinearKernelTests {
                     dk_linear_packed(x, packed, useBias ? bias.baseAddress : nil, &y, rows, inputs, outputs, padded, relu ? 1 : 0)
                 }
                 guard status == 0 else { return }  // no AVX-512 here: the plan uses BLAS
-                var expected = [Float](repeating: 0, count: rows * outputs)
-                for r in 0..<rows {
-                    for o in 0..<outputs {
-                        var s = useBias ? Double(b[o]) : 0
-                        for i in 0..<inputs { s += Double(x[r * inputs + i]) * Double(w[o * inputs + i]) }
-                        expected[r * outputs + o] = Float(relu ? max(s, 0) : s)
-                    }
-                }
+                let expected = referenceLayer(x, w, useBias ? b : nil, rows: rows, inputs: inputs, outputs: outputs, relu: relu)
                 assertClose(y, expected, atol: 1e-4, rtol: 1e-5, "\(rows)x\(inputs)->\(outputs), bias \(useBias), relu \(relu)")
             }
         }

@@ -4,6 +4,7 @@ DISTILL_BINARY names it; otherwise it is $DISTILL_PACKAGE_DIR/$DISTILL_SCRATCH/d
 (defaults: this repository and .build). Tests that need it are skipped when it is not built.
 """
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,3 +28,11 @@ def distill(*args, check=True, timeout=900):
     if check:
         assert result.returncode == 0, f"distill {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     return result
+
+
+def swift_or_skip():
+    """The `swift` executable, for tests that drive the Swift test suite; skips when it is missing."""
+    swift = shutil.which("swift")
+    if swift is None:
+        pytest.skip("swift is not on PATH")
+    return swift

@@ -25,7 +25,6 @@ onnx and onnxruntime (skipped when missing).
 import gzip
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -35,7 +34,7 @@ np = pytest.importorskip("numpy")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from distillcli import REPO, SCRATCH, distill  # noqa: E402
+from distillcli import REPO, SCRATCH, distill, swift_or_skip  # noqa: E402
 
 STUDENTS = ["mlp:784-64-10", "cnn-tiny", "lenet5", "resnet8", "mobilenet-tiny"]
 FASHION = Path(os.environ.get("DISTILL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -61,9 +60,7 @@ def run_onnxruntime(path, x):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    swift = shutil.which("swift")
-    if swift is None:
-        pytest.skip("swift is not on PATH")
+    swift = swift_or_skip()
     folder = tmp_path_factory.mktemp("onnx_export")
     images = fashion_images()
     (folder / "images.pb").write_bytes(numpy_helper.from_array(images, "images").SerializeToString())

@@ -20,7 +20,6 @@ missing); the scikit-learn cases need scikit-learn and skl2onnx (skipped when mi
 """
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,6 +29,7 @@ np = pytest.importorskip("numpy")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from distillcli import swift_or_skip  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RNG = np.random.default_rng(0)
@@ -242,9 +242,7 @@ def sklearn_cases():
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    swift = shutil.which("swift")
-    if swift is None:
-        pytest.skip("swift is not on PATH")
+    swift = swift_or_skip()
     folder = tmp_path_factory.mktemp("onnx_import")
     built = cases()
     for name, (m, inputs) in built.items():

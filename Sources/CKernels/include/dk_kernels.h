@@ -22,6 +22,9 @@ void dk_linear_small(const float *x, const float *w, const float *b, float *y,
 int dk_linear_packed(const float *x, const float *wt, const float *b_padded, float *y,
                      size_t rows, size_t in, size_t out, size_t padded, int relu);
 
+/// 1 when this CPU can run `dk_linear_packed` (AVX-512), else 0.
+int dk_linear_packed_available(void);
+
 /// `dk_linear_small` with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
 /// returns -1 (and does nothing) when this CPU lacks it.
 int dk_linear_small_level(int level, const float *x, const float *w, const float *b, float *y,
