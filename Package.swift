@@ -17,7 +17,7 @@ let package = Package(
     targets: [
         // OpenBLAS, loaded at run time after choosing its CPU kernels (see Sources/CBLASLoader/blas_loader.c).
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "DistillTensor", dependencies: ["CBLASLoader"]),
+        .target(name: "DistillTensor", dependencies: ["CBLASLoader", "CKernels"]),
         // Elementwise kernels in C, vectorised per CPU at run time (Swift compiles for baseline SSE2).
         .target(name: "CKernels"),
         .target(name: "DistillNN", dependencies: ["DistillTensor", "CKernels"]),

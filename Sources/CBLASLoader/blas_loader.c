@@ -78,6 +78,11 @@ static void choose_coretype(void) {
 
 static void load_once(void) {
     choose_coretype();
+    /* DistillKit splits work across cores itself and runs every OpenBLAS call on one thread.
+       Started with more, OpenBLAS keeps server threads that spin (sched_yield) on the other
+       cores between calls and take them from DistillKit's own workers (measured: 9% of a core
+       during `distill bench kd --cached-teacher`), so it starts with one. */
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
     const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libopenblasp.so.0"};
     void *handle = NULL;
     for (unsigned i = 0; i < sizeof names / sizeof names[0] && !handle; i++)

@@ -19,8 +19,7 @@ import DistillTensor
 public final class InferencePlan {
     struct Layer {
         let weight: Tensor, bias: Tensor?
-        let inputs: Int, outputs: Int
-        var relu: Bool
+        let inputs: Int, outputs: Int, relu: Bool
         /// The weight transposed to [inputs][padded] and the bias padded to `padded` (a multiple
         /// of 16) for `dk_linear_packed`; empty on CPUs without it.
         var packedWeight: [Float] = [], packedBias: [Float]? = nil, padded = 0
@@ -51,26 +50,9 @@ public final class InferencePlan {
     /// does not cover or the shapes do not chain. `standardize` (mean, scale per input value, as
     /// a tabular student keeps them) is applied to each input first, in a buffer of the plan.
     public init?(_ model: Module, exampleShape: [Int], standardize: (shift: [Float], scale: [Float])? = nil) {
-        var layers: [Layer] = []
-        func collect(_ module: Module) -> Bool {
-            guard module.tap == nil else { return false }
-            switch module {
-            case let sequential as Sequential: return sequential.layers.allSatisfy(collect)
-            case let linear as Linear:
-                layers.append(Layer(weight: linear.weight, bias: linear.bias, inputs: linear.weight.shape[1],
-                                    outputs: linear.weight.shape[0], relu: false))
-                return true
-            case is ReLU:
-                guard !layers.isEmpty, !layers[layers.count - 1].relu else { return false }
-                layers[layers.count - 1].relu = true
-                return true
-            case is Flatten, is Dropout: return true
-            default: return false
-            }
-        }
-        guard collect(model), let first = layers.first, let last = layers.last,
-              first.inputs == exampleShape.reduce(1, *),
-              zip(layers, layers.dropFirst()).allSatisfy({ $0.outputs == $1.inputs }) else { return nil }
+        guard let chain = LinearChain(model) else { return nil }
+        var layers = chain.layers.map { Layer(weight: $0.weight, bias: $0.bias, inputs: $0.inputs, outputs: $0.outputs, relu: $0.relu) }
+        guard let first = layers.first, let last = layers.last, first.inputs == exampleShape.reduce(1, *) else { return nil }
         if let standardize, standardize.shift.count != first.inputs || standardize.scale.count != first.inputs { return nil }
         if Self.packedKernel { for k in layers.indices { layers[k].pack() } }
         self.layers = layers
@@ -156,4 +138,42 @@ public final class InferencePlan {
 
     /// Multiply-adds from which a layer's rows are split across the workers.
     static let minimumSplitWork = 1 << 22
+}
+
+/// A model that is a chain of `Linear` layers, each optionally followed by a `ReLU` (with
+/// `Flatten` and `Dropout` allowed between them, inside `Sequential`s): what `InferencePlan` and
+/// `TrainingPlan` run. nil for anything else, for a model with a feature tap, or when the
+/// layers' sizes do not chain.
+struct LinearChain {
+    struct Layer {
+        let weight: Tensor, bias: Tensor?
+        let inputs: Int, outputs: Int
+        var relu: Bool
+    }
+    private(set) var layers: [Layer] = []
+    /// Whether a `Dropout` with a non-zero probability sits in the chain (the identity at inference).
+    private(set) var hasDropout = false
+
+    init?(_ model: Module) {
+        func collect(_ module: Module) -> Bool {
+            guard module.tap == nil else { return false }
+            switch module {
+            case let sequential as Sequential: return sequential.layers.allSatisfy(collect)
+            case let linear as Linear:
+                layers.append(Layer(weight: linear.weight, bias: linear.bias, inputs: linear.weight.shape[1],
+                                    outputs: linear.weight.shape[0], relu: false))
+                return true
+            case is ReLU:
+                guard !layers.isEmpty, !layers[layers.count - 1].relu else { return false }
+                layers[layers.count - 1].relu = true
+                return true
+            case let dropout as Dropout:
+                hasDropout = hasDropout || dropout.probability > 0
+                return true
+            case is Flatten: return true
+            default: return false
+            }
+        }
+        guard collect(model), !layers.isEmpty, zip(layers, layers.dropFirst()).allSatisfy({ $0.outputs == $1.inputs }) else { return nil }
+    }
 }

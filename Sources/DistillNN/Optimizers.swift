@@ -104,13 +104,25 @@ public final class Adam: Optimizer {
         let c1 = Float(1 - pow(Double(beta1), Double(steps))), c2 = Float(1 - pow(Double(beta2), Double(steps)))
         let stepSize = learningRate / c1, invSqrtC2 = 1 / c2.squareRoot()
         let b1 = beta1, b2 = beta2, eps = epsilon, wd = weightDecay, lr = learningRate
+        let l2 = decoupledWeightDecay ? 0 : wd, decay: Float = decoupledWeightDecay ? 1 - lr * wd : 1
         for (i, p) in parameters.enumerated() {
             guard let grad = p.grad else { continue }
-            let w = p.data, g = grad.data, m = firstMoment[i].data, v = secondMoment[i].data
-            if decoupledWeightDecay && wd != 0 { let f = 1 - lr * wd; for j in 0..<p.count { w[j] *= f } }
-            dk_adam_update(w, g, m, v, p.count, b1, b2, decoupledWeightDecay ? 0 : wd, stepSize, invSqrtC2, eps)
+            let w = SharedPointer(p.data), g = SharedPointer(grad.data)
+            let m = SharedPointer(firstMoment[i].data), v = SharedPointer(secondMoment[i].data)
+            // Large parameters are updated in one contiguous part per thread: for a linear weight
+            // [out, in] these are the rows that thread's part of the forward product and of the
+            // gradient touched (`linear`), so the weight stays in that core's cache.
+            let parts = p.count >= Self.minimumSplitCount ? Parallel.workers : 1
+            Parallel.forEachChunk(p.count, chunks: parts) { _, r in
+                let o = r.lowerBound
+                if decay != 1 { for j in r { w.p[j] *= decay } }
+                dk_adam_update(w.p + o, g.p + o, m.p + o, v.p + o, r.count, b1, b2, l2, stepSize, invSqrtC2, eps)
+            }
         }
     }
+
+    /// Parameters with fewer elements are updated on one thread.
+    static let minimumSplitCount = 16_384
 
     public func stateDict() -> [String: Tensor] {
         var s: [String: Tensor] = ["step": Tensor(scalar: Float(steps))]

@@ -14,6 +14,8 @@ enum BackwardRule {
     case conv2d(Conv2dConfig, cols: TensorStorage?), maxPool2d(argmax: [Int32], tiled: Bool), avgPool2d(Pool2dConfig)
     case batchNorm(xhat: Tensor, invStd: [Float], training: Bool)
     case dropout(mask: Tensor), embedding(indices: [Int])
+    case softmaxCrossEntropy(probabilities: Tensor, labels: [Int])
+    case temperedKL(studentProbabilities: Tensor, teacherProbabilities: Tensor, temperature: Float)
 
     var name: String { String(describing: self).prefix { $0 != "(" }.description }
 }
@@ -118,7 +120,7 @@ extension BackwardRule {
             let rows = g.count / outF
             let g2 = Tensor(shape: [rows, outF], storage: g.storage)
             let dx = x[0].requiresGrad ? Tensor(shape: x[0].shape, storage: matmulKernel(g2, w).storage) : nil
-            let dw = w.requiresGrad ? matmulKernel(g2, Tensor(shape: [rows, inF], storage: x[0].storage), transposeA: true) : nil
+            let dw = w.requiresGrad ? matmulKernel(g2, Tensor(shape: [rows, inF], storage: x[0].storage), transposeA: true, split: .rows) : nil
             let db = x.count > 2 && x[2].requiresGrad ? g2.sum(axis: 0) : nil
             return [dx, dw, db]
 
@@ -133,6 +135,17 @@ extension BackwardRule {
             let (dx, dw, db) = batchNormBackward(g, weight: x[1], xhat: xhat, invStd: invStd, training: training)
             return [dx, dw, db]
         case .dropout(let mask): return [zipKernel(g, mask, *)]
+
+        // Fused softmax losses (Ops/SoftmaxLosses.swift): closed-form gradients, g is a scalar.
+        case .softmaxCrossEntropy(let p, let labels):  // (softmax(x) − onehot(y)) · g / N
+            let n = p.shape[0], c = p.shape[1], scale = g.item() / Float(Swift.max(n, 1))
+            let dx = Tensor(uninitializedShape: p.shape)
+            for i in 0..<p.count { dx.data[i] = p.data[i] * scale }
+            for (r, k) in labels.enumerated() { dx.data[r * c + k] -= scale }
+            return [dx]
+        case .temperedKL(let q, let p, let temperature):  // T · (q − p) · g / N
+            let scale = g.item() * temperature / Float(Swift.max(q.shape[0], 1))
+            return [zipKernel(q, p) { ($0 - $1) * scale }]
         case .embedding(let indices):
             let w = x[0], d = w.shape[1]
             let dw = Tensor.zeros(w.shape)

@@ -9,18 +9,23 @@ import Synchronization
 /// each job before they sleep, so back-to-back jobs (one per layer) start at once, as in
 /// onnxruntime's and PyTorch's own thread pools.
 ///
-/// A job is `body(i)` for every `i` in `0..<count`; the calling thread takes part, and indices are
-/// handed out one at a time, so which thread runs which index never changes a result. One job
-/// runs at a time: a call made while another job is running (from a worker, or from a second
-/// thread), or on a pool without threads, runs its indices inline on the calling thread.
+/// A job is `body(i)` for every `i` in `0..<count`; the calling thread takes part. Indices are
+/// either handed out one at a time (any thread takes the next), or *pinned*: index 0 runs on the
+/// caller and index `k + 1` on worker `k`, so a job that splits a weight the same way at every
+/// step keeps each part on one core (see `Parallel.forEachChunk`). Which thread runs which index
+/// never changes a result. One job runs at a time: a call made while another job is running (from
+/// a worker, or from a second thread), or on a pool without threads, runs its indices inline on
+/// the calling thread.
 final class WorkerPool: @unchecked Sendable {
     /// How long an idle worker spins before it sleeps.
     static let spinNanoseconds: UInt64 = 200_000
 
     /// The current job as one word: generation (32 bits) | count (16 bits) | next index (16 bits).
     /// Claiming an index is a compare-and-swap on it, so a worker can never claim an index of a
-    /// job other than the one it read.
+    /// job other than the one it read. A pinned job is published with every index taken.
     private let state = Atomic<UInt64>(0)
+    /// Bit `k` set: worker `k` has index `k + 1` of the current (pinned) job still to run.
+    private let pinnedPending = Atomic<UInt64>(0)
     /// Indices of the current job that have finished running.
     private let finished = Atomic<Int>(0)
     /// Set while a job runs; a caller that cannot set it runs its job inline.
@@ -41,7 +46,7 @@ final class WorkerPool: @unchecked Sendable {
     init(workers: Int) {
         threadCount = max(0, workers)
         for k in 0 ..< threadCount {
-            let thread = Thread { [unowned self] in self.workerLoop() }
+            let thread = Thread { [unowned self] in self.workerLoop(index: k) }
             thread.name = "distill-worker-\(k)"
             thread.stackSize = 8 << 20
             thread.start()
@@ -49,9 +54,11 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Runs `body(i)` for each `i` in `0..<count` on the workers and the calling thread; returns
-    /// when all have finished.
-    func run(_ count: Int, _ body: (Int) -> Void) {
+    /// when all have finished. `pinned` (for `count` ≤ `threadCount + 1`) runs index 0 on the
+    /// caller and index `k + 1` on worker `k`.
+    func run(_ count: Int, pinned: Bool = false, _ body: (Int) -> Void) {
         precondition(count >= 0 && count <= Self.maxCount, "WorkerPool.run: \(count) indices")
+        precondition(!pinned || (count <= threadCount + 1 && count <= 64), "WorkerPool.run: \(count) pinned indices for \(threadCount + 1) threads")
         guard count > 1, threadCount > 0, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for i in 0 ..< count { body(i) }
             return
@@ -61,11 +68,18 @@ final class WorkerPool: @unchecked Sendable {
             self.body = escaping
             finished.store(0, ordering: .relaxed)
             let generation = (state.load(ordering: .relaxed) >> 32) &+ 1
-            state.store((generation & 0xFFFF_FFFF) << 32 | UInt64(count) << 16, ordering: .sequentiallyConsistent)
+            let word = (generation & 0xFFFF_FFFF) << 32 | UInt64(count) << 16
+            if pinned { pinnedPending.store((1 << UInt64(count - 1)) - 1, ordering: .sequentiallyConsistent) }
+            // A pinned job is published with every index taken: no thread claims one.
+            state.store(pinned ? word | UInt64(count) : word, ordering: .sequentiallyConsistent)
             if sleeping.load(ordering: .sequentiallyConsistent) > 0 {
                 wakeUp.lock(); wakeUp.broadcast(); wakeUp.unlock()
             }
-            while let i = claim() { escaping(i); finished.add(1, ordering: .releasing) }
+            if pinned {
+                escaping(0); finished.add(1, ordering: .releasing)
+            } else {
+                while let i = claim() { escaping(i); finished.add(1, ordering: .releasing) }
+            }
             while finished.load(ordering: .acquiring) < count {}
             self.body = nil
         }
@@ -83,16 +97,24 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    private func workerLoop() {
+    /// Worker `index`: runs index `index + 1` of each pinned job, and claims indices of the others.
+    private func workerLoop(index: Int) {
+        let bit: UInt64 = index < 64 ? 1 << UInt64(index) : 0
         while true {
-            waitForWork()
+            waitForWork(bit)
+            if pinnedPending.load(ordering: .acquiring) & bit != 0 {
+                pinnedPending.bitwiseAnd(~bit, ordering: .acquiringAndReleasing)
+                body!(index + 1); finished.add(1, ordering: .releasing)
+            }
             while let i = claim() { body!(i); finished.add(1, ordering: .releasing) }
         }
     }
 
-    /// Returns once the current job has an unclaimed index: spinning at first, then sleeping.
-    private func waitForWork() {
+    /// Returns once the current job has work for the worker with pinned bit `bit`: its pinned
+    /// index, or an unclaimed one. Spins at first, then sleeps.
+    private func waitForWork(_ bit: UInt64) {
         func hasWork() -> Bool {
+            if pinnedPending.load(ordering: .sequentiallyConsistent) & bit != 0 { return true }
             let word = state.load(ordering: .sequentiallyConsistent)
             return word & 0xFFFF < (word >> 16) & 0xFFFF
         }

@@ -101,14 +101,12 @@ public func regressionDistillationLoss(student: Tensor, teacher: Tensor, target:
 ///   size comparable across temperatures.
 /// - Combine with cross-entropy yourself: `α · kdLoss(...) + (1 − α) · crossEntropy(...)`.
 ///
-/// The teacher's log-probabilities come from `logSoftmax`, so they stay finite even where its
-/// probabilities underflow to 0, and `teacher == student` gives exactly 0.
+/// One fused op (`Tensor.temperedKLDivergence`): the teacher's log-probabilities come from its
+/// log-softmax, so they stay finite even where its probabilities underflow to 0, and
+/// `teacher == student` gives exactly 0.
 public func kdLoss(student: Tensor, teacher: Tensor, temperature: Float) -> Tensor {
     checkLogits(student, teacher, "kdLoss")
-    precondition(temperature > 0, "kdLoss: temperature must be positive, got \(temperature)")
-    let logQ = student.scaled(1 / temperature).logSoftmax(axis: 1)
-    let logP = teacher.detached().scaled(1 / temperature).logSoftmax(axis: 1)
-    return batchMeanKL(target: logP.exp(), logTarget: logP, logInput: logQ).scaled(temperature * temperature)
+    return student.temperedKLDivergence(teacherLogits: teacher, temperature: temperature)
 }
 
 /// KD against targets given as probabilities (averaged multi-teacher targets, cached teacher

@@ -8,10 +8,10 @@ public enum Reduction: Sendable { case mean, sum, none }
 public func crossEntropy(logits: Tensor, labels: [Int], reduction: Reduction = .mean) -> Tensor {
     precondition(logits.rank == 2 && logits.shape[0] == labels.count,
                  "crossEntropy: logits \(logits.shape) for \(labels.count) labels")
-    let picked = -logits.logSoftmax(axis: 1).gather(classes: labels)
+    let picked = { -logits.logSoftmax(axis: 1).gather(classes: labels) }
     switch reduction {
-    case .mean: return picked.mean()
-    case .sum: return picked.sum()
-    case .none: return picked
+    case .mean: return logits.softmaxCrossEntropy(labels: labels)  // one fused op
+    case .sum: return picked().sum()
+    case .none: return picked()
     }
 }

@@ -55,6 +55,7 @@ struct BenchKD: ParsableCommand {
     @Option(help: "Student spec.") var student = "mlp:784-64-10"
     @Option(help: "Batch size.") var batch = 128
     @Flag(help: "Use cached teacher logits instead of running the teacher.") var cachedTeacher = false
+    @Flag(help: "Run the student through the autograd graph even when a TrainingPlan covers it.") var useModule = false
     @Option(help: "Timed steps per repeat.") var steps = 50
     @Option(help: "Repeats (the median is reported).") var repeats = 7
     @Flag(help: "Print one JSON object.") var json = false
@@ -70,24 +71,31 @@ struct BenchKD: ParsableCommand {
         let cached = Tensor.randomNormal([n, 10], std: 3, using: &g)
         let labels = (0..<n).map { _ in g.nextInt(below: 10) }
         let opt = Adam(parameters: s.trainableParameters(), learningRate: 1e-3)
+        // An MLP student runs through a TrainingPlan, as `distill kd` runs it; --use-module
+        // times the autograd graph instead.
+        let plan = useModule ? nil : TrainingPlan(s, exampleShape: [1, 28, 28])
         var cursor = 0
         func step() {
             let start = (cursor * batch) % (4096 - batch)
             cursor += 1
-            let x = pool.slice(axis: 0, start: start, length: batch)
             let rows = Array(start..<(start + batch))
-            let teacherLogits = cachedTeacher ? cached.indexSelect(axis: 0, indices: rows) : withNoGrad { t(x) }
+            // The batch is copied out of the pool: once for the teacher and the graph, or by each
+            // core for itself when a plan runs the student from cached logits.
+            let x = plan == nil || !cachedTeacher ? pool.slice(axis: 0, start: start, length: batch) : nil
+            let teacherLogits = cachedTeacher ? cached.indexSelect(axis: 0, indices: rows) : withNoGrad { t(x!) }
             opt.zeroGrad()
-            let logits = s(x)
+            let source = SharedPointer(pool.data + start * 784), count = batch * 784
+            let logits = x.map { plan?.forward($0) ?? s($0) } ?? plan!.forward(rows: batch) { $0.update(from: source.p, count: count) }
             let loss = kdLoss(student: logits, teacher: teacherLogits, temperature: 4) * 0.9
                 + crossEntropy(logits: logits, labels: rows.map { labels[$0] }) * 0.1
             loss.backward()
+            if let plan, let g = logits.grad { plan.backward(g) }
             opt.step()
         }
         let rate = measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 10, step)
         printReport([
             "workload": cachedTeacher ? "kd-offline" : "kd-online", "teacher": teacher, "student": student, "batch": batch,
-            "samples_per_second": rate, "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
+            "samples_per_second": rate, "path": plan == nil ? "module" : "training-plan", "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
         ], json: json)
     }
 }
@@ -167,7 +175,7 @@ struct BenchGEMM: ParsableCommand {
         for split in [false, true] {
             let rate = measureRate(batch: 1, steps: calls, repeats: 5, warmup: 20) {
                 BLAS.sgemm(transposeB: transposeB, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: transposeB ? k : n,
-                           c: c.data, ldc: n, split: split)
+                           c: c.data, ldc: n, split: split ? .automatic : .none)
             }
             report[split ? "gflops_split" : "gflops_one_thread"] = rate * Double(2 * m * n * k) / 1e9
         }

@@ -67,6 +67,7 @@ struct Golden: Decodable {
         let targets = try g.tensor("targets").scalars.map { Int($0) }
         let loss = -logits.logSoftmax().gather(classes: targets).mean()
         try g.expect(loss, matches: "loss")
+        try g.expect(logits.softmaxCrossEntropy(labels: targets), matches: "loss")  // the fused op
     }
 
     // s = randn(4, 6, 5, scale=2.0); t = randn(5, 6, 5, scale=3.0); T = 4.0
@@ -82,6 +83,7 @@ struct Golden: Decodable {
         // The same with log p_t taken as log(softmax), as the formula is usually written.
         let klLog = (pT * (pT.log() - (s / T).logSoftmax(axis: 1))).sum() / n * (T * T)
         try g.expect(klLog, matches: "loss")
+        try g.expect(s.temperedKLDivergence(teacherLogits: t, temperature: T), matches: "loss")  // the fused op
     }
 
     /// Forward and backward of one golden convolution against PyTorch.

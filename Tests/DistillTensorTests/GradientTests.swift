@@ -155,6 +155,14 @@ let softmaxCases: [GradCase] = [
     GradCase("logSoftmax last axis", { [normal([3, 5], 72, scale: 2)] }) { $0[0].logSoftmax() },
     GradCase("logSoftmax axis 1 of rank 3", { [normal([2, 4, 3], 73, scale: 2)] }) { $0[0].logSoftmax(axis: 1) },
     GradCase("softmax of large logits", { [normal([2, 4], 74, scale: 2, shift: 80)] }) { $0[0].softmax() },
+    // The fused losses: the teacher is a constant (no requiresGrad), as the op treats it.
+    GradCase("softmaxCrossEntropy", { [normal([4, 5], 75, scale: 2)] }) { $0[0].softmaxCrossEntropy(labels: [1, 4, 0, 1]) },
+    GradCase("temperedKLDivergence T=1", { [normal([3, 5], 76, scale: 2)] }) {
+        $0[0].temperedKLDivergence(teacherLogits: .testNormal([3, 5], seed: 77, scale: 3, requiresGrad: false), temperature: 1)
+    },
+    GradCase("temperedKLDivergence T=4", { [normal([3, 5], 78, scale: 2)] }) {
+        $0[0].temperedKLDivergence(teacherLogits: .testNormal([3, 5], seed: 79, scale: 3, requiresGrad: false), temperature: 4)
+    },
 ]
 
 @Test(arguments: softmaxCases) func softmaxGradient(_ c: GradCase) { c.run() }

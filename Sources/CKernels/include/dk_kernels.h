@@ -35,4 +35,13 @@ int dk_linear_small_level(int level, const float *x, const float *w, const float
 int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v, size_t n,
                          float b1, float b2, float l2, float step_size, float inv_sqrt_c2, float eps);
 
+/// exp(x) of n floats in place (Cephes' method: relative error about 1e-7; 0 below -87.34, +inf
+/// above 88.72, NaN stays NaN), vectorised for the CPU found at run time; every CPU gives the
+/// same bits. For softmax over many short rows, where a libm call per element dominates.
+void dk_exp_inplace(float *x, size_t n);
+
+/// `dk_exp_inplace` with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
+/// returns -1 (and does nothing) when this CPU lacks it.
+int dk_exp_inplace_level(int level, float *x, size_t n);
+
 #endif

@@ -139,7 +139,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, config: Con
             }
             // product_g [Og, n·PQ] = W_g [Og, K] · col_g [K, n·PQ]
             BLAS.sgemm(m: geo.og, n: ld, k: geo.k, a: ws.p + g * geo.og * geo.k, lda: geo.k,
-                       b: colG, ldb: ld, c: product + g * geo.og * ld, ldc: ld, split: false)
+                       b: colG, ldb: ld, c: product + g * geo.og * ld, ldc: ld, split: .none)
         }
         for img in range {  // [O, n·PQ] → [n, O, PQ], adding the bias
             let src = product + (img - range.lowerBound) * geo.pq, dst = os.p + img * geo.o * geo.pq
@@ -196,12 +196,12 @@ func conv2dBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConf
             if needWeight, let col {
                 // dW_g [Og, K] = dY_g [Og, n·PQ] · col_gᵀ [n·PQ, K]
                 BLAS.sgemm(transposeB: true, m: geo.og, n: geo.k, k: ld, a: dyG, lda: ld, b: col + g * geo.k * ld, ldb: ld,
-                           c: pws.p + chunk * weight.count + g * geo.og * geo.k, ldc: geo.k, split: false)
+                           c: pws.p + chunk * weight.count + g * geo.og * geo.k, ldc: geo.k, split: .none)
             }
             if let dcol, let dxs {
                 // dcol [K, n·PQ] = W_gᵀ [K, Og] · dY_g [Og, n·PQ], folded back into each image
                 BLAS.sgemm(transposeA: true, m: geo.k, n: ld, k: geo.og, a: ws.p + g * geo.og * geo.k, lda: geo.k,
-                           b: dyG, ldb: ld, c: dcol, ldc: ld, split: false)
+                           b: dyG, ldb: ld, c: dcol, ldc: ld, split: .none)
                 for img in range {
                     geo.col2im(dcol + (img - range.lowerBound) * geo.pq, group: g, into: dxs.p + img * geo.c * geo.h * geo.w, rowStride: ld)
                 }

@@ -2,8 +2,9 @@
 
 /// Raw batched product without autodiff: `op(a) · op(b)` where op transposes the last two axes
 /// when asked. `a` is [..., m, k] (or [..., k, m] transposed); `b` is [k, n] (shared by every
-/// batch) or has `a`'s batch axes.
-func matmulKernel(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+/// batch) or has `a`'s batch axes. `split`: how a large product is shared across threads.
+func matmulKernel(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+                  split: BLAS.Split = .automatic) -> Tensor {
     precondition(a.rank >= 2 && b.rank >= 2, "matmul: needs rank ≥ 2 operands, got \(a.shape) and \(b.shape)")
     let ar = a.shape.suffix(2), br = b.shape.suffix(2)
     let (m, ka) = transposeA ? (ar.last!, ar.first!) : (ar.first!, ar.last!)
@@ -15,14 +16,14 @@ func matmulKernel(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB
     let out = Tensor(uninitializedShape: batchA + [m, n])
     if batchB.isEmpty && !transposeA {  // fold the batch into the rows: one large GEMM
         BLAS.sgemm(transposeB: transposeB, m: batches * m, n: n, k: ka, a: a.data, lda: ar.last!,
-                   b: b.data, ldb: br.last!, c: out.data, ldc: n)
+                   b: b.data, ldb: br.last!, c: out.data, ldc: n, split: split)
         return out
     }
     for i in 0..<batches {
         BLAS.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: ka,
                    a: a.data + i * ar.first! * ar.last!, lda: ar.last!,
                    b: b.data + (batchB.isEmpty ? 0 : i * br.first! * br.last!), ldb: br.last!,
-                   c: out.data + i * m * n, ldc: n)
+                   c: out.data + i * m * n, ldc: n, split: split)
     }
     return out
 }
@@ -36,6 +37,8 @@ extension Tensor {
 
 /// The affine map of a fully connected layer, `y = x · Wᵀ + b` (PyTorch's `F.linear`).
 /// x: [..., in], weight: [out, in], bias: [out] or nil → [..., out].
+/// A large product is split across threads along the output features, as is the weight's
+/// gradient and Adam's update, so each core reads and writes only its own rows of the weight.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     precondition(weight.rank == 2 && x.rank >= 1 && x.shape.last == weight.shape[1],
                  "linear: input \(x.shape) does not fit weight \(weight.shape) (expects last axis \(weight.shape.count == 2 ? weight.shape[1] : -1))")
@@ -47,7 +50,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }
     }
     BLAS.sgemm(transposeB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
-               beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
+               beta: bias == nil ? 0 : 1, c: out.data, ldc: outF, split: .columns)
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
     return Tensor.result(out, inputs: inputs, .linear)
 }
