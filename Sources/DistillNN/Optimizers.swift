@@ -109,10 +109,11 @@ public final class Adam: Optimizer {
             guard let grad = p.grad else { continue }
             let w = SharedPointer(p.data), g = SharedPointer(grad.data)
             let m = SharedPointer(firstMoment[i].data), v = SharedPointer(secondMoment[i].data)
-            // Large parameters are updated in one contiguous part per thread: for a linear weight
-            // [out, in] these are the rows that thread's part of the forward product and of the
-            // gradient touched (`linear`), so the weight stays in that core's cache.
-            let parts = p.count >= Self.minimumSplitCount ? Parallel.workers : 1
+            // Large parameters are updated in contiguous parts, part `b` always on the same thread:
+            // for a linear weight [out, in] these are the rows that thread computed in the forward
+            // product and the gradient (`TrainingPlan`'s blocks, `linear`'s split), so the weight
+            // stays in that core's cache.
+            let parts = p.count >= Self.minimumSplitCount ? min(Parallel.workers, TrainingPlan.blocks) : 1
             Parallel.forEachChunk(p.count, chunks: parts) { _, r in
                 let o = r.lowerBound
                 if decay != 1 { for j in r { w.p[j] *= decay } }

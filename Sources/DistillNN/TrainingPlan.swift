@@ -85,23 +85,29 @@ public final class TrainingPlan: @unchecked Sendable {
 
     private func forward(rows n: Int, calling input: SharedPointer<Float>?, fill: @Sendable (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
         let first = layers[0]
-        parts = n * first.inputs * first.outputs >= Self.minimumSplitWork && first.outputs >= 2 * Parallel.workers ? Parallel.workers : 1
+        // The split depends on the problem's size only, never on the number of threads, so the
+        // arithmetic (and every bit of the result) is the same on any machine.
+        parts = n * first.inputs * first.outputs >= Self.minimumSplitWork && first.outputs >= 2 * Self.blocks ? Self.blocks : 1
         reserve(rows: n)
         let out = Tensor(uninitializedShape: [n, outputSize])
         logits = out
         let single = layers.count == 1, parts = parts
-        Parallel.forEachChunk(parts, chunks: parts) { c, _ in
-            let core = self.cores[c]
-            let block = (first.outputs * c / parts)..<(first.outputs * (c + 1) / parts)
-            if let input, c == 0 { core.input = input.p } else { core.input = core.ownInput; fill(core.ownInput) }
-            core.forwardFirst(first, block: block, rows: n, second: single ? nil : self.layers[1], logits: single ? out.data : nil)
+        eachThread { chunk, blocks in
+            // The caller's thread reads the caller's batch; any other fills its own copy once.
+            let own = self.cores[blocks.lowerBound].ownInput
+            let batch: UnsafeMutablePointer<Float>
+            if let input, chunk == 0 { batch = input.p } else { fill(own); batch = own }
+            for b in blocks {
+                self.cores[b].input = batch
+                self.cores[b].forwardFirst(first, block: self.block(b), rows: n, second: single ? nil : self.layers[1], logits: single ? out.data : nil)
+            }
         }
         if !single {  // the second layer's pre-activation: bias plus the cores' shares
             let second = layers[1], z = activation(1), width = second.outputs
             for r in 0..<n {
                 let row = z + r * width
                 if let b = second.bias { row.update(from: b.data, count: width) } else { row.update(repeating: 0, count: width) }
-                for c in 0..<parts { let share = cores[c].secondShare + r * width; for o in 0..<width { row[o] += share[o] } }
+                for part in 0..<parts { let share = cores[part].secondShare + r * width; for o in 0..<width { row[o] += share[o] } }
             }
             if second.relu { clampNegatives(z, n * width) }
             for k in 2..<layers.count { Self.dense(layers[k], activation(k - 1), rows: n, into: activation(k)) }
@@ -135,13 +141,27 @@ public final class TrainingPlan: @unchecked Sendable {
                        ldb: layer.inputs, c: spare, ldc: layer.inputs, split: .none)
             swap(&error, &spare)
         }
-        let secondError = SharedPointer(error), G = SharedPointer(gradient.data), parts = parts
+        let secondError = SharedPointer(error), G = SharedPointer(gradient.data)
         let first = layers[0], second = layers.count > 1 ? layers[1] : nil
-        Parallel.forEachChunk(parts, chunks: parts) { c, _ in
-            let block = (first.outputs * c / parts)..<(first.outputs * (c + 1) / parts)
-            self.cores[c].backwardFirst(first, block: block, rows: n, second: second, secondError: secondError.p,
-                                        logitsGradient: G.p, targets: targets)
+        eachThread { _, blocks in
+            for b in blocks {
+                self.cores[b].backwardFirst(first, block: self.block(b), rows: n, second: second, secondError: secondError.p,
+                                            logitsGradient: G.p, targets: targets)
+            }
         }
+    }
+
+    /// Runs `body(chunk, blocks)` with the first layer's blocks shared among the threads, the
+    /// same blocks on the same thread at every call (see `Parallel.forEachChunk`).
+    private func eachThread(_ body: @Sendable (Int, Range<Int>) -> Void) {
+        Parallel.forEachChunk(parts, chunks: min(parts, Parallel.workers), body)
+    }
+
+    /// Block `b` of the first layer's outputs: the rows of its weight that `Adam` updates as its
+    /// part `b` (`Adam.parts`).
+    private func block(_ b: Int) -> Range<Int> {
+        let outputs = layers[0].outputs
+        return (outputs * b / parts)..<(outputs * (b + 1) / parts)
     }
 
     /// Where one parameter's gradient goes: its `grad` (added to) or, when it has none, the
@@ -157,9 +177,8 @@ public final class TrainingPlan: @unchecked Sendable {
 
     private func reserve(rows n: Int) {
         while cores.count < parts { cores.append(Core()) }
-        for c in 0..<parts {
-            let block = layers[0].outputs * (c + 1) / parts - layers[0].outputs * c / parts
-            cores[c].reserve(rows: n, inputs: inputSize, block: block, secondWidth: layers.count > 1 ? layers[1].outputs : 0)
+        for b in 0..<parts {
+            cores[b].reserve(rows: n, inputs: inputSize, block: block(b).count, secondWidth: layers.count > 1 ? layers[1].outputs : 0)
         }
         guard n > rowCapacity else { return }
         (hiddenActivations.compactMap { $0 } + errors).forEach { $0.deallocate() }
@@ -189,7 +208,11 @@ public final class TrainingPlan: @unchecked Sendable {
     /// the cores (`distill bench kd --cached-teacher`: 128 × 784 × 64 gained 1.4× from two).
     static let minimumSplitWork = 1 << 21
 
-    /// One core's block of the first layer's outputs, in buffers that only this core writes.
+    /// Blocks the first layer is split into: one per core of the 2-core machines DistillKit is
+    /// measured on, fixed so that results never depend on the number of threads.
+    public static let blocks = 2
+
+    /// One block of the first layer's outputs, in buffers that only its thread writes.
     final class Core {
         private var rowCapacity = 0, blockCapacity = 0
         /// This core's copy of the batch (`rows × inputs`); core 0 may use the caller's instead.

@@ -58,11 +58,11 @@ final class WorkerPool: @unchecked Sendable {
     /// caller and index `k + 1` on worker `k`.
     func run(_ count: Int, pinned: Bool = false, _ body: (Int) -> Void) {
         precondition(count >= 0 && count <= Self.maxCount, "WorkerPool.run: \(count) indices")
-        precondition(!pinned || (count <= threadCount + 1 && count <= 64), "WorkerPool.run: \(count) pinned indices for \(threadCount + 1) threads")
         guard count > 1, threadCount > 0, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for i in 0 ..< count { body(i) }
             return
         }
+        precondition(!pinned || (count <= threadCount + 1 && count <= 64), "WorkerPool.run: \(count) pinned indices for \(threadCount + 1) threads")
         defer { busy.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { escaping in
             self.body = escaping

@@ -115,6 +115,13 @@ public final class Trainer {
         self.options = options; self.train = train; self.test = test; self.run = run
     }
 
+    /// An MLP student trained on its logits alone runs through a `TrainingPlan` (its first layer
+    /// split across the cores, no graph); anything else (feature losses, dropout, convolutions)
+    /// through the autograd graph. nil for the latter.
+    public var trainingPlan: TrainingPlan? {
+        objective.studentFeatureNames.isEmpty ? TrainingPlan(student, exampleShape: Array(train.featureShape.dropFirst())) : nil
+    }
+
     public func fit(resume: Bool = false) throws -> TrainingSummary {
         let loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
                                      augmentation: options.augmentation)
@@ -131,6 +138,7 @@ public final class Trainer {
             try objective.prepareAdapters(studentFeatures: studentTaps?.outputs ?? [:], teacherFeatures: teacherFeatures, seed: options.seed)
         }
         let optimizer = try options.makeOptimizer(student.trainableParameters() + objective.adapterParameters)
+        let plan = trainingPlan
         let schedule = try options.makeSchedule(totalSteps: options.epochs * stepsPerEpoch, stepsPerEpoch: stepsPerEpoch)
 
         var startEpoch = 0
@@ -205,7 +213,7 @@ public final class Trainer {
                     }
                 }
                 optimizer.zeroGrad()
-                let logits = student(inputs)
+                let logits = plan?.forward(inputs) ?? student(inputs)
                 let (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: studentTaps?.outputs ?? [:],
                                                        teacherLogits: teacherLogits, teacherFeatures: teacherFeatures,
                                                        labels: labels, epoch: epoch)
@@ -214,6 +222,7 @@ public final class Trainer {
                     throw TrainingError(message: "the loss became \(value) at epoch \(epoch + 1), step \(step + 1) (terms: \(parts)); training stopped\(run.map { ", the last good checkpoint is kept in \($0.url.path)" } ?? ""). Try a lower learning rate.")
                 }
                 loss.backward()
+                if let plan, let g = logits.grad { plan.backward(g) }
                 for (name, parameter) in parameterNames {
                     if let g = parameter.grad, let i = g.firstNonFiniteIndex {
                         throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at epoch \(epoch + 1), step \(step + 1), with a finite loss \(value); the weights were not updated\(run.map { ", the last good checkpoint is kept in \($0.url.path)" } ?? ""). Try a lower learning rate or --gradient-clip.")

@@ -50,6 +50,23 @@ import Testing
         }
     }
 
+    @Test func theNumberOfThreadsDoesNotChangeABit() throws {
+        let saved = Parallel.workers
+        defer { Parallel.workers = saved }
+        let x = input(128, [784], seed: 8)
+        var runs: [[[Float]]] = []
+        for workers in [1, 2, 4] {
+            Parallel.workers = workers
+            let model = try ModelZoo.build("mlp:784-64-10", seed: 2)
+            let plan = try #require(TrainingPlan(model, exampleShape: [784]))
+            let logits = plan.forward(x)
+            loss(logits, seed: 3).backward()
+            plan.backward(try #require(logits.grad))
+            runs.append([logits.scalars] + gradients(model))
+        }
+        for run in runs.dropFirst() { #expect(run.map { $0.map(\.bitPattern) } == runs[0].map { $0.map(\.bitPattern) }) }
+    }
+
     @Test func eachCoreCanFillItsOwnCopyOfTheBatch() throws {
         let model = try ModelZoo.build("mlp:784-64-10", seed: 1)
         let plan = try #require(TrainingPlan(model, exampleShape: [784]))

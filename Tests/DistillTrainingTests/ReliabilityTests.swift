@@ -222,7 +222,8 @@ import Testing
     @Test func theNumberOfWorkersDoesNotChangeTheWeights() throws {
         let data = try Self.blobs(count: 300)
         var e = Self.experiment(epochs: 2, output: nil)
-        e.student = "mlp:8-256-3"
+        e.student = "mlp:8-2048-3"  // batch 128 × 8 × 2048: the TrainingPlan splits the first layer
+        e.options.batchSize = 128
         let saved = Parallel.workers
         defer { Parallel.workers = saved }
         Parallel.workers = 1
@@ -230,6 +231,18 @@ import Testing
         Parallel.workers = 4
         let four = try ExperimentRunner.run(e, preloaded: (data, data))
         #expect(one.student.stateDict().mapValues(\.scalars) == four.student.stateDict().mapValues(\.scalars))
+    }
+
+    /// MLP students trained on their logits go through a TrainingPlan; convolutions (and feature
+    /// losses, dropout: `TrainingPlanTests`) through the graph.
+    @Test func mlpStudentsTrainThroughAPlan() throws {
+        let data = try Self.blobs()
+        func trainer(_ spec: String, _ terms: [LossTerm], inputShape: [Int] = [8]) throws -> Trainer {
+            try Trainer(student: ModelZoo.build(spec, inputShape: inputShape, numClasses: 3), studentInfo: SavedModel(spec: spec, inputShape: inputShape, numClasses: 3),
+                        teachers: [], objective: DistillationObjective(terms: terms), options: TrainingOptions(), train: data, test: data, run: nil)
+        }
+        #expect(try trainer("mlp:8-16-3", [LossTerm(.ce)]).trainingPlan != nil)
+        #expect(try trainer("cnn-tiny", [LossTerm(.ce)], inputShape: [1, 28, 28]).trainingPlan == nil)
     }
 }
 
