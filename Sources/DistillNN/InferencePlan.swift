@@ -16,7 +16,7 @@ import DistillTensor
 /// float rounding (the dot products are summed in another order). The plan keeps its own packed
 /// copy of the weights: make a new plan after training further. One plan must not run on two
 /// threads at once.
-public final class InferencePlan {
+public final class InferencePlan: @unchecked Sendable {
     struct Layer {
         let weight: Tensor, bias: Tensor?
         let inputs: Int, outputs: Int, relu: Bool
@@ -73,18 +73,36 @@ public final class InferencePlan {
             buffers = (0..<2).map { _ in .allocate(capacity: rows * widest) }
             bufferRows = rows
         }
-        var x = input
+        guard Self.packedKernel && rows >= Self.smallBatchRows else {
+            predict(input, rows: 0..<rows, into: output)  // few rows, or BLAS (which splits large products itself)
+            return
+        }
+        // Many rows: each thread takes one block of rows through every layer: one job per call,
+        // and a block's activations never leave the core that made them (the same block on the
+        // same thread at each call). Batch 256 of the 784-64-10 MLP: 2.16M samples/s, against
+        // 1.77M with each layer split on its own and 1.09M on one thread.
+        let work = rows * layers.reduce(0) { $0 + $1.inputs * $1.outputs }
+        let chunks = work >= Self.minimumSplitWork ? min(rows / 4, Parallel.workers) : 1
+        let X = SharedPointer(UnsafeMutablePointer(mutating: input)), Y = SharedPointer(output)
+        Parallel.forEachChunk(rows, chunks: chunks) { _, range in self.predict(X.p, rows: range, into: Y.p) }
+    }
+
+    /// The rows `range` of `input` through every layer, into the same rows of `output`; the block
+    /// uses its own stripe (`range.lowerBound * widest`) of the plan's buffers.
+    private func predict(_ input: UnsafePointer<Float>, rows range: Range<Int>, into output: UnsafeMutablePointer<Float>) {
+        let rows = range.count, stripe = range.lowerBound * widest
+        var x = input + range.lowerBound * inputSize
         var next = 0
         if let inputShift, let inputScale {
-            let f = inputSize, standardized = buffers[0]
+            let f = inputSize, standardized = buffers[0] + stripe
             for r in 0..<rows {
-                for j in 0..<f { standardized[r * f + j] = (input[r * f + j] - inputShift[j]) * inputScale[j] }
+                for j in 0..<f { standardized[r * f + j] = (x[r * f + j] - inputShift[j]) * inputScale[j] }
             }
             x = UnsafePointer(standardized)
             next = 1
         }
         for (k, layer) in layers.enumerated() {
-            let y = k == layers.count - 1 ? output : buffers[(k + next) % 2]
+            let y = k == layers.count - 1 ? output + range.lowerBound * outputSize : buffers[(k + next) % 2] + stripe
             run(layer, x, rows: rows, into: y)
             x = UnsafePointer(y)
         }
@@ -104,20 +122,14 @@ public final class InferencePlan {
             dk_linear_small(x, layer.weight.data, layer.bias?.data, y, rows, layer.inputs, layer.outputs, layer.relu ? 1 : 0)
             return
         }
-        // Many rows: the packed AVX-512 kernel, split by rows across the workers when the layer
-        // is large enough to pay for it; BLAS on CPUs without AVX-512.
+        // Many rows: the packed AVX-512 kernel (on this thread: `predict` splits the rows); BLAS on
+        // CPUs without AVX-512.
         if Self.packedKernel {
-            let X = SharedPointer(UnsafeMutablePointer(mutating: x)), Y = SharedPointer(y)
-            let chunks = rows * layer.inputs * layer.outputs >= Self.minimumSplitWork ? min(rows / 4, 4 * Parallel.workers) : 1
             layer.packedWeight.withUnsafeBufferPointer { w in
                 (layer.packedBias ?? []).withUnsafeBufferPointer { b in
-                    let W = SharedPointer(UnsafeMutablePointer(mutating: w.baseAddress!))
-                    let B = layer.packedBias == nil ? nil : SharedPointer(UnsafeMutablePointer(mutating: b.baseAddress!))
-                    Parallel.forEachChunk(rows, chunks: chunks) { _, range in
-                        // Cannot fail: the CPU was checked once and `pack` pads to whole vectors.
-                        _ = dk_linear_packed(X.p + range.lowerBound * layer.inputs, W.p, B?.p, Y.p + range.lowerBound * layer.outputs,
-                                             range.count, layer.inputs, layer.outputs, layer.padded, layer.relu ? 1 : 0)
-                    }
+                    // Cannot fail: the CPU was checked once and `pack` pads to whole vectors.
+                    _ = dk_linear_packed(x, w.baseAddress!, layer.packedBias == nil ? nil : b.baseAddress!, y,
+                                         rows, layer.inputs, layer.outputs, layer.padded, layer.relu ? 1 : 0)
                 }
             }
             return
@@ -136,7 +148,7 @@ public final class InferencePlan {
     /// Whether this CPU runs the packed many-row kernel (AVX-512); the weights are packed only then.
     static let packedKernel = dk_linear_packed_available() == 1
 
-    /// Multiply-adds from which a layer's rows are split across the workers.
+    /// Multiply-adds (all layers) from which the rows are split across the workers.
     static let minimumSplitWork = 1 << 22
 }
 

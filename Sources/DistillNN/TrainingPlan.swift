@@ -43,9 +43,10 @@ public final class TrainingPlan: @unchecked Sendable {
     private var hiddenActivations: [UnsafeMutablePointer<Float>?] = []
     private var errors: [UnsafeMutablePointer<Float>] = []
     private var rowCapacity = 0
-    /// What the last `forward` saw.
+    /// What the last `forward` saw: its batch (kept alive: the caller's thread reads it again
+    /// going back), its logits and how the first layer was split.
     private var rows = 0, parts = 1
-    private var logits: Tensor?
+    private var batch: Tensor?, logits: Tensor?
     /// Gradients handed to the parameters when they had none (see the type's note).
     private let weightGrads: [Tensor], biasGrads: [Tensor?]
 
@@ -74,6 +75,7 @@ public final class TrainingPlan: @unchecked Sendable {
         precondition(x.rank >= 1 && x.count == x.shape[0] * inputSize,
                      "TrainingPlan: input \(x.shape) does not hold examples of \(inputSize) values")
         let X = SharedPointer(x.data), count = x.count
+        defer { batch = x }
         return forward(rows: x.shape[0], calling: X) { $0.update(from: X.p, count: count) }
     }
 
@@ -85,6 +87,7 @@ public final class TrainingPlan: @unchecked Sendable {
 
     private func forward(rows n: Int, calling input: SharedPointer<Float>?, fill: @Sendable (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
         let first = layers[0]
+        batch = nil
         // The split depends on the problem's size only, never on the number of threads, so the
         // arithmetic (and every bit of the result) is the same on any machine.
         parts = n * first.inputs * first.outputs >= Self.minimumSplitWork && first.outputs >= 2 * Self.blocks ? Self.blocks : 1
@@ -157,8 +160,8 @@ public final class TrainingPlan: @unchecked Sendable {
         Parallel.forEachChunk(parts, chunks: min(parts, Parallel.workers), body)
     }
 
-    /// Block `b` of the first layer's outputs: the rows of its weight that `Adam` updates as its
-    /// part `b` (`Adam.parts`).
+    /// Block `b` of the first layer's outputs: the rows of its weight that `Adam` updates as part
+    /// `b` of that weight, on the same thread.
     private func block(_ b: Int) -> Range<Int> {
         let outputs = layers[0].outputs
         return (outputs * b / parts)..<(outputs * (b + 1) / parts)

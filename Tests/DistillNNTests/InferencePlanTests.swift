@@ -97,6 +97,13 @@ extension InferencePlanTests {
             let standardized = Tensor(shape: x.shape, scalars: x.scalars.enumerated().map { i, v in (v - shift[i % 5]) * scale[i % 5] })
             assertClose(plan(x).scalars, withNoGrad { model(standardized) }.scalars, atol: 1e-5, rtol: 1e-5, "batch \(rows)")
         }
+        // Rows split across the threads, each block standardised in its own stripe of the buffers.
+        let wide = try ModelZoo.build("mlp:64-600-8", seed: 3)
+        let wideShift = (0..<64).map { Float($0) / 10 }, wideScale = (0..<64).map { 1 + Float($0 % 7) / 4 }
+        let widePlan = try #require(InferencePlan(wide, exampleShape: [64], standardize: (wideShift, wideScale)))
+        let x = input(257, [64], seed: 5)
+        let standardized = Tensor(shape: x.shape, scalars: x.scalars.enumerated().map { i, v in (v - wideShift[i % 64]) * wideScale[i % 64] })
+        assertClose(widePlan(x).scalars, withNoGrad { wide(standardized) }.scalars, atol: 1e-4, rtol: 1e-4, "257 rows, split")
     }
 }
 
