@@ -8,6 +8,34 @@ import Testing
 // piece by piece (which stays on one thread) or with a naive Double computation.
 
 @Suite struct ParallelConsistencyTests {
+    /// With no more chunks than threads, chunk c runs on the same thread at every call (chunk 0 on
+    /// the caller's); with more, every chunk still runs exactly once.
+    @Test func pinnedChunksStayOnTheirThread() {
+        let chunks = min(2, Parallel.workers)
+        final class Record: @unchecked Sendable { var threads = [[pthread_t]](repeating: [], count: 2); let lock = NSLock() }
+        let record = Record()
+        for _ in 0..<50 {
+            Parallel.forEachChunk(chunks, chunks: chunks) { c, _ in
+                record.lock.lock(); record.threads[c].append(pthread_self()); record.lock.unlock()
+            }
+        }
+        // A job that finds the pool busy (another test's) runs inline on the caller: allowed.
+        let caller = pthread_self()
+        #expect(record.threads[0].count == 50 && record.threads[0].allSatisfy { pthread_equal($0, caller) != 0 }, "chunk 0 runs on the caller")
+        if chunks == 2 {
+            let elsewhere = record.threads[1].filter { pthread_equal($0, caller) == 0 }
+            #expect(record.threads[1].count == 50)
+            #expect(elsewhere.allSatisfy { pthread_equal($0, elsewhere[0]) != 0 }, "chunk 1 moved between worker threads")
+        }
+
+        final class Counts: @unchecked Sendable { var runs = [Int](repeating: 0, count: 1000); let lock = NSLock() }
+        let counts = Counts()
+        Parallel.forEachChunk(1000, chunks: 64) { _, range in
+            counts.lock.lock(); for i in range { counts.runs[i] += 1 }; counts.lock.unlock()
+        }
+        #expect(counts.runs.allSatisfy { $0 == 1 })
+    }
+
     @Test func softmaxOfManyRowsMatchesNaive() {
         let x = Tensor.testNormal([1024, 10], seed: 200, scale: 3, requiresGrad: false)
         let rows = x.scalars
