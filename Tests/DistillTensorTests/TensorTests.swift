@@ -110,6 +110,20 @@ import Testing
         #expect(Tensor([1, 0]).log().firstNonFiniteIndex == 1)
         #expect((Tensor([0, 1]) / Tensor([0, 1])).firstNonFiniteIndex == 0)
     }
+
+    /// Long tensors go through the block screen: the first bad element is found in any block and
+    /// at any lane, including the tail after the last whole block, and huge finite values pass.
+    @Test func findsTheFirstBadElementOfALongTensor() {
+        for bad in [0, 63, 64, 130, 999, 1_000] {
+            for value in [Float.nan, .infinity, -.infinity] {
+                var scalars = [Float](repeating: 3e38, count: 1_001)
+                scalars[bad] = value
+                if bad + 5 < scalars.count { scalars[bad + 5] = .nan }  // a later one must not win
+                #expect(Tensor(scalars).firstNonFiniteIndex == bad, "\(value) at \(bad)")
+            }
+        }
+        #expect(Tensor([Float](repeating: -3e38, count: 1_000)).isFinite)
+    }
 }
 
 @Suite struct BroadcastTests {
