@@ -37,8 +37,9 @@ extension Tensor {
 
 /// The affine map of a fully connected layer, `y = x · Wᵀ + b` (PyTorch's `F.linear`).
 /// x: [..., in], weight: [out, in], bias: [out] or nil → [..., out].
-/// A large product is split across threads along the output features, as is the weight's
-/// gradient and Adam's update, so each core reads and writes only its own rows of the weight.
+/// A large product is split across threads along the output features, as are the weight's
+/// gradient and Adam's update, so in those three steps each row of the weight stays with one core
+/// (the input's gradient, `g·W`, is split by batch rows and reads all of it).
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     precondition(weight.rank == 2 && x.rank >= 1 && x.shape.last == weight.shape[1],
                  "linear: input \(x.shape) does not fit weight \(weight.shape) (expects last axis \(weight.shape.count == 2 ? weight.shape[1] : -1))")
