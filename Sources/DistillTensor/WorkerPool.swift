@@ -12,7 +12,9 @@ import Synchronization
 /// A job is `body(i)` for every `i` in `0..<count`; the calling thread takes part. Indices are
 /// either handed out one at a time (any thread takes the next), or *pinned*: index 0 runs on the
 /// caller and index `k + 1` on worker `k`, so a job that splits a weight the same way at every
-/// step keeps each part on one core (see `Parallel.forEachChunk`). Which thread runs which index
+/// step keeps each part on one core (see `Parallel.forEachChunk`); only when worker `k` has not
+/// started its index by the time the caller finishes index 0 (asleep, or preempted by the OS) does
+/// the caller run it instead. Which thread runs which index
 /// never changes a result. One job runs at a time: a call made while another job is running (from
 /// a worker, or from a second thread), or on a pool without threads, runs its indices inline on
 /// the calling thread.
@@ -77,6 +79,14 @@ final class WorkerPool: @unchecked Sendable {
             }
             if pinned {
                 escaping(0); finished.add(1, ordering: .releasing)
+                // A worker that has not started its index by now is asleep or preempted: rather
+                // than wait for it, the caller runs that index (whoever clears the bit runs it).
+                for k in 0 ..< count - 1 {
+                    let bit: UInt64 = 1 << UInt64(k)
+                    if pinnedPending.bitwiseAnd(~bit, ordering: .acquiringAndReleasing).oldValue & bit != 0 {
+                        escaping(k + 1); finished.add(1, ordering: .releasing)
+                    }
+                }
             } else {
                 while let i = claim() { escaping(i); finished.add(1, ordering: .releasing) }
             }
@@ -102,8 +112,8 @@ final class WorkerPool: @unchecked Sendable {
         let bit: UInt64 = index < 64 ? 1 << UInt64(index) : 0
         while true {
             waitForWork(bit)
-            if pinnedPending.load(ordering: .acquiring) & bit != 0 {
-                pinnedPending.bitwiseAnd(~bit, ordering: .acquiringAndReleasing)
+            // Clearing the bit claims the index (the caller may have taken it first: see `run`).
+            if pinnedPending.bitwiseAnd(~bit, ordering: .acquiringAndReleasing).oldValue & bit != 0 {
                 body!(index + 1); finished.add(1, ordering: .releasing)
             }
             while let i = claim() { body!(i); finished.add(1, ordering: .releasing) }

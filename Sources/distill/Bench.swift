@@ -78,7 +78,17 @@ struct BenchKD: ParsableCommand {
         // times the autograd graph instead.
         let plan = useModule ? nil : TrainingPlan(s, exampleShape: [1, 28, 28])
         var cursor = 0
+        // Where a step's time goes, summed over every step (warm-up included): data (the batch and
+        // the teacher's logits), forward, loss, backward, optimizer.
+        var phases = [UInt64](repeating: 0, count: 5)
+        var mark = DispatchTime.now().uptimeNanoseconds
+        func lap(_ phase: Int) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            phases[phase] += now - mark
+            mark = now
+        }
         func step() {
+            mark = DispatchTime.now().uptimeNanoseconds
             let start = (cursor * batch) % (4096 - batch)
             cursor += 1
             let rows = Array(start..<(start + batch))
@@ -87,18 +97,25 @@ struct BenchKD: ParsableCommand {
             let x = plan == nil || !cachedTeacher ? pool.slice(axis: 0, start: start, length: batch) : nil
             let teacherLogits = cachedTeacher ? cached.indexSelect(axis: 0, indices: rows) : withNoGrad { t(x!) }
             opt.zeroGrad()
+            lap(0)
             let source = SharedPointer(pool.data + start * 784), count = batch * 784
             let logits = x.map { plan?.forward($0) ?? s($0) } ?? plan!.forward(rows: batch) { $0.update(from: source.p, count: count) }
+            lap(1)
             let loss = kdLoss(student: logits, teacher: teacherLogits, temperature: 4) * 0.9
                 + crossEntropy(logits: logits, labels: rows.map { labels[$0] }) * 0.1
+            lap(2)
             loss.backward()
             if let plan, let g = logits.grad { plan.backward(g) }
+            lap(3)
             opt.step()
+            lap(4)
         }
         let rate = measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 10, step)
         printReport([
             "workload": cachedTeacher ? "kd-offline" : "kd-online", "teacher": teacher, "student": student, "batch": batch,
-            "samples_per_second": rate, "path": plan == nil ? "module" : "training-plan", "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
+            "samples_per_second": rate, "path": plan == nil ? "module" : "training-plan",
+            "phase_us": Dictionary(uniqueKeysWithValues: zip(["data", "forward", "loss", "backward", "optimizer"],
+                                                             phases.map { Double($0) / Double(max(cursor, 1)) / 1000 })), "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
         ], json: json)
     }
 }
