@@ -69,8 +69,16 @@ struct BenchKD: ParsableCommand {
         t.freeze()
         let s = try ModelZoo.build(student, seed: 0)
         var g = SeededGenerator(seed: 1)
+        // As in the reference script: 60,000 random images (188 MB) and each step a batch of 128
+        // rows drawn from a permutation, a fresh one for each pass.
         let n = 60_000
-        let pool = Tensor.randomUniform([4096, 1, 28, 28], using: &g)
+        let pool = Tensor.randomUniform([n, 1, 28, 28], using: &g)
+        var order = Array(0..<n), position = n
+        func nextBatch() -> [Int] {
+            if position + batch > n { order.shuffle(using: &g); position = 0 }
+            defer { position += batch }
+            return Array(order[position..<(position + batch)])
+        }
         let cached = Tensor.randomNormal([n, 10], std: 3, using: &g)
         let labels = (0..<n).map { _ in g.nextInt(below: 10) }
         let opt = Adam(parameters: s.trainableParameters(), learningRate: 1e-3)
@@ -89,17 +97,18 @@ struct BenchKD: ParsableCommand {
         }
         func step() {
             mark = DispatchTime.now().uptimeNanoseconds
-            let start = (cursor * batch) % (4096 - batch)
             cursor += 1
-            let rows = Array(start..<(start + batch))
-            // The batch is copied out of the pool: once for the teacher and the graph, or by each
+            let rows = nextBatch()
+            // The batch is gathered from the pool: once for the teacher and the graph, or by each
             // core for itself when a plan runs the student from cached logits.
-            let x = plan == nil || !cachedTeacher ? pool.slice(axis: 0, start: start, length: batch) : nil
+            let x = plan == nil || !cachedTeacher ? pool.indexSelect(axis: 0, indices: rows) : nil
             let teacherLogits = cachedTeacher ? cached.indexSelect(axis: 0, indices: rows) : withNoGrad { t(x!) }
             opt.zeroGrad()
             lap(0)
-            let source = SharedPointer(pool.data + start * 784), count = batch * 784
-            let logits = x.map { plan?.forward($0) ?? s($0) } ?? plan!.forward(rows: batch) { $0.update(from: source.p, count: count) }
+            let source = SharedPointer(pool.data)
+            let logits = x.map { plan?.forward($0) ?? s($0) } ?? plan!.forward(rows: batch) { buffer in
+                for (j, row) in rows.enumerated() { (buffer + j * 784).update(from: source.p + row * 784, count: 784) }
+            }
             lap(1)
             let loss = kdLoss(student: logits, teacher: teacherLogits, temperature: 4) * 0.9
                 + crossEntropy(logits: logits, labels: rows.map { labels[$0] }) * 0.1
@@ -115,7 +124,8 @@ struct BenchKD: ParsableCommand {
             "workload": cachedTeacher ? "kd-offline" : "kd-online", "teacher": teacher, "student": student, "batch": batch,
             "samples_per_second": rate, "path": plan == nil ? "module" : "training-plan",
             "phase_us": Dictionary(uniqueKeysWithValues: zip(["data", "forward", "loss", "backward", "optimizer"],
-                                                             phases.map { Double($0) / Double(max(cursor, 1)) / 1000 })), "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
+                                                             phases.map { Double($0) / Double(max(cursor, 1)) / 1000 })),
+            "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
         ], json: json)
     }
 }
