@@ -194,24 +194,14 @@ static void linear_packed_avx512(const float *x, const float *wt, const float *b
             dk_v16 acc[4][4];
             for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = (dk_v16)0.0f;
             const float *x0 = x + r * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
-            if (vectors == 4) {
+            if (vectors == 4) {  // constant trip counts: clang unrolls this into 16 FMAs per k
                 for (size_t k = 0; k < in; k++) {
                     const float *wk = wt + k * padded + c0;
-                    dk_v16 w0, w1, w2, w3;
-                    memcpy(&w0, wk, 64); memcpy(&w1, wk + 16, 64); memcpy(&w2, wk + 32, 64); memcpy(&w3, wk + 48, 64);
-                    dk_v16 a;
-                    a = (dk_v16)x0[k];
-                    acc[0][0] = __builtin_elementwise_fma(a, w0, acc[0][0]); acc[0][1] = __builtin_elementwise_fma(a, w1, acc[0][1]);
-                    acc[0][2] = __builtin_elementwise_fma(a, w2, acc[0][2]); acc[0][3] = __builtin_elementwise_fma(a, w3, acc[0][3]);
-                    a = (dk_v16)x1[k];
-                    acc[1][0] = __builtin_elementwise_fma(a, w0, acc[1][0]); acc[1][1] = __builtin_elementwise_fma(a, w1, acc[1][1]);
-                    acc[1][2] = __builtin_elementwise_fma(a, w2, acc[1][2]); acc[1][3] = __builtin_elementwise_fma(a, w3, acc[1][3]);
-                    a = (dk_v16)x2[k];
-                    acc[2][0] = __builtin_elementwise_fma(a, w0, acc[2][0]); acc[2][1] = __builtin_elementwise_fma(a, w1, acc[2][1]);
-                    acc[2][2] = __builtin_elementwise_fma(a, w2, acc[2][2]); acc[2][3] = __builtin_elementwise_fma(a, w3, acc[2][3]);
-                    a = (dk_v16)x3[k];
-                    acc[3][0] = __builtin_elementwise_fma(a, w0, acc[3][0]); acc[3][1] = __builtin_elementwise_fma(a, w1, acc[3][1]);
-                    acc[3][2] = __builtin_elementwise_fma(a, w2, acc[3][2]); acc[3][3] = __builtin_elementwise_fma(a, w3, acc[3][3]);
+                    const float xs[4] = { x0[k], x1[k], x2[k], x3[k] };
+                    dk_v16 w[4];
+                    memcpy(w, wk, sizeof w);
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) acc[i][j] = __builtin_elementwise_fma((dk_v16)xs[i], w[j], acc[i][j]);
                 }
             } else {
                 for (size_t k = 0; k < in; k++) {

@@ -43,9 +43,9 @@ public final class TrainingPlan: @unchecked Sendable {
     private var hiddenActivations: [UnsafeMutablePointer<Float>?] = []
     private var errors: [UnsafeMutablePointer<Float>] = []
     private var rowCapacity = 0
-    /// What the last `forward` saw: its batch (kept alive: the caller's thread reads it again
-    /// going back), its logits and how the first layer was split.
-    private var rows = 0, parts = 1
+    /// What the last `forward` saw: the caller's batch (kept alive: the caller's thread reads it
+    /// again going back), its logits and how the first layer was split.
+    private var parts = 1
     private var batch: Tensor?, logits: Tensor?
     /// Gradients handed to the parameters when they had none (see the type's note).
     private let weightGrads: [Tensor], biasGrads: [Tensor?]
@@ -75,8 +75,7 @@ public final class TrainingPlan: @unchecked Sendable {
         precondition(x.rank >= 1 && x.count == x.shape[0] * inputSize,
                      "TrainingPlan: input \(x.shape) does not hold examples of \(inputSize) values")
         let X = SharedPointer(x.data), count = x.count
-        defer { batch = x }
-        return forward(rows: x.shape[0], calling: X) { $0.update(from: X.p, count: count) }
+        return forward(rows: x.shape[0], calling: x) { $0.update(from: X.p, count: count) }
     }
 
     /// The logits for a batch of `rows` examples that `fill(buffer)` writes (`rows × inputSize`
@@ -85,9 +84,10 @@ public final class TrainingPlan: @unchecked Sendable {
         forward(rows: n, calling: nil, fill: fill)
     }
 
-    private func forward(rows n: Int, calling input: SharedPointer<Float>?, fill: @Sendable (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+    private func forward(rows n: Int, calling input: Tensor?, fill: @Sendable (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
         let first = layers[0]
-        batch = nil
+        batch = input
+        let callerBatch = input.map { SharedPointer($0.data) }
         // The split depends on the problem's size only, never on the number of threads, so the
         // arithmetic (and every bit of the result) is the same on any machine.
         parts = n * first.inputs * first.outputs >= Self.minimumSplitWork && first.outputs >= 2 * Self.blocks ? Self.blocks : 1
@@ -99,7 +99,7 @@ public final class TrainingPlan: @unchecked Sendable {
             // The caller's thread reads the caller's batch; any other fills its own copy once.
             let own = self.cores[blocks.lowerBound].ownInput
             let batch: UnsafeMutablePointer<Float>
-            if let input, chunk == 0 { batch = input.p } else { fill(own); batch = own }
+            if let callerBatch, chunk == 0 { batch = callerBatch.p } else { fill(own); batch = own }
             for b in blocks {
                 self.cores[b].input = batch
                 self.cores[b].forwardFirst(first, block: self.block(b), rows: n, second: single ? nil : self.layers[1], logits: single ? out.data : nil)
@@ -116,7 +116,6 @@ public final class TrainingPlan: @unchecked Sendable {
             for k in 2..<layers.count { Self.dense(layers[k], activation(k - 1), rows: n, into: activation(k)) }
         }
         out.requiresGrad = true
-        rows = n
         return out
     }
 
@@ -125,7 +124,7 @@ public final class TrainingPlan: @unchecked Sendable {
     public func backward(_ gradient: Tensor) {
         guard let logits else { preconditionFailure("TrainingPlan.backward: no forward pass to go back through") }
         precondition(gradient.shape == logits.shape, "TrainingPlan.backward: gradient \(gradient.shape) for logits \(logits.shape)")
-        let n = rows, last = layers.count - 1
+        let n = logits.shape[0], last = layers.count - 1
         let targets = layers.indices.map { k in
             Target(weight: target(layers[k].weight, fresh: weightGrads[k]), bias: layers[k].bias.map { target($0, fresh: biasGrads[k]!) })
         }

@@ -106,7 +106,7 @@ public enum Parallel {
         let chunks = max(1, min(chunks, count))
         if count == 0 { return }
         if chunks == 1 { body(0, 0..<count); return }
-        pool.run(chunks, pinned: chunks <= pool.threadCount + 1) { c in body(c, (count * c / chunks)..<(count * (c + 1) / chunks)) }
+        pool.run(chunks) { c in body(c, (count * c / chunks)..<(count * (c + 1) / chunks)) }
     }
 
     /// The threads that run chunks besides the caller: `workers - 1` of them (none with
@@ -128,7 +128,7 @@ public enum Parallel {
             if count > 0 { body(0..<count) }
             return
         }
-        pool.run(chunks, pinned: chunks <= pool.threadCount + 1) { c in
+        pool.run(chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
             if lo < hi { body(lo..<hi) }
         }

@@ -56,15 +56,15 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Runs `body(i)` for each `i` in `0..<count` on the workers and the calling thread; returns
-    /// when all have finished. `pinned` (for `count` ≤ `threadCount + 1`) runs index 0 on the
-    /// caller and index `k + 1` on worker `k`.
-    func run(_ count: Int, pinned: Bool = false, _ body: (Int) -> Void) {
+    /// when all have finished. With no more indices than threads the job is pinned: index 0 on
+    /// the caller, index `k + 1` on worker `k`.
+    func run(_ count: Int, _ body: (Int) -> Void) {
         precondition(count >= 0 && count <= Self.maxCount, "WorkerPool.run: \(count) indices")
         guard count > 1, threadCount > 0, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for i in 0 ..< count { body(i) }
             return
         }
-        precondition(!pinned || (count <= threadCount + 1 && count <= 64), "WorkerPool.run: \(count) pinned indices for \(threadCount + 1) threads")
+        let pinned = count <= min(threadCount + 1, 64)  // one bit per worker in `pinnedPending`
         defer { busy.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { escaping in
             self.body = escaping

@@ -36,3 +36,14 @@ def swift_or_skip():
     if swift is None:
         pytest.skip("swift is not on PATH")
     return swift
+
+
+def blobs(rows, seed):
+    """A 3-class, 4-feature float32 dataset whose class shows in its own feature: (x, labels)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=rows)
+    x = rng.normal(0, 1.5, size=(rows, 4)).astype(np.float32)
+    x[np.arange(rows), labels] += 3
+    return x, labels

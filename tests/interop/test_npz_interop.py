@@ -14,22 +14,14 @@ import re
 import pytest
 
 np = pytest.importorskip("numpy")
-from distillcli import distill  # noqa: E402
-
-
-def dataset(rows, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, size=rows)
-    x = rng.normal(0, 1.5, size=(rows, 4)).astype(np.float32)
-    x[np.arange(rows), labels] += 3
-    return x, labels.astype(np.int64)
+from distillcli import blobs, distill  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory):
     folder = tmp_path_factory.mktemp("npz")
-    x, y = dataset(600, 1)
-    xt, yt = dataset(200, 2)
+    x, y = blobs(600, 1)
+    xt, yt = blobs(200, 2)
     arrays = dict(x_train=x, y_train=y, x_test=xt, y_test=yt)
     np.savez(folder / "stored.npz", **arrays)
     np.savez_compressed(folder / "deflated.npz", **arrays)

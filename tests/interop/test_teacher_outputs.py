@@ -21,15 +21,7 @@ import subprocess
 import pytest
 
 np = pytest.importorskip("numpy")
-from distillcli import REPO, distill_binary  # noqa: E402
-
-
-def blobs(rows, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, size=rows)
-    x = rng.normal(0, 1.5, size=(rows, 4)).astype(np.float32)
-    x[np.arange(rows), labels] += 3
-    return x, labels
+from distillcli import REPO, blobs, distill_binary  # noqa: E402
 
 
 def write_csv(path, x, labels):
