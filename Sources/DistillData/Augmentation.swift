@@ -21,6 +21,10 @@ public struct Augmentation: Sendable, Equatable {
         case horizontalFlip(probability: Double)
     }
 
+    /// Largest shift or padding, in pixels: far beyond any image, and small enough that offset
+    /// arithmetic (`2 · padding`, `-shift...shift`) cannot overflow.
+    public static let maxPixels = 1 << 16
+
     /// The operations, applied in order.
     public let operations: [Operation]
 
@@ -28,8 +32,10 @@ public struct Augmentation: Sendable, Equatable {
     public init(_ operations: [Operation]) throws {
         for op in operations {
             switch op {
-            case .shift(let k) where k < 0: throw DataError("Augmentation: shift(maxPixels: \(k)) must not be negative")
-            case .crop(let p) where p < 0: throw DataError("Augmentation: crop(padding: \(p)) must not be negative")
+            case .shift(let k) where k < 0 || k > maxPixels:
+                throw DataError("Augmentation: shift(maxPixels: \(k)) must be in 0...\(maxPixels)")
+            case .crop(let p) where p < 0 || p > maxPixels:
+                throw DataError("Augmentation: crop(padding: \(p)) must be in 0...\(maxPixels)")
             case .horizontalFlip(let p) where !(p >= 0 && p <= 1):
                 throw DataError("Augmentation: horizontalFlip probability \(p) is outside [0, 1]")
             default: break

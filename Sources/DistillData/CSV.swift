@@ -30,13 +30,24 @@ public struct CSVTable: Sendable {
     public let rows: [[String]]
     /// The line (1-based) on which each row starts.
     public let lineNumbers: [Int]
+    /// Each column's position by name, so that finding a column costs O(1), not O(columns).
+    private let columnPositions: [String: Int]
+
+    /// A table whose header names are unique and whose rows each have `header.count` fields.
+    private init(name: String, header: [String], rows: [[String]], lineNumbers: [Int], columnPositions: [String: Int]) {
+        self.name = name
+        self.header = header
+        self.rows = rows
+        self.lineNumbers = lineNumbers
+        self.columnPositions = columnPositions
+    }
 
     /// Default size guard for `load` and `read`: 512 MiB.
     public static let defaultMaxBytes = 512 << 20
     /// Most categories a one-hot column may have (an ID column would otherwise explode).
     public static let defaultMaxCategories = 1000
-    /// Most classes an integer label column may imply.
-    public static let maxClasses = 100_000
+    /// Most classes a label column may have or imply (`LabeledDataset.maxClasses`).
+    public static let maxClasses = LabeledDataset.maxClasses
 
     // MARK: Reading
 
@@ -87,7 +98,8 @@ public struct CSVTable: Sendable {
         for (record, line) in zip(records.dropFirst(), lines.dropFirst()) where record.count != header.count {
             throw DataError(file: name, at: "line \(line)", "\(record.count) fields, the header has \(header.count)")
         }
-        return CSVTable(name: name, header: header, rows: Array(records.dropFirst()), lineNumbers: Array(lines.dropFirst()))
+        return CSVTable(name: name, header: header, rows: Array(records.dropFirst()), lineNumbers: Array(lines.dropFirst()),
+                        columnPositions: seen)
     }
 
     // MARK: Conversion
@@ -144,12 +156,12 @@ public struct CSVTable: Sendable {
         let features = try encode(schema.features, ignoreUnknownCategories: ignoreUnknownCategories)
         switch schema.label {
         case .none:
-            return try LabeledDataset(features: features, labels: [], numClasses: 0, featureNames: schema.featureNames)
+            return try LabeledDataset(features: features, labels: [], numClasses: 0, featureNames: schema.featureNames, source: name)
         case .integerClasses(let column, let numClasses):
             let c = try columnIndex(column)
             let labels = try rows.indices.map { try integerLabel(row: $0, column: c, numClasses: numClasses) }
             return try LabeledDataset(features: features, labels: labels, numClasses: numClasses,
-                                      classNames: (0..<numClasses).map(String.init), featureNames: schema.featureNames)
+                                      classNames: (0..<numClasses).map(String.init), featureNames: schema.featureNames, source: name)
         case .namedClasses(let column, let classNames):
             let c = try columnIndex(column)
             let index = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
@@ -157,12 +169,12 @@ public struct CSVTable: Sendable {
                 let cell = rows[r][c]
                 guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
                 guard let k = index[cell] else {
-                    throw DataError(file: name, at: location(row: r, column: c), "unknown class '\(cell)' (known: \(classNames.joined(separator: ", ")))")
+                    throw DataError(file: name, at: location(row: r, column: c), "unknown class '\(cell)' (known: \(Self.list(classNames)))")
                 }
                 return k
             }
             return try LabeledDataset(features: features, labels: labels, numClasses: classNames.count,
-                                      classNames: classNames, featureNames: schema.featureNames)
+                                      classNames: classNames, featureNames: schema.featureNames, source: name)
         case .target(let column):
             throw DataError(file: name, "the schema is for regression on '\(column)'; use regression(schema:)")
         }
@@ -182,10 +194,15 @@ public struct CSVTable: Sendable {
     }
 
     private func columnIndex(_ column: String) throws -> Int {
-        guard let i = header.firstIndex(of: column) else {
-            throw DataError(file: name, "no column named '\(column)'; the columns are: \(header.joined(separator: ", "))")
+        guard let i = columnPositions[column] else {
+            throw DataError(file: name, "no column named '\(column)'; the columns are: \(Self.list(header))")
         }
         return i
+    }
+
+    /// Up to 20 names, then how many more: error messages stay short for a file of a million columns.
+    private static func list(_ names: [String]) -> String {
+        names.count <= 20 ? names.joined(separator: ", ") : names.prefix(20).joined(separator: ", ") + " and \(names.count - 20) more"
     }
 
     private func location(row: Int, column: Int) -> String { "line \(lineNumbers[row]), column \(column + 1) ('\(header[column])')" }
@@ -219,8 +236,11 @@ public struct CSVTable: Sendable {
     private func inferFeatures(excluding skipped: Int?, categoricalColumns: Set<String>,
                                maxCategories: Int) throws -> [CSVSchema.Column] {
         guard !rows.isEmpty else { throw DataError(file: name, "has a header but no data rows") }
-        for c in categoricalColumns where !header.contains(c) {
-            throw DataError(file: name, "categoricalColumns names '\(c)', which is not a column; the columns are: \(header.joined(separator: ", "))")
+        if let skipped, header.count == 1 {
+            throw DataError(file: name, "no feature columns: '\(header[skipped])' is the only column")
+        }
+        for c in categoricalColumns where columnPositions[c] == nil {
+            throw DataError(file: name, "categoricalColumns names '\(c)', which is not a column; the columns are: \(Self.list(header))")
         }
         var columns: [CSVSchema.Column] = []
         for c in header.indices where c != skipped {
@@ -248,9 +268,11 @@ public struct CSVTable: Sendable {
 
     private func encode(_ columns: [CSVSchema.Column], ignoreUnknownCategories: Bool) throws -> Tensor {
         let width = columns.reduce(0) { $0 + ($1.categories?.count ?? 1) }
-        guard let total = checkedMultiply(rows.count, width), total <= ReadLimits.default.maxPayloadBytes / 4 else {
+        let bytes = CheckedSize.multiply(rows.count, width).flatMap { CheckedSize.multiply($0, MemoryLayout<Float>.size) }
+        guard let bytes, bytes <= ReadLimits.default.maxPayloadBytes else {
             throw DataError(file: name, "\(rows.count) rows × \(width) features is too large")
         }
+        try checkBudget(bytes: bytes, file: name, for: "\(rows.count) rows × \(width) features")
         let plan: [(index: Int, categories: [String: Int]?, width: Int)] = try columns.map { column in
             (try columnIndex(column.name),
              column.categories.map { Dictionary(uniqueKeysWithValues: $0.enumerated().map { ($1, $0) }) },
@@ -268,7 +290,7 @@ public struct CSVTable: Sendable {
                         p[r * width + j + index] = 1
                     } else if !ignoreUnknownCategories {
                         throw DataError(file: name, at: location(row: r, column: c),
-                                        "unknown category '\(cell)' (known: \(columns[k].categories!.joined(separator: ", ")))")
+                                        "unknown category '\(cell)' (known: \(Self.list(columns[k].categories!)))")
                     }
                 } else {
                     p[r * width + j] = try number(row: r, column: c)
@@ -333,6 +355,14 @@ private struct Parser {
         return trim ? s.trimmingCharacters(in: .whitespaces) : s
     }
 
+    /// Refuses a control character other than tab in a field: `5\0abc` must not read as 5 (number
+    /// parsing stops at a NUL), and binary data given as a CSV fails on its first line.
+    @inline(__always) private func checkText(_ byte: UInt8, line: Int, field: Int) throws {
+        guard byte < 0x20 && byte != 0x09 else { return }
+        throw DataError(file: name, at: "line \(line), column \(field)",
+                        String(format: "control character 0x%02X in the field (a binary file, or not CSV text)", byte))
+    }
+
     func parse(_ emit: ([String], Int) -> Void) throws {
         let n = bytes.count
         var i = 0, line = 1
@@ -356,7 +386,7 @@ private struct Parser {
                             i += 1
                             break
                         }
-                        if b == Self.lf { line += 1 }
+                        if b == Self.lf { line += 1 } else if b != Self.cr { try checkText(b, line: line, field: fields.count + 1) }
                         buffer.append(b)
                         i += 1
                     }
@@ -372,6 +402,7 @@ private struct Parser {
                         if bytes[i] == Self.quote {
                             throw DataError(file: name, at: "line \(line)", "a quote inside unquoted field \(fields.count + 1) (quote the whole field and double inner quotes)")
                         }
+                        try checkText(bytes[i], line: line, field: fields.count + 1)
                         i += 1
                     }
                     fields.append(try string(UnsafeBufferPointer(rebasing: bytes[start..<i]), line: line, trim: true))

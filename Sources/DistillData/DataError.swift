@@ -1,3 +1,4 @@
+import DistillTensor
 import Foundation
 
 /// An error in a data file or in how a dataset was asked for: thrown, never a crash.
@@ -46,7 +47,9 @@ public struct ReadLimits: Sendable, Equatable {
     public static let `default` = ReadLimits()
 }
 
-/// Reads a whole file after checking its size against `limit`; errors name the file.
+/// Reads a whole regular file after checking its size against `limit`; errors name the file.
+/// A FIFO, a device or a folder is refused before it is opened (`InputFile`), so `--data /dev/zero`
+/// fails at once instead of hanging or reading forever.
 func readFile(_ url: URL, limit: Int) throws -> Data {
     _ = try checkedFileSize(url, limit: limit)
     let data: Data
@@ -54,35 +57,26 @@ func readFile(_ url: URL, limit: Int) throws -> Data {
         throw DataError(file: url.path, "cannot read (\(error.localizedDescription))")
     }
     guard data.count <= limit else {
-        throw DataError(file: url.path, "\(data.count) bytes, more than the \(limit)-byte limit for this reader")
+        throw DataError(file: url.path, "\(MemoryBudget.describe(data.count)), more than the \(MemoryBudget.describe(limit)) limit for this reader")
     }
     return data
 }
 
-/// The size of a regular file, checked against `limit`.
+/// The size of the readable regular file at `url`, checked against `limit`.
 func checkedFileSize(_ url: URL, limit: Int) throws -> Int {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-        throw DataError(file: url.path, "no such file")
+    let size: Int
+    do { size = try InputFile.checkRegular(url.path) } catch let error as TensorError {
+        throw DataError(error.message)
     }
-    guard !isDirectory.boolValue else { throw DataError(file: url.path, "is a folder, not a file") }
-    let size = ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.intValue ?? 0
-    guard size <= limit else { throw DataError(file: url.path, "\(size) bytes, more than the \(limit)-byte limit for this reader") }
+    guard size <= limit else {
+        throw DataError(file: url.path, "\(MemoryBudget.describe(size)), more than the \(MemoryBudget.describe(limit)) limit for this reader")
+    }
     return size
 }
 
-/// `a * b`, or nil on overflow.
-@inline(__always) func checkedMultiply(_ a: Int, _ b: Int) -> Int? {
-    let (r, o) = a.multipliedReportingOverflow(by: b)
-    return o ? nil : r
-}
-
-/// The product of `shape`, or nil when it overflows `Int`.
-func checkedProduct(_ shape: [Int]) -> Int? {
-    var n = 1
-    for d in shape {
-        guard let m = checkedMultiply(n, d) else { return nil }
-        n = m
+/// Throws unless `bytes` (nil: the size arithmetic overflowed) fits `MemoryBudget`; the error names `file`.
+func checkBudget(bytes: Int?, file: String, for what: String) throws {
+    do { try MemoryBudget.check(bytes: bytes, for: "\(file): \(what)") } catch let error as TensorError {
+        throw DataError(error.message)
     }
-    return n
 }

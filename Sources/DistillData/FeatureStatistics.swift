@@ -21,7 +21,9 @@ public struct FeatureStatistics: Sendable, Codable, Equatable {
 
     /// Statistics given directly (e.g. decoded from a checkpoint); checks counts and finiteness.
     public init(exampleShape: [Int], mean: [Float], std: [Float]) throws {
-        let n = exampleShape.reduce(1, *)
+        guard let n = CheckedSize.product(exampleShape) else {
+            throw DataError("FeatureStatistics: example shape \(exampleShape) is negative or overflows")
+        }
         guard mean.count == n, std.count == n else {
             throw DataError("FeatureStatistics: \(mean.count) means and \(std.count) deviations for example shape \(exampleShape) (\(n) features)")
         }

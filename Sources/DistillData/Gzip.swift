@@ -133,6 +133,28 @@ final class GzipReader {
         }
     }
 
+    /// The next `count` decompressed bytes, in a buffer that grows as data arrives (from at most
+    /// `firstChunk` bytes, doubling): a header that claims gigabytes costs only what the stream
+    /// really holds before it runs out. `what` names the part being read for the truncation message.
+    func read(count: Int, what: String, firstChunk: Int = 1 << 24) throws -> [UInt8] {
+        let start = offset
+        var out = [UInt8]()
+        var filled = 0
+        while filled < count {
+            if filled == out.count {
+                let grown = min(count, max(firstChunk, out.count * 2))
+                out.append(contentsOf: repeatElement(0, count: grown - out.count))
+            }
+            let n = try out.withUnsafeMutableBytes { try readSome(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
+            if n == 0 {
+                throw DataError(file: name, offset: start + filled,
+                                "decompressed data ends here, \(count - filled) bytes short of the \(what) (\(count) bytes from offset \(start))")
+            }
+            filled += n
+        }
+        return out
+    }
+
     /// Checks that the stream ends here, with no decompressed bytes left over.
     func expectEnd() throws {
         var scratch = [UInt8](repeating: 0, count: 64)

@@ -61,6 +61,7 @@ public enum IDX {
     public static func decodeFloats(_ data: Data, name: String, limits: ReadLimits = .default) throws -> (shape: [Int], values: [Float]) {
         let (shape, type, bytes) = try decodeRaw(data, name: name, limits: limits)
         let n = bytes.count / type.size
+        try checkBudget(bytes: CheckedSize.multiply(n, MemoryLayout<Float>.size), file: name, for: "shape \(shape) as Float32")
         var out = [Float](repeating: 0, count: n)
         bytes.withUnsafeBytes { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -98,7 +99,7 @@ public enum IDX {
         guard shape.allSatisfy({ $0 >= 0 && $0 <= Int(UInt32.max) }) else {
             throw DataError("IDX.encode: shape \(shape) has an extent outside 0...\(UInt32.max)")
         }
-        guard checkedProduct(shape) == values.count else {
+        guard CheckedSize.product(shape) == values.count else {
             throw DataError("IDX.encode: shape \(shape) does not hold \(values.count) values")
         }
         var out = Data([0, 0, DataType.uint8.rawValue, UInt8(shape.count)])
@@ -139,9 +140,10 @@ public enum IDX {
             let d = dims[4 * i ..< 4 * i + 4].reduce(0) { $0 << 8 | Int($1) }
             shape.append(d)
         }
-        guard let count = checkedProduct(shape), let bytes = checkedMultiply(count, type.size), bytes <= limits.maxPayloadBytes else {
+        guard let count = CheckedSize.product(shape), let bytes = CheckedSize.multiply(count, type.size), bytes <= limits.maxPayloadBytes else {
             throw DataError(file: name, offset: 4, "header declares shape \(shape) of \(type), more than the \(limits.maxPayloadBytes)-byte limit")
         }
+        try checkBudget(bytes: bytes, file: name, for: "header shape \(shape) of \(type)")
         return Header(shape: shape, type: type, payloadBytes: bytes)
     }
 
@@ -184,8 +186,8 @@ public enum IDX {
             guard possible.overflow || header.payloadBytes <= possible.partialValue else {
                 throw DataError(file: name, offset: 4, "header declares shape \(header.shape) (\(header.payloadBytes) bytes), impossible for a \(data.count)-byte gzip file")
             }
-            var payload = [UInt8](repeating: 0, count: header.payloadBytes)
-            try payload.withUnsafeMutableBytes { try reader.readExactly(into: $0, what: "data of shape \(header.shape)") }
+            // Read as it arrives: a header that lies within the ratio still allocates only what the data holds.
+            let payload = try reader.read(count: header.payloadBytes, what: "data of shape \(header.shape)")
             try reader.expectEnd()
             return (header.shape, header.type, payload)
         }

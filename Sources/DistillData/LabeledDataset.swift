@@ -30,43 +30,51 @@ public struct LabeledDataset: Sendable {
     /// A name per feature for tabular data (e.g. `age`, `color=red`), nil for images.
     public let featureNames: [String]?
 
+    /// Most classes a dataset may have. A label is a class index, so a label column holding, say,
+    /// 2^40 would otherwise ask for per-class arrays of terabytes (class counts, a classifier head).
+    public static let maxClasses = 1 << 16
+
     /// Checks that the parts agree: a rank ≥ 1 tensor, one label per row (or none), labels in
-    /// `0..<numClasses`, `numClasses` class names (or none), one name per feature (or nil).
+    /// `0..<numClasses` (at most `maxClasses`), `numClasses` class names (or none), one name per
+    /// feature (or nil). `source` (the file the data came from) starts every error message.
     public init(features: Tensor, labels: [Int], numClasses: Int, classNames: [String] = [],
-                featureNames: [String]? = nil) throws {
-        guard features.rank >= 1 else { throw DataError("LabeledDataset: features must be [N, ...], got a scalar") }
+                featureNames: [String]? = nil, source: String? = nil) throws {
+        guard features.rank >= 1 else { throw Self.error(source, "features must be [N, ...], got a scalar") }
         try self.init(storage: .floats(features), shape: features.shape, labels: labels, numClasses: numClasses,
-                      classNames: classNames, featureNames: featureNames)
+                      classNames: classNames, featureNames: featureNames, source: source)
     }
 
     /// 8-bit values (e.g. image pixels) of shape `shape` (`[N, ...]`), read as `byte / 255`; the
     /// same checks as `init(features:...)`.
     public init(unitBytes: [UInt8], shape: [Int], labels: [Int], numClasses: Int, classNames: [String] = [],
-                featureNames: [String]? = nil) throws {
-        guard shape.count >= 1, shape.allSatisfy({ $0 >= 0 }), checkedProduct(shape) == unitBytes.count else {
-            throw DataError("LabeledDataset: \(unitBytes.count) bytes do not fill shape \(shape)")
+                featureNames: [String]? = nil, source: String? = nil) throws {
+        guard shape.count >= 1, CheckedSize.product(shape) == unitBytes.count else {
+            throw Self.error(source, "\(unitBytes.count) bytes do not fill shape \(shape)")
         }
         try self.init(storage: .unitBytes(unitBytes), shape: shape, labels: labels, numClasses: numClasses,
-                      classNames: classNames, featureNames: featureNames)
+                      classNames: classNames, featureNames: featureNames, source: source)
     }
 
     private init(storage: Storage, shape: [Int], labels: [Int], numClasses: Int, classNames: [String],
-                 featureNames: [String]?) throws {
+                 featureNames: [String]?, source: String?) throws {
         let n = shape[0]
         guard labels.isEmpty || labels.count == n else {
-            throw DataError("LabeledDataset: \(labels.count) labels for \(n) examples")
+            throw Self.error(source, "\(labels.count) labels for \(n) examples")
         }
-        guard numClasses >= 0 else { throw DataError("LabeledDataset: numClasses \(numClasses) is negative") }
+        guard numClasses >= 0 else { throw Self.error(source, "numClasses \(numClasses) is negative") }
+        guard numClasses <= Self.maxClasses else {
+            throw Self.error(source, "\(numClasses) classes, more than the \(Self.maxClasses) a dataset may have")
+        }
         if let bad = labels.firstIndex(where: { $0 < 0 || $0 >= numClasses }) {
-            throw DataError("LabeledDataset: label \(labels[bad]) of example \(bad) is outside 0..<\(numClasses)")
+            throw Self.error(source, "label \(labels[bad]) of example \(bad) is outside 0..<\(numClasses)")
         }
         guard classNames.isEmpty || classNames.count == numClasses else {
-            throw DataError("LabeledDataset: \(classNames.count) class names for \(numClasses) classes")
+            throw Self.error(source, "\(classNames.count) class names for \(numClasses) classes")
         }
         if let featureNames {
-            let perExample = shape.dropFirst().reduce(1, *)
+            let perExample = CheckedSize.product(shape.dropFirst()) ?? -1
             guard featureNames.count == perExample else {
-                throw DataError("LabeledDataset: \(featureNames.count) feature names for \(perExample) features per example")
+                throw Self.error(source, "\(featureNames.count) feature names for \(perExample) features per example")
             }
         }
         self.storage = storage
@@ -75,6 +83,26 @@ public struct LabeledDataset: Sendable {
         self.numClasses = numClasses
         self.classNames = classNames
         self.featureNames = featureNames
+    }
+
+    /// The number of classes integer labels imply, largest label + 1, after checking that there
+    /// is at least one label, none is negative and the count stays within `maxClasses`. `source`
+    /// (e.g. `data.npz[y_train.npy]`) starts every error message.
+    public static func classCount(of labels: [Int], source: String) throws -> Int {
+        guard let largest = labels.max() else { throw DataError(file: source, "no labels") }
+        if let bad = labels.firstIndex(where: { $0 < 0 }) {
+            throw DataError(file: source, "label \(labels[bad]) of example \(bad) is negative: labels must be class indices 0, 1, 2, ...")
+        }
+        guard largest < maxClasses else {
+            let example = labels.firstIndex(of: largest)!
+            throw DataError(file: source, "label \(largest) of example \(example) would make \(largest) + 1 classes, more than the \(maxClasses) a dataset may have: labels must be class indices 0, 1, 2, ...")
+        }
+        return largest + 1
+    }
+
+    /// A `DataError` starting with `source`, or with "LabeledDataset" when the data came from no file.
+    private static func error(_ source: String?, _ problem: String) -> DataError {
+        DataError(file: source ?? "LabeledDataset", problem)
     }
 
     /// All examples as one Float32 `[N, ...]` tensor. For byte-backed images this decodes (and

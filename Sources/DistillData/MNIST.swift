@@ -140,6 +140,9 @@ extension IDX {
         guard imageShape.count == 3 else {
             throw DataError(file: images.path, offset: 3, "images must have rank 3 ([N, rows, columns]), the header says shape \(imageShape)")
         }
+        guard imageShape.allSatisfy({ $0 > 0 }) else {
+            throw DataError(file: images.path, offset: 4, "the header says shape \(imageShape): a dataset needs at least one image of at least 1×1 pixels")
+        }
         let (labelShape, labelBytes) = try read(labels, limits: limits)
         guard labelShape.count == 1 else {
             throw DataError(file: labels.path, offset: 3, "labels must have rank 1 ([N]), the header says shape \(labelShape)")
@@ -155,6 +158,6 @@ extension IDX {
         // Kept as bytes (a quarter of the Float32 size), decoded batch by batch.
         return try LabeledDataset(unitBytes: pixels, shape: [imageShape[0], 1, imageShape[1], imageShape[2]],
                                   labels: labelBytes.map { Int($0) },
-                                  numClasses: classNames.count, classNames: classNames)
+                                  numClasses: classNames.count, classNames: classNames, source: images.path)
     }
 }

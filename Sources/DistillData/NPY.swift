@@ -16,6 +16,8 @@ public enum NPY {
     public static let maxHeaderBytes = 1 << 20
     /// Most axes an array may have (NumPy's limit).
     public static let maxRank = 64
+    /// `decodeInts` refuses values of this magnitude or more (2⁶²).
+    public static let maxIntegerMagnitude = 1 << 62
 
     /// An element type from the `descr` field.
     public struct DType: Sendable, Equatable, CustomStringConvertible {
@@ -36,8 +38,8 @@ public enum NPY {
         public let fortranOrder: Bool
         /// Byte offset of the first element.
         public let dataOffset: Int
-        /// Number of elements.
-        public var count: Int { shape.reduce(1, *) }
+        /// Number of elements (the shape was checked when the header was parsed).
+        public var count: Int { CheckedSize.product(shape) ?? 0 }
     }
 
     // MARK: Reading
@@ -56,6 +58,7 @@ public enum NPY {
     /// Decodes the bytes of a `.npy` file as Float32; `name` appears in errors.
     public static func decode(_ data: Data, name: String, limits: ReadLimits = .default) throws -> Tensor {
         let header = try parseHeader(data, name: name, limits: limits)
+        try checkBudget(bytes: CheckedSize.multiply(header.count, MemoryLayout<Float>.size), file: name, for: "shape \(header.shape) as Float32")
         let t = Tensor(uninitializedShape: header.shape)
         let dst = t.data
         try forEachElement(data, header: header, name: name) { i, value in
@@ -69,19 +72,24 @@ public enum NPY {
         return t
     }
 
-    /// Decodes the bytes of a `.npy` file as integers; `name` appears in errors.
+    /// Decodes the bytes of a `.npy` file as integers; `name` appears in errors. Values must lie
+    /// within ±2⁶² (whole-number floats too), so that arithmetic on them, such as a class count of
+    /// largest label + 1, cannot overflow.
     public static func decodeInts(_ data: Data, name: String, limits: ReadLimits = .default) throws -> (shape: [Int], values: [Int]) {
         let header = try parseHeader(data, name: name, limits: limits)
+        try checkBudget(bytes: CheckedSize.multiply(header.count, MemoryLayout<Int>.size), file: name, for: "shape \(header.shape) as integers")
         var values = [Int](repeating: 0, count: header.count)
         try values.withUnsafeMutableBufferPointer { dst in
             try forEachElement(data, header: header, name: name) { i, value in
                 switch value {
-                case .int(let v): dst[i] = Int(v)
+                case .int(let v):
+                    guard v.magnitude < UInt64(maxIntegerMagnitude) else { return "element \(i) (\(v)) is beyond ±2^62" }
+                    dst[i] = Int(v)
                 case .uint(let v):
-                    guard v <= UInt64(Int.max) else { return "element \(i) (\(v)) does not fit in Int" }
+                    guard v < UInt64(maxIntegerMagnitude) else { return "element \(i) (\(v)) is beyond ±2^62" }
                     dst[i] = Int(v)
                 case .float(let v):
-                    guard v.isFinite, v == v.rounded(), abs(v) < 0x1p62 else {
+                    guard v.isFinite, v == v.rounded(), abs(v) < Double(maxIntegerMagnitude) else {
                         return "element \(i) (\(v)) of a \(header.dtype) array is not a whole number"
                     }
                     dst[i] = Int(v)
@@ -147,7 +155,7 @@ public enum NPY {
         guard shape.allSatisfy({ $0 >= 0 }) else { throw DataError(file: name, offset: start, "negative extent in shape \(shape)") }
         let dataOffset = start + headerLength
         let available = data.count - dataOffset
-        guard let count = checkedProduct(shape), let needed = checkedMultiply(count, dtype.size), needed <= limits.maxPayloadBytes else {
+        guard let count = CheckedSize.product(shape), let needed = CheckedSize.multiply(count, dtype.size), needed <= limits.maxPayloadBytes else {
             throw DataError(file: name, offset: start, "shape \(shape) of \(dtype) exceeds the \(limits.maxPayloadBytes)-byte limit")
         }
         guard needed == available else {
@@ -244,7 +252,7 @@ public enum NPY {
 
     /// The bytes of a `<i8` `.npy` file holding `values` (e.g. labels) with `shape`.
     public static func encode(ints values: [Int], shape: [Int]) throws -> Data {
-        guard shape.allSatisfy({ $0 >= 0 }), checkedProduct(shape) == values.count else {
+        guard CheckedSize.product(shape) == values.count else {
             throw DataError("NPY.encode: shape \(shape) does not hold \(values.count) values")
         }
         var out = header(descr: "<i8", shape: shape)

@@ -50,6 +50,7 @@ public enum NPZ {
             guard declared <= UInt64(limits.maxPayloadBytes), total <= UInt64(limits.maxPayloadBytes) else {
                 throw DataError(file: name, "entry '\(entry.name)' declares \(declared) uncompressed bytes, over the \(limits.maxPayloadBytes)-byte limit (ReadLimits.maxPayloadBytes)")
             }
+            try checkBudget(bytes: Int(total), file: name, for: "the entries up to '\(entry.name)' (\(total) uncompressed bytes in all)")
             // Deflate expands at most ~1032:1: a larger claim is corrupt (and must not size an allocation).
             guard declared <= (entry.compressedSize + 1024) * 1100 else {
                 throw DataError(file: name, "entry '\(entry.name)' declares \(declared) uncompressed bytes from \(entry.compressedSize) compressed bytes, impossible for deflate")
@@ -73,5 +74,64 @@ public enum NPZ {
     /// The bytes of an `.npz` archive from raw `.npy` entries (e.g. from `NPY.encode(ints:shape:)`).
     public static func encode(entries: [String: Data], compressed: Bool = false) throws -> Data {
         try ZIP.archive(entries.keys.sorted().map { (name: $0 + ".npy", data: entries[$0]!) }, compressed: compressed)
+    }
+}
+
+extension NPZ {
+    /// The arrays a classification archive holds: features and integer labels of each split.
+    public static let classificationArrays = ["x_train", "y_train", "x_test", "y_test"]
+
+    /// The training and test sets of a classification archive (`np.savez(f, x_train=..., y_train=...,
+    /// x_test=..., y_test=...)`): features `[N, ...]` of rank 2 or more, labels `[N]` of whole
+    /// numbers; the classes are 0 through the largest training label. Every error names the file and
+    /// the array: a missing array, features without rows or without values per row, a label count
+    /// different from the row count, test examples shaped differently from training examples, a
+    /// negative or fractional label, more than `LabeledDataset.maxClasses` classes, a test label the
+    /// training labels do not cover.
+    public static func readClassification(_ url: URL, limits: ReadLimits = .default) throws -> (train: LabeledDataset, test: LabeledDataset) {
+        let path = url.path
+        let entries = try readEntries(url, limits: limits)
+        func array(_ key: String) throws -> Data {
+            guard let bytes = entries[key] else {
+                let found = entries.isEmpty ? "it holds no arrays" : "found \(Self.list(entries.keys.sorted()))"
+                throw DataError(file: path, "no array '\(key)' (a classification archive holds \(classificationArrays.joined(separator: ", ")); \(found))")
+            }
+            return bytes
+        }
+        func features(_ key: String) throws -> Tensor {
+            let x = try NPY.decode(array(key), name: "\(path)[\(key).npy]", limits: limits)
+            guard x.rank >= 2 else {
+                throw DataError(file: path, "'\(key)' has shape \(x.shape): features must be [N, F] or [N, ...], one row per example")
+            }
+            guard x.shape[0] > 0 else { throw DataError(file: path, "'\(key)' has shape \(x.shape): no examples") }
+            guard x.count > 0 else { throw DataError(file: path, "'\(key)' has shape \(x.shape): examples with no values") }
+            return x
+        }
+        func labels(_ key: String, rows: Int, of features: String) throws -> [Int] {
+            let (shape, values) = try NPY.decodeInts(array(key), name: "\(path)[\(key).npy]", limits: limits)
+            guard shape == [rows] || shape == [rows, 1] else {
+                throw DataError(file: path, "'\(key)' has shape \(shape), expected [\(rows)]: one label per row of '\(features)'")
+            }
+            return values
+        }
+        let trainFeatures = try features("x_train")
+        let testFeatures = try features("x_test")
+        guard testFeatures.shape.dropFirst() == trainFeatures.shape.dropFirst() else {
+            throw DataError(file: path, "'x_test' has examples of shape \(Array(testFeatures.shape.dropFirst())), 'x_train' of shape \(Array(trainFeatures.shape.dropFirst()))")
+        }
+        let trainLabels = try labels("y_train", rows: trainFeatures.shape[0], of: "x_train")
+        let testLabels = try labels("y_test", rows: testFeatures.shape[0], of: "x_test")
+        let classes = try LabeledDataset.classCount(of: trainLabels, source: "\(path)[y_train.npy]")
+        if let bad = testLabels.firstIndex(where: { $0 < 0 || $0 >= classes }) {
+            throw DataError(file: "\(path)[y_test.npy]", "label \(testLabels[bad]) of example \(bad) is outside the \(classes) classes of y_train (0..<\(classes))")
+        }
+        let train = try LabeledDataset(features: trainFeatures, labels: trainLabels, numClasses: classes, source: path)
+        let test = try LabeledDataset(features: testFeatures, labels: testLabels, numClasses: classes, source: path)
+        return (train, test)
+    }
+
+    /// Up to 20 names, then how many more.
+    static func list(_ names: [String]) -> String {
+        names.count <= 20 ? names.joined(separator: ", ") : names.prefix(20).joined(separator: ", ") + " and \(names.count - 20) more"
     }
 }

@@ -46,7 +46,26 @@ enum ZIP {
             entries.append(entry)
             position = next
         }
+        try checkNoOverlap(entries, directoryOffset: directory.offset, name: name)
         return entries
+    }
+
+    /// Refuses entries whose bytes overlap or reach into the central directory. In an archive
+    /// written by any ZIP tool each entry's local header and data follow the previous entry's;
+    /// overlapping entries are a bomb (4,000 directory entries naming one deflated member inflate
+    /// it 4,000 times). Each entry occupies at least its 30-byte local header, its name and its data.
+    static func checkNoOverlap(_ entries: [Entry], directoryOffset: UInt64, name: String) throws {
+        let ordered = entries.sorted { $0.localHeaderOffset < $1.localHeaderOffset }
+        for (k, entry) in ordered.enumerated() {
+            let next = k + 1 < ordered.count ? ordered[k + 1] : nil
+            let limit = next?.localHeaderOffset ?? directoryOffset
+            let (end, overflow) = entry.localHeaderOffset.addingReportingOverflow(30 + UInt64(entry.name.utf8.count))
+            let (dataEnd, dataOverflow) = end.addingReportingOverflow(entry.compressedSize)
+            guard !overflow, !dataOverflow, dataEnd <= limit else {
+                let other = next.map { "entry '\($0.name)' at offset \($0.localHeaderOffset)" } ?? "the central directory at offset \(directoryOffset)"
+                throw DataError(file: name, "entry '\(entry.name)' (at offset \(entry.localHeaderOffset), \(entry.compressedSize) compressed bytes) overlaps \(other): a corrupt or hostile archive")
+            }
+        }
     }
 
     /// The uncompressed bytes of `entry`, checked against its declared size and CRC-32.
@@ -70,6 +89,9 @@ enum ZIP {
             }
             data = payload
         case deflateMethod:
+            guard entry.uncompressedSize <= UInt64(Int.max) else {
+                throw DataError(file: name, "\(what) declares \(entry.uncompressedSize) bytes of content, an impossible size")
+            }
             data = try inflate(payload, count: Int(entry.uncompressedSize), name: "\(name)[\(entry.name)]")
         default:
             throw DataError(file: name, "\(what) uses ZIP compression method \(entry.method); only stored (0) and deflate (8) are supported")
@@ -133,14 +155,14 @@ enum ZIP {
         }
     }
 
-    /// Inflates raw deflate data that must produce exactly `count` bytes.
+    /// Inflates raw deflate data that must produce exactly `count` bytes. The output grows as
+    /// data arrives, so a declared size the stream does not hold is never allocated.
     private static func inflate(_ payload: Data, count: Int, name: String) throws -> Data {
         try payload.withUnsafeBytes { raw in
             let reader = try GzipReader(raw, name: name, windowBits: -15)
-            var out = Data(count: count)
-            try out.withUnsafeMutableBytes { try reader.readExactly(into: $0, what: "entry's declared \(count) bytes") }
+            let out = try reader.read(count: count, what: "entry's declared \(count) bytes")
             try reader.expectEnd()
-            return out
+            return Data(out)
         }
     }
 
