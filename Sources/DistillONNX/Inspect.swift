@@ -97,12 +97,20 @@ public enum ModelInspector {
         return summary
     }
 
+    /// Most bytes of one zeros input that `countFlops` makes: FLOPs are an estimate for one
+    /// example, not worth a huge allocation when a model declares a huge extent.
+    static let maxFlopsInputBytes = 1 << 30
+
     /// Floating-point operations of one run on a batch of one.
     public static func countFlops(_ model: ONNXModel) throws -> Int {
         var feeds: [String: ONNXValue] = [:]
         for info in model.inputs {
-            guard let shape = info.shape else { throw ONNXError("input '\(info.name)' has no declared shape") }
+            guard let shape = info.shape else { throw ONNXError("input \(quoted(info.name)) has no declared shape") }
             let dims = shape.map { $0.value ?? 1 }
+            let count = try checkedElementCount(dims, "input \(quoted(info.name))", elementBytes: 8)
+            guard count <= maxFlopsInputBytes / 8 else {
+                throw ONNXError("input \(quoted(info.name)) \(describeShape(dims)) is too large to run for a FLOP count")
+            }
             switch info.type {
             case .float?: feeds[info.name] = .float(Tensor.zeros(dims))
             case let t? where t.isInteger: feeds[info.name] = .int(IntTensor(shape: dims, values: [Int64](repeating: 0, count: dims.reduce(1, *)), type: t))
@@ -110,9 +118,14 @@ public enum ModelInspector {
             }
         }
         var total = 0
-        _ = try model.run(feeds, extra: [], observe: { node, inputs, outputs in total += flops(node, inputs, outputs) })
+        _ = try model.run(feeds, extra: [], observe: { node, inputs, outputs in
+            total = CheckedSize.add(total, flops(node, inputs, outputs)) ?? Int.max
+        })
         return total
     }
+
+    /// The product of FLOP factors, saturating at Int.max (a count, never a trap).
+    static func product(_ factors: Int...) -> Int { CheckedSize.product(factors.map { Swift.max($0, 0) }) ?? Int.max }
 
     /// FLOPs of one node from its actual operands (multiply-adds count 2; elementwise ops 1 per element).
     static func flops(_ node: Node, _ inputs: [ONNXValue?], _ outputs: [ONNXValue]) -> Int {
@@ -122,17 +135,18 @@ public enum ModelInspector {
         case "Conv":
             let w = shape(1)
             guard w.count >= 2 else { return 0 }
-            return out * 2 * w[1...].reduce(1, *) + (inputs.count > 2 && inputs[2] != nil ? out : 0)
+            return product(out, 2, w[1...].reduce(1, *)) &+ (inputs.count > 2 && inputs[2] != nil ? out : 0)
         case "Gemm":
             let a = shape(0)
             guard a.count == 2 else { return 0 }
             let k = (try? node.attributes.int("transA", 0)) == 1 ? a[0] : a[1]
-            return out * 2 * k + (inputs.count > 2 && inputs[2] != nil ? out : 0)
-        case "MatMul": return out * 2 * (shape(0).last ?? 0)
+            return product(out, 2, k) &+ (inputs.count > 2 && inputs[2] != nil ? out : 0)
+        case "MatMul": return product(out, 2, shape(0).last ?? 0)
         case "BatchNormalization": return 2 * out
         case "InstanceNormalization", "LayerNormalization", "LRN": return 5 * out
         case "MaxPool", "AveragePool":
-            return out * ((try? node.attributes.ints("kernel_shape")) ?? nil ?? []).reduce(1, *)
+            let kernel = ((try? node.attributes.ints("kernel_shape")) ?? nil ?? []).map { Swift.max($0, 0) }
+            return product(out, CheckedSize.product(kernel) ?? Int.max)
         case "GlobalAveragePool", "GlobalMaxPool": return inputs.first??.count ?? 0
         case "Softmax", "LogSoftmax": return 3 * out
         case let op where op.hasPrefix("Reduce") || op.hasPrefix("Arg"): return inputs.first??.count ?? 0
@@ -142,14 +156,14 @@ public enum ModelInspector {
             return 0
         case "LinearClassifier", "LinearRegressor":
             let x = shape(0)
-            return 2 * (x.first ?? 0) * (x.last ?? 0) * (outputs.last?.shape.last ?? 1)
+            return product(2, x.first ?? 0, x.last ?? 0, outputs.last?.shape.last ?? 1)
         case "TreeEnsembleClassifier", "TreeEnsembleRegressor":
             // One comparison per level of every tree: trees × log2(nodes per tree + 1) per row.
             let rows = shape(0).first ?? 1
             let nodes = ((try? node.attributes.ints("nodes_nodeids")) ?? nil)?.count ?? 0
             let trees = Set(((try? node.attributes.ints("nodes_treeids")) ?? nil) ?? []).count
             guard trees > 0 else { return 0 }
-            return rows * trees * Int(Foundation.log2(Double(nodes / trees + 1)).rounded(.up))
+            return product(rows, trees, Int(Foundation.log2(Double(nodes / trees + 1)).rounded(.up)))
         default: return outputs.reduce(0) { $0 + $1.count }
         }
     }

@@ -5,14 +5,12 @@ import Foundation
 /// attribute with the wrong type is an error that names the node and the attribute.
 struct Attributes {
     let byName: [String: Onnx_AttributeProto]
-    /// The node, for error messages.
-    let owner: String
     let directory: URL?
 
-    init(_ list: [Onnx_AttributeProto], owner: String, directory: URL?) {
+    init(_ list: [Onnx_AttributeProto], directory: URL?) {
         var map: [String: Onnx_AttributeProto] = [:]
         for a in list { map[a.name] = a }
-        byName = map; self.owner = owner; self.directory = directory
+        byName = map; self.directory = directory
     }
 
     var names: [String] { byName.keys.sorted() }
@@ -42,6 +40,34 @@ struct Attributes {
         return v
     }
     func int(_ name: String, _ fallback: Int) throws -> Int { try int(name) ?? fallback }
+
+    /// An integer attribute that must lie in `range` (a size, a count, a flag): the one place
+    /// that refuses a blocksize of 2^62 or a negative count before any arithmetic sees it.
+    func int(_ name: String, _ fallback: Int? = nil, in range: ClosedRange<Int>) throws -> Int? {
+        guard let v = try int(name) ?? fallback else { return nil }
+        guard range.contains(v) else { throw ONNXError("attribute '\(name)' is \(v), outside \(describe(range))") }
+        return v
+    }
+
+    /// An integer list attribute whose every value lies in `range` (strides, kernel extents, pads).
+    func ints(_ name: String, in range: ClosedRange<Int>) throws -> [Int]? {
+        guard let values = try ints(name) else { return nil }
+        if let bad = values.first(where: { !range.contains($0) }) {
+            throw ONNXError("attribute '\(name)' holds \(bad), outside \(describe(range)) (\(describeShape(values)))")
+        }
+        return values
+    }
+
+    /// Checks every tensor attribute's shape (and type) before anything counts or decodes it:
+    /// an ONNX-ML attribute declaring [2^32, 2^32] values made the parameter count trap.
+    func checkTensors() throws {
+        for (name, a) in byName.sorted(by: { $0.key < $1.key }) {
+            for t in (a.hasT ? [a.t] : []) + a.tensors {
+                let type = try ONNXDataType.from(t.dataType, what: "attribute \(quoted(name))")
+                _ = try checkedCount(t.dims, what: "attribute \(quoted(name))", elementBytes: type.byteWidth ?? 16)
+            }
+        }
+    }
 
     func ints(_ name: String) throws -> [Int]? {
         guard let a = byName[name] else { return nil }
@@ -117,7 +143,7 @@ struct Node {
     let prepared = NodeCache()
 
     /// "node 'conv1' (Conv)", or "node #3 (Conv)" when the node has no name.
-    var label: String { "node \(name.isEmpty ? "#\(index)" : "'\(name)'") (\(opType))" }
+    var label: String { "node \(name.isEmpty ? "#\(index)" : quoted(name)) (\(opType.isEmpty ? "no operator" : shortened(opType)))" }
     /// The registry key: the op type, prefixed by its domain outside ai.onnx.
     var key: String { domain.isEmpty ? opType : "\(domain):\(opType)" }
 }
@@ -176,10 +202,21 @@ struct OpContext {
     func optionalInts(_ i: Int) throws -> [Int]? { optional(i) == nil ? nil : try ints(i) }
     /// A scalar (or one-element) input as a Float, whatever its numeric type.
     func optionalScalar(_ i: Int) throws -> Float? {
-        guard let v = optional(i) else { return nil }
-        guard v.count == 1 else { throw ONNXError("input \(i) must hold one value, got \(v.typeDescription)") }
-        return Float(try v.doubles()[0])
+        guard optional(i) != nil else { return nil }
+        return Float(try scalar(i))
     }
+    /// Input `i`, which must hold exactly one number, as a Double.
+    func scalar(_ i: Int) throws -> Double {
+        let v = try input(i)
+        guard v.count == 1 else { throw ONNXError("input \(i) must hold one value, got \(v.typeDescription)") }
+        return try v.doubles()[0]
+    }
+}
+
+/// "1...2147483647", or "at least 1" for an open-ended range (error messages).
+func describe(_ range: ClosedRange<Int>) -> String {
+    if range.upperBound == Int.max { return "the range \(range.lowerBound) and up" }
+    return "the range \(range.lowerBound)...\(range.upperBound)"
 }
 
 /// An operator implementation: the node's outputs, in order, from its inputs.

@@ -146,73 +146,151 @@ public enum ONNXValue: @unchecked Sendable, CustomStringConvertible {
 
 // MARK: TensorProto ↔ values
 
-/// Limits a model file cannot exceed, so a corrupt size is an error rather than an allocation.
+/// Limits a model file cannot exceed, so that a corrupt or hostile value is an error rather than
+/// an allocation, a trap or a hang. Memory is bounded by `MemoryBudget` (DISTILL_MAX_MEMORY); these
+/// bound what the budget does not see.
 enum Limits {
-    /// Most elements in one tensor (2^32: 16 GiB of Float32). Tests lower it for fuzzing.
+    /// Most elements in one tensor (2^32: 16 GiB of Float32), whatever the budget. Tests lower it for fuzzing.
     @TaskLocal static var maxElements = 1 << 32
+    /// Most axes of one tensor. ONNX sets none; NumPy stops at 64, and a million axes made
+    /// Unsqueeze quadratic.
+    static let maxRank = 64
+    /// Most nodes in one graph. The largest exported models have tens of thousands.
+    static let maxNodes = 500_000
+    /// Most steps of one node's direct loops (Einsum, pooling windows, LRN, transposed and 3-D
+    /// convolutions): minutes of work, beyond any real layer, where sizes taken from attribute
+    /// values (an Einsum over many letters, a window as wide as a padded input) could ask for years.
+    @TaskLocal static var maxLoopSteps = 1 << 36
+    /// Most multiply-adds of one node that runs on BLAS (MatMul, Gemm, 2-D Conv) or a recurrence.
+    @TaskLocal static var maxMultiplyAdds = 1 << 44
+    /// Characters of a name quoted in an error message.
+    static let maxQuotedName = 120
 }
 
-/// Element count of `dims`, checked: no negative extent, no overflow, at most `Limits.maxElements`.
-func checkedCount(_ dims: [Int64], what: String) throws -> Int {
-    var n = 1
-    for d in dims {
-        guard d >= 0 else { throw ONNXError("\(what): negative extent \(d) in shape \(dims)") }
-        let (p, overflow) = n.multipliedReportingOverflow(by: Int(d))
-        guard !overflow, p <= Limits.maxElements else { throw ONNXError("\(what): shape \(dims) is too large") }
-        n = p
+/// Bytes per element the executor holds for `type`: Float32 tensors take 4, integer tensors are
+/// held as Int64 (8), strings as Swift `String`s (16 plus their text).
+func storageBytes(_ type: ONNXDataType) -> Int {
+    switch type {
+    case .float: return 4
+    case .string: return 16
+    default: return 8
     }
-    return n
+}
+
+/// `[2, 3, 4]`, or its first extents and the rank when the shape is long (error messages).
+func describeShape<C: Collection>(_ shape: C) -> String where C.Element: BinaryInteger {
+    guard shape.count > 12 else { return "[" + shape.map { String($0) }.joined(separator: ", ") + "]" }
+    return "[" + shape.prefix(8).map { String($0) }.joined(separator: ", ") + ", ... (\(shape.count) axes)]"
+}
+
+/// `text`, shortened in the middle when the file gave a very long name (error messages).
+func shortened(_ text: String) -> String {
+    guard text.utf8.count > Limits.maxQuotedName else { return text }
+    let half = Limits.maxQuotedName / 2
+    return "\(text.prefix(half))…\(text.suffix(half)) (\(text.count) characters)"
+}
+
+/// `'name'`, shortened in the middle when very long.
+func quoted(_ name: String) -> String { "'\(shortened(name))'" }
+
+/// Checks a shape that comes from the file, or from values computed from it, before anything of
+/// that shape is allocated: at most `Limits.maxRank` axes, no negative extent, and the product of
+/// its extents within `Limits.maxElements` and the memory budget at `elementBytes` per element.
+/// A zero extent does not hide the others: `[0, 2^62, 4]` is refused, because index arithmetic
+/// on it (strides, a flattened width, one index map per axis) would overflow or allocate.
+/// Returns the element count. Errors read "<what>: ...".
+@discardableResult
+func checkedElementCount(_ shape: [Int], _ what: String, elementBytes: Int = 8) throws -> Int {
+    guard shape.count <= Limits.maxRank else {
+        throw ONNXError("\(what): \(shape.count) axes, more than the \(Limits.maxRank) DistillKit allows")
+    }
+    var footprint = 1, hasZero = false
+    for d in shape {
+        guard d >= 0 else { throw ONNXError("\(what): negative extent \(d) in shape \(describeShape(shape))") }
+        if d == 0 { hasZero = true; continue }
+        guard let product = CheckedSize.multiply(footprint, d), product <= Limits.maxElements else {
+            throw ONNXError("\(what): shape \(describeShape(shape)) is too large (more than \(Limits.maxElements) elements)")
+        }
+        footprint = product
+    }
+    let bytes = CheckedSize.multiply(footprint, elementBytes)
+    if hasZero, (bytes ?? Int.max) > MemoryBudget.limitBytes {
+        throw ONNXError("\(what): shape \(describeShape(shape)) is empty, but its other extents multiply to \(footprint) elements, beyond the memory budget of \(MemoryBudget.describe(MemoryBudget.limitBytes))")
+    }
+    do {
+        try MemoryBudget.check(bytes: bytes, for: "\(what) \(describeShape(shape))")
+    } catch let e as TensorError {
+        throw ONNXError(e.message)
+    }
+    return hasZero ? 0 : footprint
+}
+
+/// Element count of `dims` read from a `TensorProto`, checked as `checkedElementCount`.
+func checkedCount(_ dims: [Int64], what: String, elementBytes: Int = 8) throws -> Int {
+    try checkedElementCount(dims.map { Int($0) }, what, elementBytes: elementBytes)
 }
 
 extension Onnx_TensorProto {
     /// "initializer 'fc.weight'" or "a tensor without a name".
-    var label: String { name.isEmpty ? "an unnamed tensor" : "tensor '\(name)'" }
+    var label: String { name.isEmpty ? "an unnamed tensor" : "tensor \(quoted(name))" }
 }
 
-/// Reads the bytes of a tensor stored outside the model file (`data_location: EXTERNAL`).
-/// The location must be a relative path inside the model's folder: no absolute paths, no `..`,
-/// no symbolic link that leads out.
-func externalBytes(_ t: Onnx_TensorProto, directory: URL?) throws -> Data {
+/// Reads the `byteCount` bytes of a tensor stored outside the model file (`data_location: EXTERNAL`).
+/// The location must be a relative path inside the model's folder (no absolute paths, no `..`, no
+/// symbolic link that leads out) naming a regular file: a FIFO would block forever and a device
+/// never ends. A `length` entry must agree with `byteCount`, and only those bytes are read.
+func externalBytes(_ t: Onnx_TensorProto, directory: URL?, byteCount: Int) throws -> Data {
     let what = t.label
     var entries: [String: String] = [:]
     for e in t.externalData { entries[e.key] = e.value }
     guard let location = entries["location"], !location.isEmpty else {
         throw ONNXError("\(what): external data without a 'location'")
     }
+    let shown = quoted(location.replacingOccurrences(of: "\0", with: "\\0"))
     guard let directory else {
-        throw ONNXError("\(what): stored in external file '\(location)', but the model was not read from a file; load it with ONNXModel(contentsOf:)")
+        throw ONNXError("\(what): stored in external file \(shown), but the model was not read from a file; load it with ONNXModel(contentsOf:)")
     }
     let parts = location.split(separator: "/", omittingEmptySubsequences: false)
     guard !location.hasPrefix("/"), !location.contains("\\"), !parts.contains(".."), !location.contains("\0") else {
-        throw ONNXError("\(what): external data location '\(location)' must be a relative path inside the model's folder (no absolute paths, no '..')")
+        throw ONNXError("\(what): external data location \(shown) must be a relative path inside the model's folder (no absolute paths, no '..')")
     }
     let url = directory.appendingPathComponent(location)
     let base = directory.resolvingSymlinksInPath().standardizedFileURL.path
     let resolved = url.resolvingSymlinksInPath().standardizedFileURL.path
     guard resolved.hasPrefix(base.hasSuffix("/") ? base : base + "/") else {
-        throw ONNXError("\(what): external data location '\(location)' leads outside the model's folder")
+        throw ONNXError("\(what): external data location \(shown) leads outside the model's folder")
     }
-    guard FileManager.default.fileExists(atPath: url.path) else {
-        throw ONNXError("\(what): external data file '\(location)' is missing (looked in \(directory.path))")
+    if let problem = InputFile.problem(at: url.path) {
+        throw ONNXError("\(what): external data file \(shown) \(problem == "no such file" ? "is missing (looked in \(directory.path))" : problem)")
     }
-    let offset = Int(entries["offset"] ?? "0") ?? -1
-    let length = entries["length"].map { Int($0) ?? -1 }
-    guard offset >= 0, (length ?? 0) >= 0 else {
-        throw ONNXError("\(what): external data offset/length must be non-negative integers")
+    guard let offset = Int(entries["offset"] ?? "0"), offset >= 0 else {
+        throw ONNXError("\(what): external data file \(shown): offset \(quoted(entries["offset"] ?? "")) is not a non-negative integer")
+    }
+    if let text = entries["length"] {
+        guard let length = Int(text), length >= 0 else {
+            throw ONNXError("\(what): external data file \(shown): length \(quoted(text)) is not a non-negative integer")
+        }
+        guard length == byteCount else {
+            throw ONNXError("\(what): external data file \(shown): length \(length) disagrees with the tensor's shape and type (\(byteCount) bytes)")
+        }
     }
     let handle: FileHandle
     do { handle = try FileHandle(forReadingFrom: url) } catch {
-        throw ONNXError("\(what): cannot open external data file '\(location)' (\(error.localizedDescription))")
+        throw ONNXError("\(what): cannot open external data file \(shown) (\((error as NSError).localizedFailureReason ?? error.localizedDescription))")
     }
     defer { try? handle.close() }
     let size = Int((try? handle.seekToEnd()) ?? 0)
-    let wanted = length ?? (size - offset)
-    guard offset <= size, wanted >= 0, wanted <= size - offset else {
-        throw ONNXError("\(what): external data file '\(location)' has \(size) bytes; offset \(offset) and length \(wanted) reach past its end")
+    guard offset <= size, byteCount <= size - offset else {
+        throw ONNXError("\(what): external data file \(shown) has \(size) bytes; offset \(offset) and length \(byteCount) reach past its end")
     }
-    try handle.seek(toOffset: UInt64(offset))
-    let data = try handle.read(upToCount: wanted) ?? Data()
-    guard data.count == wanted else { throw ONNXError("\(what): read \(data.count) of \(wanted) bytes from '\(location)'") }
+    let data: Data
+    do {
+        try handle.seek(toOffset: UInt64(offset))
+        data = try handle.read(upToCount: byteCount) ?? Data()
+    } catch {
+        throw ONNXError("\(what): cannot read external data file \(shown) (\(error.localizedDescription))")
+    }
+    guard data.count == byteCount else { throw ONNXError("\(what): read \(data.count) of \(byteCount) bytes from \(shown)") }
     return data
 }
 
@@ -236,16 +314,18 @@ extension ONNXValue {
         guard type.isSupported else {
             throw ONNXError("\(what): element type \(type) is not supported (DistillKit computes in FLOAT, with integer and boolean tensors for shapes and indices)")
         }
-        let count = try checkedCount(t.dims, what: what)
+        let count = try checkedCount(t.dims, what: what, elementBytes: storageBytes(type))
         let shape = t.dims.map { Int($0) }
         guard !t.hasSegment else { throw ONNXError("\(what): segmented tensors are not supported") }
 
         var raw: Data? = nil
-        if t.dataLocation == .external { raw = try externalBytes(t, directory: directory) }
-        else if t.hasRawData { raw = t.rawData }
+        if t.dataLocation == .external {
+            guard let width = type.byteWidth else { throw ONNXError("\(what): \(type) tensors cannot be stored as external data") }
+            raw = try externalBytes(t, directory: directory, byteCount: count * width)
+        } else if t.hasRawData { raw = t.rawData }
 
         func mismatch(_ found: Int, _ unit: String) -> ONNXError {
-            ONNXError("\(what): shape \(shape) needs \(count) values, but its data holds \(found) \(unit)")
+            ONNXError("\(what): shape \(describeShape(shape)) needs \(count) values, but its data holds \(found) \(unit)")
         }
         if type == .string {
             guard t.stringData.count == count else { throw mismatch(t.stringData.count, "strings") }
@@ -296,11 +376,12 @@ extension ONNXValue {
         let type = try ONNXDataType.from(t.dataType, what: t.label)
         let count = try checkedCount(t.dims, what: t.label)
         if type == .double {
+            guard t.dataLocation != .external else { throw ONNXError("\(t.label): DOUBLE attribute tensors cannot be stored as external data") }
             if t.hasRawData {
-                guard t.rawData.count == count * 8 else { throw ONNXError("\(t.label): shape \(t.dims) needs \(count) values, data holds \(t.rawData.count) bytes") }
+                guard t.rawData.count == count * 8 else { throw ONNXError("\(t.label): shape \(describeShape(t.dims)) needs \(count) values, data holds \(t.rawData.count) bytes") }
                 return littleEndianArray(t.rawData, count: count, as: Double.self)
             }
-            guard t.doubleData.count == count else { throw ONNXError("\(t.label): shape \(t.dims) needs \(count) values, double_data holds \(t.doubleData.count)") }
+            guard t.doubleData.count == count else { throw ONNXError("\(t.label): shape \(describeShape(t.dims)) needs \(count) values, double_data holds \(t.doubleData.count)") }
             return t.doubleData
         }
         return try decode(t, directory: directory).doubles()

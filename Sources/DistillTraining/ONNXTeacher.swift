@@ -33,15 +33,15 @@ public final class ONNXTeacher: Teacher {
         self.model = model
         name = "onnx (\(url.lastPathComponent))"
         guard model.inputs.count == 1, let input = model.inputs.first else {
-            throw TensorError("\(url.path): a teacher takes one input; this model takes \(model.inputs.count) (\(model.inputs.map(\.description).joined(separator: "; ")))")
+            throw TensorError("\(url.path): a teacher takes one input; this model takes \(model.inputs.count) (\(listed(model.inputs)))")
         }
         guard input.type == .float || input.type == nil else {
-            throw TensorError("\(url.path): the input '\(input.name)' is \(input.type.map(String.init(describing:)) ?? "?"); DistillKit feeds FLOAT (skl2onnx: initial_types=[('X', FloatTensorType([None, n_features]))])")
+            throw TensorError("\(url.path): the input '\(input.name.prefix(200))' is \(input.type.map(String.init(describing:)) ?? "?"); DistillKit feeds FLOAT (skl2onnx: initial_types=[('X', FloatTensorType([None, n_features]))])")
         }
         inputName = input.name
         let candidates = model.outputs.filter { $0.type == .float && ($0.shape?.count ?? 2) == 2 }
         guard let output = candidates.first else {
-            throw TensorError("\(url.path): no FLOAT [N, C] output to use as logits; outputs are \(model.outputs.map(\.description).joined(separator: "; "))")
+            throw TensorError("\(url.path): no FLOAT [N, C] output to use as logits; outputs are \(listed(model.outputs))")
         }
         outputName = output.name
         let producer = model.producingOperator(of: output.name)
@@ -50,7 +50,7 @@ public final class ONNXTeacher: Teacher {
         func numbers(_ key: String) throws -> [Float]? {
             guard let text = model.metadata[key] else { return nil }
             let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw TensorError("\(url.path): metadata \(key) = '\(text)' is not a list of numbers") }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw TensorError("\(url.path): metadata \(key) = '\(text.prefix(200))' is not a list of numbers") }
             return values.map { $0! }
         }
         self.inputMean = try inputMean ?? numbers("distillkit.input_mean")
@@ -74,13 +74,14 @@ public final class ONNXTeacher: Teacher {
         guard !fits else { return }
         let givenText = "[N," + example.map(String.init).joined(separator: ",") + "]"
         var advice = "the data does not fit the teacher"
-        let declaredCount = declared.dropFirst().compactMap(\.value).reduce(1, *)
+        // A declared product that overflows fits no data (-1: never equal to a real count).
+        let declaredCount = CheckedSize.product(declared.dropFirst().compactMap(\.value)) ?? -1
         if declared.dropFirst().allSatisfy({ $0.value != nil }) && declaredCount == example.reduce(1, *) {
             advice = "only the layout differs: re-export the teacher to take \(givenText) (e.g. in PyTorch, export nn.Sequential(nn.Unflatten(1, ...), model) or nn.Sequential(nn.Flatten(), model) with a dummy input of that shape)"
         } else if example.reduce(1, *) != declaredCount {
-            advice = "the teacher was trained on other data (\(declaredCount) values per example, the data has \(example.reduce(1, *)))"
+            advice = "the teacher was trained on other data (\(declaredCount < 0 ? "an overflowing number of" : String(declaredCount)) values per example, the data has \(example.reduce(1, *)))"
         }
-        throw TensorError("\(model.source): input '\(inputName)': \(givenText) given, \(model.inputs[0].shapeDescription) expected; \(advice)")
+        throw TensorError("\(model.source): input '\(inputName.prefix(200))': \(givenText) given, \(model.inputs[0].shapeDescription) expected; \(advice)")
     }
 
     /// `(x − mean) / std`, per channel (axis 1) or for all values.
@@ -137,4 +138,11 @@ public final class ONNXTeacherModule: Module {
             return Tensor.zeros([x.shape.first ?? 0, _classes])
         }
     }
+}
+
+/// The first few of a model's declared inputs or outputs, and how many more (a hostile model
+/// may declare a million).
+func listed(_ infos: [ONNXValueInfo]) -> String {
+    let shown = infos.prefix(5).map { String($0.description.prefix(200)) }.joined(separator: "; ")
+    return infos.count > 5 ? "\(shown); and \(infos.count - 5) more" : shown
 }

@@ -15,38 +15,62 @@ func stridesOf(_ shape: [Int]) -> [Int] {
 /// `axis` made non-negative and checked against `rank` (ONNX allows [-rank, rank-1]).
 func normalizedAxis(_ axis: Int, rank: Int, name: String = "axis") throws -> Int {
     let a = axis < 0 ? axis + rank : axis
-    guard a >= 0 && a < Swift.max(rank, 1) else { throw ONNXError("\(name) \(axis) is out of range for rank \(rank)") }
+    guard a >= 0 && a < rank else { throw ONNXError("\(name) \(axis) is out of range for rank \(rank)") }
     return a
 }
 
 /// Several axes normalised, checked and free of repeats.
 func normalizedAxes(_ axes: [Int], rank: Int) throws -> [Int] {
+    guard axes.count <= rank else { throw ONNXError("\(axes.count) axes \(describeShape(axes)) for rank \(rank)") }
     let result = try axes.map { try normalizedAxis($0, rank: rank, name: "axis") }
-    guard Set(result).count == result.count else { throw ONNXError("axes \(axes) repeat an axis") }
+    guard Set(result).count == result.count else { throw ONNXError("axes \(describeShape(axes)) repeat an axis") }
     return result
 }
 
-/// `shape` checked as an output shape: no negative extent, no overflow, not absurdly large.
+/// `shape` checked before a value of that shape is allocated (see `checkedElementCount`): the
+/// one check every operator makes on a shape it computed from attributes or input values. 8 bytes
+/// per element by default, the widest the executor holds (Int64 values, the Int source index per
+/// element that gathers build).
 @discardableResult
-func checkedShape(_ shape: [Int], _ what: String = "output") throws -> [Int] {
-    _ = try checkedCount(shape.map(Int64.init), what: what)
+func checkedShape(_ shape: [Int], _ what: String = "output", elementBytes: Int = 8) throws -> [Int] {
+    try checkedElementCount(shape, what, elementBytes: elementBytes)
     return shape
 }
 
+/// Throws unless `steps` (nil: counting them overflowed) stays within `limit`: for operators
+/// whose work is not bounded by their inputs' and output's sizes (an Einsum over many letters, a
+/// pooling window as wide as a padded input). `limit` is `Limits.maxLoopSteps` for direct loops,
+/// `Limits.maxMultiplyAdds` for BLAS products.
+func checkWork(_ steps: Int?, _ what: String, limit: Int = Limits.maxLoopSteps) throws {
+    guard let steps, steps <= limit else {
+        let shown = limit.nonzeroBitCount == 1 ? "2^\(limit.trailingZeroBitCount)" : String(limit)
+        throw ONNXError("\(what) needs more than \(shown) steps (the sizes are corrupt or hostile)")
+    }
+}
+
+/// The product of extents or counts taken from a file, or an error instead of an overflow.
+func checkedProduct(_ values: Int..., what: String) throws -> Int {
+    guard let p = CheckedSize.product(values) else { throw ONNXError("\(what): \(values.map(String.init).joined(separator: " × ")) overflows") }
+    return p
+}
+
 /// `a + b + c` for extents and paddings read from a file, or an error instead of an overflow.
-func checkedSum(_ values: Int...) throws -> Int {
+func checkedSum(_ values: Int...) throws -> Int { try checkedSum(values) }
+func checkedSum(_ values: [Int]) throws -> Int {
     var total = 0
     for v in values {
         let (s, overflow) = total.addingReportingOverflow(v)
-        guard !overflow else { throw ONNXError("extents \(values) overflow") }
+        guard !overflow else { throw ONNXError("extents \(describeShape(values)) overflow") }
         total = s
     }
     return total
 }
 
-/// Attribute integers that size things (pads, strides, kernels) must stay below 2^31.
+/// Attribute integers that size things (pads, strides, kernels) must stay below 2^31 in magnitude.
 func checkedSizes(_ values: [Int], _ name: String) throws -> [Int] {
-    guard values.allSatisfy({ Swift.abs($0) < 1 << 31 }) else { throw ONNXError("\(name) \(values) are out of range") }
+    guard values.count <= Limits.maxRank * 2, values.allSatisfy({ $0 > -(1 << 31) && $0 < 1 << 31 }) else {
+        throw ONNXError("\(name) \(describeShape(values)) are out of range (each must lie within ±2^31, one or two per axis)")
+    }
     return values
 }
 
@@ -136,6 +160,16 @@ extension ONNXValue {
         }
     }
 
+    /// An empty value of this type with `shape` (which has a zero extent): what Pad and Tile
+    /// return without building one index map per axis (an empty [0, 2^31] needs none).
+    func emptied(to shape: [Int]) -> ONNXValue {
+        switch self {
+        case .float: return .float(Tensor(uninitializedShape: shape))
+        case .int(let t): return .int(IntTensor(shape: shape, values: [], type: t.type))
+        case .string: return .string(StringTensor(shape: shape, values: []))
+        }
+    }
+
     /// A strided view of this value copied into a new contiguous value of `shape`.
     func restrided(offset: Int, strides: [Int], shape: [Int]) -> ONNXValue {
         let n = shape.reduce(1, *)
@@ -181,6 +215,7 @@ extension ONNXValue {
     static func concatenated(_ parts: [ONNXValue], axis: Int) throws -> ONNXValue {
         guard let first = parts.first else { throw ONNXError("nothing to concatenate") }
         let rank = first.shape.count
+        guard rank > 0 else { throw ONNXError("cannot concatenate scalars (\(first.typeDescription))") }
         let axis = try normalizedAxis(axis, rank: rank)
         for p in parts {
             guard p.dataType == first.dataType else { throw ONNXError("cannot concatenate \(first.typeDescription) and \(p.typeDescription)") }
@@ -190,7 +225,8 @@ extension ONNXValue {
             guard a == b else { throw ONNXError("cannot concatenate \(first.typeDescription) and \(p.typeDescription) along axis \(axis)") }
         }
         var shape = first.shape
-        shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+        shape[axis] = try checkedSum(parts.map { $0.shape[axis] })
+        try checkedShape(shape)
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         // Flat source index of every output element.
         var indices: [Int] = []

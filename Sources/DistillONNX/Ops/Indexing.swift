@@ -34,7 +34,8 @@ extension ONNXOps {
     static func OneHot(_ c: OpContext) throws -> [ONNXValue] {
         let indices = try c.input(0).doubles()
         let shape = try c.input(0).shape
-        guard let depthValue = try c.input(1).doubles().first, depthValue >= 1, depthValue < Double(1 << 31) else { throw ONNXError("depth must be a positive integer") }
+        let depthValue = try c.scalar(1)
+        guard depthValue >= 1, depthValue < Double(1 << 31) else { throw ONNXError("depth \(depthValue) must be an integer in 1..<2^31") }
         let depth = Int(depthValue)
         let values = try c.input(2)
         guard values.count == 2 else { throw ONNXError("values must hold [off, on]") }
@@ -61,7 +62,7 @@ extension ONNXOps {
         let k = try c.attributes.int("k", 0)
         let (rows, cols) = (x.shape[0], x.shape[1])
         let ones = (0..<(rows * cols)).map { $0 % cols - $0 / cols == k ? Float(1) : 0 }
-        let type = try c.attributes.int("dtype").map { try ONNXDataType.from(Int32($0), what: "dtype") } ?? x.dataType
+        let type = try c.attributes.int("dtype", in: 0...Int(Int32.max)).map { try ONNXDataType.from(Int32($0), what: "dtype") } ?? x.dataType
         return [try cast(floatValue([rows, cols], ones), to: type)]
     }
 
@@ -106,8 +107,10 @@ extension ONNXOps {
     /// The flat element offsets that the last axis of `indices` addresses in `data`, per index
     /// tuple, after `batchDims` shared leading axes; and the size of each addressed slice.
     static func ndOffsets(dataShape: [Int], indices: IntTensor, batchDims: Int) throws -> (offsets: [Int], slice: Int, sliceShape: [Int]) {
-        guard let depth = indices.shape.last, indices.shape.count >= 1, batchDims + depth <= dataShape.count else {
-            throw ONNXError("indices \(indices.shape) do not fit data \(dataShape)")
+        guard let depth = indices.shape.last, batchDims >= 0, batchDims < Swift.min(indices.shape.count, dataShape.count),
+              depth >= 1, batchDims + depth <= dataShape.count,
+              Array(indices.shape[..<batchDims]) == Array(dataShape[..<batchDims]) else {
+            throw ONNXError("indices \(indices.shape) with batch_dims \(batchDims) do not fit data \(dataShape): the last extent must lie in 1...\(dataShape.count - Swift.max(batchDims, 0)) and the first batch_dims extents must match")
         }
         let strides = stridesOf(dataShape)
         let batch = dataShape[..<batchDims].reduce(1, *)
@@ -134,6 +137,7 @@ extension ONNXOps {
         guard case .int(let idx) = try c.input(1) else { throw ONNXError("indices must be an integer tensor") }
         let batchDims = try c.attributes.int("batch_dims", 0)
         let (offsets, slice, sliceShape) = try ndOffsets(dataShape: data.shape, indices: idx, batchDims: batchDims)
+        try checkedShape(Array(idx.shape.dropLast()) + sliceShape)
         let sources = offsets.flatMap { o in (0..<slice).map { o + $0 } }
         return [data.picking(sources, shape: Array(idx.shape.dropLast()) + sliceShape)]
     }
@@ -155,6 +159,9 @@ extension ONNXOps {
             throw ONNXError("indices \(idx.shape), updates \(updates.shape) and data \(data.shape) must have one rank, indices and updates one shape")
         }
         let axis = try normalizedAxis(try c.attributes.int("axis", 0), rank: data.shape.count)
+        for d in 0..<data.shape.count where d != axis && idx.shape[d] > data.shape[d] {
+            throw ONNXError("indices \(idx.shape) exceed data \(data.shape) on axis \(d)")
+        }
         let ds = stridesOf(data.shape)
         var mapped = ds
         mapped[axis] = 0

@@ -82,8 +82,9 @@ struct TreeEnsemble {
     /// (output column, weight) votes of each leaf.
     var votes: [[(Int, Float)]] = []
 
-    /// Reads the ensemble; `prefix` is "class" (classifier) or "target" (regressor).
-    init(_ a: Attributes, prefix: String) throws {
+    /// Reads the ensemble; `prefix` is "class" (classifier) or "target" (regressor). Each vote's
+    /// output column must lie in 0..<`columns`.
+    init(_ a: Attributes, prefix: String, columns: Int) throws {
         let treeIDs = try a.ints("nodes_treeids") ?? [], nodeIDs = try a.ints("nodes_nodeids") ?? []
         let features = try a.ints("nodes_featureids") ?? []
         let modes = try a.strings("nodes_modes") ?? []
@@ -100,9 +101,12 @@ struct TreeEnsemble {
             throw ONNXError("nodes_values and nodes_missing_value_tracks_true must have \(n) entries")
         }
         var index: [Int: [Int: Int]] = [:]  // tree → node id → position
-        for i in 0..<n { index[treeIDs[i], default: [:]][nodeIDs[i]] = i }
-        let trees = index.keys.sorted()
-        roots = trees.map { t in (0..<n).first { treeIDs[$0] == t }! }
+        var firstNode: [Int: Int] = [:]  // tree → its first node, the root
+        for i in 0..<n {
+            index[treeIDs[i], default: [:]][nodeIDs[i]] = i
+            if firstNode[treeIDs[i]] == nil { firstNode[treeIDs[i]] = i }
+        }
+        roots = firstNode.keys.sorted().map { firstNode[$0]! }
         feature = features
         threshold = values.isEmpty ? [Float](repeating: 0, count: n) : values
         missingTrue = missing.isEmpty ? [Bool](repeating: false, count: n) : missing.map { $0 != 0 }
@@ -133,6 +137,9 @@ struct TreeEnsemble {
         let vWeights = try a.floats("\(prefix)_weights") ?? a.numbers("\(prefix)_weights_as_tensor")?.map { Float($0) } ?? []
         guard vTrees.count == vNodes.count, vIDs.count == vNodes.count, vWeights.count == vNodes.count else {
             throw ONNXError("\(prefix)_treeids, \(prefix)_nodeids, \(prefix)_ids and \(prefix)_weights differ in length")
+        }
+        if let bad = vIDs.first(where: { $0 < 0 || $0 >= columns }) {
+            throw ONNXError("\(prefix)_ids holds \(bad), outside 0..<\(columns)")
         }
         votes = [[(Int, Float)]](repeating: [], count: n)
         for k in 0..<vNodes.count {
@@ -197,6 +204,7 @@ extension ONNXOps {
     /// Class labels of a classifier: (int64 labels, string labels), exactly one present.
     static func classLabels(_ a: Attributes, ints: String, strings: String) throws -> (ints: [Int]?, strings: [String]?, count: Int) {
         let i = try a.ints(ints), s = try a.strings(strings)
+        guard i == nil || s == nil else { throw ONNXError("\(ints) and \(strings) are both given; one names the classes") }
         guard let count = i?.count ?? s?.count, count > 0 else { throw ONNXError("\(ints) or \(strings) is required") }
         return (i, s, count)
     }
@@ -219,14 +227,16 @@ extension ONNXOps {
         let (rows, features, x) = try featureRows(try c.input(0))
         // Everything derived from the attributes (tens of thousands of entries for a forest) once per node.
         let (labels, ensemble, classIDs) = try c.node.prepared.value("classifier") {
-            (try classLabels(a, ints: "classlabels_int64s", strings: "classlabels_strings"),
-             try TreeEnsemble(a, prefix: "class"), Set(try a.ints("class_ids") ?? []))
+            let labels = try classLabels(a, ints: "classlabels_int64s", strings: "classlabels_strings")
+            // Class ids index the labels (two columns at least: a binary model votes in one).
+            return (labels, try TreeEnsemble(a, prefix: "class", columns: Swift.max(labels.count, 2)), Set(try a.ints("class_ids") ?? []))
         }
         var width = labels.count
         // One score column for two classes: the binary case.
         let binary = classIDs.count == 1
         if binary && width == 1 { width = 2 }
         let columns = Swift.max(width, (classIDs.max() ?? 0) + 1)
+        try checkedShape([rows, columns], elementBytes: 4)
         var scores = try ensemble.scores(x, rows: rows, features: features, columns: columns)
         if columns != width { scores = (0..<rows).flatMap { r in scores[(r * columns)..<(r * columns + width)] } }
         let base = try a.floats("base_values") ?? a.numbers("base_values_as_tensor")?.map { Float($0) } ?? []
@@ -251,9 +261,9 @@ extension ONNXOps {
     static func TreeEnsembleRegressor(_ c: OpContext) throws -> [ONNXValue] {
         let a = c.attributes
         let (rows, features, x) = try featureRows(try c.input(0))
-        let targets = try a.int("n_targets", 1)
-        guard targets >= 1 else { throw ONNXError("n_targets must be positive") }
-        let ensemble = try c.node.prepared.value("ensemble") { try TreeEnsemble(a, prefix: "target") }
+        let targets = try a.int("n_targets", 1, in: 1...Int.max)!
+        try checkedShape([rows, targets], elementBytes: 4)
+        let ensemble = try c.node.prepared.value("ensemble") { try TreeEnsemble(a, prefix: "target", columns: targets) }
         let aggregate = try a.string("aggregate_function", "SUM")
         guard ["SUM", "AVERAGE", "MIN", "MAX"].contains(aggregate) else { throw ONNXError("aggregate_function '\(aggregate)' must be SUM, AVERAGE, MIN or MAX") }
         var scores = try ensemble.scores(x, rows: rows, features: features, columns: targets, aggregate: aggregate)
@@ -271,9 +281,10 @@ extension ONNXOps {
         let a = c.attributes
         let (rows, features, x) = try featureRows(try c.input(0))
         guard let coefficients = try a.floats("coefficients") else { throw ONNXError("attribute 'coefficients' is required") }
-        let width = outputs ?? (features == 0 ? 0 : coefficients.count / features)
-        guard width > 0, coefficients.count == width * features else {
-            throw ONNXError("\(coefficients.count) coefficients do not fit \(features) features")
+        guard features > 0 else { throw ONNXError("the input rows have no features") }
+        let width = outputs ?? coefficients.count / features
+        guard width > 0, CheckedSize.multiply(width, features) == coefficients.count else {
+            throw ONNXError("\(coefficients.count) coefficients do not fit \(features) features\(outputs.map { " and \($0) targets" } ?? "")")
         }
         let intercepts = try a.floats("intercepts") ?? []
         guard intercepts.isEmpty || intercepts.count == width else { throw ONNXError("\(intercepts.count) intercepts for \(width) outputs") }
@@ -354,10 +365,10 @@ extension ONNXOps {
     static func ArrayFeatureExtractor(_ c: OpContext) throws -> [ONNXValue] {
         let x = try c.input(0), columns = try c.ints(1)
         let width = x.shape.last ?? 0
-        guard columns.allSatisfy({ $0 >= 0 && $0 < width }) else { throw ONNXError("a column index in \(columns) is outside 0..<\(width)") }
+        if let bad = columns.first(where: { $0 < 0 || $0 >= width }) { throw ONNXError("column index \(bad) is outside 0..<\(width)") }
         let rows = x.count / Swift.max(width, 1)
+        let shape = try checkedShape(x.shape.count <= 1 ? [1, columns.count] : Array(x.shape.dropLast()) + [columns.count])
         let sources = (0..<rows).flatMap { r in columns.map { r * width + $0 } }
-        let shape = x.shape.count <= 1 ? [1, columns.count] : Array(x.shape.dropLast()) + [columns.count]
         return [x.picking(sources, shape: shape)]
     }
 

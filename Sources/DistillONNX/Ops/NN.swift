@@ -14,19 +14,19 @@ struct WindowGeometry {
     init(_ c: OpContext, input: [Int], kernel: [Int], ceilMode: Bool = false, dilations allowDilations: Bool = true) throws {
         let r = input.count
         let a = c.attributes
-        guard kernel.count == r, kernel.allSatisfy({ $0 >= 1 }) else { throw ONNXError("kernel_shape \(kernel) does not fit \(r) spatial axes") }
+        guard kernel.count == r, kernel.allSatisfy({ $0 >= 1 }) else { throw ONNXError("kernel_shape \(describeShape(kernel)) must be \(r) positive extents") }
         _ = try checkedSizes(kernel, "kernel_shape")
         let strides = try checkedSizes(try a.ints("strides") ?? [Int](repeating: 1, count: r), "strides")
         let dilations = try checkedSizes(allowDilations ? try a.ints("dilations") ?? [Int](repeating: 1, count: r) : [Int](repeating: 1, count: r), "dilations")
-        guard strides.count == r, strides.allSatisfy({ $0 >= 1 }) else { throw ONNXError("strides \(strides) must be \(r) positive integers") }
-        guard dilations.count == r, dilations.allSatisfy({ $0 >= 1 }) else { throw ONNXError("dilations \(dilations) must be \(r) positive integers") }
+        guard strides.count == r, strides.allSatisfy({ $0 >= 1 }) else { throw ONNXError("strides \(describeShape(strides)) must be \(r) positive integers") }
+        guard dilations.count == r, dilations.allSatisfy({ $0 >= 1 }) else { throw ONNXError("dilations \(describeShape(dilations)) must be \(r) positive integers") }
         let span = (0..<r).map { (kernel[$0] - 1) * dilations[$0] + 1 }
         var begin = [Int](repeating: 0, count: r), end = begin, output: [Int] = []
         let autoPad = try a.string("auto_pad", "NOTSET")
         switch autoPad {
         case "NOTSET", "":
             let pads = try checkedSizes(try a.ints("pads") ?? [Int](repeating: 0, count: 2 * r), "pads")
-            guard pads.count == 2 * r, pads.allSatisfy({ $0 >= 0 }) else { throw ONNXError("pads \(pads) must be \(2 * r) non-negative integers") }
+            guard pads.count == 2 * r, pads.allSatisfy({ $0 >= 0 }) else { throw ONNXError("pads \(describeShape(pads)) must be \(2 * r) non-negative integers") }
             begin = Array(pads[..<r]); end = Array(pads[r...])
             for i in 0..<r {
                 let room = input[i] + begin[i] + end[i] - span[i]
@@ -55,6 +55,12 @@ struct WindowGeometry {
         self.kernel = kernel; self.strides = strides; self.dilations = dilations
         self.padsBegin = begin; self.padsEnd = end; self.output = output
     }
+
+    /// Window taps that can land inside an input of spatial extents `input`: the work per output
+    /// element of a pooling or a convolution (a window wider than the input only reads the input).
+    func tapsPerOutput(input: [Int]) -> Int? {
+        CheckedSize.product(zip(kernel, input).map { k, n in Swift.max(1, Swift.min(k, n)) })
+    }
 }
 
 extension ONNXOps {
@@ -68,16 +74,23 @@ extension ONNXOps {
         guard x.rank >= 3, x.rank == w.rank else { throw ONNXError("X \(x.shape) and W \(w.shape) must both be [N, C, spatial...]") }
         let r = x.rank - 2
         guard r <= 3 else { throw ONNXError("convolution over \(r) spatial axes is not supported (1-D to 3-D are)") }
-        let group = try c.attributes.int("group", 1)
+        let group = try c.attributes.int("group", 1, in: 1...Int.max)!
         let (n, ch, m) = (x.shape[0], x.shape[1], w.shape[0])
-        guard group >= 1, ch % group == 0, m % group == 0, w.shape[1] * group == ch else {
+        guard ch % group == 0, m % group == 0, CheckedSize.multiply(w.shape[1], group) == ch else {
             throw ONNXError("X \(x.shape), W \(w.shape) and group \(group) do not fit: W must be [M, C/group, ...] with group dividing C and M")
         }
         if let b { guard b.shape == [m] else { throw ONNXError("B \(b.shape) must be [\(m)]") } }
         let kernel = Array(w.shape[2...])
-        if let k = try c.attributes.ints("kernel_shape"), k != kernel { throw ONNXError("kernel_shape \(k) disagrees with W \(w.shape)") }
+        if let k = try c.attributes.ints("kernel_shape"), k != kernel { throw ONNXError("kernel_shape \(describeShape(k)) disagrees with W \(w.shape)") }
         let g = try WindowGeometry(c, input: Array(x.shape[2...]), kernel: kernel)
         guard g.output.allSatisfy({ $0 > 0 }) else { throw ONNXError("the output would be empty (input \(x.shape), kernel \(kernel))") }
+        try checkedShape([n, m] + g.output, elementBytes: 4)
+        // Multiply-adds, and the unfolded input (im2col) of one batch chunk: C·k extents × output extents.
+        let outPlane = g.output.reduce(1, *)
+        let perOutput = CheckedSize.multiply(ch / group, w.shape[2...].reduce(1, *))
+        try checkWork(perOutput.flatMap { CheckedSize.product([n, m, outPlane, $0]) }, "the convolution", limit: r == 3 ? Limits.maxLoopSteps : Limits.maxMultiplyAdds)
+        let chunkImages = (n + 7) / 8  // conv2d unfolds its batch in eight chunks
+        try checkedShape([chunkImages, ch, w.shape[2...].reduce(1, *), outPlane], "the unfolded input", elementBytes: 4)
         if n == 0 { return [.float(Tensor(uninitializedShape: [0, m] + g.output))] }
         if r == 3 { return [.float(directConv3d(x, w, b, g, group: group))] }
 
@@ -87,6 +100,7 @@ extension ONNXOps {
         let weight = r == 1 ? Tensor(shape: [m, w.shape[1], 1, w.shape[2]], storage: w.storage) : w
         var begin = as2d(g.padsBegin, 0), end = as2d(g.padsEnd, 0)
         if begin != end {
+            try checkedShape((0..<4).map { i in input.shape[i] + (i < 2 ? 0 : begin[i - 2] + end[i - 2]) }, "the padded input", elementBytes: 4)
             input = padFloat(input, begin: [0, 0] + begin, end: [0, 0] + end, mode: .constant(0))
             begin = [0, 0]; end = [0, 0]
         }
@@ -140,16 +154,19 @@ extension ONNXOps {
         guard x.rank >= 3, x.rank <= 5, x.rank == w.rank else { throw ONNXError("X \(x.shape) and W \(w.shape) must both be [N, C, spatial...] with 1 to 3 spatial axes") }
         let r = x.rank - 2
         let a = c.attributes
-        let group = try a.int("group", 1)
+        let group = try a.int("group", 1, in: 1...Int.max)!
         let (n, ch) = (x.shape[0], x.shape[1])
-        guard group >= 1, w.shape[0] == ch, ch % group == 0 else { throw ONNXError("W \(w.shape) must be [C=\(ch), M/group, ...] with group \(group) dividing C") }
-        let mg = w.shape[1], m = mg * group, cg = ch / group
+        guard w.shape[0] == ch, ch % group == 0 else { throw ONNXError("W \(w.shape) must be [C=\(ch), M/group, ...] with group \(group) dividing C") }
+        let mg = w.shape[1], m = try checkedProduct(mg, group, what: "output channels (M/group × group)"), cg = ch / group
         if let b { guard b.shape == [m] else { throw ONNXError("B \(b.shape) must be [\(m)]") } }
-        let ins = Array(x.shape[2...]), kernel = Array(w.shape[2...])
-        let strides = try checkedSizes(try a.ints("strides") ?? [Int](repeating: 1, count: r), "strides")
-        let dilations = try checkedSizes(try a.ints("dilations") ?? [Int](repeating: 1, count: r), "dilations")
-        let outputPadding = try checkedSizes(try a.ints("output_padding") ?? [Int](repeating: 0, count: r), "output_padding")
+        let ins = Array(x.shape[2...]), kernel = try checkedSizes(Array(w.shape[2...]), "W's kernel extents")
+        let sizeRange = 1...(1 << 31 - 1)
+        let strides = try a.ints("strides", in: sizeRange) ?? [Int](repeating: 1, count: r)
+        let dilations = try a.ints("dilations", in: sizeRange) ?? [Int](repeating: 1, count: r)
+        let outputPadding = try a.ints("output_padding", in: 0...(1 << 31 - 1)) ?? [Int](repeating: 0, count: r)
         guard strides.count == r, dilations.count == r, outputPadding.count == r else { throw ONNXError("strides, dilations and output_padding need \(r) values") }
+        // Extents beyond 2^31 are refused so that stride·(in − 1) + span stays far from overflow.
+        guard ins.allSatisfy({ $0 < 1 << 31 }) else { throw ONNXError("X \(x.shape) has a spatial extent beyond 2^31") }
         let span = (0..<r).map { (kernel[$0] - 1) * dilations[$0] + 1 }
         let autoPad = try a.string("auto_pad", "NOTSET")
         var begin = [Int](repeating: 0, count: r), end = begin
@@ -158,7 +175,7 @@ extension ONNXOps {
             outs = try checkedSizes(Array(shape.suffix(r)), "output_shape")
             guard outs.count == r else { throw ONNXError("output_shape needs \(r) extents") }
             if autoPad != "SAME_UPPER" && autoPad != "SAME_LOWER" {  // explicit (or no) pads; the output is cut or zero-filled to the shape
-                if let pads = try a.ints("pads"), pads.count == 2 * r { begin = Array(pads[..<r]); end = Array(pads[r...]) }
+                if let pads = try a.ints("pads").map({ try checkedSizes($0, "pads") }), pads.count == 2 * r { begin = Array(pads[..<r]); end = Array(pads[r...]) }
             } else { for i in 0..<r {
                 let total = strides[i] * (ins[i] - 1) + outputPadding[i] + span[i] - outs[i]
                 begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
@@ -179,7 +196,8 @@ extension ONNXOps {
             outs = (0..<r).map { strides[$0] * (ins[$0] - 1) + outputPadding[$0] + span[$0] - begin[$0] - end[$0] }
         }
         guard outs.allSatisfy({ $0 > 0 }) else { throw ONNXError("the output would be empty (output extents \(outs))") }
-        try checkedShape([n, m] + outs)
+        try checkedShape([n, m] + outs, elementBytes: 4)
+        try checkWork(CheckedSize.product([n, ch, mg] + ins + kernel), "the transposed convolution")
         // As 3-D.
         let lead = 3 - r
         func as3(_ v: [Int], _ fill: Int) -> [Int] { [Int](repeating: fill, count: lead) + v }
@@ -230,6 +248,8 @@ extension ONNXOps {
         let ceil = try c.attributes.int("ceil_mode", 0) == 1
         let g = try WindowGeometry(c, input: Array(x.shape[2...]), kernel: kernel, ceilMode: ceil,
                                    dilations: isMax || c.opset >= 19)
+        let outputShape = try checkedShape(Array(x.shape[..<2]) + g.output, elementBytes: 4)
+        try checkWork(g.tapsPerOutput(input: Array(x.shape[2...])).flatMap { CheckedSize.product(outputShape + [$0]) }, "the pooling")
         // As 3-D: leading spatial extents of 1.
         let lead = 5 - x.rank
         func as3(_ v: [Int], _ fill: Int) -> [Int] { [Int](repeating: fill, count: lead) + v }
@@ -251,13 +271,14 @@ extension ONNXOps {
         let st = as3(g.strides, 1), dl = as3(g.dilations, 1), pb = as3(g.padsBegin, 0), pe = as3(g.padsEnd, 0)
         let planes = x.shape[0] * x.shape[1]
         let inPlane = ins.reduce(1, *), outPlane = outs.reduce(1, *)
-        let out = Tensor(uninitializedShape: Array(x.shape[..<2]) + g.output)
+        let windowTaps = g.tapsPerOutput(input: Array(x.shape[2...])) ?? 1  // bounded by checkWork above
+        let out = Tensor(uninitializedShape: outputShape)
         let storageOrder = try c.attributes.int("storage_order", 0)
         var indices = [Int64](repeating: 0, count: wantIndices ? out.count : 0)
         let src = SharedPointer(x.data), dst = SharedPointer(out.data)
         indices.withUnsafeMutableBufferPointer { idxBuffer in
             let idx = wantIndices ? idxBuffer.baseAddress.map { SharedPointer($0) } : nil
-            Parallel.forChunks(planes, costPerItem: outPlane * k.reduce(1, *)) { range in
+            Parallel.forChunks(planes, costPerItem: outPlane * windowTaps) { range in
                 for plane in range {
                     let s = src.p + plane * inPlane, o = dst.p + plane * outPlane
                     var outIndex = 0
@@ -356,6 +377,8 @@ extension ONNXOps {
         let (m, k) = ta ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
         let (kb, n) = tb ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         guard k == kb else { throw ONNXError("inner dimensions differ: A\(ta ? "ᵀ" : "") \(a.shape) · B\(tb ? "ᵀ" : "") \(b.shape)") }
+        try checkedShape([m, n], elementBytes: 4)
+        try checkWork(CheckedSize.product([m, n, k]), "the product", limit: Limits.maxMultiplyAdds)
         let out: Tensor
         if let cc, beta != 0 {
             guard (try? broadcastShapes([cc.shape, [m, n]])) == [m, n] else { throw ONNXError("C \(cc.shape) does not broadcast to [\(m), \(n)]") }
@@ -380,6 +403,8 @@ extension ONNXOps {
         guard k == kb else { throw ONNXError("inner dimensions differ: \(a0.shape) · \(b0.shape)") }
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let batch = try broadcastShapes([batchA, batchB])
+        try checkedShape(batch + [m, n], elementBytes: 4)
+        try checkWork(CheckedSize.product(batch + [m, n, k]), "the product", limit: Limits.maxMultiplyAdds)
         let out = Tensor(uninitializedShape: batch + [m, n])
         if batchB.allSatisfy({ $0 == 1 }) && batchA == batch {
             // One GEMM: every batch of A against the one matrix B.
@@ -462,6 +487,11 @@ extension ONNXOps {
         let x = try c.float(0), scale = try c.float(1), bias = try c.optionalFloat(2)
         let axis = try normalizedAxis(try c.attributes.int("axis", -1), rank: x.rank)
         let eps = try c.attributes.float("epsilon", 1e-5)
+        for (name, t) in [("Scale", Optional(scale)), ("B", bias)] {
+            if let t, !(t.rank <= x.rank && zip(t.shape.reversed(), x.shape.reversed()).allSatisfy({ $0 == 1 || $0 == $1 })) {
+                throw ONNXError("\(name) \(t.shape) does not broadcast to X \(x.shape)")
+            }
+        }
         let trailing = Array(x.shape[axis...])
         let rows = x.shape[..<axis].reduce(1, *), width = trailing.reduce(1, *)
         let normalized = Tensor(uninitializedShape: x.shape)
@@ -487,7 +517,8 @@ extension ONNXOps {
     static func LRN(_ c: OpContext) throws -> [ONNXValue] {
         let x = try c.float(0)
         guard x.rank >= 3 else { throw ONNXError("X \(x.shape) must be [N, C, spatial...]") }
-        guard let size = try c.attributes.int("size"), size >= 1 else { throw ONNXError("attribute 'size' is required") }
+        guard let size = try c.attributes.int("size", in: 1...Int.max) else { throw ONNXError("attribute 'size' is required") }
+        try checkWork(CheckedSize.multiply(x.count, Swift.min(size, x.shape[1])), "the normalisation window")
         let alpha = try c.attributes.float("alpha", 1e-4), beta = try c.attributes.float("beta", 0.75), bias = try c.attributes.float("bias", 1)
         let ch = x.shape[1], area = x.shape[2...].reduce(1, *)
         let lo = (size - 1) / 2, hi = size - 1 - lo

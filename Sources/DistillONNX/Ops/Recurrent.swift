@@ -32,23 +32,39 @@ extension ONNXOps {
         let w = try c.float(1), r = try c.float(2), b = try c.optionalFloat(3)
         let lens = try c.optionalInts(4)
         let gates = cell == .rnn ? 1 : (cell == .gru ? 3 : 4)
-        guard let hidden = try a.int("hidden_size") ?? (w.rank == 3 ? w.shape[1] / gates : nil) else { throw ONNXError("hidden_size is required") }
+        guard let hidden = try a.int("hidden_size", in: 1...Int.max) ?? (w.rank == 3 ? w.shape[1] / gates : nil) else {
+            throw ONNXError("hidden_size is required")
+        }
         let direction = try a.string("direction", "forward")
+        guard ["forward", "reverse", "bidirectional"].contains(direction) else {
+            throw ONNXError("direction \(quoted(direction)) must be forward, reverse or bidirectional")
+        }
         let directions = direction == "bidirectional" ? 2 : 1
-        let layout = try a.int("layout", 0)
+        let layout = try a.int("layout", 0, in: 0...1)!
         guard x.rank == 3 else { throw ONNXError("X \(x.shape) must be 3-D") }
         if layout == 1 { x = try transposed(.float(x), [1, 0, 2]).floatTensor! }
         let (steps, batch, inputSize) = (x.shape[0], x.shape[1], x.shape[2])
-        guard w.shape == [directions, gates * hidden, inputSize], r.shape == [directions, gates * hidden, hidden] else {
-            throw ONNXError("W \(w.shape) and R \(r.shape) must be [\(directions), \(gates * hidden), \(inputSize)] and [\(directions), \(gates * hidden), \(hidden)]")
+        let rows = try checkedProduct(gates, hidden, what: "hidden_size × gates")
+        guard w.shape == [directions, rows, inputSize], r.shape == [directions, rows, hidden] else {
+            throw ONNXError("W \(w.shape) and R \(r.shape) must be [\(directions), \(rows), \(inputSize)] and [\(directions), \(rows), \(hidden)]")
         }
-        if let b { guard b.shape == [directions, 2 * gates * hidden] else { throw ONNXError("B \(b.shape) must be [\(directions), \(2 * gates * hidden)]") } }
+        // W and R exist in memory, so from here hidden, rows and 2·rows are bounded by their sizes.
+        if let b { guard b.shape == [directions, 2 * rows] else { throw ONNXError("B \(b.shape) must be [\(directions), \(2 * rows)]") } }
         var initialH = try c.optionalFloat(5), initialC = cell == .lstm ? try c.optionalFloat(6) : nil
         let peepholes = cell == .lstm ? try c.optionalFloat(7) : nil
         if layout == 1 {
             initialH = try initialH.map { try transposed(.float($0), [1, 0, 2]).floatTensor! }
             initialC = try initialC.map { try transposed(.float($0), [1, 0, 2]).floatTensor! }
         }
+        for (name, t) in [("initial_h", initialH), ("initial_c", initialC)] {
+            if let t, t.shape != [directions, batch, hidden] { throw ONNXError("\(name) \(t.shape) must be [\(directions), \(batch), \(hidden)]") }
+        }
+        if let p = peepholes, p.shape != [directions, 3 * hidden] { throw ONNXError("P \(p.shape) must be [\(directions), \(3 * hidden)]") }
+        if let lens, lens.count != batch || lens.contains(where: { $0 < 0 || $0 > steps }) {
+            throw ONNXError("sequence_lens must hold \(batch) lengths in 0...\(steps)")
+        }
+        try checkedShape([steps, directions, batch, hidden], elementBytes: 4)
+        try checkWork(CheckedSize.product([steps, directions, batch, rows, inputSize + hidden]), "the recurrence", limit: Limits.maxMultiplyAdds)
         let names = try a.strings("activations") ?? []
         let alphas = try a.floats("activation_alpha") ?? [], betas = try a.floats("activation_beta") ?? []
         let perDirection = cell == .rnn ? 1 : (cell == .gru ? 2 : 3)
@@ -151,7 +167,14 @@ extension ONNXOps {
         }
         let sides = equation.components(separatedBy: "->")
         let terms = sides[0].components(separatedBy: ",")
-        guard terms.count == operands.count, sides.count <= 2 else { throw ONNXError("equation '\(equation)' does not fit \(operands.count) operands") }
+        guard terms.count == operands.count, sides.count <= 2 else { throw ONNXError("equation \(quoted(equation)) does not fit \(operands.count) operands") }
+        // Letters, and at most one "..." per term.
+        for term in terms + sides.dropFirst() {
+            let letters = term.replacingOccurrences(of: "...", with: "")
+            guard letters.allSatisfy({ $0.isASCII && $0.isLetter }), term.components(separatedBy: "...").count <= 2 else {
+                throw ONNXError("equation \(quoted(equation)): term \(quoted(term)) must be letters with at most one '...'")
+            }
+        }
         // Ellipsis axes become the symbols "0", "1", ... aligned from the right.
         let ellipsisRank = try zip(terms, operands).map { term, t -> Int in
             let letters = term.replacingOccurrences(of: "...", with: "").count
@@ -182,6 +205,7 @@ extension ONNXOps {
             outputSymbols = ellipsis + counts.filter { $0.value == 1 && !ellipsis.contains($0.key) }.map(\.key).sorted()
         }
         for s in outputSymbols where extents[s] == nil { throw ONNXError("output axis '\(s)' does not appear in the inputs") }
+        guard Set(outputSymbols).count == outputSymbols.count else { throw ONNXError("equation \(quoted(equation)) repeats an output letter") }
         let all = outputSymbols + extents.keys.filter { !outputSymbols.contains($0) }.sorted()
         let shape = all.map { extents[$0]! }
         let outShape = outputSymbols.map { extents[$0]! }
@@ -191,8 +215,9 @@ extension ONNXOps {
             return all.map { s in symbols.indices.filter { symbols[$0] == s && dims[$0] != 1 }.reduce(0) { $0 + own[$1] } }
         }
         let loopStrides = zip(inputSymbols, operands).map { strides($0, $1.shape) } + [strides(outputSymbols, outShape)]
+        try checkedShape(outShape, elementBytes: 4)
+        try checkWork(CheckedSize.product(shape), "the equation \(quoted(equation))")
         let out = Tensor.zeros(outShape)
-        _ = try checkedCount(shape.map(Int64.init), what: "Einsum loop")
         forEachStrided(shape, loopStrides) { _, offs in
             var product: Float = 1
             for (k, t) in operands.enumerated() { product *= t.data[offs[k]] }

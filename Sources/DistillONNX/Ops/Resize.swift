@@ -62,6 +62,8 @@ struct ResizeAxis {
         // Per output coordinate: (first neighbour, weights), or nil for the extrapolation value.
         let taps: [(Int, [Double])?] = try (0..<outputWidth).map { y in
             guard let x = try source(y) else { return nil }
+            // Finite, and within a few input widths for every finite roi and scale; guard the conversion anyway.
+            guard x.isFinite, Swift.abs(x) < 1e15 else { throw ONNXError("output coordinate \(y) samples input coordinate \(x)") }
             let fl = Foundation.floor(x)
             let ratio = x == fl ? 1 : x - fl
             var weights = try coefficients(ratio)
@@ -97,7 +99,7 @@ extension ONNXOps {
         let r = x.rank
         var scale = [Double](repeating: 1, count: r), size = x.shape
         if var sizes {
-            guard sizes.count == axes.count, sizes.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else { throw ONNXError("sizes \(sizes) must give \(axes.count) extents") }
+            guard sizes.count == axes.count, sizes.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else { throw ONNXError("sizes \(describeShape(sizes)) must give \(axes.count) extents below 2^31") }
             var s = zip(axes, sizes).map { Double($1) / Double(Swift.max(x.shape[$0], 1)) }
             if keepAspect != "stretch" {
                 guard let pick = keepAspect == "not_larger" ? s.min() : (keepAspect == "not_smaller" ? s.max() : nil) else {
@@ -108,12 +110,14 @@ extension ONNXOps {
             }
             for (k, a) in axes.enumerated() { scale[a] = s[k]; size[a] = sizes[k] }
         } else if let scales {
-            guard scales.count == axes.count, scales.allSatisfy({ $0 > 0 && $0 < 1e6 }) else { throw ONNXError("scales \(scales) must give \(axes.count) positive factors") }
+            guard scales.count == axes.count, scales.allSatisfy({ $0 > 0 && $0 < 1e6 }) else {
+                throw ONNXError("scales \(scales.prefix(12).map { String($0) }.joined(separator: ", "))\(scales.count > 12 ? ", ..." : "") must give \(axes.count) positive factors below 10^6")
+            }
             for (k, a) in axes.enumerated() { scale[a] = scales[k]; size[a] = Int(Double(x.shape[a]) * scales[k]) }
         } else {
             throw ONNXError("one of scales and sizes is required")
         }
-        _ = try checkedCount(size.map(Int64.init), what: "output")
+        try checkedShape(size)  // computed in Double, 8 bytes per element
         var values = x.scalars.map(Double.init)
         var shape = x.shape
         for a in axes {
@@ -152,7 +156,11 @@ extension ONNXOps {
             guard v.isFinite, Swift.abs(v) < Double(1 << 31) else { throw ONNXError("sizes must be integers below 2^31") }
             return Int(v)
         }
-        if template.transform == "tf_crop_and_resize" { guard let roi, roi.count == 2 * axes.count else { throw ONNXError("tf_crop_and_resize needs roi with \(2 * axes.count) values") } }
+        if template.transform == "tf_crop_and_resize" {
+            guard let roi, roi.count == 2 * axes.count, roi.allSatisfy(\.isFinite) else {
+                throw ONNXError("tf_crop_and_resize needs roi with \(2 * axes.count) finite values")
+            }
+        }
         return [.float(try resize(x, scales: scales, sizes: sizes, roi: template.transform == "tf_crop_and_resize" ? roi : nil, axes: axes,
                                   template: template, keepAspect: try a.string("keep_aspect_ratio_policy", "stretch")))]
     }

@@ -87,7 +87,9 @@ extension ONNXOps {
     /// Transposes any value.
     static func transposed(_ v: ONNXValue, _ perm: [Int]) throws -> ONNXValue {
         let shape = v.shape
-        guard perm.sorted() == Array(0..<shape.count) else { throw ONNXError("perm \(perm) is not a permutation of \(shape.count) axes") }
+        guard perm.count == shape.count, perm.sorted() == Array(0..<shape.count) else {
+            throw ONNXError("perm \(describeShape(perm)) is not a permutation of \(shape.count) axes")
+        }
         let s = stridesOf(shape)
         return v.restrided(offset: 0, strides: perm.map { s[$0] }, shape: perm.map { shape[$0] })
     }
@@ -100,20 +102,22 @@ extension ONNXOps {
         let x = try c.input(0)
         let requested = c.opset < 5 ? try c.attributes.ints("shape") ?? [] : try c.ints(1)
         let allowZero = try c.attributes.int("allowzero", 0) == 1
+        let text = describeShape(requested)
+        guard requested.count <= Limits.maxRank else { throw ONNXError("shape \(text) has more than \(Limits.maxRank) axes") }
         var shape = try requested.enumerated().map { i, d -> Int in
             if d == 0 && !allowZero {
-                guard i < x.shape.count else { throw ONNXError("shape \(requested): 0 at axis \(i) copies an extent the input \(x.shape) lacks") }
+                guard i < x.shape.count else { throw ONNXError("shape \(text): 0 at axis \(i) copies an extent the input \(x.shape) lacks") }
                 return x.shape[i]
             }
-            guard d >= -1 else { throw ONNXError("shape \(requested) has a negative extent") }
+            guard d >= -1 else { throw ONNXError("shape \(text) has a negative extent") }
             return d
         }
         try checkedShape(shape.map { $0 == -1 ? 1 : $0 }, "shape")
         let unknown = shape.indices.filter { shape[$0] == -1 }
-        guard unknown.count <= 1 else { throw ONNXError("shape \(requested) has more than one -1") }
+        guard unknown.count <= 1 else { throw ONNXError("shape \(text) has more than one -1") }
         if let i = unknown.first {
             let known = shape.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
-            guard known > 0, x.count % known == 0 else { throw ONNXError("cannot reshape \(x.typeDescription) to \(requested)") }
+            guard known > 0, x.count % known == 0 else { throw ONNXError("cannot reshape \(x.typeDescription) to \(text)") }
             shape[i] = x.count / known
         }
         return [try x.reshaped(shape)]
@@ -147,7 +151,8 @@ extension ONNXOps {
         let x = try c.input(0)
         guard let raw = try axesArgument(c, inputSince: 13) else { throw ONNXError("axes are required") }
         let rank = x.shape.count + raw.count
-        let axes = try normalizedAxes(raw, rank: rank)
+        guard rank <= Limits.maxRank else { throw ONNXError("\(raw.count) new axes would make \(rank) axes, more than \(Limits.maxRank)") }
+        let axes = Set(try normalizedAxes(raw, rank: rank))
         var shape: [Int] = []
         var rest = x.shape.makeIterator()
         for i in 0..<rank { shape.append(axes.contains(i) ? 1 : rest.next()!) }
@@ -169,12 +174,16 @@ extension ONNXOps {
         var sizes = c.opset >= 13 ? try c.optionalInts(1) : try c.attributes.ints("split")
         if sizes == nil || sizes!.isEmpty {
             let parts = try c.attributes.int("num_outputs") ?? c.outputCount
-            guard parts >= 1 else { throw ONNXError("cannot split into \(parts) parts") }
+            guard parts >= 1, parts == c.outputCount else {
+                throw ONNXError("cannot split into \(parts) parts: the node has \(c.outputCount) output\(c.outputCount == 1 ? "" : "s")")
+            }
             let size = (dim + parts - 1) / parts
             if c.opset < 18 && dim % parts != 0 { throw ONNXError("axis \(axis) of extent \(dim) does not split evenly into \(parts) parts") }
             sizes = (0..<parts).map { Swift.max(0, Swift.min(size, dim - $0 * size)) }
         }
-        guard sizes!.allSatisfy({ $0 >= 0 && $0 <= dim }), sizes!.reduce(0, +) == dim else { throw ONNXError("split sizes \(sizes!) do not add up to \(dim)") }
+        guard sizes!.count <= Swift.max(c.outputCount, 1), sizes!.allSatisfy({ $0 >= 0 && $0 <= dim }), try checkedSum(sizes!) == dim else {
+            throw ONNXError("split sizes \(describeShape(sizes!)) are not \(c.outputCount) non-negative sizes adding up to \(dim)")
+        }
         let strides = stridesOf(x.shape)
         var start = 0
         return sizes!.map { size in
@@ -203,6 +212,7 @@ extension ONNXOps {
         let axis = try normalizedAxis(try c.attributes.int("axis", 0), rank: data.shape.count)
         let dim = data.shape[axis]
         let outer = data.shape[..<axis].reduce(1, *), inner = data.shape[(axis + 1)...].reduce(1, *)
+        let shape = try checkedShape(Array(data.shape[..<axis]) + idx.shape + Array(data.shape[(axis + 1)...]))
         let resolved = try idx.values.map { v -> Int in
             let i = Int(v) < 0 ? Int(v) + dim : Int(v)
             guard i >= 0 && i < dim else { throw ONNXError("index \(v) is out of range for axis \(axis) of extent \(dim)") }
@@ -211,7 +221,6 @@ extension ONNXOps {
         var sources: [Int] = []
         sources.reserveCapacity(outer * resolved.count * inner)
         for a in 0..<outer { for i in resolved { let base = (a * dim + i) * inner; for j in 0..<inner { sources.append(base + j) } } }
-        let shape = Array(data.shape[..<axis]) + idx.shape + Array(data.shape[(axis + 1)...])
         return [data.picking(sources, shape: shape)]
     }
 
@@ -222,6 +231,9 @@ extension ONNXOps {
         let rank = data.shape.count
         guard idx.shape.count == rank else { throw ONNXError("indices \(idx.shape) must have the rank of data \(data.shape)") }
         let axis = try normalizedAxis(try c.attributes.int("axis", 0), rank: rank)
+        for d in 0..<rank where d != axis && idx.shape[d] > data.shape[d] {
+            throw ONNXError("indices \(idx.shape) exceed data \(data.shape) on axis \(d)")
+        }
         let ds = stridesOf(data.shape)
         var offStrides = ds
         offStrides[axis] = 0
@@ -235,9 +247,6 @@ extension ONNXOps {
             sources[i] = offs[0] + k * ds[axis]
         }
         if let failure { throw failure }
-        for d in 0..<rank where d != axis && idx.shape[d] > data.shape[d] {
-            throw ONNXError("indices \(idx.shape) exceed data \(data.shape) on axis \(d)")
-        }
         return [data.picking(sources, shape: idx.shape)]
     }
 
@@ -254,7 +263,7 @@ extension ONNXOps {
         }
         let axes = try normalizedAxes(axesIn ?? Array(0..<starts.count), rank: rank)
         guard starts.count == ends.count, axes.count == starts.count, (steps?.count ?? starts.count) == starts.count else {
-            throw ONNXError("starts \(starts), ends \(ends), axes \(axesIn ?? []) and steps \(steps ?? []) differ in length")
+            throw ONNXError("starts \(describeShape(starts)), ends \(describeShape(ends)), axes \(describeShape(axesIn ?? [])) and steps \(describeShape(steps ?? [])) differ in length")
         }
         var shape = x.shape
         var strides = stridesOf(x.shape)
@@ -275,7 +284,9 @@ extension ONNXOps {
             }
             if count > 0 { offset += start * strides[axis] }
             shape[axis] = count
-            strides[axis] *= step
+            // With two or more elements |step| < dim, so the product stays inside the tensor; with
+            // fewer the stride is never followed (and step·stride could overflow).
+            strides[axis] = count > 1 ? strides[axis] * step : 0
         }
         return [x.restrided(offset: offset, strides: strides, shape: shape)]
     }
@@ -295,7 +306,8 @@ extension ONNXOps {
             if let v = c.optional(2) { value = try v.doubles().first ?? 0 }
             if c.opset >= 18, let a = try c.optionalInts(3) { axes = try normalizedAxes(a, rank: rank) }
         }
-        guard pads.count == 2 * axes.count else { throw ONNXError("pads \(pads) must hold \(2 * axes.count) values") }
+        guard pads.count == 2 * axes.count else { throw ONNXError("pads \(describeShape(pads)) must hold \(2 * axes.count) values") }
+        _ = try checkedSizes(pads, "pads")
         var begin = [Int](repeating: 0, count: rank), end = begin
         for (k, a) in axes.enumerated() { begin[a] = pads[k]; end[a] = pads[k + axes.count] }
         let mode: PadMode
@@ -306,10 +318,10 @@ extension ONNXOps {
         case "wrap": mode = .wrap
         case let m: throw ONNXError("mode '\(m)' must be constant, reflect, edge or wrap")
         }
-        _ = try checkedSizes(pads, "pads")
-        for a in 0..<rank where try checkedSum(x.shape[a], begin[a], end[a]) < 0 { throw ONNXError("pads \(pads) crop more than axis \(a) holds") }
-        try checkedShape((0..<rank).map { x.shape[$0] + begin[$0] + end[$0] })
+        for a in 0..<rank where try checkedSum(x.shape[a], begin[a], end[a]) < 0 { throw ONNXError("pads \(describeShape(pads)) crop more than axis \(a) holds") }
+        let shape = try checkedShape((0..<rank).map { x.shape[$0] + begin[$0] + end[$0] })
         if case .reflect = mode, x.count == 0 { throw ONNXError("cannot reflect-pad an empty tensor") }
+        if shape.contains(0) { return [x.emptied(to: shape)] }
         let maps = (0..<rank).map { padMap(x.shape[$0], begin: begin[$0], end: end[$0], mode: mode) }
         return [gatherByAxisMaps(x, maps: maps, fill: value)]
     }
@@ -323,10 +335,10 @@ extension ONNXOps {
     static func Tile(_ c: OpContext) throws -> [ONNXValue] {
         let x = try c.input(0), repeats = try c.ints(1)
         guard repeats.count == x.shape.count, repeats.allSatisfy({ $0 >= 0 }) else {
-            throw ONNXError("repeats \(repeats) must be \(x.shape.count) non-negative integers")
+            throw ONNXError("repeats \(describeShape(repeats)) must be \(x.shape.count) non-negative integers")
         }
-        _ = try checkedSizes(repeats, "repeats")
-        try checkedShape(x.shape.indices.map { x.shape[$0] * repeats[$0] })
+        let shape = try checkedShape(try x.shape.indices.map { try checkedProduct(x.shape[$0], repeats[$0], what: "axis \($0) repeated") })
+        if shape.contains(0) { return [x.emptied(to: shape)] }
         let maps = x.shape.indices.map { a in (0..<(x.shape[a] * repeats[a])).map { $0 % Swift.max(x.shape[a], 1) } }
         return [gatherByAxisMaps(x, maps: maps, fill: 0)]
     }
@@ -345,20 +357,20 @@ extension ONNXOps {
 
     static func ConstantOfShape(_ c: OpContext) throws -> [ONNXValue] {
         let shape = try c.ints(0)
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw ONNXError("shape \(shape) has a negative extent") }
-        _ = try checkedCount(shape.map(Int64.init), what: "shape")
         let fill = try c.attributes.tensor("value") ?? floatValue([1], [0])
         guard fill.count == 1 else { throw ONNXError("value must hold one element") }
+        try checkedShape(shape, "shape", elementBytes: storageBytes(fill.dataType))
         return [try fill.reshaped([]).broadcast(to: shape)]
     }
 
     static func Range(_ c: OpContext) throws -> [ONNXValue] {
-        let start = try c.input(0), limit = try c.input(1), delta = try c.input(2)
-        let (s, l, d) = (try start.doubles()[0], try limit.doubles()[0], try delta.doubles()[0])
+        let start = try c.input(0)
+        let (s, l, d) = (try c.scalar(0), try c.scalar(1), try c.scalar(2))
         guard d != 0, s.isFinite, l.isFinite, d.isFinite else { throw ONNXError("start, limit and delta must be finite and delta not 0") }
         let steps = ((l - s) / d).rounded(.up)
-        guard steps <= Double(Limits.maxElements) else { throw ONNXError("the range has too many elements") }
+        guard steps.isFinite, steps <= Double(Limits.maxElements) else { throw ONNXError("the range from \(s) to \(l) by \(d) has too many elements") }
         let n = Swift.max(0, Int(steps))
+        try checkedShape([n], elementBytes: storageBytes(start.dataType))
         if case .int(let t) = start {
             let (si, di) = (saturatingInt64(s), saturatingInt64(d))
             return [.int(IntTensor(shape: [n], values: (0..<n).map { si &+ Int64($0) &* di }, type: t.type))]
@@ -368,8 +380,9 @@ extension ONNXOps {
 
     static func DepthToSpace(_ c: OpContext) throws -> [ONNXValue] {
         let x = try c.input(0)
-        guard x.shape.count == 4, let b = try c.attributes.int("blocksize"), b >= 1, x.shape[1] % (b * b) == 0 else {
-            throw ONNXError("needs a 4-D input whose channels divide by blocksize²")
+        guard x.shape.count == 4, let b = try c.attributes.int("blocksize", in: 1...Swift.max(1, x.shape[1])),
+              let square = CheckedSize.multiply(b, b), x.shape[1] % square == 0 else {
+            throw ONNXError("needs a 4-D input whose channels divide by blocksize² (input \(x.typeDescription))")
         }
         let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let crd = try c.attributes.string("mode", "DCR") == "CRD"
@@ -380,8 +393,9 @@ extension ONNXOps {
 
     static func SpaceToDepth(_ c: OpContext) throws -> [ONNXValue] {
         let x = try c.input(0)
-        guard x.shape.count == 4, let b = try c.attributes.int("blocksize"), b >= 1, x.shape[2] % b == 0, x.shape[3] % b == 0 else {
-            throw ONNXError("needs a 4-D input whose height and width divide by blocksize")
+        guard x.shape.count == 4, let b = try c.attributes.int("blocksize", in: 1...Swift.max(1, Swift.min(x.shape[2], x.shape[3]))),
+              x.shape[2] % b == 0, x.shape[3] % b == 0 else {
+            throw ONNXError("needs a 4-D input whose height and width divide by blocksize (input \(x.typeDescription))")
         }
         let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let t = try transposed(try x.reshaped([n, ch, h / b, b, w / b, b]), [0, 3, 5, 1, 2, 4])
