@@ -2,13 +2,14 @@
 # Installs what DistillKit needs on Debian/Ubuntu, only what is missing:
 #   libopenblas-dev (BLAS), zlib1g-dev (gzip), dataset-fashion-mnist (the demo's data),
 #   libonnx-testdata (ONNX's backend tests, run by Tests/DistillONNXTests/ConformanceTests.swift),
+#   time (GNU time: the hostile-input suite measures each run's peak memory with it),
 #   and a Python virtual environment in .venv with numpy, safetensors, pytest, onnx, onnxruntime,
 #   scikit-learn and skl2onnx
 #   (interop tests only; the product itself is Swift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-venv libonnx-testdata)
+packages=(libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-venv libonnx-testdata time)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

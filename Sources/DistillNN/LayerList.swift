@@ -71,9 +71,12 @@ public enum LayerList {
         case "gelu": return GELU()
         case "sigmoid": return Sigmoid()
         case "tanh": return Tanh()
-        case "leaky_relu": return LeakyReLU(slope: Float(options["slope"] as? Double ?? 0.01))
-        case "maxpool2d": return MaxPool2d(try positive("kernel"), stride: options["stride"] as? Int, padding: try int("padding", 0))
-        case "avgpool2d": return AvgPool2d(try positive("kernel"), stride: options["stride"] as? Int, padding: try int("padding", 0))
+        case "leaky_relu":
+            let slope = options["slope"] as? Double ?? 0.01
+            guard slope.isFinite else { throw TensorError("layer \(index) (leaky_relu): slope must be a finite number") }
+            return LeakyReLU(slope: Float(slope))
+        case "maxpool2d": return MaxPool2d(try positive("kernel"), stride: try positive("stride", try positive("kernel")), padding: try int("padding", 0))
+        case "avgpool2d": return AvgPool2d(try positive("kernel"), stride: try positive("stride", try positive("kernel")), padding: try int("padding", 0))
         case "global_avgpool2d": return GlobalAvgPool2d()
         case "flatten": return Flatten()
         case "dropout":

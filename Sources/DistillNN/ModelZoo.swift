@@ -20,6 +20,8 @@ public enum ModelZoo {
     /// model's metadata, a YAML experiment), so a corrupt one must fail here rather than allocate
     /// terabytes; pass `maxParameters:` to `build` for a legitimately larger model.
     public static let maxParameters = 1 << 28
+    /// Most classes (outputs) a model may have.
+    public static let maxClasses = 1 << 24
 
     /// Throws unless `counts` (parameters per layer) sum to at most `limit`.
     static func checkBudget(_ counts: [Int], limit: Int, spec: String) throws {
@@ -38,7 +40,7 @@ public enum ModelZoo {
                              maxParameters: Int = maxParameters) throws -> Sequential {
         var g = SeededGenerator(seed: seed)
         let spec = spec.trimmingCharacters(in: .whitespaces)
-        guard numClasses >= 1 && numClasses <= 1 << 24 else { throw TensorError("model '\(spec.prefix(80))': \(numClasses) classes, expected 1...\(1 << 24)") }
+        guard numClasses >= 1 && numClasses <= maxClasses else { throw TensorError("model '\(spec.prefix(80))': \(numClasses) classes, expected 1...\(maxClasses)") }
         if spec.hasPrefix("mlp:") {
             let widths = spec.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
             guard widths.count >= 2, widths.allSatisfy({ ($0 ?? 0) > 0 }) else {
@@ -46,7 +48,7 @@ public enum ModelZoo {
             }
             let w = widths.map { $0! }
             try checkBudget(try (0..<(w.count - 1)).map { i in
-                guard let p = checkedMul(w[i] + 1, w[i + 1]) else { throw TensorError("model spec '\(spec.prefix(80))': layer widths too large") }
+                guard let p = CheckedSize.add(w[i], 1).flatMap({ CheckedSize.multiply($0, w[i + 1]) }) else { throw TensorError("model spec '\(spec.prefix(80))': layer widths too large") }
                 return p
             }, limit: maxParameters, spec: spec)
             var layers: [Module] = [Flatten()]
@@ -167,9 +169,25 @@ public struct SavedModel {
         guard let spec = meta["distillkit.spec"] else {
             throw TensorError("\(name): a safetensors file without DistillKit's model description (distillkit.spec); save models with `distill train` or `distill kd`")
         }
-        let shape = (meta["distillkit.input_shape"] ?? "").split(separator: ",").compactMap { Int($0) }
-        let classes = Int(meta["distillkit.num_classes"] ?? "") ?? 10
-        let info = SavedModel(spec: spec, inputShape: shape.isEmpty ? [1, 28, 28] : shape, numClasses: classes,
+        // The description is untrusted: every value is parsed strictly and checked against the
+        // model it describes (ModelShapes) before the model is used.
+        var shape = [1, 28, 28]
+        if let text = meta["distillkit.input_shape"] {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
+                throw TensorError("\(name): distillkit.input_shape '\(text.prefix(80))' is not a comma-separated list of integers")
+            }
+            shape = parts.map { $0! }
+        }
+        try ModelShapes.checkExampleShape(shape, what: name)
+        var classes = 10
+        if let text = meta["distillkit.num_classes"] {
+            guard let n = Int(text), (1...ModelZoo.maxClasses).contains(n) else {
+                throw TensorError("\(name): distillkit.num_classes '\(text.prefix(80))' is not a class count (1...\(ModelZoo.maxClasses))")
+            }
+            classes = n
+        }
+        let info = SavedModel(spec: spec, inputShape: shape, numClasses: classes,
                               extra: meta.filter { !$0.key.hasPrefix("distillkit.") && $0.key != "format" })
         // The weights are all in the file: a spec may not ask for much more than it holds (the
         // 2^20 floor keeps small mismatches reportable by loadStateDict, naming the entries).
@@ -178,8 +196,10 @@ public struct SavedModel {
         do {
             model = try ModelZoo.build(spec, inputShape: info.inputShape, numClasses: classes,
                                        maxParameters: min(ModelZoo.maxParameters, max(1 << 20, 16 * stored)))
+            try ModelShapes.check(model, inputShape: shape, numClasses: classes, what: "model '\(spec.prefix(80))'")
         } catch let error as TensorError { throw TensorError("\(name): \(error.message)") }
         try model.loadStateDict(tensors, source: name)
+        try ModelShapes.checkFinite(model, what: name)
         return (model, info)
     }
 }

@@ -142,3 +142,40 @@ public enum InputFile {
         }
     }
 }
+
+/// Creating output folders with errors in words: a path that exists as a file, a folder that
+/// cannot be written, a full or read-only file system each get their own message naming the path.
+public enum OutputFolder {
+    /// Creates `url` (and its parents) as a folder unless it already is one, then checks that it is writable.
+    public static func create(_ url: URL, what: String = "output folder") throws {
+        let path = url.path
+        var info = stat()
+        if stat(path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFDIR else {
+                throw TensorError("\(path): the \(what) exists and is not a folder (a file of that name is in the way)")
+            }
+        } else {
+            // Walk up to the first existing ancestor, so the error names the real obstacle.
+            var ancestor = url.deletingLastPathComponent()
+            while stat(ancestor.path, &info) != 0 && ancestor.path != "/" { ancestor = ancestor.deletingLastPathComponent() }
+            if info.st_mode & S_IFMT != S_IFDIR {
+                throw TensorError("\(path): cannot create the \(what): \(ancestor.path) is a file, not a folder")
+            }
+            guard mkdirAll(path) else {
+                throw TensorError("\(path): cannot create the \(what) (\(String(cString: strerror(errno))))")
+            }
+        }
+        guard access(path, W_OK | X_OK) == 0 else {
+            throw TensorError("\(path): the \(what) is not writable (\(String(cString: strerror(errno))))")
+        }
+    }
+
+    /// `mkdir -p`: true when `path` is a folder afterwards.
+    private static func mkdirAll(_ path: String) -> Bool {
+        var info = stat()
+        if stat(path, &info) == 0 { return info.st_mode & S_IFMT == S_IFDIR }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path && !mkdirAll(parent) { return false }
+        return mkdir(path, 0o755) == 0 || errno == EEXIST
+    }
+}

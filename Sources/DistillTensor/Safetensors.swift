@@ -120,10 +120,24 @@ public enum Safetensors {
 /// Writes files so that a crash or kill never leaves a torn file behind: the bytes go to a
 /// temporary file in the same folder, are flushed to disk, and the file is renamed over the target.
 public enum AtomicFile {
+    /// Temporary files are `.NAME.tmp-PID` beside their target; `removeLeftovers` deletes the
+    /// ones a killed process left behind.
+    public static let temporarySuffix = ".tmp-"
+
+    /// Removes the temporary files of earlier, killed writers in `folder` (call it only while
+    /// holding the folder's lock, so that no live writer's file is removed); returns their names.
+    @discardableResult
+    public static func removeLeftovers(in folder: URL) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        let leftovers = names.filter { $0.hasPrefix(".") && $0.range(of: temporarySuffix) != nil && $0.split(separator: "-").last.map { Int($0) != nil } == true }
+        for name in leftovers { try? FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
+        return leftovers
+    }
+
     public static func write(_ data: Data, to url: URL) throws {
         let folder = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let temp = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        try OutputFolder.create(folder, what: "folder of \(url.lastPathComponent)")
+        let temp = folder.appendingPathComponent(".\(url.lastPathComponent)\(temporarySuffix)\(getpid())")
         guard FileManager.default.createFile(atPath: temp.path, contents: nil) else {
             throw TensorError("\(temp.path): cannot create file (is the folder writable?)")
         }

@@ -1,4 +1,5 @@
 import DistillData
+import DistillNN
 import DistillTensor
 import Foundation
 
@@ -32,25 +33,47 @@ public enum DataSource {
             let parts = try train.split(validationFraction: 0.2, seed: seed)
             return (parts.train, parts.validation)
         case "npz":
-            let entries = try NPZ.readEntries(url)
-            func need(_ k: String) throws -> Data {
-                guard let d = entries[k] else { throw TensorError("\(data): no array '\(k)' (expected x_train, y_train, x_test, y_test; found \(entries.keys.sorted().joined(separator: ", ")))") }
-                return d
-            }
-            let trainLabels = try NPY.decodeInts(need("y_train"), name: "\(data):y_train").values
-            let testLabels = try NPY.decodeInts(need("y_test"), name: "\(data):y_test").values
-            guard let classes = trainLabels.max().map({ $0 + 1 }), trainLabels.allSatisfy({ $0 >= 0 }) else {
-                throw TensorError("\(data): y_train must hold class indices 0, 1, 2, ...")
-            }
-            guard testLabels.allSatisfy({ $0 >= 0 && $0 < classes }) else {
-                throw TensorError("\(data): y_test has a class index outside the \(classes) classes of y_train")
-            }
-            let train = try LabeledDataset(features: NPY.decode(need("x_train"), name: "\(data):x_train"), labels: trainLabels, numClasses: classes)
-            let test = try LabeledDataset(features: NPY.decode(need("x_test"), name: "\(data):x_test"), labels: testLabels, numClasses: classes)
-            return (train, test)
+            return try npzSplits(url, name: data)
         default:
             throw TensorError("unknown data '\(data)'; valid: \(names.joined(separator: ", "))")
         }
+    }
+
+    /// `x_train, y_train, x_test, y_test` of an `.npz` file, checked as a whole: features [N, ...]
+    /// with at least one row and one feature, test examples of the training examples' shape, one
+    /// integer label per row, test labels within the training classes. Errors name the file and array.
+    static func npzSplits(_ url: URL, name: String) throws -> (train: LabeledDataset, test: LabeledDataset) {
+        let entries = try NPZ.readEntries(url)
+        func need(_ k: String) throws -> Data {
+            guard let d = entries[k] else { throw TensorError("\(name): no array '\(k)' (expected x_train, y_train, x_test, y_test; found \(entries.keys.sorted().prefix(20).joined(separator: ", ")))") }
+            return d
+        }
+        func features(_ k: String) throws -> Tensor {
+            let x = try NPY.decode(need(k), name: "\(name)[\(k)]")
+            guard x.rank >= 2 else { throw TensorError("\(name)[\(k)]: features of shape \(x.shape); expected [N, ...] with one row per example (e.g. [N, F] or [N, C, H, W])") }
+            guard x.rank <= 1 + ModelShapes.maxRank else { throw TensorError("\(name)[\(k)]: features of shape \(x.shape) have more than \(ModelShapes.maxRank) dimensions per example") }
+            guard x.shape[0] > 0 else { throw TensorError("\(name)[\(k)]: no rows (shape \(x.shape))") }
+            guard x.shape.dropFirst().allSatisfy({ $0 > 0 }) else { throw TensorError("\(name)[\(k)]: examples of shape \(Array(x.shape.dropFirst())) hold no features") }
+            return x
+        }
+        func labels(_ k: String) throws -> [Int] {
+            let decoded = try NPY.decodeInts(need(k), name: "\(name)[\(k)]")
+            guard decoded.shape.count == 1 else { throw TensorError("\(name)[\(k)]: labels of shape \(decoded.shape); expected [N], one class index per row") }
+            return decoded.values
+        }
+        let (xTrain, yTrain, xTest, yTest) = (try features("x_train"), try labels("y_train"), try features("x_test"), try labels("y_test"))
+        guard xTest.shape.dropFirst().elementsEqual(xTrain.shape.dropFirst()) else {
+            throw TensorError("\(name): x_test examples have shape \(Array(xTest.shape.dropFirst())), x_train examples \(Array(xTrain.shape.dropFirst()))")
+        }
+        let classes = try LabeledDataset.classCount(of: yTrain, source: "\(name)[y_train]")
+        if let bad = yTest.firstIndex(where: { $0 < 0 || $0 >= classes }) {
+            throw TensorError("\(name)[y_test]: label \(yTest[bad]) of row \(bad) is outside the \(classes) classes of y_train")
+        }
+        for (x, y, k) in [(xTrain, yTrain, "train"), (xTest, yTest, "test")] where x.shape[0] != y.count {
+            throw TensorError("\(name): x_\(k) has \(x.shape[0]) rows, y_\(k) \(y.count) labels")
+        }
+        return (try LabeledDataset(features: xTrain, labels: yTrain, numClasses: classes, source: "\(name)[x_train]"),
+                try LabeledDataset(features: xTest, labels: yTest, numClasses: classes, source: "\(name)[x_test]"))
     }
 
     /// The rows of a `.csv` training file (in file order) that `load` keeps for training when it

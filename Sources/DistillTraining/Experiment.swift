@@ -154,8 +154,9 @@ public struct Experiment {
         func int(_ k: String) throws -> Int? {
             guard let v = map[k] else { return nil }
             if let i = v as? Int { return i }
-            if let d = v as? Double, d == d.rounded() { return Int(d) }
-            throw TensorError("'\(k)' must be an integer, got \(v)")
+            // 1e3 is an integer too; .inf, .nan and 1e300 are not (Int(_:) would trap on them).
+            if let d = v as? Double, d.isFinite, d == d.rounded(), Swift.abs(d) <= 0x1p53 { return Int(d) }
+            throw TensorError("\(Experiment.setting(k)) must be an integer, got \("\(v)".prefix(40))")
         }
         func float(_ k: String) throws -> Float? {
             guard let v = map[k] else { return nil }
@@ -163,7 +164,12 @@ public struct Experiment {
             if let f = v as? Float { return f }
             if let i = v as? Int { return Float(i) }
             if let s = v as? String, let d = Double(s) { return Float(d) }
-            throw TensorError("'\(k)' must be a number, got \(v)")
+            throw TensorError("\(Experiment.setting(k)) must be a number, got \("\(v)".prefix(40))")
+        }
+        func bool(_ k: String) throws -> Bool? {
+            guard let v = map[k] else { return nil }
+            if let b = v as? Bool { return b }
+            throw TensorError("\(Experiment.setting(k)) must be true or false, got \("\(v)".prefix(40))")
         }
         if let v = try string("data") { data = v }
         testData = try string("test_data")
@@ -189,9 +195,12 @@ public struct Experiment {
         if let v = try string("schedule") { options.schedule = v }
         if let v = try int("warmup_epochs") { options.warmupEpochs = v }
         options.gradientClip = try float("gradient_clip")
-        if let v = try int("seed") { options.seed = UInt64(v) }
+        if let v = try int("seed") {
+            guard v >= 0 else { throw TensorError("\(Experiment.setting("seed")) must be a non-negative integer, got \(v)") }
+            options.seed = UInt64(v)
+        }
         if let v = try int("shift") { options.shift = v }
-        if let v = map["flip"] as? Bool { options.flip = v }
+        if let v = try bool("flip") { options.flip = v }
         output = try string("output")
         teacherOutputs = try string("teacher_outputs")
         if let v = try string("teacher_outputs_kind") { teacherOutputsKind = v }
@@ -220,18 +229,43 @@ public struct Experiment {
         return try layerSpec(layers)
     }
 
-    /// Checks values that would otherwise fail later, after data loading.
+    /// A setting's name as a config file and as the command line spell it: `'batch_size' (--batch-size)`.
+    public static func setting(_ key: String) -> String {
+        let option = key == "learning_rate" ? "lr" : key == "teacher_outputs_kind" ? "teacher-outputs-kind" : key.replacingOccurrences(of: "_", with: "-")
+        return "'\(key)' (--\(option))"
+    }
+
+    /// The ranges every numeric setting must lie in. Values come from YAML files, `config.json`
+    /// and the command line; out-of-range ones (0 epochs, NaN rates, Int64.max batches) are refused
+    /// here, naming the setting, rather than trapping, hanging or training to nonsense later.
+    public static let maxEpochs = 100_000, maxBatchSize = 1 << 20, maxShift = 4096
+
+    /// Checks every setting against its range, and the combinations that cannot work.
     public func validate() throws {
-        guard options.epochs >= 1 else { throw TensorError("epochs must be at least 1") }
-        guard options.batchSize >= 1 else { throw TensorError("batch_size must be at least 1") }
-        guard options.learningRate > 0 && options.learningRate.isFinite else { throw TensorError("learning_rate must be positive") }
-        guard ["adam", "adamw", "sgd"].contains(options.optimizer) else { throw TensorError("unknown optimizer '\(options.optimizer)'; valid: adam, adamw, sgd") }
-        guard ["constant", "cosine", "step"].contains(options.schedule) else { throw TensorError("unknown schedule '\(options.schedule)'; valid: constant, cosine, step") }
-        guard TeacherOutputs.Kind(rawValue: teacherOutputsKind) != nil else {
-            throw TensorError("unknown teacher-outputs kind '\(teacherOutputsKind)'; valid: logits, probs")
+        func require(_ ok: Bool, _ key: String, _ rule: String, _ value: Any) throws {
+            guard ok else { throw TensorError("\(Experiment.setting(key)) must be \(rule), got \("\(value)".prefix(40))") }
         }
-        if let labelLimit, labelLimit < 0 { throw TensorError("label_limit must not be negative") }
-        if let mixup, !(mixup > 0 && mixup.isFinite) { throw TensorError("mixup α must be positive") }
+        let o = options
+        try require((1...Self.maxEpochs).contains(o.epochs), "epochs", "1...\(Self.maxEpochs)", o.epochs)
+        try require((1...Self.maxBatchSize).contains(o.batchSize), "batch_size", "1...\(Self.maxBatchSize)", o.batchSize)
+        try require(o.learningRate > 0 && o.learningRate.isFinite, "learning_rate", "a positive finite number", o.learningRate)
+        try require(o.weightDecay >= 0 && o.weightDecay.isFinite, "weight_decay", "a non-negative finite number", o.weightDecay)
+        try require(o.momentum >= 0 && o.momentum < 1, "momentum", "in [0, 1)", o.momentum)
+        if let clip = o.gradientClip { try require(clip > 0 && clip.isFinite, "gradient_clip", "a positive finite number", clip) }
+        try require((0...o.epochs).contains(o.warmupEpochs), "warmup_epochs", "0...epochs (\(o.epochs))", o.warmupEpochs)
+        try require((0...Self.maxShift).contains(o.shift), "shift", "0...\(Self.maxShift) pixels", o.shift)
+        if let trainLimit { try require(trainLimit >= 1, "train_limit", "at least 1 (a run needs training rows)", trainLimit) }
+        if let labelLimit { try require(labelLimit >= 0, "label_limit", "non-negative", labelLimit) }
+        if let mixup { try require(mixup > 0 && mixup.isFinite, "mixup", "a positive finite α", mixup) }
+        try require(!data.isEmpty, "data", "a dataset name or file", data)
+        try require(!student.isEmpty, "student", "a model spec", student)
+        guard ["adam", "adamw", "sgd"].contains(o.optimizer) else { throw TensorError("unknown optimizer '\(o.optimizer.prefix(40))' (--optimizer); valid: adam, adamw, sgd") }
+        guard ["constant", "cosine", "step"].contains(o.schedule) else { throw TensorError("unknown schedule '\(o.schedule.prefix(40))' (--schedule); valid: constant, cosine, step") }
+        guard TeacherOutputs.Kind(rawValue: teacherOutputsKind) != nil else {
+            throw TensorError("unknown teacher-outputs kind '\(teacherOutputsKind.prefix(40))' ('teacher_outputs_kind', --teacher-outputs-kind); valid: logits, probs")
+        }
+        guard !losses.isEmpty else { throw TensorError("'losses' is empty: give at least one, e.g. [{ce: {weight: 1}}]") }
+        for term in losses { try term.validate() }
         if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
         if teacherOutputs != nil && !teachers.isEmpty { throw TensorError("give either a teacher model or cached teacher outputs, not both") }
         if losses.contains(where: { $0.method != .ce }) && teachers.isEmpty && teacherOutputs == nil {

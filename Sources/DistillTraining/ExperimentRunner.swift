@@ -40,11 +40,27 @@ public func loadTeacher(_ path: String) throws -> Teacher {
     switch url.pathExtension.lowercased() {
     case "safetensors":
         let (model, info) = try SavedModel.load(url)
+        _ = try Tabular.statistics(of: info, source: path)  // validated even where they are not used
         return ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
     case "onnx":
         return try ONNXTeacher(url: url)
     default:
         throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors and .onnx models")
+    }
+}
+
+/// Throws unless a teacher model takes examples of `exampleShape` and gives `numClasses` outputs
+/// (any number when nil), so that a teacher that does not fit the data is an error naming its file
+/// before anything runs.
+public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], numClasses: Int?) throws {
+    let base = (teacher as? StandardizingTeacher)?.base ?? teacher
+    if let module = (base as? ModuleTeacher)?.model {
+        let output = try ModelShapes.outputShape(of: module, path: "", input: exampleShape, orThrowFor: path)
+        guard output.count == 1, numClasses.map({ output == [$0] }) ?? true else {
+            throw TensorError("\(path): the teacher gives outputs of shape \(output) per example; the data has \(numClasses.map(String.init) ?? "?") classes")
+        }
+    } else if let onnx = base as? ONNXTeacher {
+        try onnx.checkExampleShape(exampleShape)
     }
 }
 
@@ -66,6 +82,8 @@ public enum ExperimentRunner {
                                                               labelColumn: experiment.labelColumn, seed: experiment.options.seed)
         let fileRows = TeacherOutputs.trainingFileRows(experiment, loadedTrain: train.count, loadedTest: test.count, preloaded: preloaded != nil)
         if let limit = experiment.trainLimit { train = train.prefix(limit) }
+        guard train.count > 0 else { throw TensorError("\(experiment.data): no training rows\(experiment.trainLimit != nil ? " after --train-limit" : ""); a run needs at least one") }
+        guard test.count > 0 else { throw TensorError("\(experiment.testData ?? experiment.data): the test set is empty; a run needs test rows to report accuracy") }
         let objective = try DistillationObjective(terms: experiment.losses)
         var teachers = try experiment.teachers.map(loadTeacher)
         // Cached teacher outputs: read and checked here, before anything is built or trained.
@@ -89,7 +107,14 @@ public enum ExperimentRunner {
         var options = experiment.options
         options.labelLimit = experiment.labelLimit
         options.mixup = experiment.mixup
-        let student = try ModelZoo.build(experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, seed: experiment.options.seed)
+        let student: Sequential
+        do { student = try ModelZoo.build(experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, seed: experiment.options.seed) }
+        catch let error as TensorError { throw TensorError("\(Experiment.setting("student")): \(error.message)") }
+        try ModelShapes.check(student, inputShape: train.exampleShape, numClasses: train.numClasses,
+                              what: "student '\(experiment.student.prefix(80))' on \(experiment.data) (examples \(train.exampleShape), \(train.numClasses) classes)")
+        for (i, teacher) in teachers.enumerated() where i < experiment.teachers.count {
+            try checkTeacher(teacher, path: experiment.teachers[i], exampleShape: train.exampleShape, numClasses: train.numClasses)
+        }
         let info = SavedModel(spec: experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, extra: extra)
 
         let run = experiment.output.map { RunFolder(URL(fileURLWithPath: $0)) }

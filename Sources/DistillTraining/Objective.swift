@@ -67,7 +67,12 @@ public struct LossTerm: Sendable, Equatable {
             case "alpha": term.alpha = try number()
             case "beta": term.beta = try number()
             case "gamma": term.gamma = try number()
-            case "warmup_epochs": term.warmupEpochs = Int(try number())
+            case "warmup_epochs":
+                let epochs = try number()
+                guard epochs >= 0 && epochs <= Float(Experiment.maxEpochs), epochs == epochs.rounded() else {
+                    throw TensorError("loss '\(name)': warmup_epochs must be an integer in 0...\(Experiment.maxEpochs), got \(epochs)")
+                }
+                term.warmupEpochs = Int(epochs)
             case "student": term.studentLayers = try layers()
             case "teacher": term.teacherLayers = try layers()
             default: break
@@ -84,7 +89,24 @@ public struct LossTerm: Sendable, Equatable {
         if method == .at && term.studentLayers.isEmpty {
             throw TensorError("loss 'at' needs convolutional layers with equal spatial size, e.g. {at: {student: [\"1\"], teacher: [\"1\"]}}")
         }
+        try term.validate()
         return term
+    }
+
+    /// Largest temperature accepted: beyond it every softmax is uniform to float precision.
+    public static let maxTemperature: Float = 1000
+
+    /// Throws unless every number is in its range: weight ≥ 0, 0 < T ≤ 1000, α, β, γ ≥ 0, all finite.
+    public func validate() throws {
+        let name = method.rawValue
+        guard weight >= 0 && weight.isFinite else { throw TensorError("loss '\(name)': weight must be a non-negative finite number, got \(weight)") }
+        guard temperature > 0 && temperature <= Self.maxTemperature else {
+            throw TensorError("loss '\(name)': temperature (--temperature) must be in (0, \(Int(Self.maxTemperature))], got \(temperature)")
+        }
+        for (key, v) in [("alpha", alpha), ("beta", beta), ("gamma", gamma)] where !(v >= 0 && v.isFinite) {
+            throw TensorError("loss '\(name)': \(key) must be a non-negative finite number, got \(v)")
+        }
+        guard (0...Experiment.maxEpochs).contains(warmupEpochs) else { throw TensorError("loss '\(name)': warmup_epochs must be 0...\(Experiment.maxEpochs)") }
     }
 
     /// The options, as a config file would write them (for the resolved config of a run).

@@ -27,14 +27,28 @@ public enum Tabular {
     }
 
     public static func decode(_ text: String, source: String) throws -> FeatureStatistics {
-        do { return try JSONDecoder().decode(FeatureStatistics.self, from: Data(text.utf8)) } catch {
-            throw TensorError("\(source): the stored feature statistics cannot be read (\(error))")
+        let decoded: FeatureStatistics
+        do { decoded = try JSONDecoder().decode(FeatureStatistics.self, from: Data(text.utf8)) } catch {
+            throw TensorError("\(source): the stored feature statistics cannot be read (\("\(error)".prefix(200)))")
+        }
+        // Decoding does not run the validating initializer: run it, so that counts, shape and
+        // finiteness are checked for stored statistics exactly as for computed ones.
+        do {
+            try ModelShapes.checkExampleShape(decoded.exampleShape, what: "feature statistics")
+            return try FeatureStatistics(exampleShape: decoded.exampleShape, mean: decoded.mean, std: decoded.std)
+        } catch {
+            throw TensorError("\(source): the stored feature statistics are invalid (\(error))")
         }
     }
 
     /// The feature statistics a saved model keeps, if any.
     public static func statistics(of info: SavedModel, source: String) throws -> FeatureStatistics? {
-        try info.extra[statisticsKey].map { try decode($0, source: source) }
+        guard let text = info.extra[statisticsKey] else { return nil }
+        let statistics = try decode(text, source: source)
+        guard statistics.mean.count == info.inputShape.reduce(1, *) else {
+            throw TensorError("\(source): the stored feature statistics are for \(statistics.mean.count) features, the model takes \(info.inputShape)")
+        }
+        return statistics
     }
 
     /// `x · std + mean` per feature: raw features from standardised ones.
@@ -187,6 +201,7 @@ public enum RegressionRunner {
         let f = train.features.shape[1]
         let spec = e.student
         let student = try ModelZoo.build(spec, inputShape: [f], numClasses: 1, seed: e.options.seed)
+        try ModelShapes.check(student, inputShape: [f], numClasses: 1, what: "student '\(spec.prefix(80))' on \(e.data) (\(f) features, one target)")
         let info = SavedModel(spec: spec, inputShape: [f], numClasses: 1, extra: [
             Tabular.statisticsKey: try Tabular.encode(featureStats), Tabular.targetKey: "\(mean),\(std)",
             "task": "regression", "target": e.target,

@@ -20,7 +20,50 @@ public struct RunFolder: Sendable {
     public var finalModel: URL { url.appendingPathComponent("student.safetensors") }
     public var report: URL { url.appendingPathComponent("report.html") }
 
-    public func create() throws { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+    public var lockFile: URL { url.appendingPathComponent(".lock") }
+
+    /// Creates the folder (errors in words when a file is in the way or it is not writable), takes
+    /// its lock for the rest of this process (a second run writing the same folder at the same
+    /// time is refused, naming the folder and the process that holds it), and removes temporary
+    /// files that a killed run left behind.
+    public func create() throws {
+        try OutputFolder.create(url, what: "run folder")
+        try RunFolder.lock(self)
+        AtomicFile.removeLeftovers(in: url)
+    }
+
+    /// Open lock files by folder path; a lock is held until the process exits (the kernel
+    /// releases an `flock` when its holder dies, kill -9 included).
+    nonisolated(unsafe) private static var held: [String: Int32] = [:]
+    private static let heldLock = NSLock()
+
+    static func lock(_ run: RunFolder) throws {
+        let key = run.url.standardizedFileURL.path
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        if held[key] != nil { return }
+        let fd = open(run.lockFile.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw TensorError("\(run.url.path): cannot create the run folder's lock file (\(String(cString: strerror(errno))))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buffer, 31, 0)
+            let owner = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            close(fd)
+            throw TensorError("\(run.url.path): another run is writing this folder (process \(owner.isEmpty ? "unknown" : owner)); wait for it to finish, or choose another --output")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+        held[key] = fd
+    }
+
+    /// The experiment recorded in `config.json`, for `--resume`; errors name the file.
+    public func readExperiment() throws -> Experiment {
+        let saved = try readConfig()
+        do { return try Experiment(saved) } catch let error as TensorError {
+            throw TensorError("\(config.path): \(error.message)")
+        }
+    }
 
     public func writeJSON(_ object: Any, to file: URL) throws {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
@@ -28,11 +71,18 @@ public struct RunFolder: Sendable {
     }
 
     public func readConfig() throws -> [String: Any] {
-        guard let data = try? Data(contentsOf: config) else {
+        if InputFile.problem(at: url.path) == "no such file" {
+            throw TensorError("\(url.path): no such run folder to resume")
+        }
+        if InputFile.problem(at: config.path) == "no such file" {
             throw TensorError("\(url.path) is not a run folder DistillKit can resume (no config.json)")
         }
-        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw TensorError("\(config.path): not a JSON object")
+        let data = try InputFile.read(config, what: "the run's configuration", limit: 16 << 20)
+        guard let parsed = try? JSONSerialization.jsonObject(with: data) else {
+            throw TensorError("\(config.path): not valid JSON; the run's configuration is damaged")
+        }
+        guard let object = parsed as? [String: Any] else {
+            throw TensorError("\(config.path): not a JSON object of settings")
         }
         return object
     }
@@ -87,7 +137,10 @@ public struct RunFolder: Sendable {
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {
             return CheckpointState()  // killed before the first checkpoint: start again
         }
-        let (tensors, meta) = try Safetensors.decode(try Data(contentsOf: checkpoint), name: checkpoint.path)
+        let (tensors, meta) = try Safetensors.decode(try InputFile.read(checkpoint, what: "checkpoint"), name: checkpoint.path)
+        if let (name, tensor) = tensors.first(where: { $0.value.firstNonFiniteIndex != nil }) {
+            throw TensorError("\(checkpoint.path): tensor '\(name)' holds \(tensor.data[tensor.firstNonFiniteIndex!]); the checkpoint is damaged")
+        }
         func part(_ prefix: String) -> [String: Tensor] {
             Dictionary(uniqueKeysWithValues: tensors.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
         }
@@ -101,7 +154,10 @@ public struct RunFolder: Sendable {
                                     bestAccuracy: Double(meta["distillkit.best_accuracy"] ?? "0") ?? 0,
                                     nextBatch: Int(meta["distillkit.next_batch"] ?? "0") ?? 0)
         for (k, v) in meta where k.hasPrefix("distillkit.sum.") { state.sums[String(k.dropFirst(15))] = Double(v) }
-        guard state.epochsDone >= 0, state.nextBatch >= 0 else { throw TensorError("\(checkpoint.path): corrupt position in the checkpoint metadata") }
+        guard state.epochsDone >= 0, state.epochsDone <= Experiment.maxEpochs, state.nextBatch >= 0, state.bestAccuracy.isFinite,
+              state.sums.values.allSatisfy(\.isFinite) else {
+            throw TensorError("\(checkpoint.path): corrupt position in the checkpoint metadata")
+        }
         return state
     }
 }

@@ -46,11 +46,11 @@ public enum TeacherOutputs {
         /// The augmentation record and other notes (`views`, `shift`, `flip`, `seed`, `teacher`).
         public var record: [String: String]
         /// For CSV files: the line on which each row stands (for messages).
-        public var lineNumbers: [Int32]?
+        public var lineNumbers: [Int]?
         /// For CSV files: the column names.
         public var columnNames: [String]?
 
-        public init(values: Tensor, path: String, record: [String: String] = [:], lineNumbers: [Int32]? = nil, columnNames: [String]? = nil) {
+        public init(values: Tensor, path: String, record: [String: String] = [:], lineNumbers: [Int]? = nil, columnNames: [String]? = nil) {
             self.values = values; self.path = path; self.record = record; self.lineNumbers = lineNumbers; self.columnNames = columnNames
         }
 
@@ -78,7 +78,7 @@ public enum TeacherOutputs {
     /// `.safetensors` file.
     public static func read(_ path: String, array: String? = nil) throws -> File {
         let url = URL(fileURLWithPath: path)
-        guard FileManager.default.fileExists(atPath: path) else { throw DataError(file: path, "no such file") }
+        try InputFile.checkRegular(path, what: "teacher outputs")
         var record = readSidecar(path)
         var file: File
         switch url.pathExtension.lowercased() {
@@ -89,11 +89,7 @@ public enum TeacherOutputs {
             let key = try pick(array, from: Array(entries.keys), path: path)
             file = File(values: try NPY.decode(entries[key]!, name: "\(path)[\(key).npy]"), path: path, record: [:])
         case "safetensors":
-            let data: Data
-            do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-                throw DataError(file: path, "cannot read (\(error.localizedDescription))")
-            }
-            let decoded = try Safetensors.decode(data, name: path)
+            let decoded = try Safetensors.decode(try InputFile.read(url, what: "teacher outputs"), name: path)
             let key = try pick(array, from: Array(decoded.tensors.keys), path: path)
             for (k, v) in decoded.metadata where k.hasPrefix("distillkit.") { record[String(k.dropFirst("distillkit.".count))] = v }
             file = File(values: decoded.tensors[key]!, path: path, record: [:])
@@ -134,16 +130,13 @@ public enum TeacherOutputs {
     /// Missing and non-numeric cells are errors naming the line and the column.
     public static func readCSV(_ url: URL) throws -> File {
         let path = url.path
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw DataError(file: path, "cannot read (\(error.localizedDescription))")
-        }
+        let data = try InputFile.read(url, what: "teacher outputs")
         return try data.withUnsafeBytes { raw -> File in
             let bytes = raw.bindMemory(to: UInt8.self)
             // Lines as (start, end, number), blank lines skipped, BOM and \r removed.
-            var lines: [(Int, Int, Int32)] = []
+            var lines: [(Int, Int, Int)] = []
             var start = bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0
-            var lineNumber: Int32 = 1
+            var lineNumber = 1
             var i = start
             while i <= bytes.count {
                 if i == bytes.count || bytes[i] == UInt8(ascii: "\n") {
@@ -158,7 +151,7 @@ public enum TeacherOutputs {
                 i += 1
             }
             guard let headerLine = lines.first else { throw DataError(file: path, "empty file: no header row") }
-            func fields(_ line: (Int, Int, Int32)) -> [Substring] {
+            func fields(_ line: (Int, Int, Int)) -> [Substring] {
                 let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[line.0..<line.1]), as: UTF8.self)
                 return text.split(separator: ",", omittingEmptySubsequences: false).map { cell in
                     var c = cell.trimmingCharacters(in: .whitespaces)[...]
@@ -172,9 +165,20 @@ public enum TeacherOutputs {
                 throw DataError(file: path, at: "line \(headerLine.2)", "column \(empty + 1) of the header has no name")
             }
             let n = lines.count - 1
+            // Every cell takes at least one byte: a header that claims more cells than the file
+            // has bytes is refused (naming the first short row) before the table is allocated.
+            guard let cells = CheckedSize.multiply(n, c), cells <= bytes.count else {
+                for line in lines.dropFirst() {
+                    var commas = 0
+                    for j in line.0..<line.1 where bytes[j] == UInt8(ascii: ",") { commas += 1 }
+                    if commas + 1 != c { throw DataError(file: path, at: "line \(line.2)", "\(commas + 1) fields, the header has \(c)") }
+                }
+                throw DataError(file: path, "\(n) rows of \(c) columns do not fit in \(bytes.count) bytes")
+            }
+            try MemoryBudget.check(bytes: CheckedSize.multiply(cells, 4), for: "\(path): \(n) rows × \(c) columns of teacher outputs")
             let out = Tensor(uninitializedShape: [n, c])
             let dst = out.data
-            var numbers = [Int32](repeating: 0, count: n)
+            var numbers = [Int](repeating: 0, count: n)
             for r in 0..<n {
                 let line = lines[r + 1]
                 numbers[r] = line.2
@@ -237,6 +241,11 @@ public enum TeacherOutputs {
     /// Writes `values` to `path` (format by extension: .npy, .npz with the array `logits`,
     /// .safetensors with the tensor `logits` and `record` as `distillkit.*` metadata, or .csv with
     /// columns `class_0 ...`), plus the sidecar `path.json` holding `record`. Atomic.
+    /// The file formats `write` and `read` know, by extension.
+    public static let formats = ["npy", "npz", "safetensors", "csv"]
+    /// Most augmented views `cache-teacher` writes per sample.
+    public static let maxViews = 1000
+
     public static func write(_ values: Tensor, to path: String, record: [String: String], classNames: [String] = []) throws {
         let url = URL(fileURLWithPath: path)
         switch url.pathExtension.lowercased() {

@@ -243,3 +243,15 @@ func printReport(_ report: [String: Any], json: Bool) {
         for key in report.keys.sorted() { print("\(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(report[key]!)") }
     }
 }
+
+/// Throws a usage error naming the first option whose value is outside 1...limit.
+func requireCounts(_ options: KeyValuePairs<String, Int>, limit: Int = 1 << 20) throws {
+    for (name, value) in options where !(1...limit).contains(value) {
+        throw ValidationError("\(name) \(value): must be 1...\(limit)")
+    }
+}
+
+extension BenchTrain { func validate() throws { try requireCounts(["--batch": batch, "--steps": steps, "--repeats": repeats]) } }
+extension BenchKD { func validate() throws { try requireCounts(["--batch": batch, "--steps": steps, "--repeats": repeats]) } }
+extension BenchInfer { func validate() throws { try requireCounts(["--batch": batch, "--calls": calls]) } }
+extension BenchGEMM { func validate() throws { try requireCounts(["--m": m, "--n": n, "--k": k, "--calls": calls], limit: 1 << 16) } }

@@ -27,7 +27,11 @@ struct CacheTeacher: ParsableCommand {
     @Option(help: "Rows per teacher call (larger batches use more memory, not less time).") var batchSize = 256
 
     func validate() throws {
-        guard views >= 1 else { throw ValidationError("--views must be at least 1") }
+        guard (1...TeacherOutputs.maxViews).contains(views) else { throw ValidationError("--views \(views): must be 1...\(TeacherOutputs.maxViews)") }
+        guard (1...(1 << 20)).contains(batchSize) else { throw ValidationError("--batch-size \(batchSize): must be 1...\(1 << 20)") }
+        guard TeacherOutputs.formats.contains(URL(fileURLWithPath: out).pathExtension.lowercased()) else {
+            throw ValidationError("--out \(out): the format comes from the extension: \(TeacherOutputs.formats.map { "." + $0 }.joined(separator: ", "))")
+        }
         guard shift >= 0 else { throw ValidationError("--shift must not be negative") }
         if views > 1 && shift == 0 && !flip { throw ValidationError("--views \(views) needs an augmentation (--shift N and/or --flip): otherwise every view is the same") }
         if views == 1 && (shift > 0 || flip) { throw ValidationError("--shift/--flip make augmented views: give --views K (K ≥ 2)") }
@@ -39,6 +43,8 @@ struct CacheTeacher: ParsableCommand {
         let isCSV = data.lowercased().hasSuffix(".csv")
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label)
         let model = try rawInputTeacher(teacher)
+        try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
+        try MemoryBudget.check(shape: [views, train.count] + train.exampleShape, for: "--views \(views) of \(train.count) rows of \(data)")
         let inputs = views > 1 ? try TeacherOutputs.augmentedViews(train, views: views, shift: shift, flip: flip, seed: seed) : train
         let t0 = Date()
         var logits = try TeacherOutputs.compute(model, inputs: inputs, batchSize: batchSize)
@@ -67,6 +73,7 @@ func runRegression(_ e: Experiment, flags: TrainingFlags, teacherWeight: Float) 
     guard e.data.lowercased().hasSuffix(".csv") else { throw ValidationError("--target needs a .csv file (--data)") }
     guard flags.label == nil else { throw ValidationError("--label (classes) and --target (a regression target) exclude each other") }
     guard flags.resume == nil else { throw ValidationError("--resume is not supported for regression runs") }
+    try e.validate()
     var r = RegressionExperiment(data: e.data, target: target)
     r.testData = e.testData
     r.student = e.student
@@ -104,6 +111,10 @@ struct DataReportCommand: ParsableCommand {
     @Option(help: "How many disagreements and duplicate groups to list.") var top = 10
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
+    func validate() throws {
+        guard (0...100_000).contains(top) else { throw ValidationError("--top \(top): must be 0...100000") }
+    }
+
     func run() throws {
         try BLAS.ensureLoaded()
         let isCSV = data.lowercased().hasSuffix(".csv")
@@ -115,7 +126,9 @@ struct DataReportCommand: ParsableCommand {
             try TeacherOutputs.check(file, kind: kind, expectedRows: train.count, expectedClasses: train.numClasses > 0 ? train.numClasses : nil)
             probabilities = kind == .probs ? file.values : withNoGrad { file.values.softmax(axis: 1) }
         } else if let teacher {
-            let logits = try TeacherOutputs.compute(rawInputTeacher(teacher), inputs: train)
+            let model = try rawInputTeacher(teacher)
+            try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
+            let logits = try TeacherOutputs.compute(model, inputs: train)
             probabilities = withNoGrad { logits.softmax(axis: 1) }
         }
         let report = try DataReport(train, teacherProbabilities: probabilities, top: top)

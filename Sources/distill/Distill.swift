@@ -71,14 +71,22 @@ func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
     var experiment = experiment
     var resume = false
     if let folder = flags.resume {
-        let saved = try RunFolder(URL(fileURLWithPath: folder)).readConfig()
-        experiment = try Experiment(saved)
+        experiment = try RunFolder(URL(fileURLWithPath: folder)).readExperiment()
         experiment.output = folder
         experiment.options.quiet = flags.quiet
         resume = true
     }
-    let result = try ExperimentRunner.run(experiment, resume: resume)
+    let result = try naming(flags.resume) { try ExperimentRunner.run(experiment, resume: resume) }
     report(result, json: flags.json)
+}
+
+/// Runs `body`; an error that does not already name `source` (the experiment file or the run
+/// folder the settings came from) gets it in front, so the user knows where to look.
+func naming<T>(_ source: String?, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as TensorError {
+        guard let source, !error.message.contains(source) else { throw error }
+        throw TensorError("\(source): \(error.message)")
+    }
 }
 
 func report(_ result: ExperimentRunner.Result, json: Bool) {

@@ -122,6 +122,9 @@ extension Eval {
 func parseNumberList(_ text: String?, option: String) throws -> [Float]? {
     guard let text else { return nil }
     let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-    guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw ValidationError("\(option) '\(text)': give a number or comma-separated numbers (one per channel)") }
+    guard !values.isEmpty, values.count <= 4096, values.allSatisfy({ $0?.isFinite == true }) else {
+        throw ValidationError("\(option) '\(text.prefix(80))': give a finite number or comma-separated numbers (one per channel)")
+    }
+    guard !option.hasSuffix("std") || values.allSatisfy({ $0! > 0 }) else { throw ValidationError("\(option) '\(text.prefix(80))': standard deviations must be positive") }
     return values.map { $0! }
 }

@@ -45,6 +45,16 @@ struct KD: ParsableCommand {
     @Option(help: "Mixup α: add as many mixed inputs (λ ~ Beta(α, α)) to each batch, labelled by the teacher (needs --teacher).") var mixup: Float?
     @OptionGroup var flags: TrainingFlags
 
+    func validate() throws {
+        guard LossTerm.Method(rawValue: method) != nil, method != "ce" else {
+            throw ValidationError("--method '\(method.prefix(40))': valid: \(LossTerm.Method.allCases.filter { $0 != .ce }.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard alpha >= 0 && alpha <= 1 else { throw ValidationError("--alpha \(alpha): the weight of the distillation term must be in [0, 1]") }
+        guard temperature > 0 && temperature <= LossTerm.maxTemperature else {
+            throw ValidationError("--temperature \(temperature): must be in (0, \(Int(LossTerm.maxTemperature))]")
+        }
+    }
+
     func run() throws {
         guard !teacher.isEmpty || teacherOutputs != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
         var options: [String: Any] = ["temperature": Double(temperature), "standardize": standardize]
@@ -83,7 +93,7 @@ struct Run: ParsableCommand {
         if let output { e.output = output }
         if let resume { e.output = resume }
         if e.output == nil { e.output = "runs/" + URL(fileURLWithPath: experiment).deletingPathExtension().lastPathComponent }
-        let result = try ExperimentRunner.run(e, resume: resume != nil)
+        let result = try naming(experiment) { try ExperimentRunner.run(e, resume: resume != nil) }
         report(result, json: json)
     }
 }
