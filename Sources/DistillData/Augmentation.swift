@@ -32,10 +32,10 @@ public struct Augmentation: Sendable, Equatable {
     public init(_ operations: [Operation]) throws {
         for op in operations {
             switch op {
-            case .shift(let k) where k < 0 || k > maxPixels:
-                throw DataError("Augmentation: shift(maxPixels: \(k)) must be in 0...\(maxPixels)")
-            case .crop(let p) where p < 0 || p > maxPixels:
-                throw DataError("Augmentation: crop(padding: \(p)) must be in 0...\(maxPixels)")
+            case .shift(let k) where k < 0 || k > Self.maxPixels:
+                throw DataError("Augmentation: shift(maxPixels: \(k)) must be in 0...\(Self.maxPixels)")
+            case .crop(let p) where p < 0 || p > Self.maxPixels:
+                throw DataError("Augmentation: crop(padding: \(p)) must be in 0...\(Self.maxPixels)")
             case .horizontalFlip(let p) where !(p >= 0 && p <= 1):
                 throw DataError("Augmentation: horizontalFlip probability \(p) is outside [0, 1]")
             default: break

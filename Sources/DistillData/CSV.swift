@@ -26,18 +26,22 @@ public struct CSVTable: Sendable {
     public let name: String
     /// Column names from the header row.
     public let header: [String]
-    /// The data rows, each with `header.count` fields.
-    public let rows: [[String]]
+    /// The data cells, row after row, `header.count` per row: one array rather than one per row,
+    /// which for a file of many short rows took several times the memory of the cells themselves.
+    private let cells: [String]
+    /// Number of data rows.
+    public let rowCount: Int
     /// The line (1-based) on which each row starts.
     public let lineNumbers: [Int]
     /// Each column's position by name, so that finding a column costs O(1), not O(columns).
     private let columnPositions: [String: Int]
 
     /// A table whose header names are unique and whose rows each have `header.count` fields.
-    private init(name: String, header: [String], rows: [[String]], lineNumbers: [Int], columnPositions: [String: Int]) {
+    private init(name: String, header: [String], cells: [String], lineNumbers: [Int], columnPositions: [String: Int]) {
         self.name = name
         self.header = header
-        self.rows = rows
+        self.cells = cells
+        self.rowCount = lineNumbers.count
         self.lineNumbers = lineNumbers
         self.columnPositions = columnPositions
     }
@@ -80,27 +84,55 @@ public struct CSVTable: Sendable {
 
     /// Parses CSV text; `name` appears in error messages.
     public static func parse(_ data: Data, name: String) throws -> CSVTable {
-        var records: [[String]] = []
+        var cells: [String] = []
         var lines: [Int] = []
+        var header: [String]?
+        var columnPositions: [String: Int] = [:]
+        // Each cell costs at least a String (16 bytes): a file of millions of tiny cells must fit the budget.
+        let maxCells = MemoryBudget.limitBytes / MemoryLayout<String>.stride
         try data.withUnsafeBytes { raw in
-            try Parser(bytes: raw.bindMemory(to: UInt8.self), name: name).parse { records.append($0); lines.append($1) }
+            try Parser(bytes: raw.bindMemory(to: UInt8.self), name: name).parse(field: { cells.append($0) }) { line, fieldCount in
+                guard let header else {
+                    let names = cells.map { cell in cell.utf8.withContiguousStorageIfAvailable { String(decoding: Parser.trimmed($0), as: UTF8.self) } ?? cell }
+                    columnPositions = try checkedHeader(names, line: line, name: name)
+                    header = names
+                    cells = []
+                    return
+                }
+                guard fieldCount == header.count else {
+                    throw DataError(file: name, at: "line \(line)", "\(fieldCount) fields, the header has \(header.count)")
+                }
+                guard cells.count <= maxCells else {
+                    throw DataError(file: name, at: "line \(line)", "more than \(maxCells) cells, beyond the memory budget of \(MemoryBudget.describe(MemoryBudget.limitBytes)) (set DISTILL_MAX_MEMORY to raise it)")
+                }
+                lines.append(line)
+            }
         }
-        guard let headerRecord = records.first else { throw DataError(file: name, "empty file: no header row") }
-        let header = headerRecord.map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let header else { throw DataError(file: name, "empty file: no header row") }
+        return CSVTable(name: name, header: header, cells: cells, lineNumbers: lines, columnPositions: columnPositions)
+    }
+
+    /// Each column's position, after checking that every name is non-empty and unique.
+    private static func checkedHeader(_ header: [String], line: Int, name: String) throws -> [String: Int] {
         var seen: [String: Int] = [:]
+        seen.reserveCapacity(header.count)
         for (i, column) in header.enumerated() {
-            guard !column.isEmpty else { throw DataError(file: name, at: "line \(lines[0])", "column \(i + 1) of the header has no name") }
+            guard !column.isEmpty else { throw DataError(file: name, at: "line \(line)", "column \(i + 1) of the header has no name") }
             if let first = seen[column] {
-                throw DataError(file: name, at: "line \(lines[0])", "columns \(first + 1) and \(i + 1) are both named '\(column)'")
+                throw DataError(file: name, at: "line \(line)", "columns \(first + 1) and \(i + 1) are both named '\(Self.shown(column))'")
             }
             seen[column] = i
         }
-        for (record, line) in zip(records.dropFirst(), lines.dropFirst()) where record.count != header.count {
-            throw DataError(file: name, at: "line \(line)", "\(record.count) fields, the header has \(header.count)")
-        }
-        return CSVTable(name: name, header: header, rows: Array(records.dropFirst()), lineNumbers: Array(lines.dropFirst()),
-                        columnPositions: seen)
+        return seen
     }
+
+    /// The data rows, each with `header.count` fields (built on each call: prefer `cell(row:column:)`).
+    public var rows: [[String]] {
+        (0..<rowCount).map { r in Array(cells[r * header.count ..< (r + 1) * header.count]) }
+    }
+
+    /// The field in data row `row` (from 0) and column `column`.
+    public func cell(row: Int, column: Int) -> String { cells[row * header.count + column] }
 
     // MARK: Conversion
 
@@ -125,17 +157,17 @@ public struct CSVTable: Sendable {
         let labelIndex = try labelColumn.map { try columnIndex($0) }
         let features = try inferFeatures(excluding: labelIndex, categoricalColumns: categoricalColumns, maxCategories: maxCategories)
         guard let labelIndex else { return CSVSchema(features: features, label: .none) }
-        for r in rows.indices where rows[r][labelIndex].isEmpty {
+        for r in 0..<rowCount where cell(row: r, column: labelIndex).isEmpty {
             throw DataError(file: name, at: location(row: r, column: labelIndex), "missing label")
         }
         let column = header[labelIndex]
-        if rows.allSatisfy({ Double($0[labelIndex]) != nil }) {
-            let labels = try rows.indices.map { try integerLabel(row: $0, column: labelIndex, numClasses: Self.maxClasses) }
+        if (0..<rowCount).allSatisfy({ Double(cell(row: $0, column: labelIndex)) != nil }) {
+            let labels = try (0..<rowCount).map { try integerLabel(row: $0, column: labelIndex, numClasses: Self.maxClasses) }
             return CSVSchema(features: features, label: .integerClasses(column: column, numClasses: (labels.max() ?? -1) + 1))
         }
-        let classNames = Set(rows.map { $0[labelIndex] }).sorted()
+        let classNames = Set((0..<rowCount).map { cell(row: $0, column: labelIndex) }).sorted()
         guard classNames.count <= Self.maxClasses else {
-            throw DataError(file: name, "label column '\(column)' has more than \(Self.maxClasses) distinct values")
+            throw DataError(file: name, "label column '\(Self.shown(column))' has more than \(Self.maxClasses) distinct values")
         }
         return CSVSchema(features: features, label: .namedClasses(column: column, classNames: classNames))
     }
@@ -159,24 +191,24 @@ public struct CSVTable: Sendable {
             return try LabeledDataset(features: features, labels: [], numClasses: 0, featureNames: schema.featureNames, source: name)
         case .integerClasses(let column, let numClasses):
             let c = try columnIndex(column)
-            let labels = try rows.indices.map { try integerLabel(row: $0, column: c, numClasses: numClasses) }
+            let labels = try (0..<rowCount).map { try integerLabel(row: $0, column: c, numClasses: numClasses) }
             return try LabeledDataset(features: features, labels: labels, numClasses: numClasses,
                                       classNames: (0..<numClasses).map(String.init), featureNames: schema.featureNames, source: name)
         case .namedClasses(let column, let classNames):
             let c = try columnIndex(column)
             let index = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
-            let labels = try rows.indices.map { r in
-                let cell = rows[r][c]
+            let labels = try (0..<rowCount).map { r in
+                let cell = self.cell(row: r, column: c)
                 guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
                 guard let k = index[cell] else {
-                    throw DataError(file: name, at: location(row: r, column: c), "unknown class '\(cell)' (known: \(Self.list(classNames)))")
+                    throw DataError(file: name, at: location(row: r, column: c), "unknown class '\(Self.shown(cell))' (known: \(Self.list(classNames)))")
                 }
                 return k
             }
             return try LabeledDataset(features: features, labels: labels, numClasses: classNames.count,
                                       classNames: classNames, featureNames: schema.featureNames, source: name)
         case .target(let column):
-            throw DataError(file: name, "the schema is for regression on '\(column)'; use regression(schema:)")
+            throw DataError(file: name, "the schema is for regression on '\(Self.shown(column))'; use regression(schema:)")
         }
     }
 
@@ -187,25 +219,32 @@ public struct CSVTable: Sendable {
         }
         let features = try encode(schema.features, ignoreUnknownCategories: ignoreUnknownCategories)
         let c = try columnIndex(column)
-        var values = [Float](repeating: 0, count: rows.count)
-        for r in rows.indices { values[r] = try number(row: r, column: c) }
-        return try RegressionDataset(features: features, targets: Tensor(shape: [rows.count], scalars: values),
+        var values = [Float](repeating: 0, count: rowCount)
+        for r in 0..<rowCount { values[r] = try number(row: r, column: c) }
+        return try RegressionDataset(features: features, targets: Tensor(shape: [rowCount], scalars: values),
                                      featureNames: schema.featureNames, targetName: column)
     }
 
     private func columnIndex(_ column: String) throws -> Int {
         guard let i = columnPositions[column] else {
-            throw DataError(file: name, "no column named '\(column)'; the columns are: \(Self.list(header))")
+            throw DataError(file: name, "no column named '\(Self.shown(column))'; the columns are: \(Self.list(header))")
         }
         return i
     }
 
     /// Up to 20 names, then how many more: error messages stay short for a file of a million columns.
     private static func list(_ names: [String]) -> String {
-        names.count <= 20 ? names.joined(separator: ", ") : names.prefix(20).joined(separator: ", ") + " and \(names.count - 20) more"
+        let shownNames = names.prefix(20).map(shown).joined(separator: ", ")
+        return names.count <= 20 ? shownNames : shownNames + " and \(names.count - 20) more"
     }
 
-    private func location(row: Int, column: Int) -> String { "line \(lineNumbers[row]), column \(column + 1) ('\(header[column])')" }
+    /// A cell or name as quoted in an error: at most 60 characters, so that a 100 MB field does
+    /// not become a 100 MB message.
+    static func shown(_ text: String) -> String {
+        text.utf8.count <= 60 ? text : "\(text.prefix(60))… (\(text.utf8.count) bytes)"
+    }
+
+    private func location(row: Int, column: Int) -> String { "line \(lineNumbers[row]), column \(column + 1) ('\(Self.shown(header[column]))')" }
 
     private static func parseNumber(_ s: String) -> Float? {
         guard let v = Float(s), v.isFinite else { return nil }
@@ -214,51 +253,54 @@ public struct CSVTable: Sendable {
 
     /// The cell as a finite number, or an error naming the line and column.
     private func number(row: Int, column: Int) throws -> Float {
-        let cell = rows[row][column]
+        let cell = self.cell(row: row, column: column)
         guard !cell.isEmpty else { throw DataError(file: name, at: location(row: row, column: column), "missing value in a numeric column") }
         guard let v = Self.parseNumber(cell) else {
-            throw DataError(file: name, at: location(row: row, column: column), "'\(cell)' is not a finite number (the column is numeric)")
+            throw DataError(file: name, at: location(row: row, column: column), "'\(Self.shown(cell))' is not a finite number (the column is numeric)")
         }
         return v
     }
 
     /// The cell as a class index in `0..<numClasses`.
     private func integerLabel(row r: Int, column c: Int, numClasses: Int) throws -> Int {
-        let cell = rows[r][c]
+        let cell = self.cell(row: r, column: c)
         guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
         guard let v = Double(cell), v.isFinite, v == v.rounded(), v >= 0, v < Double(numClasses) else {
             throw DataError(file: name, at: location(row: r, column: c),
-                            "label '\(cell)' is not a class index (an integer in 0..<\(numClasses)); for real-valued targets use CSVTable.readRegression")
+                            "label '\(Self.shown(cell))' is not a class index (an integer in 0..<\(numClasses)); for real-valued targets use CSVTable.readRegression")
         }
         return Int(v)
     }
 
     private func inferFeatures(excluding skipped: Int?, categoricalColumns: Set<String>,
                                maxCategories: Int) throws -> [CSVSchema.Column] {
-        guard !rows.isEmpty else { throw DataError(file: name, "has a header but no data rows") }
+        guard rowCount > 0 else { throw DataError(file: name, "has a header but no data rows") }
         if let skipped, header.count == 1 {
-            throw DataError(file: name, "no feature columns: '\(header[skipped])' is the only column")
+            throw DataError(file: name, "no feature columns: '\(Self.shown(header[skipped]))' is the only column")
         }
         for c in categoricalColumns where columnPositions[c] == nil {
-            throw DataError(file: name, "categoricalColumns names '\(c)', which is not a column; the columns are: \(Self.list(header))")
+            throw DataError(file: name, "categoricalColumns names '\(Self.shown(c))', which is not a column; the columns are: \(Self.list(header))")
         }
         var columns: [CSVSchema.Column] = []
         for c in header.indices where c != skipped {
             if !categoricalColumns.contains(header[c]) {
-                let filled = rows.lazy.filter { !$0[c].isEmpty }
-                let numbers = filled.filter { Self.parseNumber($0[c]) != nil }.count
-                if numbers * 2 > filled.count {
+                var filled = 0, numbers = 0
+                for r in 0..<rowCount where !cell(row: r, column: c).isEmpty {
+                    filled += 1
+                    if Self.parseNumber(cell(row: r, column: c)) != nil { numbers += 1 }
+                }
+                if numbers * 2 > filled {
                     columns.append(CSVSchema.Column(name: header[c], categories: nil))
                     continue
                 }
             }
             var categories = Set<String>()
-            for r in rows.indices {
-                let cell = rows[r][c]
+            for r in 0..<rowCount {
+                let cell = self.cell(row: r, column: c)
                 guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing value in a categorical column") }
                 categories.insert(cell)
                 guard categories.count <= maxCategories else {
-                    throw DataError(file: name, "column '\(header[c])' has more than \(maxCategories) distinct values; drop it or raise maxCategories")
+                    throw DataError(file: name, "column '\(Self.shown(header[c]))' has more than \(maxCategories) distinct values; drop it or raise maxCategories")
                 }
             }
             columns.append(CSVSchema.Column(name: header[c], categories: categories.sorted()))
@@ -268,29 +310,29 @@ public struct CSVTable: Sendable {
 
     private func encode(_ columns: [CSVSchema.Column], ignoreUnknownCategories: Bool) throws -> Tensor {
         let width = columns.reduce(0) { $0 + ($1.categories?.count ?? 1) }
-        let bytes = CheckedSize.multiply(rows.count, width).flatMap { CheckedSize.multiply($0, MemoryLayout<Float>.size) }
+        let bytes = CheckedSize.multiply(rowCount, width).flatMap { CheckedSize.multiply($0, MemoryLayout<Float>.size) }
         guard let bytes, bytes <= ReadLimits.default.maxPayloadBytes else {
-            throw DataError(file: name, "\(rows.count) rows × \(width) features is too large")
+            throw DataError(file: name, "\(rowCount) rows × \(width) features is too large")
         }
-        try checkBudget(bytes: bytes, file: name, for: "\(rows.count) rows × \(width) features")
+        try checkBudget(bytes: bytes, file: name, for: "\(rowCount) rows × \(width) features")
         let plan: [(index: Int, categories: [String: Int]?, width: Int)] = try columns.map { column in
             (try columnIndex(column.name),
              column.categories.map { Dictionary(uniqueKeysWithValues: $0.enumerated().map { ($1, $0) }) },
              column.categories?.count ?? 1)
         }
-        let out = Tensor.zeros([rows.count, width])
+        let out = Tensor.zeros([rowCount, width])
         let p = out.data
-        for r in rows.indices {
+        for r in 0..<rowCount {
             var j = 0
             for (k, (c, categories, w)) in plan.enumerated() {
                 if let categories {
-                    let cell = rows[r][c]
+                    let cell = self.cell(row: r, column: c)
                     guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing value in a categorical column") }
                     if let index = categories[cell] {
                         p[r * width + j + index] = 1
                     } else if !ignoreUnknownCategories {
                         throw DataError(file: name, at: location(row: r, column: c),
-                                        "unknown category '\(cell)' (known: \(Self.list(columns[k].categories!)))")
+                                        "unknown category '\(Self.shown(cell))' (known: \(Self.list(columns[k].categories!)))")
                     }
                 } else {
                     p[r * width + j] = try number(row: r, column: c)
@@ -348,11 +390,20 @@ private struct Parser {
 
     static let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
 
-    private func string(_ slice: some Collection<UInt8>, line: Int, trim: Bool) throws -> String {
-        guard let s = String(validating: slice, as: UTF8.self) else {
+    /// `field` without the spaces and tabs around it (byte by byte: the Foundation call it
+    /// replaces took a third of the parse).
+    static func trimmed(_ field: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var start = 0, end = field.count
+        while start < end && (field[start] == 0x20 || field[start] == 0x09) { start += 1 }
+        while end > start && (field[end - 1] == 0x20 || field[end - 1] == 0x09) { end -= 1 }
+        return UnsafeBufferPointer(rebasing: field[start..<end])
+    }
+
+    private func string(_ field: UnsafeBufferPointer<UInt8>, line: Int) throws -> String {
+        guard let s = String(validating: field, as: UTF8.self) else {
             throw DataError(file: name, at: "line \(line)", "invalid UTF-8 text")
         }
-        return trim ? s.trimmingCharacters(in: .whitespaces) : s
+        return s
     }
 
     /// Refuses a control character other than tab in a field: `5\0abc` must not read as 5 (number
@@ -363,7 +414,10 @@ private struct Parser {
                         String(format: "control character 0x%02X in the field (a binary file, or not CSV text)", byte))
     }
 
-    func parse(_ emit: ([String], Int) -> Void) throws {
+    /// Calls `field` with each field in order and `endRecord(line, fieldCount)` after the last
+    /// field of each record (`line`: where the record starts). Records are never held as arrays:
+    /// the caller stores the fields where it wants them.
+    func parse(field: (String) -> Void, endRecord: (_ line: Int, _ fieldCount: Int) throws -> Void) throws {
         let n = bytes.count
         var i = 0, line = 1
         if n >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { i = 3 }
@@ -372,40 +426,42 @@ private struct Parser {
             if bytes[i] == Self.lf { i += 1; line += 1; continue }
             if bytes[i] == Self.cr { i += (i + 1 < n && bytes[i + 1] == Self.lf) ? 2 : 1; line += 1; continue }
             let recordLine = line
-            var fields: [String] = []
+            var fieldCount = 0
             record: while true {
                 if i < n && bytes[i] == Self.quote {
                     let openLine = line
                     i += 1
                     var buffer: [UInt8] = []
                     while true {
-                        guard i < n else { throw DataError(file: name, at: "line \(openLine)", "quoted field \(fields.count + 1) is never closed") }
+                        guard i < n else { throw DataError(file: name, at: "line \(openLine)", "quoted field \(fieldCount + 1) is never closed") }
                         let b = bytes[i]
                         if b == Self.quote {
                             if i + 1 < n && bytes[i + 1] == Self.quote { buffer.append(b); i += 2; continue }
                             i += 1
                             break
                         }
-                        if b == Self.lf { line += 1 } else if b != Self.cr { try checkText(b, line: line, field: fields.count + 1) }
+                        if b == Self.lf { line += 1 } else if b != Self.cr { try checkText(b, line: line, field: fieldCount + 1) }
                         buffer.append(b)
                         i += 1
                     }
-                    fields.append(try string(buffer, line: openLine, trim: false))
+                    field(try buffer.withUnsafeBufferPointer { try string($0, line: openLine) })
+                    fieldCount += 1
                     // Only spaces may stand between the closing quote and the delimiter.
                     while i < n && (bytes[i] == UInt8(ascii: " ") || bytes[i] == UInt8(ascii: "\t")) { i += 1 }
                     if i < n && bytes[i] != Self.comma && bytes[i] != Self.lf && bytes[i] != Self.cr {
-                        throw DataError(file: name, at: "line \(line)", "unexpected character after the closing quote of field \(fields.count)")
+                        throw DataError(file: name, at: "line \(line)", "unexpected character after the closing quote of field \(fieldCount)")
                     }
                 } else {
                     let start = i
                     while i < n && bytes[i] != Self.comma && bytes[i] != Self.lf && bytes[i] != Self.cr {
                         if bytes[i] == Self.quote {
-                            throw DataError(file: name, at: "line \(line)", "a quote inside unquoted field \(fields.count + 1) (quote the whole field and double inner quotes)")
+                            throw DataError(file: name, at: "line \(line)", "a quote inside unquoted field \(fieldCount + 1) (quote the whole field and double inner quotes)")
                         }
-                        try checkText(bytes[i], line: line, field: fields.count + 1)
+                        try checkText(bytes[i], line: line, field: fieldCount + 1)
                         i += 1
                     }
-                    fields.append(try string(UnsafeBufferPointer(rebasing: bytes[start..<i]), line: line, trim: true))
+                    field(try string(Self.trimmed(UnsafeBufferPointer(rebasing: bytes[start..<i])), line: line))
+                    fieldCount += 1
                 }
                 if i >= n { break record }
                 switch bytes[i] {
@@ -421,7 +477,7 @@ private struct Parser {
                     break record
                 }
             }
-            emit(fields, recordLine)
+            try endRecord(recordLine, fieldCount)
         }
     }
 }

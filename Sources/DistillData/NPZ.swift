@@ -89,8 +89,13 @@ extension NPZ {
     /// negative or fractional label, more than `LabeledDataset.maxClasses` classes, a test label the
     /// training labels do not cover.
     public static func readClassification(_ url: URL, limits: ReadLimits = .default) throws -> (train: LabeledDataset, test: LabeledDataset) {
-        let path = url.path
-        let entries = try readEntries(url, limits: limits)
+        try decodeClassification(readFile(url, limit: limits.maxFileBytes), name: url.path, limits: limits)
+    }
+
+    /// The training and test sets of the in-memory classification archive `data` (see
+    /// `readClassification`); `name` starts every error message.
+    public static func decodeClassification(_ data: Data, name path: String, limits: ReadLimits = .default) throws -> (train: LabeledDataset, test: LabeledDataset) {
+        let entries = try decodeEntries(data, name: path, limits: limits)
         func array(_ key: String) throws -> Data {
             guard let bytes = entries[key] else {
                 let found = entries.isEmpty ? "it holds no arrays" : "found \(Self.list(entries.keys.sorted()))"

@@ -118,7 +118,7 @@ func summary(_ b: Batch) -> [String] {
         #expect(shifted.shape == image.shape)
         #expect(shifted.scalars.allSatisfy { $0 == 0 || image.scalars.contains($0) })
         #expect(image.scalars == (1...12).map(Float.init))  // the input is untouched
-        expectDataError("must not be negative") { _ = try Augmentation([.shift(maxPixels: -1)]) }
+        expectDataError("shift(maxPixels: -1) must be in 0...65536") { _ = try Augmentation([.shift(maxPixels: -1)]) }
         expectDataError("outside [0, 1]") { _ = try Augmentation([.horizontalFlip(probability: 2)]) }
         let table = try LabeledDataset(features: Tensor.zeros([4, 3]), labels: [0, 1, 0, 1], numClasses: 2)
         expectDataError("[N, C, H, W]", "[4, 3]") {

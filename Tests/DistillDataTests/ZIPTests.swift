@@ -85,9 +85,15 @@ import Testing
         expectDataError("fails its CRC-32 check") { try extractAll(damaged { $0[40] ^= 1 }) }  // a byte of a.npy's body
         expectDataError("compression method 12") { try extractAll(damaged { $0[central + 10] = 12 }) }
         expectDataError("is encrypted") { try extractAll(damaged { $0[central + 8] |= 1 }) }
-        expectDataError("no local file header") { try extractAll(damaged { $0[central + 42] = 3 }) }
+        expectDataError("no local file header") { try extractAll(damaged { $0[0] = 0 }) }
+        // An entry whose directory offset or size makes it run into the next one is refused before extraction.
+        expectDataError("entry 'a.npy' (at offset 3, 10 compressed bytes) overlaps entry 'b.npy' at offset 45") {
+            try extractAll(damaged { $0[central + 42] = 3 })
+        }
         expectDataError("stored uncompressed but declares") { try extractAll(damaged { $0[central + 20] = 4 }) }
-        expectDataError("the data of entry 'a.npy'", "runs past the end") { try extractAll(damaged { $0[central + 22] = 0x10 }) }
+        expectDataError("overlaps entry 'b.npy'") { try extractAll(damaged { $0[central + 22] = 0x10 }) }
+        expectDataError("overlaps the central directory") { try extractAll(damaged { $0[central + 51 + 22] = 0x10 }) }
+        expectDataError("the data of entry 'a.npy'", "runs past the end") { try extractAll(damaged { $0[26] = 0xFF; $0[27] = 0xFF }) }
         expectDataError("lists 1000 entries in 102 bytes") {
             try extractAll(damaged { $0[$0.count - 12] = 0xE8; $0[$0.count - 11] = 0x03 })
         }
