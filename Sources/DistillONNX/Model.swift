@@ -215,11 +215,12 @@ public final class ONNXModel: @unchecked Sendable {
         }
         if !unsupported.isEmpty {
             let shown = 10
+            func opName(_ node: Node) -> String { node.opType.isEmpty ? "(no operator name)" : shortened(node.opType) }
             var lines = unsupported.prefix(shown).map { node, reason in
-                "  \(node.label) (\(node.domain.isEmpty ? "ai.onnx" : quoted(node.domain)) opset \(node.opset)): \(reason)"
+                "  \(opName(node)) (node \(node.name.isEmpty ? "#\(node.index)" : quoted(node.name)), \(node.domain.isEmpty ? "ai.onnx" : shortened(node.domain)) opset \(node.opset)): \(reason)"
             }
             if unsupported.count > shown { lines.append("  ... and \(unsupported.count - shown) more") }
-            let ops = Set(unsupported.map { $0.0.opType.isEmpty ? "(no operator name)" : quoted($0.0.opType) }).sorted()
+            let ops = Set(unsupported.map { opName($0.0) }).sorted()
             throw fail("""
                 \(unsupported.count) node\(unsupported.count == 1 ? "" : "s") cannot run (nothing was run), unsupported: \(ops.prefix(shown).joined(separator: ", "))\(ops.count > shown ? " and \(ops.count - shown) more" : "")
                 \(lines.joined(separator: "\n"))
