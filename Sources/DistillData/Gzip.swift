@@ -138,12 +138,13 @@ final class GzipReader {
     /// really holds before it runs out. `what` names the part being read for the truncation message.
     func read(count: Int, what: String, firstChunk: Int = 1 << 24) throws -> [UInt8] {
         let start = offset
-        var out = [UInt8]()
+        var out = [UInt8](repeating: 0, count: min(count, firstChunk))
         var filled = 0
         while filled < count {
             if filled == out.count {
-                let grown = min(count, max(firstChunk, out.count * 2))
-                out.append(contentsOf: repeatElement(0, count: grown - out.count))
+                var grown = [UInt8](repeating: 0, count: min(count, out.count * 2))
+                grown.withUnsafeMutableBufferPointer { to in out.withUnsafeBufferPointer { to.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
+                out = grown
             }
             let n = try out.withUnsafeMutableBytes { try readSome(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
             if n == 0 {

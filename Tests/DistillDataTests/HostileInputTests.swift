@@ -127,8 +127,7 @@ import Testing
 
     @Test func deflatedEntryThatClaimsMoreThanItHoldsFailsWithoutAllocatingTheClaim() throws {
         // 64 KiB of incompressible data whose headers claim 60 MiB (within deflate's ratio).
-        var generator = SeededGenerator(seed: 3)
-        let payload = Data((0..<(64 << 10)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let payload = Data(randomBytes(count: 64 << 10, seed: 3))
         var bytes = [UInt8](try NPZ.encode(entries: ["x": payload], compressed: true))
         let claim = le(UInt32(60 << 20))
         bytes.replaceSubrange(22..<26, with: claim)  // local header: uncompressed size
@@ -190,9 +189,8 @@ import Testing
     @Test func gzipIDXThatClaimsMoreThanItHoldsFailsWhenTheDataRunsOut() throws {
         // The header claims 1 GiB; the incompressible data is 1 MiB (a ratio deflate could
         // honestly reach, so it is not refused up front).
-        var generator = SeededGenerator(seed: 5)
         let header: [UInt8] = [0, 0, 8, 3] + be(UInt32(1024)) + be(UInt32(1024)) + be(UInt32(1024))
-        let data = header + (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let data = header + randomBytes(count: 1 << 20, seed: 5)
         let gz = try Gzip.compress(Data(data))
         expectDataError("claim.idx.gz", "short of the data of shape [1024, 1024, 1024]") {
             _ = try IDX.decode(gz, name: "claim.idx.gz", limits: ReadLimits(maxFileBytes: 1 << 30, maxPayloadBytes: 2 << 30))

@@ -46,3 +46,16 @@ func expectDataError(_ fragments: String..., sourceLocation: SourceLocation = #_
 func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 /// Big-endian bytes of a fixed-width integer.
 func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+
+/// `count` bytes from a seeded generator, eight at a time: incompressible test data, made quickly even in debug builds.
+func randomBytes(count: Int, seed: UInt64) -> [UInt8] {
+    var generator = SeededGenerator(seed: seed)
+    return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        var i = 0
+        while i < count {
+            var word = generator.next()
+            for _ in 0 ..< min(8, count - i) { buffer[i] = UInt8(truncatingIfNeeded: word); word >>= 8; i += 1 }
+        }
+        initialized = count
+    }
+}
