@@ -25,7 +25,7 @@ public enum ModelShapes {
     @discardableResult
     public static func check(_ model: Module, inputShape: [Int], numClasses: Int? = nil, what: String = "model") throws -> [Int] {
         try checkExampleShape(inputShape, what: what)
-        let output = try outputShape(of: model, path: "", input: inputShape)
+        let output = try outputShape(of: model, path: "", input: inputShape, orThrowFor: what)
         if let numClasses, output != [numClasses] {
             throw TensorError("\(what): gives outputs of shape \(output) per example, but it is described as having \(numClasses) classes")
         }

@@ -1,5 +1,4 @@
 import DistillData
-import DistillNN
 import DistillTensor
 import Foundation
 
@@ -33,47 +32,26 @@ public enum DataSource {
             let parts = try train.split(validationFraction: 0.2, seed: seed)
             return (parts.train, parts.validation)
         case "npz":
-            return try npzSplits(url, name: data)
+            return try NPZ.readClassification(url)
         default:
             throw TensorError("unknown data '\(data)'; valid: \(names.joined(separator: ", "))")
         }
     }
 
-    /// `x_train, y_train, x_test, y_test` of an `.npz` file, checked as a whole: features [N, ...]
-    /// with at least one row and one feature, test examples of the training examples' shape, one
-    /// integer label per row, test labels within the training classes. Errors name the file and array.
-    static func npzSplits(_ url: URL, name: String) throws -> (train: LabeledDataset, test: LabeledDataset) {
-        let entries = try NPZ.readEntries(url)
-        func need(_ k: String) throws -> Data {
-            guard let d = entries[k] else { throw TensorError("\(name): no array '\(k)' (expected x_train, y_train, x_test, y_test; found \(entries.keys.sorted().prefix(20).joined(separator: ", ")))") }
-            return d
+    /// Throws naming `name` and the first row of `dataset` with a NaN or infinite feature: a model
+    /// scored on such a row gives a silently meaningless answer (a ReLU turns NaN into 0).
+    public static func requireFinite(_ dataset: LabeledDataset, name: String) throws {
+        guard dataset.count > 0 else { return }
+        let block = 1024
+        var start = 0
+        while start < dataset.count {
+            let rows = dataset.rows(Array(start..<min(start + block, dataset.count)))
+            if let bad = rows.firstNonFiniteIndex {
+                let perRow = max(1, rows.count / rows.shape[0])
+                throw TensorError("\(name): row \(start + bad / perRow) holds \(rows.data[bad]) (feature \(bad % perRow)); features must be finite numbers")
+            }
+            start += block
         }
-        func features(_ k: String) throws -> Tensor {
-            let x = try NPY.decode(need(k), name: "\(name)[\(k)]")
-            guard x.rank >= 2 else { throw TensorError("\(name)[\(k)]: features of shape \(x.shape); expected [N, ...] with one row per example (e.g. [N, F] or [N, C, H, W])") }
-            guard x.rank <= 1 + ModelShapes.maxRank else { throw TensorError("\(name)[\(k)]: features of shape \(x.shape) have more than \(ModelShapes.maxRank) dimensions per example") }
-            guard x.shape[0] > 0 else { throw TensorError("\(name)[\(k)]: no rows (shape \(x.shape))") }
-            guard x.shape.dropFirst().allSatisfy({ $0 > 0 }) else { throw TensorError("\(name)[\(k)]: examples of shape \(Array(x.shape.dropFirst())) hold no features") }
-            return x
-        }
-        func labels(_ k: String) throws -> [Int] {
-            let decoded = try NPY.decodeInts(need(k), name: "\(name)[\(k)]")
-            guard decoded.shape.count == 1 else { throw TensorError("\(name)[\(k)]: labels of shape \(decoded.shape); expected [N], one class index per row") }
-            return decoded.values
-        }
-        let (xTrain, yTrain, xTest, yTest) = (try features("x_train"), try labels("y_train"), try features("x_test"), try labels("y_test"))
-        guard xTest.shape.dropFirst().elementsEqual(xTrain.shape.dropFirst()) else {
-            throw TensorError("\(name): x_test examples have shape \(Array(xTest.shape.dropFirst())), x_train examples \(Array(xTrain.shape.dropFirst()))")
-        }
-        let classes = try LabeledDataset.classCount(of: yTrain, source: "\(name)[y_train]")
-        if let bad = yTest.firstIndex(where: { $0 < 0 || $0 >= classes }) {
-            throw TensorError("\(name)[y_test]: label \(yTest[bad]) of row \(bad) is outside the \(classes) classes of y_train")
-        }
-        for (x, y, k) in [(xTrain, yTrain, "train"), (xTest, yTest, "test")] where x.shape[0] != y.count {
-            throw TensorError("\(name): x_\(k) has \(x.shape[0]) rows, y_\(k) \(y.count) labels")
-        }
-        return (try LabeledDataset(features: xTrain, labels: yTrain, numClasses: classes, source: "\(name)[x_train]"),
-                try LabeledDataset(features: xTest, labels: yTest, numClasses: classes, source: "\(name)[x_test]"))
     }
 
     /// The rows of a `.csv` training file (in file order) that `load` keeps for training when it

@@ -50,6 +50,9 @@ public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teach
         guard logits.rank == 2, logits.shape[1] == classes else {
             throw TensorError("the model outputs shape \(logits.shape), but the data has \(classes) classes")
         }
+        if let bad = logits.firstNonFiniteIndex {
+            throw TensorError("the model's output for example \(start + bad / max(classes, 1)) is \(logits.data[bad]); the input holds NaN or infinite values, or values far outside what the model was trained on")
+        }
         let probs = withNoGrad { logits.softmax(axis: 1) }
         let logProbs = withNoGrad { logits.logSoftmax(axis: 1) }
         let predictions = logits.argmaxLastAxis()

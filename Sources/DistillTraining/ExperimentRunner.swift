@@ -83,6 +83,7 @@ public enum ExperimentRunner {
         let fileRows = TeacherOutputs.trainingFileRows(experiment, loadedTrain: train.count, loadedTest: test.count, preloaded: preloaded != nil)
         if let limit = experiment.trainLimit { train = train.prefix(limit) }
         guard train.count > 0 else { throw TensorError("\(experiment.data): no training rows\(experiment.trainLimit != nil ? " after --train-limit" : ""); a run needs at least one") }
+        try DataSource.requireFinite(test, name: "\(experiment.testData ?? experiment.data) (test split)")
         guard test.count > 0 else { throw TensorError("\(experiment.testData ?? experiment.data): the test set is empty; a run needs test rows to report accuracy") }
         let objective = try DistillationObjective(terms: experiment.losses)
         var teachers = try experiment.teachers.map(loadTeacher)

@@ -57,6 +57,13 @@ public struct RunFolder: Sendable {
         held[key] = fd
     }
 
+    /// What a failed run leaves, for its error message: where the last good checkpoint is, or
+    /// that none was written yet.
+    public var checkpointNote: String {
+        FileManager.default.fileExists(atPath: checkpoint.path)
+            ? "the last good checkpoint is kept in \(url.path)" : "no checkpoint had been written yet in \(url.path)"
+    }
+
     /// The experiment recorded in `config.json`, for `--resume`; errors name the file.
     public func readExperiment() throws -> Experiment {
         let saved = try readConfig()
@@ -144,19 +151,21 @@ public struct RunFolder: Sendable {
         func part(_ prefix: String) -> [String: Tensor] {
             Dictionary(uniqueKeysWithValues: tensors.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
         }
-        try student.loadStateDict(part("student."), source: checkpoint.path)
-        try optimizer.loadStateDict(part("optimizer."))
-        for (i, a) in adapters.enumerated() {
-            guard let saved = tensors["adapter.\(i)"], saved.shape == a.shape else { throw TensorError("\(checkpoint.path): adapter \(i) missing or of the wrong shape") }
-            a.assign(saved)
-        }
         var state = CheckpointState(epochsDone: Int(meta["distillkit.epochs_done"] ?? "0") ?? 0,
                                     bestAccuracy: Double(meta["distillkit.best_accuracy"] ?? "0") ?? 0,
                                     nextBatch: Int(meta["distillkit.next_batch"] ?? "0") ?? 0)
         for (k, v) in meta where k.hasPrefix("distillkit.sum.") { state.sums[String(k.dropFirst(15))] = Double(v) }
         guard state.epochsDone >= 0, state.epochsDone <= Experiment.maxEpochs, state.nextBatch >= 0, state.bestAccuracy.isFinite,
-              state.sums.values.allSatisfy(\.isFinite) else {
+              state.sums.values.allSatisfy({ $0.isFinite && Swift.abs($0) < 0x1p53 }) else {
             throw TensorError("\(checkpoint.path): corrupt position in the checkpoint metadata")
+        }
+        try student.loadStateDict(part("student."), source: checkpoint.path)
+        do { try optimizer.loadStateDict(part("optimizer.")) } catch let error as TensorError {
+            throw TensorError("\(checkpoint.path): \(error.message)")
+        }
+        for (i, a) in adapters.enumerated() {
+            guard let saved = tensors["adapter.\(i)"], saved.shape == a.shape else { throw TensorError("\(checkpoint.path): adapter \(i) missing or of the wrong shape") }
+            a.assign(saved)
         }
         return state
     }

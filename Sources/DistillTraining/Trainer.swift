@@ -219,13 +219,13 @@ public final class Trainer {
                                                        labels: labels, epoch: epoch)
                 let value = loss.item()
                 guard value.isFinite else {
-                    throw TrainingError(message: "the loss became \(value) at epoch \(epoch + 1), step \(step + 1) (terms: \(parts)); training stopped\(run.map { ", the last good checkpoint is kept in \($0.url.path)" } ?? ""). Try a lower learning rate.")
+                    throw TrainingError(message: "the loss became \(value) at epoch \(epoch + 1), step \(step + 1) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
                 }
                 loss.backward()
                 if let plan, let g = logits.grad { plan.backward(g) }
                 for (name, parameter) in parameterNames {
                     if let g = parameter.grad, let i = g.firstNonFiniteIndex {
-                        throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at epoch \(epoch + 1), step \(step + 1), with a finite loss \(value); the weights were not updated\(run.map { ", the last good checkpoint is kept in \($0.url.path)" } ?? ""). Try a lower learning rate or --gradient-clip.")
+                        throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at epoch \(epoch + 1), step \(step + 1), with a finite loss \(value); the weights were not updated\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
                     }
                 }
                 if let clip = options.gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: clip) }
@@ -247,7 +247,10 @@ public final class Trainer {
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             throughput.append(Double(seen) / seconds)
-            let report = try evaluate(student, on: test)
+            let report: EvaluationReport
+            do { report = try evaluate(student, on: test) } catch let error as TensorError {
+                throw TrainingError(message: "after epoch \(epoch + 1) the student's test outputs are not usable (\(error.message)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
+            }
             lastReport = report
             let improved = report.accuracy > best
             best = max(best, report.accuracy)

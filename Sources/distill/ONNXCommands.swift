@@ -106,6 +106,7 @@ extension Eval {
         try BLAS.ensureLoaded()
         let onnxTeacher = try ONNXTeacher(url: URL(fileURLWithPath: model), inputMean: inputMean, inputStd: inputStd)
         let (_, test) = try DataSource.load(data, labelColumn: label)
+        try DataSource.requireFinite(test, name: "\(data) (test split)")
         try onnxTeacher.checkExampleShape(test.exampleShape)
         let module = onnxTeacher.asModule(classes: test.numClasses)
         let other = try teacher.map(loadTeacher)

@@ -122,6 +122,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(model) is a regression model (distill train --target): evaluate it with --target COLUMN")
         }
         var (_, test) = try DataSource.load(data, labelColumn: label)
+        try DataSource.requireFinite(test, name: "\(data) (test split)")
         // A tabular model keeps the statistics it was trained with: raw rows are standardised here.
         let statistics = try Tabular.statistics(of: info, source: model)
         if let statistics { test = try test.standardized(with: statistics) }
@@ -131,7 +132,7 @@ struct Eval: ParsableCommand {
         let teacherModel = try teacher.map { path in
             try statistics.map { try Tabular.teacher(loadTeacher(path), path: path, inputStatistics: $0) } ?? loadTeacher(path)
         }
-        let r = try evaluate(net, on: test, teacher: teacherModel)
+        let r = try naming(data) { try evaluate(net, on: test, teacher: teacherModel) }
         if json { return printEvaluationJSON(r, parameters: net.parameterCount, bytes: net.stateBytes) }
         print(String(format: "%@: %@, %d parameters, %d bytes", model, info.spec, net.parameterCount, net.stateBytes))
         printEvaluation(r, on: test)
