@@ -326,7 +326,7 @@ def op_cases():
     add("constant-of-shape-zero-huge", [node("ConstantOfShape", ["s"], ["c"]), node("Flatten", ["c"], ["f"], name="flat")],
         [ints("s", [0, 1 << 62, 4])])
     add("constant-of-shape-rank-1m", [node("ConstantOfShape", ["s"], ["c"])], [ints("s", [1] * 1_000_000)])
-    add("expand-2e42", [node("Expand", ["x", "s"], ["e"])], [ints("s", [1 << 20, 1 << 20, 4])])
+    add("expand-2e42", [node("Expand", ["x", "s"], ["e"])], [ints("s", [1 << 20, 1 << 20, 1, 4])])
     add("expand-negative", [node("Expand", ["x", "s"], ["e"])], [ints("s", [-3, 4])])
     add("tile-2e60", [node("Tile", ["x", "r"], ["t"])], [ints("r", [1 << 30, 1 << 30])])
     add("tile-overflow", [node("Tile", ["x", "r"], ["t"])], [ints("r", [(1 << 31) - 1, (1 << 31) - 1])])
