@@ -4,8 +4,11 @@ import Foundation
 /// A CSV file with a header row (RFC 4180), and its conversion to a dataset.
 ///
 /// Parsing: fields are separated by commas and records by `\n` or `\r\n`; a field in double
-/// quotes may hold commas, newlines and doubled quotes (`""` for `"`); spaces around unquoted
-/// fields are trimmed; blank lines and a UTF-8 byte-order mark are skipped.
+/// quotes may hold commas, newlines and doubled quotes (`""` for `"`); spaces and tabs around
+/// unquoted fields are trimmed; blank lines and a UTF-8 byte-order mark are skipped. Text must be
+/// UTF-8 without control characters other than tab (a NUL would end a number early: `5\0abc`).
+/// Reading is linear in the file size, whatever the number of columns, and the cells are checked
+/// against `MemoryBudget` as they are read.
 ///
 /// Conversion (`dataset`, `regression`): a column is numeric when most of its cells are finite
 /// numbers, and then every cell must be one; other columns (and those named in
