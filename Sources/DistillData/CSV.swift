@@ -443,7 +443,7 @@ private struct Parser {
                             i += 1
                             break
                         }
-                        if b == Self.lf { line += 1 } else if b != Self.cr { try checkText(b, line: line, field: fieldCount + 1) }
+                        if b == Self.lf { line += 1 } else if b < 0x20 && b != Self.cr { try checkText(b, line: line, field: fieldCount + 1) }
                         buffer.append(b)
                         i += 1
                     }
@@ -456,11 +456,13 @@ private struct Parser {
                     }
                 } else {
                     let start = i
-                    while i < n && bytes[i] != Self.comma && bytes[i] != Self.lf && bytes[i] != Self.cr {
-                        if bytes[i] == Self.quote {
+                    while i < n {
+                        let b = bytes[i]
+                        if b == Self.comma || b == Self.lf || b == Self.cr { break }
+                        if b == Self.quote {
                             throw DataError(file: name, at: "line \(line)", "a quote inside unquoted field \(fieldCount + 1) (quote the whole field and double inner quotes)")
                         }
-                        try checkText(bytes[i], line: line, field: fieldCount + 1)
+                        if b < 0x20 { try checkText(b, line: line, field: fieldCount + 1) }
                         i += 1
                     }
                     field(try string(Self.trimmed(UnsafeBufferPointer(rebasing: bytes[start..<i])), line: line))
