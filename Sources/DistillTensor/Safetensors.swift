@@ -129,7 +129,13 @@ public enum AtomicFile {
     @discardableResult
     public static func removeLeftovers(in folder: URL) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        let leftovers = names.filter { $0.hasPrefix(".") && $0.range(of: temporarySuffix) != nil && $0.split(separator: "-").last.map { Int($0) != nil } == true }
+        let leftovers = names.filter { name in
+            // `.NAME.tmp-PID`, a regular file, written by another process than this one.
+            guard name.hasPrefix("."), name.range(of: temporarySuffix) != nil,
+                  let pid = name.split(separator: "-").last.flatMap({ Int32($0) }), pid != getpid() else { return false }
+            var info = stat()
+            return lstat(folder.appendingPathComponent(name).path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+        }
         for name in leftovers { try? FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
         return leftovers
     }

@@ -59,13 +59,13 @@ import Testing
         e.student = "mlp:4-8-3"
         e.teachers = [Self.file("model-nan-teacher.safetensors").path]
         e.losses = [LossTerm(.kd)]
-        expectMessage(["non-finite"]) { _ = try ExperimentRunner.run(e, preloaded: (data, data)) }
+        expectMessage(["model-nan-teacher.safetensors", "a model's weights must be finite"]) { _ = try ExperimentRunner.run(e, preloaded: (data, data)) }
     }
 
     static let modelCases: [(String, [String])] = [
         ("model-huge-spec.safetensors", ["model spec 'mlp:100000-100000-10' needs more than 1048576 parameters", "maxParameters"]),
         ("model-lenet5-tiny-images.safetensors", ["model 'lenet5' cannot take images of shape [1, 4, 40]"]),
-        ("model-negative-classes.safetensors", ["-3 classes, expected 1..."]),
+        ("model-negative-classes.safetensors", ["distillkit.num_classes '-3' is not a class count"]),
     ]
 
     /// A saved model's metadata names its architecture: a hostile one must not make the loader
