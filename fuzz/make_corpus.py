@@ -71,6 +71,15 @@ layers = json.dumps([{"linear": {"in": 4, "out": 2}}], separators=(",", ":"))
 w, b = linear(4, 2, 7)
 put("SavedModel", "layers.safetensors", safetensors({"0.weight": w, "0.bias": b}, meta("layers:" + layers, "4", 2)))
 
+# A small CNN described by a layer list (conv, batch-norm, pool, residual, global pool): the fuzzer
+# mutates its spec, input shape and class count, and the target runs what ModelShapes accepts.
+cnn = [{"conv2d": {"in": 1, "out": 2, "kernel": 3, "padding": 1}}, {"batchnorm2d": {"features": 2}}, "relu",
+       {"maxpool2d": {"kernel": 2, "stride": 2}}, {"residual": {"in": 2, "out": 2}}, {"avgpool2d": {"kernel": 1}},
+       "global_avgpool2d", {"linear": {"in": 2, "out": 3}}]
+put("SavedModel", "cnn-layers.safetensors", safetensors({}, meta("layers:" + json.dumps(cnn, separators=(",", ":")), "1,6,6", 3)))
+put("SavedModel", "cnn-tiny.safetensors", safetensors({}, meta("cnn-tiny", "1,8,8", 3)))
+put("Experiment", "cnn-layers.yaml", "data: x.npz\nstudent:\n  layers:\n" + "".join(f"    - {json.dumps(l)}\n" for l in cnn))
+
 put("CSV", "iris.csv", "sepal,petal,species\n5.1,1.4,setosa\n7.0,4.7,versicolor\n6.3,6.0,virginica\n")
 put("CSV", "quoted.csv", '\ufeffa,"b, c",label\r\n1,"x ""q""",0\r\n2,"multi\nline",1\r\n\r\n3,y,1\r\n')
 put("CSV", "regression.csv", "y,x1,colour\n0.5,1e3,red\n-2,NaN,blue\n3,4,\n")
