@@ -1,3 +1,4 @@
+import DistillTensor
 import Foundation
 import SystemZlib
 
@@ -133,11 +134,13 @@ final class GzipReader {
         }
     }
 
-    /// The next `count` decompressed bytes, in a buffer that grows as data arrives (from at most
-    /// `firstChunk` bytes, doubling): a header that claims gigabytes costs only what the stream
+    /// The next `count` decompressed bytes, in a buffer that grows as data arrives, doubling from
+    /// 8 times the compressed size (at least 16 MiB; typical data compresses less than 8:1, so it
+    /// usually takes one allocation): a header that claims gigabytes costs only what the stream
     /// really holds before it runs out. `what` names the part being read for the truncation message.
-    func read(count: Int, what: String, firstChunk: Int = 1 << 24) throws -> [UInt8] {
+    func read(count: Int, what: String) throws -> [UInt8] {
         let start = offset
+        let firstChunk = max(1 << 24, CheckedSize.multiply(inputCount, 8) ?? Int.max)
         var out = [UInt8](repeating: 0, count: min(count, firstChunk))
         var filled = 0
         while filled < count {
