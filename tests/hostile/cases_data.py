@@ -262,6 +262,11 @@ def npz_cases():
         npz_case("x-y-row-mismatch", dataset_npz(y_train=np.zeros(50, np.int64)), ["y_train", "50"]),
         npz_case("x-test-feature-shape", dataset_npz(x_test=np.zeros((20, 5), np.float32)), ["x_test"]),
         npz_case("x-5d", dataset_npz(x_train=np.zeros((60, 1, 2, 2, 1), np.float32)), ["x_test"]),
+        # Non-finite features: a test split is refused when read; a training row stops training at its first batch.
+        npz_case("x-test-inf", dataset_npz(x_test=np.where(np.arange(80).reshape(20, 4) == 13, np.inf, 0).astype(np.float32)),
+                 ["test split", "row 3 holds inf"], args=TRAIN_NPZ),
+        Case("npz", "x-train-nan", TRAIN_NPZ, {"d.npz": dataset_npz(x_train=np.where(np.arange(240).reshape(60, 4) == 30, np.nan, 0).astype(np.float32))},
+             ["non-finite", "sample 7"]),
         npz_case("y-2d", dataset_npz(y_train=np.zeros((60, 3), np.int64)), ["y_train", "[60, 3]"]),
         npz_case("missing-x-test", dataset_npz(x_test=None), ["x_test"]),
         npz_case("x-complex", dataset_npz(x_train=np.zeros((60, 4), np.complex64)), ["x_train", "unsupported dtype"]),
@@ -281,6 +286,9 @@ def npz_cases():
         npz_case("encrypted-entry", zip_raw([("x_train.npy", npy_bytes(np.zeros((2, 2), np.float32)), 0, {"flags": 1})]), ["encrypted"]),
         npz_case("bzip2-entry", zip_raw([("x_train.npy", npy_bytes(np.zeros((2, 2), np.float32)), 12, {})]), ["method 12"]),
         npz_case("truncated", dataset_npz()[:-200], ["not a valid .npz"]),
+        Case("npz", "teacher-outputs-overlapping-entries", [a if a != "t.npy" else "t.npz" for a in KD_NPY],
+             {"t.npz": zip_raw([("logits.npy", npy_bytes(np.zeros((60, 3), np.float32)), 8, {})], repeat_central=3000), "d.npz": blobs_npz()},
+             ["t.npz", "overlaps"]),
         Case("npz", "fifo", REPORT_NPZ, {"d.npz": fifo}, ["d.npz", "FIFO"]),
         Case("npz", "folder", REPORT_NPZ, {"d.npz": folder}, ["d.npz", "folder"]),
     ]
@@ -309,6 +317,8 @@ def idx_cases():
         idx_case("gzip-bad-crc", "train-images", ["corrupt gzip stream"],
                  train_images=(lambda b: b[:-8] + bytes(x ^ 0xFF for x in b[-8:-4]) + b[-4:])(gzip.compress(idx_bytes([20, 28, 28])))),
         idx_case("gzip-trailing-data", "train-images", ["after the end"], train_images=gzip.compress(idx_bytes([20, 28, 28]) + b"extra")),
+        Case("idx", "mnist-labels-count-mismatch", [a if a != "fashion-mnist" else "mnist" for a in TRAIN_IDX],
+             idx_folder(test_labels=gzip.compress(idx_bytes([11], bytes(11)))), ["t10k-labels", "11 labels for 10 images"], env=IDX_ENV),
         Case("idx", "fifo", TRAIN_IDX, {**idx_folder(), "train-images-idx3-ubyte.gz": fifo}, ["train-images", "FIFO"], env=IDX_ENV),
         Case("idx", "folder-as-file", TRAIN_IDX, {**idx_folder(), "train-labels-idx1-ubyte.gz": folder}, ["train-labels"], env=IDX_ENV),
     ]
