@@ -128,13 +128,28 @@ def idx_folder(**override):
     return files
 
 
-def idx_case(name, expect_file, expect=(), **override):
-    return Case("idx", name, TRAIN_IDX, idx_folder(**override), [expect_file, *expect], env=IDX_ENV)
+def idx_case(name, expect_file, expect=(), env=None, **override):
+    return Case("idx", name, TRAIN_IDX, idx_folder(**override), [expect_file, *expect], env={**IDX_ENV, **(env or {})})
 
 
 def random_4mb():
     """Incompressible: 4 MB of deflate may honestly claim up to ~4 GB."""
     return np.random.default_rng(7).integers(0, 256, 4 << 20, dtype=np.uint8).tobytes()
+
+
+def gzip_zeros_idx(shape):
+    """A gzipped IDX of zeros that honestly holds `shape` (compressed in pieces: ~1 MB per GB)."""
+    def write(path):
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        chunk = bytes(1 << 24)
+        with open(path, "wb") as f:
+            f.write(c.compress(idx_bytes(shape, b"")))
+            left = int(np.prod(shape))
+            while left:
+                f.write(c.compress(chunk[:min(left, len(chunk))]))
+                left -= min(left, len(chunk))
+            f.write(c.flush())
+    return write
 
 
 def lazy(make):
@@ -206,6 +221,9 @@ def csv_cases():
                  args=TRAIN_CSV + ["--test-data", "t.csv"], extra={"t.csv": b"f0,f1,f2,y\n1,2,3,0\n"}),
         csv_case("test-data-unknown-class", blobs_csv(), ["line 2", "not a class index"], file="t.csv",
                  args=TRAIN_CSV + ["--test-data", "t.csv"], extra={"t.csv": b"f0,f1,f2,f3,y\n1,2,3,4,7\n"}),
+        # Teacher outputs in a CSV file go through the same rule: a NUL must not end a number early.
+        Case("csv", "teacher-outputs-nul-in-number", ["kd", "--teacher-outputs", "t.csv", "--data", "d.npz", "--student", "mlp:4-8-3", "--epochs", "1", "--quiet"],
+             {"t.csv": b"a,b,c\n" + b"0.1,0.2,0.3\n" * 59 + b"5\x00abc,1,2\n", "d.npz": blobs_npz()}, ["t.csv", "line 61"]),
         Case("csv", "fifo", TRAIN_CSV, {"x.csv": fifo}, ["x.csv", "FIFO"]),
         Case("csv", "folder", TRAIN_CSV, {"x.csv": folder}, ["x.csv", "folder"]),
         Case("csv", "dev-zero", TRAIN_CSV, {"x.csv": dev_zero}, ["x.csv", "device"]),
@@ -312,6 +330,7 @@ def idx_cases():
         idx_case("truncated-raw", "train-images", ["truncated"], train_images=idx_bytes([20, 28, 28], bytes(100))),
         idx_case("trailing-bytes-raw", "train-images", ["unexpected bytes"], train_images=idx_bytes([20, 28, 28]) + b"junk"),
         idx_case("gzip-claims-4gib", "train-images", ["short of"], train_images=lazy(lambda: gzip.compress(idx_bytes([1024, 1024, 4095], random_4mb())))),
+        idx_case("gzip-honest-bomb-over-budget", "train-images", ["memory budget"], env={"DISTILL_MAX_MEMORY": "64m"}, train_images=gzip_zeros_idx([512, 1024, 1024])),
         idx_case("gzip-claims-impossible", "train-images", ["impossible"], train_images=gzip.compress(idx_bytes([4000, 1000, 1000], bytes(1000)))),
         idx_case("gzip-truncated", "train-images", ["truncated gzip"], train_images=gzip.compress(idx_bytes([20, 28, 28]))[:-40]),
         idx_case("gzip-bad-crc", "train-images", ["corrupt gzip stream"],
