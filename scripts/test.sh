@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
 swift test --skip-build
+# The hostile-input corpus (tests/hostile) runs against the release binary, the one users run.
+swift build -c release --product distill
 if [ -d tests/interop ]; then
-  DISTILL_SCRATCH=.build .venv/bin/pytest -q tests/interop
+  DISTILL_SCRATCH=.build DISTILL_RELEASE_BINARY=.build/release/distill .venv/bin/pytest -q tests/interop
 fi
 # Every file reader under libFuzzer for 30 s each (fuzz/, scripts/fuzz.sh): about 5 minutes with the fuzz build.
 scripts/fuzz.sh 30

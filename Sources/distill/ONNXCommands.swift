@@ -109,7 +109,11 @@ extension Eval {
         try DataSource.requireFinite(test, name: "\(data) (test split)")
         try onnxTeacher.checkExampleShape(test.exampleShape)
         let module = onnxTeacher.asModule(classes: test.numClasses)
-        let other = try teacher.map(loadTeacher)
+        let other = try teacher.map { path in
+            let loaded = try loadTeacher(path)
+            try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
+            return loaded
+        }
         let r = try evaluate(module, on: test, teacher: other)
         if let failure = module.failure { throw failure }
         if json { return printEvaluationJSON(r, parameters: onnxTeacher.parameterCount, bytes: onnxTeacher.bytes) }

@@ -130,7 +130,9 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(model) expects inputs of shape \(info.inputShape); \(data) has \(test.exampleShape)")
         }
         let teacherModel = try teacher.map { path in
-            try statistics.map { try Tabular.teacher(loadTeacher(path), path: path, inputStatistics: $0) } ?? loadTeacher(path)
+            let loaded = try statistics.map { try Tabular.teacher(loadTeacher(path), path: path, inputStatistics: $0) } ?? loadTeacher(path)
+            try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
+            return loaded
         }
         let r = try naming(data) { try evaluate(net, on: test, teacher: teacherModel) }
         if json { return printEvaluationJSON(r, parameters: net.parameterCount, bytes: net.stateBytes) }

@@ -125,4 +125,15 @@ def cases():
     out.append(Case("model", "inspect-fifo", ["inspect", "m.safetensors"], {"m.safetensors": lambda p: os.mkfifo(p)}, ["m.safetensors"]))
     out.append(Case("model", "teacher-wrong-width", ["kd", "--teacher", "m.safetensors", "--data", "d.npz", "--student", "mlp:4-8-3", "--epochs", "1"],
                     {"m.safetensors": model(widths=(5, 8, 3)), **DATA}, ["m.safetensors"]))
-    return out
+    return out + more_cases()
+
+
+def more_cases():
+    """Teachers given to `eval --teacher` that do not fit the data."""
+    files = {"m.safetensors": model(), "t.safetensors": model(widths=(5, 8, 3)), "t7.safetensors": model(widths=(4, 8, 7)), **DATA}
+    return [
+        Case("model", "eval-teacher-wrong-width", ["eval", "m.safetensors", "--data", "d.npz", "--teacher", "t.safetensors"], files, ["t.safetensors"]),
+        Case("model", "eval-teacher-wrong-classes", ["eval", "m.safetensors", "--data", "d.npz", "--teacher", "t7.safetensors"], files, ["t7.safetensors"]),
+        Case("model", "cache-teacher-wrong-width", ["cache-teacher", "--teacher", "t.safetensors", "--data", "d.npz", "--out", "o.npy"], files, ["t.safetensors"]),
+        Case("model", "data-report-teacher-wrong-width", ["data-report", "--teacher", "t.safetensors", "--data", "d.npz"], files, ["t.safetensors"]),
+    ]

@@ -53,18 +53,19 @@ class Outcome:
     seconds: float
     max_rss_bytes: int
     timed_out: bool
+    time_limit: float = MAX_SECONDS
 
     def problems(self, case: Case) -> List[str]:
         """What is wrong with this outcome for `case` (empty when the promise held)."""
         found = []
         if self.timed_out:
-            found.append(f"did not finish in {MAX_SECONDS * 2:.0f} s")
+            found.append(f"did not finish in {self.time_limit * 2:.0f} s")
         elif self.returncode < 0:
             found.append(f"killed by signal {-self.returncode}")
         elif self.returncode not in case.exit_codes:
             found.append(f"exit status {self.returncode}, expected one of {case.exit_codes}")
-        if self.seconds > MAX_SECONDS and not self.timed_out:
-            found.append(f"took {self.seconds:.1f} s (limit {MAX_SECONDS:.0f})")
+        if self.seconds > self.time_limit and not self.timed_out:
+            found.append(f"took {self.seconds:.1f} s (limit {self.time_limit:.0f})")
         if self.max_rss_bytes > MAX_RSS_BYTES:
             found.append(f"peak memory {self.max_rss_bytes >> 20} MiB (limit {MAX_RSS_BYTES >> 20})")
         for text in case.expect:
@@ -90,8 +91,10 @@ def materialise(case: Case, folder: Path):
             path.write_bytes(content)
 
 
-def run_case(binary: Path, case: Case, folder: Path) -> Outcome:
-    """Runs `case` in `folder` (created, with the case's files) and measures its time and peak memory."""
+def run_case(binary: Path, case: Case, folder: Path, time_factor: float = 1.0) -> Outcome:
+    """Runs `case` in `folder` (created, with the case's files) and measures its time and peak memory;
+    `time_factor` scales the time limit (a debug build is several times slower than the release build)."""
+    time_limit = MAX_SECONDS * time_factor
     materialise(case, folder)
     env = dict(os.environ)
     env.update({"SWIFT_BACKTRACE": "enable=no", "DISTILL_THREADS": "2"})
@@ -103,7 +106,7 @@ def run_case(binary: Path, case: Case, folder: Path) -> Outcome:
         start = time.monotonic()
         process = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", str(rss_path), "prlimit", f"--as={ADDRESS_SPACE_LIMIT}", "--core=0", str(binary), *case.args], cwd=folder, stdout=out,
                                    stderr=err, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        deadline = start + MAX_SECONDS * 2
+        deadline = start + time_limit * 2
         timed_out = False
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -126,7 +129,7 @@ def run_case(binary: Path, case: Case, folder: Path) -> Outcome:
     stderr = re.sub(r"Command (terminated by signal|exited with non-zero status) \d+\n?", "", stderr)
     rss_text = read(rss_path).strip().splitlines() if rss_path.exists() else []
     rss = int(rss_text[-1]) * 1024 if rss_text and rss_text[-1].isdigit() else usage.ru_maxrss * 1024
-    return Outcome(code, read(out_path), stderr, seconds, rss, timed_out)
+    return Outcome(code, read(out_path), stderr, seconds, rss, timed_out, time_limit)
 
 
 def all_cases() -> List[Case]:
