@@ -122,7 +122,7 @@ public struct CSVTable: Sendable {
         for (i, column) in header.enumerated() {
             guard !column.isEmpty else { throw DataError(file: name, at: "line \(line)", "column \(i + 1) of the header has no name") }
             if let first = seen[column] {
-                throw DataError(file: name, at: "line \(line)", "columns \(first + 1) and \(i + 1) are both named '\(Self.shown(column))'")
+                throw DataError(file: name, at: "line \(line)", "columns \(first + 1) and \(i + 1) are both named '\(abbreviated(column))'")
             }
             seen[column] = i
         }
@@ -170,7 +170,7 @@ public struct CSVTable: Sendable {
         }
         let classNames = Set((0..<rowCount).map { cell(row: $0, column: labelIndex) }).sorted()
         guard classNames.count <= Self.maxClasses else {
-            throw DataError(file: name, "label column '\(Self.shown(column))' has more than \(Self.maxClasses) distinct values")
+            throw DataError(file: name, "label column '\(abbreviated(column))' has more than \(Self.maxClasses) distinct values")
         }
         return CSVSchema(features: features, label: .namedClasses(column: column, classNames: classNames))
     }
@@ -204,14 +204,14 @@ public struct CSVTable: Sendable {
                 let cell = self.cell(row: r, column: c)
                 guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
                 guard let k = index[cell] else {
-                    throw DataError(file: name, at: location(row: r, column: c), "unknown class '\(Self.shown(cell))' (known: \(Self.list(classNames)))")
+                    throw DataError(file: name, at: location(row: r, column: c), "unknown class '\(abbreviated(cell))' (known: \(abbreviatedList(classNames)))")
                 }
                 return k
             }
             return try LabeledDataset(features: features, labels: labels, numClasses: classNames.count,
                                       classNames: classNames, featureNames: schema.featureNames, source: name)
         case .target(let column):
-            throw DataError(file: name, "the schema is for regression on '\(Self.shown(column))'; use regression(schema:)")
+            throw DataError(file: name, "the schema is for regression on '\(abbreviated(column))'; use regression(schema:)")
         }
     }
 
@@ -230,24 +230,12 @@ public struct CSVTable: Sendable {
 
     private func columnIndex(_ column: String) throws -> Int {
         guard let i = columnPositions[column] else {
-            throw DataError(file: name, "no column named '\(Self.shown(column))'; the columns are: \(Self.list(header))")
+            throw DataError(file: name, "no column named '\(abbreviated(column))'; the columns are: \(abbreviatedList(header))")
         }
         return i
     }
 
-    /// Up to 20 names, then how many more: error messages stay short for a file of a million columns.
-    private static func list(_ names: [String]) -> String {
-        let shownNames = names.prefix(20).map(shown).joined(separator: ", ")
-        return names.count <= 20 ? shownNames : shownNames + " and \(names.count - 20) more"
-    }
-
-    /// A cell or name as quoted in an error: at most 60 characters, so that a 100 MB field does
-    /// not become a 100 MB message.
-    static func shown(_ text: String) -> String {
-        text.utf8.count <= 60 ? text : "\(text.prefix(60))… (\(text.utf8.count) bytes)"
-    }
-
-    private func location(row: Int, column: Int) -> String { "line \(lineNumbers[row]), column \(column + 1) ('\(Self.shown(header[column]))')" }
+    private func location(row: Int, column: Int) -> String { "line \(lineNumbers[row]), column \(column + 1) ('\(abbreviated(header[column]))')" }
 
     private static func parseNumber(_ s: String) -> Float? {
         guard let v = Float(s), v.isFinite else { return nil }
@@ -259,7 +247,7 @@ public struct CSVTable: Sendable {
         let cell = self.cell(row: row, column: column)
         guard !cell.isEmpty else { throw DataError(file: name, at: location(row: row, column: column), "missing value in a numeric column") }
         guard let v = Self.parseNumber(cell) else {
-            throw DataError(file: name, at: location(row: row, column: column), "'\(Self.shown(cell))' is not a finite number (the column is numeric)")
+            throw DataError(file: name, at: location(row: row, column: column), "'\(abbreviated(cell))' is not a finite number (the column is numeric)")
         }
         return v
     }
@@ -270,7 +258,7 @@ public struct CSVTable: Sendable {
         guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
         guard let v = Double(cell), v.isFinite, v == v.rounded(), v >= 0, v < Double(numClasses) else {
             throw DataError(file: name, at: location(row: r, column: c),
-                            "label '\(Self.shown(cell))' is not a class index (an integer in 0..<\(numClasses)); for real-valued targets use CSVTable.readRegression")
+                            "label '\(abbreviated(cell))' is not a class index (an integer in 0..<\(numClasses)); for real-valued targets use CSVTable.readRegression")
         }
         return Int(v)
     }
@@ -279,10 +267,10 @@ public struct CSVTable: Sendable {
                                maxCategories: Int) throws -> [CSVSchema.Column] {
         guard rowCount > 0 else { throw DataError(file: name, "has a header but no data rows") }
         if let skipped, header.count == 1 {
-            throw DataError(file: name, "no feature columns: '\(Self.shown(header[skipped]))' is the only column")
+            throw DataError(file: name, "no feature columns: '\(abbreviated(header[skipped]))' is the only column")
         }
         for c in categoricalColumns where columnPositions[c] == nil {
-            throw DataError(file: name, "categoricalColumns names '\(Self.shown(c))', which is not a column; the columns are: \(Self.list(header))")
+            throw DataError(file: name, "categoricalColumns names '\(abbreviated(c))', which is not a column; the columns are: \(abbreviatedList(header))")
         }
         var columns: [CSVSchema.Column] = []
         for c in header.indices where c != skipped {
@@ -303,7 +291,7 @@ public struct CSVTable: Sendable {
                 guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing value in a categorical column") }
                 categories.insert(cell)
                 guard categories.count <= maxCategories else {
-                    throw DataError(file: name, "column '\(Self.shown(header[c]))' has more than \(maxCategories) distinct values; drop it or raise maxCategories")
+                    throw DataError(file: name, "column '\(abbreviated(header[c]))' has more than \(maxCategories) distinct values; drop it or raise maxCategories")
                 }
             }
             columns.append(CSVSchema.Column(name: header[c], categories: categories.sorted()))
@@ -335,7 +323,7 @@ public struct CSVTable: Sendable {
                         p[r * width + j + index] = 1
                     } else if !ignoreUnknownCategories {
                         throw DataError(file: name, at: location(row: r, column: c),
-                                        "unknown category '\(Self.shown(cell))' (known: \(Self.list(columns[k].categories!)))")
+                                        "unknown category '\(abbreviated(cell))' (known: \(abbreviatedList(columns[k].categories!)))")
                     }
                 } else {
                     p[r * width + j] = try number(row: r, column: c)

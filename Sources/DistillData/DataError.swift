@@ -80,3 +80,16 @@ func checkBudget(bytes: Int?, file: String, for what: String) throws {
         throw DataError(error.message)
     }
 }
+
+/// Text from a file (a cell, a column or entry name, a header) as quoted in an error message: at
+/// most 60 characters, so that a hostile 100 MB field or 64 KB entry name does not become the message.
+func abbreviated(_ text: String) -> String {
+    text.utf8.count <= 60 ? text : "\(text.prefix(60))… (\(text.utf8.count) bytes)"
+}
+
+/// Up to 20 names, each `abbreviated`, then how many more: messages stay short for a file of a
+/// million columns or entries.
+func abbreviatedList(_ names: [String]) -> String {
+    let shown = names.prefix(20).map(abbreviated).joined(separator: ", ")
+    return names.count <= 20 ? shown : shown + " and \(names.count - 20) more"
+}

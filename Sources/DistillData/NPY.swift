@@ -133,7 +133,7 @@ public enum NPY {
         let dict: [String: PyValue]
         var parser = PyLiteralParser(text)
         do { dict = try parser.parseDict() } catch let error as PyLiteralParser.Failure {
-            throw DataError(file: name, offset: start + error.offset, "malformed header dict: \(error.message) in \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw DataError(file: name, offset: start + error.offset, "malformed header dict: \(error.message) in \(abbreviated(text.trimmingCharacters(in: .whitespacesAndNewlines)))")
         }
         guard case .string(let descr)? = dict["descr"] else {
             if dict["descr"] != nil {
@@ -168,7 +168,7 @@ public enum NPY {
     private static func parseDescr(_ descr: String, name: String, offset: Int) throws -> DType {
         let chars = Array(descr)
         guard chars.count >= 3, "<>|=".contains(chars[0]), let size = Int(String(chars[2...])) else {
-            throw DataError(file: name, offset: offset, "unsupported dtype '\(descr)' (readable: f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1)")
+            throw DataError(file: name, offset: offset, "unsupported dtype '\(abbreviated(descr))' (readable: f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1)")
         }
         let kind = chars[1]
         let valid: Bool
@@ -179,7 +179,7 @@ public enum NPY {
         default: valid = false
         }
         guard valid else {
-            throw DataError(file: name, offset: offset, "unsupported dtype '\(descr)' (readable: f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1)")
+            throw DataError(file: name, offset: offset, "unsupported dtype '\(abbreviated(descr))' (readable: f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1)")
         }
         // '=' is native order, little-endian on every platform DistillKit runs on.
         return DType(kind: kind, size: size, bigEndian: chars[0] == ">" && size > 1)

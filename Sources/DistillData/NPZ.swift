@@ -41,19 +41,19 @@ public enum NPZ {
         var total: UInt64 = 0
         for entry in try ZIP.entries(of: data, name: name, maxEntries: maxEntries) where !entry.isDirectory {
             guard entry.name.hasSuffix(".npy") else {
-                throw DataError(file: name, "entry '\(entry.name)' is not a .npy array")
+                throw DataError(file: name, "entry '\(abbreviated(entry.name))' is not a .npy array")
             }
             let key = String(entry.name.dropLast(4))
-            guard entries[key] == nil else { throw DataError(file: name, "entry '\(entry.name)' appears twice") }
+            guard entries[key] == nil else { throw DataError(file: name, "entry '\(abbreviated(entry.name))' appears twice") }
             let declared = entry.uncompressedSize
             total += min(declared, UInt64(Int.max))
             guard declared <= UInt64(limits.maxPayloadBytes), total <= UInt64(limits.maxPayloadBytes) else {
-                throw DataError(file: name, "entry '\(entry.name)' declares \(declared) uncompressed bytes, over the \(limits.maxPayloadBytes)-byte limit (ReadLimits.maxPayloadBytes)")
+                throw DataError(file: name, "entry '\(abbreviated(entry.name))' declares \(declared) uncompressed bytes, over the \(limits.maxPayloadBytes)-byte limit (ReadLimits.maxPayloadBytes)")
             }
-            try checkBudget(bytes: Int(total), file: name, for: "the entries up to '\(entry.name)' (\(total) uncompressed bytes in all)")
+            try checkBudget(bytes: Int(total), file: name, for: "the entries up to '\(abbreviated(entry.name))' (\(total) uncompressed bytes in all)")
             // Deflate expands at most ~1032:1: a larger claim is corrupt (and must not size an allocation).
             guard declared <= (entry.compressedSize + 1024) * 1100 else {
-                throw DataError(file: name, "entry '\(entry.name)' declares \(declared) uncompressed bytes from \(entry.compressedSize) compressed bytes, impossible for deflate")
+                throw DataError(file: name, "entry '\(abbreviated(entry.name))' declares \(declared) uncompressed bytes from \(entry.compressedSize) compressed bytes, impossible for deflate")
             }
             entries[key] = try ZIP.extract(entry, from: data, name: name)
         }
@@ -98,7 +98,7 @@ extension NPZ {
         let entries = try decodeEntries(data, name: path, limits: limits)
         func array(_ key: String) throws -> Data {
             guard let bytes = entries[key] else {
-                let found = entries.isEmpty ? "it holds no arrays" : "found \(Self.list(entries.keys.sorted()))"
+                let found = entries.isEmpty ? "it holds no arrays" : "found \(abbreviatedList(entries.keys.sorted()))"
                 throw DataError(file: path, "no array '\(key)' (a classification archive holds \(classificationArrays.joined(separator: ", ")); \(found))")
             }
             return bytes
@@ -133,10 +133,5 @@ extension NPZ {
         let train = try LabeledDataset(features: trainFeatures, labels: trainLabels, numClasses: classes, source: path)
         let test = try LabeledDataset(features: testFeatures, labels: testLabels, numClasses: classes, source: path)
         return (train, test)
-    }
-
-    /// Up to 20 names, then how many more.
-    static func list(_ names: [String]) -> String {
-        names.count <= 20 ? names.joined(separator: ", ") : names.prefix(20).joined(separator: ", ") + " and \(names.count - 20) more"
     }
 }

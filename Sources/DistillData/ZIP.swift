@@ -62,8 +62,8 @@ enum ZIP {
             let (end, overflow) = entry.localHeaderOffset.addingReportingOverflow(30 + UInt64(entry.name.utf8.count))
             let (dataEnd, dataOverflow) = end.addingReportingOverflow(entry.compressedSize)
             guard !overflow, !dataOverflow, dataEnd <= limit else {
-                let other = next.map { "entry '\($0.name)' at offset \($0.localHeaderOffset)" } ?? "the central directory at offset \(directoryOffset)"
-                throw DataError(file: name, "entry '\(entry.name)' (at offset \(entry.localHeaderOffset), \(entry.compressedSize) compressed bytes) overlaps \(other): a corrupt or hostile archive")
+                let other = next.map { "entry '\(abbreviated($0.name))' at offset \($0.localHeaderOffset)" } ?? "the central directory at offset \(directoryOffset)"
+                throw DataError(file: name, "entry '\(abbreviated(entry.name))' (at offset \(entry.localHeaderOffset), \(entry.compressedSize) compressed bytes) overlaps \(other): a corrupt or hostile archive")
             }
         }
     }
@@ -71,7 +71,7 @@ enum ZIP {
     /// The uncompressed bytes of `entry`, checked against its declared size and CRC-32.
     static func extract(_ entry: Entry, from bytes: Data, name: String) throws -> Data {
         let reader = ByteReader(bytes, name: name)
-        let what = "entry '\(entry.name)'"
+        let what = "entry '\(abbreviated(entry.name))'"
         guard entry.flags & 1 == 0 else { throw DataError(file: name, "\(what) is encrypted, which is not supported") }
         let local = entry.localHeaderOffset
         guard try reader.u32(at: local, what: "the local header of \(what)") == 0x0403_4B50 else {
@@ -92,7 +92,7 @@ enum ZIP {
             guard entry.uncompressedSize <= UInt64(Int.max) else {
                 throw DataError(file: name, "\(what) declares \(entry.uncompressedSize) bytes of content, an impossible size")
             }
-            data = try inflate(payload, count: Int(entry.uncompressedSize), name: "\(name)[\(entry.name)]")
+            data = try inflate(payload, count: Int(entry.uncompressedSize), name: "\(name)[\(abbreviated(entry.name))]")
         default:
             throw DataError(file: name, "\(what) uses ZIP compression method \(entry.method); only stored (0) and deflate (8) are supported")
         }
