@@ -20,7 +20,8 @@ public final class CachedTeacher: Teacher {
     public static func precomputed(from teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 256) throws -> CachedTeacher {
         var parts: [Tensor] = []
         for start in stride(from: 0, to: inputs.count, by: batchSize) {
-            parts.append(try teacher.logits(inputs.rows(start..<min(start + batchSize, inputs.count))))
+            let rows = start..<min(start + batchSize, inputs.count)
+            parts.append(try teacher.logits(inputs.rows(rows), indices: Array(rows)))
         }
         return CachedTeacher(logits: withNoGrad { Tensor.concat(parts, axis: 0) }, name: teacher.name,
                              parameterCount: teacher.parameterCount, bytes: teacher.bytes)

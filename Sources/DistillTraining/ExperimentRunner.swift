@@ -97,9 +97,11 @@ public enum ExperimentRunner {
         }
         // Tabular data: standardise with the training split's statistics, kept in the saved model.
         var extra: [String: String] = [:]
+        let rawTest = test  // teachers are scored on the rows as the user gave them
         if let statistics = try Tabular.standardization(for: experiment.data, train: train) {
+            let rawTrain = train
             teachers = try teachers.enumerated().map { i, t in
-                try cachedOutputs ? t : Tabular.teacher(t, path: experiment.teachers[i], inputStatistics: statistics)
+                try cachedOutputs ? t : Tabular.teacher(t, path: experiment.teachers[i], inputStatistics: statistics, rawRows: rawTrain)
             }
             train = try train.standardized(with: statistics)
             test = try test.standardized(with: statistics)
@@ -141,7 +143,10 @@ public enum ExperimentRunner {
             let base = (teacher as? StandardizingTeacher)?.base ?? teacher
             let model: Module? = (base as? ModuleTeacher)?.model ?? (base as? ONNXTeacher)?.asModule(classes: test.numClasses)
             guard let model else { continue }
-            let view = try (teacher as? StandardizingTeacher)?.teacherView(of: test) ?? test
+            var view = test
+            if let standardizing = teacher as? StandardizingTeacher {  // the raw rows, in the teacher's own standardisation
+                view = try standardizing.own.map { try rawTest.standardized(with: $0) } ?? rawTest
+            }
             let accuracy = try evaluate(model, on: view).accuracy
             let latency = batchOneLatencyMicroseconds(model, exampleShape: view.exampleShape)
             if let failure = (model as? ONNXTeacherModule)?.failure { throw failure }

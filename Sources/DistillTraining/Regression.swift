@@ -62,42 +62,54 @@ public enum Tabular {
     }
 
     /// `teacher`, fed inputs standardised with `inputStatistics`, given the inputs it expects:
-    /// raw rows (an ONNX model), or rows standardised with its own stored statistics.
-    public static func teacher(_ teacher: Teacher, path: String, inputStatistics: FeatureStatistics) throws -> Teacher {
+    /// raw rows (an ONNX model), or rows standardised with its own stored statistics. `rawRows`
+    /// are the rows the user gave, indexed like the batches: the teacher gets those very values
+    /// (un-standardising would change them by rounding, enough to flip a tree's split).
+    public static func teacher(_ teacher: Teacher, path: String, inputStatistics: FeatureStatistics, rawRows: LabeledDataset? = nil) throws -> Teacher {
         var own: FeatureStatistics? = nil
         if path.lowercased().hasSuffix(".safetensors") {
             own = try statistics(of: SavedModel.load(URL(fileURLWithPath: path)).info, source: path)
         }
-        return StandardizingTeacher(teacher, own: own, input: inputStatistics)
+        return StandardizingTeacher(teacher, own: own, input: inputStatistics, rawRows: rawRows)
     }
 }
 
 /// A teacher that converts its inputs: from the student's standardisation (`input`, nil: raw) to
-/// raw rows, then to its own (`own`, nil: raw).
+/// raw rows, then to its own (`own`, nil: raw). Rows of a batch that are rows of `rawRows` (index
+/// ≥ 0) are taken from there as the user gave them; only rows made in training (mixup, index −1)
+/// are un-standardised.
 public final class StandardizingTeacher: Teacher {
     public let base: Teacher
     public let own: FeatureStatistics?
     public let input: FeatureStatistics?
-    public init(_ base: Teacher, own: FeatureStatistics?, input: FeatureStatistics?) {
-        self.base = base; self.own = own; self.input = input
+    public let rawRows: LabeledDataset?
+    public init(_ base: Teacher, own: FeatureStatistics?, input: FeatureStatistics?, rawRows: LabeledDataset? = nil) {
+        self.base = base; self.own = own; self.input = input; self.rawRows = rawRows
     }
     public var name: String { base.name }
     public var parameterCount: Int { base.parameterCount }
     public var bytes: Int { base.bytes }
 
-    func convert(_ x: Tensor) throws -> Tensor {
-        let raw = input.map { Tabular.unstandardize(x, with: $0) } ?? x
-        return try own.map { try $0.apply(to: raw) } ?? raw
+    /// The raw rows behind `x` (standardised like the student's inputs; row r is dataset row `indices[r]` when ≥ 0).
+    func raw(_ x: Tensor, indices: [Int]) -> Tensor {
+        guard let input else { return x }
+        if let rawRows, indices.count == x.shape[0], indices.allSatisfy({ $0 >= 0 && $0 < rawRows.count }) {
+            return rawRows.rows(indices)
+        }
+        let out = Tabular.unstandardize(x, with: input)
+        if let rawRows, indices.count == x.shape[0] {
+            let f = x.count / max(x.shape[0], 1)
+            for (r, i) in indices.enumerated() where i >= 0 && i < rawRows.count {
+                let row = rawRows.rows([i])
+                for j in 0..<f { out.data[r * f + j] = row.data[j] }
+            }
+        }
+        return out
     }
 
     public func forward(_ inputs: Tensor, indices: [Int], features: [String]) throws -> (logits: Tensor, features: [String: Tensor]) {
-        try base.forward(convert(inputs), indices: indices, features: features)
-    }
-
-    /// `dataset` (standardised like the student's inputs) as this teacher sees it.
-    public func teacherView(of dataset: LabeledDataset) throws -> LabeledDataset {
-        try LabeledDataset(features: convert(dataset.features), labels: dataset.labels, numClasses: dataset.numClasses,
-                           classNames: dataset.classNames, featureNames: dataset.featureNames)
+        let x = raw(inputs, indices: indices)
+        return try base.forward(own.map { try $0.apply(to: x) } ?? x, indices: indices, features: features)
     }
 }
 

@@ -123,14 +123,16 @@ struct Eval: ParsableCommand {
         }
         var (_, test) = try DataSource.load(data, labelColumn: label)
         try DataSource.requireFinite(test, name: "\(data) (test split)")
-        // A tabular model keeps the statistics it was trained with: raw rows are standardised here.
+        // A tabular model keeps the statistics it was trained with: raw rows are standardised here
+        // (a teacher still gets the raw rows themselves).
         let statistics = try Tabular.statistics(of: info, source: model)
+        let rawTest = test
         if let statistics { test = try test.standardized(with: statistics) }
         guard test.exampleShape.reduce(1, *) == info.inputShape.reduce(1, *) else {
             throw ValidationError("\(model) expects inputs of shape \(info.inputShape); \(data) has \(test.exampleShape)")
         }
         let teacherModel = try teacher.map { path in
-            let loaded = try statistics.map { try Tabular.teacher(loadTeacher(path), path: path, inputStatistics: $0) } ?? loadTeacher(path)
+            let loaded = try statistics.map { try Tabular.teacher(loadTeacher(path), path: path, inputStatistics: $0, rawRows: rawTest) } ?? loadTeacher(path)
             try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
             return loaded
         }
