@@ -221,6 +221,11 @@ def csv_cases():
                  args=TRAIN_CSV + ["--test-data", "t.csv"], extra={"t.csv": b"f0,f1,f2,y\n1,2,3,0\n"}),
         csv_case("test-data-unknown-class", blobs_csv(), ["line 2", "not a class index"], file="t.csv",
                  args=TRAIN_CSV + ["--test-data", "t.csv"], extra={"t.csv": b"f0,f1,f2,f3,y\n1,2,3,4,7\n"}),
+        # Regression targets (`--target`) are read by the same rules.
+        csv_case("target-nan", csv_rows([GOOD_ROW] * 10 + ["0.1,0.2,0.3,0.4,nan"]), ["line 12, column 5", "not a finite number"],
+                 args=["train", "--model", "mlp:4-8-1", "--data", "x.csv", "--target", "y", "--epochs", "1", "--output", "out", "--quiet"]),
+        csv_case("target-only-column", "y\n" + "0.5\n" * 20, ["no feature columns"],
+                 args=["train", "--model", "mlp:4-8-1", "--data", "x.csv", "--target", "y", "--epochs", "1", "--output", "out", "--quiet"]),
         # Teacher outputs in a CSV file go through the same rule: a NUL must not end a number early.
         Case("csv", "teacher-outputs-nul-in-number", ["kd", "--teacher-outputs", "t.csv", "--data", "d.npz", "--student", "mlp:4-8-3", "--epochs", "1", "--quiet"],
              {"t.csv": b"a,b,c\n" + b"0.1,0.2,0.3\n" * 59 + b"5\x00abc,1,2\n", "d.npz": blobs_npz()}, ["t.csv", "line 61"]),
