@@ -197,9 +197,9 @@ public enum RegressionRunner {
             let rows = file.rows == train.count ? Array(0..<train.count) : trainRows
             teacherTrain = rows.map { file.values.data[$0] }
         } else if let path = e.teacher {
-            let model = try RegressionModel.load(path)
-            teacherTrain = try model.predict(train.features)
-            teacherTest = report(try model.predict(test.features), test.targets.scalars)
+            let predict = try regressionTeacher(path, features: train.features.shape[1])
+            teacherTrain = try predict(train.features)
+            teacherTest = report(try predict(test.features), test.targets.scalars)
         }
 
         let featureStats = try FeatureStatistics(computedFrom: train.features)
@@ -261,6 +261,31 @@ public enum RegressionRunner {
                               to: run.url.appendingPathComponent("summary.json"))
         }
         return Result(test: last, teacherTest: teacherTest, student: student, parameters: student.parameterCount, runFolder: run)
+    }
+
+    /// A regression teacher as a function from raw rows [N, F] to predictions in the target's
+    /// units: a DistillKit regression model (`distill train --target`), or an ONNX regressor
+    /// (scikit-learn, XGBoost, LightGBM, PyTorch: one FLOAT output of one value per row) fed the rows as given.
+    public static func regressionTeacher(_ path: String, features: Int) throws -> (Tensor) throws -> [Float] {
+        guard path.lowercased().hasSuffix(".onnx") else { return try RegressionModel.load(path).predict }
+        let onnx = try ONNXTeacher(url: URL(fileURLWithPath: path))
+        try onnx.checkExampleShape([features])
+        guard !onnx.outputIsProbability else {
+            throw TensorError("\(path): the output '\(onnx.outputName)' holds class probabilities; a regression teacher gives one value per row")
+        }
+        return { rows in
+            var predictions: [Float] = []
+            predictions.reserveCapacity(rows.shape[0])
+            for start in stride(from: 0, to: rows.shape[0], by: 1024) {
+                let part = Array(start..<min(start + 1024, rows.shape[0]))
+                let out = try onnx.logits(withNoGrad { rows.indexSelect(axis: 0, indices: part) })
+                guard out.shape == [part.count, 1] else {
+                    throw TensorError("\(path): the output '\(onnx.outputName)' has shape \(out.shape) for \(part.count) rows; a regression teacher gives [N, 1]")
+                }
+                predictions += out.scalars
+            }
+            return predictions
+        }
     }
 
     static func subset(_ d: RegressionDataset, _ rows: [Int]) throws -> RegressionDataset {
