@@ -20,6 +20,9 @@ public struct Experiment {
     public var teacherOutputsKind = "logits"
     /// The array of a multi-array teacher-outputs file.
     public var teacherOutputsArray: String? = nil
+    /// What an ONNX teacher trained on normalised inputs expects: `(x − mean) / std`, one value
+    /// or one per channel (otherwise read from the model's `distillkit.input_mean`/`input_std` metadata).
+    public var teacherInput = TeacherInputNormalization()
     /// Keep labels for the first N training rows only; the rest is transfer data the teacher labels.
     public var labelLimit: Int? = nil
     /// Mixup α: each batch is enlarged by as many mixed inputs, labelled by the teacher only.
@@ -36,6 +39,7 @@ public struct Experiment {
         "epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "momentum", "schedule", "warmup_epochs",
         "gradient_clip", "seed", "shift", "flip", "output", "name",
         "teacher_outputs", "teacher_outputs_kind", "teacher_outputs_array", "label_limit", "mixup",
+        "teacher_input_mean", "teacher_input_std",
     ]
 
     /// Reads an experiment file (YAML or JSON).
@@ -205,6 +209,18 @@ public struct Experiment {
         teacherOutputs = try string("teacher_outputs")
         if let v = try string("teacher_outputs_kind") { teacherOutputsKind = v }
         teacherOutputsArray = try string("teacher_outputs_array")
+        func numbers(_ k: String) throws -> [Float]? {
+            guard let v = map[k] else { return nil }
+            let list = (v as? [Any]) ?? [v]
+            let values = list.map { item -> Float? in
+                if let d = item as? Double { return Float(d) }
+                if let i = item as? Int { return Float(i) }
+                return (item as? String).flatMap { Float($0) }
+            }
+            guard values.allSatisfy({ $0 != nil }) else { throw TensorError("\(Experiment.setting(k)) must be a number or a list of numbers (one per channel)") }
+            return values.map { $0! }
+        }
+        teacherInput = TeacherInputNormalization(mean: try numbers("teacher_input_mean"), std: try numbers("teacher_input_std"))
         labelLimit = try int("label_limit")
         mixup = try float("mixup")
         try validate()
@@ -264,6 +280,8 @@ public struct Experiment {
         guard TeacherOutputs.Kind(rawValue: teacherOutputsKind) != nil else {
             throw TensorError("unknown teacher-outputs kind '\(teacherOutputsKind.prefix(40))' ('teacher_outputs_kind', --teacher-outputs-kind); valid: logits, probs")
         }
+        try teacherInput.validate()
+        if teacherInput.isSet && teachers.isEmpty { throw TensorError("teacher_input_mean/std (--teacher-input-mean/--teacher-input-std) apply to a teacher model (--teacher)") }
         guard !losses.isEmpty else { throw TensorError("'losses' is empty: give at least one, e.g. [{ce: {weight: 1}}]") }
         for term in losses { try term.validate() }
         if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
@@ -286,8 +304,30 @@ public struct Experiment {
         if let output { j["output"] = output }
         if let teacherOutputs { j["teacher_outputs"] = teacherOutputs; j["teacher_outputs_kind"] = teacherOutputsKind }
         if let teacherOutputsArray { j["teacher_outputs_array"] = teacherOutputsArray }
+        if let mean = teacherInput.mean { j["teacher_input_mean"] = mean.map(decimal) }
+        if let std = teacherInput.std { j["teacher_input_std"] = std.map(decimal) }
         if let labelLimit { j["label_limit"] = labelLimit }
         if let mixup { j["mixup"] = decimal(mixup) }
         return j
+    }
+}
+
+/// `(x − mean) / std` for a teacher's inputs: one value, or one per channel (axis 1 of the batch).
+public struct TeacherInputNormalization: Sendable, Equatable {
+    public var mean: [Float]?
+    public var std: [Float]?
+    public init(mean: [Float]? = nil, std: [Float]? = nil) { self.mean = mean; self.std = std }
+
+    public var isSet: Bool { mean != nil || std != nil }
+
+    /// Finite means, positive finite deviations, at most 4,096 values each.
+    public func validate() throws {
+        for (key, values) in [("teacher_input_mean", mean), ("teacher_input_std", std)] {
+            guard let values else { continue }
+            guard (1...4096).contains(values.count), values.allSatisfy(\.isFinite) else {
+                throw TensorError("\(Experiment.setting(key)) must be 1 to 4096 finite numbers, one per channel")
+            }
+        }
+        if let std, std.contains(where: { $0 <= 0 }) { throw TensorError("\(Experiment.setting("teacher_input_std")) must be positive") }
     }
 }

@@ -33,17 +33,22 @@ public func summaryTable(_ rows: [ModelSummary]) -> String {
     return lines.joined(separator: "\n")
 }
 
-/// Loads a teacher from a file: a DistillKit model (.safetensors) or an ONNX model (.onnx).
-public func loadTeacher(_ path: String) throws -> Teacher {
+/// Loads a teacher from a file: a DistillKit model (.safetensors) or an ONNX model (.onnx);
+/// `input` normalises an ONNX teacher's inputs (DistillKit models carry their own preprocessing).
+public func loadTeacher(_ path: String, input: TeacherInputNormalization = .init()) throws -> Teacher {
     let url = URL(fileURLWithPath: path)
     guard FileManager.default.fileExists(atPath: path) else { throw TensorError("teacher file \(path) does not exist") }
+    try input.validate()
     switch url.pathExtension.lowercased() {
     case "safetensors":
+        guard !input.isSet else {
+            throw TensorError("\(path): --teacher-input-mean/--teacher-input-std are for ONNX teachers; a DistillKit model carries its own preprocessing")
+        }
         let (model, info) = try SavedModel.load(url)
         _ = try Tabular.statistics(of: info, source: path)  // validated even where they are not used
         return ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
     case "onnx":
-        return try ONNXTeacher(url: url)
+        return try ONNXTeacher(url: url, inputMean: input.mean, inputStd: input.std)
     default:
         throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors and .onnx models")
     }
@@ -62,6 +67,27 @@ public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], 
     } else if let onnx = base as? ONNXTeacher {
         try onnx.checkExampleShape(exampleShape)
     }
+}
+
+/// Prints a loud warning when `teacher` scores near chance on the first labelled rows of `data`:
+/// a teacher fed other inputs than it was trained on (no normalisation, BGR instead of RGB, 0-1
+/// instead of 0-255) still runs, and would silently teach noise. Returns the accuracy measured.
+@discardableResult
+public func warnIfNearChance(_ teacher: Teacher, path: String, on data: LabeledDataset, rows: Int = 512) throws -> Double? {
+    let labelled = (0..<data.count).filter { data.labels.isEmpty ? false : data.labels[$0] >= 0 }.prefix(rows)
+    guard labelled.count >= 20, data.numClasses >= 2 else { return nil }
+    let indices = Array(labelled)
+    let predictions = try teacher.logits(data.rows(indices), indices: indices).argmaxLastAxis()
+    let labels = indices.map { data.labels[$0] }
+    let accuracy = Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(indices.count)
+    var counts = [Int](repeating: 0, count: data.numClasses)
+    for l in labels where l < counts.count { counts[l] += 1 }
+    let chance = Double(counts.max() ?? 0) / Double(indices.count)  // always guessing the commonest class
+    if accuracy < chance + 0.3 * (1 - chance) {
+        log(String(format: "WARNING: the teacher %@ scores %.1f%% on the first %d labelled training rows, near chance (%.1f%%). Is it fed what it was trained on? Check its input normalisation (--teacher-input-mean/--teacher-input-std, e.g. ImageNet's 0.485,0.456,0.406 and 0.229,0.224,0.225), the channel order (RGB or BGR) and the scale (DistillKit feeds images in [0, 1]; a teacher trained on 0-255 needs --teacher-input-std 0.00392157).",
+                   path, accuracy * 100, indices.count, chance * 100))
+    }
+    return accuracy
 }
 
 /// Runs an experiment end to end: data, teacher(s), student, training, the summary table.
@@ -86,7 +112,7 @@ public enum ExperimentRunner {
         try DataSource.requireFinite(test, name: "\(experiment.testData ?? experiment.data) (test split)")
         guard test.count > 0 else { throw TensorError("\(experiment.testData ?? experiment.data): the test set is empty; a run needs test rows to report accuracy") }
         let objective = try DistillationObjective(terms: experiment.losses)
-        var teachers = try experiment.teachers.map(loadTeacher)
+        var teachers = try experiment.teachers.map { try loadTeacher($0, input: experiment.teacherInput) }
         // Cached teacher outputs: read and checked here, before anything is built or trained.
         var cachedOutputs = false
         if experiment.teacherOutputs != nil {
@@ -124,6 +150,9 @@ public enum ExperimentRunner {
         if let run {
             try run.create()
             if !resume { try run.writeJSON(experiment.json, to: run.config) }
+        }
+        for (i, teacher) in teachers.enumerated() where !cachedOutputs && i < experiment.teachers.count {
+            try warnIfNearChance(teacher, path: experiment.teachers[i], on: train)
         }
         // Offline distillation: without augmentation or feature losses the teacher's logits never
         // change, so they are computed once instead of every epoch.

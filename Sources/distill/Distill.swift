@@ -66,6 +66,21 @@ struct TrainingFlags: ParsableArguments {
     }
 }
 
+/// How an ONNX teacher's inputs are normalised, for every command that takes a teacher.
+struct TeacherInputFlags: ParsableArguments {
+    @Option(help: "An ONNX teacher trained on normalised inputs: mean to subtract (one value, or one per channel, e.g. 0.485,0.456,0.406). Default: the model's distillkit.input_mean metadata.")
+    var teacherInputMean: String?
+    @Option(help: "An ONNX teacher trained on normalised inputs: standard deviation to divide by (e.g. 0.229,0.224,0.225). Default: the model's distillkit.input_std metadata.")
+    var teacherInputStd: String?
+
+    var normalization: TeacherInputNormalization {
+        get throws {
+            TeacherInputNormalization(mean: try parseNumberList(teacherInputMean, option: "--teacher-input-mean"),
+                                      std: try parseNumberList(teacherInputStd, option: "--teacher-input-std"))
+        }
+    }
+}
+
 /// Runs an experiment (or resumes the one in `--resume`) and prints the summary.
 func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
     var experiment = experiment

@@ -110,7 +110,7 @@ extension Eval {
         try onnxTeacher.checkExampleShape(test.exampleShape)
         let module = onnxTeacher.asModule(classes: test.numClasses)
         let other = try teacher.map { path in
-            let loaded = try loadTeacher(path)
+            let loaded = try loadTeacher(path, input: teacherInput.normalization)
             try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
             return loaded
         }
