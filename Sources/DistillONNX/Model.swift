@@ -306,6 +306,17 @@ public final class ONNXModel: @unchecked Sendable {
         return order.map { nodes[$0] }
     }
 
+    /// Runs `body` with tighter limits than the defaults on the elements of one tensor and the
+    /// steps of one node: for fuzzing, where every input must finish in milliseconds. Memory stays
+    /// bounded by `MemoryBudget` (DISTILL_MAX_MEMORY) as always.
+    public static func withLimits<T>(maxElements: Int, maxSteps: Int, _ body: () throws -> T) rethrows -> T {
+        try Limits.$maxElements.withValue(Swift.min(maxElements, Limits.maxElements)) {
+            try Limits.$maxLoopSteps.withValue(Swift.min(maxSteps, Limits.maxLoopSteps)) {
+                try Limits.$maxMultiplyAdds.withValue(Swift.min(maxSteps, Limits.maxMultiplyAdds), operation: body)
+            }
+        }
+    }
+
     // MARK: Facts
 
     /// Names of every value a node computes, in execution order (for feature taps).

@@ -45,7 +45,7 @@ struct Attributes {
     /// that refuses a blocksize of 2^62 or a negative count before any arithmetic sees it.
     func int(_ name: String, _ fallback: Int? = nil, in range: ClosedRange<Int>) throws -> Int? {
         guard let v = try int(name) ?? fallback else { return nil }
-        guard range.contains(v) else { throw ONNXError("attribute '\(name)' is \(v), outside \(describe(range))") }
+        guard range.contains(v) else { throw ONNXError("attribute '\(name)' is \(v); it must be \(describe(range))") }
         return v
     }
 
@@ -53,7 +53,7 @@ struct Attributes {
     func ints(_ name: String, in range: ClosedRange<Int>) throws -> [Int]? {
         guard let values = try ints(name) else { return nil }
         if let bad = values.first(where: { !range.contains($0) }) {
-            throw ONNXError("attribute '\(name)' holds \(bad), outside \(describe(range)) (\(describeShape(values)))")
+            throw ONNXError("attribute '\(name)' holds \(bad) (\(describeShape(values))); each must be \(describe(range))")
         }
         return values
     }
@@ -213,10 +213,10 @@ struct OpContext {
     }
 }
 
-/// "1...2147483647", or "at least 1" for an open-ended range (error messages).
+/// "in 1...4", or "at least 1" for an open-ended range (error messages).
 func describe(_ range: ClosedRange<Int>) -> String {
-    if range.upperBound == Int.max { return "the range \(range.lowerBound) and up" }
-    return "the range \(range.lowerBound)...\(range.upperBound)"
+    if range.upperBound == Int.max { return "at least \(range.lowerBound)" }
+    return "in \(range.lowerBound)...\(range.upperBound)"
 }
 
 /// An operator implementation: the node's outputs, in order, from its inputs.

@@ -220,6 +220,15 @@ struct HostileONNXTests {
         expectRefused(hostileRun(hostile("Gather", ["s", "i"]), initializers: [floatTensor("s", [], [1]), int64Tensor("i", [1], [0])]), "out of range for rank 0")
     }
 
+    @Test("integer Div and Mod of Int64.min by −1 wrap instead of trapping")
+    func integerOverflow() throws {
+        for (op, expected) in [("Div", Int64.min), ("Mod", 0)] {
+            let m = makeModel(nodes: [makeNode(op, ["a", "b"], ["y"], name: "n")], inputs: [], outputs: [tensorInfo("y", [1], type: .int64)],
+                              initializers: [int64Tensor("a", [1], [Int64.min]), int64Tensor("b", [1], [-1])])
+            #expect(try load(m).run([:])["y"]?.intTensor?.values == [expected])
+        }
+    }
+
     @Test("attribute values that size things: EyeLike, DepthToSpace, Cast, LRN")
     func attributeSizes() {
         expectRefused(hostileRun(hostile("EyeLike", ["x"], [intAttribute("dtype", 1 << 40)])), "attribute 'dtype'")

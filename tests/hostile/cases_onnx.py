@@ -394,6 +394,9 @@ def op_cases():
     add("einsum-arrows", [node("Einsum", ["x"], ["e"], equation="ab->a->b")])
     add("einsum-ellipsis-twice", [node("Einsum", ["x"], ["e"], equation="...a...->a")])
     add("cumsum-axis-huge", [node("CumSum", ["x", "a"], ["c"])], [ints("a", [1 << 40])])
+    int_min = numpy_helper.from_array(np.array([-(1 << 63)], np.int64), "m")
+    add("div-int64-min-by-minus-one", [node("Div", ["m", "n"], ["q"])], [int_min, ints("n", [-1])], exit_codes=VALID)
+    add("mod-int64-min-by-minus-one", [node("Mod", ["m", "n"], ["q"])], [int_min, ints("n", [-1])], exit_codes=VALID)
     add("mod-int-zero", [node("Cast", ["x"], ["xi"], name="cast", to=TensorProto.INT64), node("Mod", ["xi", "z"], ["m"])], [ints("z", [0])])
     add("clip-empty-min", [node("Clip", ["x", "lo"], ["c"])], [floats("lo", [], (0,))])
     add("where-huge-broadcast", [node("Where", ["b", "p", "q"], ["w"])],

@@ -181,7 +181,7 @@ extension ONNXOps {
     static func Div(_ c: OpContext) throws -> [ONNXValue] {
         try arithmetic(c, float: /, int: { a, b in
             guard b != 0 else { throw ONNXError("integer division by zero") }
-            return a / b  // truncation toward zero, as C and onnxruntime
+            return a.dividedReportingOverflow(by: b).partialValue  // truncation toward zero, as C; Int64.min / −1 wraps
         })
     }
     static func Pow(_ c: OpContext) throws -> [ONNXValue] {
@@ -218,7 +218,7 @@ extension ONNXOps {
             return r != 0 && (r < 0) != (b < 0) ? r + b : r
         }, int: { a, b in
             guard b != 0 else { throw ONNXError("integer modulo by zero") }
-            let r = a % b
+            let r = a.remainderReportingOverflow(dividingBy: b).partialValue  // Int64.min % −1 is 0
             if fmod { return r }
             return r != 0 && (r < 0) != (b < 0) ? r + b : r  // the sign of the divisor, as Python
         })
@@ -392,8 +392,8 @@ extension ONNXOps {
             guard let t = ONNXDataType.allCases.first(where: { $0.description == name.uppercased() }) else { throw ONNXError("unknown type '\(name)'") }
             to = t
         } else {
-            guard let raw = try c.attributes.int("to") else { throw ONNXError("attribute 'to' is required") }
-            to = try ONNXDataType.from(Int32(clamping: raw), what: "attribute 'to'")
+            guard let raw = try c.attributes.int("to", in: 0...Int(Int32.max)) else { throw ONNXError("attribute 'to' is required") }
+            to = try ONNXDataType.from(Int32(raw), what: "attribute 'to'")
         }
         return [try cast(try c.input(0), to: to)]
     }

@@ -112,7 +112,7 @@ extension ONNXOps {
             guard d >= -1 else { throw ONNXError("shape \(text) has a negative extent") }
             return d
         }
-        try checkedShape(shape.map { $0 == -1 ? 1 : $0 }, "shape")
+        try checkedShape(shape.map { $0 == -1 ? 1 : $0 }, "target")
         let unknown = shape.indices.filter { shape[$0] == -1 }
         guard unknown.count <= 1 else { throw ONNXError("shape \(text) has more than one -1") }
         if let i = unknown.first {
@@ -359,7 +359,7 @@ extension ONNXOps {
         let shape = try c.ints(0)
         let fill = try c.attributes.tensor("value") ?? floatValue([1], [0])
         guard fill.count == 1 else { throw ONNXError("value must hold one element") }
-        try checkedShape(shape, "shape", elementBytes: storageBytes(fill.dataType))
+        try checkedShape(shape, elementBytes: storageBytes(fill.dataType))
         return [try fill.reshaped([]).broadcast(to: shape)]
     }
 

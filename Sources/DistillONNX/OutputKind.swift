@@ -1,0 +1,107 @@
+import DistillTensor
+import Foundation
+
+/// What a classifier's output holds. Distillation needs logits (or anything whose softmax is the
+/// teacher's distribution): probabilities read as logits are a different, flatter distribution,
+/// and nothing would say so. scikit-learn, XGBoost and LightGBM exports end in probabilities,
+/// PyTorch exports in logits, some in a LogSoftmax.
+public enum ONNXOutputKind: String, Sendable, CaseIterable {
+    case logits
+    case probabilities = "probs"
+    case logProbabilities = "logprobs"
+}
+
+/// The output kind the graph implies for one output, and the node that decided it.
+public struct ONNXOutputKindEvidence: Sendable, Equatable {
+    /// nil when the graph does not say (a tree ensemble without post_transform sums leaf
+    /// weights: probabilities for a random forest, raw scores for boosting); the numbers decide.
+    public var kind: ONNXOutputKind?
+    /// "Softmax", "LinearClassifier (post_transform SOFTMAX) → Normalizer (L1)", ...
+    public var reason: String
+}
+
+extension ONNXModel {
+    /// Operators that pass their input's meaning through unchanged (a probability stays a probability).
+    static let meaningPreserving: Set<String> = ["Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Dropout", "Mul", "Div"]
+
+    /// What output `value` holds by the graph's semantics: walks back from it through operators
+    /// that keep the meaning (Identity, Cast, reshapes, Mul/Div by a constant) to the one that
+    /// decides (Softmax, LogSoftmax, Normalizer L1, an ONNX-ML classifier's post_transform, or any
+    /// other operator: logits).
+    public func outputKind(of value: String) -> ONNXOutputKindEvidence {
+        var name = value
+        var path: [String] = []
+        for _ in 0...nodes.count {
+            guard let index = producerIndex[name] else {
+                return ONNXOutputKindEvidence(kind: .logits, reason: path.isEmpty ? "a graph input or constant" : path.reversed().joined(separator: " → "))
+            }
+            let node = nodes[index]
+            let describe = { (what: String) in ([what] + path).reversed().joined(separator: " → ") }
+            if Self.meaningPreserving.contains(node.opType) && node.domain.isEmpty {
+                // Mul and Div keep the meaning only by a constant (LightGBM's "× 1"); by a computed value they are arithmetic.
+                if node.opType == "Mul" || node.opType == "Div" {
+                    guard node.inputs.count == 2, let constant = node.inputs.firstIndex(where: { isConstant($0) }), node.opType == "Mul" || constant == 1 else {
+                        return ONNXOutputKindEvidence(kind: .logits, reason: describe(node.opType))
+                    }
+                    path.append(node.opType)
+                    name = node.inputs[1 - constant]
+                    continue
+                }
+                path.append(node.opType)
+                name = node.inputs.first ?? ""
+                continue
+            }
+            switch (node.domain, node.opType) {
+            case ("", "Softmax"): return ONNXOutputKindEvidence(kind: .probabilities, reason: describe("Softmax"))
+            case ("", "LogSoftmax"): return ONNXOutputKindEvidence(kind: .logProbabilities, reason: describe("LogSoftmax"))
+            case ("ai.onnx.ml", "Normalizer"):
+                let norm = (try? node.attributes.string("norm", "MAX")) ?? "MAX"
+                return ONNXOutputKindEvidence(kind: norm == "L1" ? .probabilities : .logits, reason: describe("Normalizer (\(norm))"))
+            case ("ai.onnx.ml", "LinearClassifier"), ("ai.onnx.ml", "TreeEnsembleClassifier"), ("ai.onnx.ml", "SVMClassifier"):
+                let transform = (try? node.attributes.string("post_transform", "NONE")) ?? "NONE"
+                let what = describe("\(node.opType) (post_transform \(transform))")
+                switch transform {
+                case "SOFTMAX", "SOFTMAX_ZERO", "LOGISTIC": return ONNXOutputKindEvidence(kind: .probabilities, reason: what)
+                case "NONE":
+                    // Linear scores are logits; summed tree leaves or SVM votes are whatever was stored.
+                    return ONNXOutputKindEvidence(kind: node.opType == "LinearClassifier" ? .logits : nil, reason: what)
+                default: return ONNXOutputKindEvidence(kind: .logits, reason: what)
+                }
+            default:
+                return ONNXOutputKindEvidence(kind: .logits, reason: describe(node.domain.isEmpty ? node.opType : "\(node.domain).\(node.opType)"))
+            }
+        }
+        return ONNXOutputKindEvidence(kind: nil, reason: "a cycle of meaning-preserving nodes")
+    }
+
+    /// Whether `name` is an initializer or the output of a Constant node.
+    func isConstant(_ name: String) -> Bool {
+        if initializers[name] != nil { return true }
+        guard let index = producerIndex[name] else { return false }
+        return nodes[index].opType == "Constant"
+    }
+}
+
+extension ONNXOutputKind {
+    /// What rows of `values` ([N, C]) look like: probabilities (each in [0, 1], summing to 1
+    /// within `tolerance`), log-probabilities (each ≤ 0, exponentials summing to 1), or neither.
+    public static func observed(in values: Tensor, tolerance: Double = 1e-3) -> ONNXOutputKind? {
+        guard values.rank == 2, values.shape[0] > 0, values.shape[1] >= 2 else { return nil }
+        let n = values.shape[0], c = values.shape[1]
+        var probabilities = true, logProbabilities = true
+        for r in 0..<n {
+            var sum = 0.0, expSum = 0.0
+            for j in 0..<c {
+                let v = Double(values.data[r * c + j])
+                if !(v >= 0 && v <= 1) { probabilities = false }
+                if !(v <= 0) { logProbabilities = false }
+                sum += v
+                expSum += v.isFinite ? Foundation.exp(v) : 0
+            }
+            if abs(sum - 1) > tolerance { probabilities = false }
+            if abs(expSum - 1) > tolerance { logProbabilities = false }
+            if !probabilities && !logProbabilities { return nil }
+        }
+        return probabilities ? .probabilities : .logProbabilities
+    }
+}
