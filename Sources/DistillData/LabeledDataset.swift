@@ -29,6 +29,9 @@ public struct LabeledDataset: Sendable {
     public let classNames: [String]
     /// A name per feature for tabular data (e.g. `age`, `color=red`), nil for images.
     public let featureNames: [String]?
+    /// The file the examples came from, for error messages (kept by `subset`, `split` and
+    /// `standardized`); nil for data built in memory.
+    public let source: String?
 
     /// Most classes a dataset may have. A label is a class index, so a label column holding, say,
     /// 2^40 would otherwise ask for per-class arrays of terabytes (class counts, a classifier head).
@@ -83,6 +86,7 @@ public struct LabeledDataset: Sendable {
         self.numClasses = numClasses
         self.classNames = classNames
         self.featureNames = featureNames
+        self.source = source
     }
 
     /// The number of classes integer labels imply, largest label + 1, after checking that there
@@ -158,21 +162,21 @@ public struct LabeledDataset: Sendable {
     /// The examples at `indices`, in that order (repeats allowed).
     public func subset(_ indices: [Int]) throws -> LabeledDataset {
         if let bad = indices.first(where: { $0 < 0 || $0 >= count }) {
-            throw DataError("LabeledDataset.subset: index \(bad) outside 0..<\(count)")
+            throw Self.error(source, "subset index \(bad) outside 0..<\(count)")
         }
         let labels: [Int] = labels.isEmpty ? [] : indices.map { self.labels[$0] }
         let shape = [indices.count] + exampleShape
         switch storage {
         case .floats:
             return try LabeledDataset(features: rows(indices), labels: labels, numClasses: numClasses,
-                                      classNames: classNames, featureNames: featureNames)
+                                      classNames: classNames, featureNames: featureNames, source: source)
         case .unitBytes(let bytes):
             let rowSize = exampleSize
             var picked = [UInt8]()
             picked.reserveCapacity(indices.count * rowSize)
             for i in indices { picked.append(contentsOf: bytes[(i * rowSize)..<((i + 1) * rowSize)]) }
             return try LabeledDataset(unitBytes: picked, shape: shape, labels: labels, numClasses: numClasses,
-                                      classNames: classNames, featureNames: featureNames)
+                                      classNames: classNames, featureNames: featureNames, source: source)
         }
     }
 
@@ -201,7 +205,7 @@ public struct LabeledDataset: Sendable {
     /// The same dataset with other features of the same number of examples.
     func replacingFeatures(_ newFeatures: Tensor) throws -> LabeledDataset {
         try LabeledDataset(features: newFeatures, labels: labels, numClasses: numClasses,
-                           classNames: classNames, featureNames: featureNames)
+                           classNames: classNames, featureNames: featureNames, source: source)
     }
 }
 

@@ -222,6 +222,11 @@ import Testing
             _ = try LabeledDataset.classCount(of: [0, Int.max], source: "y.npy")
         }
         expectDataError("y.npy: no labels") { _ = try LabeledDataset.classCount(of: [], source: "y.npy") }
+        // Derived datasets keep their file for later messages.
+        let fromFile = try LabeledDataset(features: Tensor.zeros([4, 2]), labels: [0, 1, 0, 1], numClasses: 2, source: "a.npz")
+        #expect(try fromFile.subset([1, 2]).source == "a.npz")
+        #expect(try fromFile.split(validationFraction: 0.5, seed: 1).validation.source == "a.npz")
+        expectDataError("a.npz: subset index 9 outside 0..<4") { _ = try fromFile.subset([9]) }
         #expect(try LabeledDataset.classCount(of: [0, 4, 2], source: "y.npy") == 5)
     }
 
