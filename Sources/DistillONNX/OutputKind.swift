@@ -83,8 +83,9 @@ extension ONNXModel {
 }
 
 extension ONNXOutputKind {
-    /// What rows of `values` ([N, C]) look like: probabilities (each in [0, 1], summing to 1
-    /// within `tolerance`), log-probabilities (each ≤ 0, exponentials summing to 1), or neither.
+    /// What rows of `values` ([N, C]) look like: probabilities (each in [0, 1], summing to 1,
+    /// both within `tolerance`: summed tree leaves reach 1.0000001), log-probabilities (each ≤ 0,
+    /// exponentials summing to 1), or neither.
     public static func observed(in values: Tensor, tolerance: Double = 1e-3) -> ONNXOutputKind? {
         guard values.rank == 2, values.shape[0] > 0, values.shape[1] >= 2 else { return nil }
         let n = values.shape[0], c = values.shape[1]
@@ -93,8 +94,8 @@ extension ONNXOutputKind {
             var sum = 0.0, expSum = 0.0
             for j in 0..<c {
                 let v = Double(values.data[r * c + j])
-                if !(v >= 0 && v <= 1) { probabilities = false }
-                if !(v <= 0) { logProbabilities = false }
+                if !(v >= -tolerance && v <= 1 + tolerance) { probabilities = false }
+                if !(v <= tolerance) { logProbabilities = false }
                 sum += v
                 expSum += v.isFinite ? Foundation.exp(v) : 0
             }

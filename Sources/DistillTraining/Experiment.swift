@@ -1,5 +1,6 @@
 import DistillData
 import DistillNN
+import DistillONNX
 import DistillTensor
 import Foundation
 import Yams
@@ -20,9 +21,9 @@ public struct Experiment {
     public var teacherOutputsKind = "logits"
     /// The array of a multi-array teacher-outputs file.
     public var teacherOutputsArray: String? = nil
-    /// What an ONNX teacher trained on normalised inputs expects: `(x − mean) / std`, one value
-    /// or one per channel (otherwise read from the model's `distillkit.input_mean`/`input_std` metadata).
-    public var teacherInput = TeacherInputNormalization()
+    /// How to read an ONNX teacher: its input normalisation and, to override what the graph
+    /// says, its output kind.
+    public var onnxTeacher = ONNXTeacherOptions()
     /// Keep labels for the first N training rows only; the rest is transfer data the teacher labels.
     public var labelLimit: Int? = nil
     /// Mixup α: each batch is enlarged by as many mixed inputs, labelled by the teacher only.
@@ -39,7 +40,7 @@ public struct Experiment {
         "epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "momentum", "schedule", "warmup_epochs",
         "gradient_clip", "seed", "shift", "flip", "output", "name",
         "teacher_outputs", "teacher_outputs_kind", "teacher_outputs_array", "label_limit", "mixup",
-        "teacher_input_mean", "teacher_input_std",
+        "teacher_input_mean", "teacher_input_std", "teacher_output",
     ]
 
     /// Reads an experiment file (YAML or JSON).
@@ -220,7 +221,8 @@ public struct Experiment {
             guard values.allSatisfy({ $0 != nil }) else { throw TensorError("\(Experiment.setting(k)) must be a number or a list of numbers (one per channel)") }
             return values.map { $0! }
         }
-        teacherInput = TeacherInputNormalization(mean: try numbers("teacher_input_mean"), std: try numbers("teacher_input_std"))
+        onnxTeacher = ONNXTeacherOptions(mean: try numbers("teacher_input_mean"), std: try numbers("teacher_input_std"),
+                                         output: try string("teacher_output").map(ONNXTeacherOptions.outputKind))
         labelLimit = try int("label_limit")
         mixup = try float("mixup")
         try validate()
@@ -280,8 +282,8 @@ public struct Experiment {
         guard TeacherOutputs.Kind(rawValue: teacherOutputsKind) != nil else {
             throw TensorError("unknown teacher-outputs kind '\(teacherOutputsKind.prefix(40))' ('teacher_outputs_kind', --teacher-outputs-kind); valid: logits, probs")
         }
-        try teacherInput.validate()
-        if teacherInput.isSet && teachers.isEmpty { throw TensorError("teacher_input_mean/std (--teacher-input-mean/--teacher-input-std) apply to a teacher model (--teacher)") }
+        try onnxTeacher.validate()
+        if onnxTeacher.isSet && teachers.isEmpty { throw TensorError("teacher_input_mean/std and teacher_output (--teacher-input-mean/--teacher-input-std/--teacher-output) apply to a teacher model (--teacher)") }
         guard !losses.isEmpty else { throw TensorError("'losses' is empty: give at least one, e.g. [{ce: {weight: 1}}]") }
         for term in losses { try term.validate() }
         if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
@@ -304,21 +306,34 @@ public struct Experiment {
         if let output { j["output"] = output }
         if let teacherOutputs { j["teacher_outputs"] = teacherOutputs; j["teacher_outputs_kind"] = teacherOutputsKind }
         if let teacherOutputsArray { j["teacher_outputs_array"] = teacherOutputsArray }
-        if let mean = teacherInput.mean { j["teacher_input_mean"] = mean.map(decimal) }
-        if let std = teacherInput.std { j["teacher_input_std"] = std.map(decimal) }
+        if let mean = onnxTeacher.mean { j["teacher_input_mean"] = mean.map(decimal) }
+        if let std = onnxTeacher.std { j["teacher_input_std"] = std.map(decimal) }
+        if let output = onnxTeacher.output { j["teacher_output"] = output.rawValue }
         if let labelLimit { j["label_limit"] = labelLimit }
         if let mixup { j["mixup"] = decimal(mixup) }
         return j
     }
 }
 
-/// `(x − mean) / std` for a teacher's inputs: one value, or one per channel (axis 1 of the batch).
-public struct TeacherInputNormalization: Sendable, Equatable {
+/// How to read an ONNX teacher: `(x − mean) / std` for its inputs (one value, or one per
+/// channel, axis 1 of the batch; by default the model's `distillkit.input_mean`/`input_std`
+/// metadata), and what its output holds when the graph should be overruled (by default the
+/// graph's semantics decide, confirmed on the first batch).
+public struct ONNXTeacherOptions: Sendable, Equatable {
     public var mean: [Float]?
     public var std: [Float]?
-    public init(mean: [Float]? = nil, std: [Float]? = nil) { self.mean = mean; self.std = std }
+    public var output: ONNXOutputKind?
+    public init(mean: [Float]? = nil, std: [Float]? = nil, output: ONNXOutputKind? = nil) { self.mean = mean; self.std = std; self.output = output }
 
-    public var isSet: Bool { mean != nil || std != nil }
+    public var isSet: Bool { mean != nil || std != nil || output != nil }
+
+    /// `logits`, `probs` or `logprobs`.
+    public static func outputKind(_ text: String) throws -> ONNXOutputKind {
+        guard let kind = ONNXOutputKind(rawValue: text) else {
+            throw TensorError("unknown teacher output '\(text.prefix(40))' ('teacher_output', --teacher-output); valid: \(ONNXOutputKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return kind
+    }
 
     /// Finite means, positive finite deviations, at most 4,096 values each.
     public func validate() throws {

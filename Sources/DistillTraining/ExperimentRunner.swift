@@ -34,21 +34,22 @@ public func summaryTable(_ rows: [ModelSummary]) -> String {
 }
 
 /// Loads a teacher from a file: a DistillKit model (.safetensors) or an ONNX model (.onnx);
-/// `input` normalises an ONNX teacher's inputs (DistillKit models carry their own preprocessing).
-public func loadTeacher(_ path: String, input: TeacherInputNormalization = .init()) throws -> Teacher {
+/// `options` say how to read an ONNX teacher (input normalisation, output kind); DistillKit models
+/// carry their own preprocessing and give logits.
+public func loadTeacher(_ path: String, options: ONNXTeacherOptions = .init()) throws -> Teacher {
     let url = URL(fileURLWithPath: path)
     guard FileManager.default.fileExists(atPath: path) else { throw TensorError("teacher file \(path) does not exist") }
-    try input.validate()
+    try options.validate()
     switch url.pathExtension.lowercased() {
     case "safetensors":
-        guard !input.isSet else {
-            throw TensorError("\(path): --teacher-input-mean/--teacher-input-std are for ONNX teachers; a DistillKit model carries its own preprocessing")
+        guard !options.isSet else {
+            throw TensorError("\(path): --teacher-input-mean/--teacher-input-std/--teacher-output are for ONNX teachers; a DistillKit model carries its own preprocessing and gives logits")
         }
         let (model, info) = try SavedModel.load(url)
         _ = try Tabular.statistics(of: info, source: path)  // validated even where they are not used
         return ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
     case "onnx":
-        return try ONNXTeacher(url: url, inputMean: input.mean, inputStd: input.std)
+        return try ONNXTeacher(url: url, inputMean: options.mean, inputStd: options.std, outputKind: options.output)
     default:
         throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors and .onnx models")
     }
@@ -112,7 +113,7 @@ public enum ExperimentRunner {
         try DataSource.requireFinite(test, name: "\(experiment.testData ?? experiment.data) (test split)")
         guard test.count > 0 else { throw TensorError("\(experiment.testData ?? experiment.data): the test set is empty; a run needs test rows to report accuracy") }
         let objective = try DistillationObjective(terms: experiment.losses)
-        var teachers = try experiment.teachers.map { try loadTeacher($0, input: experiment.teacherInput) }
+        var teachers = try experiment.teachers.map { try loadTeacher($0, options: experiment.onnxTeacher) }
         // Cached teacher outputs: read and checked here, before anything is built or trained.
         var cachedOutputs = false
         if experiment.teacherOutputs != nil {
@@ -153,6 +154,9 @@ public enum ExperimentRunner {
         }
         for (i, teacher) in teachers.enumerated() where !cachedOutputs && i < experiment.teachers.count {
             try warnIfNearChance(teacher, path: experiment.teachers[i], on: train)
+            if !quiet, let onnx = ((teacher as? StandardizingTeacher)?.base ?? teacher) as? ONNXTeacher {
+                log("teacher \(experiment.teachers[i]): \(onnx.outputDescription)")
+            }
         }
         // Offline distillation: without augmentation or feature losses the teacher's logits never
         // change, so they are computed once instead of every epoch.
@@ -188,8 +192,11 @@ public enum ExperimentRunner {
                                  parameters: student.parameterCount, bytes: student.stateBytes, accuracy: summary.test.accuracy,
                                  latencyMicroseconds: batchOneLatencyMicroseconds(student, exampleShape: train.exampleShape)))
         if let run {
-            try run.writeJSON(["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestTestAccuracy,
-                               "samples_per_second": summary.samplesPerSecond], to: run.url.appendingPathComponent("summary.json"))
+            var summaryJSON: [String: Any] = ["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestTestAccuracy,
+                                              "samples_per_second": summary.samplesPerSecond]
+            let onnxTeachers = originalTeachers.compactMap { ((($0 as? StandardizingTeacher)?.base ?? $0) as? ONNXTeacher)?.outputDescription }
+            if !onnxTeachers.isEmpty { summaryJSON["teacher_outputs"] = onnxTeachers }
+            try run.writeJSON(summaryJSON, to: run.url.appendingPathComponent("summary.json"))
             try AtomicFile.write(Data((summaryTable(rows) + "\n").utf8), to: run.url.appendingPathComponent("summary.txt"))
             try writeReport(run, experiment: experiment, rows: rows, test: summary.test, train: train, classNames: test.classNames,
                             teacher: teachers.first, teacherInLoop: objective.needsTeacher && !(teachers.first is CachedTeacher))

@@ -23,12 +23,22 @@ public final class ONNXTeacher: Teacher {
     public let name: String
     public let inputName: String
     public let outputName: String
-    /// Whether the chosen output holds probabilities (turned into log-probabilities).
-    public let outputIsProbability: Bool
+    /// What the graph says the chosen output holds (Softmax, a classifier's post_transform, ...).
+    public let graphOutput: ONNXOutputKindEvidence
+    /// What the user says it holds (`--teacher-output`), overruling the graph.
+    public let declaredOutput: ONNXOutputKind?
+    /// What the output holds, settled on the first batch: the graph's (or the user's) word,
+    /// checked against the numbers. Probabilities become log-probabilities, which are logits of
+    /// the same distribution (softmax(log p) = p), so temperature scaling works as with logits.
+    public private(set) var outputKind: ONNXOutputKind?
+    private let settle = NSLock()
     public let inputMean: [Float]?
     public let inputStd: [Float]?
 
-    public init(url: URL, inputMean: [Float]? = nil, inputStd: [Float]? = nil) throws {
+    /// Whether the chosen output holds probabilities (turned into log-probabilities).
+    public var outputIsProbability: Bool { (outputKind ?? declaredOutput ?? graphOutput.kind) == .probabilities }
+
+    public init(url: URL, inputMean: [Float]? = nil, inputStd: [Float]? = nil, outputKind declared: ONNXOutputKind? = nil) throws {
         let model = try ONNXModel(contentsOf: url)
         self.model = model
         name = "onnx (\(url.lastPathComponent))"
@@ -44,9 +54,8 @@ public final class ONNXTeacher: Teacher {
             throw TensorError("\(url.path): no FLOAT [N, C] output to use as logits; outputs are \(listed(model.outputs))")
         }
         outputName = output.name
-        let producer = model.producingOperator(of: output.name)
-        outputIsProbability = producer == "Softmax" || producer == "TreeEnsembleClassifier"
-            || (producer == "LinearClassifier" && model.postTransform(of: output.name).map { $0 != "NONE" } ?? false)
+        graphOutput = model.outputKind(of: output.name)
+        declaredOutput = declared
         func numbers(_ key: String) throws -> [Float]? {
             guard let text = model.metadata[key] else { return nil }
             let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
@@ -101,11 +110,39 @@ public final class ONNXTeacher: Teacher {
         return out
     }
 
+    /// The batch size the graph was exported with, when it is fixed (`[1, 3, H, W]`, `[64, ...]`).
+    public var fixedBatch: Int? { model.inputs[0].shape?.first?.value }
+
     public func forward(_ inputs: Tensor, indices: [Int], features: [String]) throws -> (logits: Tensor, features: [String: Tensor]) {
         try checkExampleShape(Array(inputs.shape.dropFirst()))
+        let (out, taps) = try run(normalized(inputs), features: features)
+        let kind = try settleOutputKind(out)
+        let logits = kind == .probabilities ? withNoGrad { out.clamp(min: 1e-12).log() } : out
+        return (logits, taps)
+    }
+
+    /// Runs the graph on `x`; a graph exported with a fixed batch size B runs on chunks of B rows,
+    /// the last one padded with copies of its last row and trimmed after.
+    func run(_ x: Tensor, features: [String]) throws -> (Tensor, [String: Tensor]) {
+        let n = x.shape[0]
+        guard let batch = fixedBatch, batch > 0, batch != n else { return try runOnce(x, features: features) }
+        var outputs: [Tensor] = [], tapParts: [String: [Tensor]] = [:]
+        for start in stride(from: 0, to: n, by: batch) {
+            let rows = Array(start..<min(start + batch, n))
+            let padded = rows + [Int](repeating: rows.last!, count: batch - rows.count)
+            let (out, taps) = try runOnce(withNoGrad { x.indexSelect(axis: 0, indices: padded) }, features: features)
+            guard out.shape[0] == batch else { throw TensorError("\(model.source): output '\(outputName)' has \(out.shape[0]) rows for a batch of \(batch)") }
+            let keep = Array(0..<rows.count)
+            outputs.append(withNoGrad { out.indexSelect(axis: 0, indices: keep) })
+            for (k, t) in taps { tapParts[k, default: []].append(withNoGrad { t.indexSelect(axis: 0, indices: keep) }) }
+        }
+        return (withNoGrad { Tensor.concat(outputs, axis: 0) }, tapParts.mapValues { parts in withNoGrad { Tensor.concat(parts, axis: 0) } })
+    }
+
+    func runOnce(_ x: Tensor, features: [String]) throws -> (Tensor, [String: Tensor]) {
         let results: [String: ONNXValue]
         do {
-            results = try model.run([inputName: .float(try normalized(inputs))], extra: features)
+            results = try model.run([inputName: .float(x)], extra: features)
         } catch let e as ONNXError { throw TensorError(e.message) }
         guard let out = results[outputName]?.floatTensor, out.rank == 2 else {
             throw TensorError("\(model.source): output '\(outputName)' is \(results[outputName]?.typeDescription ?? "missing"), not FLOAT [N, C]")
@@ -117,8 +154,51 @@ public final class ONNXTeacher: Teacher {
             }
             taps[f] = t
         }
-        let logits = outputIsProbability ? withNoGrad { out.clamp(min: 1e-12).log() } : out
-        return (logits, taps)
+        return (out, taps)
+    }
+
+    /// The output kind, settled on the first batch `out`: the user's word (`--teacher-output`) or
+    /// the graph's, each checked against the numbers; the numbers alone where the graph does not
+    /// say. A contradiction is an error naming both, never a guess.
+    func settleOutputKind(_ out: Tensor) throws -> ONNXOutputKind {
+        settle.lock()
+        defer { settle.unlock() }
+        if let outputKind { return outputKind }
+        let observed = ONNXOutputKind.observed(in: out)
+        let source = "\(model.source): output '\(outputName.prefix(200))'"
+        func rows(_ kind: ONNXOutputKind?) -> String {
+            switch kind {
+            case .probabilities?: return "rows of probabilities (in [0, 1], summing to 1)"
+            case .logProbabilities?: return "rows of log-probabilities (exponentials summing to 1)"
+            default: return "rows that are neither probabilities nor log-probabilities"
+            }
+        }
+        let kind: ONNXOutputKind
+        if let declared = declaredOutput {
+            guard declared == .logits || observed == declared else {
+                throw TensorError("\(source): --teacher-output \(declared.rawValue) was given, but the first batch has \(rows(observed))")
+            }
+            kind = declared
+        } else if let said = graphOutput.kind {
+            // Logits may happen to lie in [0, 1] with one column; with two or more, rows that sum to 1 are not logits.
+            guard said == observed || (said == .logits && (observed == nil || out.shape[1] < 2)) else {
+                throw TensorError("\(source): the graph ends in \(graphOutput.reason), which gives \(said == .logits ? "logits" : said == .probabilities ? "probabilities" : "log-probabilities"), but the first batch has \(rows(observed)); say which with --teacher-output logits|probs|logprobs")
+            }
+            kind = said
+        } else {
+            kind = observed ?? .logits
+        }
+        outputKind = kind
+        return kind
+    }
+
+    /// What the teacher's output holds and why, for the run's log and summary.
+    public var outputDescription: String {
+        let kind = outputKind ?? declaredOutput ?? graphOutput.kind
+        let what = kind == .probabilities ? "probabilities (DistillKit uses their logarithms as logits)"
+            : kind == .logProbabilities ? "log-probabilities (used as logits)" : kind == .logits ? "logits" : "not yet known"
+        let why = declaredOutput != nil ? "--teacher-output" : graphOutput.kind == nil ? "\(graphOutput.reason), decided by the numbers" : graphOutput.reason
+        return "output '\(outputName.prefix(200))' holds \(what): \(why)\(outputKind != nil && declaredOutput == nil ? ", confirmed on the first batch" : "")"
     }
 
     /// This teacher as a `Module` (for `evaluate` and latency measurements). A failure inside

@@ -25,7 +25,7 @@ struct CacheTeacher: ParsableCommand {
     @Flag(help: "Random horizontal flips of each view.") var flip = false
     @Option(help: "Seed of the augmentation.") var seed: UInt64 = 0
     @Option(help: "Rows per teacher call (larger batches use more memory, not less time).") var batchSize = 256
-    @OptionGroup var teacherInput: TeacherInputFlags
+    @OptionGroup var teacherReading: ONNXTeacherFlags
 
     func validate() throws {
         guard (1...TeacherOutputs.maxViews).contains(views) else { throw ValidationError("--views \(views): must be 1...\(TeacherOutputs.maxViews)") }
@@ -43,7 +43,7 @@ struct CacheTeacher: ParsableCommand {
         // Every row of the training file, in file order (a .csv is not split here).
         let isCSV = data.lowercased().hasSuffix(".csv")
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label)
-        let model = try rawInputTeacher(teacher, input: teacherInput.normalization)
+        let model = try rawInputTeacher(teacher, options: teacherReading.options)
         try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
         try warnIfNearChance(model, path: teacher, on: train)
         try MemoryBudget.check(shape: [views, train.count] + train.exampleShape, for: "--views \(views) of \(train.count) rows of \(data)")
@@ -62,8 +62,8 @@ struct CacheTeacher: ParsableCommand {
 }
 
 /// A teacher that takes raw rows: a tabular DistillKit model standardises them with its stored statistics.
-func rawInputTeacher(_ path: String, input: TeacherInputNormalization) throws -> Teacher {
-    let teacher = try loadTeacher(path, input: input)
+func rawInputTeacher(_ path: String, options: ONNXTeacherOptions) throws -> Teacher {
+    let teacher = try loadTeacher(path, options: options)
     guard path.lowercased().hasSuffix(".safetensors"),
           let own = try Tabular.statistics(of: SavedModel.load(URL(fileURLWithPath: path)).info, source: path) else { return teacher }
     return StandardizingTeacher(teacher, own: own, input: nil)
@@ -111,7 +111,7 @@ struct DataReportCommand: ParsableCommand {
     @Option(help: "Cached teacher outputs instead of a teacher model (one row per training row).") var teacherOutputs: String?
     @Option(help: "What --teacher-outputs holds: logits or probs.") var teacherOutputsKind = "logits"
     @Option(help: "How many disagreements and duplicate groups to list.") var top = 10
-    @OptionGroup var teacherInput: TeacherInputFlags
+    @OptionGroup var teacherReading: ONNXTeacherFlags
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -129,7 +129,7 @@ struct DataReportCommand: ParsableCommand {
             try TeacherOutputs.check(file, kind: kind, expectedRows: train.count, expectedClasses: train.numClasses > 0 ? train.numClasses : nil)
             probabilities = kind == .probs ? file.values : withNoGrad { file.values.softmax(axis: 1) }
         } else if let teacher {
-            let model = try rawInputTeacher(teacher, input: teacherInput.normalization)
+            let model = try rawInputTeacher(teacher, options: teacherReading.options)
             try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
             let logits = try TeacherOutputs.compute(model, inputs: train)
             probabilities = withNoGrad { logits.softmax(axis: 1) }

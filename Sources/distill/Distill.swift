@@ -66,17 +66,20 @@ struct TrainingFlags: ParsableArguments {
     }
 }
 
-/// How an ONNX teacher's inputs are normalised, for every command that takes a teacher.
-struct TeacherInputFlags: ParsableArguments {
+/// How to read an ONNX teacher (input normalisation, output kind), for every command that takes a teacher.
+struct ONNXTeacherFlags: ParsableArguments {
     @Option(help: "An ONNX teacher trained on normalised inputs: mean to subtract (one value, or one per channel, e.g. 0.485,0.456,0.406). Default: the model's distillkit.input_mean metadata.")
     var teacherInputMean: String?
     @Option(help: "An ONNX teacher trained on normalised inputs: standard deviation to divide by (e.g. 0.229,0.224,0.225). Default: the model's distillkit.input_std metadata.")
     var teacherInputStd: String?
+    @Option(help: "What an ONNX teacher's output holds: logits, probs or logprobs. Default: what the graph says (Softmax, a classifier's post_transform, ...), confirmed on the first batch.")
+    var teacherOutput: String?
 
-    var normalization: TeacherInputNormalization {
+    var options: ONNXTeacherOptions {
         get throws {
-            TeacherInputNormalization(mean: try parseNumberList(teacherInputMean, option: "--teacher-input-mean"),
-                                      std: try parseNumberList(teacherInputStd, option: "--teacher-input-std"))
+            ONNXTeacherOptions(mean: try parseNumberList(teacherInputMean, option: "--teacher-input-mean"),
+                               std: try parseNumberList(teacherInputStd, option: "--teacher-input-std"),
+                               output: try teacherOutput.map(ONNXTeacherOptions.outputKind))
         }
     }
 }

@@ -110,7 +110,7 @@ extension Eval {
         try onnxTeacher.checkExampleShape(test.exampleShape)
         let module = onnxTeacher.asModule(classes: test.numClasses)
         let other = try teacher.map { path in
-            let loaded = try loadTeacher(path, input: teacherInput.normalization)
+            let loaded = try loadTeacher(path, options: teacherReading.options)
             try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
             return loaded
         }
@@ -118,7 +118,7 @@ extension Eval {
         if let failure = module.failure { throw failure }
         if json { return printEvaluationJSON(r, parameters: onnxTeacher.parameterCount, bytes: onnxTeacher.bytes) }
         print("\(model): ONNX, input \(onnxTeacher.inputName) \(onnxTeacher.expectedInput), \(onnxTeacher.parameterCount) parameters, \(onnxTeacher.bytes) bytes"
-              + (onnxTeacher.outputIsProbability ? " (output '\(onnxTeacher.outputName)' holds probabilities)" : ""))
+              + "; \(onnxTeacher.outputDescription)")
         printEvaluation(r, on: test)
     }
 }

@@ -43,7 +43,7 @@ struct KD: ParsableCommand {
     @Option(help: "The array to use from a multi-array .npz or .safetensors --teacher-outputs file.") var teacherOutputsArray: String?
     @Option(help: "Keep labels for the first N training rows only; the rest is transfer data labelled by the teacher (CE on labelled rows, KD on all).") var labelLimit: Int?
     @Option(help: "Mixup α: add as many mixed inputs (λ ~ Beta(α, α)) to each batch, labelled by the teacher (needs --teacher).") var mixup: Float?
-    @OptionGroup var teacherInput: TeacherInputFlags
+    @OptionGroup var teacherReading: ONNXTeacherFlags
     @OptionGroup var flags: TrainingFlags
 
     func validate() throws {
@@ -70,7 +70,7 @@ struct KD: ParsableCommand {
         e.teacherOutputsArray = teacherOutputsArray
         e.labelLimit = labelLimit
         e.mixup = mixup
-        e.teacherInput = try teacherInput.normalization
+        e.onnxTeacher = try teacherReading.options
         e.student = try Experiment.resolveModelSpec(student)
         e.losses = alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
         flags.apply(to: &e)
@@ -112,7 +112,7 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Option(help: "An .onnx model trained on normalised images: mean to subtract (one value, or one per channel).") var inputMean: String?
     @Option(help: "An .onnx model trained on normalised images: standard deviation to divide by.") var inputStd: String?
-    @OptionGroup var teacherInput: TeacherInputFlags
+    @OptionGroup var teacherReading: ONNXTeacherFlags
 
     func run() throws {
         if model.lowercased().hasSuffix(".onnx") {
@@ -135,7 +135,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(model) expects inputs of shape \(info.inputShape); \(data) has \(test.exampleShape)")
         }
         let teacherModel = try teacher.map { path in
-            let base = try loadTeacher(path, input: teacherInput.normalization)
+            let base = try loadTeacher(path, options: teacherReading.options)
             let loaded = try statistics.map { try Tabular.teacher(base, path: path, inputStatistics: $0, rawRows: rawTest) } ?? base
             try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
             return loaded

@@ -1,0 +1,102 @@
+"""What an ONNX teacher's output holds, decided from the graph and confirmed on the first batch.
+
+scikit-learn classifiers exported by skl2onnx end in probabilities (LinearClassifier(SOFTMAX) → Normalizer,
+tree ensembles); `cache-teacher` must write their logarithms (logits of the same distribution), equal to
+onnxruntime's within 1e-5, and `kd` must report the teacher accuracy onnxruntime gives. A softmax written out
+by hand (Exp → ReduceSum → Div) looks like logits to the graph but gives probabilities: that contradiction is
+an error naming both, and `--teacher-output probs` settles it.
+"""
+import json
+
+import pytest
+
+np = pytest.importorskip("numpy")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("sklearn")
+skl2onnx = pytest.importorskip("skl2onnx")
+from onnx import TensorProto, helper  # noqa: E402
+from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
+
+from distillcli import blobs, distill  # noqa: E402
+
+
+def write_csv(path, x, y):
+    with open(path, "w") as f:
+        f.write("a,b,c,d,label\n")
+        for row, label in zip(x, y):
+            f.write(",".join(repr(float(v)) for v in row) + f",{label}\n")
+
+
+def sklearn_models():
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    return {
+        "logistic": LogisticRegression(max_iter=500),
+        "scaler-logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)),
+        "forest": RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0),
+        "boosting": GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0),
+    }
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("output-kind")
+    (x, y), (xt, yt) = blobs(300, 4), blobs(200, 5)
+    x[:, 3] = x[:, 3] * 50 + 100  # a feature on another scale, so that the scaler matters
+    xt[:, 3] = xt[:, 3] * 50 + 100
+    write_csv(folder / "train.csv", x, y)
+    write_csv(folder / "test.csv", xt, yt)
+    return folder, x.astype(np.float32), xt.astype(np.float32), yt
+
+
+@pytest.mark.parametrize("name", list(sklearn_models()))
+def test_sklearn_probabilities_become_logits(data, name, tmp_path):
+    folder, x, xt, yt = data
+    model = sklearn_models()[name].fit(x, blobs(300, 4)[1])
+    exported = skl2onnx.convert_sklearn(model, initial_types=[("x", FloatTensorType([None, 4]))], target_opset=17,
+                                        options={id(model): {"zipmap": False}} if name != "scaler-logistic" else {id(model.steps[-1][1]): {"zipmap": False}})
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(exported.SerializeToString())
+    session = ort.InferenceSession(str(path))
+    probabilities = lambda rows: session.run(None, {"x": rows})[1]
+    distill("cache-teacher", "--teacher", path, "--data", folder / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    expected = np.log(np.clip(probabilities(x), 1e-12, None))
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), expected, atol=1e-5, rtol=1e-5)
+    result = distill("kd", "--teacher", path, "--data", folder / "train.csv", "--test-data", folder / "test.csv", "--label", "label",
+                     "--student", "mlp:4-8-3", "--epochs", "1", "--json", "--output", tmp_path / "run")
+    teacher = [m for m in json.loads(result.stdout)["models"] if m["role"] == "teacher"][0]
+    assert teacher["accuracy"] == float((probabilities(xt).argmax(1) == yt).mean())
+    assert "holds probabilities" in result.stderr, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "probabilities" in summary["teacher_outputs"][0]
+
+
+def handwritten_softmax():
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["z"]), helper.make_node("Exp", ["z"], ["e"]),
+             helper.make_node("ReduceSum", ["e", "axes"], ["s"], keepdims=1), helper.make_node("Div", ["e", "s"], ["p"])]
+    rng = np.random.default_rng(0)
+    inits = [helper.make_tensor("W", TensorProto.FLOAT, [4, 3], (0.01 * rng.normal(size=12)).tolist()),
+             helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_a_contradiction_between_graph_and_numbers_is_an_error(data, tmp_path):
+    folder, x, _, _ = data
+    (tmp_path / "p.onnx").write_bytes(handwritten_softmax())
+    refused = distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
+                      "--out", tmp_path / "t.npy", check=False)
+    assert refused.returncode == 1
+    assert "the graph ends in Div" in refused.stderr and "probabilities" in refused.stderr and "--teacher-output" in refused.stderr
+    distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
+            "--out", tmp_path / "t.npy", "--teacher-output", "probs")
+    p = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), np.log(p), atol=1e-5, rtol=1e-5)
+    wrong = distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
+                    "--out", tmp_path / "t.npy", "--teacher-output", "logprobs", check=False)
+    assert wrong.returncode == 1 and "--teacher-output logprobs was given" in wrong.stderr
