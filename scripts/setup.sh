@@ -4,7 +4,7 @@
 #   libonnx-testdata (ONNX's backend tests, run by Tests/DistillONNXTests/ConformanceTests.swift),
 #   time (GNU time: the hostile-input suite measures each run's peak memory with it),
 #   and a Python virtual environment in .venv with numpy, safetensors, pytest, onnx, onnxruntime,
-#   scikit-learn and skl2onnx
+#   scikit-learn, skl2onnx, onnxmltools, lightgbm and xgboost-cpu
 #   (interop tests only; the product itself is Swift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +23,8 @@ fi
 
 if [ "${DISTILL_SKIP_PYTHON:-0}" != "1" ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx" 2>/dev/null; then
-    echo "setup: installing the interop-test tools into .venv (numpy, safetensors, pytest, onnx, onnxruntime, scikit-learn, skl2onnx)" >&2
-    .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest onnx onnxruntime scikit-learn skl2onnx
+  if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx, onnxmltools, lightgbm, xgboost" 2>/dev/null; then
+    echo "setup: installing the interop-test tools into .venv (numpy, safetensors, pytest, onnx, onnxruntime, scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu)" >&2
+    .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest onnx onnxruntime scikit-learn skl2onnx onnxmltools lightgbm xgboost-cpu
   fi
 fi

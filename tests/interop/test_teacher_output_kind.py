@@ -100,3 +100,44 @@ def test_a_contradiction_between_graph_and_numbers_is_an_error(data, tmp_path):
     wrong = distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
                     "--out", tmp_path / "t.npy", "--teacher-output", "logprobs", check=False)
     assert wrong.returncode == 1 and "--teacher-output logprobs was given" in wrong.stderr
+
+
+def boosting_models():
+    """LightGBM and XGBoost classifiers with their onnxmltools converters (skipped where not installed)."""
+    onnxmltools = pytest.importorskip("onnxmltools")
+    from onnxmltools.convert.common.data_types import FloatTensorType as MLFloat
+    models = {}
+    try:
+        import lightgbm
+        models["lightgbm"] = (lightgbm.LGBMClassifier(n_estimators=15, num_leaves=8, verbose=-1, random_state=0),
+                              lambda m: onnxmltools.convert_lightgbm(m, initial_types=[("x", MLFloat([None, 4]))], zipmap=False, target_opset=15))
+    except ImportError:
+        pass
+    try:
+        import xgboost
+        models["xgboost"] = (xgboost.XGBClassifier(n_estimators=15, max_depth=3, random_state=0),
+                             lambda m: onnxmltools.convert_xgboost(m, initial_types=[("x", MLFloat([None, 4]))], target_opset=15))
+    except ImportError:
+        pass
+    return models
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "xgboost"])
+def test_boosting_probabilities_become_logits(data, name, tmp_path):
+    models = boosting_models()
+    if name not in models:
+        pytest.skip(f"{name} is not installed")
+    folder, x, xt, yt = data
+    model, convert = models[name]
+    model.fit(x, blobs(300, 4)[1])
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(convert(model).SerializeToString())
+    session = ort.InferenceSession(str(path))
+    names = [o.name for o in session.get_outputs()]
+    probabilities = lambda rows: dict(zip(names, session.run(None, {"x": rows})))[names[1]]
+    distill("cache-teacher", "--teacher", path, "--data", folder / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), np.log(np.clip(probabilities(x), 1e-12, None)), atol=1e-5, rtol=1e-4)
+    result = distill("kd", "--teacher", path, "--data", folder / "train.csv", "--test-data", folder / "test.csv", "--label", "label",
+                     "--student", "mlp:4-8-3", "--epochs", "1", "--json", "--quiet")
+    teacher = [m for m in json.loads(result.stdout)["models"] if m["role"] == "teacher"][0]
+    assert teacher["accuracy"] == float((probabilities(xt).argmax(1) == yt).mean())
