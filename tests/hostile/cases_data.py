@@ -7,7 +7,6 @@ import gzip
 import io
 import os
 import struct
-import zipfile
 import zlib
 
 import numpy as np
@@ -91,7 +90,7 @@ def zip_entry_headers(name, data, method, offset, compressed=None, crc=None, siz
 
 
 def zip_raw(entries, repeat_central=None, count=None):
-    """A ZIP archive from (name, data, method, overrides) entries; `repeat_central` repeats the first central
+    """A ZIP archive from (name, data, method, overrides) entries; `repeat_central` repeats each central
     header that many times (all pointing at the same member); `count` overrides the directory's entry count."""
     out, directory = b"", b""
     for name, data, method, overrides in entries:
