@@ -322,6 +322,9 @@ def op_cases():
     # Output sizes from values.
     add("constant-of-shape-16g", [node("ConstantOfShape", ["s"], ["c"])], [ints("s", [65536, 65536])], env=SMALL_BUDGET)
     add("constant-of-shape-2e80", [node("ConstantOfShape", ["s"], ["c"])], [ints("s", [1 << 40, 1 << 40])])
+    for command in ("kd", "cache"):  # the same refusal when the model is a teacher
+        add(f"constant-of-shape-2e80-{command}", [node("ConstantOfShape", ["s"], ["c"])], [ints("s", [1 << 40, 1 << 40])], command=command)
+        add(f"gather-nd-negative-batch-{command}", [node("GatherND", ["x", "i"], ["g"], batch_dims=-1)], [ints("i", [[0]])], command=command)
     add("constant-of-shape-negative", [node("ConstantOfShape", ["s"], ["c"])], [ints("s", [-1, 4])])
     add("constant-of-shape-zero-huge", [node("ConstantOfShape", ["s"], ["c"]), node("Flatten", ["c"], ["f"], name="flat")],
         [ints("s", [0, 1 << 62, 4])])
