@@ -190,7 +190,8 @@ public enum TeacherOutputs {
                     guard !cell.isEmpty else {
                         throw DataError(file: path, at: "line \(line.2), column '\(header[j])'", "missing value (row \(r))")
                     }
-                    guard let v = Float(cell) else {
+                    // Float("5\0abc") stops at the NUL and reads 5: a cell with a control character is not a number.
+                    guard !cell.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }), let v = Float(cell) else {
                         throw DataError(file: path, at: "line \(line.2), column '\(header[j])'", "'\(cell)' is not a number (row \(r))")
                     }
                     dst[r * c + j] = v
