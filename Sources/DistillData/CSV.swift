@@ -193,6 +193,10 @@ public struct CSVTable: Sendable {
         case .none:
             return try LabeledDataset(features: features, labels: [], numClasses: 0, featureNames: schema.featureNames, source: name)
         case .integerClasses(let column, let numClasses):
+            // A schema may come from a model file: its class count sizes the class names below.
+            guard (1...Self.maxClasses).contains(numClasses) else {
+                throw DataError(file: name, "the schema gives column '\(abbreviated(column))' \(numClasses) classes, outside 1...\(Self.maxClasses)")
+            }
             let c = try columnIndex(column)
             let labels = try (0..<rowCount).map { try integerLabel(row: $0, column: c, numClasses: numClasses) }
             return try LabeledDataset(features: features, labels: labels, numClasses: numClasses,

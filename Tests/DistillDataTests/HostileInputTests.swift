@@ -71,6 +71,12 @@ import Testing
         }
     }
 
+    @Test func csvSchemaFromAModelFileIsBounded() throws {
+        let table = try CSVTable.parse(Data("a,y\n1,0\n".utf8), name: "t.csv")
+        let schema = CSVSchema(features: [.init(name: "a", categories: nil)], label: .integerClasses(column: "y", numClasses: 1 << 40))
+        expectDataError("t.csv", "1099511627776 classes, outside 1...65536") { _ = try table.dataset(schema: schema) }
+    }
+
     @Test func csvOneHotWidthIsBounded() throws {
         // 600 rows of three all-distinct string columns: 1,800 features × 600 rows is within
         // ReadLimits but must still fit the memory budget; here it does, and the shape says so.
