@@ -35,6 +35,16 @@ public struct FeatureStatistics: Sendable, Codable, Equatable {
         self.std = std
     }
 
+    private enum CodingKeys: String, CodingKey { case exampleShape, mean, std }
+
+    /// Decodes the three fields, then checks them as `init(exampleShape:mean:std:)` does: statistics
+    /// read from a model file cannot hand `apply` mismatched counts.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(exampleShape: container.decode([Int].self, forKey: .exampleShape),
+                      mean: container.decode([Float].self, forKey: .mean), std: container.decode([Float].self, forKey: .std))
+    }
+
     /// Statistics of `dataset`'s features (accumulated in Double). Throws for an empty dataset.
     public init(computedFrom dataset: LabeledDataset) throws {
         try self.init(computedFrom: dataset.features)

@@ -236,6 +236,13 @@ import Testing
         #expect(try LabeledDataset.classCount(of: [0, 4, 2], source: "y.npy") == 5)
     }
 
+    @Test func decodedFeatureStatisticsAreChecked() throws {
+        let text = #"{"exampleShape": [3], "mean": [0, 0, 0], "std": [1]}"#
+        expectDataError("1 deviations for example shape [3]") { _ = try JSONDecoder().decode(FeatureStatistics.self, from: Data(text.utf8)) }
+        let good = try FeatureStatistics(exampleShape: [2], mean: [1, 2], std: [3, 4])
+        #expect(try JSONDecoder().decode(FeatureStatistics.self, from: JSONEncoder().encode(good)) == good)
+    }
+
     @Test func augmentationOffsetsAreBounded() throws {
         expectDataError("crop(padding: 9223372036854775807) must be in 0...65536") { _ = try Augmentation([.crop(padding: Int.max)]) }
         expectDataError("shift(maxPixels: 70000)") { _ = try Augmentation([.shift(maxPixels: 70000)]) }
