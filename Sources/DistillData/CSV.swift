@@ -188,15 +188,12 @@ public struct CSVTable: Sendable {
     /// are matched by name; a category or class the schema does not know is an error unless
     /// `ignoreUnknownCategories` (then its one-hot features are all zero; unknown classes still fail).
     public func dataset(schema: CSVSchema, ignoreUnknownCategories: Bool = false) throws -> LabeledDataset {
+        try check(schema)
         let features = try encode(schema.features, ignoreUnknownCategories: ignoreUnknownCategories)
         switch schema.label {
         case .none:
             return try LabeledDataset(features: features, labels: [], numClasses: 0, featureNames: schema.featureNames, source: name)
         case .integerClasses(let column, let numClasses):
-            // A schema may come from a model file: its class count sizes the class names below.
-            guard (1...Self.maxClasses).contains(numClasses) else {
-                throw DataError(file: name, "the schema gives column '\(abbreviated(column))' \(numClasses) classes, outside 1...\(Self.maxClasses)")
-            }
             let c = try columnIndex(column)
             let labels = try (0..<rowCount).map { try integerLabel(row: $0, column: c, numClasses: numClasses) }
             return try LabeledDataset(features: features, labels: labels, numClasses: numClasses,
@@ -224,12 +221,39 @@ public struct CSVTable: Sendable {
         guard case .target(let column) = schema.label else {
             throw DataError(file: name, "the schema has no regression target; use dataset(schema:)")
         }
+        try check(schema)
         let features = try encode(schema.features, ignoreUnknownCategories: ignoreUnknownCategories)
         let c = try columnIndex(column)
         var values = [Float](repeating: 0, count: rowCount)
         for r in 0..<rowCount { values[r] = try number(row: r, column: c) }
         return try RegressionDataset(features: features, targets: Tensor(shape: [rowCount], scalars: values),
                                      featureNames: schema.featureNames, targetName: column)
+    }
+
+    /// Checks a schema before it sizes anything: it may come from a model file. Categories and
+    /// class names must be unique (they become dictionary keys), and a label has 1...`maxClasses`
+    /// classes.
+    private func check(_ schema: CSVSchema) throws {
+        func unique(_ names: [String], among what: String) throws {
+            var seen = Set<String>()
+            for n in names where !seen.insert(n).inserted {
+                throw DataError(file: name, "the schema lists '\(abbreviated(n))' twice among \(what)")
+            }
+        }
+        for column in schema.features {
+            if let categories = column.categories { try unique(categories, among: "the categories of column '\(abbreviated(column.name))'") }
+        }
+        let classCount: Int
+        switch schema.label {
+        case .none, .target: return
+        case .integerClasses(_, let numClasses): classCount = numClasses
+        case .namedClasses(_, let classNames):
+            try unique(classNames, among: "the class names")
+            classCount = classNames.count
+        }
+        guard (1...Self.maxClasses).contains(classCount) else {
+            throw DataError(file: name, "the schema gives the label \(classCount) classes, outside 1...\(Self.maxClasses)")
+        }
     }
 
     private func columnIndex(_ column: String) throws -> Int {

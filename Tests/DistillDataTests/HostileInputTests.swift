@@ -75,6 +75,10 @@ import Testing
         let table = try CSVTable.parse(Data("a,y\n1,0\n".utf8), name: "t.csv")
         let schema = CSVSchema(features: [.init(name: "a", categories: nil)], label: .integerClasses(column: "y", numClasses: 1 << 40))
         expectDataError("t.csv", "1099511627776 classes, outside 1...65536") { _ = try table.dataset(schema: schema) }
+        let twice = CSVSchema(features: [.init(name: "a", categories: nil)], label: .namedClasses(column: "y", classNames: ["0", "0"]))
+        expectDataError("t.csv", "lists '0' twice among the class names") { _ = try table.dataset(schema: twice) }
+        let categoriesTwice = CSVSchema(features: [.init(name: "a", categories: ["1", "1"])], label: .target(column: "y"))
+        expectDataError("t.csv", "lists '1' twice among the categories of column 'a'") { _ = try table.regression(schema: categoriesTwice) }
     }
 
     @Test func csvOneHotWidthIsBounded() throws {
