@@ -33,10 +33,10 @@ extension ONNXModel {
         var path: [String] = []
         for _ in 0...nodes.count {
             guard let index = producerIndex[name] else {
-                return ONNXOutputKindEvidence(kind: .logits, reason: path.isEmpty ? "a graph input or constant" : path.reversed().joined(separator: " → "))
+                return ONNXOutputKindEvidence(kind: .logits, reason: path.isEmpty ? "a graph input or constant" : chainDescription(path.reversed()))
             }
             let node = nodes[index]
-            let describe = { (what: String) in ([what] + path).reversed().joined(separator: " → ") }
+            let describe = { (what: String) in chainDescription(([what] + path).reversed()) }
             if Self.meaningPreserving.contains(node.opType) && node.domain.isEmpty {
                 // Mul and Div keep the meaning only by a constant (LightGBM's "× 1"); by a computed value they are arithmetic.
                 if node.opType == "Mul" || node.opType == "Div" {
@@ -80,6 +80,18 @@ extension ONNXModel {
         guard let index = producerIndex[name] else { return false }
         return nodes[index].opType == "Constant"
     }
+}
+
+/// "MatMul → Identity ×200000 → Softmax": operators along a path, runs of one operator counted
+/// and at most 12 shown (a hostile graph can chain a million Identity nodes).
+func chainDescription<S: Sequence>(_ ops: S) -> String where S.Element == String {
+    var runs: [(op: String, count: Int)] = []
+    for op in ops {
+        if let last = runs.last, last.op == op { runs[runs.count - 1].count += 1 } else { runs.append((op, 1)) }
+    }
+    var parts = runs.map { $0.count == 1 ? $0.op : "\($0.op) ×\($0.count)" }
+    if parts.count > 12 { parts = Array(parts.prefix(6)) + ["... (\(parts.count - 12) more)"] + Array(parts.suffix(6)) }
+    return parts.joined(separator: " → ")
 }
 
 extension ONNXOutputKind {

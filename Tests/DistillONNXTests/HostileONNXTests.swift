@@ -121,6 +121,13 @@ struct HostileONNXTests {
         #expect(ONNXError(String(repeating: "e", count: 1_000_000)).message.count < ONNXError.maxMessageLength + 100)
     }
 
+    @Test("an output's kind through 200,000 Identity nodes is described in one short line")
+    func outputKindChain() {
+        #expect(chainDescription(["MatMul"] + [String](repeating: "Identity", count: 200_000) + ["Softmax"]) == "MatMul → Identity ×200000 → Softmax")
+        let alternating = (0..<1000).map { $0 % 2 == 0 ? "Identity" : "Cast" }
+        #expect(chainDescription(alternating).contains("... (988 more)"))
+    }
+
     @Test("a long cycle is reported with its ends")
     func longCycle() {
         let n = 1000
