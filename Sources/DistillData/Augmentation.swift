@@ -88,10 +88,11 @@ public struct Augmentation: Sendable, Equatable {
         if dy == 0 && dx == 0 { return }
         scratch.update(from: image, count: c * h * w)
         image.update(repeating: 0, count: c * h * w)
-        let x0 = max(0, dx), x1 = min(w, w + dx)
-        guard x0 < x1 else { return }
+        // A shift of the whole image or more (|dy| ≥ h or |dx| ≥ w) leaves only zeros.
+        let x0 = max(0, dx), x1 = min(w, w + dx), y0 = max(0, dy), y1 = min(h, h + dy)
+        guard x0 < x1, y0 < y1 else { return }
         for ch in 0..<c {
-            for y in max(0, dy) ..< min(h, h + dy) {
+            for y in y0 ..< y1 {
                 let dst = image + (ch * h + y) * w
                 let src = scratch + (ch * h + y - dy) * w
                 (dst + x0).update(from: src + x0 - dx, count: x1 - x0)

@@ -247,6 +247,18 @@ import Testing
         #expect(try JSONDecoder().decode(FeatureStatistics.self, from: JSONEncoder().encode(good)) == good)
     }
 
+    @Test func shiftsBeyondTheImageLeaveZeros() throws {
+        // 100-pixel shifts and crops on 3x3 images: most draws move the image out entirely (a
+        // vertical shift of h or more once trapped on an empty range).
+        let images = Tensor(shape: [8, 1, 3, 3], scalars: (0..<72).map { Float($0 + 1) })
+        var generator = SeededGenerator(seed: 9)
+        for op in [Augmentation.Operation.shift(maxPixels: 100), .crop(padding: 100)] {
+            let out = try Augmentation([op]).apply(to: images, using: &generator)
+            #expect(out.shape == images.shape)
+            #expect(out.scalars.allSatisfy { $0 == 0 || images.scalars.contains($0) })
+        }
+    }
+
     @Test func augmentationOffsetsAreBounded() throws {
         expectDataError("crop(padding: 9223372036854775807) must be in 0...65536") { _ = try Augmentation([.crop(padding: Int.max)]) }
         expectDataError("shift(maxPixels: 70000)") { _ = try Augmentation([.shift(maxPixels: 70000)]) }
