@@ -150,8 +150,9 @@ func stridedCopy<T>(_ src: UnsafePointer<T>, offset: Int, strides: [Int], shape:
 extension ONNXValue {
     /// The same elements in a new shape (element count unchanged). Float tensors share storage.
     func reshaped(_ shape: [Int]) throws -> ONNXValue {
-        guard shape.allSatisfy({ $0 >= 0 }), (try? checkedShape(shape)) != nil, shape.reduce(1, *) == count else {
-            throw ONNXError("cannot reshape \(typeDescription) (\(count) elements) to \(shape)")
+        // No allocation (the elements are shared): only the shape itself is checked, at 1 byte per element.
+        guard shape.allSatisfy({ $0 >= 0 }), (try? checkedShape(shape, elementBytes: 1)) != nil, shape.reduce(1, *) == count else {
+            throw ONNXError("cannot reshape \(typeDescription) (\(count) elements) to \(describeShape(shape))")
         }
         switch self {
         case .float(let t): return .float(Tensor(shape: shape, storage: t.storage))

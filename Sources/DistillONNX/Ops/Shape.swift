@@ -112,7 +112,7 @@ extension ONNXOps {
             guard d >= -1 else { throw ONNXError("shape \(text) has a negative extent") }
             return d
         }
-        try checkedShape(shape.map { $0 == -1 ? 1 : $0 }, "target")
+        try checkedShape(shape.map { $0 == -1 ? 1 : $0 }, "target", elementBytes: 1)  // a view: nothing is allocated
         let unknown = shape.indices.filter { shape[$0] == -1 }
         guard unknown.count <= 1 else { throw ONNXError("shape \(text) has more than one -1") }
         if let i = unknown.first {
