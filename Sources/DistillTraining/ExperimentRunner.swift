@@ -102,6 +102,8 @@ public enum ExperimentRunner {
 
     public static func run(_ experiment: Experiment, resume: Bool = false,
                            preloaded: (train: LabeledDataset, test: LabeledDataset)? = nil) throws -> Result {
+        var experiment = experiment
+        experiment.teachers = experiment.teachers.map(RunFolder.modelFile)
         try experiment.validate()
         try BLAS.ensureLoaded()
         let quiet = experiment.options.quiet

@@ -22,6 +22,15 @@ public struct RunFolder: Sendable {
 
     public var lockFile: URL { url.appendingPathComponent(".lock") }
 
+    /// A model argument as a file: a run folder (`runs/kd`, the natural thing to type) stands for
+    /// its `best.safetensors`; any other path is returned as given.
+    public static func modelFile(_ path: String) -> String {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else { return path }
+        let best = RunFolder(URL(fileURLWithPath: path)).bestModel.path
+        return FileManager.default.fileExists(atPath: best) ? best : path
+    }
+
     /// Creates the folder (errors in words when a file is in the way or it is not writable), takes
     /// its lock for the rest of this process (a second run writing the same folder at the same
     /// time is refused, naming the folder and the process that holds it), and removes temporary

@@ -16,7 +16,7 @@ struct CacheTeacher: ParsableCommand {
         `distill kd --teacher-outputs FILE` replays exactly those views. Format by extension: .npy,
         .npz (array `logits`), .safetensors (tensor `logits`) or .csv ([N, C] only).
         """)
-    @Option(help: "Teacher model file.") var teacher: String
+    @Option(help: "Teacher model file (or a run folder: its best.safetensors).", transform: RunFolder.modelFile) var teacher: String
     @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
     @Option(help: "Label column of a .csv file.") var label: String?
     @Option(help: "Output file: .npy, .npz, .safetensors or .csv.") var out: String
@@ -107,7 +107,7 @@ struct DataReportCommand: ParsableCommand {
         abstract: "What is in the transfer data: class balance, teacher confidence, likely label noise, duplicates, bad features.")
     @Option(help: "Data: fashion-mnist, mnist, a .csv file or a .npz file.") var data = "fashion-mnist"
     @Option(help: "Label column of a .csv file (omit for unlabelled data).") var label: String?
-    @Option(help: "Teacher model file (adds the confidence histogram and teacher-label disagreements).") var teacher: String?
+    @Option(help: "Teacher model file or run folder (adds the confidence histogram and teacher-label disagreements).", transform: RunFolder.modelFile) var teacher: String?
     @Option(help: "Cached teacher outputs instead of a teacher model (one row per training row).") var teacherOutputs: String?
     @Option(help: "What --teacher-outputs holds: logits or probs.") var teacherOutputsKind = "logits"
     @Option(help: "How many disagreements and duplicate groups to list.") var top = 10

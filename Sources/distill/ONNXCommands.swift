@@ -14,7 +14,7 @@ struct Export: ParsableCommand {
         standardisation (tabular models) included, then reads the file back and checks that \
         DistillKit's ONNX importer gives the model's outputs.
         """)
-    @Argument(help: "Model file (.safetensors from distill train or distill kd).") var model: String
+    @Argument(help: "Model file (.safetensors from distill train or distill kd), or a run folder (its best.safetensors).", transform: RunFolder.modelFile) var model: String
     @Option(help: "ONNX file to write.") var onnx: String
     @Option(help: "ONNX opset (\(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)).") var opset = 17
     @Flag(help: "Print one JSON object on stdout.") var json = false
@@ -81,7 +81,7 @@ struct Export: ParsableCommand {
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Describe a model: inputs, outputs, operators, parameters, bytes and FLOPs (ONNX or DistillKit).")
-    @Argument(help: "Model file: .onnx, or .safetensors from distill train or distill kd.") var model: String
+    @Argument(help: "Model file: .onnx, or .safetensors from distill train or distill kd, or a run folder (its best.safetensors).", transform: RunFolder.modelFile) var model: String
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func run() throws {

@@ -103,12 +103,12 @@ struct Run: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a model: accuracy, top-5, per-class accuracy, confusion matrix, calibration, agreement with a teacher.")
-    @Argument(help: "Model file (.safetensors, or .onnx: an ONNX classifier).") var model: String
+    @Argument(help: "Model file (.safetensors, or .onnx: an ONNX classifier), or a run folder (its best.safetensors).", transform: RunFolder.modelFile) var model: String
     @Option(help: "Data: fashion-mnist, mnist, a .csv (with --label) or .npz file.") var data = "fashion-mnist"
     @Option(help: "Label column of a .csv file.") var label: String?
     @Option(help: "Numeric target column of a .csv file, for a regression model (`distill train --target`): RMSE, MAE and R².")
     var target: String?
-    @Option(help: "Teacher to measure agreement with.") var teacher: String?
+    @Option(help: "Teacher to measure agreement with.", transform: RunFolder.modelFile) var teacher: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Option(help: "An .onnx model trained on normalised images: mean to subtract (one value, or one per channel).") var inputMean: String?
     @Option(help: "An .onnx model trained on normalised images: standard deviation to divide by.") var inputStd: String?

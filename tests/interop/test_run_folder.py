@@ -59,3 +59,20 @@ def test_leftover_temporary_files_are_removed_on_resume(tmp_path):
     assert not any(p.exists() for p in leftovers)
     assert keep.exists()
     assert (run / "best.safetensors").exists()
+
+
+def test_a_run_folder_stands_for_its_best_model(tmp_path):
+    import json
+    (tmp_path / "d.npz").write_bytes(blobs_npz(rows=200))
+    run = tmp_path / "run"
+    distill("train", "--data", tmp_path / "d.npz", "--model", "mlp:4-8-3", "--epochs", "2", "--output", run, "--quiet")
+    by_folder = json.loads(distill("eval", run, "--data", tmp_path / "d.npz", "--json").stdout)
+    by_file = json.loads(distill("eval", run / "best.safetensors", "--data", tmp_path / "d.npz", "--json").stdout)
+    assert by_folder == by_file
+    assert "mlp:4-8-3" in distill("inspect", run).stdout
+    distill("export", run, "--onnx", tmp_path / "m.onnx")
+    distill("kd", "--teacher", run, "--data", tmp_path / "d.npz", "--student", "mlp:4-4-3", "--epochs", "1", "--quiet")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = distill("eval", empty, "--data", tmp_path / "d.npz", check=False)
+    assert refused.returncode == 1 and str(empty) in refused.stderr and "folder" in refused.stderr, refused.stderr
