@@ -12,7 +12,7 @@ public struct TrainingOptions: Sendable {
     public var learningRate: Float = 1e-3
     public var weightDecay: Float = 0
     public var momentum: Float = 0.9
-    /// "constant", "cosine" or "step" (×0.1 at 50% and 75% of training).
+    /// "constant", "cosine" or "step" (×0.1 once, half-way through training).
     public var schedule = "constant"
     public var warmupEpochs = 0
     /// Clip gradients to this global L2 norm.

@@ -39,6 +39,9 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "Optimizer: adam, adamw, sgd.") var optimizer: String?
     @Option(help: "Learning-rate schedule: constant, cosine, step.") var schedule: String?
     @Option(help: "Weight decay.") var weightDecay: Float?
+    @Option(help: "SGD momentum (0 ≤ m < 1).") var momentum: Float?
+    @Option(help: "Epochs of linear learning-rate warm-up.") var warmupEpochs: Int?
+    @Option(help: "Clip gradients to this global L2 norm.") var gradientClip: Float?
     @Option(help: "Random seed (initialisation, data order, augmentation).") var seed: UInt64?
     @Option(help: "Random shift augmentation, in pixels (images only).") var shift: Int?
     @Flag(help: "Random horizontal flips (images only).") var flip = false
@@ -58,6 +61,9 @@ struct TrainingFlags: ParsableArguments {
         if let optimizer { e.options.optimizer = optimizer }
         if let schedule { e.options.schedule = schedule }
         if let weightDecay { e.options.weightDecay = weightDecay }
+        if let momentum { e.options.momentum = momentum }
+        if let warmupEpochs { e.options.warmupEpochs = warmupEpochs }
+        if let gradientClip { e.options.gradientClip = gradientClip }
         if let seed { e.options.seed = seed }
         if let shift { e.options.shift = shift }
         if flip { e.options.flip = true }

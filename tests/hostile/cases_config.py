@@ -119,4 +119,12 @@ def cases():
     out.append(Case("cli", "train-model-width-mismatch", ["train", "--data", "d.npz", "--model", "mlp:784-64-10", "--epochs", "1"], DATA, ["784"]))
     out.append(Case("cli", "train-model-classes-mismatch", ["train", "--data", "d.npz", "--model", "mlp:4-8-10", "--epochs", "1"], DATA, ["10"]))
     out.append(Case("cli", "train-model-yaml-fifo", ["train", "--data", "d.npz", "--model", "m.yaml"], {**DATA, "m.yaml": lambda p: __import__("os").mkfifo(p)}, ["m.yaml"]))
-    return out
+    return out + more_cases()
+
+
+def more_cases():
+    """The options every setting message names exist on the command line, and are checked there too."""
+    return [Case("cli", f"kd-{name}", KD + extra, {**DATA, "t.npy": _teacher_outputs()}, [extra[0]]) for name, extra in {
+        "momentum-2": ["--momentum", "2"], "momentum-nan": ["--momentum", "nan"], "warmup-negative": ["--warmup-epochs", "-1"],
+        "warmup-past-epochs": ["--warmup-epochs", "5"], "gradient-clip-0": ["--gradient-clip", "0"], "gradient-clip-inf": ["--gradient-clip", "inf"],
+    }.items()]
