@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-tests.sh
 swift build --build-tests
 swift test --skip-build
 # The hostile-input corpus (tests/hostile) runs against the release binary, the one users run.

@@ -150,7 +150,7 @@ func readList(_ name: String) -> [String] {
 struct ConformanceTests {
     @Test("supported backend tests pass, and none that passed before fails",
           .enabled(if: FileManager.default.fileExists(atPath: conformanceRoot.appendingPathComponent("node").path),
-                   "ONNX's backend tests are missing (\(conformanceRoot.path)); apt-get install libonnx-testdata (scripts/setup.sh does)"))
+                   "ONNX's backend tests are missing (\(conformanceRoot.path)); apt-get install libonnx-testdata (scripts/setup-tests.sh does)"))
     func backendTests() throws {
         try BLAS.ensureLoaded()
         var outcomes: [(String, ConformanceOutcome)] = []

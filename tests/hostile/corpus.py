@@ -23,7 +23,7 @@ MAX_SECONDS = 10.0
 # then a crash the test reports) instead of taking the test machine's memory.
 ADDRESS_SPACE_LIMIT = 8 << 30
 
-GNU_TIME = "/usr/bin/time"  # Debian's `time` package; scripts/setup.sh installs it
+GNU_TIME = "/usr/bin/time"  # Debian's `time` package; scripts/setup-tests.sh installs it
 
 FileContent = Union[bytes, str, Callable[[Path], None]]
 
