@@ -47,3 +47,12 @@ def blobs(rows, seed):
     x = rng.normal(0, 1.5, size=(rows, 4)).astype(np.float32)
     x[np.arange(rows), labels] += 3
     return x, labels
+
+
+def write_csv(path, x, labels, columns=None, label="label"):
+    """A CSV of feature rows `x` (columns named x0, x1, ... unless given) and a `label` column, every float exact."""
+    columns = columns or [f"x{i}" for i in range(len(x[0]))]
+    with open(path, "w") as f:
+        f.write(",".join(list(columns) + [label]) + "\n")
+        for row, value in zip(x, labels):
+            f.write(",".join(repr(float(v)) for v in row) + f",{value}\n")

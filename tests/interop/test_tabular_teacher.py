@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
-from distillcli import distill  # noqa: E402
+from distillcli import distill, write_csv  # noqa: E402
 
 CLASSES = 9
 
@@ -51,12 +51,6 @@ def boundary_tree(values):
     return model.SerializeToString()
 
 
-def write_csv(path, x, y):
-    with open(path, "w") as f:
-        f.write("x0,x1,x2,x3,y\n")
-        for row, label in zip(x, y):
-            f.write(",".join(repr(float(v)) for v in row) + f",{label}\n")
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
@@ -69,8 +63,8 @@ def files(tmp_path_factory):
         x[:, 0] = values[k]
         return x, k
     (x, y), (xt, yt) = part(600), part(300)
-    write_csv(folder / "train.csv", x, y)
-    write_csv(folder / "test.csv", xt, yt)
+    write_csv(folder / "train.csv", x, y, label="y")
+    write_csv(folder / "test.csv", xt, yt, label="y")
     (folder / "tree.onnx").write_bytes(boundary_tree(values))
     # The rows are such that standardising and un-standardising in float32 moves some x0 off its boundary.
     mean, std = np.float32(x[:, 0].astype(np.float64).mean()), np.float32(x[:, 0].astype(np.float64).std())

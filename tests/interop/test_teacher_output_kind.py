@@ -17,14 +17,8 @@ skl2onnx = pytest.importorskip("skl2onnx")
 from onnx import TensorProto, helper  # noqa: E402
 from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
 
-from distillcli import blobs, distill  # noqa: E402
+from distillcli import blobs, distill, write_csv  # noqa: E402
 
-
-def write_csv(path, x, y):
-    with open(path, "w") as f:
-        f.write("a,b,c,d,label\n")
-        for row, label in zip(x, y):
-            f.write(",".join(repr(float(v)) for v in row) + f",{label}\n")
 
 
 def sklearn_models():
@@ -46,8 +40,8 @@ def data(tmp_path_factory):
     (x, y), (xt, yt) = blobs(300, 4), blobs(200, 5)
     x[:, 3] = x[:, 3] * 50 + 100  # a feature on another scale, so that the scaler matters
     xt[:, 3] = xt[:, 3] * 50 + 100
-    write_csv(folder / "train.csv", x, y)
-    write_csv(folder / "test.csv", xt, yt)
+    write_csv(folder / "train.csv", x, y, columns=["a", "b", "c", "d"])
+    write_csv(folder / "test.csv", xt, yt, columns=["a", "b", "c", "d"])
     return folder, x.astype(np.float32), xt.astype(np.float32), yt
 
 

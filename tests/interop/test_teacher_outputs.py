@@ -21,14 +21,8 @@ import subprocess
 import pytest
 
 np = pytest.importorskip("numpy")
-from distillcli import REPO, blobs, distill_binary  # noqa: E402
+from distillcli import REPO, blobs, distill_binary, write_csv  # noqa: E402
 
-
-def write_csv(path, x, labels):
-    with open(path, "w") as f:
-        f.write("x0,x1,x2,x3,label\n")
-        for row, label in zip(x, labels):
-            f.write(",".join(repr(float(v)) for v in row) + f",{label}\n")
 
 
 def teacher_logits(x):
