@@ -164,6 +164,18 @@ public enum ModelInspector {
             let trees = Set(((try? node.attributes.ints("nodes_treeids")) ?? nil) ?? []).count
             guard trees > 0 else { return 0 }
             return product(rows, trees, Int(Foundation.log2(Double(nodes / trees + 1)).rounded(.up)))
+        case "LSTM", "GRU", "RNN":
+            // Per step, row and direction: the input and recurrent products 2·G·H·(I + H), their
+            // biases 2·G·H, and the gates' elementwise work (about 10·H for LSTM, 8·H for GRU, 2·H for RNN).
+            let x = shape(0), w = shape(1), r = shape(2)
+            guard x.count == 3, w.count == 3, r.count == 3 else { return 0 }
+            let batchFirst = (try? node.attributes.int("layout", 0)) == 1
+            let (steps, rows) = batchFirst ? (x[1], x[0]) : (x[0], x[1])
+            let (directions, gatesTimesHidden, inputs, hidden) = (w[0], w[1], w[2], r[2])
+            let elementwise = node.opType == "LSTM" ? 10 : node.opType == "GRU" ? 8 : 2
+            let perStep = CheckedSize.add(product(2, gatesTimesHidden, inputs &+ hidden), product(2, gatesTimesHidden))
+                .flatMap { CheckedSize.add($0, product(elementwise, hidden)) } ?? Int.max
+            return product(steps, rows, directions, perStep)
         default: return outputs.reduce(0) { $0 + $1.count }
         }
     }

@@ -113,6 +113,19 @@ struct InspectTests {
         #expect(json["flops"] as? Int == 6_666 && json["nodes"] as? Int == 6)
     }
 
+    @Test("recurrent layers count their products per step: LSTM, GRU and RNN")
+    func recurrentFlops() throws {
+        // 5 steps, batch 1, 3 inputs, hidden 2: per step 2·G·2·(3 + 2) + 2·G·2 + e·2, e = 10, 8, 2 for G = 4, 3, 1.
+        for (op, gates, elementwise) in [("LSTM", 4, 10), ("GRU", 3, 8), ("RNN", 1, 2)] {
+            let node = makeNode(op, ["x", "W", "R"], ["y"], name: "rnn", [intAttribute("hidden_size", 2)])
+            let model = try load(makeModel(nodes: [node], inputs: [tensorInfo("x", [5, 1, 3])], outputs: [tensorInfo("y", [])],
+                                           initializers: [floatTensor("W", [1, gates * 2, 3], [Float](repeating: 0.1, count: gates * 6)),
+                                                          floatTensor("R", [1, gates * 2, 2], [Float](repeating: 0.1, count: gates * 4))]))
+            let perStep = 2 * gates * 2 * 5 + 2 * gates * 2 + elementwise * 2
+            #expect(try ModelInspector.countFlops(model) == 5 * perStep, "\(op)")
+        }
+    }
+
     @Test("an ONNX file's summary names its opsets and producer")
     func onnxSummary() throws {
         let summary = ModelInspector.summary(try load(tinyMLP()))
