@@ -187,6 +187,8 @@ struct HostileONNXTests {
             expectRefused(hostileRun(hostile("OneHot", ["x", "d", "v"]), initializers: [floatTensor("d", [], [Float(1 << 30)]), floatTensor("v", [2], [0, 1])]), "too large")
             expectRefused(hostileRun(hostile("OneHot", ["x", "d", "v"]), initializers: [floatTensor("d", [], [.nan]), floatTensor("v", [2], [0, 1])]), "depth")
         }
+        // A range running backwards by 1e30 steps is empty.
+        #expect(hostileRun(hostile("Range", ["a", "b", "d"]), initializers: [floatTensor("a", [], [1e30]), floatTensor("b", [], [1e15]), floatTensor("d", [], [1])]) == "")
         // An empty input padded wide is empty: no index map of 2^31 entries is built.
         let x = Tensor.zeros([0, 4])
         #expect(hostileRun(hostile("Pad", ["x", "p"]), initializers: [int64Tensor("p", [4], [0, 0, 0, 1 << 20])], input: x) == "")

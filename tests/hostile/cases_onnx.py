@@ -334,6 +334,8 @@ def op_cases():
     add("tile-2e60", [node("Tile", ["x", "r"], ["t"])], [ints("r", [1 << 30, 1 << 30])])
     add("tile-overflow", [node("Tile", ["x", "r"], ["t"])], [ints("r", [(1 << 31) - 1, (1 << 31) - 1])])
     add("range-1e15", [node("Range", ["a", "b", "d"], ["r"])], [floats("a", 0.0, ()), floats("b", 1e15, ()), floats("d", 1.0, ())])
+    add("range-backwards-1e30", [node("Range", ["a", "b", "d"], ["r"])], [floats("a", 1e30, ()), floats("b", 1e15, ()), floats("d", 1.0, ())],
+        exit_codes=VALID)
     add("range-empty-start", [node("Range", ["a", "b", "d"], ["r"])], [floats("a", [], (0,)), floats("b", 5.0, ()), floats("d", 1.0, ())])
     scalar = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
     add("range-int-huge", [node("Range", ["a", "b", "d"], ["r"])], [scalar("a", 0), scalar("b", 1 << 62), scalar("d", 1)])

@@ -369,7 +369,7 @@ extension ONNXOps {
         guard d != 0, s.isFinite, l.isFinite, d.isFinite else { throw ONNXError("start, limit and delta must be finite and delta not 0") }
         let steps = ((l - s) / d).rounded(.up)
         guard steps.isFinite, steps <= Double(Limits.maxElements) else { throw ONNXError("the range from \(s) to \(l) by \(d) has too many elements") }
-        let n = Swift.max(0, Int(steps))
+        let n = steps > 0 ? Int(steps) : 0  // a range that runs backwards is empty, however far (−1e30 steps)
         try checkedShape([n], elementBytes: storageBytes(start.dataType))
         if case .int(let t) = start {
             let (si, di) = (saturatingInt64(s), saturatingInt64(d))
