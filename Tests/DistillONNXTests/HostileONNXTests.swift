@@ -92,7 +92,9 @@ struct HostileONNXTests {
         let m = makeModel(nodes: nodes, inputs: [tensorInfo("x", [2])], outputs: [tensorInfo("b0", [2])])
         let start = Date()
         let model = try load(m)
-        #expect(Date().timeIntervalSince(start) < 20)
+        // About 5 s in a debug build on a quiet machine (the sort that re-sorted its ready list per
+        // insertion took 106 s in release); generous, so that a loaded CI machine does not fail it.
+        #expect(Date().timeIntervalSince(start) < 90)
         #expect(model.nodes.first?.name == "first" && model.nodes[1].name == "n0" && model.nodes.last?.name == "n\(n - 1)")
     }
 
