@@ -196,14 +196,18 @@ public final class ONNXModel: @unchecked Sendable {
         guard graph.node.count <= Limits.maxNodes else {
             throw fail("the graph has \(graph.node.count) nodes, more than the \(Limits.maxNodes) DistillKit runs")
         }
+        do { try ControlFlow.checkSubgraphSizes(graph) } catch let e as ONNXError { throw fail(e.message) }
         var nodes: [Node] = []
         nodes.reserveCapacity(graph.node.count)
         var unsupported: [(Node, String)] = []
         for (index, p) in graph.node.enumerated() {
             let domain = p.domain == "ai.onnx" ? "" : p.domain
-            let node = Node(index: index, name: p.name, opType: p.opType, domain: domain, inputs: p.input, outputs: p.output,
-                            attributes: Attributes(p.attribute, directory: directory),
-                            opset: opsets[domain] ?? (domain.isEmpty ? Self.supportedOpsets.upperBound : 0))
+            let plain = Node(index: index, name: p.name, opType: p.opType, domain: domain, inputs: p.input, outputs: p.output,
+                             attributes: Attributes(p.attribute, directory: directory),
+                             opset: opsets[domain] ?? (domain.isEmpty ? Self.supportedOpsets.upperBound : 0))
+            // If, Loop and Scan: sub-graphs built and checked now; their outer-scope reads become inputs.
+            let node: Node
+            do { node = try ControlFlow.attachingSubgraphs(to: plain, opsets: opsets, directory: directory) } catch let e as ONNXError { throw fail(e.message) }
             if opsets[domain] == nil && !domain.isEmpty {
                 unsupported.append((node, "domain \(quoted(domain)) is not imported by the model"))
             } else if let reason = ONNXOps.unsupportedReason(node) {

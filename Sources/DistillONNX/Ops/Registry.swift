@@ -43,6 +43,8 @@ public enum ONNXOps {
         // Indexing (Indexing.swift)
         "OneHot": OneHot, "EyeLike": EyeLike, "TopK": TopK, "NonZero": NonZero, "GatherND": GatherND, "ScatterND": ScatterND,
         "ScatterElements": ScatterElements, "Scatter": Scatter, "Compress": Compress, "BitShift": BitShift,
+        // Control flow: operators running sub-graphs (ControlFlowOps.swift)
+        "If": If, "Loop": Loop, "Scan": Scan,
         // ONNX-ML: what scikit-learn's exporters emit (ML.swift)
         "ai.onnx.ml:TreeEnsembleClassifier": TreeEnsembleClassifier, "ai.onnx.ml:TreeEnsembleRegressor": TreeEnsembleRegressor,
         "ai.onnx.ml:LinearClassifier": LinearClassifier, "ai.onnx.ml:LinearRegressor": LinearRegressor,
@@ -63,7 +65,7 @@ public enum ONNXOps {
             return "ZipMap turns probabilities into a list of dictionaries, which DistillKit does not represent; export without it (skl2onnx: options={id(model): {'zipmap': False}} or options={'zipmap': False})"
         }
         guard kernel(for: node) != nil else {
-            if node.attributes.hasSubgraph { return "control flow (sub-graphs) is not supported" }
+            if node.attributes.hasSubgraph { return "operator not implemented (of the operators running sub-graphs, DistillKit runs If, Loop and Scan)" }
             return "operator not implemented"
         }
         if node.opType == "Constant" && node.attributes.has("sparse_value") { return "sparse constants are not supported" }
