@@ -50,6 +50,8 @@ public enum ONNXOps {
         "ai.onnx.ml:LinearClassifier": LinearClassifier, "ai.onnx.ml:LinearRegressor": LinearRegressor,
         "ai.onnx.ml:Scaler": Scaler, "ai.onnx.ml:Normalizer": Normalizer,
         "ai.onnx.ml:ArrayFeatureExtractor": ArrayFeatureExtractor, "ai.onnx.ml:Binarizer": Binarizer,
+        // Support-vector machines (SVM.swift)
+        "ai.onnx.ml:SVMClassifier": SVMClassifier, "ai.onnx.ml:SVMRegressor": SVMRegressor,
     ]
 
     /// Every supported operator, sorted (ML ones as "ai.onnx.ml.Name").
