@@ -27,7 +27,8 @@ public enum DataSource {
             let schema = try table.inferSchema(labelColumn: labelColumn)
             let train = try table.dataset(schema: schema)
             if let testData {
-                return (train, try CSVTable.read(URL(fileURLWithPath: testData), schema: schema))
+                // The training file as its own test set (cache-teacher, data-report: every row, in file order) is read once.
+                return (train, testData == data ? train : try CSVTable.read(URL(fileURLWithPath: testData), schema: schema))
             }
             let parts = try train.split(validationFraction: 0.2, seed: seed)
             return (parts.train, parts.validation)

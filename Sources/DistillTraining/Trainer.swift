@@ -190,7 +190,7 @@ public final class Trainer {
                 let step = firstBatch + offset
                 if let bad = batch.inputs.firstNonFiniteIndex {
                     let row = bad / max(1, batch.inputs.count / batch.count)
-                    throw TrainingError(message: "non-finite input value in training sample \(batch.indices[row]) (epoch \(epoch + 1), step \(step + 1)); nothing was trained on it")
+                    throw TrainingError(message: "\(train.source.map { "\($0): " } ?? "")non-finite input value in training sample \(batch.indices[row]) (epoch \(epoch + 1), step \(step + 1)); nothing was trained on it")
                 }
                 let globalStep = epoch * stepsPerEpoch + step
                 optimizer.learningRate = schedule.learningRate(atStep: globalStep)
