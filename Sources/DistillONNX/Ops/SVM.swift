@@ -5,7 +5,7 @@ import Foundation
 // NuSVC, SVR, NuSVR and OneClassSVM, computed the way onnxruntime does (its CPU kernels in
 // core/providers/cpu/ml/svmclassifier.cc and svmregressor.cc), including its binary-case quirks.
 // Every attribute is checked against the others when the node first runs, and what is derived
-// from them (support vectors and their norms) is kept in `node.prepared`.
+// from them (the checked vectors, pair layout and Platt parameters) is kept in `node.prepared`.
 
 /// The kernel of an SVM node, from `kernel_type` and `kernel_params` = [γ, coef0, degree]:
 ///
@@ -35,41 +35,34 @@ struct SVMKernel {
     }
 }
 
-/// Row vectors [count, features] a kernel compares the input rows with (support vectors, or one
-/// coefficient row per output without them), with their squared norms ‖v‖² for RBF.
+/// Row vectors [count, features] a kernel compares the input rows with: support vectors, or one
+/// coefficient row per output without them.
 struct SVMVectors {
     let values: [Float]
     let count: Int
     let features: Int
-    let squaredNorms: [Float]
+    /// The same vectors feature by feature, [features, count], for RBF's distances.
+    let byFeature: [Float]
 
-    init(_ values: [Float], count: Int, features: Int) {
+    init(values: [Float], count: Int, features: Int, kernel: SVMKernel) {
         self.values = values
         self.count = count
         self.features = features
-        squaredNorms = (0..<count).map { s in
-            var total: Float = 0
-            for f in 0..<features { total += values[s * features + f] * values[s * features + f] }
-            return total
-        }
+        byFeature = kernel.kind != .rbf ? [] : (0..<(features * count)).map { i in values[(i % count) * features + i / count] }
     }
 
-    /// k(xᵣ, vₛ) for each input row r and vector s, [rows, count] row-major, through one matrix
-    /// product: x·vᵀ for LINEAR (plus `offset`, the bias models without support vectors add),
-    /// γ x·vᵀ + coef0 for POLY and SIGMOID, and ‖x‖² + ‖v‖² − 2 x·v for RBF's squared distance.
+    /// k(xᵣ, vₛ) for each input row r and vector s, [rows, count] row-major. LINEAR, POLY and
+    /// SIGMOID start from one matrix product, x·vᵀ (plus `offset`, the bias of models without
+    /// support vectors) or γ x·vᵀ + coef0.
     func kernelRows(_ x: [Float], rows: Int, kernel: SVMKernel, offset: Float = 0) throws -> [Float] {
         let total = try checkedElementCount([rows, count], "SVM kernel values", elementBytes: 4)
         guard rows > 0 && count > 0 else { return [Float](repeating: 0, count: total) }
+        if kernel.kind == .rbf { return rbfRows(x, rows: rows, gamma: kernel.gamma, total: total) }
         guard rows <= Int(Int32.max), count <= Int(Int32.max), features <= Int(Int32.max) else {
             throw ONNXError("[\(rows), \(count)] kernel values over \(features) features are beyond the matrix product's 32-bit sizes")
         }
         try BLAS.ensureLoaded()
-        let start: Float, alpha: Float
-        switch kernel.kind {
-        case .linear: (start, alpha) = (offset, 1)
-        case .poly, .sigmoid: (start, alpha) = (kernel.coef0, kernel.gamma)
-        case .rbf: (start, alpha) = (0, -2)
-        }
+        let (start, alpha) = kernel.kind == .linear ? (offset, Float(1)) : (kernel.coef0, kernel.gamma)
         var out = [Float](repeating: start, count: total)
         x.withUnsafeBufferPointer { xs in
             values.withUnsafeBufferPointer { vs in
@@ -80,7 +73,7 @@ struct SVMVectors {
             }
         }
         switch kernel.kind {
-        case .linear: break
+        case .linear, .rbf: break
         case .poly:
             let d = kernel.degree
             if d == 2 { for i in out.indices { out[i] *= out[i] } }
@@ -88,17 +81,30 @@ struct SVMVectors {
             else { for i in out.indices { out[i] = Foundation.pow(out[i], d) } }
         case .sigmoid:
             for i in out.indices { out[i] = Foundation.tanh(out[i]) }
-        case .rbf:
-            let gamma = kernel.gamma
-            x.withUnsafeBufferPointer { xs in
-                squaredNorms.withUnsafeBufferPointer { norms in
-                    out.withUnsafeMutableBufferPointer { o in
-                        for r in 0..<rows {
-                            var rowNorm: Float = 0
-                            for f in 0..<features { rowNorm += xs[r * features + f] * xs[r * features + f] }
-                            let row = o.baseAddress! + r * count
-                            for s in 0..<count { row[s] = Foundation.exp(-gamma * Swift.max(row[s] + rowNorm + norms[s], 0)) }
+        }
+        return out
+    }
+
+    /// exp(−γ ‖xᵣ − vₛ‖²) for every row and vector. The squared distance is summed feature by
+    /// feature in order, as onnxruntime does (‖x‖² + ‖v‖² − 2x·v would lose small distances, and
+    /// another order changes the last bits that Platt scaling and coupling then amplify), for all
+    /// vectors at once: the inner loop runs along `byFeature`'s contiguous rows and vectorises.
+    private func rbfRows(_ x: [Float], rows: Int, gamma: Float, total: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: total)
+        let (width, n) = (features, count)
+        x.withUnsafeBufferPointer { xs in
+            byFeature.withUnsafeBufferPointer { columns in
+                out.withUnsafeMutableBufferPointer { o in
+                    for r in 0..<rows {
+                        let sums = o.baseAddress! + r * n
+                        for f in 0..<width {
+                            let value = xs[r * width + f], column = columns.baseAddress! + f * n
+                            for s in 0..<n {
+                                let d = value - column[s]
+                                sums[s] += d * d
+                            }
                         }
+                        for s in 0..<n { sums[s] = Foundation.exp(-gamma * sums[s]) }
                     }
                 }
             }
@@ -166,7 +172,7 @@ struct SVMClassifierModel {
             }
             guard rho.count == pairs else { throw ONNXError("rho has \(rho.count) values for \(pairs) class pairs") }
             kernel = try SVMKernel(a)
-            vectors = SVMVectors(values, count: supportVectors, features: values.count / supportVectors)
+            vectors = SVMVectors(values: values, count: supportVectors, features: values.count / supportVectors, kernel: kernel)
             vectorsPerClass = perClass
             self.firstVector = firstVector
         } else {
@@ -177,7 +183,7 @@ struct SVMClassifierModel {
             guard rho.count == 1 else { throw ONNXError("rho has \(rho.count) values; without support vectors it holds the one bias") }
             _ = try SVMKernel(a)  // checked, though unused: the scores are linear
             kernel = .linear
-            vectors = SVMVectors(coefficients, count: classes, features: coefficients.count / classes)
+            vectors = SVMVectors(values: coefficients, count: classes, features: coefficients.count / classes, kernel: .linear)
             vectorsPerClass = []
             self.firstVector = []
         }
@@ -316,11 +322,11 @@ struct SVMRegressorModel {
                 throw ONNXError("coefficients has \(coefficients.count) values for \(supportVectors) support vectors")
             }
             kernel = try SVMKernel(a)
-            vectors = SVMVectors(values, count: supportVectors, features: values.count / supportVectors)
+            vectors = SVMVectors(values: values, count: supportVectors, features: values.count / supportVectors, kernel: kernel)
         } else {
             _ = try SVMKernel(a)  // checked, though unused: the prediction is linear
             kernel = .linear
-            vectors = SVMVectors(coefficients, count: 1, features: coefficients.count)
+            vectors = SVMVectors(values: coefficients, count: 1, features: coefficients.count, kernel: .linear)
         }
         usesSupportVectors = supportVectors > 0
         self.coefficients = coefficients
@@ -339,8 +345,9 @@ extension ONNXOps {
     /// - without support vectors: [N, classes] linear scores x·wᶜ + rho[0];
     /// - with prob_a/prob_b: [N, classes] coupled Platt probabilities;
     /// - otherwise, three classes or more: [N, pairs] one-vs-one decision values;
-    /// - two classes: [N, 2] holding (−f, f) for post_transform NONE, (1 − f, f) for LOGISTIC,
-    ///   SOFTMAX and SOFTMAX_ZERO (untransformed), and (probit(f), 0) for PROBIT.
+    /// - two classes: [N, 2] holding (−f, f) for post_transform NONE, (σ(−f), σ(f)) for LOGISTIC,
+    ///   (1 − f, f) for SOFTMAX and SOFTMAX_ZERO (no softmax), and (probit(f), 0) for PROBIT
+    ///   (onnxruntime 1.32 leaves that second column unwritten).
     /// The label is the class with most one-vs-one votes (the first on ties); without support
     /// vectors it is the top score's, except for two classes without probabilities, where class 1
     /// wins whenever the top score is positive with mixed-sign coefficients, or ≥ 0.5 with
@@ -384,6 +391,7 @@ extension ONNXOps {
                 scores = decisions.flatMap { f -> [Float] in
                     switch model.postTransform {
                     case "NONE": return [-f, f]
+                    case "LOGISTIC": return [logistic(-f), logistic(f)]
                     case "PROBIT": return [Float(1.41421356 * inverseErf(Double(f) * 2 - 1)), 0]
                     default: return [1 - f, f]
                     }
