@@ -166,6 +166,21 @@ struct ControlFlowTests {
         #expect(message.contains("nested more than 32"), "\(message)")
     }
 
+    /// The node limit counts the nodes of every graph: two branches of 250,001 nodes each are refused.
+    @Test func nodesOfSubgraphsCountAgainstTheNodeLimit() throws {
+        let half = Limits.maxNodes / 2 + 1
+        func branch(_ name: String) -> Onnx_AttributeProto {
+            graphAttribute(name, nodes: (0..<half).map { makeNode("Identity", [$0 == 0 ? "x" : "\(name)\($0 - 1)"], ["\(name)\($0)"]) },
+                           outputs: [tensorInfo("\(name)\(half - 1)", [1])])
+        }
+        let message = errorMessage {
+            _ = try ONNXModel(proto: makeModel(nodes: [makeNode("If", ["cond"], ["y"], [branch("then_branch"), branch("else_branch")])],
+                                               inputs: [tensorInfo("cond", [], type: .bool), tensorInfo("x", [1])], outputs: [tensorInfo("y", [1])]),
+                              directory: nil, source: "test.onnx")
+        }
+        #expect(message.contains("more than \(Limits.maxNodes) nodes"), "\(message)")
+    }
+
     @Test func sequenceValuedSubgraphsAreRefused() throws {
         var output = Onnx_ValueInfoProto()
         output.name = "t"; output.type.sequenceType.elemType.tensorType.elemType = ONNXDataType.float.rawValue
