@@ -410,6 +410,20 @@ def op_cases():
     add("add-huge-broadcast", [node("Add", ["p", "q"], ["w"])], [floats("p", np.ones((1 << 14, 1))), floats("q", np.ones((1, 1 << 14)))], env=SMALL_BUDGET)
     add("bitshift-types", [node("BitShift", ["x", "x"], ["b"], direction="LEFT")])
 
+    # Control flow: a Loop that never ends, and one whose scan output stacks past the budget.
+    loop_inputs = [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                   helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)]
+    loop_outputs = [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)]
+    forever = helper.make_graph([node("Identity", ["cond_in"], ["cond_out"], name="c"), node("Identity", ["v_in"], ["v_out"], name="v")],
+                                "forever", loop_inputs, loop_outputs)
+    true = helper.make_tensor("t", TensorProto.BOOL, [], [True])
+    add("loop-trip-count-2e62", [node("Loop", ["M", "t", "x"], ["lv"], body=forever)], [ints("M", 1 << 62), true])
+    add("loop-no-trip-count", [node("Loop", ["", "t", "x"], ["lv"], body=forever)], [true])
+    wide = helper.make_graph([node("Identity", ["cond_in"], ["cond_out"], name="c"), node("Identity", ["v_in"], ["v_out"], name="v"),
+                              node("Identity", ["big"], ["scan"], name="s")], "wide", loop_inputs,
+                             loop_outputs + [helper.make_tensor_value_info("scan", TensorProto.FLOAT, None)], initializer=[floats("big", np.zeros(1 << 16))])
+    add("loop-scan-output-stacks", [node("Loop", ["M", "t", "x"], ["lv", "ls"], body=wide)], [ints("M", 1 << 20), true], env=SMALL_BUDGET)
+
     # Windows: convolution and pooling geometry.
     w = floats("W", np.ones((2, 4, 1, 1)))
     add("conv-stride-zero", [x4d, node("Conv", ["x4", "W"], ["c"], strides=[0, 0])], [x4d_init, w])

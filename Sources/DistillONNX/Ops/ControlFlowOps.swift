@@ -46,6 +46,7 @@ extension ONNXOps {
             }
             let scanCount = body.outputs.count - 1 - carried.count
             var scans = [[ONNXValue]](repeating: [], count: scanCount)
+            var scanElements = [Int](repeating: 0, count: scanCount)
             let outer = flow.outerValues(c)
             var iteration: Int64 = 0
             while condition, tripCount.map({ iteration < $0 }) ?? true {
@@ -53,7 +54,9 @@ extension ONNXOps {
                 let results = try body.run([int64Value([], [iteration]), boolValue([], [condition])] + carried, outer: outer)
                 if conditioned { condition = try truth(results[0], "the body's condition") }
                 carried = Array(results[1..<1 + carried.count])
-                for k in 0..<scanCount { scans[k].append(results[1 + carried.count + k]) }
+                for k in 0..<scanCount {
+                    try appendScanOutput(results[1 + carried.count + k], to: &scans[k], elements: &scanElements[k], "scan output \(k)")
+                }
                 iteration += 1
             }
             let stacked = try scans.enumerated().map { k, values in
@@ -164,14 +167,26 @@ extension ONNXOps {
         }
         var states = initial
         var outputs = [[ONNXValue]](repeating: [], count: body.outputs.count - initial.count)
+        var elements = [Int](repeating: 0, count: outputs.count)
         for t in 0..<length {
             try ControlFlow.spend(1)
             let slices = scanInputs.indices.map { i in slice(scanInputs[i], axis: axes[i], at: reversed[i] ? length - 1 - t : t) }
             let results = try body.run(states + slices, outer: outer)
             states = Array(results[..<states.count])
-            for k in outputs.indices { outputs[k].append(results[states.count + k]) }
+            for k in outputs.indices {
+                try appendScanOutput(results[states.count + k], to: &outputs[k], elements: &elements[k], "scan output \(k)")
+            }
         }
         return (states, outputs)
+    }
+
+    /// Appends one iteration's scan output after checking the stack it will become against the
+    /// memory budget: each output alone is checked, but 2^20 iterations of a [1000, 1000] output
+    /// would stack into 4 TB.
+    private static func appendScanOutput(_ value: ONNXValue, to values: inout [ONNXValue], elements: inout Int, _ what: String) throws {
+        elements = CheckedSize.add(elements, value.count) ?? Int.max
+        try checkedElementCount([elements], "\(what) stacked over \(values.count + 1) iterations", elementBytes: storageBytes(value.dataType))
+        values.append(value)
     }
 
     /// Whether a condition (a tensor of one element, BOOL or numeric) is true.
