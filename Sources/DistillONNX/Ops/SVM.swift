@@ -420,6 +420,9 @@ extension ONNXOps {
             let kernelRows = try model.vectors.kernelRows(x, rows: rows, kernel: model.kernel)
             let n = model.vectors.count
             out = [Float](repeating: model.bias, count: rows)
+            guard rows <= Int(Int32.max), n <= Int(Int32.max) else {
+                throw ONNXError("\(rows) rows over \(n) support vectors are beyond the matrix product's 32-bit sizes")
+            }
             if rows > 0 {
                 kernelRows.withUnsafeBufferPointer { k in
                     model.coefficients.withUnsafeBufferPointer { alpha in
