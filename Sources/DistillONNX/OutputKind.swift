@@ -37,6 +37,10 @@ extension ONNXModel {
             }
             let node = nodes[index]
             let describe = { (what: String) in chainDescription(([what] + path).reversed()) }
+            if node.domain.isEmpty, node.opType == "Div", node.inputs.count == 2, dividesByOwnSum(node.inputs[0], node.inputs[1]) {
+                // x / ReduceSum(x): a row normalisation, as a hand-written softmax or scikit-learn's KNN export ends.
+                return ONNXOutputKindEvidence(kind: .probabilities, reason: describe("Div by its own ReduceSum"))
+            }
             if Self.meaningPreserving.contains(node.opType) && node.domain.isEmpty {
                 // Mul and Div keep the meaning only by a constant (LightGBM's "× 1"); by a computed value they are arithmetic.
                 if node.opType == "Mul" || node.opType == "Div" {
@@ -72,6 +76,22 @@ extension ONNXModel {
             }
         }
         return ONNXOutputKindEvidence(kind: nil, reason: "a cycle of meaning-preserving nodes")
+    }
+
+    /// Whether `divisor` is ReduceSum(`numerator`) (looking through Identity, Cast and reshapes on both sides).
+    func dividesByOwnSum(_ numerator: String, _ divisor: String) -> Bool {
+        func source(_ name: String) -> String {
+            var name = name
+            for _ in 0..<64 {
+                guard let index = producerIndex[name], ["Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze"].contains(nodes[index].opType),
+                      nodes[index].domain.isEmpty, let input = nodes[index].inputs.first else { return name }
+                name = input
+            }
+            return name
+        }
+        guard let index = producerIndex[source(divisor)], nodes[index].opType == "ReduceSum", nodes[index].domain.isEmpty,
+              let summed = nodes[index].inputs.first else { return false }
+        return source(summed) == source(numerator)
     }
 
     /// Whether `name` is an initializer or the output of a Constant node.

@@ -3,9 +3,8 @@
 skl2onnx exports KNeighborsClassifier (uniform or distance weights) with a Scan computing the
 pairwise distances; it ends in probabilities, so `cache-teacher` must write their logarithms, equal
 to onnxruntime's within 1e-5, and `kd` must report onnxruntime's teacher accuracy exactly. Its
-graph ends in a Div by the row sums, which the output-kind check reads as logits (as it does a
-hand-written softmax, see test_teacher_output_kind.py) before the numbers contradict it, so these
-runs say `--teacher-output probs`. skl2onnx emits no If or Loop for these
+graph ends in a Div by its own row sums, which the output-kind check reads as probabilities, as it
+does a hand-written softmax (test_teacher_output_kind.py): no option needed. skl2onnx emits no If or Loop for these
 models, so a small hand-built graph covers those: an If choosing a Gemm, a Loop summing it, both
 reading the main graph's values from inside their sub-graphs.
 """
@@ -75,7 +74,7 @@ def test_neighbour_classifiers_with_scan_match_onnxruntime(data, name, tmp_path)
     probabilities = lambda rows: session.run(None, {"x": rows})[1]
     check_teacher(path, folder, x, xt, yt, tmp_path,
                   expected_outputs=lambda rows: np.log(np.clip(probabilities(rows), 1e-12, None)),
-                  predictions=lambda rows: probabilities(rows).argmax(1), kind=("--teacher-output", "probs"))
+                  predictions=lambda rows: probabilities(rows).argmax(1))
 
 
 def if_and_loop_teacher():

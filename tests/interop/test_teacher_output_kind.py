@@ -3,8 +3,9 @@
 scikit-learn classifiers exported by skl2onnx end in probabilities (LinearClassifier(SOFTMAX) → Normalizer,
 tree ensembles); `cache-teacher` must write their logarithms (logits of the same distribution), equal to
 onnxruntime's within 1e-5, and `kd` must report the teacher accuracy onnxruntime gives. A softmax written out
-by hand (Exp → ReduceSum → Div) looks like logits to the graph but gives probabilities: that contradiction is
-an error naming both, and `--teacher-output probs` settles it.
+by hand (Exp → ReduceSum → Div) is a row normalisation, read as probabilities; a graph that ends in arithmetic
+(logits, by the graph) but gives probabilities is a contradiction, an error naming both, which
+`--teacher-output probs` settles.
 """
 import json
 
@@ -67,12 +68,16 @@ def test_sklearn_probabilities_become_logits(data, name, tmp_path):
     assert "probabilities" in summary["teacher_outputs"][0]
 
 
-def handwritten_softmax():
+def softmax_model(then_add_zero):
+    """A softmax written out by hand (Gemm → Exp → ReduceSum → Div): a row normalisation, probabilities. With a
+    final Add of 0 the graph ends in arithmetic (logits, by the graph) while the numbers are still probabilities."""
     nodes = [helper.make_node("Gemm", ["x", "W"], ["z"]), helper.make_node("Exp", ["z"], ["e"]),
-             helper.make_node("ReduceSum", ["e", "axes"], ["s"], keepdims=1), helper.make_node("Div", ["e", "s"], ["p"])]
+             helper.make_node("ReduceSum", ["e", "axes"], ["s"], keepdims=1), helper.make_node("Div", ["e", "s"], ["p" if not then_add_zero else "q"])]
+    if then_add_zero:
+        nodes.append(helper.make_node("Add", ["q", "zero"], ["p"]))
     rng = np.random.default_rng(0)
     inits = [helper.make_tensor("W", TensorProto.FLOAT, [4, 3], (0.01 * rng.normal(size=12)).tolist()),
-             helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+             helper.make_tensor("axes", TensorProto.INT64, [1], [1]), helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
                               [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -80,13 +85,21 @@ def handwritten_softmax():
     return model.SerializeToString()
 
 
+def test_a_handwritten_softmax_is_read_as_probabilities(data, tmp_path):
+    folder, x, _, _ = data
+    (tmp_path / "p.onnx").write_bytes(softmax_model(then_add_zero=False))
+    distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    p = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), np.log(p), atol=1e-5, rtol=1e-5)
+
+
 def test_a_contradiction_between_graph_and_numbers_is_an_error(data, tmp_path):
     folder, x, _, _ = data
-    (tmp_path / "p.onnx").write_bytes(handwritten_softmax())
+    (tmp_path / "p.onnx").write_bytes(softmax_model(then_add_zero=True))
     refused = distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
                       "--out", tmp_path / "t.npy", check=False)
     assert refused.returncode == 1
-    assert "the graph ends in Div" in refused.stderr and "probabilities" in refused.stderr and "--teacher-output" in refused.stderr
+    assert "the graph ends in Add" in refused.stderr and "probabilities" in refused.stderr and "--teacher-output" in refused.stderr
     distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
             "--out", tmp_path / "t.npy", "--teacher-output", "probs")
     p = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"x": x})[0]
