@@ -197,6 +197,7 @@ struct SVMTests {
     /// Attributes that contradict each other, each with a phrase the error must hold.
     static let malformed: [(String, [Onnx_AttributeProto], String)] = [
         ("vectors_per_class sums to more vectors than given", threeClasses("RBF", [0.5, 0, 3]).filter { $0.name != "vectors_per_class" } + [intsAttribute("vectors_per_class", [2, 2, 1])], "support_vectors has 8 values"),
+        ("counts that overflow", threeClasses("RBF", [0.5, 0, 3]).filter { $0.name != "vectors_per_class" } + [intsAttribute("vectors_per_class", [Int.max, 1, 1])], "sums beyond any size"),
         ("a negative count", threeClasses("RBF", [0.5, 0, 3]).filter { $0.name != "vectors_per_class" } + [intsAttribute("vectors_per_class", [3, -1, 2])], "negative"),
         ("counts for two classes of three", threeClasses("RBF", [0.5, 0, 3]).filter { $0.name != "vectors_per_class" } + [intsAttribute("vectors_per_class", [2, 2])], "vectors_per_class has 2 entries"),
         ("coefficients short", threeClasses("RBF", [0.5, 0, 3]).filter { $0.name != "coefficients" } + [floatsAttribute("coefficients", [1, 2, 3])], "coefficients has 3 values"),
@@ -227,6 +228,7 @@ struct SVMTests {
             (base + [intAttribute("n_supports", 3), floatsAttribute("coefficients", [1, 2, 3])], "support_vectors has 4 values"),
             (base + [intAttribute("n_supports", 2), floatsAttribute("coefficients", [1, 2, 3])], "coefficients has 3 values for 2 support vectors"),
             (base + [intAttribute("n_supports", -2), floatsAttribute("coefficients", [1, 2])], "negative"),
+            (base + [intAttribute("n_supports", Int.max), floatsAttribute("coefficients", [1, 2])], "support_vectors has 4 values"),
             (base + [floatsAttribute("coefficients", [1, 2])], "'n_supports' is required"),
             (base + [intAttribute("n_supports", 2), floatsAttribute("coefficients", [1, 2]), stringAttribute("post_transform", "LOGISTIC")], "NONE only"),
             ([intAttribute("n_supports", 0), floatsAttribute("coefficients", [1, 2, 3]), floatsAttribute("rho", [0])], "the model 3"),

@@ -5,7 +5,7 @@ import Foundation
 // NuSVC, SVR, NuSVR and OneClassSVM, computed the way onnxruntime does (its CPU kernels in
 // core/providers/cpu/ml/svmclassifier.cc and svmregressor.cc), including its binary-case quirks.
 // Every attribute is checked against the others when the node first runs, and what is derived
-// from them (the checked vectors, pair layout and Platt parameters) is kept in `node.prepared`.
+// from them (the vectors, also laid out feature by feature for RBF) is kept in `node.prepared`.
 
 /// The kernel of an SVM node, from `kernel_type` and `kernel_params` = [γ, coef0, degree]:
 ///
