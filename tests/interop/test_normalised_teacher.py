@@ -1,7 +1,7 @@
 """An ONNX image teacher trained on normalised inputs, `(x − mean) / std` per channel as torchvision's models
 are: DistillKit feeds it what it expects when told (`--teacher-input-mean/--teacher-input-std`, or the model's
 `distillkit.input_mean/input_std` metadata), and warns loudly when it is not told and the teacher scores near
-chance. The teacher is a per-channel mean (ReduceMean), so its accuracy depends on the normalisation alone.
+chance. The teacher is a small CNN whose scores are per-channel means, so its accuracy depends on the normalisation alone.
 """
 import json
 
@@ -19,9 +19,15 @@ FLAGS = ["--teacher-input-mean", "0.9,0.1,0.5", "--teacher-input-std", "0.05,0.3
 
 
 def teacher(metadata=None):
-    node = helper.make_node("ReduceMean", ["x"], ["logits"], axes=[2, 3], keepdims=0)
-    graph = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 4, 4])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])])
+    """A CNN as torchvision exports one (Conv → GlobalAveragePool → Flatten → Gemm), whose class scores are the
+    per-channel means of its normalised input: right only when fed `(x − mean) / std`."""
+    eye = np.eye(3, dtype=np.float32)
+    nodes = [helper.make_node("Conv", ["x", "K", "kb"], ["c"], kernel_shape=[1, 1]), helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "W", "b"], ["logits"], transB=1)]
+    inits = [helper.make_tensor("K", TensorProto.FLOAT, [3, 3, 1, 1], eye.flatten().tolist()), helper.make_tensor("kb", TensorProto.FLOAT, [3], [0, 0, 0]),
+             helper.make_tensor("W", TensorProto.FLOAT, [3, 3], eye.flatten().tolist()), helper.make_tensor("b", TensorProto.FLOAT, [3], [0, 0, 0])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for key, value in (metadata or {}).items():
