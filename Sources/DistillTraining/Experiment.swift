@@ -249,7 +249,7 @@ public struct Experiment {
 
     /// A setting's name as a config file and as the command line spell it: `'batch_size' (--batch-size)`.
     public static func setting(_ key: String) -> String {
-        let option = key == "learning_rate" ? "lr" : key == "teacher_outputs_kind" ? "teacher-outputs-kind" : key.replacingOccurrences(of: "_", with: "-")
+        let option = key == "learning_rate" ? "lr" : key.replacingOccurrences(of: "_", with: "-")
         return "'\(key)' (--\(option))"
     }
 

@@ -6,10 +6,11 @@ import Foundation
 /// An ONNX model (exported from PyTorch, TensorFlow or scikit-learn) used as a teacher.
 ///
 /// The model must take one FLOAT input; its logits are the first FLOAT output of rank 2
-/// ([N, C]). When that output holds probabilities (it comes from a Softmax, or from a
-/// scikit-learn classifier: TreeEnsembleClassifier, or LinearClassifier with a post_transform),
-/// the teacher returns their logarithms, which are logits of the same distribution
-/// (softmax(log p) = p), so temperature scaling works as with a native teacher.
+/// ([N, C]). What that output holds is read from the graph (`ONNXModel.outputKind`: Softmax, an
+/// L1 Normalizer, a classifier's post_transform, ...), checked against the first batch, or given
+/// by the user (`--teacher-output`). Probabilities are returned as their logarithms, which are
+/// logits of the same distribution (softmax(log p) = p), so temperature scaling works as with a
+/// native teacher. A graph exported with a fixed batch size runs in chunks of that size.
 ///
 /// Inputs are checked against the declared shape before anything runs: DistillKit feeds images as
 /// Float32 in [0, 1], [N, C, H, W], and tabular rows as written. A teacher trained on normalised
