@@ -2,12 +2,12 @@
 import PackageDescription
 
 // Module map (dependencies point one way):
-//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX} -> DistillTraining -> distill (CLI)
+//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX} -> DistillTraining -> {DistillKit (library), distill (CLI)}
 let package = Package(
     name: "DistillKit",
     products: [
         .executable(name: "distill", targets: ["distill"]),
-        .library(name: "DistillKit", targets: ["DistillTensor", "DistillNN", "DistillData", "DistillTraining"]),
+        .library(name: "DistillKit", targets: ["DistillKit", "DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillTraining"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,10 +27,13 @@ let package = Package(
         // ONNX: protobuf code generated from onnx.proto (scripts/onnx/generate.sh), import and export.
         .target(name: "DistillONNX", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "Yams"]),
+        // One import for library users: re-exports every module above.
+        .target(name: "DistillKit", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillTraining"]),
         .executableTarget(name: "distill", dependencies: [
             "DistillTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "DistillTestSupport", dependencies: ["DistillTensor"]),
+        .testTarget(name: "DistillKitTests", dependencies: ["DistillKit"]),
         .testTarget(name: "DistillTensorTests", dependencies: ["DistillTensor", "DistillTestSupport"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "CKernels", "DistillTestSupport"]),
