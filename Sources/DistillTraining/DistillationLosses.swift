@@ -12,7 +12,7 @@ import Foundation
 //   not the caller computed it under `withNoGrad`.
 // - Everything is composed from engine ops, so autodiff supplies the gradients.
 //
-// Sources: METHODS.md (formulas) and the reference code named beside each function
+// Each function's doc comment gives its formula and paper; the reference code it was checked against is named beside it
 // (HobbitLong/RepDistiller, megvii-research/mdistiller, hunto/DIST_KD, sunshangquan/logit-standardization-KD).
 
 // MARK: - Helpers
@@ -78,7 +78,7 @@ public func smoothL1Loss(_ a: Tensor, _ b: Tensor) -> Tensor {
     return (m.pow(2).scaled(0.5) + d - m).mean()
 }
 
-/// Regression distillation (METHODS.md): `w · MSE(s, t) + (1 − w) · MSE(s, y)`, with `w` the
+/// Regression distillation: `w · MSE(s, t) + (1 − w) · MSE(s, y)`, with `w` the
 /// `teacherWeight`, `s` the student's outputs, `t` the teacher's (detached) and `y` the labels,
 /// all of one shape. Each MSE is averaged over every element.
 public func regressionDistillationLoss(student: Tensor, teacher: Tensor, target: Tensor, teacherWeight: Float) -> Tensor {
@@ -126,7 +126,7 @@ public func softTargetLoss(student: Tensor, targetProbabilities: Tensor, tempera
     return batchMeanKL(target: p, logTarget: logOfProbabilities(p), logInput: logQ).scaled(temperature * temperature)
 }
 
-/// The multi-teacher target (METHODS.md, "Multi-teacher"): `Σ_i w_i · softmax(t_i/T) / Σ_i w_i`,
+/// The multi-teacher target: `Σ_i w_i · softmax(t_i/T) / Σ_i w_i`,
 /// a [N, C] probability tensor for `softTargetLoss`.
 ///
 /// - teachers: logits, each [N, C]; weights: one non-negative weight per teacher (nil: equal
