@@ -75,7 +75,8 @@ public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], 
 /// instead of 0-255) still runs, and would silently teach noise. Returns the accuracy measured.
 @discardableResult
 public func warnIfNearChance(_ teacher: Teacher, path: String, on data: LabeledDataset, rows: Int = 512) throws -> Double? {
-    let labelled = (0..<data.count).filter { data.labels.isEmpty ? false : data.labels[$0] >= 0 }.prefix(rows)
+    guard !data.labels.isEmpty else { return nil }
+    let labelled = (0..<data.count).lazy.filter { data.labels[$0] >= 0 }.prefix(rows)
     guard labelled.count >= 20, data.numClasses >= 2 else { return nil }
     let indices = Array(labelled)
     let predictions = try teacher.logits(data.rows(indices), indices: indices).argmaxLastAxis()

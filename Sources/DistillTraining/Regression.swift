@@ -93,17 +93,13 @@ public final class StandardizingTeacher: Teacher {
     /// The raw rows behind `x` (standardised like the student's inputs; row r is dataset row `indices[r]` when ≥ 0).
     func raw(_ x: Tensor, indices: [Int]) -> Tensor {
         guard let input else { return x }
-        if let rawRows, indices.count == x.shape[0], indices.allSatisfy({ $0 >= 0 && $0 < rawRows.count }) {
-            return rawRows.rows(indices)
-        }
+        guard let rawRows, indices.count == x.shape[0] else { return Tabular.unstandardize(x, with: input) }
+        let real = indices.indices.filter { indices[$0] >= 0 && indices[$0] < rawRows.count }
+        if real.count == indices.count { return rawRows.rows(indices) }
         let out = Tabular.unstandardize(x, with: input)
-        if let rawRows, indices.count == x.shape[0] {
-            let f = x.count / max(x.shape[0], 1)
-            for (r, i) in indices.enumerated() where i >= 0 && i < rawRows.count {
-                let row = rawRows.rows([i])
-                for j in 0..<f { out.data[r * f + j] = row.data[j] }
-            }
-        }
+        let given = rawRows.rows(real.map { indices[$0] })  // one gather for every real row of the batch
+        let f = x.count / max(x.shape[0], 1)
+        for (k, r) in real.enumerated() { (out.data + r * f).update(from: given.data + k * f, count: f) }
         return out
     }
 
