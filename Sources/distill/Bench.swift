@@ -7,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed: training steps, distillation steps, inference latency.",
-        subcommands: [BenchTrain.self, BenchKD.self, BenchInfer.self, BenchGEMM.self])
+        subcommands: [BenchTrain.self, BenchKD.self, BenchInfer.self, BenchONNX.self, BenchGEMM.self])
 }
 
 struct BenchTrain: ParsableCommand {
@@ -162,21 +162,7 @@ struct BenchInfer: ParsableCommand {
                                      "threads": Parallel.workers, "blas": BLAS.kernelDescription,
                                      "path": plan == nil ? "module" : "inference-plan", "standardizes_inputs": statistics != nil]
         withNoGrad {
-            for _ in 0..<200 { _ = predict(x) }
-            var times: [Double] = []
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<calls {
-                let a = DispatchTime.now().uptimeNanoseconds
-                _ = predict(x)
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - a) / 1000)
-            }
-            let total = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            times.sort()
-            func pct(_ p: Double) -> Double { times[min(times.count - 1, Int(Double(times.count) * p))] }
-            report["latency_us_p50"] = pct(0.5)
-            report["latency_us_p90"] = pct(0.9)
-            report["latency_us_p99"] = pct(0.99)
-            report["samples_per_second"] = Double(calls * batch) / total
+            report.merge(timeCalls(batch: batch, calls: calls, warmup: 200) { _ = predict(x) }) { $1 }
         }
         report["peak_memory_bytes"] = peakMemoryBytes()
         printReport(report, json: json)
@@ -212,6 +198,30 @@ struct BenchGEMM: ParsableCommand {
         report["peak_memory_bytes"] = peakMemoryBytes()
         printReport(report, json: json)
     }
+}
+
+/// Times `calls` calls of `call` on a batch of `batch` (after `warmup` untimed calls; nil calls:
+/// as many as fit in about three seconds, at least five): per-call latency percentiles in µs and
+/// samples per second over the whole timed run.
+func timeCalls(batch: Int, calls: Int?, warmup: Int, _ call: () -> Void) -> [String: Double] {
+    func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    let warmStart = now()
+    for _ in 0..<max(warmup, 1) { call() }
+    let perCall = Double(now() - warmStart) / 1e9 / Double(max(warmup, 1))
+    let count = calls ?? max(5, Int(3 / max(perCall, 1e-7)))
+    var times: [Double] = []
+    times.reserveCapacity(count)
+    let start = now()
+    for _ in 0..<count {
+        let a = now()
+        call()
+        times.append(Double(now() - a) / 1000)
+    }
+    let total = Double(now() - start) / 1e9
+    times.sort()
+    func percentile(_ p: Double) -> Double { times[min(times.count - 1, Int(Double(times.count) * p))] }
+    return ["latency_us_p50": percentile(0.5), "latency_us_p90": percentile(0.9), "latency_us_p99": percentile(0.99),
+            "samples_per_second": Double(count * batch) / total, "calls": Double(count)]
 }
 
 /// Median samples per second over `repeats` timed runs of `steps` steps, after `warmup` steps.
