@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillNN
+import DistillONNX
 import DistillTensor
 import DistillTraining
 import Foundation
@@ -139,6 +140,8 @@ struct BenchInfer: ParsableCommand {
     @Option(help: "Batch size (1: latency percentiles; larger: throughput).") var batch = 1
     @Option(help: "Timed calls per repeat.") var calls = 2000
     @Flag(help: "Time the module's forward pass even when an InferencePlan covers the model.") var useModule = false
+    @Option(help: ArgumentHelp("Also write the benchmarked model as ONNX, for timing the same network in onnxruntime (scripts/ort_reference.py).", valueName: "file.onnx"))
+    var onnx: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
@@ -147,8 +150,10 @@ struct BenchInfer: ParsableCommand {
         let saved = model.hasSuffix(".safetensors") ? try SavedModel.load(URL(fileURLWithPath: model)) : nil
         let net: Module = try saved?.model ?? ModelZoo.build(model, seed: 0)
         net.eval()
+        let exampleShape = saved?.info.inputShape ?? [1, 28, 28]
+        if let onnx { try ONNXExport.write(net, inputShape: exampleShape, to: URL(fileURLWithPath: onnx)) }
         var g = SeededGenerator(seed: 1)
-        let x = Tensor.randomUniform([batch] + (saved?.info.inputShape ?? [1, 28, 28]), using: &g)
+        let x = Tensor.randomUniform([batch] + exampleShape, using: &g)
         // A tabular student standardises raw rows with the statistics it keeps: timed too. An MLP
         // runs through its InferencePlan (as a deployed student would, standardisation included);
         // --use-module times the module's own forward pass instead.
