@@ -1,41 +1,84 @@
 #!/usr/bin/env bash
-# Speed comparison, DistillKit vs PyTorch vs onnxruntime, back to back on this machine
-# (issue 5 workloads). Needs the PyTorch reference environment described in
-# ../shared/bench/pytorch_reference.py (default: ~/.venvs/torchref; override with TORCH_PYTHON).
+# Speed comparison, DistillKit vs PyTorch vs onnxruntime, back to back on this machine.
+#   1. training and distillation steps, MLP student inference (against a PyTorch reference script:
+#      REFERENCE=path/to/pytorch_reference.py, the developers' own; see BENCHMARKS.md);
+#   2. CNN students (lenet5, cnn-tiny) against onnxruntime on the students' own ONNX export;
+#   3. imported teachers (scripts/export_bench_models.py) against onnxruntime on the same files.
+# Needs a Python with torch, torchvision, onnx, onnxruntime, scikit-learn and skl2onnx
+# (TORCH_PYTHON, default ~/.venvs/torchref/bin/python). ONLY=steps,students,imported picks parts.
 # Run it on an idle machine (check /proc/loadavg): shared cores make every figure noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 distill=${DISTILL:-}
 if [ -z "$distill" ]; then swift build -c release --product distill >/dev/null; distill=.build/release/distill; fi
 python=${TORCH_PYTHON:-$HOME/.venvs/torchref/bin/python}
-reference=${REFERENCE:-../shared/bench/pytorch_reference.py}
+reference=${REFERENCE:-}
+models=${BENCH_MODELS:-.build/bench-models}
+only=${ONLY:-steps,students,imported}
 out=$(mktemp -d)
+want() { [[ ",$only," == *",$1,"* ]]; }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-$distill bench train --model cnn-small --batch 128 --json > "$out/teacher-train.json"
-$distill bench kd --teacher cnn-small --student mlp:784-64-10 --batch 128 --json > "$out/kd-online.json"
-$distill bench kd --teacher cnn-small --student mlp:784-64-10 --batch 128 --cached-teacher --json > "$out/kd-offline.json"
-$distill bench infer --model mlp:784-64-10 --batch 1 --json > "$out/infer-b1.json"
-$distill bench infer --model mlp:784-64-10 --batch 256 --calls 2000 --json > "$out/infer-b256.json"
-"$python" "$reference" --json > "$out/reference.json"
+
+if want steps; then
+    [ -n "$reference" ] || { echo "REFERENCE=path/to/pytorch_reference.py is needed for the step workloads (or ONLY=students,imported)" >&2; exit 2; }
+    $distill bench train --model cnn-small --batch 128 --json > "$out/teacher-train.json"
+    $distill bench kd --teacher cnn-small --student mlp:784-64-10 --batch 128 --json > "$out/kd-online.json"
+    $distill bench kd --teacher cnn-small --student mlp:784-64-10 --batch 128 --cached-teacher --json > "$out/kd-offline.json"
+    $distill bench infer --model mlp:784-64-10 --batch 1 --json > "$out/infer-b1.json"
+    $distill bench infer --model mlp:784-64-10 --batch 256 --calls 2000 --json > "$out/infer-b256.json"
+    "$python" "$reference" --json > "$out/reference.json"
+fi
+if want students; then
+    for model in lenet5 cnn-tiny; do
+        $distill bench infer --model $model --batch 1 --calls 5000 --onnx "$out/$model.onnx" --json > "$out/$model-b1.json"
+        $distill bench infer --model $model --batch 256 --calls 200 --json > "$out/$model-b256.json"
+        "$python" scripts/ort_reference.py "$out/$model.onnx" --batch 1 --calls 5000 > "$out/$model-b1.ort.json"
+        "$python" scripts/ort_reference.py "$out/$model.onnx" --batch 256 --calls 200 > "$out/$model-b256.ort.json"
+    done
+fi
+if want imported; then
+    mkdir -p "$models"
+    [ -f "$models/gradient_boosting.onnx" ] || "$python" scripts/export_bench_models.py "$models" 2>/dev/null
+    for case in resnet18:256 mobilenet_v2:256 efficientnet_b0:256 lstm:1 lstm:256 gru:1 random_forest:1 random_forest:256 gradient_boosting:1; do
+        model=${case%%:*} batch=${case##*:}
+        $distill bench onnx --model "$models/$model.onnx" --batch $batch --json > "$out/$model-b$batch.json"
+        "$python" scripts/ort_reference.py "$models/$model.onnx" --batch $batch > "$out/$model-b$batch.ort.json"
+    done
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
 python3 - "$out" <<'PY'
 import json, os, sys
 d = sys.argv[1]
-load = lambda n: json.load(open(os.path.join(d, n + ".json")))
-ref = load("reference")
-rows = [
-    ("teacher-train", load("teacher-train")["samples_per_second"], ref["teacher-train"], None, "samples/s", True),
-    ("kd-online", load("kd-online")["samples_per_second"], ref["kd-online"], None, "samples/s", True),
-    ("kd-offline", load("kd-offline")["samples_per_second"], ref["kd-offline"], None, "samples/s", True),
-    ("infer-b1", load("infer-b1")["latency_us_p50"], ref["infer-b1-us"], ref.get("ort-infer-b1-us"), "µs (p50)", False),
-    ("infer-b256", load("infer-b256")["samples_per_second"], ref["infer-b256"], ref.get("ort-infer-b256"), "samples/s", True),
-]
-print(f"PyTorch {ref['torch']}, {ref['threads']} threads; DistillKit BLAS: {load('teacher-train')['blas']}\n")
+def load(name):
+    path = os.path.join(d, name + ".json")
+    return json.load(open(path)) if os.path.exists(path) else None
+fmt = lambda v: "" if v is None else (f"{v:,.0f}" if v > 100 else f"{v:.2f}")
+def row(name, unit, ours, torch=None, ort=None, higher=True):
+    ratio = lambda other: "" if other is None else f"{(ours / other if higher else other / ours):.2f}x"
+    print(f"| {name} | {unit} | {fmt(ours)} | {fmt(torch)} | {fmt(ort)} | {ratio(torch)} | {ratio(ort)} |")
 print("| workload | unit | DistillKit | PyTorch | onnxruntime | DistillKit / PyTorch | DistillKit / onnxruntime |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
-for name, ours, torch, ort, unit, higher in rows:
-    ratio = lambda other: "" if other is None else f"{(ours / other if higher else other / ours):.2f}x"
-    fmt = lambda v: "" if v is None else (f"{v:,.0f}" if v > 100 else f"{v:.2f}")
-    print(f"| {name} | {unit} | {fmt(ours)} | {fmt(torch)} | {fmt(ort)} | {ratio(torch)} | {ratio(ort)} |")
-print("\n(ratios > 1 mean DistillKit is faster; for latency the ratio is the other's µs over ours)")
+ref = load("reference")
+if ref:
+    for name in ["teacher-train", "kd-online", "kd-offline"]:
+        row(name, "samples/s", load(name)["samples_per_second"], ref[name])
+    row("infer-b1", "µs (p50)", load("infer-b1")["latency_us_p50"], ref["infer-b1-us"], ref.get("ort-infer-b1-us"), higher=False)
+    row("infer-b256", "samples/s", load("infer-b256")["samples_per_second"], ref["infer-b256"], ref.get("ort-infer-b256"))
+for model in ["lenet5", "cnn-tiny"]:
+    b1, b256 = load(f"{model}-b1"), load(f"{model}-b256")
+    if b1:
+        row(f"{model} b1 ({b1['path']})", "µs (p50)", b1["latency_us_p50"], ort=load(f"{model}-b1.ort")["latency_us_p50"], higher=False)
+        row(f"{model} b256 ({b256['path']})", "samples/s", b256["samples_per_second"], ort=load(f"{model}-b256.ort")["samples_per_second"])
+for name in sorted(f[:-5] for f in os.listdir(d) if f.endswith(".ort.json")):
+    if name.startswith(("lenet5", "cnn-tiny")):
+        continue
+    ours, ort = load(name), load(name + ".ort")
+    row(f"onnx {name}", "µs/sample", ours["us_per_sample"], ort=ort["us_per_sample"], higher=False)
+print("\n(ratios > 1 mean DistillKit is faster; for times the ratio is the other's over ours)")
+if ref:
+    print(f"PyTorch {ref['torch']}, {ref['threads']} threads", end="; ")
+any_run = load("teacher-train") or load("lenet5-b1") or load("resnet18-b256")
+if any_run:
+    print(f"DistillKit BLAS: {any_run['blas']}")
 PY
