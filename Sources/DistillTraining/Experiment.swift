@@ -17,8 +17,7 @@ public struct Experiment {
     public var teachers: [String] = []
     /// Cached teacher outputs (`.npy`, `.npz`, `.safetensors`, `.csv`) instead of a teacher model.
     public var teacherOutputs: String? = nil
-    /// `logits` or `probs` (TeacherOutputs.Kind).
-    public var teacherOutputsKind = "logits"
+    public var teacherOutputsKind = TeacherOutputs.Kind.logits
     /// The array of a multi-array teacher-outputs file.
     public var teacherOutputsArray: String? = nil
     /// How to read an ONNX teacher: its input normalisation and, to override what the graph
@@ -33,7 +32,11 @@ public struct Experiment {
     public var options = TrainingOptions()
     public var output: String? = nil
 
-    public init() {}
+    /// Epochs and batch size start unset: chosen from the training set's size unless given.
+    public init() {
+        options.epochsFromData = true
+        options.batchSizeFromData = true
+    }
 
     public static let knownKeys: Set<String> = [
         "data", "test_data", "label", "train_limit", "teacher", "teachers", "student", "losses",
@@ -146,6 +149,7 @@ public struct Experiment {
 
     /// Builds an experiment from a parsed map; unknown keys are an error listing the valid ones.
     public init(_ map: [String: Any]) throws {
+        self.init()
         let unknown = Set(map.keys).subtracting(Self.knownKeys)
         guard unknown.isEmpty else {
             throw TensorError("unknown setting\(unknown.count > 1 ? "s" : "") \(unknown.sorted().joined(separator: ", ")); valid: \(Self.knownKeys.sorted().joined(separator: ", "))")
@@ -155,6 +159,15 @@ public struct Experiment {
             if let s = v as? String { return s }
             if v is Int || v is Double { return "\(v)" }
             throw TensorError("'\(k)' must be a string")
+        }
+        /// One of an enumeration's values, by name; the error lists the valid ones.
+        func choice<Choice: RawRepresentable & CaseIterable>(_ k: String, _: Choice.Type) throws -> Choice? where Choice.RawValue == String {
+            guard let name = try string(k) else { return nil }
+            guard let value = Choice(rawValue: name) else {
+                let option = Experiment.setting(k).split(separator: " ").last ?? ""
+                throw TensorError("unknown \(k.replacingOccurrences(of: "_", with: " ")) '\(name.prefix(40))' ('\(k)', \(option.dropFirst().dropLast())); valid: \(Choice.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return value
         }
         func int(_ k: String) throws -> Int? {
             guard let v = map[k] else { return nil }
@@ -193,11 +206,11 @@ public struct Experiment {
         }
         if let v = try int("epochs") { options.epochs = v }
         if let v = try int("batch_size") { options.batchSize = v }
-        if let v = try string("optimizer") { options.optimizer = v }
+        if let v = try choice("optimizer", OptimizerKind.self) { options.optimizer = v }
         if let v = try float("learning_rate") { options.learningRate = v }
         if let v = try float("weight_decay") { options.weightDecay = v }
         if let v = try float("momentum") { options.momentum = v }
-        if let v = try string("schedule") { options.schedule = v }
+        if let v = try choice("schedule", ScheduleKind.self) { options.schedule = v }
         if let v = try int("warmup_epochs") { options.warmupEpochs = v }
         options.gradientClip = try float("gradient_clip")
         if let v = try int("seed") {
@@ -208,7 +221,7 @@ public struct Experiment {
         if let v = try bool("flip") { options.flip = v }
         output = try string("output")
         teacherOutputs = try string("teacher_outputs")
-        if let v = try string("teacher_outputs_kind") { teacherOutputsKind = v }
+        if let v = try choice("teacher_outputs_kind", TeacherOutputs.Kind.self) { teacherOutputsKind = v }
         teacherOutputsArray = try string("teacher_outputs_array")
         func numbers(_ k: String) throws -> [Float]? {
             guard let v = map[k] else { return nil }
@@ -270,18 +283,15 @@ public struct Experiment {
         try require(o.weightDecay >= 0 && o.weightDecay.isFinite, "weight_decay", "a non-negative finite number", o.weightDecay)
         try require(o.momentum >= 0 && o.momentum < 1, "momentum", "in [0, 1)", o.momentum)
         if let clip = o.gradientClip { try require(clip > 0 && clip.isFinite, "gradient_clip", "a positive finite number", clip) }
-        try require((0...o.epochs).contains(o.warmupEpochs), "warmup_epochs", "0...epochs (\(o.epochs))", o.warmupEpochs)
+        if !o.epochsFromData {  // otherwise checked once the epochs are chosen
+            try require((0...o.epochs).contains(o.warmupEpochs), "warmup_epochs", "0...epochs (\(o.epochs))", o.warmupEpochs)
+        }
         try require((0...Self.maxShift).contains(o.shift), "shift", "0...\(Self.maxShift) pixels", o.shift)
         if let trainLimit { try require(trainLimit >= 1, "train_limit", "at least 1 (a run needs training rows)", trainLimit) }
         if let labelLimit { try require(labelLimit >= 0, "label_limit", "non-negative", labelLimit) }
         if let mixup { try require(mixup > 0 && mixup.isFinite, "mixup", "a positive finite α", mixup) }
         try require(!data.isEmpty, "data", "a dataset name or file", data)
         try require(!student.isEmpty, "student", "a model spec", student)
-        guard ["adam", "adamw", "sgd"].contains(o.optimizer) else { throw TensorError("unknown optimizer '\(o.optimizer.prefix(40))' (--optimizer); valid: adam, adamw, sgd") }
-        guard ["constant", "cosine", "step"].contains(o.schedule) else { throw TensorError("unknown schedule '\(o.schedule.prefix(40))' (--schedule); valid: constant, cosine, step") }
-        guard TeacherOutputs.Kind(rawValue: teacherOutputsKind) != nil else {
-            throw TensorError("unknown teacher-outputs kind '\(teacherOutputsKind.prefix(40))' ('teacher_outputs_kind', --teacher-outputs-kind); valid: logits, probs")
-        }
         try onnxTeacher.validate()
         if onnxTeacher.isSet && teachers.isEmpty { throw TensorError("teacher_input_mean/std and teacher_output (--teacher-input-mean/--teacher-input-std/--teacher-output) apply to a teacher model (--teacher)") }
         guard !losses.isEmpty else { throw TensorError("'losses' is empty: give at least one, e.g. [{ce: {weight: 1}}]") }
@@ -304,7 +314,7 @@ public struct Experiment {
         if let labelColumn { j["label"] = labelColumn }
         if let trainLimit { j["train_limit"] = trainLimit }
         if let output { j["output"] = output }
-        if let teacherOutputs { j["teacher_outputs"] = teacherOutputs; j["teacher_outputs_kind"] = teacherOutputsKind }
+        if let teacherOutputs { j["teacher_outputs"] = teacherOutputs; j["teacher_outputs_kind"] = teacherOutputsKind.rawValue }
         if let teacherOutputsArray { j["teacher_outputs_array"] = teacherOutputsArray }
         if let mean = onnxTeacher.mean { j["teacher_input_mean"] = mean.map(decimal) }
         if let std = onnxTeacher.std { j["teacher_input_std"] = std.map(decimal) }

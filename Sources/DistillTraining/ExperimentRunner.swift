@@ -115,6 +115,10 @@ public enum ExperimentRunner {
         guard train.count > 0 else { throw TensorError("\(experiment.data): no training rows\(experiment.trainLimit != nil ? " after --train-limit" : ""); a run needs at least one") }
         try DataSource.requireFinite(test, name: "\(experiment.testData ?? experiment.data) (test split)")
         guard test.count > 0 else { throw TensorError("\(experiment.testData ?? experiment.data): the test set is empty; a run needs test rows to report accuracy") }
+        if let chosen = experiment.options.chooseSizes(trainingRows: train.count) {
+            try experiment.validate()  // warm-up epochs are checked against the chosen epochs
+            if !quiet { log(chosen) }
+        }
         let objective = try DistillationObjective(terms: experiment.losses)
         var teachers = try experiment.teachers.map { try loadTeacher($0, options: experiment.onnxTeacher) }
         // Cached teacher outputs: read and checked here, before anything is built or trained.

@@ -25,7 +25,11 @@ public struct LossTerm: Sendable, Equatable {
     /// Layer names (dotted paths) for feature methods; empty means the logits.
     public var studentLayers: [String] = [], teacherLayers: [String] = []
 
-    public init(_ method: Method, weight: Float = 1) { self.method = method; self.weight = weight }
+    /// A term with the method's usual settings: DIST (Huang et al. 2022) uses T = 1 and β = 1.
+    public init(_ method: Method, weight: Float = 1) {
+        self.method = method; self.weight = weight
+        if method == .dist { temperature = 1; beta = 1 }
+    }
 
     /// Parses `{kd: {temperature: 4, weight: 0.9}}` (a one-key map) or `"kd"`.
     public static func parse(_ value: Any) throws -> LossTerm {
@@ -78,17 +82,6 @@ public struct LossTerm: Sendable, Equatable {
             default: break
             }
         }
-        if method == .dist && options["beta"] == nil { term.beta = 1 }
-        if method == .dist && options["temperature"] == nil { term.temperature = 1 }
-        guard term.studentLayers.count == term.teacherLayers.count else {
-            throw TensorError("loss '\(name)': \(term.studentLayers.count) student layers but \(term.teacherLayers.count) teacher layers; they pair up one to one")
-        }
-        if method == .fitnets && term.studentLayers.isEmpty {
-            throw TensorError("loss 'fitnets' needs the layers to match, e.g. {fitnets: {student: \"2\", teacher: \"5\"}}")
-        }
-        if method == .at && term.studentLayers.isEmpty {
-            throw TensorError("loss 'at' needs convolutional layers with equal spatial size, e.g. {at: {student: [\"1\"], teacher: [\"1\"]}}")
-        }
         try term.validate()
         return term
     }
@@ -96,7 +89,8 @@ public struct LossTerm: Sendable, Equatable {
     /// Largest temperature accepted: beyond it every softmax is uniform to float precision.
     public static let maxTemperature: Float = 1000
 
-    /// Throws unless every number is in its range: weight ≥ 0, 0 < T ≤ 1000, α, β, γ ≥ 0, all finite.
+    /// Throws unless every number is in its range (weight ≥ 0, 0 < T ≤ 1000, α, β, γ ≥ 0, all
+    /// finite) and feature methods name their layers in pairs.
     public func validate() throws {
         let name = method.rawValue
         guard weight >= 0 && weight.isFinite else { throw TensorError("loss '\(name)': weight must be a non-negative finite number, got \(weight)") }
@@ -107,6 +101,15 @@ public struct LossTerm: Sendable, Equatable {
             throw TensorError("loss '\(name)': \(key) must be a non-negative finite number, got \(v)")
         }
         guard (0...Experiment.maxEpochs).contains(warmupEpochs) else { throw TensorError("loss '\(name)': warmup_epochs must be 0...\(Experiment.maxEpochs)") }
+        guard studentLayers.count == teacherLayers.count else {
+            throw TensorError("loss '\(name)': \(studentLayers.count) student layers but \(teacherLayers.count) teacher layers; they pair up one to one")
+        }
+        if method == .fitnets && studentLayers.isEmpty {
+            throw TensorError("loss 'fitnets' needs the layers to match, e.g. {fitnets: {student: \"2\", teacher: \"5\"}} (--student-layer, --teacher-layer)")
+        }
+        if method == .at && studentLayers.isEmpty {
+            throw TensorError("loss 'at' needs convolutional layers with equal spatial size, e.g. {at: {student: [\"1\"], teacher: [\"1\"]}} (--student-layer, --teacher-layer)")
+        }
     }
 
     /// The options, as a config file would write them (for the resolved config of a run).

@@ -162,6 +162,7 @@ public enum RegressionRunner {
     }
 
     public static func run(_ e: RegressionExperiment) throws -> Result {
+        var e = e
         try BLAS.ensureLoaded()
         guard e.options.epochs >= 1, e.options.batchSize >= 1 else { throw TensorError("epochs and batch size must be at least 1") }
         guard e.teacher == nil || e.teacherOutputs == nil else { throw TensorError("give either a teacher model or cached teacher outputs, not both") }
@@ -182,6 +183,7 @@ public enum RegressionRunner {
         guard train.count > 0, test.count > 0 else { throw TensorError("\(e.data): need training and test rows, got \(train.count) and \(test.count)") }
         if let bad = train.features.firstNonFiniteIndex { throw TensorError("\(e.data): non-finite feature in training row \(trainRows[bad / train.features.shape[1]])") }
         if let bad = train.targets.firstNonFiniteIndex { throw TensorError("\(e.data): non-finite target in training row \(trainRows[bad])") }
+        if let chosen = e.options.chooseSizes(trainingRows: train.count), !e.options.quiet { log(chosen) }
 
         // Teacher predictions for the training rows, in the target's units (checked before training).
         var teacherTrain: [Float]? = nil

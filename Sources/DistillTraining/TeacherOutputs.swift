@@ -418,9 +418,7 @@ extension TeacherOutputs {
     public static func teacher(for experiment: Experiment, train: LabeledDataset, fileRows: (rows: [Int], total: Int),
                                objective: DistillationObjective) throws -> (teacher: Teacher, train: LabeledDataset) {
         guard let path = experiment.teacherOutputs else { throw TensorError("no teacher outputs given") }
-        guard let kind = Kind(rawValue: experiment.teacherOutputsKind) else {
-            throw TensorError("unknown teacher-outputs kind '\(experiment.teacherOutputsKind)'; valid: logits, probs")
-        }
+        let kind = experiment.teacherOutputsKind
         if kind == .probs, let bad = objective.terms.first(where: { ![.kd, .ce].contains($0.method) }) {
             throw TensorError("\(path): probabilities distill with kd (softTargetLoss); '\(bad.method.rawValue)' needs teacher logits (--teacher-outputs-kind logits)")
         }

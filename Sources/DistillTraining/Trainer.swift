@@ -3,17 +3,27 @@ import DistillNN
 import DistillTensor
 import Foundation
 
+/// The optimizers a run can use: Adam (L2 decay added to the gradient), AdamW (decoupled decay),
+/// SGD (Nesterov momentum when momentum > 0).
+public enum OptimizerKind: String, CaseIterable, Sendable { case adam, adamw, sgd }
+
+/// Learning-rate schedules: constant, cosine decay to 0, or step (×0.1 once, half-way through).
+public enum ScheduleKind: String, CaseIterable, Sendable { case constant, cosine, step }
+
 /// How a model is trained: epochs, batches, optimizer, schedule, augmentation, seed.
 public struct TrainingOptions: Sendable {
-    public var epochs = 10
-    public var batchSize = 128
-    /// "adam", "adamw" or "sgd".
-    public var optimizer = "adam"
+    /// Setting either one explicitly stops it being chosen from the data (`chooseSizes`).
+    public var epochs = 10 { didSet { epochsFromData = false } }
+    public var batchSize = 128 { didSet { batchSizeFromData = false } }
+    /// Whether `chooseSizes(trainingRows:)` picks the epochs / batch size from the training set's
+    /// size. An `Experiment` starts with both on (the command line and config files turn one off
+    /// by giving it); a bare `TrainingOptions` keeps 10 epochs of 128.
+    public var epochsFromData = false, batchSizeFromData = false
+    public var optimizer = OptimizerKind.adam
     public var learningRate: Float = 1e-3
     public var weightDecay: Float = 0
     public var momentum: Float = 0.9
-    /// "constant", "cosine" or "step" (×0.1 once, half-way through training).
-    public var schedule = "constant"
+    public var schedule = ScheduleKind.constant
     public var warmupEpochs = 0
     /// Clip gradients to this global L2 norm.
     public var gradientClip: Float? = nil
@@ -28,6 +38,35 @@ public struct TrainingOptions: Sendable {
     public var mixup: Float? = nil
     public init() {}
 
+    /// Optimizer steps a run without given epochs aims for: the digits example (1,347 rows) needs
+    /// about 2,500 at batch 32 to converge, and 10 epochs of Fashion-MNIST at batch 128 are 4,690.
+    public static let targetSteps = 2_500
+    /// Epochs chosen from the data stay in this range.
+    public static let chosenEpochs = 10...200
+
+    /// Chooses the settings left to the data, and says what it chose (nil when nothing was left):
+    /// - batch size: the power of two nearest below rows/32, within 16...128 (about 32 batches an
+    ///   epoch for small tables; 128 from 4,096 rows up);
+    /// - epochs: enough for `targetSteps` optimizer steps, within `chosenEpochs` (10 for any set
+    ///   of 320,000 rows or more at batch 128: Fashion-MNIST keeps its 10).
+    public mutating func chooseSizes(trainingRows rows: Int) -> String? {
+        guard epochsFromData || batchSizeFromData else { return nil }
+        var chosen: [String] = []
+        if batchSizeFromData {
+            var size = 16
+            while size < 128 && size * 2 * 32 <= rows { size *= 2 }
+            batchSize = size
+            chosen.append("batch size \(size)")
+        }
+        if epochsFromData {
+            let stepsPerEpoch = max(1, (rows + batchSize - 1) / batchSize)
+            let wanted = (Self.targetSteps + stepsPerEpoch - 1) / stepsPerEpoch
+            epochs = min(max(wanted, Self.chosenEpochs.lowerBound), Self.chosenEpochs.upperBound)
+            chosen.append("\(epochs) epochs")
+        }
+        return "\(chosen.joined(separator: ", ")) for \(rows) training rows (about \(Self.targetSteps) optimizer steps, at least \(Self.chosenEpochs.lowerBound) epochs); --epochs and --batch-size choose them"
+    }
+
     public var augmentation: Augmentation? {
         var ops: [Augmentation.Operation] = []
         if shift > 0 { ops.append(.shift(maxPixels: shift)) }
@@ -36,8 +75,8 @@ public struct TrainingOptions: Sendable {
     }
 
     public var json: [String: Any] {
-        var j: [String: Any] = ["epochs": epochs, "batch_size": batchSize, "optimizer": optimizer, "learning_rate": decimal(learningRate),
-                                "weight_decay": decimal(weightDecay), "momentum": decimal(momentum), "schedule": schedule,
+        var j: [String: Any] = ["epochs": epochs, "batch_size": batchSize, "optimizer": optimizer.rawValue, "learning_rate": decimal(learningRate),
+                                "weight_decay": decimal(weightDecay), "momentum": decimal(momentum), "schedule": schedule.rawValue,
                                 "warmup_epochs": warmupEpochs, "seed": Int(seed), "shift": shift, "flip": flip]
         if let gradientClip { j["gradient_clip"] = decimal(gradientClip) }
         if let labelLimit { j["label_limit"] = labelLimit }
@@ -47,20 +86,18 @@ public struct TrainingOptions: Sendable {
 
     func makeOptimizer(_ parameters: [Tensor]) throws -> any Optimizer {
         switch optimizer {
-        case "adam": return Adam(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)
-        case "adamw": return Adam.adamW(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)
-        case "sgd": return SGD(parameters: parameters, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: momentum > 0)
-        default: throw TensorError("unknown optimizer '\(optimizer)'; valid: adam, adamw, sgd")
+        case .adam: return Adam(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)
+        case .adamw: return Adam.adamW(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)
+        case .sgd: return SGD(parameters: parameters, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: momentum > 0)
         }
     }
 
     func makeSchedule(totalSteps: Int, stepsPerEpoch: Int) throws -> any LearningRateSchedule {
         let base: any LearningRateSchedule
         switch schedule {
-        case "constant": base = ConstantSchedule(learningRate)
-        case "cosine": base = CosineSchedule(base: learningRate, totalSteps: totalSteps)
-        case "step": base = StepSchedule(base: learningRate, stepSize: max(1, totalSteps / 2), gamma: 0.1)
-        default: throw TensorError("unknown schedule '\(schedule)'; valid: constant, cosine, step")
+        case .constant: base = ConstantSchedule(learningRate)
+        case .cosine: base = CosineSchedule(base: learningRate, totalSteps: totalSteps)
+        case .step: base = StepSchedule(base: learningRate, stepSize: max(1, totalSteps / 2), gamma: 0.1)
         }
         return warmupEpochs > 0 ? WarmupSchedule(warmupSteps: warmupEpochs * stepsPerEpoch, then: base) : base
     }

@@ -109,7 +109,7 @@ struct DataReportCommand: ParsableCommand {
     @Option(help: "Label column of a .csv file (omit for unlabelled data).") var label: String?
     @Option(help: "Teacher model file or run folder (adds the confidence histogram and teacher-label disagreements).", transform: RunFolder.modelFile) var teacher: String?
     @Option(help: "Cached teacher outputs instead of a teacher model (one row per training row).") var teacherOutputs: String?
-    @Option(help: "What --teacher-outputs holds: logits or probs.") var teacherOutputsKind = "logits"
+    @Option(help: "What --teacher-outputs holds.") var teacherOutputsKind = TeacherOutputs.Kind.logits
     @Option(help: "How many disagreements and duplicate groups to list.") var top = 10
     @OptionGroup var teacherReading: ONNXTeacherFlags
     @Flag(help: "Print one JSON object on stdout.") var json = false
@@ -124,7 +124,7 @@ struct DataReportCommand: ParsableCommand {
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label, allowUnlabeled: true)
         var probabilities: Tensor? = nil
         if let path = teacherOutputs {
-            guard let kind = TeacherOutputs.Kind(rawValue: teacherOutputsKind) else { throw ValidationError("--teacher-outputs-kind is logits or probs") }
+            let kind = teacherOutputsKind
             let file = try TeacherOutputs.read(path)
             try TeacherOutputs.check(file, kind: kind, expectedRows: train.count, expectedClasses: train.numClasses > 0 ? train.numClasses : nil)
             probabilities = kind == .probs ? file.values : withNoGrad { file.values.softmax(axis: 1) }

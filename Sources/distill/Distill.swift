@@ -33,11 +33,11 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "Label column of a .csv file.") var label: String?
     @Option(help: "Numeric target column of a .csv file: a regression student (mlp:F-...-1) trained with MSE.") var target: String?
     @Option(help: "Use only the first N training samples.") var trainLimit: Int?
-    @Option(help: "Epochs.") var epochs: Int?
-    @Option(help: "Batch size.") var batchSize: Int?
+    @Option(help: "Epochs (default: enough for about 2,500 optimizer steps, at least 10).") var epochs: Int?
+    @Option(help: "Batch size (default: 16 to 128, about 32 batches an epoch for small data).") var batchSize: Int?
     @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float?
-    @Option(help: "Optimizer: adam, adamw, sgd.") var optimizer: String?
-    @Option(help: "Learning-rate schedule: constant, cosine, step.") var schedule: String?
+    @Option(help: "Optimizer (default: adam).") var optimizer: OptimizerKind?
+    @Option(help: "Learning-rate schedule (default: constant).") var schedule: ScheduleKind?
     @Option(help: "Weight decay.") var weightDecay: Float?
     @Option(help: "SGD momentum (0 ≤ m < 1).") var momentum: Float?
     @Option(help: "Epochs of linear learning-rate warm-up.") var warmupEpochs: Int?
@@ -131,3 +131,7 @@ func printJSON(_ object: Any) {
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
 }
+
+extension OptimizerKind: ExpressibleByArgument {}
+extension ScheduleKind: ExpressibleByArgument {}
+extension TeacherOutputs.Kind: ExpressibleByArgument {}

@@ -114,7 +114,7 @@ struct EndToEndTests {
         let before = try Data(contentsOf: RunFolder(folder).checkpoint)
         // A learning rate this large makes the loss overflow within the first epoch.
         e.options.epochs = 3
-        e.options.optimizer = "sgd"
+        e.options.optimizer = .sgd
         e.options.momentum = 0
         e.options.learningRate = 1e30
         do {

@@ -196,7 +196,7 @@ struct TeacherOutputsTests {
         // Probabilities go through softTargetLoss and train as well.
         let probsPath = folder.appendingPathComponent("probs.csv").path
         try TeacherOutputs.write(logits.softmax(axis: 1), to: probsPath, record: [:])
-        let fromProbs = try distill { $0.teacherOutputs = probsPath; $0.teacherOutputsKind = "probs" }
+        let fromProbs = try distill { $0.teacherOutputs = probsPath; $0.teacherOutputsKind = .probs }
         #expect(abs(inLoop - fromProbs) < 0.03, "in the loop \(inLoop), from probabilities \(fromProbs)")
     }
 
@@ -223,7 +223,7 @@ struct TeacherOutputsTests {
         let good = folder.appendingPathComponent("logits.npy")
         var g = SeededGenerator(seed: 5)
         try NPY.write(Tensor.randomNormal([100, 3], using: &g), to: good)
-        e.teacherOutputs = good.path; e.teacherOutputsKind = "probs"
+        e.teacherOutputs = good.path; e.teacherOutputsKind = .probs
         do { _ = try ExperimentRunner.run(e); Issue.record("logits accepted as probabilities") } catch {
             #expect("\(error)".contains("logits.npy: row 0"))
         }
