@@ -10,12 +10,15 @@ import DistillTensor
 /// go through a vectorised dot-product kernel (`dk_linear_small`); larger batches through BLAS
 /// with the bias and ReLU applied in the same pass over the output.
 ///
-/// Only chains of `Flatten`, `Linear`, `ReLU` and `Dropout` (the identity at inference) inside
-/// `Sequential`s are planned; `init` returns nil for anything else (convolutions, other
-/// activations), and callers fall back to the module itself. Outputs equal the module's up to
-/// float rounding (the dot products are summed in another order). The plan keeps its own packed
-/// copy of the weights: make a new plan after training further. One plan must not run on two
-/// threads at once.
+/// Planned: chains of `Flatten`, `Linear`, `ReLU` and `Dropout` (the identity at inference)
+/// inside `Sequential`s, optionally after a convolutional front of `Conv2d` (groups 1),
+/// `BatchNorm2d` (folded into the convolution before it), `ReLU`, `MaxPool2d`, `AvgPool2d`,
+/// `GlobalAvgPool2d` and `Dropout` layers (a CNN student such as `lenet5` or `cnn-tiny`: see
+/// `ConvStack`). `init` returns nil for anything else (residual blocks, grouped convolutions,
+/// other activations), and callers fall back to the module itself. Outputs equal the module's
+/// in evaluation mode up to float rounding (sums run in another order). The plan keeps its own
+/// packed copy of the weights (and batch-norm statistics): make a new plan after training
+/// further. One plan must not run on two threads at once.
 public final class InferencePlan: @unchecked Sendable {
     struct Layer {
         let weight: Tensor, bias: Tensor?
@@ -41,6 +44,11 @@ public final class InferencePlan: @unchecked Sendable {
     private var buffers: [UnsafeMutablePointer<Float>] = []
     private var bufferRows = 0
     private let widest: Int
+    /// A CNN's convolutional layers, run image by image before `layers` (whose first weight's
+    /// columns are permuted to read the stack's [H, W, C] output); nil for an MLP.
+    let convolutions: ConvStack?
+    /// One image's scratch for `convolutions` per chunk of rows (zero borders written once).
+    private var convScratch: [UnsafeMutablePointer<Float>] = []
 
     /// Rows below which the dot-product kernel beats a BLAS call (`distill bench infer`: at batch
     /// 1 the MLP 784-64-10 took 3.1 µs through `linear` and BLAS).
@@ -50,20 +58,43 @@ public final class InferencePlan: @unchecked Sendable {
     /// does not cover or the shapes do not chain. `standardize` (mean, scale per input value, as
     /// a tabular student keeps them) is applied to each input first, in a buffer of the plan.
     public init?(_ model: Module, exampleShape: [Int], standardize: (shift: [Float], scale: [Float])? = nil) {
-        guard let chain = LinearChain(model) else { return nil }
+        var convolutions: ConvStack? = nil
+        var chain = LinearChain(model)
+        if chain == nil, let (stack, rest) = ConvStack.split(model, imageShape: exampleShape) {
+            convolutions = stack
+            chain = LinearChain(Sequential(rest))
+        }
+        guard let chain else { return nil }
         var layers = chain.layers.map { Layer(weight: $0.weight, bias: $0.bias, inputs: $0.inputs, outputs: $0.outputs, relu: $0.relu) }
-        guard let first = layers.first, let last = layers.last, first.inputs == exampleShape.reduce(1, *) else { return nil }
-        if let standardize, standardize.shift.count != first.inputs || standardize.scale.count != first.inputs { return nil }
+        guard let first = layers.first, let last = layers.last,
+              first.inputs == convolutions?.outputSize ?? exampleShape.reduce(1, *) else { return nil }
+        let inputSize = exampleShape.reduce(1, *)
+        if let standardize, standardize.shift.count != inputSize || standardize.scale.count != inputSize { return nil }
+        if let convolutions {
+            // The stack writes [H, W, C]; the module flattens [C, H, W]: the first layer reads
+            // through the permutation instead of a transpose per image.
+            let permutation = convolutions.flattenPermutation, w = first.weight.data
+            let permuted = (0..<(first.outputs * first.inputs)).map { j in
+                w[(j / first.inputs) * first.inputs + permutation[j % first.inputs]]
+            }
+            layers[0] = Layer(weight: Tensor(shape: first.weight.shape, scalars: permuted), bias: first.bias,
+                              inputs: first.inputs, outputs: first.outputs, relu: first.relu)
+        }
         if Self.packedKernel { for k in layers.indices { layers[k].pack() } }
         self.layers = layers
+        self.convolutions = convolutions
         inputShift = standardize?.shift
         inputScale = standardize?.scale
-        inputSize = first.inputs
+        self.inputSize = inputSize
         outputSize = last.outputs
-        widest = max(layers.map(\.outputs).max()!, standardize == nil ? 0 : first.inputs)
+        // The first buffer also holds the standardised rows of an MLP, or a CNN's features.
+        widest = max(layers.map(\.outputs).max()!, standardize == nil && convolutions == nil ? 0 : first.inputs)
     }
 
-    deinit { buffers.forEach { $0.deallocate() } }
+    deinit {
+        buffers.forEach { $0.deallocate() }
+        convScratch.forEach { $0.deallocate() }
+    }
 
     /// Predictions for `rows` examples at `input` (`rows × inputSize` values) written to `output`
     /// (`rows × outputSize`).
@@ -73,27 +104,52 @@ public final class InferencePlan: @unchecked Sendable {
             buffers = (0..<2).map { _ in .allocate(capacity: rows * widest) }
             bufferRows = rows
         }
-        guard Self.packedKernel && rows >= Self.smallBatchRows else {
-            predict(input, rows: 0..<rows, into: output)  // few rows, or BLAS (which splits large products itself)
+        if let convolutions, convScratch.isEmpty {
+            convScratch = (0..<max(1, Parallel.workers)).map { _ in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: convolutions.scratchSize)
+                scratch.initialize(repeating: 0, count: convolutions.scratchSize)  // the borders stay zero
+                return scratch
+            }
+        }
+        // A CNN's image is microseconds of convolutions (LeNet-5: ~9 µs on one core), more than a
+        // job's start (~1-2 µs): its rows split from two on. An MLP's few rows go through the
+        // small-batch kernel on one thread.
+        let splits = convolutions == nil ? Self.packedKernel && rows >= Self.smallBatchRows : rows >= 2
+        guard splits else {
+            predict(input, rows: 0..<rows, chunk: 0, into: output)  // few rows, or BLAS (which splits large products itself)
             return
         }
         // Many rows: each thread takes one block of rows through every layer: one job per call,
         // and a block's activations never leave the core that made them (the same block on the
         // same thread at each call). Batch 256 of the 784-64-10 MLP: 2.16M samples/s, against
         // 1.77M with each layer split on its own and 1.09M on one thread.
-        let work = rows * layers.reduce(0) { $0 + $1.inputs * $1.outputs }
-        let chunks = work >= Self.minimumSplitWork ? min(rows / 4, Parallel.workers) : 1
+        let chunks: Int
+        if convolutions != nil {
+            chunks = min(rows, convScratch.count)
+        } else {
+            let work = rows * layers.reduce(0) { $0 + $1.inputs * $1.outputs }
+            chunks = work >= Self.minimumSplitWork ? min(rows / 4, Parallel.workers) : 1
+        }
         let X = SharedPointer(UnsafeMutablePointer(mutating: input)), Y = SharedPointer(output)
-        Parallel.forEachChunk(rows, chunks: chunks) { _, range in self.predict(X.p, rows: range, into: Y.p) }
+        Parallel.forEachChunk(rows, chunks: chunks) { chunk, range in self.predict(X.p, rows: range, chunk: chunk, into: Y.p) }
     }
 
     /// The rows `range` of `input` through every layer, into the same rows of `output`; the block
-    /// uses its own stripe (`range.lowerBound * widest`) of the plan's buffers.
-    private func predict(_ input: UnsafePointer<Float>, rows range: Range<Int>, into output: UnsafeMutablePointer<Float>) {
+    /// uses its own stripe (`range.lowerBound * widest`) of the plan's buffers, and the
+    /// convolutions' scratch of `chunk`.
+    private func predict(_ input: UnsafePointer<Float>, rows range: Range<Int>, chunk: Int, into output: UnsafeMutablePointer<Float>) {
         let rows = range.count, stripe = range.lowerBound * widest
         var x = input + range.lowerBound * inputSize
         var next = 0
-        if let inputShift, let inputScale {
+        if let convolutions {
+            let features = buffers[0] + stripe, width = convolutions.outputSize
+            for r in 0..<rows {
+                convolutions.run(x + r * inputSize, scratch: convScratch[chunk], into: features + r * width,
+                                 shift: inputShift, scale: inputScale)
+            }
+            x = UnsafePointer(features)
+            next = 1
+        } else if let inputShift, let inputScale {
             let f = inputSize, standardized = buffers[0] + stripe
             for r in 0..<rows {
                 for j in 0..<f { standardized[r * f + j] = (x[r * f + j] - inputShift[j]) * inputScale[j] }
