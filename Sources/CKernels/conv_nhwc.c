@@ -243,8 +243,35 @@ DK_AVX512 static void conv_avx512(const dk_conv_shape *s, const float *x, const 
     }
 }
 
+/// The common pooling, 2×2 windows at stride 2 without padding: no window bookkeeping. The
+/// sums run in the same order as the general loop's (and `Tensor.avgPool2d`'s).
+DK_AVX512 static void pool_2x2_avx512(const dk_pool_shape *s, const float *x, float *y, int average, int relu) {
+    const size_t channels = s->channels;
+    const __m512 quarter = _mm512_set1_ps(4.0f);
+    for (size_t oy = 0; oy < s->out_h; oy++) {
+        const float *r0 = x + 2 * oy * s->in_row_stride, *r1 = r0 + s->in_row_stride;
+        float *yo = y + oy * s->out_row_stride;
+        for (size_t ox = 0; ox < s->out_w; ox++) {
+            const size_t left = 2 * ox * channels, right = left + channels;
+            for (size_t c = 0; c < channels; c += 16) {
+                const __mmask16 mask = channels - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (channels - c)) - 1);
+                const __m512 a = _mm512_maskz_loadu_ps(mask, r0 + left + c), b = _mm512_maskz_loadu_ps(mask, r0 + right + c);
+                const __m512 d = _mm512_maskz_loadu_ps(mask, r1 + left + c), e = _mm512_maskz_loadu_ps(mask, r1 + right + c);
+                __m512 v = average ? _mm512_div_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), d), e), quarter)
+                                   : _mm512_max_ps(_mm512_max_ps(e, d), _mm512_max_ps(b, a));
+                if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(yo + ox * channels + c, mask, v);
+            }
+        }
+    }
+}
+
 DK_AVX512 static void pool_avx512(const dk_pool_shape *s, const float *x, float *y, int average, int relu) {
     const size_t channels = s->channels;
+    if (s->kernel_h == 2 && s->kernel_w == 2 && s->stride_h == 2 && s->stride_w == 2 && s->pad_h == 0 && s->pad_w == 0) {
+        pool_2x2_avx512(s, x, y, average, relu);
+        return;
+    }
     const __m512 area = _mm512_set1_ps((float)(s->kernel_h * s->kernel_w));
     for (size_t oy = 0; oy < s->out_h; oy++) {
         for (size_t ox = 0; ox < s->out_w; ox++) {

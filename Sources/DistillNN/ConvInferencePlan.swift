@@ -167,17 +167,20 @@ struct ConvStack {
     /// never written).
     func run(_ image: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, into output: UnsafeMutablePointer<Float>,
              shift: [Float]? = nil, scale: [Float]? = nil) {
-        let input = activations[0], plane = input.height * input.width
+        let input = activations[0], plane = input.height * input.width, channels = input.channels
         let first = scratch + offsets[0] + input.interior
-        for y in 0..<input.height {
-            let row = first + y * input.rowStride
-            for x in 0..<input.width {
-                for c in 0..<input.channels {
-                    let i = c * plane + y * input.width + x
-                    if let shift, let scale { row[x * input.channels + c] = (image[i] - shift[i]) * scale[i] }
-                    else { row[x * input.channels + c] = image[i] }
-                }
-            }
+        if let shift, let scale {
+            for c in 0..<channels { for y in 0..<input.height {
+                let row = first + y * input.rowStride + c, i0 = c * plane + y * input.width
+                for x in 0..<input.width { row[x * channels] = (image[i0 + x] - shift[i0 + x]) * scale[i0 + x] }
+            } }
+        } else if channels == 1 {
+            for y in 0..<input.height { (first + y * input.rowStride).update(from: image + y * input.width, count: input.width) }
+        } else {
+            for c in 0..<channels { for y in 0..<input.height {
+                let row = first + y * input.rowStride + c, source = image + c * plane + y * input.width
+                for x in 0..<input.width { row[x * channels] = source[x] }
+            } }
         }
         for (k, stage) in stages.enumerated() {
             let x = UnsafePointer(scratch + offsets[k])

@@ -169,7 +169,7 @@ import Testing
     @Test(arguments: [0, 2] as [Int32])
     func poolingMatchesMaxAndAveragePooling(level: Int32) throws {
         var g = SeededGenerator(seed: 22)
-        for (c, kernel, stride, padding, h, w) in [(6, 2, 2, 0, 28, 28), (17, 3, 2, 1, 9, 10), (40, 2, 1, 1, 5, 6), (3, 3, 3, 0, 10, 11)] {
+        for (c, kernel, stride, padding, h, w) in [(6, 2, 2, 0, 28, 28), (17, 2, 2, 0, 7, 9), (17, 3, 2, 1, 9, 10), (40, 2, 1, 1, 5, 6), (3, 3, 3, 0, 10, 11)] {
             let x = Tensor.randomNormal([1, c, h, w], using: &g)
             let config = Pool2dConfig(kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding))
             for average in [false, true] {
