@@ -107,6 +107,12 @@ public final class ONNXModel: @unchecked Sendable {
     let lastUse: [String: Int]
     /// For each value a node computes, that node's index in `nodes`.
     let producerIndex: [String: Int]
+    /// The graph as it runs: after constant folding, Identity removal and Conv fusions
+    /// (`GraphOptimizer`), made once here.
+    let optimizedPlan: ExecutionPlan
+    /// The graph as written, for `run(extra:)` asking for a value the optimised plan no longer
+    /// computes, and for `observe` (FLOP counts per node as written).
+    let writtenPlan: ExecutionPlan
 
     /// The opset range of the default domain this importer implements.
     public static let supportedOpsets = 1...22
@@ -245,7 +251,15 @@ public final class ONNXModel: @unchecked Sendable {
         }
         self.lastUse = lastUse
         producerIndex = producers
+        let inputNames = inputs.map(\.name)
+        writtenPlan = ExecutionPlan(steps: self.nodes.map { PlannedStep(node: $0, activation: nil) }, constants: [:],
+                                    inputs: inputNames, initializers: initializers)
+        optimizedPlan = Self.optimizing ? GraphOptimizer.plan(nodes: self.nodes, inputs: inputNames, initializers: initializers,
+                                                              outputs: outputs.map(\.name)) : writtenPlan
     }
+
+    /// Whether models are optimised at load: on unless `DISTILL_ONNX_OPTIMIZE=0` (to compare).
+    static let optimizing = ProcessInfo.processInfo.environment["DISTILL_ONNX_OPTIMIZE"] != "0"
 
     /// Checks that every node input is defined, no value is computed twice and there is no cycle;
     /// returns the nodes in an order where each runs after the nodes it reads from (the file's
@@ -383,27 +397,38 @@ public final class ONNXModel: @unchecked Sendable {
         try run(feeds, extra: extra, observe: nil)
     }
 
-    /// `run`, calling `observe(node, inputs, outputs)` after each node (for FLOP counts).
-    func run(_ feeds: [String: ONNXValue], extra: [String], observe: ((Node, [ONNXValue?], [ONNXValue]) -> Void)?) throws -> [String: ONNXValue] {
+    /// `run`, calling `observe(node, inputs, outputs)` after each node as written (for FLOP
+    /// counts). `optimized: false` runs the graph as written (tests compare the two).
+    func run(_ feeds: [String: ONNXValue], extra: [String], observe: ((Node, [ONNXValue?], [ONNXValue]) -> Void)?,
+             optimized: Bool = true) throws -> [String: ONNXValue] {
         try check(feeds)
         for name in extra where producerIndex[name] == nil && initializers[name] == nil && !inputs.contains(where: { $0.name == name }) {
             throw ONNXError("\(source): no value named \(quoted(name)); values are: \(valueNames.prefix(50).map(quoted).joined(separator: ", "))\(valueNames.count > 50 ? ", ..." : "")")
         }
+        let plan = optimized && observe == nil && extra.allSatisfy(optimizedPlan.available.contains) ? optimizedPlan : writtenPlan
         let wanted = Set(outputs.map(\.name)).union(extra)
         var env = feeds
         return try withNoGrad {
-            for (step, node) in nodes.enumerated() {
+            for (step, planned) in plan.steps.enumerated() {
+                let node = planned.node
                 let values: [ONNXValue?] = try node.inputs.map { name in
                     if name.isEmpty { return nil }
-                    if let v = env[name] ?? initializers[name] { return v }
+                    if let v = env[name] ?? initializers[name] ?? plan.constants[name] { return v }
                     throw ONNXError("\(source): \(node.label): input \(quoted(name)) has no value (an output its producer did not compute)")
-                }
-                guard let kernel = ONNXOps.kernel(for: node) else {
-                    throw ONNXError("\(source): \(node.label): no implementation")  // unreachable: checked at load
                 }
                 let results: [ONNXValue]
                 do {
-                    results = try kernel(OpContext(node: node, inputs: values))
+                    let started = ONNXProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
+                    let context = OpContext(node: node, inputs: values)
+                    if let activation = planned.activation {
+                        results = try ONNXOps.convolution(context, activation: activation)
+                    } else {
+                        guard let kernel = ONNXOps.kernel(for: node) else {
+                            throw ONNXError("no implementation")  // unreachable: checked at load
+                        }
+                        results = try kernel(context)
+                    }
+                    if ONNXProfile.enabled { ONNXProfile.record(planned.label, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) }
                     // Every value downstream operators see has a checked shape (rank, extents, no
                     // overflow hidden behind a zero extent): O(rank) per output.
                     for r in results { try checkedElementCount(r.shape, "output", elementBytes: 1) }
@@ -416,13 +441,13 @@ public final class ONNXModel: @unchecked Sendable {
                 }
                 observe?(node, values, results)
                 // Free what no later node reads.
-                for name in node.inputs where !name.isEmpty && lastUse[name] == step && !wanted.contains(name) {
+                for name in node.inputs where !name.isEmpty && plan.lastUse[name] == step && !wanted.contains(name) {
                     env[name] = nil
                 }
             }
             var out: [String: ONNXValue] = [:]
             for name in wanted {
-                guard let v = env[name] ?? initializers[name] else {
+                guard let v = env[name] ?? initializers[name] ?? plan.constants[name] else {
                     throw ONNXError("\(source): output \(quoted(name)) was not computed")
                 }
                 out[name] = v

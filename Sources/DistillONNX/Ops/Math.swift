@@ -43,6 +43,65 @@ func withPointer<T, R>(_ values: [T], _ body: (UnsafePointer<T>) throws -> R) re
     return try values.withUnsafeBufferPointer { try body($0.baseAddress!) }
 }
 
+/// The four arithmetic operators, for the vectorised, threaded paths of large FLOAT operands.
+enum FloatArithmetic {
+    case add, sub, mul, div
+
+    /// `o[i] = a[i] ∘ b[i]` (or `a[i] ∘ s` when `b` is nil and `scalarB` is given; `s ∘ b[i]` when
+    /// `scalarFirst`): loops the compiler vectorises, one per operator.
+    @inline(__always)
+    func apply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ o: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch self {
+        case .add: for i in 0..<n { o[i] = a[i] + b[i] }
+        case .sub: for i in 0..<n { o[i] = a[i] - b[i] }
+        case .mul: for i in 0..<n { o[i] = a[i] * b[i] }
+        case .div: for i in 0..<n { o[i] = a[i] / b[i] }
+        }
+    }
+    @inline(__always)
+    func apply(_ a: UnsafePointer<Float>, scalar s: Float, scalarFirst: Bool, _ o: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch (self, scalarFirst) {
+        case (.add, _): for i in 0..<n { o[i] = a[i] + s }
+        case (.mul, _): for i in 0..<n { o[i] = a[i] * s }
+        case (.sub, false): for i in 0..<n { o[i] = a[i] - s }
+        case (.sub, true): for i in 0..<n { o[i] = s - a[i] }
+        case (.div, false): for i in 0..<n { o[i] = a[i] / s }
+        case (.div, true): for i in 0..<n { o[i] = s / a[i] }
+        }
+    }
+
+    /// x ∘ y for the shapes CNNs meet, split across the workers: equal shapes (a residual Add),
+    /// or one operand holding one value per leading index of the other ([N, C, H, W] ∘ [N, C, 1, 1],
+    /// squeeze-excitation's Mul). nil for other shapes (the general broadcast then runs).
+    func fast(_ x: Tensor, _ y: Tensor) -> Tensor? {
+        let n = x.count
+        guard n >= 4096 else { return nil }
+        if x.shape == y.shape {
+            let out = Tensor(uninitializedShape: x.shape)
+            let a = SharedPointer(x.data), b = SharedPointer(y.data), o = SharedPointer(out.data)
+            Parallel.forChunks(n) { r in apply(a.p + r.lowerBound, b.p + r.lowerBound, o.p + r.lowerBound, r.count) }
+            return out
+        }
+        // One value per plane: the small operand's shape is the large one's first axes, then ones.
+        func perPlane(_ big: Tensor, _ small: Tensor) -> Int? {
+            guard big.rank == small.rank, big.rank >= 2 else { return nil }
+            var lead = 0
+            while lead < big.rank && small.shape[lead] == big.shape[lead] { lead += 1 }
+            guard lead > 0, small.shape[lead...].allSatisfy({ $0 == 1 }), big.shape[lead...].contains(where: { $0 != 1 }) else { return nil }
+            return big.shape[lead...].reduce(1, *)
+        }
+        let (big, small, smallFirst): (Tensor, Tensor, Bool)
+        if x.count >= y.count { (big, small, smallFirst) = (x, y, false) } else { (big, small, smallFirst) = (y, x, true) }
+        guard let area = perPlane(big, small) else { return nil }
+        let out = Tensor(uninitializedShape: big.shape)
+        let a = SharedPointer(big.data), b = SharedPointer(small.data), o = SharedPointer(out.data)
+        Parallel.forChunks(small.count, costPerItem: area) { planes in
+            for p in planes { apply(a.p + p * area, scalar: b.p[p], scalarFirst: smallFirst, o.p + p * area, area) }
+        }
+        return out
+    }
+}
+
 /// Broadcasting binary operation on two FLOAT tensors.
 func floatBinary(_ x: Tensor, _ y: Tensor, _ f: (Float, Float) -> Float) throws -> Tensor {
     let shape = try broadcastShapes([x.shape, y.shape])
@@ -87,12 +146,15 @@ extension ONNXOps {
         return try b.reshaped(b.shape + [Int](repeating: 1, count: rankA - axis - rankB))
     }
 
-    /// A binary arithmetic operator on FLOAT or integer tensors (both of one type).
-    static func arithmetic(_ c: OpContext, float f: (Float, Float) -> Float, int g: ((Int64, Int64) throws -> Int64)?) throws -> [ONNXValue] {
+    /// A binary arithmetic operator on FLOAT or integer tensors (both of one type). `fast` names
+    /// the operator for the vectorised paths of large FLOAT operands.
+    static func arithmetic(_ c: OpContext, fast: FloatArithmetic? = nil, float f: (Float, Float) -> Float,
+                           int g: ((Int64, Int64) throws -> Int64)?) throws -> [ONNXValue] {
         let a = try c.input(0)
         let b = try legacyBroadcast(c, a, try c.input(1))
         switch (a, b) {
         case (.float(let x), .float(let y)):
+            if let fast, let out = fast.fast(x, y) { return [.float(out)] }
             return [.float(try floatBinary(x, y, f))]
         case (.int(let x), .int(let y)) where g != nil:
             let type = x.type
@@ -175,11 +237,11 @@ extension ONNXOps {
 
     // MARK: Arithmetic
 
-    static func Add(_ c: OpContext) throws -> [ONNXValue] { try arithmetic(c, float: +, int: { $0 &+ $1 }) }
-    static func Sub(_ c: OpContext) throws -> [ONNXValue] { try arithmetic(c, float: -, int: { $0 &- $1 }) }
-    static func Mul(_ c: OpContext) throws -> [ONNXValue] { try arithmetic(c, float: *, int: { $0 &* $1 }) }
+    static func Add(_ c: OpContext) throws -> [ONNXValue] { try arithmetic(c, fast: .add, float: +, int: { $0 &+ $1 }) }
+    static func Sub(_ c: OpContext) throws -> [ONNXValue] { try arithmetic(c, fast: .sub, float: -, int: { $0 &- $1 }) }
+    static func Mul(_ c: OpContext) throws -> [ONNXValue] { try arithmetic(c, fast: .mul, float: *, int: { $0 &* $1 }) }
     static func Div(_ c: OpContext) throws -> [ONNXValue] {
-        try arithmetic(c, float: /, int: { a, b in
+        try arithmetic(c, fast: .div, float: /, int: { a, b in
             guard b != 0 else { throw ONNXError("integer division by zero") }
             return a.dividedReportingOverflow(by: b).partialValue  // truncation toward zero, as C; Int64.min / −1 wraps
         })

@@ -1,3 +1,4 @@
+import CKernels
 import DistillTensor
 import Foundation
 
@@ -69,7 +70,13 @@ extension ONNXOps {
     /// Conv: X [N, C, (H,) W], W [M, C/group, (kH,) kW], B [M] → [N, M, (P,) Q]. 1-D convolutions
     /// run as 2-D ones of height 1; asymmetric padding (SAME_UPPER with even kernels) pads the
     /// input explicitly.
-    static func Conv(_ c: OpContext) throws -> [ONNXValue] {
+    static func Conv(_ c: OpContext) throws -> [ONNXValue] { try convolution(c, activation: nil) }
+
+    /// Conv with an activation applied in its output pass (the graph optimiser fuses the Relu,
+    /// Clip, Sigmoid, SiLU or HardSwish node after a Conv into it). Depthwise convolutions
+    /// (group == C == M, MobileNet's and EfficientNet's) run on their own kernel; the others on
+    /// the engine's conv2d, the activation then applied to its output in place.
+    static func convolution(_ c: OpContext, activation: FusedActivation?) throws -> [ONNXValue] {
         let x = try c.float(0), w = try c.float(1), b = try c.optionalFloat(2)
         guard x.rank >= 3, x.rank == w.rank else { throw ONNXError("X \(x.shape) and W \(w.shape) must both be [N, C, spatial...]") }
         let r = x.rank - 2
@@ -92,7 +99,17 @@ extension ONNXOps {
         let chunkImages = (n + 7) / 8  // conv2d unfolds its batch in eight chunks
         try checkedShape([chunkImages, ch, w.shape[2...].reduce(1, *), outPlane], "the unfolded input", elementBytes: 4)
         if n == 0 { return [.float(Tensor(uninitializedShape: [0, m] + g.output))] }
-        if r == 3 { return [.float(directConv3d(x, w, b, g, group: group))] }
+        if r == 3 {
+            let y = directConv3d(x, w, b, g, group: group)
+            activation?.apply(y.data, count: y.count)
+            return [.float(y)]
+        }
+        if group == ch, group == m, r == 2 {
+            return [.float(depthwiseConv2d(x, w, b, g, activation: activation))]
+        }
+        if group == 1, r == 2, kernel == [1, 1], g.strides == [1, 1], g.padsBegin == [0, 0], g.padsEnd == [0, 0] {
+            return [.float(pointwiseConv2d(x, w, b, activation: activation))]
+        }
 
         // As 2-D: prepend a height of 1 for 1-D convolutions.
         func as2d(_ v: [Int], _ fill: Int) -> [Int] { r == 1 ? [fill] + v : v }
@@ -107,7 +124,51 @@ extension ONNXOps {
         let s = as2d(g.strides, 1), d = as2d(g.dilations, 1)
         let config = Conv2dConfig(stride: (s[0], s[1]), padding: (begin[0], begin[1]), dilation: (d[0], d[1]), groups: group)
         let y = conv2d(input, weight: weight, bias: b, config: config)
+        activation?.apply(y.data, count: y.count)
         return [.float(Tensor(shape: [n, m] + g.output, storage: y.storage))]
+    }
+
+    /// A 1×1 convolution with stride 1 and no padding, W [M, C] · X [C, H·W] per image: one GEMM
+    /// straight into the output (no unfolding, no reordering), the bias preloaded and the
+    /// activation applied while the image's output is fresh. Images are split across the workers.
+    static func pointwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, activation: FusedActivation?) -> Tensor {
+        let (n, ch, m) = (x.shape[0], x.shape[1], w.shape[0])
+        let area = x.shape[2] * x.shape[3]
+        let out = Tensor(uninitializedShape: [n, m, x.shape[2], x.shape[3]])
+        let xs = SharedPointer(x.data), ws = SharedPointer(w.data), ys = SharedPointer(out.data)
+        let bs = b.map { SharedPointer($0.data) }
+        Parallel.forEachChunk(n, chunks: Parallel.workers) { _, images in
+            for image in images {
+                let y = ys.p + image * m * area
+                if let bs { for o in 0..<m { (y + o * area).update(repeating: bs.p[o], count: area) } }
+                BLAS.sgemm(m: m, n: area, k: ch, a: ws.p, lda: ch, b: xs.p + image * ch * area, ldb: area,
+                           beta: bs == nil ? 0 : 1, c: y, ldc: area, split: .none)
+                if let activation { dk_activation_inplace(y, m * area, activation.kind, activation.lo, activation.hi) }
+            }
+        }
+        return out
+    }
+
+    /// Depthwise 2-D convolution (each channel its own filter) on the C kernel, the planes split
+    /// across the worker threads, the activation applied to each output plane while in cache.
+    static func depthwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ g: WindowGeometry, activation: FusedActivation?) -> Tensor {
+        let (n, ch) = (x.shape[0], x.shape[1])
+        var shape = dk_depthwise_shape(channels: ch, height: x.shape[2], width: x.shape[3], kernel_h: w.shape[2], kernel_w: w.shape[3],
+                                       stride_h: g.strides[0], stride_w: g.strides[1], pad_top: g.padsBegin[0], pad_left: g.padsBegin[1],
+                                       dilation_h: g.dilations[0], dilation_w: g.dilations[1], out_h: g.output[0], out_w: g.output[1])
+        let out = Tensor(uninitializedShape: [n, ch] + g.output)
+        let scratch = dk_depthwise_scratch_floats(&shape)
+        let xs = SharedPointer(x.data), ws = SharedPointer(w.data), ys = SharedPointer(out.data)
+        let bs = b.map { SharedPointer($0.data) }
+        let kind = activation?.kind ?? 0, lo = activation?.lo ?? 0, hi = activation?.hi ?? 0
+        let frozen = shape
+        Parallel.forChunks(n * ch, costPerItem: g.output[0] * g.output[1] * w.shape[2] * w.shape[3]) { range in
+            var s = frozen
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
+            defer { buffer.deallocate() }
+            dk_depthwise_conv2d(&s, xs.p, ws.p, bs?.p, ys.p, range.lowerBound, range.upperBound, kind, lo, hi, buffer)
+        }
+        return out
     }
 
     /// Direct convolution over three spatial axes (no BLAS path; 3-D models are rare).
@@ -349,19 +410,33 @@ extension ONNXOps {
         guard x.rank >= 2 else { throw ONNXError("X \(x.shape) must be [N, C, spatial...]") }
         let planes = x.shape[0] * x.shape[1], area = x.shape[2...].reduce(1, *)
         let out = Tensor(uninitializedShape: Array(x.shape[..<2]) + [Int](repeating: 1, count: x.rank - 2))
-        for p in 0..<planes {
-            let s = x.data + p * area
-            if max {
-                var m = -Float.infinity
-                for i in 0..<area { m = Swift.max(m, s[i]) }
-                out.data[p] = m
-            } else {
-                var total: Double = 0
-                for i in 0..<area { total += Double(s[i]) }
-                out.data[p] = Float(total / Double(Swift.max(area, 1)))
+        let src = SharedPointer(x.data), dst = SharedPointer(out.data)
+        Parallel.forChunks(planes, costPerItem: area) { range in
+            for p in range {
+                let s = src.p + p * area
+                if max {
+                    var m = -Float.infinity
+                    for i in 0..<area { m = Swift.max(m, s[i]) }
+                    dst.p[p] = m
+                } else {
+                    dst.p[p] = Float(Double(planeSum(s, area)) / Double(Swift.max(area, 1)))
+                }
             }
         }
         return [.float(out)]
+    }
+    /// The sum of `count` floats, in sixteen interleaved partial sums (a loop that vectorises;
+    /// one running sum cannot, float addition being ordered).
+    static func planeSum(_ s: UnsafePointer<Float>, _ count: Int) -> Float {
+        var partial = SIMD16<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= count {
+            partial += UnsafeRawPointer(s + i).loadUnaligned(as: SIMD16<Float>.self)
+            i += 16
+        }
+        var total = partial.sum()
+        while i < count { total += s[i]; i += 1 }
+        return total
     }
     static func GlobalAveragePool(_ c: OpContext) throws -> [ONNXValue] { try globalPool(c, max: false) }
     static func GlobalMaxPool(_ c: OpContext) throws -> [ONNXValue] { try globalPool(c, max: true) }

@@ -1,0 +1,264 @@
+// Depthwise convolution (MobileNet's and EfficientNet's 3×3 and 5×5 per-channel filters) and the
+// activations fused into a convolution's output pass, for the ONNX executor.
+//
+// A depthwise convolution has a handful of multiply-adds per output (9 or 25), too few for
+// im2col + GEMM to pay: one GEMM per channel with a single output row. Here each input plane is
+// copied once into a zero-padded scratch plane whose columns are split by stride phase (column
+// c goes to phase c % stride, slot c / stride), so every kernel tap reads the output row's inputs
+// as one contiguous run whatever the stride; the outputs of a row are then computed 16 at a
+// time in registers (AVX-512, masked at the row's end) and the activation is applied to the
+// finished plane while it is still in cache.
+#include "dk_conv_depthwise.h"
+#include "dk_kernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// MARK: Activations
+
+/// exp(-x) computed in blocks through dk_exp_inplace, then the sigmoid or x·sigmoid.
+static void sigmoid_like(float *y, size_t n, int times_x) {
+    enum { block = 256 };
+    float t[block];
+    for (size_t start = 0; start < n; start += block) {
+        size_t m = n - start < block ? n - start : block;
+        float *v = y + start;
+        for (size_t i = 0; i < m; i++) t[i] = -v[i];
+        dk_exp_inplace(t, m);
+        if (times_x) { for (size_t i = 0; i < m; i++) v[i] = v[i] / (1.0f + t[i]); }
+        else { for (size_t i = 0; i < m; i++) v[i] = 1.0f / (1.0f + t[i]); }
+    }
+}
+
+// The loop bodies, inlined into a per-target wrapper so that each is vectorised for that target.
+static inline __attribute__((always_inline)) void activation_body(float *y, size_t n, int activation, float lo, float hi) {
+    switch (activation) {
+    case DK_ACTIVATION_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        break;
+    case DK_ACTIVATION_CLIP:
+        for (size_t i = 0; i < n; i++) {
+            float v = y[i];
+            float c = v < lo ? lo : v;
+            c = c > hi ? hi : c;
+            y[i] = v != v ? v : c;
+        }
+        break;
+    case DK_ACTIVATION_HARDSWISH:
+        for (size_t i = 0; i < n; i++) {
+            float v = y[i], g = v * (1.0f / 6.0f) + 0.5f;
+            g = g > 1.0f ? 1.0f : g;
+            g = g < 0.0f ? 0.0f : g;
+            y[i] = v * g;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void activation_avx512(float *y, size_t n, int activation, float lo, float hi) {
+    activation_body(y, n, activation, lo, hi);
+}
+#endif
+static void activation_portable(float *y, size_t n, int activation, float lo, float hi) {
+    activation_body(y, n, activation, lo, hi);
+}
+
+static int has_avx512(void) {
+#if defined(__x86_64__)
+    static int known = -1;
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v;
+#else
+    return 0;
+#endif
+}
+
+void dk_activation_inplace(float *y, size_t n, int activation, float lo, float hi) {
+    switch (activation) {
+    case DK_ACTIVATION_NONE: return;
+    case DK_ACTIVATION_SIGMOID: sigmoid_like(y, n, 0); return;
+    case DK_ACTIVATION_SILU: sigmoid_like(y, n, 1); return;
+    default: break;
+    }
+#if defined(__x86_64__)
+    if (has_avx512()) { activation_avx512(y, n, activation, lo, hi); return; }
+#endif
+    activation_portable(y, n, activation, lo, hi);
+}
+
+// MARK: Depthwise convolution
+
+/// Extents of the padded, phase-split scratch plane: rows, slots per phase, floats per row.
+typedef struct { size_t rows, phase_width, row_stride; } padded_plane;
+
+static padded_plane padded_extents(const dk_depthwise_shape *s) {
+    size_t span_h = (s->out_h - 1) * s->stride_h + (s->kernel_h - 1) * s->dilation_h + 1;
+    size_t span_w = (s->out_w - 1) * s->stride_w + (s->kernel_w - 1) * s->dilation_w + 1;
+    size_t phase_width = (span_w + s->stride_w - 1) / s->stride_w;
+    padded_plane p = { span_h, phase_width, phase_width * s->stride_w };
+    return p;
+}
+
+size_t dk_depthwise_scratch_floats(const dk_depthwise_shape *s) {
+    padded_plane p = padded_extents(s);
+    return p.rows * p.row_stride;
+}
+
+/// Copies plane `x` [height, width] into `buf`, zero-padded, columns split by stride phase.
+/// Inlined into each kernel, so that its copies are vectorised for that kernel's target.
+static inline __attribute__((always_inline)) void fill_padded(const dk_depthwise_shape *s, padded_plane p, const float *x, float *buf) {
+    size_t span_w = (s->out_w - 1) * s->stride_w + (s->kernel_w - 1) * s->dilation_w + 1;
+    for (size_t r = 0; r < p.rows; r++) {
+        float *row = buf + r * p.row_stride;
+        if (r < s->pad_top || r - s->pad_top >= s->height) { memset(row, 0, p.row_stride * sizeof(float)); continue; }
+        const float *src = x + (r - s->pad_top) * s->width;
+        if (s->stride_w == 1) {
+            size_t left = s->pad_left < span_w ? s->pad_left : span_w;
+            size_t copied = s->width < span_w - left ? s->width : span_w - left;
+            memset(row, 0, left * sizeof(float));
+            memcpy(row + left, src, copied * sizeof(float));
+            memset(row + left + copied, 0, (p.row_stride - left - copied) * sizeof(float));
+            continue;
+        }
+        // Slot `slot` of phase `phase` holds padded column c = slot·stride + phase, which is
+        // image column c − pad_left when that lies inside the image (slots lo..<hi), else zero.
+        size_t sw = s->stride_w, image_end = s->pad_left + s->width < span_w ? s->pad_left + s->width : span_w;
+        for (size_t phase = 0; phase < sw; phase++) {
+            float *dst = row + phase * p.phase_width;
+            size_t lo = s->pad_left > phase ? (s->pad_left - phase + sw - 1) / sw : 0;
+            size_t hi = image_end > phase ? (image_end - phase + sw - 1) / sw : 0;
+            if (hi > p.phase_width) hi = p.phase_width;
+            if (lo > hi) lo = hi;
+            memset(dst, 0, lo * sizeof(float));
+            const float *from = src + (lo * sw + phase - s->pad_left);
+            for (size_t slot = 0; slot < hi - lo; slot++) dst[lo + slot] = from[slot * sw];
+            memset(dst + hi, 0, (p.phase_width - hi) * sizeof(float));
+        }
+    }
+}
+
+/// Most taps whose offsets and weights are held in local arrays (a 7×7 kernel has 49).
+enum { max_taps = 64 };
+
+/// Where tap (ky, kx) starts reading, relative to the first padded row of an output row: the
+/// run of inputs it multiplies with the output row's columns is contiguous from there.
+static void tap_offsets(const dk_depthwise_shape *s, padded_plane p, size_t *offsets) {
+    for (size_t ky = 0; ky < s->kernel_h; ky++) {
+        for (size_t kx = 0; kx < s->kernel_w; kx++) {
+            size_t off = kx * s->dilation_w;
+            offsets[ky * s->kernel_w + kx] = ky * s->dilation_h * p.row_stride + (off % s->stride_w) * p.phase_width + off / s->stride_w;
+        }
+    }
+}
+
+static void depthwise_portable(const dk_depthwise_shape *s, const float *x, const float *w, const float *bias, float *y,
+                               size_t first, size_t end, float *buf) {
+    padded_plane p = padded_extents(s);
+    size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
+    size_t offsets[max_taps];
+    tap_offsets(s, p, offsets);
+    for (size_t plane = first; plane < end; plane++) {
+        size_t c = plane % s->channels;
+        const float *k = w + c * taps;
+        float b = bias ? bias[c] : 0.0f;
+        float *yp = y + plane * out_plane;
+        fill_padded(s, p, x + plane * s->height * s->width, buf);
+        for (size_t oy = 0; oy < s->out_h; oy++) {
+            float *out = yp + oy * s->out_w;
+            const float *base = buf + oy * s->stride_h * p.row_stride;
+            for (size_t j = 0; j < s->out_w; j++) out[j] = b;
+            for (size_t t = 0; t < taps; t++) {
+                const float *src = base + offsets[t];
+                float kv = k[t];
+                for (size_t j = 0; j < s->out_w; j++) out[j] += kv * src[j];
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void depthwise_avx512(const dk_depthwise_shape *s, const float *x, const float *w,
+                                                                const float *bias, float *y, size_t first, size_t end, float *buf) {
+    padded_plane p = padded_extents(s);
+    size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
+    size_t offsets[max_taps];
+    tap_offsets(s, p, offsets);
+    for (size_t plane = first; plane < end; plane++) {
+        size_t c = plane % s->channels;
+        const float *k = w + c * taps;
+        __m512 b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
+        __m512 kv[max_taps];
+        for (size_t t = 0; t < taps; t++) kv[t] = _mm512_set1_ps(k[t]);
+        float *yp = y + plane * out_plane;
+        fill_padded(s, p, x + plane * s->height * s->width, buf);
+        for (size_t oy = 0; oy < s->out_h; oy++) {
+            float *out = yp + oy * s->out_w;
+            const float *base = buf + oy * s->stride_h * p.row_stride;
+            size_t j = 0;
+            // Two blocks of 16 outputs at a time: two independent chains of multiply-adds.
+            for (; j + 32 <= s->out_w; j += 32) {
+                __m512 acc0 = b, acc1 = b;
+                for (size_t t = 0; t < taps; t++) {
+                    const float *src = base + offsets[t] + j;
+                    acc0 = _mm512_fmadd_ps(kv[t], _mm512_loadu_ps(src), acc0);
+                    acc1 = _mm512_fmadd_ps(kv[t], _mm512_loadu_ps(src + 16), acc1);
+                }
+                _mm512_storeu_ps(out + j, acc0);
+                _mm512_storeu_ps(out + j + 16, acc1);
+            }
+            for (; j < s->out_w; j += 16) {
+                __mmask16 mask = s->out_w - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (s->out_w - j)) - 1);
+                __m512 acc = b;
+                for (size_t t = 0; t < taps; t++) {
+                    acc = _mm512_fmadd_ps(kv[t], _mm512_maskz_loadu_ps(mask, base + offsets[t] + j), acc);
+                }
+                _mm512_mask_storeu_ps(out + j, mask, acc);
+            }
+        }
+    }
+}
+#endif
+
+int dk_depthwise_conv2d_level(int level, const dk_depthwise_shape *s, const float *x, const float *w, const float *bias,
+                              float *y, size_t first, size_t end, int activation, float lo, float hi, float *scratch) {
+    if (level == 2) {
+#if defined(__x86_64__)
+        if (!has_avx512()) return -1;
+        depthwise_avx512(s, x, w, bias, y, first, end, scratch);
+#else
+        return -1;
+#endif
+    } else if (level == 0) {
+        depthwise_portable(s, x, w, bias, y, first, end, scratch);
+    } else {
+        return -1;
+    }
+    size_t out_plane = s->out_h * s->out_w;
+    dk_activation_inplace(y + first * out_plane, (end - first) * out_plane, activation, lo, hi);
+    return 0;
+}
+
+void dk_depthwise_conv2d(const dk_depthwise_shape *s, const float *x, const float *w, const float *bias, float *y,
+                         size_t first, size_t end, int activation, float lo, float hi, float *scratch) {
+    size_t out_plane = s->out_h * s->out_w;
+    // The activation runs plane by plane, while each output plane is still in cache.
+    for (size_t plane = first; plane < end; plane++) {
+#if defined(__x86_64__)
+        if (has_avx512()) depthwise_avx512(s, x, w, bias, y, plane, plane + 1, scratch);
+        else
+#endif
+            depthwise_portable(s, x, w, bias, y, plane, plane + 1, scratch);
+        dk_activation_inplace(y + plane * out_plane, out_plane, activation, lo, hi);
+    }
+}

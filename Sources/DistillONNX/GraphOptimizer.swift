@@ -1,0 +1,279 @@
+import CKernels
+import DistillTensor
+import Foundation
+
+/// An activation applied in a convolution's output pass instead of by a node of its own: the
+/// Relu, Clip, Sigmoid, x·Sigmoid(x) (SiLU) or HardSwish that follows a Conv in CNN exports.
+struct FusedActivation: Equatable, CustomStringConvertible {
+    /// A `dk_activation` value (Sources/CKernels/include/dk_conv_depthwise.h).
+    let kind: Int32
+    /// Clip's limits (unused by the other kinds).
+    var lo: Float = -.infinity, hi: Float = .infinity
+
+    static let relu = FusedActivation(kind: Int32(DK_ACTIVATION_RELU.rawValue))
+    static let sigmoid = FusedActivation(kind: Int32(DK_ACTIVATION_SIGMOID.rawValue))
+    static let silu = FusedActivation(kind: Int32(DK_ACTIVATION_SILU.rawValue))
+    static let hardSwish = FusedActivation(kind: Int32(DK_ACTIVATION_HARDSWISH.rawValue))
+    static func clip(_ lo: Float, _ hi: Float) -> FusedActivation { FusedActivation(kind: Int32(DK_ACTIVATION_CLIP.rawValue), lo: lo, hi: hi) }
+
+    var description: String {
+        switch kind {
+        case Int32(DK_ACTIVATION_RELU.rawValue): return "Relu"
+        case Int32(DK_ACTIVATION_CLIP.rawValue): return "Clip"
+        case Int32(DK_ACTIVATION_SIGMOID.rawValue): return "Sigmoid"
+        case Int32(DK_ACTIVATION_SILU.rawValue): return "SiLU"
+        case Int32(DK_ACTIVATION_HARDSWISH.rawValue): return "HardSwish"
+        default: return "none"
+        }
+    }
+
+    /// Applies the activation to `count` floats in place, split across the worker threads.
+    func apply(_ data: UnsafeMutablePointer<Float>, count: Int) {
+        let shared = SharedPointer(data), kind = kind, lo = lo, hi = hi
+        Parallel.forChunks(count, costPerItem: 4) { range in
+            dk_activation_inplace(shared.p + range.lowerBound, range.count, kind, lo, hi)
+        }
+    }
+}
+
+/// One node of the optimised graph, with the activation fused into its output pass (a Conv's).
+struct PlannedStep {
+    let node: Node
+    var activation: FusedActivation?
+    /// "Conv+Relu" and the like: the profile's key.
+    var label: String {
+        let grouped = node.opType == "Conv" && ((try? node.attributes.int("group", 1)) ?? 1) != 1
+        let op = grouped ? "Conv[grouped]" : node.opType
+        return activation.map { "\(op)+\($0)" } ?? op
+    }
+}
+
+/// The graph as it runs: nodes after the load-time optimisations, the values computed at load
+/// (constant folding), and for each value the last step that reads it.
+struct ExecutionPlan {
+    let steps: [PlannedStep]
+    /// Values the graph computes from initializers alone, computed once at load.
+    let constants: [String: ONNXValue]
+    let lastUse: [String: Int]
+    /// Every value the plan computes or holds (to tell whether `run(extra:)` can be served).
+    let available: Set<String>
+
+    init(steps: [PlannedStep], constants: [String: ONNXValue], inputs: [String], initializers: [String: ONNXValue]) {
+        self.steps = steps; self.constants = constants
+        var lastUse: [String: Int] = [:]
+        var available = Set(inputs).union(initializers.keys).union(constants.keys)
+        for (i, s) in steps.enumerated() {
+            for name in s.node.inputs where !name.isEmpty { lastUse[name] = i }
+            for name in s.node.outputs where !name.isEmpty { available.insert(name) }
+        }
+        self.lastUse = lastUse; self.available = available
+    }
+}
+
+/// The optimisations every inference runtime makes, run once when a model is loaded. Each keeps
+/// the graph's results (within float rounding) and only rewrites what it can prove safe:
+/// - constant folding: nodes whose inputs are all initializers (or folded values) run at load,
+///   with tight size limits, and their outputs become constants (a node that fails or grows
+///   too large stays in the graph, so its error still comes at run time as before);
+/// - Identity and inference-mode Dropout nodes removed, their readers reading the source;
+/// - BatchNormalization after a Conv folded into the Conv's weight and bias;
+/// - the Relu, Clip (constant limits), Sigmoid, x·Sigmoid(x) or HardSwish after a Conv fused
+///   into the Conv's output pass (no extra pass over memory, no extra tensor).
+/// Values a rewrite removes (a Conv's output before its activation) cannot be asked for with
+/// `run(extra:)`; the model then runs its graph as written.
+enum GraphOptimizer {
+    /// Most elements of one value computed by constant folding at load.
+    static let maxFoldedElements = 1 << 20
+
+    static func plan(nodes: [Node], inputs: [String], initializers: [String: ONNXValue], outputs: [String]) -> ExecutionPlan {
+        let keep = Set(outputs)
+        var constants: [String: ONNXValue] = [:]
+        func constant(_ name: String) -> ONNXValue? { constants[name] ?? initializers[name] }
+
+        // Constant folding and Identity/Dropout removal, in one walk in execution order.
+        // A control-flow node keeps its inputs' names: its sub-graphs, prepared at load in the
+        // node's cache, would be lost with a rebuilt node.
+        let readByControlFlow = Set(nodes.filter { $0.attributes.hasSubgraph }.flatMap(\.inputs))
+        var rename: [String: String] = [:]
+        var steps: [Node] = []
+        for original in nodes {
+            let node = renamingInputs(original, rename)
+            if let source = passThroughSource(node), let output = node.outputs.first, !output.isEmpty, !keep.contains(output),
+               !readByControlFlow.contains(output) {
+                rename[output] = source
+                continue
+            }
+            if let folded = fold(node, constant) {
+                for (name, value) in zip(node.outputs, folded) where !name.isEmpty { constants[name] = value }
+                continue
+            }
+            steps.append(node)
+        }
+
+        // Readers of each value (graph outputs count as a reader).
+        var readers: [String: [Int]] = [:]
+        for (i, n) in steps.enumerated() { for name in n.inputs where !name.isEmpty { readers[name, default: []].append(i) } }
+        func soleReader(_ value: String) -> Int? {
+            guard !keep.contains(value), let r = readers[value], r.count == 1 else { return nil }
+            return r[0]
+        }
+
+        var planned = steps.map { PlannedStep(node: $0, activation: nil) }
+        var removed = Set<Int>()
+        for i in planned.indices where planned[i].node.opType == "Conv" && planned[i].node.domain.isEmpty {
+            var conv = planned[i].node
+            guard conv.outputs.count == 1, var output = conv.outputs.first, !output.isEmpty else { continue }
+            // Conv + BatchNormalization → Conv with scaled weights and a shifted bias.
+            if let j = soleReader(output), !removed.contains(j),
+               let (folded, newConstants) = foldBatchNorm(conv: conv, batchNorm: planned[j].node, output: output, constant) {
+                constants.merge(newConstants) { $1 }
+                conv = folded
+                planned[i] = PlannedStep(node: conv, activation: nil)
+                removed.insert(j)
+                output = conv.outputs[0]
+            }
+            // Conv + activation.
+            if let (activation, result, absorbed) = fusableActivation(after: output, steps: steps, readers: readers,
+                                                                       keep: keep, constant), absorbed.allSatisfy({ !removed.contains($0) }) {
+                planned[i] = PlannedStep(node: withOutputs(conv, [result]), activation: activation)
+                removed.formUnion(absorbed)
+            }
+        }
+        let kept = planned.indices.filter { !removed.contains($0) }.map { planned[$0] }
+        return ExecutionPlan(steps: kept, constants: constants, inputs: inputs, initializers: initializers)
+    }
+
+    // MARK: Rewrites
+
+    /// `node` with its inputs renamed through `rename` (the sources of removed Identity nodes).
+    static func renamingInputs(_ node: Node, _ rename: [String: String]) -> Node {
+        guard !node.attributes.hasSubgraph, node.inputs.contains(where: { rename[$0] != nil }) else { return node }
+        return Node(index: node.index, name: node.name, opType: node.opType, domain: node.domain,
+                    inputs: node.inputs.map { rename[$0] ?? $0 }, outputs: node.outputs,
+                    attributes: node.attributes, opset: node.opset)
+    }
+
+    static func withOutputs(_ node: Node, _ outputs: [String]) -> Node {
+        Node(index: node.index, name: node.name, opType: node.opType, domain: node.domain, inputs: node.inputs,
+             outputs: outputs, attributes: node.attributes, opset: node.opset)
+    }
+
+    /// The value an Identity, or a Dropout at inference (no training_mode input, no mask used),
+    /// passes through unchanged.
+    static func passThroughSource(_ node: Node) -> String? {
+        guard node.domain.isEmpty, node.outputs.count >= 1, let source = node.inputs.first, !source.isEmpty else { return nil }
+        switch node.opType {
+        case "Identity":
+            return node.inputs.count == 1 && node.outputs.count == 1 ? source : nil
+        case "Dropout":
+            let noTraining = node.inputs.count < 3 || node.inputs[2].isEmpty
+            let noMask = node.outputs.dropFirst().allSatisfy(\.isEmpty)
+            return noTraining && noMask ? source : nil
+        default:
+            return nil
+        }
+    }
+
+    /// The outputs of `node` when every input is a constant and running it at load succeeds
+    /// within small limits; nil otherwise (the node then runs with the graph).
+    static func fold(_ node: Node, _ constant: (String) -> ONNXValue?) -> [ONNXValue]? {
+        guard !node.attributes.hasSubgraph, node.domain.isEmpty || node.domain == "ai.onnx.ml",
+              node.outputs.allSatisfy({ !$0.isEmpty }), let kernel = ONNXOps.kernel(for: node) else { return nil }
+        var values: [ONNXValue?] = []
+        for name in node.inputs {
+            if name.isEmpty { values.append(nil); continue }
+            guard let v = constant(name) else { return nil }
+            values.append(v)
+        }
+        guard let results = try? ONNXModel.withLimits(maxElements: maxFoldedElements, maxSteps: maxFoldedElements * 16, {
+            try withNoGrad { try kernel(OpContext(node: node, inputs: values)) }
+        }) else { return nil }
+        guard results.count >= node.outputs.count, results.allSatisfy({ $0.count <= maxFoldedElements }) else { return nil }
+        return Array(results.prefix(node.outputs.count))
+    }
+
+    /// A Conv with constant weight (and bias) followed by an inference BatchNormalization with
+    /// constant per-channel parameters: the Conv with W·s and (B − mean)·s + β, s = γ/√(var + ε),
+    /// writing the BatchNormalization's output; with the new weight and bias, by name.
+    static func foldBatchNorm(conv: Node, batchNorm bn: Node, output: String,
+                              _ constant: (String) -> ONNXValue?) -> (Node, [String: ONNXValue])? {
+        guard bn.opType == "BatchNormalization", bn.domain.isEmpty, bn.inputs.count == 5, bn.inputs[0] == output,
+              bn.outputs.count >= 1, !bn.outputs[0].isEmpty, bn.outputs.dropFirst().allSatisfy(\.isEmpty),
+              (try? bn.attributes.int("training_mode", 0)) == 0,
+              bn.opset >= 9 || (try? bn.attributes.int("spatial", 1)) == 1,
+              conv.inputs.count >= 2, case .float(let w)? = constant(conv.inputs[1]), w.rank >= 3 else { return nil }
+        let m = w.shape[0]
+        var params: [Tensor] = []
+        for name in bn.inputs[1...] {
+            guard case .float(let t)? = constant(name), t.shape == [m] else { return nil }
+            params.append(t)
+        }
+        var bias: Tensor?
+        if conv.inputs.count >= 3, !conv.inputs[2].isEmpty {
+            guard case .float(let b)? = constant(conv.inputs[2]), b.shape == [m] else { return nil }
+            bias = b
+        }
+        guard let eps = try? bn.attributes.float("epsilon", 1e-5) else { return nil }
+        let (gamma, beta, mean, variance) = (params[0], params[1], params[2], params[3])
+        let perChannel = w.count / Swift.max(m, 1)
+        let newWeight = Tensor(uninitializedShape: w.shape), newBias = Tensor(uninitializedShape: [m])
+        for o in 0..<m {
+            let s = gamma.data[o] / (variance.data[o] + eps).squareRoot()
+            for j in 0..<perChannel { newWeight.data[o * perChannel + j] = w.data[o * perChannel + j] * s }
+            newBias.data[o] = ((bias?.data[o] ?? 0) - mean.data[o]) * s + beta.data[o]
+        }
+        let result = bn.outputs[0]
+        let weightName = "\(result)::folded_weight", biasName = "\(result)::folded_bias"
+        let node = Node(index: conv.index, name: conv.name, opType: conv.opType, domain: conv.domain,
+                        inputs: [conv.inputs[0], weightName, biasName], outputs: [result], attributes: conv.attributes, opset: conv.opset)
+        return (node, [weightName: .float(newWeight), biasName: .float(newBias)])
+    }
+
+    /// The activation reading `value` that can run in its producer's output pass: (activation,
+    /// the value it computes, the steps it replaces). Covers Relu, Clip with constant limits,
+    /// HardSwish, Sigmoid, and x·Sigmoid(x) (a Sigmoid and a Mul both reading `value`).
+    static func fusableActivation(after value: String, steps: [Node], readers: [String: [Int]], keep: Set<String>,
+                                  _ constant: (String) -> ONNXValue?) -> (FusedActivation, String, [Int])? {
+        guard !keep.contains(value), let users = readers[value] else { return nil }
+        func single(_ j: Int) -> String? {
+            let n = steps[j]
+            guard n.domain.isEmpty, n.outputs.count == 1, !n.outputs[0].isEmpty else { return nil }
+            return n.outputs[0]
+        }
+        if users.count == 1, let out = single(users[0]) {
+            let n = steps[users[0]]
+            guard n.inputs.first == value else { return nil }
+            switch n.opType {
+            case "Relu" where n.inputs.count == 1: return (.relu, out, [users[0]])
+            case "Sigmoid" where n.inputs.count == 1: return (.sigmoid, out, [users[0]])
+            case "HardSwish" where n.inputs.count == 1: return (.hardSwish, out, [users[0]])
+            case "Clip":
+                guard let (lo, hi) = clipLimits(n, constant) else { return nil }
+                return (.clip(lo, hi), out, [users[0]])
+            default: return nil
+            }
+        }
+        // x · Sigmoid(x): exactly two readers, a Sigmoid whose only reader is the Mul.
+        guard users.count == 2 else { return nil }
+        let (a, b) = (steps[users[0]], steps[users[1]])
+        let (sig, mul, sigIndex, mulIndex) = a.opType == "Sigmoid" ? (a, b, users[0], users[1]) : (b, a, users[1], users[0])
+        guard sig.opType == "Sigmoid", mul.opType == "Mul", single(sigIndex) != nil, let out = single(mulIndex),
+              sig.inputs == [value], mul.inputs.count == 2, !keep.contains(sig.outputs[0]),
+              readers[sig.outputs[0]]?.count == 1,
+              Set(mul.inputs) == [value, sig.outputs[0]], mul.opset >= 7 else { return nil }
+        return (.silu, out, [sigIndex, mulIndex])
+    }
+
+    /// Clip's limits when they are constant inputs (opset 11 on).
+    static func clipLimits(_ n: Node, _ constant: (String) -> ONNXValue?) -> (Float, Float)? {
+        guard n.opset >= 11 else { return nil }  // attribute limits, and no NaN rule: left as written
+        /// The limit in input `i` (`fallback` when left out), or nil when it is not a constant.
+        func limit(_ i: Int, _ fallback: Float) -> Float? {
+            guard i < n.inputs.count, !n.inputs[i].isEmpty else { return fallback }
+            guard case .float(let t)? = constant(n.inputs[i]), t.count == 1 else { return nil }
+            return t.data[0]
+        }
+        guard n.inputs.count <= 3, let lo = limit(1, -.infinity), let hi = limit(2, .infinity) else { return nil }
+        return (lo, hi)
+    }
+}
