@@ -43,6 +43,33 @@ static void conv_portable(const dk_conv_shape *s, const float *x, const float *w
     }
 }
 
+/// The convolution's value at (oy, ox) for output channel o.
+static float conv_at(const dk_conv_shape *s, const float *x, const float *w, const float *b, size_t oy, size_t ox, size_t o) {
+    float sum = b ? b[o] : 0.0f;
+    for (size_t ky = 0; ky < s->kernel_h; ky++)
+        for (size_t kx = 0; kx < s->kernel_w; kx++) {
+            const float *xi = x + (oy * s->stride_h + ky * s->dilation_h) * s->in_row_stride
+                                + (ox * s->stride_w + kx * s->dilation_w) * s->channels;
+            const float *wk = w + (ky * s->kernel_w + kx) * s->channels * s->padded_out + o;
+            for (size_t c = 0; c < s->channels; c++) sum += xi[c] * wk[c * s->padded_out];
+        }
+    return sum;
+}
+
+static void conv_maxpool2_portable(const dk_conv_shape *s, const float *x, const float *w, const float *b, float *y, int relu) {
+    for (size_t py = 0; py < s->out_h / 2; py++)
+        for (size_t px = 0; px < s->out_w / 2; px++)
+            for (size_t o = 0; o < s->out_channels; o++) {
+                float best = -INFINITY;
+                for (size_t dy = 0; dy < 2; dy++)
+                    for (size_t dx = 0; dx < 2; dx++) {
+                        const float v = conv_at(s, x, w, b, 2 * py + dy, 2 * px + dx, o);
+                        best = v > best ? v : best;
+                    }
+                y[py * s->out_row_stride + px * s->out_channels + o] = relu ? (best > 0.0f ? best : 0.0f) : best;
+            }
+}
+
 /// The rows and columns of the input that window (oy, ox) covers, clipped to the image.
 static inline void pool_window(const dk_pool_shape *s, size_t oy, size_t ox, size_t *i0, size_t *i1, size_t *j0, size_t *j1) {
     const long y0 = (long)(oy * s->stride_h) - (long)s->pad_h, x0 = (long)(ox * s->stride_w) - (long)s->pad_w;
@@ -86,6 +113,56 @@ static void pool_portable(const dk_pool_shape *s, const float *x, float *y, int 
 /// and then the accumulators to the stack. Measured (thread CPU time per image): tiles of 12
 /// pixels took LeNet-5's second convolution 8.4 µs, tiles of 10 3.7 µs, tiles of 8 3.9 µs.
 #define DK_TILE_PIXELS 10
+
+/// `conv_gray_tile` for two convolution rows (2·py, 2·py + 1) and up to 16 columns from x0,
+/// max-pooled 2×2 in registers: the vertical max lane by lane, the horizontal one against the
+/// vector shifted by one lane; the even lanes then hold the pooled pixels, scattered to NHWC
+/// (a quarter of the unfused kernel's scattered values, and no pooling pass).
+DK_TILE_INLINE DK_AVX512 void conv_gray_pool_tile(const dk_conv_shape *s, const float *x, const float *w, const float *b,
+                                                  float *y, size_t py, size_t x0, size_t o0, const int O, int relu) {
+    const size_t pairs = s->out_w / 2 - x0 / 2 < 8 ? s->out_w / 2 - x0 / 2 : 8;
+    const __mmask16 columns = (__mmask16)((1u << (2 * pairs)) - 1);
+    __m512 top[8], bottom[8];
+    for (int o = 0; o < O; o++) top[o] = bottom[o] = _mm512_set1_ps(b ? b[o0 + o] : 0.0f);
+    for (size_t ky = 0; ky < s->kernel_h; ky++) {
+        const float *upper = x + (2 * py * s->stride_h + ky * s->dilation_h) * s->in_row_stride + x0;
+        const float *lower = upper + s->stride_h * s->in_row_stride;
+        for (size_t kx = 0; kx < s->kernel_w; kx++) {
+            const __m512 a = _mm512_maskz_loadu_ps(columns, upper + kx * s->dilation_w);
+            const __m512 c = _mm512_maskz_loadu_ps(columns, lower + kx * s->dilation_w);
+            const float *wk = w + (ky * s->kernel_w + kx) * s->padded_out + o0;
+            for (int o = 0; o < O; o++) {
+                const __m512 wv = _mm512_set1_ps(wk[o]);
+                top[o] = _mm512_fmadd_ps(a, wv, top[o]);
+                bottom[o] = _mm512_fmadd_ps(c, wv, bottom[o]);
+            }
+        }
+    }
+    const __m512i next = _mm512_set_epi32(15, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
+    const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
+                                             _mm512_set1_epi32((int)s->out_channels));
+    const __mmask16 even = (__mmask16)(0x5555 & columns);
+    float *out = y + py * s->out_row_stride + (x0 / 2) * s->out_channels + o0;
+    for (int o = 0; o < O; o++) {
+        const __m512 v = _mm512_max_ps(top[o], bottom[o]);
+        __m512 m = _mm512_max_ps(v, _mm512_permutexvar_ps(next, v));
+        if (relu) m = _mm512_max_ps(m, _mm512_setzero_ps());
+        _mm512_mask_i32scatter_ps(out + o, even, lanes, m, 4);
+    }
+}
+
+#define DK_GRAY_POOL_CASE(O) case O: conv_gray_pool_tile(s, x, w, b, y, py, x0, o0, O, relu); break;
+
+DK_AVX512 static void conv_gray_pool_avx512(const dk_conv_shape *s, const float *x, const float *w, const float *b, float *y, int relu) {
+    for (size_t py = 0; py < s->out_h / 2; py++)
+        for (size_t x0 = 0; x0 + 1 < s->out_w; x0 += 16)
+            for (size_t o0 = 0; o0 < s->out_channels; o0 += 8) {
+                switch (s->out_channels - o0 < 8 ? (int)(s->out_channels - o0) : 8) {
+                    DK_GRAY_POOL_CASE(1) DK_GRAY_POOL_CASE(2) DK_GRAY_POOL_CASE(3) DK_GRAY_POOL_CASE(4)
+                    DK_GRAY_POOL_CASE(5) DK_GRAY_POOL_CASE(6) DK_GRAY_POOL_CASE(7) DK_GRAY_POOL_CASE(8)
+                }
+            }
+}
 
 /// What every tile of one convolution shares. The loops run over `taps_h` kernel rows,
 /// `taps_w` kernel columns and `run` floats each: when the columns are not dilated, a kernel
@@ -321,6 +398,24 @@ int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, 
 #if defined(__x86_64__)
     if (level == 2 && has_avx512() && shape->padded_out % 16 == 0 && shape->padded_out >= shape->out_channels) {
         conv_avx512(shape, x, w_packed, bias_padded, y, relu);
+        return 0;
+    }
+#endif
+    return -1;
+}
+
+void dk_conv2d_maxpool2_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
+                             const float *bias_padded, float *y, int relu) {
+    if (dk_conv2d_maxpool2_nhwc_level(2, shape, x, w_packed, bias_padded, y, relu) != 0)
+        conv_maxpool2_portable(shape, x, w_packed, bias_padded, y, relu);
+}
+
+int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
+                                  const float *bias_padded, float *y, int relu) {
+    if (level == 0) { conv_maxpool2_portable(shape, x, w_packed, bias_padded, y, relu); return 0; }
+#if defined(__x86_64__)
+    if (level == 2 && has_avx512() && shape->channels == 1 && shape->stride_w == 1) {
+        conv_gray_pool_avx512(shape, x, w_packed, bias_padded, y, relu);
         return 0;
     }
 #endif

@@ -39,7 +39,9 @@ struct ConvStack {
 
     enum Operation {
         /// Weights packed as [kh][kw][in][padded out] for `dk_conv2d_nhwc`; bias padded the same.
-        case convolution(dk_conv_shape, weight: [Float], bias: [Float]?)
+        /// `pooled`: a 2×2 max-pooling at stride 2 follows in the same pass
+        /// (`dk_conv2d_maxpool2_nhwc`), and the stage's output is the pooled activation.
+        case convolution(dk_conv_shape, weight: [Float], bias: [Float]?, pooled: Bool)
         case pooling(dk_pool_shape, average: Bool)
     }
 
@@ -96,15 +98,15 @@ struct ConvStack {
         let shape = dk_conv_shape(channels: cin, in_row_stride: last.rowStride, kernel_h: kh, kernel_w: kw,
                                   stride_h: c.stride.0, stride_w: c.stride.1, dilation_h: c.dilation.0, dilation_w: c.dilation.1,
                                   out_channels: outs, padded_out: padded, out_h: p, out_w: q, out_row_stride: output.rowStride)
-        stages.append(Stage(operation: .convolution(shape, weight: packed, bias: bias)))
+        stages.append(Stage(operation: .convolution(shape, weight: packed, bias: bias, pooled: false)))
         activations.append(output)
         return true
     }
 
     /// Folds `norm` (running statistics) into the convolution just appended; false when the last
-    /// stage is not a convolution without ReLU, or the channels differ.
+    /// stage is not a convolution without ReLU or pooling, or the channels differ.
     mutating func fold(_ norm: BatchNorm) -> Bool {
-        guard let k = stages.indices.last, !stages[k].relu, case .convolution(let shape, var weight, let bias) = stages[k].operation,
+        guard let k = stages.indices.last, !stages[k].relu, case .convolution(let shape, var weight, let bias, false) = stages[k].operation,
               norm.weight.count == shape.out_channels else { return false }
         let padded = shape.padded_out
         var newBias = bias ?? [Float](repeating: 0, count: padded)
@@ -113,7 +115,7 @@ struct ConvStack {
             for row in 0..<(weight.count / padded) { weight[row * padded + o] *= scale }
             newBias[o] = (newBias[o] - norm.runningMean.data[o]) * scale + norm.bias.data[o]
         }
-        stages[k].operation = .convolution(shape, weight: weight, bias: newBias)
+        stages[k].operation = .convolution(shape, weight: weight, bias: newBias, pooled: false)
         return true
     }
 
@@ -124,6 +126,16 @@ struct ConvStack {
         let spanH = input.height + 2 * ph - kh, spanW = input.width + 2 * pw - kw
         guard spanH >= 0, spanW >= 0 else { return false }
         let output = Activation(channels: input.channels, height: spanH / sh + 1, width: spanW / sw + 1)
+        // A grayscale first layer's 2×2 max-pooling runs inside the convolution (its pixels-in-lanes
+        // kernel pools in registers). Measured (thread CPU time per image): LeNet-5's first
+        // convolution and pooling 3.0 µs against 3.9 µs apart, cnn-tiny's 2.1 µs against 3.2 µs.
+        if !average, (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0), let k = stages.indices.last,
+           case .convolution(let shape, let weight, let bias, false) = stages[k].operation,
+           shape.channels == 1, shape.stride_w == 1, shape.out_channels <= 8 {
+            stages[k].operation = .convolution(shape, weight: weight, bias: bias, pooled: true)
+            activations[activations.count - 1] = output
+            return true
+        }
         let shape = dk_pool_shape(channels: input.channels, in_h: input.height, in_w: input.width, in_row_stride: input.rowStride,
                                   kernel_h: kh, kernel_w: kw, stride_h: sh, stride_w: sw, pad_h: ph, pad_w: pw,
                                   out_h: output.height, out_w: output.width, out_row_stride: output.rowStride)
@@ -146,10 +158,10 @@ struct ConvStack {
         for k in stages.indices {
             let input = activations[k], output = activations[k + 1]
             switch stages[k].operation {
-            case .convolution(var shape, let weight, let bias):
+            case .convolution(var shape, let weight, let bias, let pooled):
                 shape.in_row_stride = input.rowStride
-                shape.out_row_stride = output.rowStride
-                stages[k].operation = .convolution(shape, weight: weight, bias: bias)
+                shape.out_row_stride = output.rowStride  // the pooled rows when pooled
+                stages[k].operation = .convolution(shape, weight: weight, bias: bias, pooled: pooled)
             case .pooling(var shape, let average):
                 shape.in_row_stride = input.rowStride
                 shape.out_row_stride = output.rowStride
@@ -186,13 +198,14 @@ struct ConvStack {
             let x = UnsafePointer(scratch + offsets[k])
             let y = k == stages.count - 1 ? output : scratch + offsets[k + 1] + activations[k + 1].interior
             switch stage.operation {
-            case .convolution(var shape, let weight, let bias):
+            case .convolution(var shape, let weight, let bias, let pooled):
                 // `x` is the border's corner: the kernel reads the padding from the buffer.
+                let convolve = pooled ? dk_conv2d_maxpool2_nhwc : dk_conv2d_nhwc
                 weight.withUnsafeBufferPointer { w in
                     if let bias {
-                        bias.withUnsafeBufferPointer { b in dk_conv2d_nhwc(&shape, x, w.baseAddress!, b.baseAddress!, y, stage.relu ? 1 : 0) }
+                        bias.withUnsafeBufferPointer { b in convolve(&shape, x, w.baseAddress!, b.baseAddress!, y, stage.relu ? 1 : 0) }
                     } else {
-                        dk_conv2d_nhwc(&shape, x, w.baseAddress!, nil, y, stage.relu ? 1 : 0)
+                        convolve(&shape, x, w.baseAddress!, nil, y, stage.relu ? 1 : 0)
                     }
                 }
             case .pooling(var shape, let average):

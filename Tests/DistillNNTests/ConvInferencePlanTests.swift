@@ -66,6 +66,18 @@ import Testing
         try expectPlanMatches(model, shape: [1, 29, 31], "global pooling")
     }
 
+    /// A grayscale first layer whose max-pooling runs inside the convolution, on odd sides (the
+    /// pooling drops the last row and column), with the ReLU before or after the pooling.
+    @Test func fusedConvolutionAndPoolingMatchTheModule() throws {
+        var g = SeededGenerator(seed: 14)
+        let before = Sequential([Conv2d(1, 5, kernel: 3, padding: 1, generator: &g), ReLU(), MaxPool2d(2), Flatten(), Linear(5 * 6 * 20, 3, generator: &g)])
+        try expectPlanMatches(before, shape: [1, 13, 41], "ReLU then pooling")
+        let after = Sequential([Conv2d(1, 8, kernel: 2, generator: &g), BatchNorm2d(8), MaxPool2d(2), ReLU(), Dropout(0.1),
+                                Conv2d(8, 4, kernel: 3, generator: &g), Flatten(), Linear(4 * 1 * 2, 2, generator: &g)])
+        setPatternWeights(after)
+        try expectPlanMatches(after, shape: [1, 8, 10], "batch-norm, pooling then ReLU")
+    }
+
     @Test func standardisedImagesMatchTheModuleOnStandardisedInputs() throws {
         let model = try ModelZoo.build("cnn-tiny", inputShape: [1, 8, 8], numClasses: 4, seed: 5)
         model.eval()
@@ -99,6 +111,8 @@ import Testing
         var g = SeededGenerator(seed: 0)
         #expect(InferencePlan(Sequential([Conv2d(1, 4, kernel: 3, generator: &g), ReLU(), BatchNorm2d(4), Flatten(), Linear(4 * 4, 2, generator: &g)]),
                               exampleShape: [1, 4, 4]) == nil, "batch-norm after a ReLU")
+        #expect(InferencePlan(Sequential([Conv2d(1, 4, kernel: 3, generator: &g), MaxPool2d(2), BatchNorm2d(4), Flatten(), Linear(4, 2, generator: &g)]),
+                              exampleShape: [1, 4, 4]) == nil, "batch-norm after a pooling fused into the convolution")
         #expect(InferencePlan(Sequential([MaxPool2d(2), BatchNorm2d(1), Flatten(), Linear(4, 2, generator: &g)]),
                               exampleShape: [1, 4, 4]) == nil, "batch-norm after a pooling")
         #expect(InferencePlan(Sequential([Conv2d(1, 4, kernel: 3, generator: &g), Tanh(), Flatten(), Linear(4 * 4, 2, generator: &g)]),
@@ -163,6 +177,36 @@ import Testing
                 #expect((0..<oh).allSatisfy { r in (ow * cout..<rowStride).allSatisfy { y[r * rowStride + $0].isNaN } },
                         "level \(level): wrote past the row's values")
             }
+        }
+    }
+
+    @Test(arguments: [0, 2] as [Int32])
+    func convolutionWithPoolingMatchesConv2dThenMaxPool(level: Int32) throws {
+        var g = SeededGenerator(seed: 23)
+        // (out, kernel, padding, dilation, height, width): one input channel, stride 1; odd sides,
+        // rows of more than 16 columns (two register tiles), more than 8 outputs (two groups).
+        for (cout, k, p, d, h, w) in [(6, 5, 2, 1, 28, 28), (8, 3, 1, 1, 13, 11), (3, 2, 0, 1, 9, 35), (8, 3, 1, 2, 6, 40), (13, 3, 1, 1, 7, 7)] {
+            let x = Tensor.randomNormal([1, 1, h, w], using: &g)
+            let weight = Tensor.randomNormal([cout, 1, k, k], using: &g), bias = Tensor.randomNormal([cout], using: &g)
+            let config = Conv2dConfig(padding: (p, p), dilation: (d, d))
+            let convolved = conv2d(x, weight: weight, bias: bias, config: config)
+            let expected = convolved.maxPool2d(Pool2dConfig(kernel: (2, 2))).scalars.map { max($0, 0) }
+            let (oh, ow) = (convolved.shape[2], convolved.shape[3])
+            let padded = (cout + 15) / 16 * 16
+            var packed = [Float](repeating: 0, count: k * k * padded)
+            for o in 0..<cout { for j in 0..<(k * k) { packed[j * padded + o] = weight.data[o * k * k + j] } }
+            let paddedBias = (0..<padded).map { $0 < cout ? bias.data[$0] : 0 }
+            let rowStride = (ow / 2 + 1) * cout
+            var y = [Float](repeating: .nan, count: oh / 2 * rowStride)
+            var shape = dk_conv_shape(channels: 1, in_row_stride: w + 2 * p, kernel_h: k, kernel_w: k, stride_h: 1, stride_w: 1,
+                                      dilation_h: d, dilation_w: d, out_channels: cout, padded_out: padded, out_h: oh, out_w: ow,
+                                      out_row_stride: rowStride)
+            let status = dk_conv2d_maxpool2_nhwc_level(level, &shape, nhwc(x, padH: p, padW: p), packed, paddedBias, &y, 1)
+            guard status == 0 else { try #require(level > 0, "the portable path always runs"); return }
+            let dense = (0..<(oh / 2 * (ow / 2) * cout)).map { i in y[(i / (ow / 2 * cout)) * rowStride + i % (ow / 2 * cout)] }
+            assertClose(nchw(dense, c: cout, h: oh / 2, w: ow / 2), expected, atol: 1e-4, rtol: 1e-4, "level \(level): 1→\(cout) k\(k) p\(p) d\(d) \(h)×\(w)")
+            #expect((0..<(oh / 2)).allSatisfy { r in (ow / 2 * cout..<rowStride).allSatisfy { y[r * rowStride + $0].isNaN } },
+                    "level \(level): wrote past the row's values")
         }
     }
 

@@ -32,6 +32,20 @@ void dk_conv2d_nhwc(const dk_conv_shape *shape, const float *x, const float *w_p
 int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
                          const float *bias_padded, float *y, int relu);
 
+/// `dk_conv2d_nhwc` then a 2×2 max-pooling at stride 2 (floor: a last odd row or column of the
+/// convolution is dropped), then max(y, 0) when `relu`, in one pass: the convolution's output
+/// never reaches memory. `shape->out_h` and `out_w` are the convolution's extent;
+/// `shape->out_row_stride` is the pooled output's row stride. Vectorised for AVX-512 when the
+/// input has one channel and rows have stride 1 (a grayscale image's first layer), portable
+/// loops otherwise.
+void dk_conv2d_maxpool2_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
+                             const float *bias_padded, float *y, int relu);
+
+/// `dk_conv2d_maxpool2_nhwc` with one code path forced (0: portable, 2: AVX-512), for tests;
+/// returns -1 (and does nothing) when this CPU or this shape lacks it.
+int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
+                                  const float *bias_padded, float *y, int relu);
+
 /// The sizes of one pooling of one image.
 typedef struct dk_pool_shape {
     /// Channels (the pixel stride of input and output), input extent and row stride.
