@@ -10,7 +10,8 @@ import Foundation
 /// the module's path (an im2col copy and a BLAS call per layer, a tensor per layer, pooling
 /// and ReLU as passes of their own) spends more time around the arithmetic than in it. Here:
 /// - activations are NHWC (channels innermost), the layout of the direct kernels in
-///   Sources/CKernels/conv_nhwc.c, which vectorise over output channels;
+///   Sources/CKernels/conv_nhwc.c, which vectorise over output channels (over pixels for a
+///   grayscale first layer, whose 2×2 max-pooling then runs in the same pass);
 /// - every activation lives in a per-thread buffer allocated once, with the zero border its
 ///   convolution's padding needs; the layer before writes into the border's interior, so
 ///   padding costs no copy;
