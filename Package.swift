@@ -17,7 +17,9 @@ let package = Package(
     targets: [
         // OpenBLAS, loaded at run time after choosing its CPU kernels (see Sources/CBLASLoader/blas_loader.c).
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "DistillTensor", dependencies: ["CBLASLoader", "CKernels"]),
+        // oneDNN's convolutions, loaded at run time when installed (see Sources/CDNNLLoader/dnnl_conv.c).
+        .target(name: "CDNNLLoader", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "DistillTensor", dependencies: ["CBLASLoader", "CKernels", "CDNNLLoader"]),
         // Elementwise kernels in C, vectorised per CPU at run time (Swift compiles for baseline SSE2).
         .target(name: "CKernels"),
         .target(name: "DistillNN", dependencies: ["DistillTensor", "CKernels"]),

@@ -11,7 +11,7 @@ enum BackwardRule {
     case concat(axis: Int, sizes: [Int]), indexSelect(axis: Int, indices: [Int]), gather(classes: [Int])
     case softmax(axis: Int), logSoftmax(axis: Int)
     case matmul, linear
-    case conv2d(Conv2dConfig, cols: TensorStorage?), maxPool2d(argmax: [Int32], tiled: Bool), avgPool2d(Pool2dConfig)
+    case conv2d(Conv2dConfig, path: ConvolutionPath, cols: TensorStorage?), maxPool2d(argmax: [Int32], tiled: Bool), avgPool2d(Pool2dConfig)
     case batchNorm(xhat: Tensor, invStd: [Float], training: Bool)
     case dropout(mask: Tensor), embedding(indices: [Int])
     case softmaxCrossEntropy(probabilities: Tensor, labels: [Int])
@@ -125,8 +125,8 @@ extension BackwardRule {
             return [dx, dw, db]
 
         // Convolution, pooling, normalisation: dedicated kernels beside their forward passes.
-        case .conv2d(let config, let cols):
-            let (dx, dw, db) = conv2dBackward(x: x[0], weight: x[1], hasBias: x.count > 2, config: config, cols: cols, grad: g,
+        case .conv2d(let config, let path, let cols):
+            let (dx, dw, db) = conv2dBackward(x: x[0], weight: x[1], hasBias: x.count > 2, config: config, path: path, cols: cols, grad: g,
                                               needInput: x[0].requiresGrad, needWeight: x[1].requiresGrad)
             return [dx, dw, db]
         case .maxPool2d(let argmax, let tiled): return [maxPool2dBackward(g, inputShape: x[0].shape, argmax: argmax, tiled: tiled)]

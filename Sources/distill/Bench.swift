@@ -44,7 +44,7 @@ struct BenchTrain: ParsableCommand {
         let report: [String: Any] = [
             "workload": "train", "model": model, "batch": batch, "samples_per_second": rate, "path": plan == nil ? "module" : "training-plan",
             "params": net.parameterCount, "threads": Parallel.workers, "blas": BLAS.kernelDescription,
-            "peak_memory_bytes": peakMemoryBytes(),
+            "convolution": ConvolutionPath.description, "peak_memory_bytes": peakMemoryBytes(),
         ]
         printReport(report, json: json)
     }
@@ -127,6 +127,7 @@ struct BenchKD: ParsableCommand {
             "phase_us": Dictionary(uniqueKeysWithValues: zip(["data", "forward", "loss", "backward", "optimizer"],
                                                              phases.map { Double($0) / Double(max(cursor, 1)) / 1000 })),
             "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
+            "convolution": ConvolutionPath.description,
         ], json: json)
     }
 }

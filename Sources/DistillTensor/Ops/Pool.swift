@@ -23,47 +23,61 @@ public struct Pool2dConfig: Sendable, Equatable {
 
 extension Tensor {
     /// Max over each window. Out-of-bounds (padding) positions never win.
-    public func maxPool2d(_ config: Pool2dConfig) -> Tensor {
+    public func maxPool2d(_ config: Pool2dConfig) -> Tensor { maxPool2d(config, relu: false) }
+
+    /// `maxPool2d(config).relu()` in one pass (max commutes with ReLU, and so do their gradients):
+    /// a window whose maximum is not positive gives 0 and passes no gradient back.
+    public func maxPool2dReLU(_ config: Pool2dConfig) -> Tensor { maxPool2d(config, relu: true) }
+
+    private func maxPool2d(_ config: Pool2dConfig, relu: Bool) -> Tensor {
         let outShape = config.outputShape(shape, op: "maxPool2d")
         let (h, w, p, q) = (shape[2], shape[3], outShape[2], outShape[3])
         let planes = shape[0] * shape[1]
         let out = Tensor(uninitializedShape: outShape)
-        let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: out.count)
-        let xs = SharedPointer(data), os = SharedPointer(out.data), am = SharedPointer(argmax)
-        Parallel.forChunks(planes, costPerItem: p * q * config.kernel.0 * config.kernel.1) { range in
-            for plane in range {
-                let src = xs.p + plane * h * w, dst = os.p + plane * p * q, idx = am.p + plane * p * q
-                if config == Pool2dConfig(kernel: (2, 2)) {  // the common case, without window bookkeeping
-                    for oy in 0..<p {
-                        let r0 = src + 2 * oy * w, r1 = r0 + w
-                        let base = Int32(2 * oy * w)
-                        for ox in 0..<q {  // branch-free: data-dependent jumps mispredict half the time
-                            let a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1]
-                            let top = b > a ? b : a, bottom = d > c ? d : c
-                            let topIndex = Int32(2 * ox) + (b > a ? 1 : 0)
-                            let bottomIndex = Int32(w + 2 * ox) + (d > c ? 1 : 0)
-                            dst[oy * q + ox] = bottom > top ? bottom : top
-                            idx[oy * q + ox] = base + (bottom > top ? bottomIndex : topIndex)
+        let xs = SharedPointer(data), os = SharedPointer(out.data)
+        // The winner of each window (its index in the plane; -1 where ReLU zeroed the output),
+        // written straight into the array the backward rule keeps.
+        let indices = [Int32](unsafeUninitializedCapacity: out.count) { buffer, initialized in
+            initialized = out.count
+            guard let base = buffer.baseAddress else { return }
+            let am = SharedPointer(base)
+            Parallel.forChunks(planes, costPerItem: p * q * config.kernel.0 * config.kernel.1) { range in
+                for plane in range {
+                    let src = xs.p + plane * h * w, dst = os.p + plane * p * q, idx = am.p + plane * p * q
+                    if config == Pool2dConfig(kernel: (2, 2)) {  // the common case, without window bookkeeping
+                        for oy in 0..<p {
+                            let r0 = src + 2 * oy * w, r1 = r0 + w
+                            let base = Int32(2 * oy * w)
+                            for ox in 0..<q {  // branch-free: data-dependent jumps mispredict half the time
+                                let a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1]
+                                let top = b > a ? b : a, bottom = d > c ? d : c
+                                let topIndex = Int32(2 * ox) + (b > a ? 1 : 0)
+                                let bottomIndex = Int32(w + 2 * ox) + (d > c ? 1 : 0)
+                                let best = bottom > top ? bottom : top
+                                let winner = base + (bottom > top ? bottomIndex : topIndex)
+                                let active = !relu || best > 0
+                                dst[oy * q + ox] = active ? best : 0
+                                idx[oy * q + ox] = active ? winner : -1
+                            }
                         }
+                        continue
                     }
-                    continue
+                    for oy in 0..<p { for ox in 0..<q {
+                        var best = -Float.infinity, bestIndex = -1
+                        let y0 = oy * config.stride.0 - config.padding.0, x0 = ox * config.stride.1 - config.padding.1
+                        for i in Swift.max(0, y0)..<Swift.min(h, y0 + config.kernel.0) {
+                            for j in Swift.max(0, x0)..<Swift.min(w, x0 + config.kernel.1) {
+                                let v = src[i * w + j]
+                                if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = i * w + j }
+                            }
+                        }
+                        let active = !relu || best > 0
+                        dst[oy * q + ox] = active ? best : 0
+                        idx[oy * q + ox] = Int32(active ? bestIndex : -1)
+                    } }
                 }
-                for oy in 0..<p { for ox in 0..<q {
-                    var best = -Float.infinity, bestIndex = -1
-                    let y0 = oy * config.stride.0 - config.padding.0, x0 = ox * config.stride.1 - config.padding.1
-                    for i in Swift.max(0, y0)..<Swift.min(h, y0 + config.kernel.0) {
-                        for j in Swift.max(0, x0)..<Swift.min(w, x0 + config.kernel.1) {
-                            let v = src[i * w + j]
-                            if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = i * w + j }
-                        }
-                    }
-                    dst[oy * q + ox] = best
-                    idx[oy * q + ox] = Int32(bestIndex)
-                } }
             }
         }
-        let indices = Array(UnsafeBufferPointer(start: argmax, count: out.count))
-        argmax.deallocate()
         let tiled = config == Pool2dConfig(kernel: (2, 2)) && h == 2 * p && w == 2 * q
         return Tensor.result(out, inputs: [self], .maxPool2d(argmax: indices, tiled: tiled))
     }
@@ -119,7 +133,8 @@ func avgPool2dBackward(_ grad: Tensor, inputShape: [Int], config: Pool2dConfig) 
     return dx
 }
 
-/// Adjoint of max pooling: each output gradient goes to the input position that won.
+/// Adjoint of max pooling: each output gradient goes to the input position that won (none where
+/// the winner is -1: a fused ReLU zeroed that output).
 /// `tiled`: the windows are 2×2 with stride 2 and cover the input exactly, so each input element
 /// is written once and no zero fill is needed.
 func maxPool2dBackward(_ grad: Tensor, inputShape: [Int], argmax: [Int32], tiled: Bool) -> Tensor {
@@ -150,7 +165,7 @@ func maxPool2dBackward(_ grad: Tensor, inputShape: [Int], argmax: [Int32], tiled
     let g = grad.data, d = dx.data
     argmax.withUnsafeBufferPointer { idx in
         for plane in 0..<(inputShape[0] * inputShape[1]) {
-            for k in 0..<pq { d[plane * hw + Int(idx[plane * pq + k])] += g[plane * pq + k] }
+            for k in 0..<pq where idx[plane * pq + k] >= 0 { d[plane * hw + Int(idx[plane * pq + k])] += g[plane * pq + k] }
         }
     }
     return dx

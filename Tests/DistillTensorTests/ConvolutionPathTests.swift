@@ -1,0 +1,97 @@
+@testable import DistillTensor
+import DistillTestSupport
+import Testing
+
+// The two convolution paths (Sources/DistillTensor/Ops/Conv.swift): oneDNN's primitives against
+// im2col + BLAS, forward and every gradient, on shapes that exercise padding, strides, dilation,
+// 1×1 kernels, one input channel and batches that do not split evenly into chunks.
+@Suite struct ConvolutionPathTests {
+    /// The outputs and gradients of one convolution on `path`, from fixed inputs.
+    static func run(_ path: ConvolutionPath, x xShape: [Int], weight wShape: [Int], bias: Bool, config: Conv2dConfig,
+                    inputGradient: Bool = true) -> (y: [Float], dx: [Float]?, dw: [Float], db: [Float]?) {
+        let x = Tensor.testNormal(xShape, seed: 301, requiresGrad: inputGradient)
+        let w = Tensor.testNormal(wShape, seed: 302, scale: 0.3, requiresGrad: true)
+        let b = bias ? Tensor.testNormal([wShape[0]], seed: 303, requiresGrad: true) : nil
+        let y = conv2d(x, weight: w, bias: b, config: config, path: path)
+        y.backward(Tensor.testNormal(y.shape, seed: 304, requiresGrad: false))
+        return (y.scalars, x.grad?.scalars, w.grad!.scalars, b?.grad?.scalars)
+    }
+
+    struct Case: Sendable, CustomStringConvertible {
+        let x: [Int], weight: [Int], bias: Bool, config: Conv2dConfig
+        var description: String { "x \(x) w \(weight) stride \(config.stride) pad \(config.padding) dilation \(config.dilation)" }
+    }
+
+    static let cases: [Case] = [
+        Case(x: [128, 1, 28, 28], weight: [32, 1, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),  // cnn-small, layer 1
+        Case(x: [19, 32, 14, 14], weight: [64, 32, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),  // layer 2, odd batch
+        Case(x: [3, 5, 11, 9], weight: [7, 5, 3, 3], bias: false, config: Conv2dConfig(stride: (2, 2), padding: (1, 1))),
+        Case(x: [2, 3, 9, 10], weight: [4, 3, 3, 2], bias: true, config: Conv2dConfig(padding: (1, 0), dilation: (2, 1))),
+        Case(x: [1, 16, 7, 7], weight: [24, 16, 1, 1], bias: true, config: Conv2dConfig()),
+        Case(x: [9, 6, 12, 12], weight: [16, 6, 5, 5], bias: true, config: Conv2dConfig()),  // lenet5's second layer
+    ]
+
+    @Test(.enabled(if: ConvolutionPath.oneDNNAvailable, "oneDNN (libdnnl.so.2) is not installed: only the im2col path runs"),
+          arguments: cases)
+    func oneDNNMatchesIm2col(_ c: Case) {
+        let dnnl = Self.run(.oneDNN, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+        let reference = Self.run(.im2col, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+        assertClose(dnnl.y, reference.y, atol: 1e-4, rtol: 1e-4, "forward")
+        assertClose(dnnl.dx!, reference.dx!, atol: 1e-4, rtol: 1e-4, "input gradient")
+        assertClose(dnnl.dw, reference.dw, atol: 2e-3, rtol: 1e-4, "weight gradient")
+        if c.bias { assertClose(dnnl.db!, reference.db!, atol: 2e-3, rtol: 1e-4, "bias gradient") }
+    }
+
+    /// A first layer (input that needs no gradient) asks oneDNN for the weight gradient only.
+    @Test(.enabled(if: ConvolutionPath.oneDNNAvailable, "oneDNN (libdnnl.so.2) is not installed: only the im2col path runs"))
+    func weightGradientAloneMatches() {
+        let c = Self.cases[0]
+        let dnnl = Self.run(.oneDNN, x: c.x, weight: c.weight, bias: true, config: c.config, inputGradient: false)
+        let reference = Self.run(.im2col, x: c.x, weight: c.weight, bias: true, config: c.config, inputGradient: false)
+        #expect(dnnl.dx == nil)
+        assertClose(dnnl.dw, reference.dw, atol: 2e-3, rtol: 1e-4, "weight gradient")
+        assertClose(dnnl.db!, reference.db!, atol: 2e-3, rtol: 1e-4, "bias gradient")
+    }
+
+    /// Grouped convolutions stay on im2col whatever the preferred path: both give the same bits.
+    @Test func groupedConvolutionsUseIm2colOnEitherPath() {
+        let config = Conv2dConfig(padding: (1, 1), groups: 4)
+        let a = Self.run(.oneDNN, x: [5, 8, 6, 6], weight: [8, 2, 3, 3], bias: true, config: config)
+        let b = Self.run(.im2col, x: [5, 8, 6, 6], weight: [8, 2, 3, 3], bias: true, config: config)
+        #expect(a.y == b.y && a.dx! == b.dx! && a.dw == b.dw && a.db! == b.db!)
+    }
+
+    /// Each path gives the same bits at every call: chunks are fixed, their weight gradients
+    /// summed in order, and a oneDNN call runs on one thread.
+    @Test(arguments: ConvolutionPath.allCases)
+    func repeatedRunsAreBitIdentical(_ path: ConvolutionPath) {
+        for c in Self.cases.prefix(2) {
+            let first = Self.run(path, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+            let second = Self.run(path, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+            #expect(first.y == second.y && first.dx! == second.dx! && first.dw == second.dw && first.db! == second.db!, "\(c)")
+        }
+    }
+
+    @Test func descriptionNamesThePath() {
+        let text = ConvolutionPath.description
+        #expect(text.contains(ConvolutionPath.preferred == .oneDNN ? "oneDNN" : "im2col"))
+    }
+}
+
+// Max pooling with a fused ReLU (what `Sequential` runs for ReLU then MaxPool2d) against the two
+// ops one after the other: same values, same gradients, bit for bit.
+@Suite struct FusedPoolingTests {
+    @Test(arguments: [Pool2dConfig(kernel: (2, 2)), Pool2dConfig(kernel: (3, 3), stride: (2, 2), padding: (1, 1))])
+    func maxPoolReLUEqualsMaxPoolThenReLU(_ config: Pool2dConfig) {
+        let a = Tensor.testNormal([6, 5, 8, 8], seed: 401, requiresGrad: true)
+        let b = Tensor(shape: a.shape, scalars: a.scalars, requiresGrad: true)
+        let fused = a.maxPool2dReLU(config)
+        let separate = b.maxPool2d(config).relu()
+        #expect(fused.scalars == separate.scalars)
+        let upstream = Tensor.testNormal(fused.shape, seed: 402, requiresGrad: false)
+        fused.backward(upstream)
+        separate.backward(upstream)
+        #expect(a.grad!.scalars == b.grad!.scalars)
+        #expect(fused.scalars.contains(0) && fused.scalars.contains { $0 > 0 }, "the test should cover both sides of ReLU")
+    }
+}
