@@ -12,5 +12,7 @@ swift build -c release --product distill
 if [ -d tests/interop ]; then
   DISTILL_SCRATCH=.build DISTILL_RELEASE_BINARY=.build/release/distill .venv/bin/pytest -q tests/interop
 fi
+# The README's library program, as a package of its own that depends on this checkout.
+(cd examples/library && swift run distil-blobs)
 # Every file reader under libFuzzer for 30 s each (fuzz/, scripts/fuzz.sh): about 5 minutes with the fuzz build.
 scripts/fuzz.sh 30

@@ -3,9 +3,13 @@ import DistillTensor
 
 /// Updates parameters from their gradients. Each optimizer keeps per-parameter state aligned
 /// with the `parameters` array it was given, and exposes it for checkpoints so a resumed run
-/// continues exactly.
+/// continues exactly. State is keyed by each parameter's name (`exp_avg.student.0.weight`), so a
+/// checkpoint survives a change in parameter order; files written before names were kept (keyed
+/// by position: `exp_avg.3`) still load.
 public protocol Optimizer: AnyObject {
     var parameters: [Tensor] { get }
+    /// One name per parameter, for the state's keys (positions, "0", "1", ..., unless set).
+    var parameterNames: [String] { get set }
     var learningRate: Float { get set }
     /// Applies one update to every parameter that has a gradient.
     func step()
@@ -17,6 +21,14 @@ public protocol Optimizer: AnyObject {
 extension Optimizer {
     /// Clears every parameter's gradient.
     public func zeroGrad() { for p in parameters { p.grad = nil } }
+
+    /// The keys of `entry` ("exp_avg", ...) in `state` for each parameter: by name, or by position
+    /// when the state was written by position (no entry carries one of the names).
+    func stateKeys(_ entry: String, in state: [String: Tensor]) -> [String] {
+        let byName = parameterNames.map { "\(entry).\($0)" }
+        let byPosition = parameters.indices.map { "\(entry).\($0)" }
+        return byName.contains(where: { state[$0] != nil }) || !byPosition.contains(where: { state[$0] != nil }) ? byName : byPosition
+    }
 }
 
 /// Stochastic gradient descent with momentum (Polyak 1964; Sutskever et al. 2013 for Nesterov)
@@ -26,6 +38,7 @@ public final class SGD: Optimizer {
     public let parameters: [Tensor]
     public var learningRate: Float
     public let momentum: Float, weightDecay: Float, nesterov: Bool
+    public var parameterNames: [String]
     var velocity: [Tensor?]
 
     public init(parameters: [Tensor], learningRate: Float, momentum: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) {
@@ -33,6 +46,7 @@ public final class SGD: Optimizer {
         self.parameters = parameters; self.learningRate = learningRate
         self.momentum = momentum; self.weightDecay = weightDecay; self.nesterov = nesterov
         velocity = Array(repeating: nil, count: parameters.count)
+        parameterNames = parameters.indices.map(String.init)
     }
 
     public func step() {
@@ -58,13 +72,14 @@ public final class SGD: Optimizer {
 
     public func stateDict() -> [String: Tensor] {
         var s: [String: Tensor] = [:]
-        for (i, v) in velocity.enumerated() { if let v { s["momentum_buffer.\(i)"] = v } }
+        for (i, v) in velocity.enumerated() { if let v { s["momentum_buffer.\(parameterNames[i])"] = v } }
         return s
     }
     public func loadStateDict(_ state: [String: Tensor]) throws {
+        let keys = stateKeys("momentum_buffer", in: state)
         for i in parameters.indices {
-            guard let v = state["momentum_buffer.\(i)"] else { velocity[i] = nil; continue }
-            guard v.shape == parameters[i].shape else { throw TensorError("SGD state: momentum_buffer.\(i) has shape \(v.shape), parameter has \(parameters[i].shape)") }
+            guard let v = state[keys[i]] else { velocity[i] = nil; continue }
+            guard v.shape == parameters[i].shape else { throw TensorError("SGD state: \(keys[i]) has shape \(v.shape), parameter has \(parameters[i].shape)") }
             velocity[i] = v.copy()
         }
     }
@@ -80,6 +95,7 @@ public final class Adam: Optimizer {
     public let beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
     /// True for AdamW's decoupled weight decay.
     public let decoupledWeightDecay: Bool
+    public var parameterNames: [String]
     var firstMoment: [Tensor], secondMoment: [Tensor]
     var steps: Int = 0
 
@@ -90,6 +106,7 @@ public final class Adam: Optimizer {
         self.weightDecay = weightDecay; self.decoupledWeightDecay = decoupledWeightDecay
         firstMoment = parameters.map { Tensor.zeros($0.shape) }
         secondMoment = parameters.map { Tensor.zeros($0.shape) }
+        parameterNames = parameters.indices.map(String.init)
     }
 
     /// AdamW with PyTorch's default decay of 0.01.
@@ -127,14 +144,15 @@ public final class Adam: Optimizer {
 
     public func stateDict() -> [String: Tensor] {
         var s: [String: Tensor] = ["step": Tensor(scalar: Float(steps))]
-        for i in parameters.indices { s["exp_avg.\(i)"] = firstMoment[i]; s["exp_avg_sq.\(i)"] = secondMoment[i] }
+        for (i, name) in parameterNames.enumerated() { s["exp_avg.\(name)"] = firstMoment[i]; s["exp_avg_sq.\(name)"] = secondMoment[i] }
         return s
     }
     public func loadStateDict(_ state: [String: Tensor]) throws {
         guard let step = state["step"] else { throw TensorError("Adam state: no 'step' entry") }
+        let first = stateKeys("exp_avg", in: state), second = stateKeys("exp_avg_sq", in: state)
         for i in parameters.indices {
-            guard let m = state["exp_avg.\(i)"], let v = state["exp_avg_sq.\(i)"], m.shape == parameters[i].shape, v.shape == parameters[i].shape else {
-                throw TensorError("Adam state: moments for parameter \(i) (shape \(parameters[i].shape)) missing or of the wrong shape")
+            guard let m = state[first[i]], let v = state[second[i]], m.shape == parameters[i].shape, v.shape == parameters[i].shape else {
+                throw TensorError("Adam state: moments for parameter \(parameterNames[i]) (shape \(parameters[i].shape)) missing or of the wrong shape")
             }
             firstMoment[i].assign(m); secondMoment[i].assign(v)
         }

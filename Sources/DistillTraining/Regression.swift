@@ -51,6 +51,17 @@ public enum Tabular {
         return statistics
     }
 
+    /// A regression model's target scaling (`y = output · std + mean`), or nil for a classifier.
+    /// Stored as "mean,std" under `targetKey`; anything else there is an error naming the file.
+    public static func targetScaling(of info: SavedModel, source: String) throws -> (mean: Float, std: Float)? {
+        guard let text = info.extra[targetKey] else { return nil }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, let mean = parts[0], let std = parts[1], mean.isFinite, std.isFinite, std > 0 else {
+            throw TensorError("\(source): \(targetKey) must be 'mean,std' (finite, std > 0), got '\(text.prefix(60))'")
+        }
+        return (mean, std)
+    }
+
     /// `x · std + mean` per feature: raw features from standardised ones.
     public static func unstandardize(_ x: Tensor, with s: FeatureStatistics) -> Tensor {
         let f = s.mean.count, n = x.count / max(f, 1)
@@ -313,10 +324,10 @@ public struct RegressionModel {
     public static func load(_ path: String) throws -> RegressionModel {
         let (net, info) = try SavedModel.load(URL(fileURLWithPath: path))
         guard info.extra["task"] == "regression", let stats = try Tabular.statistics(of: info, source: path),
-              let t = info.extra[Tabular.targetKey]?.split(separator: ",").compactMap({ Float($0) }), t.count == 2 else {
+              let target = try Tabular.targetScaling(of: info, source: path) else {
             throw TensorError("\(path): not a regression model from `distill train --target` (no feature and target statistics)")
         }
-        return RegressionModel(net: net, info: info, featureStats: stats, mean: t[0], std: t[1])
+        return RegressionModel(net: net, info: info, featureStats: stats, mean: target.mean, std: target.std)
     }
 
     /// Predictions for raw feature rows `[N, F]`, in the target's units.

@@ -84,6 +84,13 @@ public struct TrainingOptions: Sendable {
         return j
     }
 
+    /// The optimizer for `named` parameters; its checkpointed state is keyed by their names.
+    func makeOptimizer(_ named: [(name: String, tensor: Tensor)]) throws -> any Optimizer {
+        let optimizer = try makeOptimizer(named.map(\.tensor))
+        optimizer.parameterNames = named.map(\.name)
+        return optimizer
+    }
+
     func makeOptimizer(_ parameters: [Tensor]) throws -> any Optimizer {
         switch optimizer {
         case .adam: return Adam(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)
@@ -174,7 +181,8 @@ public final class Trainer {
             let teacherFeatures = try teachers[0].forward(probe.inputs, indices: probe.indices, features: objective.teacherFeatureNames).features
             try objective.prepareAdapters(studentFeatures: studentTaps?.outputs ?? [:], teacherFeatures: teacherFeatures, seed: options.seed)
         }
-        let optimizer = try options.makeOptimizer(student.trainableParameters() + objective.adapterParameters)
+        let optimizer = try options.makeOptimizer(student.namedParameters().filter(\.tensor.requiresGrad).map { ("student.\($0.name)", $0.tensor) }
+                                                  + objective.adapterParameters.enumerated().map { ("adapter.\($0.offset)", $0.element) })
         let plan = trainingPlan
         let schedule = try options.makeSchedule(totalSteps: options.epochs * stepsPerEpoch, stepsPerEpoch: stepsPerEpoch)
 

@@ -19,62 +19,16 @@ struct Export: ParsableCommand {
     @Option(help: "ONNX opset (\(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)).") var opset = 17
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
-    func run() throws {
-        try BLAS.ensureLoaded()
+    func validate() throws {
         guard ONNXExport.supportedOpsets.contains(opset) else {
             throw ValidationError("--opset \(opset): DistillKit writes opsets \(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)")
         }
-        let url = URL(fileURLWithPath: model)
-        let (net, info) = try SavedModel.load(url)
-        var preprocessing = ONNXExport.Preprocessing()
-        if let statistics = try Tabular.statistics(of: info, source: model) {
-            preprocessing.inputMean = statistics.mean
-            preprocessing.inputStd = statistics.std
-        }
-        if let target = info.extra[Tabular.targetKey] {
-            let parts = target.split(separator: ",").compactMap { Float($0) }
-            if parts.count == 2 { preprocessing.outputShift = parts[0]; preprocessing.outputScale = parts[1] }
-        }
-        var metadata = info.extra.filter { $0.key != Tabular.statisticsKey }
-        metadata["distillkit.spec"] = info.spec
-        metadata["distillkit.num_classes"] = String(info.numClasses)
-        let out = URL(fileURLWithPath: onnx)
-        try ONNXExport.write(net, inputShape: info.inputShape, to: out, opset: opset, metadata: metadata, preprocessing: preprocessing)
-
-        // Read it back and compare on a few inputs in the model's own domain.
-        let imported = try ONNXModel(contentsOf: out)
-        var g = SeededGenerator(seed: 1)
-        var x = Tensor.randomUniform([4] + info.inputShape, using: &g)
-        if let mean = preprocessing.inputMean, let std = preprocessing.inputStd {
-            let f = mean.count
-            x = Tensor(shape: x.shape, scalars: x.scalars.enumerated().map { i, v in mean[i % f] + (v * 2 - 1) * std[i % f] })
-        }
-        net.eval()
-        var direct = withNoGrad { net(preprocessing.inputMean != nil ? standardize(x, preprocessing) : x) }
-        if let s = preprocessing.outputScale { direct = direct * s }
-        if let b = preprocessing.outputShift { direct = direct + b }
-        guard let viaONNX = try imported(x).floatTensor, viaONNX.shape == direct.shape else {
-            throw ValidationError("\(onnx): the exported model's output does not have the model's shape \(direct.shape)")
-        }
-        let maxDiff = zip(direct.scalars, viaONNX.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
-        guard maxDiff <= 1e-4 * Swift.max(1, direct.scalars.map(Swift.abs).max() ?? 1) else {
-            throw ValidationError("\(onnx): read back, the exported model differs from \(model) by up to \(maxDiff)")
-        }
-        let summary = ModelInspector.summary(imported)
-        if json {
-            printJSON(["onnx": out.path, "opset": opset, "inputs": imported.inputs.map(\.shapeDescription), "outputs": imported.outputs.map(\.shapeDescription),
-                       "params": net.parameterCount, "nodes": summary.nodeCount, "max_abs_difference": Double(maxDiff)])
-            return
-        }
-        print("wrote \(out.path): ONNX opset \(opset), input \(imported.inputs[0].description), output \(imported.outputs[0].description)")
-        print("\(summary.nodeCount) nodes (\(summary.operators.map { "\($0.name) \($0.count)" }.joined(separator: ", "))), \(net.parameterCount) parameters")
-        print(String(format: "read back by DistillKit's importer: outputs match the model (max |difference| %.2g)", Double(maxDiff)))
     }
 
-    func standardize(_ x: Tensor, _ p: ONNXExport.Preprocessing) -> Tensor {
-        let mean = p.inputMean ?? [], std = (p.inputStd ?? []).map { $0 < 1e-6 ? 1 : $0 }
-        let f = mean.count
-        return Tensor(shape: x.shape, scalars: x.scalars.enumerated().map { i, v in (v - mean[i % f]) / std[i % f] })
+    func run() throws {
+        try BLAS.ensureLoaded()
+        let report = try StudentExport.onnx(modelAt: URL(fileURLWithPath: model), to: URL(fileURLWithPath: onnx), opset: opset)
+        if json { printJSON(report.json) } else { print(report.text) }
     }
 }
 
