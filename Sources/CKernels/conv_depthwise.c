@@ -102,7 +102,7 @@ void dk_activation_inplace(float *y, size_t n, int activation, float lo, float h
 /// Extents of the padded, phase-split scratch plane: rows, slots per phase, floats per row.
 typedef struct { size_t rows, phase_width, row_stride; } padded_plane;
 
-static padded_plane padded_extents(const dk_depthwise_shape *s) {
+static padded_plane padded_extents(const dk_window_shape *s) {
     size_t span_h = (s->out_h - 1) * s->stride_h + (s->kernel_h - 1) * s->dilation_h + 1;
     size_t span_w = (s->out_w - 1) * s->stride_w + (s->kernel_w - 1) * s->dilation_w + 1;
     size_t phase_width = (span_w + s->stride_w - 1) / s->stride_w;
@@ -110,25 +110,30 @@ static padded_plane padded_extents(const dk_depthwise_shape *s) {
     return p;
 }
 
-size_t dk_depthwise_scratch_floats(const dk_depthwise_shape *s) {
+size_t dk_depthwise_scratch_floats(const dk_window_shape *s) {
     padded_plane p = padded_extents(s);
     return p.rows * p.row_stride;
 }
 
-/// Copies plane `x` [height, width] into `buf`, zero-padded, columns split by stride phase.
+static inline __attribute__((always_inline)) void fill(float *p, size_t n, float value) {
+    for (size_t i = 0; i < n; i++) p[i] = value;
+}
+
+/// Copies plane `x` [height, width] into `buf`, padded with `pad`, columns split by stride phase.
 /// Inlined into each kernel, so that its copies are vectorised for that kernel's target.
-static inline __attribute__((always_inline)) void fill_padded(const dk_depthwise_shape *s, padded_plane p, const float *x, float *buf) {
+static inline __attribute__((always_inline)) void fill_padded(const dk_window_shape *s, padded_plane p, const float *x, float *buf,
+                                                              float pad) {
     size_t span_w = (s->out_w - 1) * s->stride_w + (s->kernel_w - 1) * s->dilation_w + 1;
     for (size_t r = 0; r < p.rows; r++) {
         float *row = buf + r * p.row_stride;
-        if (r < s->pad_top || r - s->pad_top >= s->height) { memset(row, 0, p.row_stride * sizeof(float)); continue; }
+        if (r < s->pad_top || r - s->pad_top >= s->height) { fill(row, p.row_stride, pad); continue; }
         const float *src = x + (r - s->pad_top) * s->width;
         if (s->stride_w == 1) {
             size_t left = s->pad_left < span_w ? s->pad_left : span_w;
             size_t copied = s->width < span_w - left ? s->width : span_w - left;
-            memset(row, 0, left * sizeof(float));
+            fill(row, left, pad);
             memcpy(row + left, src, copied * sizeof(float));
-            memset(row + left + copied, 0, (p.row_stride - left - copied) * sizeof(float));
+            fill(row + left + copied, p.row_stride - left - copied, pad);
             continue;
         }
         // Slot `slot` of phase `phase` holds padded column c = slot·stride + phase, which is
@@ -140,20 +145,20 @@ static inline __attribute__((always_inline)) void fill_padded(const dk_depthwise
             size_t hi = image_end > phase ? (image_end - phase + sw - 1) / sw : 0;
             if (hi > p.phase_width) hi = p.phase_width;
             if (lo > hi) lo = hi;
-            memset(dst, 0, lo * sizeof(float));
+            fill(dst, lo, pad);
             const float *from = src + (lo * sw + phase - s->pad_left);
             for (size_t slot = 0; slot < hi - lo; slot++) dst[lo + slot] = from[slot * sw];
-            memset(dst + hi, 0, (p.phase_width - hi) * sizeof(float));
+            fill(dst + hi, p.phase_width - hi, pad);
         }
     }
 }
 
 /// Most taps whose offsets and weights are held in local arrays (a 7×7 kernel has 49).
-enum { max_taps = 64 };
+enum { max_taps = DK_WINDOW_MAX_TAPS };
 
 /// Where tap (ky, kx) starts reading, relative to the first padded row of an output row: the
 /// run of inputs it multiplies with the output row's columns is contiguous from there.
-static void tap_offsets(const dk_depthwise_shape *s, padded_plane p, size_t *offsets) {
+static void tap_offsets(const dk_window_shape *s, padded_plane p, size_t *offsets) {
     for (size_t ky = 0; ky < s->kernel_h; ky++) {
         for (size_t kx = 0; kx < s->kernel_w; kx++) {
             size_t off = kx * s->dilation_w;
@@ -162,7 +167,7 @@ static void tap_offsets(const dk_depthwise_shape *s, padded_plane p, size_t *off
     }
 }
 
-static void depthwise_portable(const dk_depthwise_shape *s, const float *x, const float *w, const float *bias, float *y,
+static void depthwise_portable(const dk_window_shape *s, const float *x, const float *w, const float *bias, float *y,
                                size_t first, size_t end, float *buf) {
     padded_plane p = padded_extents(s);
     size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
@@ -173,7 +178,7 @@ static void depthwise_portable(const dk_depthwise_shape *s, const float *x, cons
         const float *k = w + c * taps;
         float b = bias ? bias[c] : 0.0f;
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf);
+        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f);
         for (size_t oy = 0; oy < s->out_h; oy++) {
             float *out = yp + oy * s->out_w;
             const float *base = buf + oy * s->stride_h * p.row_stride;
@@ -188,7 +193,7 @@ static void depthwise_portable(const dk_depthwise_shape *s, const float *x, cons
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void depthwise_avx512(const dk_depthwise_shape *s, const float *x, const float *w,
+__attribute__((target("avx512f"))) static void depthwise_avx512(const dk_window_shape *s, const float *x, const float *w,
                                                                 const float *bias, float *y, size_t first, size_t end, float *buf) {
     padded_plane p = padded_extents(s);
     size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
@@ -201,7 +206,7 @@ __attribute__((target("avx512f"))) static void depthwise_avx512(const dk_depthwi
         __m512 kv[max_taps];
         for (size_t t = 0; t < taps; t++) kv[t] = _mm512_set1_ps(k[t]);
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf);
+        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f);
         for (size_t oy = 0; oy < s->out_h; oy++) {
             float *out = yp + oy * s->out_w;
             const float *base = buf + oy * s->stride_h * p.row_stride;
@@ -230,8 +235,89 @@ __attribute__((target("avx512f"))) static void depthwise_avx512(const dk_depthwi
 }
 #endif
 
-int dk_depthwise_conv2d_level(int level, const dk_depthwise_shape *s, const float *x, const float *w, const float *bias,
+// MARK: Max pooling: the same padded plane (padding -infinity), max instead of multiply-add.
+
+static void max_pool_portable(const dk_window_shape *s, const float *x, float *y, size_t first, size_t end, float *buf) {
+    padded_plane p = padded_extents(s);
+    size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
+    size_t offsets[max_taps];
+    tap_offsets(s, p, offsets);
+    for (size_t plane = first; plane < end; plane++) {
+        float *yp = y + plane * out_plane;
+        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff());
+        for (size_t oy = 0; oy < s->out_h; oy++) {
+            float *out = yp + oy * s->out_w;
+            const float *base = buf + oy * s->stride_h * p.row_stride;
+            for (size_t j = 0; j < s->out_w; j++) {
+                float best = -__builtin_inff();
+                for (size_t t = 0; t < taps; t++) {
+                    float v = base[offsets[t] + j];
+                    best = v > best || v != v ? v : best;
+                    if (v != v) break;
+                }
+                out[j] = best;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void max_pool_avx512(const dk_window_shape *s, const float *x, float *y, size_t first,
+                                                               size_t end, float *buf) {
+    padded_plane p = padded_extents(s);
+    size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
+    size_t offsets[max_taps];
+    tap_offsets(s, p, offsets);
+    const __m512 low = _mm512_set1_ps(-__builtin_inff()), nan = _mm512_set1_ps(__builtin_nanf(""));
+    for (size_t plane = first; plane < end; plane++) {
+        float *yp = y + plane * out_plane;
+        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff());
+        for (size_t oy = 0; oy < s->out_h; oy++) {
+            float *out = yp + oy * s->out_w;
+            const float *base = buf + oy * s->stride_h * p.row_stride;
+            for (size_t j = 0; j < s->out_w; j += 16) {
+                __mmask16 mask = s->out_w - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (s->out_w - j)) - 1);
+                __m512 best = low;
+                __mmask16 seen_nan = 0;
+                for (size_t t = 0; t < taps; t++) {
+                    __m512 v = _mm512_maskz_loadu_ps(mask, base + offsets[t] + j);
+                    seen_nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    best = _mm512_max_ps(best, v);
+                }
+                _mm512_mask_storeu_ps(out + j, mask, _mm512_mask_blend_ps(seen_nan, best, nan));
+            }
+        }
+    }
+}
+#endif
+
+int dk_max_pool2d_level(int level, const dk_window_shape *s, const float *x, float *y, size_t first, size_t end, float *scratch) {
+    if (s->kernel_h * s->kernel_w > max_taps) return -1;
+    if (level == 2) {
+#if defined(__x86_64__)
+        if (!has_avx512()) return -1;
+        max_pool_avx512(s, x, y, first, end, scratch);
+        return 0;
+#else
+        return -1;
+#endif
+    }
+    if (level != 0) return -1;
+    max_pool_portable(s, x, y, first, end, scratch);
+    return 0;
+}
+
+void dk_max_pool2d(const dk_window_shape *s, const float *x, float *y, size_t first, size_t end, float *scratch) {
+    if (s->kernel_h * s->kernel_w > max_taps) return;
+#if defined(__x86_64__)
+    if (has_avx512()) { max_pool_avx512(s, x, y, first, end, scratch); return; }
+#endif
+    max_pool_portable(s, x, y, first, end, scratch);
+}
+
+int dk_depthwise_conv2d_level(int level, const dk_window_shape *s, const float *x, const float *w, const float *bias,
                               float *y, size_t first, size_t end, int activation, float lo, float hi, float *scratch) {
+    if (s->kernel_h * s->kernel_w > max_taps) return -1;
     if (level == 2) {
 #if defined(__x86_64__)
         if (!has_avx512()) return -1;
@@ -249,8 +335,9 @@ int dk_depthwise_conv2d_level(int level, const dk_depthwise_shape *s, const floa
     return 0;
 }
 
-void dk_depthwise_conv2d(const dk_depthwise_shape *s, const float *x, const float *w, const float *bias, float *y,
+void dk_depthwise_conv2d(const dk_window_shape *s, const float *x, const float *w, const float *bias, float *y,
                          size_t first, size_t end, int activation, float lo, float hi, float *scratch) {
+    if (s->kernel_h * s->kernel_w > max_taps) return;
     size_t out_plane = s->out_h * s->out_w;
     // The activation runs plane by plane, while each output plane is still in cache.
     for (size_t plane = first; plane < end; plane++) {

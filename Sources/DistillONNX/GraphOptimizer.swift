@@ -40,10 +40,14 @@ struct FusedActivation: Equatable, CustomStringConvertible {
 struct PlannedStep {
     let node: Node
     var activation: FusedActivation?
+    /// A Mul folded into this Conv, whose input is the product of inputs 0 and 3 (a feature map
+    /// and a per-image, per-channel gate: squeeze-excitation). The Mul node runs as written when
+    /// the shapes turn out otherwise.
+    var gate: Node? = nil
     /// "Conv+Relu" and the like: the profile's key.
     var label: String {
         let grouped = node.opType == "Conv" && ((try? node.attributes.int("group", 1)) ?? 1) != 1
-        let op = grouped ? "Conv[grouped]" : node.opType
+        let op = (gate == nil ? "" : "Mul+") + (grouped ? "Conv[grouped]" : node.opType)
         return activation.map { "\(op)+\($0)" } ?? op
     }
 }
@@ -78,7 +82,10 @@ struct ExecutionPlan {
 /// - Identity and inference-mode Dropout nodes removed, their readers reading the source;
 /// - BatchNormalization after a Conv folded into the Conv's weight and bias;
 /// - the Relu, Clip (constant limits), Sigmoid, x·Sigmoid(x) or HardSwish after a Conv fused
-///   into the Conv's output pass (no extra pass over memory, no extra tensor).
+///   into the Conv's output pass (no extra pass over memory, no extra tensor);
+/// - a Mul read only by a 1×1 Conv folded into it: when one factor holds one value per image and
+///   channel (squeeze-excitation's gate), it scales the Conv's weight per image instead of the
+///   feature map.
 /// Values a rewrite removes (a Conv's output before its activation) cannot be asked for with
 /// `run(extra:)`; the model then runs its graph as written.
 enum GraphOptimizer {
@@ -138,6 +145,22 @@ enum GraphOptimizer {
                 planned[i] = PlannedStep(node: withOutputs(conv, [result]), activation: activation)
                 removed.formUnion(absorbed)
             }
+        }
+        // Mul(x, gate) read only by a 1×1 Conv: the gate scales the Conv's weight per image instead.
+        for i in planned.indices where !removed.contains(i) {
+            let mul = planned[i].node
+            guard mul.opType == "Mul", mul.domain.isEmpty, mul.opset >= 7, mul.inputs.count == 2, mul.outputs.count == 1,
+                  mul.inputs.allSatisfy({ !$0.isEmpty }), let j = soleReader(mul.outputs[0]), !removed.contains(j) else { continue }
+            let conv = planned[j].node
+            guard conv.opType == "Conv", conv.domain.isEmpty, planned[j].gate == nil, conv.inputs.count >= 2, conv.inputs.count <= 3,
+                  conv.inputs[0] == mul.outputs[0], !conv.inputs.dropFirst().contains(mul.outputs[0]),
+                  case .float(let w)? = constant(conv.inputs[1]), w.rank == 4, w.shape[2] == 1, w.shape[3] == 1,
+                  (try? conv.attributes.int("group", 1)) == 1 else { continue }
+            let inputs = [mul.inputs[0], conv.inputs[1], conv.inputs.count == 3 ? conv.inputs[2] : "", mul.inputs[1]]
+            let gated = Node(index: conv.index, name: conv.name, opType: conv.opType, domain: conv.domain, inputs: inputs,
+                             outputs: conv.outputs, attributes: conv.attributes, opset: conv.opset)
+            planned[j] = PlannedStep(node: gated, activation: planned[j].activation, gate: mul)
+            removed.insert(i)
         }
         let kept = planned.indices.filter { !removed.contains($0) }.map { planned[$0] }
         return ExecutionPlan(steps: kept, constants: constants, inputs: inputs, initializers: initializers)

@@ -420,7 +420,9 @@ public final class ONNXModel: @unchecked Sendable {
                 do {
                     let started = ONNXProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
                     let context = OpContext(node: node, inputs: values)
-                    if let activation = planned.activation {
+                    if let mul = planned.gate {
+                        results = try ONNXOps.gatedConvolution(context, mul: mul, activation: planned.activation)
+                    } else if let activation = planned.activation {
                         results = try ONNXOps.convolution(context, activation: activation)
                     } else {
                         guard let kernel = ONNXOps.kernel(for: node) else {

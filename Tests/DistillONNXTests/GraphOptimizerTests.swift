@@ -33,6 +33,7 @@ private func patternModel() -> Onnx_ModelProto {
         floatTensor("wpw", [c, c, 1, 1], values(c * c, seed: 9)),
         floatTensor("wse1", [2, c, 1, 1], values(2 * c, seed: 10)), floatTensor("bse1", [2], values(2, seed: 11)),
         floatTensor("wse2", [c, 2, 1, 1], values(2 * c, seed: 12)), floatTensor("bse2", [c], values(c, seed: 13)),
+        floatTensor("wproj", [c, c, 1, 1], values(c * c, seed: 14)), floatTensor("bproj", [c], values(c, seed: 15)),
     ]
     inits.append(floatTensor("unused", [1], [0]))
     let nodes = [
@@ -55,7 +56,8 @@ private func patternModel() -> Onnx_ModelProto {
         makeNode("Conv", ["se1r", "wse2", "bse2"], ["se2"], name: "se2"),
         makeNode("Sigmoid", ["se2"], ["gate"]),
         makeNode("Mul", ["silu", "gate"], ["excited"]),
-        makeNode("Add", ["excited", "r2"], ["y"]),
+        makeNode("Conv", ["excited", "wproj", "bproj"], ["projected"], name: "project"),
+        makeNode("Add", ["projected", "r2"], ["y"]),
     ]
     return makeModel(nodes: nodes, inputs: [tensorInfo("x", [nil, 3, 15, 15])], outputs: [tensorInfo("y", [nil, c, 8, 8])],
                      initializers: inits, opset: 17)
@@ -71,7 +73,8 @@ struct GraphOptimizerTests {
         #expect(labels.contains("Conv[grouped]+Clip"))   // depthwise + Clip(0, 0.5) from Constant nodes
         #expect(labels.contains("Conv+SiLU"))            // pointwise + x·Sigmoid(x)
         #expect(labels.contains("Conv+Sigmoid"))         // squeeze-excitation's gate
-        for removed in ["Identity", "Dropout", "Constant", "BatchNormalization", "Relu", "Clip", "Sigmoid"] {
+        #expect(labels.contains("Mul+Conv"))             // the gate scaling the 1×1 projection's weight
+        for removed in ["Identity", "Dropout", "Constant", "BatchNormalization", "Relu", "Clip", "Sigmoid", "Mul"] {
             #expect(!labels.contains(removed), "\(removed) should be folded or fused")
         }
         #expect(model.optimizedPlan.steps.count == 8)
@@ -80,6 +83,23 @@ struct GraphOptimizerTests {
         let written = try model.run(["x": .float(x)], extra: [], observe: nil, optimized: false)["y"]!.floatTensor!
         #expect(optimised.shape == [3, 8, 8, 8])
         assertClose(optimised.scalars, written.scalars, atol: 1e-5, rtol: 1e-4)
+    }
+
+    @Test("A Mul folded into a 1×1 Conv whose factors are not a per-image gate runs as written")
+    func gateFallsBack() throws {
+        let nodes = [makeNode("Mul", ["a", "b"], ["p"]), makeNode("Conv", ["p", "w"], ["y"], name: "proj")]
+        let model = try load(makeModel(nodes: nodes, inputs: [tensorInfo("a", [nil, 4, 5, 5]), tensorInfo("b", [nil, nil, 5, 5])],
+                                       outputs: [tensorInfo("y", [nil, 3, 5, 5])],
+                                       initializers: [floatTensor("w", [3, 4, 1, 1], values(12, seed: 1))]))
+        #expect(model.optimizedPlan.steps.map(\.label) == ["Mul+Conv"])
+        let feeds: [String: ONNXValue] = ["a": .float(Tensor(shape: [2, 4, 5, 5], scalars: values(200, seed: 2))),
+                                          "b": .float(Tensor(shape: [2, 4, 5, 5], scalars: values(200, seed: 3)))]
+        let optimised = try model.run(feeds)["y"]!.floatTensor!
+        let written = try model.run(feeds, extra: [], observe: nil, optimized: false)["y"]!.floatTensor!
+        assertClose(optimised.scalars, written.scalars, atol: 1e-6, rtol: 1e-5)
+        // A gate of the wrong shape is the Mul's error, as in the graph as written.
+        let bad: [String: ONNXValue] = ["a": feeds["a"]!, "b": .float(Tensor.zeros([2, 3, 5, 5]))]
+        #expect(errorMessage { _ = try model.run(bad) }.contains("broadcast"))
     }
 
     @Test("A value a fusion removes can still be asked for: the graph then runs as written")
@@ -124,7 +144,7 @@ struct GraphOptimizerTests {
 
     @Test("The depthwise kernel's AVX-512 and portable loops agree, and each activation matches its formula")
     func depthwiseLevelsAndActivations() throws {
-        var shape = dk_depthwise_shape(channels: 3, height: 13, width: 21, kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2,
+        var shape = dk_window_shape(channels: 3, height: 13, width: 21, kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2,
                                        pad_top: 1, pad_left: 1, dilation_h: 1, dilation_w: 1, out_h: 7, out_w: 11)
         let x = values(2 * 3 * 13 * 21, seed: 5), w = values(27, seed: 6), b = values(3, seed: 7)
         var scratch = [Float](repeating: 0, count: dk_depthwise_scratch_floats(&shape))
@@ -150,6 +170,31 @@ struct GraphOptimizerTests {
         assertClose(activated(DK_ACTIVATION_SIGMOID), input.map(sigmoid), atol: 1e-7, rtol: 1e-6)
         assertClose(activated(DK_ACTIVATION_SILU), input.map { $0 * sigmoid($0) }, atol: 1e-7, rtol: 1e-6)
         assertClose(activated(DK_ACTIVATION_HARDSWISH), input.map { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }, atol: 1e-7, rtol: 1e-6)
+    }
+
+    @Test("2-D MaxPool on the C kernel equals the general loop (the one that also returns indices), NaN and ceil_mode included")
+    func maxPoolMatchesGeneralLoop() throws {
+        // (height, width, kernel, stride, dilation, pads, ceil_mode)
+        let cases: [(Int, Int, Int, Int, Int, [Int], Int)] = [
+            (112, 112, 3, 2, 1, [1, 1, 1, 1], 0), (9, 13, 2, 2, 1, [0, 0, 0, 0], 0), (10, 11, 3, 2, 1, [0, 0, 0, 0], 1),
+            (8, 19, 3, 1, 2, [2, 1, 0, 2], 0), (7, 7, 5, 3, 1, [2, 2, 2, 2], 1),
+        ]
+        for (index, (h, w, k, stride, dilation, pads, ceil)) in cases.enumerated() {
+            var scalars = values(2 * 3 * h * w, seed: UInt64(index))
+            scalars[5] = .nan
+            let x = Tensor(shape: [2, 3, h, w], scalars: scalars)
+            let attributes = [intsAttribute("kernel_shape", [k, k]), intsAttribute("strides", [stride, stride]),
+                              intsAttribute("dilations", [dilation, dilation]), intsAttribute("pads", pads), intAttribute("ceil_mode", ceil)]
+            let fast = try runSingle("MaxPool", [x], attributes: attributes).floatTensor!
+            // With the Indices output asked for, the general loop runs.
+            let node = makeNode("MaxPool", ["x"], ["y", "i"], attributes)
+            let model = try load(makeModel(nodes: [node], inputs: [tensorInfo("x", [2, 3, h, w])],
+                                           outputs: [tensorInfo("y", []), tensorInfo("i", [], type: .int64)]))
+            let general = try model.run(["x": .float(x)])["y"]!.floatTensor!
+            #expect(fast.shape == general.shape, "case \(index)")
+            #expect(fast.scalars.map(\.isNaN) == general.scalars.map(\.isNaN), "case \(index)")
+            #expect(fast.scalars.filter { !$0.isNaN } == general.scalars.filter { !$0.isNaN }, "case \(index)")
+        }
     }
 
     @Test("A 1×1 Conv runs as one GEMM per image, equal to the engine's conv2d; large Add and per-plane Mul are threaded")

@@ -76,8 +76,28 @@ extension ONNXOps {
     /// Clip, Sigmoid, SiLU or HardSwish node after a Conv into it). Depthwise convolutions
     /// (group == C == M, MobileNet's and EfficientNet's) run on their own kernel; the others on
     /// the engine's conv2d, the activation then applied to its output in place.
-    static func convolution(_ c: OpContext, activation: FusedActivation?) throws -> [ONNXValue] {
-        let x = try c.float(0), w = try c.float(1), b = try c.optionalFloat(2)
+    /// A Conv whose input is Mul(input 0, input 3) (`mul`, folded in by the graph optimiser):
+    /// when one factor is [N, C, 1, 1] against the other's [N, C, H, W] (squeeze-excitation), a 1×1
+    /// Conv scales its weight per image instead; otherwise the Mul runs as written, then the Conv.
+    static func gatedConvolution(_ c: OpContext, mul: Node, activation: FusedActivation?) throws -> [ONNXValue] {
+        let a = try c.input(0), b = try c.input(3)
+        func gate(_ x: ONNXValue, _ g: ONNXValue) -> (Tensor, Tensor)? {
+            guard case .float(let xt) = x, case .float(let gt) = g, xt.rank == 4, gt.shape == [xt.shape[0], xt.shape[1], 1, 1] else { return nil }
+            return (xt, gt)
+        }
+        let conv = { (input: ONNXValue, gate: Tensor?) in
+            try convolution(OpContext(node: c.node, inputs: [input] + Array(c.inputs[1..<3])), activation: activation, gate: gate)
+        }
+        if let (x, g) = gate(a, b) ?? gate(b, a) { return try conv(.float(x), g) }
+        let product = try Mul(OpContext(node: mul, inputs: [a, b]))
+        return try conv(product[0], nil)
+    }
+
+    /// `gate`, when given, multiplies the input per image and channel ([N, C, 1, 1]) first: folded
+    /// into the weight for a 1×1 Conv, applied to the input otherwise.
+    static func convolution(_ c: OpContext, activation: FusedActivation?, gate: Tensor? = nil) throws -> [ONNXValue] {
+        var x = try c.float(0)
+        let w = try c.float(1), b = try c.optionalFloat(2)
         guard x.rank >= 3, x.rank == w.rank else { throw ONNXError("X \(x.shape) and W \(w.shape) must both be [N, C, spatial...]") }
         let r = x.rank - 2
         guard r <= 3 else { throw ONNXError("convolution over \(r) spatial axes is not supported (1-D to 3-D are)") }
@@ -99,17 +119,17 @@ extension ONNXOps {
         let chunkImages = (n + 7) / 8  // conv2d unfolds its batch in eight chunks
         try checkedShape([chunkImages, ch, w.shape[2...].reduce(1, *), outPlane], "the unfolded input", elementBytes: 4)
         if n == 0 { return [.float(Tensor(uninitializedShape: [0, m] + g.output))] }
+        let pointwise = group == 1 && r == 2 && kernel == [1, 1] && g.strides == [1, 1] && g.padsBegin == [0, 0] && g.padsEnd == [0, 0]
+        if let gate, !pointwise { x = try FloatArithmetic.mul.fast(x, gate) ?? floatBinary(x, gate, *) }
         if r == 3 {
             let y = directConv3d(x, w, b, g, group: group)
             activation?.apply(y.data, count: y.count)
             return [.float(y)]
         }
-        if group == ch, group == m, r == 2 {
-            return [.float(depthwiseConv2d(x, w, b, g, activation: activation))]
+        if group == ch, group == m, r == 2, let window = windowShape(x, g, kernel) {
+            return [.float(depthwiseConv2d(x, w, b, window, activation: activation))]
         }
-        if group == 1, r == 2, kernel == [1, 1], g.strides == [1, 1], g.padsBegin == [0, 0], g.padsEnd == [0, 0] {
-            return [.float(pointwiseConv2d(x, w, b, activation: activation))]
-        }
+        if pointwise { return [.float(pointwiseConv2d(x, w, b, gate: gate, activation: activation))] }
 
         // As 2-D: prepend a height of 1 for 1-D convolutions.
         func as2d(_ v: [Int], _ fill: Int) -> [Int] { r == 1 ? [fill] + v : v }
@@ -131,17 +151,26 @@ extension ONNXOps {
     /// A 1×1 convolution with stride 1 and no padding, W [M, C] · X [C, H·W] per image: one GEMM
     /// straight into the output (no unfolding, no reordering), the bias preloaded and the
     /// activation applied while the image's output is fresh. Images are split across the workers.
-    static func pointwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, activation: FusedActivation?) -> Tensor {
+    /// With `gate` [N, C, 1, 1], image n's weight columns are scaled by gate[n]: W·(x ⊙ g) = (W ⊙ g)·x.
+    static func pointwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, gate: Tensor? = nil, activation: FusedActivation?) -> Tensor {
         let (n, ch, m) = (x.shape[0], x.shape[1], w.shape[0])
         let area = x.shape[2] * x.shape[3]
         let out = Tensor(uninitializedShape: [n, m, x.shape[2], x.shape[3]])
         let xs = SharedPointer(x.data), ws = SharedPointer(w.data), ys = SharedPointer(out.data)
-        let bs = b.map { SharedPointer($0.data) }
+        let bs = b.map { SharedPointer($0.data) }, gs = gate.map { SharedPointer($0.data) }
         Parallel.forEachChunk(n, chunks: Parallel.workers) { _, images in
+            let scaled = gs == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: m * ch)
+            defer { scaled?.deallocate() }
             for image in images {
                 let y = ys.p + image * m * area
+                var weight = UnsafePointer(ws.p)
+                if let gs, let scaled {
+                    let g = gs.p + image * ch
+                    for o in 0..<m { for k in 0..<ch { scaled[o * ch + k] = ws.p[o * ch + k] * g[k] } }
+                    weight = UnsafePointer(scaled)
+                }
                 if let bs { for o in 0..<m { (y + o * area).update(repeating: bs.p[o], count: area) } }
-                BLAS.sgemm(m: m, n: area, k: ch, a: ws.p, lda: ch, b: xs.p + image * ch * area, ldb: area,
+                BLAS.sgemm(m: m, n: area, k: ch, a: weight, lda: ch, b: xs.p + image * ch * area, ldb: area,
                            beta: bs == nil ? 0 : 1, c: y, ldc: area, split: .none)
                 if let activation { dk_activation_inplace(y, m * area, activation.kind, activation.lo, activation.hi) }
             }
@@ -151,24 +180,43 @@ extension ONNXOps {
 
     /// Depthwise 2-D convolution (each channel its own filter) on the C kernel, the planes split
     /// across the worker threads, the activation applied to each output plane while in cache.
-    static func depthwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ g: WindowGeometry, activation: FusedActivation?) -> Tensor {
-        let (n, ch) = (x.shape[0], x.shape[1])
-        var shape = dk_depthwise_shape(channels: ch, height: x.shape[2], width: x.shape[3], kernel_h: w.shape[2], kernel_w: w.shape[3],
-                                       stride_h: g.strides[0], stride_w: g.strides[1], pad_top: g.padsBegin[0], pad_left: g.padsBegin[1],
-                                       dilation_h: g.dilations[0], dilation_w: g.dilations[1], out_h: g.output[0], out_w: g.output[1])
-        let out = Tensor(uninitializedShape: [n, ch] + g.output)
-        let scratch = dk_depthwise_scratch_floats(&shape)
+    static func depthwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ window: (shape: dk_window_shape, scratch: Int),
+                                activation: FusedActivation?) -> Tensor {
+        let s = window.shape
+        let out = Tensor(uninitializedShape: [x.shape[0], x.shape[1], s.out_h, s.out_w])
         let xs = SharedPointer(x.data), ws = SharedPointer(w.data), ys = SharedPointer(out.data)
         let bs = b.map { SharedPointer($0.data) }
         let kind = activation?.kind ?? 0, lo = activation?.lo ?? 0, hi = activation?.hi ?? 0
-        let frozen = shape
-        Parallel.forChunks(n * ch, costPerItem: g.output[0] * g.output[1] * w.shape[2] * w.shape[3]) { range in
-            var s = frozen
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
+        Parallel.forChunks(x.shape[0] * x.shape[1], costPerItem: s.out_h * s.out_w * s.kernel_h * s.kernel_w) { range in
+            var shape = s
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: window.scratch)
             defer { buffer.deallocate() }
-            dk_depthwise_conv2d(&s, xs.p, ws.p, bs?.p, ys.p, range.lowerBound, range.upperBound, kind, lo, hi, buffer)
+            dk_depthwise_conv2d(&shape, xs.p, ws.p, bs?.p, ys.p, range.lowerBound, range.upperBound, kind, lo, hi, buffer)
         }
         return out
+    }
+
+    /// Most scratch floats (one padded input plane per thread) the windowed C kernels may use:
+    /// a hostile stride or dilation can make the padded span far larger than the input.
+    static let maxWindowScratch = 1 << 24
+
+    /// The C kernels' description of a 2-D window over x [N, C, H, W] (`kernel` its extents) and
+    /// the scratch floats it needs; nil when the window has more taps than the kernels take or
+    /// the padded plane would be too large (the general paths then run).
+    static func windowShape(_ x: Tensor, _ g: WindowGeometry, _ kernel: [Int]) -> (shape: dk_window_shape, scratch: Int)? {
+        guard x.rank == 4, kernel.count == 2, g.output.count == 2, kernel[0] * kernel[1] <= Int(DK_WINDOW_MAX_TAPS) else { return nil }
+        func span(_ axis: Int) -> Int? {
+            guard let steps = CheckedSize.multiply(g.output[axis] - 1, g.strides[axis]),
+                  let reach = CheckedSize.multiply(kernel[axis] - 1, g.dilations[axis]) else { return nil }
+            return CheckedSize.add(steps, reach).flatMap { CheckedSize.add($0, 1) }
+        }
+        guard let rows = span(0), let columns = span(1),
+              let rowStride = CheckedSize.multiply((columns + g.strides[1] - 1) / g.strides[1], g.strides[1]),
+              let scratch = CheckedSize.multiply(rows, rowStride), scratch <= maxWindowScratch else { return nil }
+        let shape = dk_window_shape(channels: x.shape[1], height: x.shape[2], width: x.shape[3], kernel_h: kernel[0], kernel_w: kernel[1],
+                                    stride_h: g.strides[0], stride_w: g.strides[1], pad_top: g.padsBegin[0], pad_left: g.padsBegin[1],
+                                    dilation_h: g.dilations[0], dilation_w: g.dilations[1], out_h: g.output[0], out_w: g.output[1])
+        return (shape, scratch)
     }
 
     /// Direct convolution over three spatial axes (no BLAS path; 3-D models are rare).
@@ -319,6 +367,20 @@ extension ONNXOps {
         // The engine's kernels (a branch-free 2×2 max-pool among them) cover the common case:
         // 2-D, no dilation, symmetric padding of at most half the kernel, floor-sized output.
         let wantIndices = isMax && c.outputCount > 1 && !c.node.outputs[1].isEmpty
+        // 2-D max pooling without indices: the C kernel (padding reads as -infinity, so it never
+        // wins; ceil_mode's extra windows start inside the input, so each has a real tap).
+        if isMax, !wantIndices, x.rank == 4, outputShape.allSatisfy({ $0 > 0 }), let window = windowShape(x, g, kernel) {
+            let out = Tensor(uninitializedShape: outputShape)
+            let xs = SharedPointer(x.data), ys = SharedPointer(out.data)
+            let s = window.shape
+            Parallel.forChunks(outputShape[0] * outputShape[1], costPerItem: s.out_h * s.out_w * s.kernel_h * s.kernel_w) { range in
+                var shape = s
+                let buffer = UnsafeMutablePointer<Float>.allocate(capacity: window.scratch)
+                defer { buffer.deallocate() }
+                dk_max_pool2d(&shape, xs.p, ys.p, range.lowerBound, range.upperBound, buffer)
+            }
+            return [.float(out)]
+        }
         if x.rank == 4, !wantIndices, g.dilations == [1, 1], g.padsBegin == g.padsEnd,
            g.padsBegin[0] * 2 <= kernel[0], g.padsBegin[1] * 2 <= kernel[1], isMax || includePad || g.padsBegin == [0, 0] {
             let config = Pool2dConfig(kernel: (kernel[0], kernel[1]), stride: (g.strides[0], g.strides[1]), padding: (g.padsBegin[0], g.padsBegin[1]))
