@@ -14,5 +14,7 @@ if [ -d tests/interop ]; then
 fi
 # The README's library program, as a package of its own that depends on this checkout.
 (cd examples/library && swift run distil-blobs)
+# The DocC articles build without a warning.
+scripts/docs.sh
 # Every file reader under libFuzzer for 30 s each (fuzz/, scripts/fuzz.sh): about 5 minutes with the fuzz build.
 scripts/fuzz.sh 30
