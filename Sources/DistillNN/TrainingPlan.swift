@@ -11,7 +11,7 @@ import DistillTensor
 ///     plan.backward(logits.grad!)          // adds ∂loss/∂W, ∂loss/∂b to the parameters' `grad`
 ///     optimizer.step()
 ///
-/// Why: on this 2-core machine a write to a cache line that the other core has read waits for
+/// Why: on the 2-core VM DistillKit is measured on (BENCHMARKS.md), a write to a cache line that the other core has read waits for
 /// that core's copy to be invalidated: updating 100 KB the other core had read took 11 µs
 /// against 1 µs otherwise, and at times (depending on where the host runs the two cores) 10×
 /// more. The graph path splits each product on its own, so every step hands batches, weights and

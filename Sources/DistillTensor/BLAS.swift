@@ -100,7 +100,7 @@ public enum Parallel {
     /// contiguous ranges covering `0..<count`, concurrently. With no more chunks than threads,
     /// chunk `c` always runs on the same thread (the caller for chunk 0): code that splits a weight the same
     /// way in its forward pass, its gradient and its optimizer step (`linear`, `Adam`) keeps each
-    /// part in one core's cache. Measured on this 2-core VM: when the other core had read a
+    /// part in one core's cache. Measured on a 2-core VM (BENCHMARKS.md): when the other core had read a
     /// weight, Adam's stores to it ran 5× slower.
     public static func forEachChunk(_ count: Int, chunks: Int, _ body: @Sendable (Int, Range<Int>) -> Void) {
         let chunks = max(1, min(chunks, count))

@@ -4,7 +4,7 @@ import Synchronization
 /// Persistent worker threads that spin briefly between jobs, for `Parallel`.
 ///
 /// Why not `DispatchQueue.concurrentPerform`: a parked libdispatch worker takes about 55 µs to
-/// join a job on this machine (measured: two halves of 100 µs of work took 157 µs per call), which
+/// join a job on the 2-core development VM (measured: two halves of 100 µs of work took 157 µs per call), which
 /// is most of a 256-row GEMM of the MLP student. Workers here spin for `spinNanoseconds` after
 /// each job before they sleep, so back-to-back jobs (one per layer) start at once, as in
 /// onnxruntime's and PyTorch's own thread pools.
