@@ -194,12 +194,18 @@ public struct LabeledDataset: Sendable {
         guard validationFraction >= 0 && validationFraction <= 1 else {
             throw DataError("LabeledDataset.split: validationFraction \(validationFraction) is outside [0, 1]")
         }
+        let rows = Self.splitRows(count: count, validationFraction: validationFraction, seed: seed)
+        return (try subset(rows.train), try subset(rows.validation))
+    }
+
+    /// The rows `split` puts on each side, in ascending order: a seeded permutation of `0..<count`
+    /// whose first `round(fraction · count)` entries are the validation rows. For data held other
+    /// than as a `LabeledDataset` (regression tables, teacher-output files) that must split the same way.
+    public static func splitRows(count: Int, validationFraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
         var generator = SeededGenerator(seed: seed)
         let order = generator.permutation(count)
         let nValidation = Int((validationFraction * Double(count)).rounded())
-        let validation = order[..<nValidation].sorted()
-        let train = order[nValidation...].sorted()
-        return (try subset(train), try subset(validation))
+        return (order[nValidation...].sorted(), order[..<nValidation].sorted())
     }
 
     /// The same dataset with other features of the same number of examples.

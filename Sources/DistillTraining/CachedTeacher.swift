@@ -1,5 +1,6 @@
 import DistillData
 import DistillTensor
+import Foundation
 
 /// A teacher whose logits for every training row are already known: computed once from a model
 /// (offline distillation, when no augmentation changes the inputs) or read from a file.
@@ -33,5 +34,138 @@ public final class CachedTeacher: Teacher {
             throw TensorError("\(name): cached outputs cover \(logitTable.shape[0]) rows; the batch asks for rows outside them")
         }
         return (withNoGrad { logitTable.indexSelect(axis: 0, indices: indices) }, [:])
+    }
+}
+
+/// A cached teacher whose file holds class probabilities rather than logits: the objective's
+/// `kd` term then uses `softTargetLoss` on `p^(1/T)` renormalised instead of `kdLoss`.
+public final class CachedProbabilityTeacher: Teacher {
+    public let table: CachedTeacher
+    public var name: String { table.name }
+    public var parameterCount: Int { 0 }
+    public var bytes: Int { 0 }
+    public init(probabilities: Tensor, name: String) { table = CachedTeacher(logits: probabilities, name: name) }
+    /// Returns the probabilities (argmax is the teacher's prediction, as with logits).
+    public func forward(_ inputs: Tensor, indices: [Int], features: [String]) throws -> (logits: Tensor, features: [String: Tensor]) {
+        try table.forward(inputs, indices: indices, features: features)
+    }
+}
+
+// MARK: Teacher outputs as teachers: views, computed tables, tempered probabilities, the rows a file covers
+
+extension TeacherOutputs {
+    /// The training set seen through `views` augmented views (shift up to `shift` pixels, random
+    /// horizontal flips): `[K·N, ...]`, view k of sample i at row `k·N + i`, labels repeated.
+    /// Deterministic in `seed`: `cache-teacher` and `kd --teacher-outputs` regenerate the same views.
+    public static func augmentedViews(_ dataset: LabeledDataset, views: Int, shift: Int, flip: Bool, seed: UInt64) throws -> LabeledDataset {
+        guard views >= 1 else { throw DataError("augmented views: --views must be at least 1, got \(views)") }
+        var ops: [Augmentation.Operation] = []
+        if shift > 0 { ops.append(.shift(maxPixels: shift)) }
+        if flip { ops.append(.horizontalFlip(probability: 0.5)) }
+        let augmentation = try Augmentation(ops)
+        if !ops.isEmpty && dataset.featureShape.count != 4 { throw DataError("augmented views: shift and flip need images [N, C, H, W], got \(dataset.featureShape)") }
+        let n = dataset.count, rowSize = dataset.exampleSize, chunk = 1024
+        let out = Tensor(uninitializedShape: [views * n] + dataset.exampleShape)
+        for k in 0..<views {
+            var start = 0
+            while start < n {
+                let count = min(chunk, n - start)
+                let part = dataset.rows(start..<(start + count))
+                var generator = SeededGenerator(seed: mixSeed(seed, UInt64(k), UInt64(start)))
+                let augmented = ops.isEmpty ? part : try augmentation.apply(to: part, using: &generator)
+                (out.data + (k * n + start) * rowSize).update(from: augmented.data, count: count * rowSize)
+                start += count
+            }
+        }
+        let labels = dataset.labels.isEmpty ? [] : Array((0..<views).map { _ in dataset.labels }.joined())
+        return try LabeledDataset(features: out, labels: labels, numClasses: dataset.numClasses,
+                                  classNames: dataset.classNames, featureNames: dataset.featureNames)
+    }
+
+    /// The teacher's outputs for every row of `inputs` (`[N, ...]`), computed in batches: `[N, C]`.
+    public static func compute(_ teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 256) throws -> Tensor {
+        try CachedTeacher.precomputed(from: teacher, inputs: inputs, batchSize: batchSize).logitTable
+    }
+
+    /// A seed for cached views and mixup partners: `SeededGenerator.mix` on this file's own stream
+    /// (fixed: files written with a recorded seed replay the same views).
+    static func mixSeed(_ values: UInt64...) -> UInt64 { SeededGenerator.mix(start: 0x243F_6A88_85A3_08D3, values) }
+
+    /// `p^(1/T)` renormalised per row: probabilities at temperature T from probabilities at
+    /// temperature 1 (equal to `softmax(log p / T)`; zeros stay zero).
+    public static func temperedProbabilities(_ p: Tensor, temperature: Float) -> Tensor {
+        precondition(p.rank == 2, "temperedProbabilities: expected [N, C], got \(p.shape)")
+        if temperature == 1 { return p }
+        let n = p.shape[0], c = p.shape[1]
+        let out = Tensor(uninitializedShape: p.shape)
+        let src = p.data, dst = out.data
+        for r in 0..<n {
+            var sum: Float = 0
+            for j in 0..<c {
+                let v = src[r * c + j] > 0 ? Foundation.pow(src[r * c + j], 1 / temperature) : 0
+                dst[r * c + j] = v; sum += v
+            }
+            let scale = sum > 0 ? 1 / sum : 0
+            for j in 0..<c { dst[r * c + j] *= scale }
+        }
+        return out
+    }
+}
+
+extension TeacherOutputs {
+    /// Which rows of the training file the loaded training set holds, in order, and how many rows
+    /// the file has: all of them, or the 80% `DataSource` keeps when it splits a `.csv` itself.
+    /// (`--train-limit` is applied afterwards by `teacher(for:)`.)
+    public static func trainingFileRows(_ experiment: Experiment, loadedTrain: Int, loadedTest: Int, preloaded: Bool) -> (rows: [Int], total: Int) {
+        if !preloaded && experiment.testData == nil && experiment.data.lowercased().hasSuffix(".csv") {
+            let total = loadedTrain + loadedTest
+            return (DataSource.csvTrainingRows(total: total, seed: experiment.options.seed), total)
+        }
+        return (Array(0..<loadedTrain), loadedTrain)
+    }
+
+    /// Reads `experiment.teacherOutputs`, checks it against the training file (rows, classes,
+    /// finiteness, probabilities), and returns the cached teacher for the training rows and the
+    /// training set it labels (`K·N` rows for `[K, N, C]` outputs: the regenerated views).
+    public static func teacher(for experiment: Experiment, train: LabeledDataset, fileRows: (rows: [Int], total: Int),
+                               objective: DistillationObjective) throws -> (teacher: Teacher, train: LabeledDataset) {
+        guard let path = experiment.teacherOutputs else { throw TensorError("no teacher outputs given") }
+        let kind = experiment.teacherOutputsKind
+        if kind == .probs, let bad = objective.terms.first(where: { ![.kd, .ce].contains($0.method) }) {
+            throw TensorError("\(path): probabilities distill with kd (softTargetLoss); '\(bad.method.rawValue)' needs teacher logits (--teacher-outputs-kind logits)")
+        }
+        if !objective.teacherFeatureNames.isEmpty {
+            throw TensorError("\(path): cached teacher outputs hold logits only; feature methods need the teacher model")
+        }
+        let file = try read(path, array: experiment.teacherOutputsArray)
+        // Every row of the file is checked, those of held-out rows too: a bad file is refused whole.
+        let total = file.rows == train.count ? train.count : fileRows.total
+        try check(file, kind: kind, expectedRows: total, expectedClasses: train.isLabeled || train.numClasses > 0 ? train.numClasses : nil)
+        var rows = file.rows == train.count ? Array(0..<train.count) : fileRows.rows
+        if rows.count > train.count { rows = Array(rows.prefix(train.count)) }  // --train-limit
+        var values = file.values
+        var transfer = train
+        if file.views > 1 {
+            guard file.rows == train.count else {
+                throw TensorError("\(path): augmented views are replayed for the whole training file; drop --train-limit and give --test-data")
+            }
+            guard experiment.options.shift == 0 && !experiment.options.flip else {
+                throw TensorError("\(path): the outputs hold \(file.views) augmented views; the views are replayed, so drop --shift/--flip")
+            }
+            guard let seed = file.record["seed"].flatMap(UInt64.init) else {
+                throw TensorError("\(path): \(file.views) views but no augmentation record (\(path).json or safetensors metadata with seed, shift, flip); write it with distill cache-teacher --views")
+            }
+            let shift = Int(file.record["shift"] ?? "0") ?? 0, flip = file.record["flip"] == "true" || file.record["flip"] == "1"
+            transfer = try augmentedViews(train, views: file.views, shift: shift, flip: flip, seed: seed)
+            rows = (0..<file.views).flatMap { k in rows.map { k * file.rows + $0 } }
+            values = values.reshaped([file.views * file.rows, file.classes])
+        }
+        if rows != Array(0..<values.shape[0]) { values = withNoGrad { values.indexSelect(axis: 0, indices: rows) } }
+        let name = "cached \(kind.rawValue) (\(URL(fileURLWithPath: path).lastPathComponent))"
+        if kind == .probs {
+            objective.teacherGivesProbabilities = true
+            return (CachedProbabilityTeacher(probabilities: values, name: name), transfer)
+        }
+        return (CachedTeacher(logits: values, name: name), transfer)
     }
 }

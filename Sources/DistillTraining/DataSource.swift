@@ -58,9 +58,6 @@ public enum DataSource {
     /// The rows of a `.csv` training file (in file order) that `load` keeps for training when it
     /// holds out the 20% validation split itself: the same seeded split as `LabeledDataset.split`.
     public static func csvTrainingRows(total: Int, seed: UInt64) -> [Int] {
-        var generator = SeededGenerator(seed: seed)
-        let order = generator.permutation(total)
-        let nValidation = Int((0.2 * Double(total)).rounded())
-        return order[nValidation...].sorted()
+        LabeledDataset.splitRows(count: total, validationFraction: 0.2, seed: seed).train
     }
 }
