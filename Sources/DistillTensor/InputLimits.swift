@@ -31,12 +31,13 @@ public enum MemoryBudget {
 
     /// Throws unless `bytes` (nil: the arithmetic that produced it overflowed) fits the budget.
     /// `what` names the file and the thing being allocated, e.g. "model.onnx: node 'c' (ConstantOfShape) output".
-    public static func check(bytes: Int?, for what: String) throws {
+    /// `what` is only built when the check fails (it runs for every value of an imported graph).
+    public static func check(bytes: Int?, for what: @autoclosure () -> String) throws {
         guard let bytes, bytes >= 0 else {
-            throw TensorError("\(what): the declared size overflows (a corrupt or hostile size)")
+            throw TensorError("\(what()): the declared size overflows (a corrupt or hostile size)")
         }
         guard bytes <= limitBytes else {
-            throw TensorError("\(what): needs \(describe(bytes)), more than the memory budget of \(describe(limitBytes)) (set DISTILL_MAX_MEMORY to raise it)")
+            throw TensorError("\(what()): needs \(describe(bytes)), more than the memory budget of \(describe(limitBytes)) (set DISTILL_MAX_MEMORY to raise it)")
         }
     }
 
