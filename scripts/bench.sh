@@ -70,7 +70,7 @@ for model in ["lenet5", "cnn-tiny"]:
     if b1:
         row(f"{model} b1 ({b1['path']})", "µs (p50)", b1["latency_us_p50"], ort=load(f"{model}-b1.ort")["latency_us_p50"], higher=False)
         row(f"{model} b256 ({b256['path']})", "samples/s", b256["samples_per_second"], ort=load(f"{model}-b256.ort")["samples_per_second"])
-for name in sorted(f[:-5] for f in os.listdir(d) if f.endswith(".ort.json")):
+for name in sorted(f[:-len(".ort.json")] for f in os.listdir(d) if f.endswith(".ort.json")):
     if name.startswith(("lenet5", "cnn-tiny")):
         continue
     ours, ort = load(name), load(name + ".ort")
