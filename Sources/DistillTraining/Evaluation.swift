@@ -87,7 +87,7 @@ public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teach
 }
 
 /// Median batch-1 inference latency in microseconds (no gradients, evaluation mode), through an
-/// `InferencePlan` when the model is an MLP the plan covers (how a deployed student runs), else
+/// `InferencePlan` when the plan covers the model (MLP and CNN students: how a deployed student runs), else
 /// through the module.
 public func batchOneLatencyMicroseconds(_ model: Module, exampleShape: [Int], runs: Int = 300) -> Double {
     let wasTraining = model.isTraining

@@ -155,7 +155,7 @@ struct BenchInfer: ParsableCommand {
         if let onnx { try ONNXExport.write(net, inputShape: exampleShape, to: URL(fileURLWithPath: onnx)) }
         var g = SeededGenerator(seed: 1)
         let x = Tensor.randomUniform([batch] + exampleShape, using: &g)
-        // A tabular student standardises raw rows with the statistics it keeps: timed too. An MLP
+        // A tabular student standardises raw rows with the statistics it keeps: timed too. An MLP or CNN
         // runs through its InferencePlan (as a deployed student would, standardisation included);
         // --use-module times the module's own forward pass instead.
         let statistics = try saved.flatMap { try Tabular.statistics(of: $0.info, source: model) }
