@@ -8,6 +8,7 @@
 // The AVX-512 path is chosen from cpuid once; other CPUs run the portable loops, which the
 // compiler vectorises for its baseline.
 
+#include "vector_common.h"
 #include "dk_conv.h"
 
 #include <math.h>
@@ -374,20 +375,12 @@ DK_AVX512 static void pool_avx512(const dk_pool_shape *s, const float *x, float 
 
 // MARK: Dispatch
 
-static int has_avx512(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
-#else
-    return 0;
-#endif
-}
 
 void dk_conv2d_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
                     const float *bias_padded, float *y, int relu) {
     static int level = -1;  // chosen once; every thread computes the same value
     int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
-    if (l < 0) { l = has_avx512() ? 2 : 0; __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
+    if (l < 0) { l = dk_cpu_has_avx512() ? 2 : 0; __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
     if (dk_conv2d_nhwc_level(l, shape, x, w_packed, bias_padded, y, relu) != 0)
         conv_portable(shape, x, w_packed, bias_padded, y, relu);  // weights not padded to whole vectors
 }
@@ -396,7 +389,7 @@ int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, 
                          const float *bias_padded, float *y, int relu) {
     if (level == 0) { conv_portable(shape, x, w_packed, bias_padded, y, relu); return 0; }
 #if defined(__x86_64__)
-    if (level == 2 && has_avx512() && shape->padded_out % 16 == 0 && shape->padded_out >= shape->out_channels) {
+    if (level == 2 && dk_cpu_has_avx512() && shape->padded_out % 16 == 0 && shape->padded_out >= shape->out_channels) {
         conv_avx512(shape, x, w_packed, bias_padded, y, relu);
         return 0;
     }
@@ -414,7 +407,7 @@ int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const f
                                   const float *bias_padded, float *y, int relu) {
     if (level == 0) { conv_maxpool2_portable(shape, x, w_packed, bias_padded, y, relu); return 0; }
 #if defined(__x86_64__)
-    if (level == 2 && has_avx512() && shape->channels == 1 && shape->stride_w == 1) {
+    if (level == 2 && dk_cpu_has_avx512() && shape->channels == 1 && shape->stride_w == 1) {
         conv_gray_pool_avx512(shape, x, w_packed, bias_padded, y, relu);
         return 0;
     }
@@ -425,14 +418,14 @@ int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const f
 void dk_pool2d_nhwc(const dk_pool_shape *shape, const float *x, float *y, int average, int relu) {
     static int level = -1;
     int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
-    if (l < 0) { l = has_avx512() ? 2 : 0; __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
+    if (l < 0) { l = dk_cpu_has_avx512() ? 2 : 0; __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
     dk_pool2d_nhwc_level(l, shape, x, y, average, relu);
 }
 
 int dk_pool2d_nhwc_level(int level, const dk_pool_shape *shape, const float *x, float *y, int average, int relu) {
     if (level == 0) { pool_portable(shape, x, y, average, relu); return 0; }
 #if defined(__x86_64__)
-    if (level == 2 && has_avx512()) { pool_avx512(shape, x, y, average, relu); return 0; }
+    if (level == 2 && dk_cpu_has_avx512()) { pool_avx512(shape, x, y, average, relu); return 0; }
 #endif
     return -1;
 }

@@ -7,6 +7,7 @@
 #pragma clang fp contract(off)
 
 #include "dk_kernels.h"
+#include "vector_common.h"
 
 #include <string.h>
 
@@ -238,14 +239,7 @@ static void linear_packed_avx512(const float *x, const float *wt, const float *b
 }
 #endif
 
-int dk_linear_packed_available(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
-#else
-    return 0;
-#endif
-}
+int dk_linear_packed_available(void) { return dk_cpu_has_avx512(); }
 
 int dk_linear_packed(const float *x, const float *wt, const float *b_padded, float *y,
                      size_t rows, size_t in, size_t out, size_t padded, int relu) {
@@ -281,30 +275,13 @@ int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v
 #define EXP_KERNEL(NAME, LANES, ATTRIBUTES)                                                        \
     typedef float NAME##_vf __attribute__((ext_vector_type(LANES)));                                \
     typedef int NAME##_vi __attribute__((ext_vector_type(LANES)));                                  \
+    DK_VECTOR_EXP(NAME##_exp, NAME##_vf, NAME##_vi, ATTRIBUTES)                                     \
     ATTRIBUTES static void NAME(float *x, size_t n) {                                               \
         for (size_t j = 0; j < n; j += LANES) {                                                     \
             size_t k = n - j < LANES ? n - j : LANES;                                               \
             NAME##_vf v = 0.0f;                                                                     \
             memcpy(&v, x + j, k * sizeof(float));                                                   \
-            NAME##_vf lo = -88.0f, hi = 88.72283935546875f;                                         \
-            NAME##_vf c = __builtin_elementwise_min(__builtin_elementwise_max(v, lo), hi);          \
-            NAME##_vf fx = __builtin_elementwise_floor(c * 1.44269504088896341f + 0.5f);             \
-            NAME##_vf r = c - fx * 0.693359375f;                                                    \
-            r = r - fx * -2.12194440e-4f;                                                           \
-            NAME##_vf z = r * r, y = 1.9875691500e-4f;                                              \
-            y = y * r + 1.3981999507e-3f;                                                           \
-            y = y * r + 8.3334519073e-3f;                                                           \
-            y = y * r + 4.1665795894e-2f;                                                           \
-            y = y * r + 1.6666665459e-1f;                                                           \
-            y = y * r + 5.0000001201e-1f;                                                           \
-            y = y * z + r + 1.0f;                                                                   \
-            NAME##_vi n = __builtin_convertvector(fx, NAME##_vi), half = n / 2;                     \
-            NAME##_vi scale1 = (half + 127) << 23, scale2 = (n - half + 127) << 23;                  \
-            y = y * (NAME##_vf)scale1 * (NAME##_vf)scale2; /* 2^n in two steps: 2^±128 overflow */  \
-            NAME##_vi bits = (NAME##_vi)y;                                                          \
-            NAME##_vi under = v < -87.3365478515625f, over = v > 88.72283935546875f, nan = v != v;  \
-            bits = bits & ~under;                                                                   \
-            bits = (bits & ~over) | (over & 0x7f800000);                                            \
+            NAME##_vi bits = (NAME##_vi)NAME##_exp(v), nan = v != v;                                \
             bits = (bits & ~nan) | (nan & (NAME##_vi)v);                                            \
             memcpy(x + j, &bits, k * sizeof(float));                                                \
         }                                                                                           \

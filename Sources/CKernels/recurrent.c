@@ -7,6 +7,7 @@
 #pragma clang fp contract(fast)
 
 #include "dk_recurrent.h"
+#include "vector_common.h"
 
 #include <string.h>
 
@@ -16,29 +17,8 @@
 #define RECURRENT_KERNELS(NAME, LANES, ATTRIBUTES)                                                   \
     typedef float NAME##_vf __attribute__((ext_vector_type(LANES)));                                  \
     typedef int NAME##_vi __attribute__((ext_vector_type(LANES)));                                    \
-    /* e^v (Cephes' expf, as dk_exp_inplace): 0 below -87.34, +inf above 88.72; NaN left to callers */ \
-    ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_exp(NAME##_vf v) {      \
-        NAME##_vf lo = -88.0f, hi = 88.72283935546875f;                                               \
-        NAME##_vf c = __builtin_elementwise_min(__builtin_elementwise_max(v, lo), hi);                \
-        NAME##_vf fx = __builtin_elementwise_floor(c * 1.44269504088896341f + 0.5f);                   \
-        NAME##_vf r = c - fx * 0.693359375f;                                                          \
-        r = r - fx * -2.12194440e-4f;                                                                 \
-        NAME##_vf z = r * r, y = 1.9875691500e-4f;                                                    \
-        y = y * r + 1.3981999507e-3f;                                                                 \
-        y = y * r + 8.3334519073e-3f;                                                                 \
-        y = y * r + 4.1665795894e-2f;                                                                 \
-        y = y * r + 1.6666665459e-1f;                                                                 \
-        y = y * r + 5.0000001201e-1f;                                                                 \
-        y = y * z + r + 1.0f;                                                                         \
-        NAME##_vi n = __builtin_convertvector(fx, NAME##_vi), half = n / 2;                           \
-        NAME##_vi scale1 = (half + 127) << 23, scale2 = (n - half + 127) << 23;                        \
-        y = y * (NAME##_vf)scale1 * (NAME##_vf)scale2;                                                \
-        NAME##_vi bits = (NAME##_vi)y;                                                                \
-        NAME##_vi under = v < -87.3365478515625f, over = v > 88.72283935546875f;                      \
-        bits = bits & ~under;                                                                         \
-        bits = (bits & ~over) | (over & 0x7f800000);                                                  \
-        return (NAME##_vf)bits;                                                                       \
-    }                                                                                                 \
+    /* e^v (the same formula as dk_exp_inplace); NaN left to callers */                            \
+    DK_VECTOR_EXP(NAME##_exp, NAME##_vf, NAME##_vi, ATTRIBUTES)                                       \
     /* kind 0: sigmoid, 1: tanh */                                                                    \
     ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_activate(NAME##_vf v, int kind) { \
         NAME##_vi vbits = (NAME##_vi)v, result;                                                       \

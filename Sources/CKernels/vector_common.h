@@ -1,0 +1,47 @@
+// Pieces shared by the C kernels of this folder (private: not part of the CKernels module's
+// public headers). Each kernel file keeps its own floating-point contraction setting: a macro
+// expands under the pragma of the file that uses it.
+#ifndef DK_VECTOR_COMMON_H
+#define DK_VECTOR_COMMON_H
+
+/// Whether the CPU runs AVX-512F code (read once per call site from cpuid; 0 off x86-64).
+static inline int dk_cpu_has_avx512(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+// DK_VECTOR_EXP(NAME, VF, VI, ATTRIBUTES) defines `VF NAME(VF v)`: e^v for a vector of floats VF
+// (VI: the int vector of the same lanes), Cephes' single-precision method (S. L. Moshier):
+// v = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two parts for an exact product), e^r by a degree-7
+// polynomial, times 2^n built in the exponent bits in two factors (so n = ±127, ±128 stays in
+// range). Relative error about 1e-7. Below -87.34 gives 0, above 88.72 +inf; NaN is left to the
+// caller (the result's lanes are unspecified there).
+#define DK_VECTOR_EXP(NAME, VF, VI, ATTRIBUTES)                                                     \
+    ATTRIBUTES __attribute__((always_inline)) static inline VF NAME(VF v) {                        \
+        VF lo = -88.0f, hi = 88.72283935546875f;                                                    \
+        VF c = __builtin_elementwise_min(__builtin_elementwise_max(v, lo), hi);                     \
+        VF fx = __builtin_elementwise_floor(c * 1.44269504088896341f + 0.5f);                       \
+        VF r = c - fx * 0.693359375f;                                                               \
+        r = r - fx * -2.12194440e-4f;                                                               \
+        VF z = r * r, y = 1.9875691500e-4f;                                                         \
+        y = y * r + 1.3981999507e-3f;                                                               \
+        y = y * r + 8.3334519073e-3f;                                                               \
+        y = y * r + 4.1665795894e-2f;                                                               \
+        y = y * r + 1.6666665459e-1f;                                                               \
+        y = y * r + 5.0000001201e-1f;                                                               \
+        y = y * z + r + 1.0f;                                                                       \
+        VI n = __builtin_convertvector(fx, VI), half = n / 2;                                       \
+        VI scale1 = (half + 127) << 23, scale2 = (n - half + 127) << 23;                            \
+        y = y * (VF)scale1 * (VF)scale2; /* 2^n in two steps: 2^±128 alone would overflow */        \
+        VI bits = (VI)y;                                                                            \
+        VI under = v < -87.3365478515625f, over = v > 88.72283935546875f;                           \
+        bits = bits & ~under;                                                                       \
+        bits = (bits & ~over) | (over & 0x7f800000);                                                \
+        return (VF)bits;                                                                            \
+    }
+
+#endif
