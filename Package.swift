@@ -2,12 +2,12 @@
 import PackageDescription
 
 // Module map (dependencies point one way):
-//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX} -> DistillTraining -> {DistillKit (library), distill (CLI)}
+//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX, DistillExport} -> DistillTraining -> {DistillKit (library), distill (CLI)}
 let package = Package(
     name: "DistillKit",
     products: [
         .executable(name: "distill", targets: ["distill"]),
-        .library(name: "DistillKit", targets: ["DistillKit", "DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillTraining"]),
+        .library(name: "DistillKit", targets: ["DistillKit", "DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "DistillTraining"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,9 +30,11 @@ let package = Package(
         .target(name: "DistillData", dependencies: ["DistillTensor", "SystemZlib"]),
         // ONNX: protobuf code generated from onnx.proto (scripts/onnx/generate.sh), import and export.
         .target(name: "DistillONNX", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "Yams"]),
+        // Shipping a student without ONNX: C source, Core ML and LiteRT (TFLite) files.
+        .target(name: "DistillExport", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "Yams"]),
         // One import for library users: re-exports every module above.
-        .target(name: "DistillKit", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillTraining"]),
+        .target(name: "DistillKit", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "DistillTraining"]),
         .executableTarget(name: "distill", dependencies: [
             "DistillTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -43,6 +45,7 @@ let package = Package(
         .testTarget(name: "DistillNNTests", dependencies: ["DistillNN", "CKernels", "DistillTestSupport"]),
         .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillTestSupport"], resources: [.copy("Malformed")]),
         .testTarget(name: "DistillTrainingTests", dependencies: ["DistillTraining", "DistillTestSupport"]),
+        .testTarget(name: "DistillExportTests", dependencies: ["DistillExport", "DistillTraining", "DistillTestSupport"]),
         .testTarget(name: "DistillONNXTests", dependencies: ["DistillONNX", "DistillTraining", "DistillTestSupport"],
                     resources: [.copy("Conformance")]),
     ]
