@@ -165,6 +165,10 @@ public struct SavedModel {
     /// The spec in the metadata may not ask for more parameters than the file holds, so a
     /// hostile description cannot make the loader allocate more than the file's own size.
     public static func decode(_ data: Data, name: String) throws -> (model: Sequential, info: SavedModel) {
+        // An int8 student (`distill quantize`) runs as a module over its integer plan.
+        if let student = try QuantizedStudent.decodeIfQuantized(data, name: name) {
+            return (Sequential([try QuantizedModel(student)]), student.info.savedModel)
+        }
         let (tensors, meta) = try Safetensors.decode(data, name: name)
         guard let spec = meta["distillkit.spec"] else {
             throw TensorError("\(name): a safetensors file without DistillKit's model description (distillkit.spec); save models with `distill train` or `distill kd`")
