@@ -1,0 +1,158 @@
+import ArgumentParser
+import DistillData
+import DistillTensor
+import DistillTraining
+import Foundation
+
+/// The distillation loss of `sweep` and `fit`: one method with its temperature and weight α, plus
+/// cross-entropy at 1 − α (the recipe of `distill kd`).
+struct DistillationFlags: ParsableArguments {
+    @Option(help: "Distillation method.") var method: LossTerm.Method = .kd
+    @Option(help: "Temperature T (default: \(Int(KD.defaultTemperature)) for kd, 4 for dkd, 1 for dist).") var temperature: Float?
+    @Option(help: "Weight α of the distillation term; the cross-entropy gets 1 − α.") var alpha: Float = KD.defaultAlpha
+
+    func validate() throws {
+        guard alpha >= 0 && alpha <= 1 else { throw ValidationError("--alpha \(alpha): the weight of the distillation term must be in [0, 1]") }
+        guard !method.usesFeatures else { throw ValidationError("--method \(method.rawValue) matches layers, which differ from student to student; sweep and fit take logit methods (kd, dkd, dist)") }
+    }
+
+    var losses: [LossTerm] {
+        get throws {
+            var term = LossTerm(method, weight: alpha)
+            if let temperature { term.temperature = temperature } else if method == .kd { term.temperature = KD.defaultTemperature }
+            do { try term.validate() } catch let e as TensorError { throw ValidationError(e.message) }
+            return alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
+        }
+    }
+}
+
+/// Data and training options shared by `sweep` and `fit`.
+struct SearchDataFlags: ParsableArguments {
+    @Option(help: "Teacher model file (or a run folder: its best.safetensors). Repeat for several teachers (averaged).", transform: RunFolder.modelFile)
+    var teacher: [String] = []
+    @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
+    @Option(help: "Test data for a .csv training file (default: a 20% split of the training file).") var testData: String?
+    @Option(help: "Label column of a .csv file.") var label: String?
+    @Option(help: "Use only the first N training samples.") var trainLimit: Int?
+    @Option(help: "Batch size (default: chosen from the data, as in distill train).") var batchSize: Int?
+    @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float?
+    @Option(help: "Optimizer (default: adam).") var optimizer: OptimizerKind?
+    @Option(help: "First random seed.") var seed: UInt64 = 0
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Flag(help: "No progress output.") var quiet = false
+
+    /// The experiment every run starts from.
+    func experiment() -> Experiment {
+        var e = Experiment()
+        e.data = data
+        e.testData = testData
+        e.labelColumn = label
+        e.trainLimit = trainLimit
+        e.teachers = teacher
+        if let batchSize { e.options.batchSize = batchSize }
+        if let learningRate { e.options.learningRate = learningRate }
+        if let optimizer { e.options.optimizer = optimizer }
+        e.options.seed = seed
+        e.options.quiet = quiet
+        return e
+    }
+}
+
+struct Sweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train many students from scratch and distilled, and show the trade-off: accuracy against latency and size.",
+        discussion: """
+        Every student is trained twice per seed, from scratch and distilled (same initialisation,
+        same batches), then measured: parameters, bytes, FLOPs, test accuracy (mean ± std over
+        seeds), batch-1 latency and batch-256 throughput, and whether it is on the Pareto frontier.
+        The output folder gets sweep.jsonl (one line per student and seed), sweep.csv and
+        sweep.html (table, Pareto plots, training curves). A killed sweep continues with the same
+        command plus --resume.
+
+        Students: a comma-separated list with brace lists (mlp:784-{32,64,128}-10), presets
+        (lenet5, cnn-tiny), YAML model files, or a YAML file with a `students:` list whose entries
+        may override epochs, batch_size, learning_rate, optimizer, schedule, weight_decay, ...
+        """)
+    @Option(help: "Students, e.g. \"mlp:784-{32,64,128}-10,lenet5,cnn-tiny\", or a YAML student list.") var students: String
+    @Option(help: "Seeds per student (the first is --seed).") var seeds = 3
+    @Option(help: "Epochs per run (default: chosen from the data, as in distill train).") var epochs: Int?
+    @Option(help: "Random shift augmentation, in pixels (images only).") var shift: Int?
+    @Flag(help: "Random horizontal flips (images only).") var flip = false
+    @Option(help: "Sweep folder.") var output = "runs/sweep"
+    @Flag(help: "Continue the sweep in --output: keep its finished students, continue the interrupted run.") var resume = false
+    @Option(help: "Seconds spent timing each trained student (half at batch 1, half at batch 256).") var speedSeconds = 1.0
+    @OptionGroup var distillation: DistillationFlags
+    @OptionGroup var flags: SearchDataFlags
+
+    func run() throws {
+        var settings = SweepSettings(output: URL(fileURLWithPath: output))
+        settings.base = flags.experiment()
+        if let epochs { settings.base.options.epochs = epochs }
+        if let shift { settings.base.options.shift = shift }
+        if flip { settings.base.options.flip = true }
+        settings.students = try StudentList.parse(students)
+        settings.distillation = try distillation.losses
+        settings.seeds = seeds
+        settings.resume = resume
+        settings.speedSeconds = speedSeconds
+        // int8 columns: the one hook, `SweepSettings.int8` (an `Int8Measurement`); nil until int8 is wired.
+        settings.int8 = nil
+        try BLAS.ensureLoaded()
+        let result = try SweepRunner.run(settings)
+        if flags.json { return printJSON(result.json) }
+        print(SweepRunner.table(result.rows))
+        print(String(format: "%d students × %d seeds in %.1f min; %@/{%@,%@,%@}", result.rows.count, seeds, result.minutes, result.folder.path,
+                     SweepRunner.jsonlName, SweepRunner.csvName, SweepRunner.htmlName))
+    }
+}
+
+struct Fit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Find the smallest student that meets an objective (accuracy, latency, size) by successive halving.",
+        discussion: """
+        Candidates (MLP widths and depths, small CNNs) are trained for a few epochs, the promising
+        half for twice as long, and so on; a candidate larger than one that already met the
+        objective is never trained further. The choice is made on a validation split of the
+        training data; the test accuracy is measured once, after it. The answer is the smallest
+        (bytes, then latency) student that meets every constraint, saved as best.safetensors with
+        fit.html beside it. When none does within the budget, the closest is returned with how
+        much it misses each constraint, and the exit status is 3.
+        """)
+    @Option(help: "Accuracy to reach, a fraction (0.88 for 88%).") var minAccuracy: Double
+    @Option(help: "Batch-1 latency ceiling, microseconds (measured on this machine).") var maxLatencyUs: Double?
+    @Option(help: "Size ceiling in bytes of float32 weights: 100000, 100k, 1.5M.") var maxBytes: String?
+    @Option(help: "Students to search.") var family: FitFamily = .any
+    @Option(help: "Time budget for the search, minutes.") var budgetMinutes = 20.0
+    @Option(help: "Epochs of the last rung (earlier rungs have 1/2, 1/4, 1/8).") var epochs = 16
+    @Option(help: "Fit folder.") var output = "runs/fit"
+    @OptionGroup var distillation: DistillationFlags
+    @OptionGroup var flags: SearchDataFlags
+
+    func run() throws {
+        let objective = FitObjective(minAccuracy: minAccuracy, maxLatencyMicroseconds: maxLatencyUs,
+                                     maxBytes: try maxBytes.map { try ByteCount.parse($0) }, budgetMinutes: budgetMinutes)
+        var settings = FitSettings(objective: objective, output: URL(fileURLWithPath: output))
+        settings.base = flags.experiment()
+        settings.family = family
+        settings.finalEpochs = epochs
+        settings.distillation = try distillation.losses
+        try BLAS.ensureLoaded()
+        let result = try FitRunner.run(settings)
+        let o = result.outcome, c = o.chosen
+        if flags.json {
+            printJSON(result.json)
+        } else {
+            print(String(format: "%@ %@: %d parameters, %d bytes, %.1f µs at batch 1; validation accuracy %.2f%%, test accuracy %.2f%%",
+                         o.met ? "chosen" : "objective not met; closest", c.name, c.size.parameters, c.size.bytes, c.latencyMicrosecondsP50,
+                         o.validationAccuracy * 100, o.testAccuracy * 100))
+            for (k, v) in o.missed.sorted(by: { $0.key < $1.key }) {
+                print(k == "accuracy" ? String(format: "  misses accuracy by %.2f points", v * 100) : "  misses \(k) by \(v)")
+            }
+            print(String(format: "%d of %d candidates trained in %.1f min; model %@, report %@", o.trainedCount, result.candidateCount, result.minutes,
+                         result.model.path, result.model.deletingLastPathComponent().appendingPathComponent("fit.html").path))
+        }
+        if !o.met { throw ExitCode(3) }
+    }
+}
+
+extension FitFamily: ExpressibleByArgument {}
