@@ -19,6 +19,12 @@ public struct InspectionSummary: @unchecked Sendable {
     public var flops: Int?
     public var flopsNote: String?
 
+    public init(source: String, format: String, producer: String, inputs: [ONNXValueInfo], outputs: [ONNXValueInfo],
+                operators: [(name: String, count: Int)], parameters: Int, bytes: Int, flops: Int?, flopsNote: String?) {
+        self.source = source; self.format = format; self.producer = producer; self.inputs = inputs; self.outputs = outputs
+        self.operators = operators; self.parameters = parameters; self.bytes = bytes; self.flops = flops; self.flopsNote = flopsNote
+    }
+
     public var nodeCount: Int { operators.reduce(0) { $0 + $1.count } }
 
     public var text: String {

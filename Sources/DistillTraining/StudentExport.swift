@@ -1,3 +1,4 @@
+import DistillExport
 import DistillNN
 import DistillONNX
 import DistillTensor
@@ -91,5 +92,162 @@ public enum StudentExport {
             throw TensorError("\(file): read back, the exported model differs from \(source) by up to \(maxDifference)")
         }
         return maxDifference
+    }
+}
+
+// MARK: - Shipping without ONNX: C source, Core ML, LiteRT (TFLite)
+
+extension StudentExport {
+    /// The formats `distill export` writes besides ONNX.
+    public enum Target: String, Sendable, CaseIterable {
+        case c = "C", coreML = "Core ML", tflite = "TFLite"
+    }
+
+    /// What was written for a C, Core ML or TFLite export, and how the lowered model compared.
+    public struct ShippedReport {
+        public var target: Target
+        /// The files written (the .c and its .h for C).
+        public var files: [URL]
+        /// The file read back (nil for C source, which a C compiler reads).
+        public var summary: InspectionSummary?
+        /// Parameters after folding batch norm (what the file holds).
+        public var parameters: Int
+        /// Largest |model − lowered steps| over the check's outputs (the steps every file is written from).
+        public var maxDifference: Float
+        public var classNames: [String]
+
+        public var json: [String: Any] {
+            var j: [String: Any] = ["format": target.rawValue, "files": files.map(\.path), "params": parameters,
+                                    "max_abs_difference": Double(maxDifference), "class_names": classNames]
+            if let summary { j["inputs"] = summary.inputs.map(\.shapeDescription); j["outputs"] = summary.outputs.map(\.shapeDescription)
+                             j["operators"] = Dictionary(summary.operators.map { ($0.name, $0.count) }, uniquingKeysWith: +) }
+            return j
+        }
+
+        public var text: String {
+            var lines = ["wrote \(files.map(\.path).joined(separator: " and ")): \(target.rawValue), \(parameters) parameters (batch norm folded)"]
+            if let summary {
+                lines.append("read back: input \(summary.inputs.map(\.description).joined(separator: ", ")), output \(summary.outputs.map(\.description).joined(separator: ", "))")
+                lines.append("\(summary.nodeCount) \(target == .coreML ? "layers" : "operators") (\(summary.operators.map { "\($0.name) \($0.count)" }.joined(separator: ", ")))")
+            }
+            lines.append(String(format: "the exported steps give the model's outputs (max |difference| %.2g on random inputs)", Double(maxDifference)))
+            switch target {
+            case .c:
+                let h = files.count > 1 ? files[1].lastPathComponent : "student.h"
+                lines.append("build: cc -O2 -std=c99 -c \(files[0].lastPathComponent) (link with -lm); call student_predict(input, output) from \(h)")
+            case .tflite: lines.append("inputs are NHWC for images ([N, H, W, C]); run with LiteRT's Interpreter (signature serving_default)")
+            case .coreML: lines.append("Core ML specification version \(CoreMLExport.specificationVersion) (iOS 14, macOS 11 and later)")
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    /// Exports the saved model at `model` as C99 source (`source`, and the header beside it).
+    /// `prefix` names the functions (`student_predict`).
+    public static func c(modelAt model: URL, to source: URL, classNames: [String]? = nil, prefix: String = "student") throws -> ShippedReport {
+        let (graph, info, difference) = try lowered(modelAt: model, format: CSourceExport.format)
+        let names = try checkedClassNames(classNames, graph: graph, format: CSourceExport.format)
+        let options = CSourceExport.Options(prefix: prefix, classNames: names, headerName: source.deletingPathExtension().lastPathComponent + ".h",
+                                            description: ["Model: \(model.lastPathComponent) (\(info.spec)), input \(info.inputShape), \(graph.outputShape.reduce(1, *)) outputs."])
+        let header = try CSourceExport.write(graph, to: source, options: options)
+        return ShippedReport(target: .c, files: [source, header], summary: nil, parameters: graph.parameterCount, maxDifference: difference, classNames: names)
+    }
+
+    /// Exports the saved model at `model` as a Core ML model (`.mlmodel`): a classifier with
+    /// `classNames`, or a regressor for a regression model.
+    public static func coreML(modelAt model: URL, to file: URL, classNames: [String]? = nil) throws -> ShippedReport {
+        let (graph, info, difference) = try lowered(modelAt: model, format: CoreMLExport.format)
+        let isRegressor = try Tabular.targetScaling(of: info, source: model.path) != nil
+        let names = try checkedClassNames(classNames, graph: graph, format: CoreMLExport.format)
+        let options = CoreMLExport.Options(classNames: names, isRegressor: isRegressor, shortDescription: "DistillKit student \(info.spec)",
+                                           metadata: ["distillkit.spec": info.spec, "distillkit.source": model.lastPathComponent])
+        try CoreMLExport.write(graph, to: file, options: options)
+        return ShippedReport(target: .coreML, files: [file], summary: try summary(ofCoreML: file), parameters: graph.parameterCount,
+                             maxDifference: difference, classNames: names)
+    }
+
+    /// Exports the saved model at `model` as a LiteRT (TFLite) flatbuffer, float32.
+    public static func tflite(modelAt model: URL, to file: URL, classNames: [String]? = nil) throws -> ShippedReport {
+        let (graph, info, difference) = try lowered(modelAt: model, format: TFLiteExport.format)
+        let names = try checkedClassNames(classNames, graph: graph, format: TFLiteExport.format)
+        try TFLiteExport.write(graph, to: file, classNames: names, description: "DistillKit student \(info.spec)")
+        return ShippedReport(target: .tflite, files: [file], summary: try summary(ofTFLite: file), parameters: graph.parameterCount,
+                             maxDifference: difference, classNames: names)
+    }
+
+    static func checkedClassNames(_ names: [String]?, graph: ExportGraph, format: String) throws -> [String] {
+        let outputs = graph.outputShape.reduce(1, *)
+        guard let names else { return (0..<outputs).map(String.init) }
+        guard names.count == outputs else {
+            throw ExportError(format: format, "\(names.count) class names given; the model has \(outputs) outputs")
+        }
+        return names
+    }
+
+    /// Loads the saved model with its preprocessing, lowers it for `format`, and checks the lowered
+    /// steps against the model on random inputs (as `compare` does for ONNX), before any file is written.
+    static func lowered(modelAt model: URL, format: String) throws -> (ExportGraph, SavedModel, Float) {
+        let (net, info) = try SavedModel.load(model)
+        let p = try preprocessing(of: info, source: model.path)
+        let graph = try ExportGraph.lower(net, inputShape: info.inputShape, preprocessing: ExportPreprocessing(
+            inputMean: p.inputMean, inputStd: p.inputStd, outputScale: p.outputScale, outputShift: p.outputShift), format: format)
+        var g = SeededGenerator(seed: 1)
+        var x = Tensor.randomUniform([4] + info.inputShape, using: &g)
+        var standardized = x
+        if let mean = p.inputMean, let std = p.inputStd {
+            let f = mean.count
+            x = Tensor(shape: x.shape, scalars: x.scalars.enumerated().map { i, v in mean[i % f] + (v * 2 - 1) * std[i % f] })
+            let scale = std.map { $0 < 1e-6 ? 1 : 1 / $0 }
+            standardized = Tensor(shape: x.shape, scalars: x.scalars.enumerated().map { i, v in (v - mean[i % f]) * scale[i % f] })
+        }
+        net.eval()
+        var direct = withNoGrad { net(standardized) }
+        if let s = p.outputScale { direct = direct * s }
+        if let b = p.outputShift { direct = direct + b }
+        let viaGraph = graph.run(x)
+        guard viaGraph.shape == direct.shape else {
+            throw ExportError(format: format, "the lowered model gives outputs of shape \(viaGraph.shape), the model \(direct.shape)")
+        }
+        let difference = zip(direct.scalars, viaGraph.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
+        guard difference <= 1e-4 * Swift.max(1, direct.scalars.map(Swift.abs).max() ?? 1) else {
+            throw ExportError(format: format, "lowered for export, \(model.path) differs from itself by up to \(difference); nothing was written")
+        }
+        return (graph, info, difference)
+    }
+
+    /// `distill inspect` on a .tflite file: the summary DistillKit prints for ONNX models.
+    public static func summary(ofTFLite url: URL) throws -> InspectionSummary {
+        let data = try readFile(url, format: TFLiteExport.format)
+        let s = try TFLiteSummary(data, source: url.path)
+        func info(_ t: TFLiteSummary.TensorInfo) -> ONNXValueInfo {
+            ONNXValueInfo(name: t.name, type: t.type == "float32" ? .float : t.type == "int8" ? .int8 : t.type == "int32" ? .int32 : nil,
+                          shape: t.shape.enumerated().map { $0.offset == 0 ? .named("N") : .fixed($0.element) })
+        }
+        return InspectionSummary(source: url.path, format: "TFLite (schema \(s.version))", producer: s.metadata["distillkit"] != nil ? "DistillKit" : s.description,
+                                 inputs: s.inputs.map(info), outputs: s.outputs.map(info), operators: s.operators,
+                                 parameters: s.parameters, bytes: s.bytes, flops: s.flops, flopsNote: nil)
+    }
+
+    /// `distill inspect` on a .mlmodel file: the summary DistillKit prints for ONNX models.
+    public static func summary(ofCoreML url: URL) throws -> InspectionSummary {
+        let data = try readFile(url, format: CoreMLExport.format)
+        let s = try CoreMLSummary(data, source: url.path)
+        func info(_ f: CoreMLSummary.FeatureInfo) -> ONNXValueInfo {
+            var value = ONNXValueInfo(name: f.name, type: f.type == "float32" ? .float : f.type == "double" ? .double : nil,
+                                      shape: f.shape.map { $0.map { .fixed($0) } })
+            // Core ML's non-array features: the class label and the class → probability dictionary.
+            if f.shape == nil { value.nonTensorKind = f.type }
+            return value
+        }
+        return InspectionSummary(source: url.path, format: "Core ML (specification \(s.specificationVersion), \(s.kind)\(s.classLabels.isEmpty ? "" : ", \(s.classLabels.count) class labels"))",
+                                 producer: s.metadata["author"] ?? "", inputs: s.inputs.map(info), outputs: s.outputs.map(info),
+                                 operators: s.layers, parameters: s.parameters, bytes: 4 * s.parameters, flops: s.flops,
+                                 flopsNote: s.flops == nil ? "a layer's shape could not be followed" : nil)
+    }
+
+    static func readFile(_ url: URL, format: String) throws -> Data {
+        do { return try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw ExportError(format: format, "\(url.path): cannot read (\(error.localizedDescription))")
+        }
     }
 }

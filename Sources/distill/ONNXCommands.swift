@@ -8,34 +8,62 @@ import Foundation
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Export a DistillKit model as ONNX, for onnxruntime and every other ONNX runtime.",
+        abstract: "Export a DistillKit model: ONNX, C source, Core ML or LiteRT (TFLite).",
         discussion: """
-        Writes the model alone (no teacher, no adapters) with a dynamic batch axis N, its own input \
-        standardisation (tabular models) included, then reads the file back and checks that \
-        DistillKit's ONNX importer gives the model's outputs.
+        Writes the model alone (no teacher, no adapters), its own input standardisation (tabular \
+        models) and target scaling (regression) included, in one of four forms:
+          --onnx student.onnx        any ONNX runtime (dynamic batch axis N); read back and checked
+          --c student.c              C99 source and student.h: student_predict(input, output), no malloc
+          --coreml student.mlmodel   Core ML neural-network classifier (iOS 14 / macOS 11 and later)
+          --tflite student.tflite    LiteRT / TFLite flatbuffer, float32, NHWC image inputs
+        Batch norm is folded into the layer before it for C, Core ML and TFLite; those steps are \
+        checked against the model before anything is written. A layer a format cannot express is \
+        refused, naming the layer; an existing file is replaced atomically.
         """)
     @Argument(help: "Model file (.safetensors from distill train or distill kd), or a run folder (its best.safetensors).", transform: RunFolder.modelFile) var model: String
-    @Option(help: "ONNX file to write.") var onnx: String
+    @Option(help: "ONNX file to write.") var onnx: String?
+    @Option(name: .customLong("c"), help: "C source file to write (its header goes beside it, same name, .h).") var cSource: String?
+    @Option(name: .customLong("coreml"), help: "Core ML model file to write (.mlmodel).") var coreML: String?
+    @Option(help: "LiteRT (TFLite) file to write (.tflite).") var tflite: String?
     @Option(help: "ONNX opset (\(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)).") var opset = 17
+    @Option(help: "Class names, comma-separated, one per output (C, Core ML, TFLite; default 0, 1, ...).") var classNames: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
+        let targets = [onnx, cSource, coreML, tflite].compactMap { $0 }
+        guard targets.count == 1 else {
+            throw ValidationError("give one of --onnx FILE, --c FILE, --coreml FILE, --tflite FILE (\(targets.count) given)")
+        }
         guard ONNXExport.supportedOpsets.contains(opset) else {
             throw ValidationError("--opset \(opset): DistillKit writes opsets \(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)")
         }
+        if let classNames, onnx != nil { throw ValidationError("--class-names '\(classNames.prefix(40))' is for --c, --coreml and --tflite") }
     }
 
     func run() throws {
         try BLAS.ensureLoaded()
-        let report = try StudentExport.onnx(modelAt: URL(fileURLWithPath: model), to: URL(fileURLWithPath: onnx), opset: opset)
+        let modelURL = URL(fileURLWithPath: model)
+        let names = classNames.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } }
+        let report: StudentExport.ShippedReport
+        if let onnx {
+            let report = try StudentExport.onnx(modelAt: modelURL, to: URL(fileURLWithPath: onnx), opset: opset)
+            if json { printJSON(report.json) } else { print(report.text) }
+            return
+        } else if let cSource {
+            report = try StudentExport.c(modelAt: modelURL, to: URL(fileURLWithPath: cSource), classNames: names)
+        } else if let coreML {
+            report = try StudentExport.coreML(modelAt: modelURL, to: URL(fileURLWithPath: coreML), classNames: names)
+        } else {
+            report = try StudentExport.tflite(modelAt: modelURL, to: URL(fileURLWithPath: tflite!), classNames: names)
+        }
         if json { printJSON(report.json) } else { print(report.text) }
     }
 }
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Describe a model: inputs, outputs, operators, parameters, bytes and FLOPs (ONNX or DistillKit).")
-    @Argument(help: "Model file: .onnx, or .safetensors from distill train or distill kd, or a run folder (its best.safetensors).", transform: RunFolder.modelFile) var model: String
+        abstract: "Describe a model: inputs, outputs, operators, parameters, bytes and FLOPs (ONNX, TFLite, Core ML or DistillKit).")
+    @Argument(help: "Model file: .onnx, .tflite, .mlmodel, .safetensors from distill train or distill kd, or a run folder (its best.safetensors).", transform: RunFolder.modelFile) var model: String
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func run() throws {
@@ -44,11 +72,15 @@ struct Inspect: ParsableCommand {
         let summary: InspectionSummary
         switch url.pathExtension.lowercased() {
         case "onnx": summary = ModelInspector.summary(try ONNXModel(contentsOf: url))
+        case "tflite": summary = try StudentExport.summary(ofTFLite: url)
+        case "mlmodel": summary = try StudentExport.summary(ofCoreML: url)
         case "safetensors":
             let (net, info) = try SavedModel.load(url)
             summary = ModelInspector.summary(net, spec: info.spec, inputShape: info.inputShape, source: url.path)
+        case "c", "h":
+            throw ValidationError("\(model): C source from distill export --c; it is compiled, not inspected (its header lists the sizes: STUDENT_INPUT_SIZE, STUDENT_OUTPUT_SIZE)")
         default:
-            throw ValidationError("\(model): inspect reads .onnx and .safetensors models")
+            throw ValidationError("\(model): inspect reads .onnx, .tflite, .mlmodel and .safetensors models")
         }
         if json { printJSON(summary.json) } else { print(summary.text) }
     }

@@ -1,0 +1,359 @@
+"""Shipping a student without ONNX: `distill export --c / --coreml / --tflite`, each file checked by its own runtime.
+
+Students are trained for a moment on Fashion-MNIST (`distill train`, one short epoch: real weights and real
+batch-norm statistics), plus a tabular MLP trained on a CSV (its standardisation travels inside the files).
+DistillKit's own outputs on the first 1,000 Fashion-MNIST test images come from `distill cache-teacher`
+(the student as a teacher, over an .npz whose training split is those images). Then:
+
+- C: the exported .c and .h build with the system cc (`-O2 -std=c99 -Wall -Wextra -Werror`) together with a
+  small driver that runs `student_predict_batch` on the 1,000 images: outputs within 1e-5, identical predictions.
+- LiteRT: `ai_edge_litert`'s Interpreter runs the .tflite on the 1,000 images (NHWC): outputs within 1e-5.
+- Core ML: coremltools loads the .mlmodel (`load_spec`, `MLModel`), and a NumPy interpreter over the spec's
+  layers (written here from Core ML's NeuralNetwork.proto semantics) computes the outputs from the file alone:
+  logits within 1e-5, class labels and probabilities as the file declares them.
+
+How it runs (from the repository root, after `swift build`): `pytest tests/interop/test_student_shipping.py`.
+Environment: DISTILL_SCRATCH / DISTILL_BINARY (see distillcli.py), DISTILL_FASHION_MNIST (default
+/usr/share/datasets/fashion-mnist). Each runtime's tests are skipped, with the reason, when its package is missing.
+"""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+np = pytest.importorskip("numpy")
+from distillcli import blobs, distill, write_csv  # noqa: E402
+
+FASHION = Path(os.environ.get("DISTILL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+IMAGES = 1000
+STUDENTS = ["mlp:784-64-10", "cnn-tiny", "lenet5", "resnet8", "mobilenet-tiny"]
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+
+
+def safe(spec):
+    return spec.replace(":", "_")
+
+
+def fashion_test(count):
+    images, labels = FASHION / "t10k-images-idx3-ubyte.gz", FASHION / "t10k-labels-idx1-ubyte.gz"
+    if not images.exists():
+        pytest.skip(f"{images} is missing (apt-get install dataset-fashion-mnist)")
+    with gzip.open(images) as f:
+        x = np.frombuffer(f.read(), dtype=np.uint8, offset=16)[: count * 784].reshape(count, 1, 28, 28)
+    with gzip.open(labels) as f:
+        y = np.frombuffer(f.read(), dtype=np.uint8, offset=8)[:count]
+    return (x.astype(np.float32) / 255).astype(np.float32), y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    """Trained students, their exports, and DistillKit's outputs on the test inputs: {name: dict}."""
+    folder = tmp_path_factory.mktemp("shipping")
+    images, labels = fashion_test(IMAGES)
+    archive = folder / "images.npz"
+    np.savez(archive, x_train=images, y_train=labels, x_test=images[:10], y_test=labels[:10])
+    made = {}
+    for spec in STUDENTS:
+        run = folder / safe(spec)
+        distill("train", "--model", spec, "--epochs", 1, "--train-limit", 1000, "--batch-size", 64, "--output", run, "--quiet")
+        made[spec] = dict(model=run / "student.safetensors", inputs=images, archive=archive)
+    # A tabular regression-free classifier whose standardisation must travel inside the files.
+    x, y = blobs(600, seed=3)
+    x = x * np.float32(40) + np.float32(500)   # far from standardised: a forgotten standardisation shows
+    table = folder / "blobs.csv"
+    write_csv(table, x, y)
+    run = folder / "tabular"
+    distill("train", "--model", "mlp:4-16-3", "--data", table, "--label", "label", "--epochs", 3, "--output", run, "--quiet")
+    rows = x[:400].astype(np.float32)
+    rows_archive = folder / "rows.npz"
+    np.savez(rows_archive, x_train=rows, y_train=y[:400], x_test=rows[:10], y_test=y[:10])
+    made["tabular"] = dict(model=run / "student.safetensors", inputs=rows, archive=rows_archive)
+
+    for name, entry in made.items():
+        reference = folder / f"{safe(name)}.reference.npy"
+        distill("cache-teacher", "--teacher", entry["model"], "--data", entry["archive"], "--out", reference)
+        entry["reference"] = np.load(reference).astype(np.float32)
+        names = CLASS_NAMES if name != "tabular" else ["a", "b", "c"]
+        entry["class_names"] = names
+        for flag, suffix in (("--c", "c"), ("--coreml", "mlmodel"), ("--tflite", "tflite")):
+            out = folder / f"{safe(name)}.{suffix}"
+            distill("export", entry["model"], flag, out, "--class-names", ",".join(names))
+            entry[suffix] = out
+    return made
+
+
+# ---------------------------------------------------------------- C
+
+DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "student.h"
+/* driver INPUTS OUTPUTS COUNT: float32 inputs in, float32 outputs and int32 predictions out. */
+int main(int argc, char **argv) {
+    int count = atoi(argv[3]);
+    float *x = malloc(sizeof(float) * STUDENT_INPUT_SIZE * count), *y = malloc(sizeof(float) * STUDENT_OUTPUT_SIZE * count);
+    int *predicted = malloc(sizeof(int) * count);
+    FILE *f = fopen(argv[1], "rb");
+    if (fread(x, sizeof(float), (size_t)STUDENT_INPUT_SIZE * count, f) != (size_t)STUDENT_INPUT_SIZE * count) return 2;
+    fclose(f);
+    if (student_predict_batch(x, y, count, predicted) != 0) return 3;
+    f = fopen(argv[2], "wb");
+    fwrite(y, sizeof(float), (size_t)STUDENT_OUTPUT_SIZE * count, f);
+    fwrite(predicted, sizeof(int), (size_t)count, f);
+    fclose(f);
+    printf("%s\n", student_class_names[predicted[0]]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("name", STUDENTS + ["tabular"])
+def test_c_source_matches_distillkit(students, name, tmp_path):
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler (cc) on PATH")
+    entry = students[name]
+    work = tmp_path / "c"
+    work.mkdir()
+    shutil.copy(entry["c"], work / "student.c")
+    header = entry["c"].with_suffix(".h")
+    # The .c includes its header by the name it was exported with.
+    shutil.copy(header, work / header.name)
+    shutil.copy(header, work / "student.h")
+    (work / "driver.c").write_text(DRIVER)
+    flags = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+    subprocess.run([cc, *flags, "-c", "student.c", "-o", "student.o"], cwd=work, check=True, capture_output=True, text=True)
+    subprocess.run([cc, "-O2", "driver.c", "student.o", "-o", "driver", "-lm"], cwd=work, check=True, capture_output=True, text=True)
+    inputs = entry["inputs"]
+    (work / "inputs.bin").write_bytes(np.ascontiguousarray(inputs, dtype=np.float32).tobytes())
+    run = subprocess.run(["./driver", "inputs.bin", "outputs.bin", str(len(inputs))], cwd=work, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    raw = (work / "outputs.bin").read_bytes()
+    classes = entry["reference"].shape[1]
+    outputs = np.frombuffer(raw[: 4 * classes * len(inputs)], dtype=np.float32).reshape(len(inputs), classes)
+    predicted = np.frombuffer(raw[4 * classes * len(inputs):], dtype=np.int32)
+    np.testing.assert_allclose(outputs, entry["reference"], err_msg=name, **TOLERANCE)
+    assert (predicted == entry["reference"].argmax(1)).all()
+    assert run.stdout.strip() == entry["class_names"][predicted[0]]
+
+
+def test_c_source_has_no_allocation_and_documents_its_api(students):
+    source = students["cnn-tiny"]["c"].read_text()
+    header = students["cnn-tiny"]["c"].with_suffix(".h").read_text()
+    assert "malloc" not in source and "#include <math.h>" in source and "<stdlib.h>" not in source
+    assert "int student_predict(const float *input, float *output);" in header
+    assert "student_predict_batch" in header and "#define STUDENT_INPUT_SIZE 784" in header
+    assert '"Ankle boot"' in source and "static const float" in source
+
+
+# ---------------------------------------------------------------- LiteRT
+
+def litert_run(path, x):
+    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed (pip install ai-edge-litert)")
+    interpreter = interpreter_module.Interpreter(model_path=str(path))
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, list(x.shape), strict=False)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+@pytest.mark.parametrize("name", STUDENTS + ["tabular"])
+def test_litert_matches_distillkit(students, name):
+    entry = students[name]
+    x = entry["inputs"]
+    if x.ndim == 4:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))   # TFLite images are NHWC
+    got = litert_run(entry["tflite"], x)
+    np.testing.assert_allclose(got, entry["reference"], err_msg=name, **TOLERANCE)
+    assert (got.argmax(1) == entry["reference"].argmax(1)).all()
+
+
+def test_litert_file_carries_names_and_signature(students):
+    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed")
+    interpreter = interpreter_module.Interpreter(model_path=str(students["lenet5"]["tflite"]))
+    signatures = interpreter.get_signature_list()
+    assert signatures == {"serving_default": {"inputs": ["input"], "outputs": ["output"]}}
+    assert list(interpreter.get_input_details()[0]["shape_signature"]) == [-1, 28, 28, 1]
+    runner = interpreter.get_signature_runner("serving_default")
+    image = np.ascontiguousarray(students["lenet5"]["inputs"][:1].transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(runner(input=image)["output"], students["lenet5"]["reference"][:1], **TOLERANCE)
+
+
+# ---------------------------------------------------------------- Core ML
+
+def erf(x):
+    try:
+        from scipy.special import erf as scipy_erf
+        return scipy_erf(x)
+    except ImportError:
+        import math
+        return np.vectorize(math.erf)(x)
+
+
+def coreml_layer(layer, blobs):
+    """One NeuralNetworkLayer over [N, C, H, W] float64 blobs, as Core ML defines it."""
+    kind = layer.WhichOneof("layer")
+    x = blobs[layer.input[0]]
+    if kind == "innerProduct":
+        p = layer.innerProduct
+        w = np.array(p.weights.floatValue, dtype=np.float64).reshape(p.outputChannels, p.inputChannels)
+        y = x.reshape(len(x), -1) @ w.T
+        if p.hasBias:
+            y = y + np.array(p.bias.floatValue)
+        return y.reshape(len(x), -1, 1, 1)
+    if kind == "convolution":
+        p = layer.convolution
+        kh, kw = p.kernelSize
+        sh, sw = p.stride
+        dh, dw = p.dilationFactor
+        (pt, pb), (pl, pr) = [(e.startEdgeSize, e.endEdgeSize) for e in p.valid.paddingAmounts.borderAmounts]
+        groups, cout, cg = p.nGroups, p.outputChannels, p.kernelChannels
+        w = np.array(p.weights.floatValue, dtype=np.float64).reshape(cout, cg, kh, kw)
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        oh = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
+        ow = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
+        y = np.zeros((len(x), cout, oh, ow))
+        og = cout // groups
+        for g in range(groups):
+            xs = xp[:, g * cg:(g + 1) * cg]
+            for u in range(kh):
+                for v in range(kw):
+                    patch = xs[:, :, u * dh:u * dh + sh * (oh - 1) + 1:sh, v * dw:v * dw + sw * (ow - 1) + 1:sw]
+                    y[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", patch, w[g * og:(g + 1) * og, :, u, v])
+        if p.hasBias:
+            y += np.array(p.bias.floatValue).reshape(1, -1, 1, 1)
+        return y
+    if kind == "pooling":
+        p = layer.pooling
+        if p.globalPooling:
+            return x.mean(axis=(2, 3), keepdims=True) if p.type == 1 else x.max(axis=(2, 3), keepdims=True)
+        kh, kw = p.kernelSize
+        sh, sw = p.stride
+        (pt, pb), (pl, pr) = [(e.startEdgeSize, e.endEdgeSize) for e in p.valid.paddingAmounts.borderAmounts]
+        is_max = p.type == 0
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=-np.inf if is_max else 0)
+        oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+        windows = [xp[:, :, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] for u in range(kh) for v in range(kw)]
+        assert not p.avgPoolExcludePadding
+        return np.max(windows, axis=0) if is_max else np.sum(windows, axis=0) / (kh * kw)
+    if kind == "activation":
+        a = layer.activation
+        which = a.WhichOneof("NonlinearityType")
+        if which == "ReLU":
+            return np.maximum(x, 0)
+        if which == "leakyReLU":
+            return np.where(x > 0, x, a.leakyReLU.alpha * x)
+        if which == "sigmoid":
+            return 1 / (1 + np.exp(-x))
+        if which == "tanh":
+            return np.tanh(x)
+        raise AssertionError(f"activation {which} not interpreted")
+    if kind == "gelu":
+        assert layer.gelu.mode == 0  # EXACT
+        return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+    if kind == "flatten":
+        assert layer.flatten.mode == 0  # CHANNEL_FIRST
+        return x.reshape(len(x), -1, 1, 1)
+    if kind == "scale":
+        p = layer.scale
+        y = x * np.array(p.scale.floatValue).reshape(broadcast_shape(p.shapeScale))
+        if p.hasBias:
+            y = y + np.array(p.bias.floatValue).reshape(broadcast_shape(p.shapeBias))
+        return y
+    if kind == "bias":
+        return x + np.array(layer.bias.bias.floatValue).reshape(broadcast_shape(layer.bias.shape))
+    if kind == "add":
+        return sum(blobs[name] for name in layer.input)
+    if kind == "softmax":
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise AssertionError(f"layer kind {kind} not interpreted")
+
+
+def broadcast_shape(shape):
+    """A Core ML [1], [C] or [C, H, W] parameter shape, broadcast over [N, C, H, W]."""
+    shape = list(shape)
+    if len(shape) == 1:
+        return (1, shape[0], 1, 1)
+    return (1, *shape)
+
+
+def coreml_interpret(spec, x, batch=100):
+    """Runs the spec's layers on x ([N, ...] in the input's declared shape): {blob name: [N, ...]}."""
+    network = getattr(spec, spec.WhichOneof("Type"))
+    input_name = spec.description.input[0].name
+    results = {}
+    for start in range(0, len(x), batch):
+        chunk = x[start:start + batch].astype(np.float64)
+        blobs = {input_name: chunk.reshape(len(chunk), chunk.shape[1], *(chunk.shape[2:] or (1, 1)))}
+        for layer in network.layers:
+            blobs[layer.output[0]] = coreml_layer(layer, blobs)
+        for name, value in blobs.items():
+            results.setdefault(name, []).append(value.reshape(len(chunk), -1))
+    return {name: np.concatenate(parts) for name, parts in results.items()}
+
+
+@pytest.mark.parametrize("name", STUDENTS + ["tabular"])
+def test_coreml_spec_matches_distillkit(students, name):
+    ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install coremltools)")
+    entry = students[name]
+    spec = ct.utils.load_spec(str(entry["mlmodel"]))
+    model = ct.models.MLModel(spec)   # validates the spec; prediction needs macOS
+    assert model.get_spec().specificationVersion == 4
+    assert spec.WhichOneof("Type") == "neuralNetworkClassifier"
+    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == entry["class_names"]
+    description = spec.description
+    assert [f.name for f in description.output] == ["classLabel", "classProbability", "logits"]
+    assert description.predictedFeatureName == "classLabel" and description.predictedProbabilitiesName == "classProbability"
+    assert list(description.input[0].type.multiArrayType.shape) == list(entry["inputs"].shape[1:])
+    blobs = coreml_interpret(spec, entry["inputs"])
+    np.testing.assert_allclose(blobs["logits"], entry["reference"], err_msg=name, **TOLERANCE)
+    reference = entry["reference"].astype(np.float64)
+    probabilities = np.exp(reference - reference.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    np.testing.assert_allclose(blobs["classProbability"], probabilities, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- CLI: inspect, refusals
+
+def test_inspect_reads_back_tflite_and_coreml(students):
+    entry = students["resnet8"]
+    native = json.loads(distill("inspect", entry["model"], "--json").stdout)
+    tflite = json.loads(distill("inspect", entry["tflite"], "--json").stdout)
+    coreml = json.loads(distill("inspect", entry["mlmodel"], "--json").stdout)
+    assert tflite["format"].startswith("TFLite") and tflite["inputs"][0]["shape"] == "[N,28,28,1]"
+    assert tflite["operators"]["CONV_2D"] == 9 and tflite["operators"]["ADD"] == 3
+    # Batch norm folded into the convolutions: its FLOPs are gone, nothing else is.
+    assert 0.95 * native["flops"] < tflite["flops"] < native["flops"]
+    assert coreml["format"].startswith("Core ML (specification 4, neuralNetworkClassifier, 10 class labels")
+    assert coreml["operators"]["convolution"] == 9 and coreml["operators"]["softmax"] == 1
+    assert coreml["inputs"][0]["shape"] == "[1,28,28]"
+    plain = students["cnn-tiny"]
+    native = json.loads(distill("inspect", plain["model"], "--json").stdout)
+    for path in (plain["tflite"], plain["mlmodel"]):
+        summary = json.loads(distill("inspect", path, "--json").stdout)
+        assert summary["parameters"] == native["parameters"]
+    assert json.loads(distill("inspect", plain["tflite"], "--json").stdout)["flops"] == native["flops"]
+    text = distill("inspect", plain["mlmodel"]).stdout
+    assert "FLOPs per example" in text and "classProbability" in text
+
+
+def test_export_errors_are_explained(students, tmp_path):
+    model = students["cnn-tiny"]["model"]
+    both = distill("export", model, "--c", tmp_path / "a.c", "--tflite", tmp_path / "a.tflite", check=False)
+    assert both.returncode != 0 and "give one of" in both.stderr
+    wrong = distill("export", model, "--coreml", tmp_path / "a.mlmodel", "--class-names", "a,b", check=False)
+    assert wrong.returncode != 0 and "2 class names given; the model has 10 outputs" in wrong.stderr
+    assert not (tmp_path / "a.mlmodel").exists()
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(students["cnn-tiny"]["tflite"].read_bytes()[:300])
+    result = distill("inspect", corrupt, check=False)
+    assert result.returncode != 0 and "corrupt.tflite" in result.stderr and "Fatal error" not in result.stderr
