@@ -117,7 +117,7 @@ extension TeacherOutputs {
     /// the file has: all of them, or the 80% `DataSource` keeps when it splits a `.csv` itself.
     /// (`--train-limit` is applied afterwards by `teacher(for:)`.)
     public static func trainingFileRows(_ experiment: Experiment, loadedTrain: Int, loadedTest: Int, preloaded: Bool) -> (rows: [Int], total: Int) {
-        if !preloaded && experiment.testData == nil && experiment.data.lowercased().hasSuffix(".csv") {
+        if !preloaded && experiment.testData == nil && FileKind(experiment.data) == .csv {
             let total = loadedTrain + loadedTest
             return (DataSource.csvTrainingRows(total: total, seed: experiment.options.seed), total)
         }

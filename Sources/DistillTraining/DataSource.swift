@@ -19,8 +19,8 @@ public enum DataSource {
         default: break
         }
         let url = URL(fileURLWithPath: data)
-        switch url.pathExtension.lowercased() {
-        case "csv":
+        switch FileKind(data) {
+        case .csv:
             guard labelColumn != nil || allowUnlabeled else { throw TensorError("\(data): name the label column with --label COLUMN") }
             let table = try CSVTable.load(url)
             // The test file is encoded with the training file's schema (same one-hot columns and classes).
@@ -32,7 +32,7 @@ public enum DataSource {
             }
             let parts = try train.split(validationFraction: 0.2, seed: seed)
             return (parts.train, parts.validation)
-        case "npz":
+        case .npz:
             return try NPZ.readClassification(url)
         default:
             throw TensorError("unknown data '\(data)'; valid: \(names.joined(separator: ", "))")

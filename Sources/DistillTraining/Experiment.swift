@@ -12,6 +12,10 @@ public struct Experiment {
     public var data = "fashion-mnist"
     public var testData: String? = nil
     public var labelColumn: String? = nil
+    /// A numeric column of a `.csv` file: the run trains a regression model (one output, MSE; with
+    /// a teacher, `w · MSE(s, t) + (1 − w) · MSE(s, y)`, w the weight of the `kd` term) instead of a
+    /// classifier (`RegressionRunner`).
+    public var target: String? = nil
     /// Use only the first N training rows (quick experiments and tests).
     public var trainLimit: Int? = nil
     public var teachers: [String] = []
@@ -39,7 +43,7 @@ public struct Experiment {
     }
 
     public static let knownKeys: Set<String> = [
-        "data", "test_data", "label", "train_limit", "teacher", "teachers", "student", "losses",
+        "data", "test_data", "label", "target", "train_limit", "teacher", "teachers", "student", "losses",
         "epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "momentum", "schedule", "warmup_epochs",
         "gradient_clip", "seed", "shift", "flip", "output", "name",
         "teacher_outputs", "teacher_outputs_kind", "teacher_outputs_array", "label_limit", "mixup",
@@ -192,6 +196,7 @@ public struct Experiment {
         if let v = try string("data") { data = v }
         testData = try string("test_data")
         labelColumn = try string("label")
+        target = try string("target")
         trainLimit = try int("train_limit")
         if let t = map["teacher"] ?? map["teachers"] {
             if let s = t as? String { teachers = [s] } else if let a = t as? [Any] { teachers = a.map { "\($0)" } }
@@ -251,7 +256,7 @@ public struct Experiment {
 
     /// Resolves a student spec: a `.yaml` model file becomes its layer list.
     public static func resolveModelSpec(_ spec: String) throws -> String {
-        guard spec.hasSuffix(".yaml") || spec.hasSuffix(".yml") else { return spec }
+        guard FileKind(spec) == .yaml else { return spec }
         let text: String
         do { text = try String(contentsOfFile: spec, encoding: .utf8) } catch { throw TensorError("\(spec): cannot read model file") }
         guard let map = try loadYAML(text, name: spec) as? [String: Any], let layers = map["layers"] else {
@@ -298,9 +303,30 @@ public struct Experiment {
         for term in losses { try term.validate() }
         if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
         if teacherOutputs != nil && !teachers.isEmpty { throw TensorError("give either a teacher model or cached teacher outputs, not both") }
+        if target != nil { try validateRegression() }
         if losses.contains(where: { $0.method != .ce }) && teachers.isEmpty && teacherOutputs == nil {
             throw TensorError("the losses \(losses.map(\.method.rawValue).joined(separator: ", ")) need a teacher")
         }
+    }
+
+    /// A regression run (`target`) learns from the target and, with a teacher, from one `kd` term
+    /// whose weight is the teacher's share; what only classification has is refused here.
+    func validateRegression() throws {
+        guard FileKind(data) == .csv else { throw TensorError("\(Experiment.setting("target")) needs a .csv file for 'data' (--data), got \(data.prefix(80))") }
+        guard labelColumn == nil else { throw TensorError("'label' (--label, classes) and 'target' (--target, a regression target) exclude each other") }
+        guard teachers.count <= 1 else { throw TensorError("a regression run takes one teacher, got \(teachers.count)") }
+        if let other = losses.first(where: { $0.method != .ce && $0.method != .kd }) {
+            throw TensorError("a regression run learns from the target and the teacher's predictions (ce and kd); '\(other.method.rawValue)' is for classifiers")
+        }
+        guard labelLimit == nil, mixup == nil, options.shift == 0, !options.flip else {
+            throw TensorError("label_limit, mixup, shift and flip (--label-limit, --mixup, --shift, --flip) are for classifiers, not regression runs")
+        }
+    }
+
+    /// A regression run's teacher weight `w`: the `kd` term's weight (nil without a teacher).
+    public var regressionTeacherWeight: Float? {
+        guard !teachers.isEmpty || teacherOutputs != nil else { return nil }
+        return losses.first { $0.method == .kd }?.weight ?? 0
     }
 
     /// The resolved configuration, as written to config.json.
@@ -312,6 +338,7 @@ public struct Experiment {
         j["losses"] = losses.map(\.json)
         if let testData { j["test_data"] = testData }
         if let labelColumn { j["label"] = labelColumn }
+        if let target { j["target"] = target }
         if let trainLimit { j["train_limit"] = trainLimit }
         if let output { j["output"] = output }
         if let teacherOutputs { j["teacher_outputs"] = teacherOutputs; j["teacher_outputs_kind"] = teacherOutputsKind.rawValue }

@@ -33,70 +33,11 @@ public func summaryTable(_ rows: [ModelSummary]) -> String {
     return lines.joined(separator: "\n")
 }
 
-/// Loads a teacher from a file: a DistillKit model (.safetensors) or an ONNX model (.onnx);
-/// `options` say how to read an ONNX teacher (input normalisation, output kind); DistillKit models
-/// carry their own preprocessing and give logits.
-public func loadTeacher(_ path: String, options: ONNXTeacherOptions = .init()) throws -> Teacher {
-    let url = URL(fileURLWithPath: path)
-    guard FileManager.default.fileExists(atPath: path) else { throw TensorError("teacher file \(path) does not exist") }
-    try options.validate()
-    switch url.pathExtension.lowercased() {
-    case "safetensors":
-        guard !options.isSet else {
-            throw TensorError("\(path): --teacher-input-mean/--teacher-input-std/--teacher-output are for ONNX teachers; a DistillKit model carries its own preprocessing and gives logits")
-        }
-        let (model, info) = try SavedModel.load(url)
-        _ = try Tabular.statistics(of: info, source: path)  // validated even where they are not used
-        return ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
-    case "onnx":
-        return try ONNXTeacher(url: url, inputMean: options.mean, inputStd: options.std, outputKind: options.output)
-    default:
-        throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors and .onnx models")
-    }
-}
-
-/// Throws unless a teacher model takes examples of `exampleShape` and gives `numClasses` outputs
-/// (any number when nil), so that a teacher that does not fit the data is an error naming its file
-/// before anything runs.
-public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], numClasses: Int?) throws {
-    let base = (teacher as? StandardizingTeacher)?.base ?? teacher
-    if let module = (base as? ModuleTeacher)?.model {
-        let output = try ModelShapes.outputShape(of: module, path: "", input: exampleShape, orThrowFor: path)
-        guard output.count == 1, numClasses.map({ output == [$0] }) ?? true else {
-            throw TensorError("\(path): the teacher gives outputs of shape \(output) per example; the data has \(numClasses.map(String.init) ?? "?") classes")
-        }
-    } else if let onnx = base as? ONNXTeacher {
-        try onnx.checkExampleShape(exampleShape)
-    }
-}
-
-/// Prints a loud warning when `teacher` scores near chance on the first labelled rows of `data`:
-/// a teacher fed other inputs than it was trained on (no normalisation, BGR instead of RGB, 0-1
-/// instead of 0-255) still runs, and would silently teach noise. Returns the accuracy measured.
-@discardableResult
-public func warnIfNearChance(_ teacher: Teacher, path: String, on data: LabeledDataset, rows: Int = 512) throws -> Double? {
-    guard !data.labels.isEmpty else { return nil }
-    let labelled = (0..<data.count).lazy.filter { data.labels[$0] >= 0 }.prefix(rows)
-    guard labelled.count >= 20, data.numClasses >= 2 else { return nil }
-    let indices = Array(labelled)
-    let predictions = try teacher.logits(data.rows(indices), indices: indices).argmaxLastAxis()
-    let labels = indices.map { data.labels[$0] }
-    let accuracy = Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(indices.count)
-    var counts = [Int](repeating: 0, count: data.numClasses)
-    for l in labels where l < counts.count { counts[l] += 1 }
-    let chance = Double(counts.max() ?? 0) / Double(indices.count)  // always guessing the commonest class
-    if accuracy < chance + 0.3 * (1 - chance) {
-        log(String(format: "WARNING: the teacher %@ scores %.1f%% on the first %d labelled training rows, near chance (%.1f%%). Is it fed what it was trained on? Check its input normalisation (--teacher-input-mean/--teacher-input-std, e.g. ImageNet's 0.485,0.456,0.406 and 0.229,0.224,0.225), the channel order (RGB or BGR) and the scale (DistillKit feeds images in [0, 1]; a teacher trained on 0-255 needs --teacher-input-std 0.00392157).",
-                   path, accuracy * 100, indices.count, chance * 100))
-    }
-    return accuracy
-}
-
 /// Runs an experiment end to end: data, teacher(s), student, training, the summary table.
 public enum ExperimentRunner {
     public struct Result {
         public var rows: [ModelSummary]
-        public var training: TrainingSummary
+        public var training: TrainingSummary<EvaluationReport>
         public var runFolder: RunFolder?
         public var student: Sequential
     }
@@ -120,8 +61,8 @@ public enum ExperimentRunner {
             if !quiet { log(chosen) }
         }
         let objective = try DistillationObjective(terms: experiment.losses)
-        var teachers = try experiment.teachers.map { try loadTeacher($0, options: experiment.onnxTeacher) }
         // Cached teacher outputs: read and checked here, before anything is built or trained.
+        var teachers: [Teacher] = []
         var cachedOutputs = false
         if experiment.teacherOutputs != nil {
             let loaded = try TeacherOutputs.teacher(for: experiment, train: train, fileRows: fileRows, objective: objective)
@@ -129,17 +70,18 @@ public enum ExperimentRunner {
             train = loaded.train
             cachedOutputs = true
         }
-        // Tabular data: standardise with the training split's statistics, kept in the saved model.
+        // Tabular data: standardise with the training split's statistics, kept in the saved model;
+        // teachers are given (and scored on) the rows as the user gave them.
         var extra: [String: String] = [:]
-        let rawTest = test  // teachers are scored on the rows as the user gave them
-        if let statistics = try Tabular.standardization(for: experiment.data, train: train) {
-            let rawTrain = train
-            teachers = try teachers.enumerated().map { i, t in
-                try cachedOutputs ? t : Tabular.teacher(t, path: experiment.teachers[i], inputStatistics: statistics, rawRows: rawTrain)
-            }
+        let rawTrain = train, rawTest = test
+        let statistics = try Tabular.standardization(for: experiment.data, train: train)
+        if let statistics {
             train = try train.standardized(with: statistics)
             test = try test.standardized(with: statistics)
             extra[Tabular.statisticsKey] = try Tabular.encode(statistics)
+        }
+        if !cachedOutputs {
+            teachers = try experiment.teachers.map { try loadTeacher($0, options: experiment.onnxTeacher, standardizedWith: statistics, rawRows: rawTrain) }
         }
         var options = experiment.options
         options.labelLimit = experiment.labelLimit
@@ -199,7 +141,7 @@ public enum ExperimentRunner {
                                  parameters: student.parameterCount, bytes: student.stateBytes, accuracy: summary.test.accuracy,
                                  latencyMicroseconds: batchOneLatencyMicroseconds(student, exampleShape: train.exampleShape)))
         if let run {
-            var summaryJSON: [String: Any] = ["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestTestAccuracy,
+            var summaryJSON: [String: Any] = ["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestScore,
                                               "samples_per_second": summary.samplesPerSecond]
             let onnxTeachers = originalTeachers.compactMap { ((($0 as? StandardizingTeacher)?.base ?? $0) as? ONNXTeacher)?.outputDescription }
             if !onnxTeachers.isEmpty { summaryJSON["teacher_outputs"] = onnxTeachers }

@@ -3,13 +3,17 @@ import Foundation
 /// `report.html` of a run folder: one self-contained page (no scripts, no network) with what a
 /// user looks at after a distillation: size against accuracy and latency for the teacher and the
 /// student, the training curves, the student's per-class accuracy and confusion matrix, the
-/// transfer-set report (`DataReport`), and the configuration.
+/// transfer-set report (`DataReport`), and the configuration. A regression run's page has the
+/// curves, the test errors (with the teacher's) and the configuration.
 public struct RunReport {
     public var title: String
     public var models: [ModelSummary]
     /// One dictionary per epoch, as in `metrics.jsonl`.
     public var metrics: [[String: Any]]
-    public var test: EvaluationReport
+    /// A classifier's test report (nil for a regression run).
+    public var test: EvaluationReport?
+    /// A regression run's test errors, and its teacher's.
+    public var regression: RegressionReport?, teacherRegression: RegressionReport?
     public var classNames: [String]
     public var transfer: DataReport?
     /// Why the transfer-set report lacks the teacher's view, when it does.
@@ -22,9 +26,15 @@ public struct RunReport {
         self.transfer = transfer; self.transferNote = transferNote; self.configuration = configuration
     }
 
+    /// A regression run's page.
+    public init(title: String, metrics: [[String: Any]], regression: RegressionReport, teacherRegression: RegressionReport?, configuration: [String: Any]) {
+        self.title = title; self.models = []; self.metrics = metrics; self.test = nil; self.classNames = []
+        self.regression = regression; self.teacherRegression = teacherRegression; self.transfer = nil; self.configuration = configuration
+    }
+
     public var html: String {
         var body = "<h1>\(escape(title))</h1>\n"
-        body += modelsSection + curvesSection + testSection + transferSection + configurationSection
+        body += modelsSection + curvesSection + testSection + regressionSection + transferSection + configurationSection
         return """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
@@ -43,6 +53,7 @@ public struct RunReport {
     // MARK: Sections
 
     private var modelsSection: String {
+        guard !models.isEmpty else { return "" }
         var s = "<h2>Size, accuracy, latency</h2>\n<table><tr><th class=l>model</th><th class=l>spec</th><th>parameters</th><th>bytes</th><th>test accuracy</th><th>batch-1 latency</th></tr>\n"
         for m in models {
             s += "<tr><td class=l>\(escape(m.role))</td><td class=l>\(escape(m.spec))</td><td>\(m.parameters)</td><td>\(m.bytes)</td>"
@@ -66,12 +77,24 @@ public struct RunReport {
                 return (epoch, value)
             }
         }
-        let loss = series("train_loss"), accuracy = series("test_accuracy").map { ($0.0, $0.1 * 100) }
-        guard !loss.isEmpty || !accuracy.isEmpty else { return "" }
-        return "<h2>Training</h2>\n" + lineChart(loss, title: "training loss") + lineChart(accuracy, title: "test accuracy (%)") + "\n"
+        let loss = series("train_loss"), accuracy = series("test_accuracy").map { ($0.0, $0.1 * 100) }, rmse = series("test_rmse")
+        guard !loss.isEmpty || !accuracy.isEmpty || !rmse.isEmpty else { return "" }
+        return "<h2>Training</h2>\n" + lineChart(loss, title: "training loss") + lineChart(accuracy, title: "test accuracy (%)")
+            + lineChart(rmse, title: "test RMSE") + "\n"
+    }
+
+    private var regressionSection: String {
+        guard let regression else { return "" }
+        var s = "<h2>Test set</h2>\n<table><tr><th class=l>model</th><th>rows</th><th>RMSE</th><th>MAE</th><th>R²</th></tr>\n"
+        for (name, r) in [("teacher", teacherRegression), ("student", regression)] {
+            guard let r else { continue }
+            s += "<tr><td class=l>\(name)</td>" + String(format: "<td>%d</td><td>%.4f</td><td>%.4f</td><td>%.4f</td></tr>\n", r.count, r.rmse, r.mae, r.r2)
+        }
+        return s + "</table>\n"
     }
 
     private var testSection: String {
+        guard let test else { return "" }
         var s = String(format: "<h2>Student on the test set</h2>\n<p>%d samples: accuracy %.2f%%, top-5 %.2f%%, expected calibration error %.4f",
                        test.count, test.accuracy * 100, test.top5Accuracy * 100, test.expectedCalibrationError)
         if let agreement = test.teacherAgreement { s += String(format: ", agrees with the teacher on %.2f%%", agreement * 100) }

@@ -81,19 +81,19 @@ public enum TeacherOutputs {
         try InputFile.checkRegular(path, what: "teacher outputs")
         var record = readSidecar(path)
         var file: File
-        switch url.pathExtension.lowercased() {
-        case "npy":
+        switch FileKind(path) {
+        case .npy:
             file = File(values: try NPY.read(url), path: path, record: [:])
-        case "npz":
+        case .npz:
             let entries = try NPZ.readEntries(url)
             let key = try pick(array, from: Array(entries.keys), path: path)
             file = File(values: try NPY.decode(entries[key]!, name: "\(path)[\(key).npy]"), path: path, record: [:])
-        case "safetensors":
+        case .safetensors:
             let decoded = try Safetensors.decode(try InputFile.read(url, what: "teacher outputs"), name: path)
             let key = try pick(array, from: Array(decoded.tensors.keys), path: path)
             for (k, v) in decoded.metadata where k.hasPrefix("distillkit.") { record[String(k.dropFirst("distillkit.".count))] = v }
             file = File(values: decoded.tensors[key]!, path: path, record: [:])
-        case "csv":
+        case .csv:
             file = try readCSV(url)
         default:
             throw DataError(file: path, "unsupported teacher-outputs format '.\(url.pathExtension)'; DistillKit reads .npy, .npz, .safetensors and .csv")
@@ -242,20 +242,20 @@ public enum TeacherOutputs {
     /// Writes `values` to `path` (format by extension: .npy, .npz with the array `logits`,
     /// .safetensors with the tensor `logits` and `record` as `distillkit.*` metadata, or .csv with
     /// columns `class_0 ...`), plus the sidecar `path.json` holding `record`. Atomic.
-    /// The file formats `write` and `read` know, by extension.
-    public static let formats = ["npy", "npz", "safetensors", "csv"]
+    /// The file formats `write` and `read` know.
+    public static let formats: [FileKind] = [.npy, .npz, .safetensors, .csv]
     /// Most augmented views `cache-teacher` writes per sample.
     public static let maxViews = 1000
 
     public static func write(_ values: Tensor, to path: String, record: [String: String], classNames: [String] = []) throws {
         let url = URL(fileURLWithPath: path)
-        switch url.pathExtension.lowercased() {
-        case "npy": try NPY.write(values, to: url)
-        case "npz": try NPZ.write(["logits": values], to: url)
-        case "safetensors":
+        switch FileKind(path) {
+        case .npy: try NPY.write(values, to: url)
+        case .npz: try NPZ.write(["logits": values], to: url)
+        case .safetensors:
             try Safetensors.save(["logits": values], to: url,
                                  metadata: Dictionary(uniqueKeysWithValues: record.map { ("distillkit.\($0.key)", $0.value) }))
-        case "csv":
+        case .csv:
             guard values.rank == 2 else { throw DataError(file: path, "a CSV holds [N, C] outputs; write \(values.shape) as .npy, .npz or .safetensors") }
             let c = values.shape[1]
             let names = classNames.count == c ? classNames.map { "\"\($0.replacingOccurrences(of: "\"", with: "\"\""))\"" } : (0..<c).map { "class_\($0)" }

@@ -115,9 +115,10 @@ public struct TrainingOptions: Sendable {
 func decimal(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
 
 /// What a finished (or resumed and finished) training run reports.
-public struct TrainingSummary {
-    public var test: EvaluationReport
-    public var bestTestAccuracy: Double
+public struct TrainingSummary<Report: TestReport> {
+    public var test: Report
+    /// The best `score` over the epochs (the test accuracy for a classifier).
+    public var bestScore: Double
     public var epochsRun: Int
     public var samplesPerSecond: Double
 }
@@ -129,34 +130,37 @@ public struct TrainingError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { message }
 }
 
-/// Trains a student with a distillation objective (plain cross-entropy is the objective `[ce]`).
+/// The one training loop, for every task: a classifier trained with a distillation objective
+/// (plain cross-entropy is the objective `[ce]`) or a regression model (`RegressionObjective`).
 ///
 /// Each epoch: seeded shuffle, optional augmentation (one view, seen by teacher and student
 /// alike), teacher forward without gradients, student forward/backward, optimizer step. After
-/// each epoch: test accuracy, a line in `metrics.jsonl`, and an atomic checkpoint from which
-/// `--resume` continues.
-public final class Trainer {
+/// each epoch: the test report (`evaluate`), a line in `metrics.jsonl`, the best model, and an
+/// atomic checkpoint from which `--resume` continues. Ctrl-C and SIGTERM stop after the current
+/// step with a checkpoint; a non-finite loss or gradient stops the run, keeping the last checkpoint.
+public final class Trainer<Report: TestReport> {
     public let student: Sequential
     public let studentInfo: SavedModel
     public let teachers: [Teacher]
-    public let objective: DistillationObjective
+    public let objective: any TrainingObjective
     public let options: TrainingOptions
     public let train: LabeledDataset
-    public let test: LabeledDataset
+    /// Scores the student on held-out data after each epoch.
+    public let evaluate: (Sequential) throws -> Report
     public let run: RunFolder?
-    /// Called after each epoch with (epoch, test accuracy).
+    /// Called after each epoch with (epoch, the test report's score).
     public var onEpoch: ((Int, Double) -> Void)?
 
-    public init(student: Sequential, studentInfo: SavedModel, teachers: [Teacher], objective: DistillationObjective,
-                options: TrainingOptions, train: LabeledDataset, test: LabeledDataset, run: RunFolder?) throws {
+    public init(student: Sequential, studentInfo: SavedModel, teachers: [Teacher], objective: any TrainingObjective,
+                options: TrainingOptions, train: LabeledDataset, run: RunFolder?, evaluate: @escaping (Sequential) throws -> Report) throws {
         if objective.needsTeacher && teachers.isEmpty {
-            throw TensorError("the losses \(objective.terms.map(\.method.rawValue)) need a teacher (--teacher)")
+            throw TensorError("the losses \(objective.termNames) need a teacher (--teacher)")
         }
         if objective.needsLabels && !train.isLabeled {
             throw TensorError("the losses include ce or dkd, which need labels; this training data has none")
         }
         self.student = student; self.studentInfo = studentInfo; self.teachers = teachers; self.objective = objective
-        self.options = options; self.train = train; self.test = test; self.run = run
+        self.options = options; self.train = train; self.run = run; self.evaluate = evaluate
     }
 
     /// An MLP student trained on its logits alone runs through a `TrainingPlan` (its first layer
@@ -166,7 +170,7 @@ public final class Trainer {
         objective.studentFeatureNames.isEmpty ? TrainingPlan(student, exampleShape: Array(train.featureShape.dropFirst())) : nil
     }
 
-    public func fit(resume: Bool = false) throws -> TrainingSummary {
+    public func fit(resume: Bool = false) throws -> TrainingSummary<Report> {
         let loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
                                      augmentation: options.augmentation)
         let stepsPerEpoch = loader.batchesPerEpoch
@@ -201,7 +205,7 @@ public final class Trainer {
             best = resumed.bestAccuracy
             if !options.quiet {
                 let position = resumed.nextBatch > 0 ? "at batch \(resumed.nextBatch + 1) of epoch \(startEpoch + 1)" : "after epoch \(startEpoch)"
-                log("resuming \(run.url.path) \(position) (best test accuracy \(String(format: "%.2f%%", best * 100)))")
+                log("resuming \(run.url.path) \(position) (best test score \(String(format: "%.4f", best)))")
             }
         }
         // With a run folder (the CLI), Ctrl-C and SIGTERM stop after the current step with a checkpoint.
@@ -218,7 +222,7 @@ public final class Trainer {
         }
         let dropouts = student.namedModules().compactMap { $0.module as? Dropout }
         let parameterNames = student.namedParameters().map { ($0.name, $0.tensor) } + objective.adapterParameters.enumerated().map { ("adapter.\($0.offset)", $0.element) }
-        var lastReport: EvaluationReport? = nil
+        var lastReport: Report? = nil
         var throughput: [Double] = []
         for epoch in startEpoch..<options.epochs {
             let bar = ProgressBar(title: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch, quiet: options.quiet)
@@ -259,9 +263,9 @@ public final class Trainer {
                 }
                 optimizer.zeroGrad()
                 let logits = plan?.forward(inputs) ?? student(inputs)
-                let (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: studentTaps?.outputs ?? [:],
-                                                       teacherLogits: teacherLogits, teacherFeatures: teacherFeatures,
-                                                       labels: labels, epoch: epoch)
+                let (loss, parts) = try objective.loss(studentOutputs: logits, studentFeatures: studentTaps?.outputs ?? [:],
+                                                       teacherOutputs: teacherLogits, teacherFeatures: teacherFeatures,
+                                                       labels: labels, indices: indices, epoch: epoch)
                 let value = loss.item()
                 guard value.isFinite else {
                     throw TrainingError(message: "the loss became \(value) at epoch \(epoch + 1), step \(step + 1) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
@@ -292,17 +296,17 @@ public final class Trainer {
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             throughput.append(Double(seen) / seconds)
-            let report: EvaluationReport
-            do { report = try evaluate(student, on: test) } catch let error as TensorError {
+            let report: Report
+            do { report = try evaluate(student) } catch let error as TensorError {
                 throw TrainingError(message: "after epoch \(epoch + 1) the student's test outputs are not usable (\(error.message)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
             }
             lastReport = report
-            let improved = report.accuracy > best
-            best = max(best, report.accuracy)
+            let improved = report.score > best
+            best = max(best, report.score)
             var line: [String: Any] = ["epoch": epoch + 1, "train_loss": lossSum / Double(max(seen, 1)),
-                                       "test_accuracy": report.accuracy, "test_loss": report.meanLoss,
                                        "learning_rate": optimizer.learningRate, "seconds": seconds,
                                        "samples_per_second": Double(seen) / seconds]
+            line.merge(report.metrics) { _, new in new }
             for (k, v) in partSums { line["loss_\(k)"] = v / Double(max(seen, 1)) }
             if let run {
                 try save("metrics") { try run.appendMetrics(line, epoch: epoch + 1) }
@@ -316,14 +320,23 @@ public final class Trainer {
                 }
             }
             if !options.quiet {
-                log(String(format: "epoch %d/%d  loss %.4f  test accuracy %.2f%%  (%.1f s, %.0f samples/s)",
-                           epoch + 1, options.epochs, lossSum / Double(max(seen, 1)), report.accuracy * 100, seconds, Double(seen) / seconds))
+                log(String(format: "epoch %d/%d  loss %.4f  ", epoch + 1, options.epochs, lossSum / Double(max(seen, 1))) + report.line
+                    + String(format: "  (%.1f s, %.0f samples/s)", seconds, Double(seen) / seconds))
             }
-            onEpoch?(epoch + 1, report.accuracy)
+            onEpoch?(epoch + 1, report.score)
         }
-        let final = try lastReport ?? evaluate(student, on: test)
+        let final = try lastReport ?? evaluate(student)
         if let run { try studentInfo.save(student, to: run.finalModel) }
-        return TrainingSummary(test: final, bestTestAccuracy: max(best, final.accuracy), epochsRun: options.epochs - startEpoch,
+        return TrainingSummary(test: final, bestScore: max(best, final.score), epochsRun: options.epochs - startEpoch,
                                samplesPerSecond: throughput.isEmpty ? 0 : throughput.reduce(0, +) / Double(throughput.count))
+    }
+}
+
+extension Trainer where Report == EvaluationReport {
+    /// A classifier's trainer, scored by its accuracy on `test`.
+    public convenience init(student: Sequential, studentInfo: SavedModel, teachers: [Teacher], objective: DistillationObjective,
+                            options: TrainingOptions, train: LabeledDataset, test: LabeledDataset, run: RunFolder?) throws {
+        try self.init(student: student, studentInfo: studentInfo, teachers: teachers, objective: objective, options: options,
+                      train: train, run: run, evaluate: { try DistillTraining.evaluate($0, on: test) })
     }
 }

@@ -30,8 +30,8 @@ struct CacheTeacher: ParsableCommand {
     func validate() throws {
         guard (1...TeacherOutputs.maxViews).contains(views) else { throw ValidationError("--views \(views): must be 1...\(TeacherOutputs.maxViews)") }
         guard (1...(1 << 20)).contains(batchSize) else { throw ValidationError("--batch-size \(batchSize): must be 1...\(1 << 20)") }
-        guard TeacherOutputs.formats.contains(URL(fileURLWithPath: out).pathExtension.lowercased()) else {
-            throw ValidationError("--out \(out): the format comes from the extension: \(TeacherOutputs.formats.map { "." + $0 }.joined(separator: ", "))")
+        guard TeacherOutputs.formats.contains(FileKind(out)) else {
+            throw ValidationError("--out \(out): the format comes from the extension: \(TeacherOutputs.formats.map { "." + $0.rawValue }.joined(separator: ", "))")
         }
         guard shift >= 0 else { throw ValidationError("--shift must not be negative") }
         if views > 1 && shift == 0 && !flip { throw ValidationError("--views \(views) needs an augmentation (--shift N and/or --flip): otherwise every view is the same") }
@@ -41,9 +41,9 @@ struct CacheTeacher: ParsableCommand {
     func run() throws {
         try BLAS.ensureLoaded()
         // Every row of the training file, in file order (a .csv is not split here).
-        let isCSV = data.lowercased().hasSuffix(".csv")
+        let isCSV = FileKind(data) == .csv
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label)
-        let model = try rawInputTeacher(teacher, options: teacherReading.options)
+        let model = try loadTeacher(teacher, options: teacherReading.options)
         try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
         try warnIfNearChance(model, path: teacher, on: train)
         try MemoryBudget.check(shape: [views, train.count] + train.exampleShape, for: "--views \(views) of \(train.count) rows of \(data)")
@@ -59,46 +59,6 @@ struct CacheTeacher: ParsableCommand {
         print(String(format: "%@: teacher logits %@ for %d training rows%@ (%.1f s); record in %@.json",
                      out, "\(logits.shape)", train.count, views > 1 ? " × \(views) views" : "", Date().timeIntervalSince(t0), out))
     }
-}
-
-/// A teacher that takes raw rows: a tabular DistillKit model standardises them with its stored statistics.
-func rawInputTeacher(_ path: String, options: ONNXTeacherOptions) throws -> Teacher {
-    let teacher = try loadTeacher(path, options: options)
-    guard path.lowercased().hasSuffix(".safetensors"),
-          let own = try Tabular.statistics(of: SavedModel.load(URL(fileURLWithPath: path)).info, source: path) else { return teacher }
-    return StandardizingTeacher(teacher, own: own, input: nil)
-}
-
-/// `distill train/kd --target COLUMN`: a regression student (RegressionRunner).
-func runRegression(_ e: Experiment, flags: TrainingFlags, teacherWeight: Float) throws {
-    guard let target = flags.target else { return }
-    guard e.data.lowercased().hasSuffix(".csv") else { throw ValidationError("--target needs a .csv file (--data)") }
-    guard flags.label == nil else { throw ValidationError("--label (classes) and --target (a regression target) exclude each other") }
-    guard flags.resume == nil else { throw ValidationError("--resume is not supported for regression runs") }
-    try e.validate()
-    var r = RegressionExperiment(data: e.data, target: target)
-    r.testData = e.testData
-    r.student = e.student
-    r.teacher = e.teachers.first
-    r.teacherOutputs = e.teacherOutputs
-    r.teacherOutputsArray = e.teacherOutputsArray
-    r.teacherWeight = teacherWeight
-    r.trainLimit = e.trainLimit
-    r.options = e.options
-    r.output = e.output
-    let result = try RegressionRunner.run(r)
-    if flags.json {
-        var object = result.test.json
-        object["params"] = result.parameters
-        if let t = result.teacherTest { object["teacher"] = t.json }
-        if let run = result.runFolder { object["run"] = run.url.path }
-        printJSON(object)
-        return
-    }
-    if let t = result.teacherTest { print(String(format: "teacher   test RMSE %.4f  MAE %.4f  R² %.4f", t.rmse, t.mae, t.r2)) }
-    print(String(format: "%@ test RMSE %.4f  MAE %.4f  R² %.4f  (%d parameters, %d rows)",
-                 (teacherWeight > 0 ? "distilled" : "trained  ") as NSString, result.test.rmse, result.test.mae, result.test.r2, result.parameters, result.test.count))
-    if let run = result.runFolder { print("run folder: \(run.url.path)") }
 }
 
 struct DataReportCommand: ParsableCommand {
@@ -120,7 +80,7 @@ struct DataReportCommand: ParsableCommand {
 
     func run() throws {
         try BLAS.ensureLoaded()
-        let isCSV = data.lowercased().hasSuffix(".csv")
+        let isCSV = FileKind(data) == .csv
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label, allowUnlabeled: true)
         var probabilities: Tensor? = nil
         if let path = teacherOutputs {
@@ -129,7 +89,7 @@ struct DataReportCommand: ParsableCommand {
             try TeacherOutputs.check(file, kind: kind, expectedRows: train.count, expectedClasses: train.numClasses > 0 ? train.numClasses : nil)
             probabilities = kind == .probs ? file.values : withNoGrad { file.values.softmax(axis: 1) }
         } else if let teacher {
-            let model = try rawInputTeacher(teacher, options: teacherReading.options)
+            let model = try loadTeacher(teacher, options: teacherReading.options)
             try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
             let logits = try TeacherOutputs.compute(model, inputs: train)
             probabilities = withNoGrad { logits.softmax(axis: 1) }

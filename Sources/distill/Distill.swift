@@ -9,7 +9,7 @@ struct Distill: ParsableCommand {
         commandName: "distill",
         abstract: "DistillKit: knowledge distillation on the CPU, in Swift.",
         discussion: "Start with `distill demo`: a teacher, a scratch student and a distilled student on Fashion-MNIST, side by side.",
-        subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self, Export.self, Inspect.self, CacheTeacher.self, DataReportCommand.self])
+        subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self, Export.self, Inspect.self, CacheTeacher.self, DataReportCommand.self, Quantize.self, Sweep.self, Fit.self])
 
     /// ParsableCommand's `main`, except that a run stopped by Ctrl-C (after saving its
     /// checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect.
@@ -54,6 +54,7 @@ struct TrainingFlags: ParsableArguments {
         e.data = data
         e.testData = testData
         e.labelColumn = label
+        e.target = target
         e.trainLimit = trainLimit
         if let epochs { e.options.epochs = epochs }
         if let batchSize { e.options.batchSize = batchSize }
@@ -100,8 +101,16 @@ func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
         experiment.options.quiet = flags.quiet
         resume = true
     }
-    let result = try naming(flags.resume) { try ExperimentRunner.run(experiment, resume: resume) }
-    report(result, json: flags.json)
+    try runExperiment(experiment, resume: resume, source: flags.resume, json: flags.json)
+}
+
+/// Runs a classification or (with a target column) regression experiment and prints its summary.
+func runExperiment(_ experiment: Experiment, resume: Bool, source: String?, json: Bool) throws {
+    if experiment.target != nil {
+        let result = try naming(source) { try RegressionRunner.run(experiment, resume: resume) }
+        return json ? printJSON(result.json) : print(result.text)
+    }
+    report(try naming(source) { try ExperimentRunner.run(experiment, resume: resume) }, json: json)
 }
 
 /// Runs `body`; an error that does not already name `source` (the experiment file or the run

@@ -16,7 +16,6 @@ struct Train: ParsableCommand {
         e.student = try Experiment.resolveModelSpec(model)
         e.losses = [LossTerm(.ce)]
         flags.apply(to: &e)
-        if flags.target != nil { return try runRegression(e, flags: flags, teacherWeight: 0) }
         try runAndReport(e, flags: flags)
     }
 }
@@ -78,7 +77,6 @@ struct KD: ParsableCommand {
         e.student = try Experiment.resolveModelSpec(student)
         e.losses = alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
         flags.apply(to: &e)
-        if flags.target != nil { return try runRegression(e, flags: flags, teacherWeight: alpha) }
         try runAndReport(e, flags: flags)
     }
 }
@@ -99,8 +97,7 @@ struct Run: ParsableCommand {
         if let output { e.output = output }
         if let resume { e.output = resume }
         if e.output == nil { e.output = "runs/" + URL(fileURLWithPath: experiment).deletingPathExtension().lastPathComponent }
-        let result = try naming(experiment) { try ExperimentRunner.run(e, resume: resume != nil) }
-        report(result, json: json)
+        try runExperiment(e, resume: resume != nil, source: experiment, json: json)
     }
 }
 
@@ -119,7 +116,7 @@ struct Eval: ParsableCommand {
     @OptionGroup var teacherReading: ONNXTeacherFlags
 
     func run() throws {
-        if model.lowercased().hasSuffix(".onnx") {
+        if FileKind(model) == .onnx {
             return try runONNX(inputMean: parseNumberList(inputMean, option: "--input-mean"), inputStd: parseNumberList(inputStd, option: "--input-std"))
         }
         try BLAS.ensureLoaded()
@@ -139,8 +136,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(model) expects inputs of shape \(info.inputShape); \(data) has \(test.exampleShape)")
         }
         let teacherModel = try teacher.map { path in
-            let base = try loadTeacher(path, options: teacherReading.options)
-            let loaded = try statistics.map { try Tabular.teacher(base, path: path, inputStatistics: $0, rawRows: rawTest) } ?? base
+            let loaded = try loadTeacher(path, options: teacherReading.options, standardizedWith: statistics, rawRows: rawTest)
             try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
             return loaded
         }
@@ -155,7 +151,7 @@ extension Eval {
     /// A regression model on every row of a CSV file: raw rows in (the model standardises them
     /// with its stored statistics), errors in the target's units.
     func runRegression(target: String) throws {
-        guard data.lowercased().hasSuffix(".csv") else { throw ValidationError("--target needs a .csv file for --data, got \(data)") }
+        guard FileKind(data) == .csv else { throw ValidationError("--target needs a .csv file for --data, got \(data)") }
         let regression = try RegressionModel.load(model)
         let table = try CSVTable.load(URL(fileURLWithPath: data))
         let rows = try table.regression(schema: table.inferSchema(targetColumn: target))

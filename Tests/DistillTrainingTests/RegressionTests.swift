@@ -19,6 +19,14 @@ func sumCSV(rows: Int, seed: UInt64, noise: Double = 0.1) -> (text: String, exac
     return (text, exact)
 }
 
+/// A regression experiment on `data`'s column y.
+func regression(_ data: String) -> Experiment {
+    var e = Experiment()
+    e.data = data
+    e.target = "y"
+    return e
+}
+
 @Suite("Regression students on a CSV")
 struct RegressionTests {
     @Test func mlpLearnsTheSumAndDistillsFromCachedOutputs() throws {
@@ -28,7 +36,7 @@ struct RegressionTests {
         try write(trainText, train)
         try write(sumCSV(rows: 200, seed: 2).text, test)
 
-        var e = RegressionExperiment(data: train.path, target: "y")
+        var e = regression(train.path)
         e.testData = test.path
         e.student = "mlp:4-32-1"
         e.options.epochs = 30; e.options.quiet = true; e.options.batchSize = 32
@@ -44,18 +52,18 @@ struct RegressionTests {
         // Regression distillation from the exact function as cached outputs (one value per row).
         let npy = folder.appendingPathComponent("exact.npy")
         try NPY.write(Tensor(exact), to: npy)
-        var d = RegressionExperiment(data: train.path, target: "y")
+        var d = regression(train.path)
         d.testData = test.path
         d.student = "mlp:4-8-1"
         d.teacherOutputs = npy.path
-        d.teacherWeight = 0.7
+        d.losses = [LossTerm(.kd, weight: 0.7), LossTerm(.ce, weight: 0.3)]
         d.options.epochs = 30; d.options.quiet = true; d.options.batchSize = 32
         let distilled = try RegressionRunner.run(d)
         #expect(distilled.test.r2 > 0.95, "R² \(distilled.test.r2)")
 
         // And from the trained teacher model in the loop.
         d.teacherOutputs = nil
-        d.teacher = folder.appendingPathComponent("teacher/student.safetensors").path
+        d.teachers = [folder.appendingPathComponent("teacher/student.safetensors").path]
         let fromModel = try RegressionRunner.run(d)
         #expect(fromModel.test.r2 > 0.9 && fromModel.teacherTest != nil)
     }
@@ -66,8 +74,8 @@ struct RegressionTests {
         try write(sumCSV(rows: 50, seed: 3).text, train)
         let npy = folder.appendingPathComponent("short.npy")
         try NPY.write(Tensor.zeros([49]), to: npy)
-        var d = RegressionExperiment(data: train.path, target: "y")
-        d.student = "mlp:4-8-1"; d.teacherOutputs = npy.path; d.options.quiet = true
+        var d = regression(train.path)
+        d.student = "mlp:4-8-1"; d.teacherOutputs = npy.path; d.losses = [LossTerm(.kd, weight: 0.5), LossTerm(.ce, weight: 0.5)]; d.options.quiet = true
         do { _ = try RegressionRunner.run(d); Issue.record("wrong row count accepted") } catch {
             #expect("\(error)".contains("49 rows"))
         }
@@ -77,6 +85,47 @@ struct RegressionTests {
         do { _ = try RegressionRunner.run(d); Issue.record("inf accepted") } catch {
             #expect("\(error)".contains("row 7"))
         }
+    }
+
+    /// Regression runs in the one training loop: a run folder with checkpoint, metrics and
+    /// report, `--resume` continuing where it stopped, and a clear stop on a diverging loss.
+    @Test func regressionResumesReportsAndStopsOnNaN() throws {
+        let folder = scratchFolder("regression-loop")
+        let train = folder.appendingPathComponent("train.csv")
+        try write(sumCSV(rows: 300, seed: 6).text, train)
+        var e = regression(train.path)
+        e.student = "mlp:4-16-1"; e.options.epochs = 2; e.options.batchSize = 32; e.options.quiet = true
+        e.output = folder.appendingPathComponent("run").path
+        let first = try RegressionRunner.run(e)
+        let run = try #require(first.runFolder)
+        #expect(FileManager.default.fileExists(atPath: run.checkpoint.path) && FileManager.default.fileExists(atPath: run.bestModel.path))
+        let page = try String(contentsOf: run.report, encoding: .utf8)
+        #expect(page.contains("test RMSE") && page.contains("RMSE</th>"))
+        #expect(run.readMetrics().count == 2 && run.readMetrics().allSatisfy { $0["test_rmse"] != nil })
+
+        // Resuming with more epochs trains only the new ones, from the saved state.
+        e.options.epochs = 4
+        let resumed = try RegressionRunner.run(e, resume: true)
+        #expect(resumed.training.epochsRun == 2 && run.readMetrics().count == 4)
+        #expect(resumed.test.rmse <= first.test.rmse * 1.5)
+
+        var diverging = regression(train.path)
+        diverging.student = "mlp:4-16-1"; diverging.options.epochs = 2; diverging.options.quiet = true
+        diverging.options.learningRate = 1e30; diverging.options.optimizer = .sgd
+        do { _ = try RegressionRunner.run(diverging); Issue.record("a diverging regression run finished") } catch {
+            #expect("\(error)".contains("non-finite") || "\(error)".contains("became"), "\(error)")
+        }
+    }
+
+    @Test func classifierOnlySettingsAreRefusedForRegression() {
+        var e = regression("table.csv")
+        e.mixup = 0.2
+        #expect(throws: TensorError.self) { try e.validate() }
+        e = regression("fashion-mnist")
+        #expect(throws: TensorError.self) { try e.validate() }
+        e = regression("table.csv")
+        e.teacherOutputs = "t.npy"; e.losses = [LossTerm(.dkd)]
+        #expect(throws: TensorError.self) { try e.validate() }
     }
 
     @Test func reportMeasures() {

@@ -237,7 +237,7 @@ import Testing
     /// losses, dropout: `TrainingPlanTests`) through the graph.
     @Test func mlpStudentsTrainThroughAPlan() throws {
         let data = try Self.blobs()
-        func trainer(_ spec: String, _ terms: [LossTerm], inputShape: [Int] = [8]) throws -> Trainer {
+        func trainer(_ spec: String, _ terms: [LossTerm], inputShape: [Int] = [8]) throws -> Trainer<EvaluationReport> {
             try Trainer(student: ModelZoo.build(spec, inputShape: inputShape, numClasses: 3), studentInfo: SavedModel(spec: spec, inputShape: inputShape, numClasses: 3),
                         teachers: [], objective: DistillationObjective(terms: terms), options: TrainingOptions(), train: data, test: data, run: nil)
         }

@@ -1,0 +1,76 @@
+import DistillData
+import DistillNN
+import DistillONNX
+import DistillTensor
+import Foundation
+
+/// Loads a teacher from a file, ready for the rows it will be given: a DistillKit model
+/// (.safetensors) or an ONNX model (.onnx), or a run folder (its best model).
+///
+/// - `options` say how to read an ONNX teacher (input normalisation, output kind); DistillKit
+///   models carry their own preprocessing and give logits.
+/// - A tabular DistillKit teacher standardises raw rows with the statistics stored in its file.
+/// - `standardizedWith`: the rows will come standardised with these statistics (the student's,
+///   on tabular data); the teacher gets them back as raw rows, taken from `rawRows` (the user's
+///   rows, indexed like the batches) where it can, so that no rounding moves a tree's split.
+public func loadTeacher(_ path: String, options: ONNXTeacherOptions = .init(), standardizedWith input: FeatureStatistics? = nil,
+                        rawRows: LabeledDataset? = nil) throws -> Teacher {
+    let path = RunFolder.modelFile(path)
+    let url = URL(fileURLWithPath: path)
+    guard FileManager.default.fileExists(atPath: path) else { throw TensorError("teacher file \(path) does not exist") }
+    try options.validate()
+    let base: Teacher
+    var own: FeatureStatistics? = nil
+    switch FileKind(path) {
+    case .safetensors:
+        guard !options.isSet else {
+            throw TensorError("\(path): --teacher-input-mean/--teacher-input-std/--teacher-output are for ONNX teachers; a DistillKit model carries its own preprocessing and gives logits")
+        }
+        let (model, info) = try SavedModel.load(url)
+        own = try Tabular.statistics(of: info, source: path)
+        base = ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
+    case .onnx:
+        base = try ONNXTeacher(url: url, inputMean: options.mean, inputStd: options.std, outputKind: options.output)
+    default:
+        throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors and .onnx models")
+    }
+    guard own != nil || input != nil else { return base }
+    return StandardizingTeacher(base, own: own, input: input, rawRows: input == nil ? nil : rawRows)
+}
+
+/// Throws unless a teacher model takes examples of `exampleShape` and gives `numClasses` outputs
+/// (any number when nil), so that a teacher that does not fit the data is an error naming its file
+/// before anything runs.
+public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], numClasses: Int?) throws {
+    let base = (teacher as? StandardizingTeacher)?.base ?? teacher
+    if let module = (base as? ModuleTeacher)?.model {
+        let output = try ModelShapes.outputShape(of: module, path: "", input: exampleShape, orThrowFor: path)
+        guard output.count == 1, numClasses.map({ output == [$0] }) ?? true else {
+            throw TensorError("\(path): the teacher gives outputs of shape \(output) per example; the data has \(numClasses.map(String.init) ?? "?") classes")
+        }
+    } else if let onnx = base as? ONNXTeacher {
+        try onnx.checkExampleShape(exampleShape)
+    }
+}
+
+/// Prints a loud warning when `teacher` scores near chance on the first labelled rows of `data`:
+/// a teacher fed other inputs than it was trained on (no normalisation, BGR instead of RGB, 0-1
+/// instead of 0-255) still runs, and would silently teach noise. Returns the accuracy measured.
+@discardableResult
+public func warnIfNearChance(_ teacher: Teacher, path: String, on data: LabeledDataset, rows: Int = 512) throws -> Double? {
+    guard !data.labels.isEmpty else { return nil }
+    let labelled = (0..<data.count).lazy.filter { data.labels[$0] >= 0 }.prefix(rows)
+    guard labelled.count >= 20, data.numClasses >= 2 else { return nil }
+    let indices = Array(labelled)
+    let predictions = try teacher.logits(data.rows(indices), indices: indices).argmaxLastAxis()
+    let labels = indices.map { data.labels[$0] }
+    let accuracy = Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(indices.count)
+    var counts = [Int](repeating: 0, count: data.numClasses)
+    for l in labels where l < counts.count { counts[l] += 1 }
+    let chance = Double(counts.max() ?? 0) / Double(indices.count)  // always guessing the commonest class
+    if accuracy < chance + 0.3 * (1 - chance) {
+        log(String(format: "WARNING: the teacher %@ scores %.1f%% on the first %d labelled training rows, near chance (%.1f%%). Is it fed what it was trained on? Check its input normalisation (--teacher-input-mean/--teacher-input-std, e.g. ImageNet's 0.485,0.456,0.406 and 0.229,0.224,0.225), the channel order (RGB or BGR) and the scale (DistillKit feeds images in [0, 1]; a teacher trained on 0-255 needs --teacher-input-std 0.00392157).",
+                   path, accuracy * 100, indices.count, chance * 100))
+    }
+    return accuracy
+}
