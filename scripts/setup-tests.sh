@@ -3,7 +3,7 @@
 #   libonnx-testdata (ONNX's backend tests, run by Tests/DistillONNXTests/ConformanceTests.swift),
 #   time (GNU time: the hostile-input suite measures each run's peak memory with it), python3-venv,
 #   and a Python virtual environment in .venv with numpy, safetensors, pytest, onnx, onnxruntime,
-#   scikit-learn, skl2onnx, onnxmltools, lightgbm and xgboost-cpu
+#   scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu, coremltools and ai-edge-litert
 #   (interop tests only: they check DistillKit's files and numbers against the reference packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,8 @@ source scripts/apt-install.sh
 apt_install libonnx-testdata time python3-venv
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx, onnxmltools, lightgbm, xgboost" 2>/dev/null; then
-  echo "setup: installing the interop-test tools into .venv (numpy, safetensors, pytest, onnx, onnxruntime, scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu)" >&2
-  .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest onnx onnxruntime scikit-learn skl2onnx onnxmltools lightgbm xgboost-cpu
+if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx, onnxmltools, lightgbm, xgboost, coremltools, ai_edge_litert" 2>/dev/null; then
+  echo "setup: installing the interop-test tools into .venv (numpy, safetensors, pytest, onnx, onnxruntime, scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu, coremltools, ai-edge-litert)" >&2
+  .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest onnx onnxruntime scikit-learn skl2onnx onnxmltools lightgbm xgboost-cpu \
+    coremltools ai-edge-litert
 fi
