@@ -41,6 +41,7 @@ public enum StudentExport {
             throw TensorError("opset \(opset): DistillKit writes opsets \(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)")
         }
         let (net, info) = try SavedModel.load(model)
+        if let quantized = net.layers.first as? QuantizedModel { return try qdq(quantized.student, source: model, to: onnx, opset: opset) }
         let preprocessing = try Self.preprocessing(of: info, source: model.path)
         var metadata = info.extra.filter { $0.key != Tabular.statisticsKey }
         metadata["distillkit.spec"] = info.spec

@@ -20,6 +20,7 @@ public enum ONNXOps {
         "Sin": Sin, "Cos": Cos, "Tan": Tan, "Asin": Asin, "Acos": Acos, "Atan": Atan,
         "Sinh": Sinh, "Cosh": Cosh, "Asinh": Asinh, "Acosh": Acosh, "Atanh": Atanh,
         "Clip": Clip, "Cast": Cast, "CastLike": CastLike, "IsNaN": IsNaN, "IsInf": IsInf,
+        "QuantizeLinear": QuantizeLinear, "DequantizeLinear": DequantizeLinear,  // Quantize.swift
         "Equal": Equal, "Less": Less, "Greater": Greater, "LessOrEqual": LessOrEqual, "GreaterOrEqual": GreaterOrEqual,
         "And": And, "Or": Or, "Xor": Xor, "Not": Not, "Where": Where,
         // Neural-network layers (NN.swift)
