@@ -25,7 +25,6 @@ struct BenchTrain: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        try BLAS.ensureLoaded()
         let net = try ModelZoo.build(model, seed: 0)
         net.train()
         var g = SeededGenerator(seed: 1)
@@ -65,7 +64,6 @@ struct BenchKD: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        try BLAS.ensureLoaded()
         let t = try ModelZoo.build(teacher, seed: 1)
         t.freeze()
         let s = try ModelZoo.build(student, seed: 0)
@@ -146,7 +144,6 @@ struct BenchInfer: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        try BLAS.ensureLoaded()
         // A saved model brings its own input shape (e.g. [64] for a tabular MLP).
         let saved = model.hasSuffix(".safetensors") ? try SavedModel.load(URL(fileURLWithPath: model)) : nil
         let net: Module = try saved?.model ?? ModelZoo.build(model, seed: 0)
@@ -188,7 +185,6 @@ struct BenchGEMM: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        try BLAS.ensureLoaded()
         var g = SeededGenerator(seed: 1)
         let a = Tensor.randomUniform([m, k], using: &g), b = Tensor.randomUniform(transposeB ? [n, k] : [k, n], using: &g)
         let c = Tensor.zeros([m, n])

@@ -19,7 +19,6 @@ struct BenchONNX: ParsableCommand {
     func validate() throws { try requireCounts(["--batch": batch, "--calls": calls ?? 1]) }
 
     func run() throws {
-        try BLAS.ensureLoaded()
         let onnx = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
         let feeds = try Dictionary(uniqueKeysWithValues: onnx.inputs.map { ($0.name, try randomInput(for: $0)) })
         var report: [String: Any] = ["workload": "onnx-b\(batch)", "model": model, "batch": batch,

@@ -39,7 +39,6 @@ struct CacheTeacher: ParsableCommand {
     }
 
     func run() throws {
-        try BLAS.ensureLoaded()
         // Every row of the training file, in file order (a .csv is not split here).
         let isCSV = FileKind(data) == .csv
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label)
@@ -79,7 +78,6 @@ struct DataReportCommand: ParsableCommand {
     }
 
     func run() throws {
-        try BLAS.ensureLoaded()
         let isCSV = FileKind(data) == .csv
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label, allowUnlabeled: true)
         var probabilities: Tensor? = nil

@@ -24,7 +24,6 @@ struct Demo: ParsableCommand {
     @Flag(help: "No progress output.") var quiet = false
 
     func run() throws {
-        try BLAS.ensureLoaded()
         let started = DispatchTime.now().uptimeNanoseconds
         if !quiet { log("BLAS kernels: \(BLAS.kernelDescription); \(Parallel.workers) worker threads") }
         let data = try FashionMNIST.load()

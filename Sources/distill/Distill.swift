@@ -11,11 +11,13 @@ struct Distill: ParsableCommand {
         discussion: "Start with `distill demo`: a teacher, a scratch student and a distilled student on Fashion-MNIST, side by side.",
         subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self, Export.self, Inspect.self, CacheTeacher.self, DataReportCommand.self, Quantize.self, Sweep.self, Fit.self])
 
-    /// ParsableCommand's `main`, except that a run stopped by Ctrl-C (after saving its
-    /// checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect.
+    /// ParsableCommand's `main`, except that OpenBLAS is loaded once for every command (a clear
+    /// error with install advice where it is missing), and a run stopped by Ctrl-C (after saving
+    /// its checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect.
     static func main() {
         do {
             var command = try parseAsRoot()
+            try BLAS.ensureLoaded()
             try command.run()
         } catch let interrupted as TrainingInterrupted {
             FileHandle.standardError.write(Data("\(interrupted.message)\n".utf8))

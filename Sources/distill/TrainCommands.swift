@@ -119,7 +119,6 @@ struct Eval: ParsableCommand {
         if FileKind(model) == .onnx {
             return try runONNX(inputMean: parseNumberList(inputMean, option: "--input-mean"), inputStd: parseNumberList(inputStd, option: "--input-std"))
         }
-        try BLAS.ensureLoaded()
         if let target { return try runRegression(target: target) }
         let (net, info) = try SavedModel.load(URL(fileURLWithPath: model))
         guard info.extra["task"] != "regression" else {

@@ -1,5 +1,6 @@
 import DistillData
 import DistillTensor
+import DistillTestSupport
 import Foundation
 import Testing
 
@@ -7,15 +8,6 @@ import Testing
 /// must end with a `student.safetensors` byte-for-byte equal to that of a run never interrupted.
 /// Needs the binary (built next to the test bundle by `swift build`, or `$DISTILL_BINARY`) and
 /// Debian's dataset-fashion-mnist.
-/// The `distill` executable: `$DISTILL_BINARY`, or beside the test bundle (swift test runs
-/// <scratch>/debug/DistillKitPackageTests.xctest, and swift build puts distill in the same folder).
-private let distillBinary: URL? = {
-    if let path = ProcessInfo.processInfo.environment["DISTILL_BINARY"] { return URL(fileURLWithPath: path) }
-    let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL,
-                      Bundle.main.bundleURL.deletingLastPathComponent()]
-    return candidates.map { $0.appendingPathComponent("distill") }.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-}()
-
 private let haveFashionMNIST = (try? FashionMNIST.load()) != nil
 
 @Suite("KillResume", .serialized, .enabled(if: distillBinary != nil && haveFashionMNIST, "needs the distill binary (swift build) and dataset-fashion-mnist"))

@@ -1,0 +1,58 @@
+import DistillTestSupport
+import Foundation
+import Testing
+
+/// One case per error path of the command line: each must exit with its status (64 for a usage
+/// error, 1 for a failure), without a signal, and say what is wrong, naming the option or file.
+@Suite("CLI error paths", .enabled(if: distillBinary != nil, "needs the distill binary (swift build)"))
+struct ErrorPathTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var arguments: [String]
+        var status: Int32
+        var says: [String]
+        var testDescription: String { "distill " + arguments.joined(separator: " ") }
+    }
+
+    static let cases: [Case] = [
+        // Usage errors: ArgumentParser and the commands' own validation.
+        Case(arguments: ["train", "--optimizer", "rmsprop"], status: 64, says: ["rmsprop", "adam", "adamw", "sgd"]),
+        Case(arguments: ["train", "--schedule", "linear"], status: 64, says: ["linear", "cosine"]),
+        Case(arguments: ["kd", "--method", "magic", "--teacher", "t.safetensors"], status: 64, says: ["magic", "dkd"]),
+        Case(arguments: ["kd", "--student", "mlp:784-10"], status: 64, says: ["--teacher", "--teacher-outputs"]),
+        Case(arguments: ["kd", "--teacher", "t.safetensors", "--alpha", "2"], status: 64, says: ["--alpha 2", "[0, 1]"]),
+        Case(arguments: ["kd", "--teacher", "t.safetensors", "--temperature", "0"], status: 64, says: ["--temperature", "(0, 1000]"]),
+        Case(arguments: ["kd", "--teacher", "t.safetensors", "--method", "ce"], status: 64, says: ["distill train"]),
+        Case(arguments: ["kd", "--teacher-outputs", "t.npy", "--teacher-outputs-kind", "scores"], status: 64, says: ["scores", "logits", "probs"]),
+        Case(arguments: ["cache-teacher", "--teacher", "t.safetensors", "--out", "t.npy", "--views", "0"], status: 64, says: ["--views 0"]),
+        Case(arguments: ["cache-teacher", "--teacher", "t.safetensors", "--out", "t.txt"], status: 64, says: ["--out t.txt", ".npy"]),
+        Case(arguments: ["cache-teacher", "--teacher", "t.safetensors", "--out", "t.npy", "--views", "2"], status: 64, says: ["--shift", "--flip"]),
+        Case(arguments: ["data-report", "--top=-1"], status: 64, says: ["--top -1"]),
+        Case(arguments: ["train", "--no-such-option"], status: 64, says: ["--no-such-option"]),
+        // Failures: settings out of range, missing files, data that does not fit.
+        Case(arguments: ["train", "--epochs", "0"], status: 1, says: ["'epochs' (--epochs)", "1...100000"]),
+        Case(arguments: ["train", "--batch-size", "0"], status: 1, says: ["'batch_size' (--batch-size)"]),
+        Case(arguments: ["train", "--lr", "nan"], status: 1, says: ["'learning_rate' (--lr)"]),
+        Case(arguments: ["train", "--data", "missing.csv", "--label", "y"], status: 1, says: ["missing.csv"]),
+        Case(arguments: ["train", "--data", "tables.xlsx"], status: 1, says: ["tables.xlsx", "fashion-mnist"]),
+        Case(arguments: ["train", "--target", "y"], status: 1, says: ["'target' (--target)", ".csv"]),
+        Case(arguments: ["kd", "--teacher", "missing.safetensors"], status: 1, says: ["missing.safetensors", "does not exist"]),
+        Case(arguments: ["eval", "missing.safetensors"], status: 1, says: ["missing.safetensors"]),
+        Case(arguments: ["run", "missing.yaml"], status: 1, says: ["missing.yaml"]),
+        Case(arguments: ["inspect", "missing.onnx"], status: 1, says: ["missing.onnx"]),
+        Case(arguments: ["export", "missing.safetensors", "--onnx", "out.onnx"], status: 1, says: ["missing.safetensors"]),
+    ]
+
+    @Test(arguments: cases)
+    func failsWithAClearMessage(_ c: Case) throws {
+        let result = try runDistill(c.arguments, in: scratch())
+        #expect(result.status == c.status, "exit status \(result.status), expected \(c.status); stderr: \(result.error)")
+        for phrase in c.says { #expect(result.error.contains(phrase), "stderr lacks '\(phrase)': \(result.error)") }
+    }
+
+    /// A fresh empty folder, so that relative paths in the cases never exist.
+    func scratch() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-cli-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
