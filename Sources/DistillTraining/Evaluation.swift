@@ -27,6 +27,21 @@ public struct EvaluationReport: Sendable {
         if let teacherAgreement { j["teacher_agreement"] = teacherAgreement }
         return j
     }
+
+    /// What `distill eval` prints: headline figures, per-class accuracy, the confusion matrix.
+    /// `classNames` label the rows (class indices where they are missing).
+    public func text(classNames: [String]) -> String {
+        var lines = [String(format: "accuracy %.2f%%   top-5 %.2f%%   ECE %.4f   loss %.4f", accuracy * 100, top5Accuracy * 100, expectedCalibrationError, meanLoss)]
+        if let teacherAgreement { lines.append(String(format: "agreement with the teacher %.2f%%", teacherAgreement * 100)) }
+        let names = classNames.count == perClassAccuracy.count ? classNames : perClassAccuracy.indices.map(String.init)
+        lines.append("per-class accuracy:")
+        for (i, accuracy) in perClassAccuracy.enumerated() {
+            lines.append("  " + names[i].padding(toLength: max(12, names[i].count), withPad: " ", startingAt: 0) + String(format: " %6.2f%%", accuracy * 100))
+        }
+        lines.append("confusion matrix (rows: label, columns: prediction):")
+        for row in confusion { lines.append("  " + row.map { String(format: "%5d", $0) }.joined()) }
+        return lines.joined(separator: "\n")
+    }
 }
 
 /// Runs `model` over `dataset` in evaluation mode (no gradients) and scores it. The batch size

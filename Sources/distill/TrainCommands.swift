@@ -177,17 +177,9 @@ func printEvaluationJSON(_ r: EvaluationReport, parameters: Int, bytes: Int) {
     printJSON(object)
 }
 
-/// The text form of `distill eval`: headline figures, per-class accuracy, confusion matrix.
+/// The text form of `distill eval` (the report owns it).
 func printEvaluation(_ r: EvaluationReport, on test: LabeledDataset) {
-    print(String(format: "accuracy %.2f%%   top-5 %.2f%%   ECE %.4f   loss %.4f", r.accuracy * 100, r.top5Accuracy * 100, r.expectedCalibrationError, r.meanLoss))
-    if let a = r.teacherAgreement { print(String(format: "agreement with the teacher %.2f%%", a * 100)) }
-    let names = test.classNames.count == test.numClasses ? test.classNames : (0..<test.numClasses).map(String.init)
-    print("per-class accuracy:")
-    for (i, acc) in r.perClassAccuracy.enumerated() {
-        print("  " + names[i].padding(toLength: max(12, names[i].count), withPad: " ", startingAt: 0) + String(format: " %6.2f%%", acc * 100))
-    }
-    print("confusion matrix (rows: label, columns: prediction):")
-    for row in r.confusion { print("  " + row.map { String(format: "%5d", $0) }.joined()) }
+    print(r.text(classNames: test.classNames))
 }
 
 /// `--method` values: every method but plain cross-entropy (that is `distill train`).
