@@ -170,165 +170,238 @@ public final class Trainer<Report: TestReport> {
         objective.studentFeatureNames.isEmpty ? TrainingPlan(student, exampleShape: Array(train.featureShape.dropFirst())) : nil
     }
 
+    /// Trains for `options.epochs` (continuing from the run folder's checkpoint with `resume`)
+    /// and returns the last epoch's test report. The steps: `prepare`, `restore`, then for each
+    /// epoch `step` over its batches (with `checkpointAndStop` after a signal) and `endEpoch`.
     public func fit(resume: Bool = false) throws -> TrainingSummary<Report> {
-        let loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
-                                     augmentation: options.augmentation)
-        let stepsPerEpoch = loader.batchesPerEpoch
-        student.train()
-
-        // Feature taps and adapters, sized from one batch.
-        let studentTaps = objective.studentFeatureNames.isEmpty ? nil : try student.tapOutputs(objective.studentFeatureNames)
-        defer { student.removeTaps() }
-        if !objective.studentFeatureNames.isEmpty {
-            let probe = try loader.batch(at: BatchPosition(epoch: 0, batch: 0))
-            _ = withNoGrad { student(probe.inputs) }
-            let teacherFeatures = try teachers[0].forward(probe.inputs, indices: probe.indices, features: objective.teacherFeatureNames).features
-            try objective.prepareAdapters(studentFeatures: studentTaps?.outputs ?? [:], teacherFeatures: teacherFeatures, seed: options.seed)
-        }
-        let optimizer = try options.makeOptimizer(student.namedParameters().filter(\.tensor.requiresGrad).map { ("student.\($0.name)", $0.tensor) }
-                                                  + objective.adapterParameters.enumerated().map { ("adapter.\($0.offset)", $0.element) })
-        let plan = trainingPlan
-        let schedule = try options.makeSchedule(totalSteps: options.epochs * stepsPerEpoch, stepsPerEpoch: stepsPerEpoch)
-
-        var startEpoch = 0
-        var best = 0.0
-        var resumed = RunFolder.CheckpointState()
-        if resume, let run {
-            resumed = try run.loadCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters)
-            guard resumed.epochsDone <= options.epochs else {
-                throw TrainingError(message: "\(run.checkpoint.path) is after epoch \(resumed.epochsDone), past the \(options.epochs) epochs of this run")
-            }
-            guard resumed.nextBatch < stepsPerEpoch else {
-                throw TrainingError(message: "\(run.checkpoint.path) stops at batch \(resumed.nextBatch) of an epoch that has \(stepsPerEpoch); was the data or batch size changed?")
-            }
-            startEpoch = resumed.epochsDone
-            best = resumed.bestAccuracy
-            if !options.quiet {
-                let position = resumed.nextBatch > 0 ? "at batch \(resumed.nextBatch + 1) of epoch \(startEpoch + 1)" : "after epoch \(startEpoch)"
-                log("resuming \(run.url.path) \(position) (best test score \(String(format: "%.4f", best)))")
-            }
-        }
-        // With a run folder (the CLI), Ctrl-C and SIGTERM stop after the current step with a checkpoint.
-        let stop = run == nil ? nil : StopRequest.install()
-        defer { stop?.uninstall() }
-        func interrupted(_ signal: Int32, _ position: String, _ folder: RunFolder) -> TrainingInterrupted {
-            TrainingInterrupted(message: "interrupted (signal \(signal)) \(position); checkpoint saved, continue with: distill train --resume \(folder.url.path)", signal: signal)
-        }
-        /// A run-folder write, with the context a failed one needs (a full disk keeps the previous file).
-        func save(_ what: String, _ write: () throws -> Void) throws {
-            do { try write() } catch {
-                throw TrainingError(message: "cannot write the \(what): \(error); training stopped, the previous checkpoint\(run.map { " in \($0.url.path)" } ?? "") is intact (free some disk space, then --resume)")
-            }
-        }
-        let dropouts = student.namedModules().compactMap { $0.module as? Dropout }
-        let parameterNames = student.namedParameters().map { ($0.name, $0.tensor) } + objective.adapterParameters.enumerated().map { ("adapter.\($0.offset)", $0.element) }
+        let session = try prepare()
+        defer { student.removeTaps(); session.stop?.uninstall() }
+        let resumed = resume ? try restore(session) : RunFolder.CheckpointState()
         var lastReport: Report? = nil
         var throughput: [Double] = []
-        for epoch in startEpoch..<options.epochs {
-            let bar = ProgressBar(title: "epoch \(epoch + 1)/\(options.epochs)", total: stepsPerEpoch, quiet: options.quiet)
+        for epoch in resumed.epochsDone..<options.epochs {
+            let bar = ProgressBar(title: "epoch \(epoch + 1)/\(options.epochs)", total: session.stepsPerEpoch, quiet: options.quiet)
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let firstBatch = epoch == startEpoch ? resumed.nextBatch : 0
-            var seen = 0, lossSum = 0.0
-            var partSums: [String: Double] = [:]
-            if firstBatch > 0 {
-                seen = Int(resumed.sums["seen"] ?? 0)
-                lossSum = resumed.sums["loss"] ?? 0
-                for (k, v) in resumed.sums where k.hasPrefix("part.") { partSums[String(k.dropFirst(5))] = v }
-            }
-            for (offset, batch) in try loader.batches(epoch: epoch, startingAt: firstBatch).enumerated() {
-                let step = firstBatch + offset
-                if let bad = batch.inputs.firstNonFiniteIndex {
-                    let row = bad / max(1, batch.inputs.count / batch.count)
-                    throw TrainingError(message: "\(train.source.map { "\($0): " } ?? "")non-finite input value in training sample \(batch.indices[row]) (epoch \(epoch + 1), step \(step + 1)); nothing was trained on it")
-                }
-                let globalStep = epoch * stepsPerEpoch + step
-                optimizer.learningRate = schedule.learningRate(atStep: globalStep)
-                for (k, dropout) in dropouts.enumerated() {  // masks from (seed, step): the same after --resume
-                    dropout.reseed(options.seed ^ UInt64(globalStep) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(k + 1) &* 0xD1B5_4A32_D192_ED03)
-                }
-                // Label-scarce training and mixup (TeacherOutputs.swift): a label of -1 means "no label here".
-                let (inputs, labels, indices) = TransferSet.prepare(inputs: batch.inputs, labels: batch.labels, indices: batch.indices, labelLimit: options.labelLimit, mixup: options.mixup,
-                                                                   seed: options.seed, step: globalStep)
-                var teacherLogits: [Tensor] = []
-                var teacherFeatures: [String: Tensor] = [:]
-                if objective.needsTeacher {
-                    for (i, teacher) in teachers.enumerated() {
-                        let out = try teacher.forward(inputs, indices: indices, features: i == 0 ? objective.teacherFeatureNames : [])
-                        guard out.logits.isFinite else {
-                            throw TrainingError(message: "teacher \(teacher.name) gave non-finite outputs at epoch \(epoch + 1), step \(step + 1) (samples \(indices.prefix(4))...)")
-                        }
-                        teacherLogits.append(out.logits)
-                        if i == 0 { teacherFeatures = out.features }
-                    }
-                }
-                optimizer.zeroGrad()
-                let logits = plan?.forward(inputs) ?? student(inputs)
-                let (loss, parts) = try objective.loss(studentOutputs: logits, studentFeatures: studentTaps?.outputs ?? [:],
-                                                       teacherOutputs: teacherLogits, teacherFeatures: teacherFeatures,
-                                                       labels: labels, indices: indices, epoch: epoch)
-                let value = loss.item()
-                guard value.isFinite else {
-                    throw TrainingError(message: "the loss became \(value) at epoch \(epoch + 1), step \(step + 1) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
-                }
-                loss.backward()
-                if let plan, let g = logits.grad { plan.backward(g) }
-                for (name, parameter) in parameterNames {
-                    if let g = parameter.grad, let i = g.firstNonFiniteIndex {
-                        throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at epoch \(epoch + 1), step \(step + 1), with a finite loss \(value); the weights were not updated\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
-                    }
-                }
-                if let clip = options.gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: clip) }
-                optimizer.step()
-                seen += batch.count
-                lossSum += Double(value) * Double(batch.count)
-                for (k, v) in parts { partSums[k, default: 0] += Double(v) * Double(batch.count) }
-                if let run, let signal = stop?.received, step + 1 < stepsPerEpoch {
-                    var state = RunFolder.CheckpointState(epochsDone: epoch, bestAccuracy: best, nextBatch: step + 1)
-                    state.sums = ["seen": Double(seen), "loss": lossSum]
-                    for (k, v) in partSums { state.sums["part.\(k)"] = v }
-                    try save("checkpoint") { try run.saveCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters, state: state) }
-                    throw interrupted(signal, "at epoch \(epoch + 1), after step \(step + 1) of \(stepsPerEpoch)", run)
-                }
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                if step % 20 == 0 || step + 1 == stepsPerEpoch {
-                    bar.update(step + 1, unitsPerSecond: Double(seen) / elapsed, detail: String(format: "loss %.4f", lossSum / Double(seen)))
+            let firstBatch = epoch == resumed.epochsDone ? resumed.nextBatch : 0
+            var sums = firstBatch > 0 ? EpochSums(checkpoint: resumed.sums) : EpochSums()
+            for (offset, batch) in try session.loader.batches(epoch: epoch, startingAt: firstBatch).enumerated() {
+                let position = StepPosition(epoch: epoch, step: firstBatch + offset, stepsPerEpoch: session.stepsPerEpoch)
+                let (value, parts) = try step(batch, at: position, session)
+                sums.add(value, parts, rows: batch.count)
+                try checkpointAndStop(after: position, sums: sums, session)
+                if position.step % 20 == 0 || position.step + 1 == session.stepsPerEpoch {
+                    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                    bar.update(position.step + 1, unitsPerSecond: Double(sums.seen) / elapsed, detail: String(format: "loss %.4f", sums.meanLoss))
                 }
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            throughput.append(Double(seen) / seconds)
-            let report: Report
-            do { report = try evaluate(student) } catch let error as TensorError {
-                throw TrainingError(message: "after epoch \(epoch + 1) the student's test outputs are not usable (\(error.message)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
-            }
-            lastReport = report
-            let improved = report.score > best
-            best = max(best, report.score)
-            var line: [String: Any] = ["epoch": epoch + 1, "train_loss": lossSum / Double(max(seen, 1)),
-                                       "learning_rate": optimizer.learningRate, "seconds": seconds,
-                                       "samples_per_second": Double(seen) / seconds]
-            line.merge(report.metrics) { _, new in new }
-            for (k, v) in partSums { line["loss_\(k)"] = v / Double(max(seen, 1)) }
-            if let run {
-                try save("metrics") { try run.appendMetrics(line, epoch: epoch + 1) }
-                if improved { try save("best model") { try studentInfo.save(student, to: run.bestModel) } }
-                try save("checkpoint") {
-                    try run.saveCheckpoint(student: student, optimizer: optimizer, adapters: objective.adapterParameters,
-                                           state: RunFolder.CheckpointState(epochsDone: epoch + 1, bestAccuracy: best))
-                }
-                if let signal = stop?.received, epoch + 1 < options.epochs {
-                    throw interrupted(signal, "after epoch \(epoch + 1)", run)
-                }
-            }
-            if !options.quiet {
-                log(String(format: "epoch %d/%d  loss %.4f  ", epoch + 1, options.epochs, lossSum / Double(max(seen, 1))) + report.line
-                    + String(format: "  (%.1f s, %.0f samples/s)", seconds, Double(seen) / seconds))
-            }
-            onEpoch?(epoch + 1, report.score)
+            throughput.append(Double(sums.seen) / seconds)
+            lastReport = try endEpoch(epoch, sums: sums, seconds: seconds, session)
         }
         let final = try lastReport ?? evaluate(student)
         if let run { try studentInfo.save(student, to: run.finalModel) }
-        return TrainingSummary(test: final, bestScore: max(best, final.score), epochsRun: options.epochs - startEpoch,
+        return TrainingSummary(test: final, bestScore: max(session.best, final.score), epochsRun: options.epochs - resumed.epochsDone,
                                samplesPerSecond: throughput.isEmpty ? 0 : throughput.reduce(0, +) / Double(throughput.count))
+    }
+
+    // MARK: The steps of a run
+
+    /// What one `fit` holds from start to end.
+    final class Session {
+        let loader: BatchLoader
+        let optimizer: any Optimizer
+        let schedule: any LearningRateSchedule
+        let plan: TrainingPlan?
+        let studentTaps: FeatureTaps?
+        let dropouts: [Dropout]
+        /// Every trained tensor by name, for the non-finite gradient check's message.
+        let parameterNames: [(String, Tensor)]
+        /// Ctrl-C and SIGTERM, with a run folder: stop after the current step with a checkpoint.
+        let stop: StopRequest?
+        var best = 0.0
+        var stepsPerEpoch: Int { loader.batchesPerEpoch }
+
+        init(loader: BatchLoader, optimizer: any Optimizer, schedule: any LearningRateSchedule, plan: TrainingPlan?,
+             studentTaps: FeatureTaps?, dropouts: [Dropout], parameterNames: [(String, Tensor)], stop: StopRequest?) {
+            self.loader = loader; self.optimizer = optimizer; self.schedule = schedule; self.plan = plan; self.studentTaps = studentTaps
+            self.dropouts = dropouts; self.parameterNames = parameterNames; self.stop = stop
+        }
+    }
+
+    /// Where a step is, for schedules, seeds and messages.
+    struct StepPosition {
+        var epoch: Int, step: Int, stepsPerEpoch: Int
+        var global: Int { epoch * stepsPerEpoch + step }
+        var text: String { "epoch \(epoch + 1), step \(step + 1)" }
+    }
+
+    /// Running sums of an epoch; an interrupted epoch's are saved in the checkpoint and restored.
+    struct EpochSums {
+        var seen = 0, loss = 0.0
+        var parts: [String: Double] = [:]
+        init() {}
+        init(checkpoint sums: [String: Double]) {
+            seen = Int(sums["seen"] ?? 0)
+            loss = sums["loss"] ?? 0
+            for (k, v) in sums where k.hasPrefix("part.") { parts[String(k.dropFirst(5))] = v }
+        }
+        mutating func add(_ value: Float, _ terms: [String: Float], rows: Int) {
+            seen += rows
+            loss += Double(value) * Double(rows)
+            for (k, v) in terms { parts[k, default: 0] += Double(v) * Double(rows) }
+        }
+        var meanLoss: Double { loss / Double(max(seen, 1)) }
+        var checkpoint: [String: Double] {
+            var sums = ["seen": Double(seen), "loss": loss]
+            for (k, v) in parts { sums["part.\(k)"] = v }
+            return sums
+        }
+    }
+
+    /// The loader, feature taps and adapters (sized from one batch), optimizer, schedule and plan.
+    func prepare() throws -> Session {
+        let loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
+                                     augmentation: options.augmentation)
+        student.train()
+        let studentTaps = objective.studentFeatureNames.isEmpty ? nil : try student.tapOutputs(objective.studentFeatureNames)
+        if let studentTaps {
+            do {
+                let probe = try loader.batch(at: BatchPosition(epoch: 0, batch: 0))
+                _ = withNoGrad { student(probe.inputs) }
+                let teacherFeatures = try teachers[0].forward(probe.inputs, indices: probe.indices, features: objective.teacherFeatureNames).features
+                try objective.prepareAdapters(studentFeatures: studentTaps.outputs, teacherFeatures: teacherFeatures, seed: options.seed)
+            } catch {
+                student.removeTaps()
+                throw error
+            }
+        }
+        let adapters = objective.adapterParameters.enumerated().map { ("adapter.\($0.offset)", $0.element) }
+        let optimizer = try options.makeOptimizer(student.namedParameters().filter(\.tensor.requiresGrad).map { ("student.\($0.name)", $0.tensor) } + adapters)
+        let steps = loader.batchesPerEpoch
+        return Session(loader: loader, optimizer: optimizer,
+                       schedule: try options.makeSchedule(totalSteps: options.epochs * steps, stepsPerEpoch: steps),
+                       plan: trainingPlan, studentTaps: studentTaps,
+                       dropouts: student.namedModules().compactMap { $0.module as? Dropout },
+                       parameterNames: student.namedParameters().map { ($0.name, $0.tensor) } + adapters,
+                       stop: run == nil ? nil : StopRequest.install())
+    }
+
+    /// Loads the run folder's checkpoint (weights, optimizer, adapters, position, best score).
+    func restore(_ session: Session) throws -> RunFolder.CheckpointState {
+        guard let run else { return RunFolder.CheckpointState() }
+        let resumed = try run.loadCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters)
+        guard resumed.epochsDone <= options.epochs else {
+            throw TrainingError(message: "\(run.checkpoint.path) is after epoch \(resumed.epochsDone), past the \(options.epochs) epochs of this run")
+        }
+        guard resumed.nextBatch < session.stepsPerEpoch else {
+            throw TrainingError(message: "\(run.checkpoint.path) stops at batch \(resumed.nextBatch) of an epoch that has \(session.stepsPerEpoch); was the data or batch size changed?")
+        }
+        session.best = resumed.bestAccuracy
+        if !options.quiet {
+            let position = resumed.nextBatch > 0 ? "at batch \(resumed.nextBatch + 1) of epoch \(resumed.epochsDone + 1)" : "after epoch \(resumed.epochsDone)"
+            log("resuming \(run.url.path) \(position) (best test score \(String(format: "%.4f", session.best)))")
+        }
+        return resumed
+    }
+
+    /// One optimizer step on `batch`: teacher outputs, student forward, loss, backward, the
+    /// non-finite checks, clipping, update. Returns the loss and its terms.
+    func step(_ batch: Batch, at position: StepPosition, _ session: Session) throws -> (Float, [String: Float]) {
+        if let bad = batch.inputs.firstNonFiniteIndex {
+            let row = bad / max(1, batch.inputs.count / batch.count)
+            throw TrainingError(message: "\(train.source.map { "\($0): " } ?? "")non-finite input value in training sample \(batch.indices[row]) (\(position.text)); nothing was trained on it")
+        }
+        let optimizer = session.optimizer
+        optimizer.learningRate = session.schedule.learningRate(atStep: position.global)
+        for (k, dropout) in session.dropouts.enumerated() {  // masks from (seed, step): the same after --resume
+            dropout.reseed(options.seed ^ UInt64(position.global) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(k + 1) &* 0xD1B5_4A32_D192_ED03)
+        }
+        // Label-scarce training and mixup (TransferSet.swift): a label of -1 means "no label here".
+        let (inputs, labels, indices) = TransferSet.prepare(inputs: batch.inputs, labels: batch.labels, indices: batch.indices, labelLimit: options.labelLimit,
+                                                           mixup: options.mixup, seed: options.seed, step: position.global)
+        var teacherLogits: [Tensor] = []
+        var teacherFeatures: [String: Tensor] = [:]
+        if objective.needsTeacher {
+            for (i, teacher) in teachers.enumerated() {
+                let out = try teacher.forward(inputs, indices: indices, features: i == 0 ? objective.teacherFeatureNames : [])
+                guard out.logits.isFinite else {
+                    throw TrainingError(message: "teacher \(teacher.name) gave non-finite outputs at \(position.text) (samples \(indices.prefix(4))...)")
+                }
+                teacherLogits.append(out.logits)
+                if i == 0 { teacherFeatures = out.features }
+            }
+        }
+        optimizer.zeroGrad()
+        let logits = session.plan?.forward(inputs) ?? student(inputs)
+        let (loss, parts) = try objective.loss(studentOutputs: logits, studentFeatures: session.studentTaps?.outputs ?? [:],
+                                               teacherOutputs: teacherLogits, teacherFeatures: teacherFeatures,
+                                               labels: labels, indices: indices, epoch: position.epoch)
+        let value = loss.item()
+        guard value.isFinite else {
+            throw TrainingError(message: "the loss became \(value) at \(position.text) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
+        }
+        loss.backward()
+        if let plan = session.plan, let g = logits.grad { plan.backward(g) }
+        for (name, parameter) in session.parameterNames {
+            if let g = parameter.grad, let i = g.firstNonFiniteIndex {
+                throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at \(position.text), with a finite loss \(value); the weights were not updated\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
+            }
+        }
+        if let clip = options.gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: clip) }
+        optimizer.step()
+        return (value, parts)
+    }
+
+    /// After a Ctrl-C or SIGTERM in the middle of an epoch: a checkpoint of this position, then stop.
+    func checkpointAndStop(after position: StepPosition, sums: EpochSums, _ session: Session) throws {
+        guard let run, let signal = session.stop?.received, position.step + 1 < position.stepsPerEpoch else { return }
+        var state = RunFolder.CheckpointState(epochsDone: position.epoch, bestAccuracy: session.best, nextBatch: position.step + 1)
+        state.sums = sums.checkpoint
+        try save("checkpoint") { try run.saveCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters, state: state) }
+        throw interrupted(signal, "at epoch \(position.epoch + 1), after step \(position.step + 1) of \(position.stepsPerEpoch)", run)
+    }
+
+    /// The end of an epoch: the test report, a metrics line, the best model, a checkpoint (and a
+    /// stop, after a signal), the progress line.
+    func endEpoch(_ epoch: Int, sums: EpochSums, seconds: Double, _ session: Session) throws -> Report {
+        let report: Report
+        do { report = try evaluate(student) } catch let error as TensorError {
+            throw TrainingError(message: "after epoch \(epoch + 1) the student's test outputs are not usable (\(error.message)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
+        }
+        let improved = report.score > session.best
+        session.best = max(session.best, report.score)
+        var line: [String: Any] = ["epoch": epoch + 1, "train_loss": sums.meanLoss, "learning_rate": session.optimizer.learningRate,
+                                   "seconds": seconds, "samples_per_second": Double(sums.seen) / seconds]
+        line.merge(report.metrics) { _, new in new }
+        for (k, v) in sums.parts { line["loss_\(k)"] = v / Double(max(sums.seen, 1)) }
+        if let run {
+            try save("metrics") { try run.appendMetrics(line, epoch: epoch + 1) }
+            if improved { try save("best model") { try studentInfo.save(student, to: run.bestModel) } }
+            try save("checkpoint") {
+                try run.saveCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters,
+                                       state: RunFolder.CheckpointState(epochsDone: epoch + 1, bestAccuracy: session.best))
+            }
+            if let signal = session.stop?.received, epoch + 1 < options.epochs {
+                throw interrupted(signal, "after epoch \(epoch + 1)", run)
+            }
+        }
+        if !options.quiet {
+            log(String(format: "epoch %d/%d  loss %.4f  ", epoch + 1, options.epochs, sums.meanLoss) + report.line
+                + String(format: "  (%.1f s, %.0f samples/s)", seconds, Double(sums.seen) / seconds))
+        }
+        onEpoch?(epoch + 1, report.score)
+        return report
+    }
+
+    func interrupted(_ signal: Int32, _ position: String, _ folder: RunFolder) -> TrainingInterrupted {
+        TrainingInterrupted(message: "interrupted (signal \(signal)) \(position); checkpoint saved, continue with: distill train --resume \(folder.url.path)", signal: signal)
+    }
+
+    /// A run-folder write, with the context a failed one needs (a full disk keeps the previous file).
+    func save(_ what: String, _ write: () throws -> Void) throws {
+        do { try write() } catch {
+            throw TrainingError(message: "cannot write the \(what): \(error); training stopped, the previous checkpoint\(run.map { " in \($0.url.path)" } ?? "") is intact (free some disk space, then --resume)")
+        }
     }
 }
 
