@@ -133,6 +133,17 @@ static void plain(dnnl_memory_desc_t *md, int ndims, dnnl_dim_t a, dnnl_dim_t b,
     p_dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, tag);
 }
 
+/// The descriptors of a convolution's source, weights, bias and destination for `s`: activations
+/// (source and destination) in layout `activations`, weights in layout `weight_layout`.
+static void conv_descriptors(const dk_dnnl_shape *s, dnnl_format_tag_t activations, dnnl_format_tag_t weight_layout,
+                             dnnl_memory_desc_t *src, dnnl_memory_desc_t *weights, dnnl_memory_desc_t *bias,
+                             dnnl_memory_desc_t *dst) {
+    plain(src, 4, s->n, s->c, s->h, s->w, activations);
+    plain(weights, 4, s->o, s->c, s->r, s->s, weight_layout);
+    plain(bias, 1, s->o, 0, 0, 0, dnnl_x);
+    plain(dst, 4, s->n, s->o, s->p, s->q, activations);
+}
+
 /// Fills `arg` for argument `id` of `pd`; 0 on success.
 static int add_argument(entry *e, const_dnnl_primitive_desc_t pd, int id, int is_output, const dnnl_memory_desc_t *user) {
     argument *a = &e->args[e->count++];
@@ -155,10 +166,7 @@ static int add_argument(entry *e, const_dnnl_primitive_desc_t pd, int id, int is
 /// The forward primitive descriptor of `s` (format `any`), also the hint for the backward ones.
 static dnnl_primitive_desc_t forward_descriptor(const dk_dnnl_shape *s, int bias, const_dnnl_primitive_attr_t attr) {
     dnnl_memory_desc_t src, weights, bias_md, dst;
-    plain(&src, 4, s->n, s->c, s->h, s->w, dnnl_format_tag_any);
-    plain(&weights, 4, s->o, s->c, s->r, s->s, dnnl_format_tag_any);
-    plain(&bias_md, 1, s->o, 0, 0, 0, dnnl_x);
-    plain(&dst, 4, s->n, s->o, s->p, s->q, dnnl_format_tag_any);
+    conv_descriptors(s, dnnl_format_tag_any, dnnl_format_tag_any, &src, &weights, &bias_md, &dst);
     dnnl_dims_t strides = {s->stride_h, s->stride_w}, dilation = {s->dilation_h - 1, s->dilation_w - 1};
     dnnl_dims_t padding = {s->pad_h, s->pad_w};
     dnnl_convolution_desc_t d;
@@ -176,14 +184,8 @@ static void build(entry *e) {
     if (p_dnnl_primitive_attr_create(&attr) != dnnl_success) return;
     p_dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     dnnl_memory_desc_t src, weights, bias, dst, src_any, weights_any, bias_any, dst_any;
-    plain(&src, 4, s->n, s->c, s->h, s->w, dnnl_nchw);
-    plain(&weights, 4, s->o, s->c, s->r, s->s, dnnl_oihw);
-    plain(&bias, 1, s->o, 0, 0, 0, dnnl_x);
-    plain(&dst, 4, s->n, s->o, s->p, s->q, dnnl_nchw);
-    plain(&src_any, 4, s->n, s->c, s->h, s->w, dnnl_format_tag_any);
-    plain(&weights_any, 4, s->o, s->c, s->r, s->s, dnnl_format_tag_any);
-    plain(&bias_any, 1, s->o, 0, 0, 0, dnnl_x);
-    plain(&dst_any, 4, s->n, s->o, s->p, s->q, dnnl_format_tag_any);
+    conv_descriptors(s, dnnl_nchw, dnnl_oihw, &src, &weights, &bias, &dst);
+    conv_descriptors(s, dnnl_format_tag_any, dnnl_format_tag_any, &src_any, &weights_any, &bias_any, &dst_any);
     dnnl_dims_t strides = {s->stride_h, s->stride_w}, dilation = {s->dilation_h - 1, s->dilation_w - 1};
     dnnl_dims_t padding = {s->pad_h, s->pad_w};
     int with_bias = e->kind == kForwardBias || e->kind == kBackwardWeightsBias;

@@ -20,6 +20,8 @@ struct IDXDatasetSpec: Sendable {
     var classNames: [String]
 
     static let baseNames = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    /// The files, as install advice names them.
+    static let fourFiles = "the four files (\(baseNames.map { $0 + ".gz" }.joined(separator: ", ")); uncompressed also works)"
 
     /// The folder's four files (each gzipped or raw), or the names of those missing.
     static func files(in folder: URL) -> (files: IDXDatasetFiles?, missing: [String]) {
@@ -82,8 +84,7 @@ public enum FashionMNIST {
     static let spec = IDXDatasetSpec(
         displayName: "Fashion-MNIST", subfolder: "fashion-mnist", systemDirectory: systemDirectory,
         installAdvice: "Install it with `apt-get install dataset-fashion-mnist` (it goes to \(systemDirectory)), "
-            + "or put the four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-            + "t10k-labels-idx1-ubyte.gz; uncompressed also works) in a folder and set DISTILL_DATA_DIR to it or pass its path.",
+            + "or put \(IDXDatasetSpec.fourFiles) in a folder and set DISTILL_DATA_DIR to it or pass its path.",
         classNames: classNames)
 
     /// Loads the training and test sets from `directory`; when nil, from `$DISTILL_DATA_DIR/fashion-mnist`
@@ -114,8 +115,7 @@ public enum MNIST {
     static let spec = IDXDatasetSpec(
         displayName: "MNIST", subfolder: "mnist", systemDirectory: systemDirectory,
         installAdvice: "Debian has no MNIST package (for Fashion-MNIST: `apt-get install dataset-fashion-mnist`); "
-            + "put the four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-            + "t10k-labels-idx1-ubyte.gz; uncompressed also works) in \(systemDirectory) or in a folder named by DISTILL_DATA_DIR, or pass its path.",
+            + "put \(IDXDatasetSpec.fourFiles) in \(systemDirectory) or in a folder named by DISTILL_DATA_DIR, or pass its path.",
         classNames: classNames)
 
     /// Loads the training and test sets; see `FashionMNIST.load` for where it looks.

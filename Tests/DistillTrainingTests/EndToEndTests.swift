@@ -17,33 +17,34 @@ private func temporaryFolder(_ name: String) -> URL {
     return url
 }
 
+/// A quiet experiment training `student` for `epochs` epochs, writing its run folder to `output` when given.
+private func experiment(student: String = "mlp:784-32-10", epochs: Int, output: URL? = nil) -> Experiment {
+    var e = Experiment()
+    e.student = student
+    e.options.epochs = epochs
+    e.options.quiet = true
+    e.output = output?.path
+    return e
+}
+
 @Suite("End to end on a 2,000-image subset", .serialized, .enabled(if: fashion != nil, "needs dataset-fashion-mnist"))
 struct EndToEndTests {
     let data = fashion!
 
     func teacherFile() throws -> URL {
         let folder = temporaryFolder("teacher")
-        var e = Experiment()
-        e.student = "mlp:784-128-10"
-        e.options.epochs = 4
-        e.options.quiet = true
-        e.output = folder.path
-        let result = try ExperimentRunner.run(e, preloaded: data)
+        let result = try ExperimentRunner.run(experiment(student: "mlp:784-128-10", epochs: 4, output: folder), preloaded: data)
         #expect(result.training.test.accuracy > 0.6)
         return folder.appendingPathComponent("student.safetensors")
     }
 
     @Test func distilledStudentLearns() throws {
         let teacher = try teacherFile()
-        var e = Experiment()
+        var e = experiment(epochs: 3, output: temporaryFolder("kd"))
         e.teachers = [teacher.path]
-        e.student = "mlp:784-32-10"
         var kd = LossTerm(.kd, weight: 0.9)
         kd.temperature = 4
         e.losses = [kd, LossTerm(.ce, weight: 0.1)]
-        e.options.epochs = 3
-        e.options.quiet = true
-        e.output = temporaryFolder("kd").path
         let result = try ExperimentRunner.run(e, preloaded: data)
         #expect(result.training.test.accuracy > 0.6, "a distilled student should be far above chance (10%)")
         #expect(result.rows.map(\.role) == ["teacher", "distilled"])
@@ -70,26 +71,15 @@ struct EndToEndTests {
 
     @Test func labelFreeDistillationNeedsNoLabels() throws {
         let teacher = try teacherFile()
-        var e = Experiment()
+        var e = experiment(epochs: 2)
         e.teachers = [teacher.path]
-        e.student = "mlp:784-32-10"
         e.losses = [LossTerm(.kd)]
-        e.options.epochs = 2
-        e.options.quiet = true
         let unlabeled = try LabeledDataset(features: data.train.features, labels: [], numClasses: 10)
         let result = try ExperimentRunner.run(e, preloaded: (unlabeled, data.test))
         #expect(result.training.test.accuracy > 0.5)
     }
 
     @Test func resumeContinuesExactlyWhereItStopped() throws {
-        func experiment(epochs: Int, output: URL) -> Experiment {
-            var e = Experiment()
-            e.student = "mlp:784-32-10"
-            e.options.epochs = epochs
-            e.options.quiet = true
-            e.output = output.path
-            return e
-        }
         let straight = try ExperimentRunner.run(experiment(epochs: 4, output: temporaryFolder("straight")), preloaded: data)
         // Two epochs, then a new process would resume the run folder for the remaining two.
         let folder = temporaryFolder("resumed")
@@ -105,11 +95,7 @@ struct EndToEndTests {
 
     @Test func nanLossStopsTheRunAndKeepsTheCheckpoint() throws {
         let folder = temporaryFolder("nan")
-        var e = Experiment()
-        e.student = "mlp:784-32-10"
-        e.options.epochs = 1
-        e.options.quiet = true
-        e.output = folder.path
+        var e = experiment(epochs: 1, output: folder)
         _ = try ExperimentRunner.run(e, preloaded: data)
         let before = try Data(contentsOf: RunFolder(folder).checkpoint)
         // A learning rate this large makes the loss overflow within the first epoch.
@@ -131,10 +117,7 @@ struct EndToEndTests {
         let features = data.train.features.copy()
         features.data[5 * 784 + 3] = .nan
         let bad = try LabeledDataset(features: features, labels: data.train.labels, numClasses: 10)
-        var e = Experiment()
-        e.student = "mlp:784-32-10"
-        e.options.epochs = 1
-        e.options.quiet = true
+        let e = experiment(epochs: 1)
         #expect(throws: TrainingError.self) { try ExperimentRunner.run(e, preloaded: (bad, data.test)) }
         do { _ = try ExperimentRunner.run(e, preloaded: (bad, data.test)) } catch let error as TrainingError {
             #expect(error.message.contains("training sample 5"), "\(error.message)")

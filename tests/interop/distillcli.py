@@ -38,6 +38,19 @@ def swift_or_skip():
     return swift
 
 
+def run_onnx_interop_suite(folder):
+    """Runs the Swift suite ONNXInteropTests on the files in `folder` (DISTILL_ONNX_INTEROP_DIR), from
+    $DISTILL_PACKAGE_DIR (default: this repository) with scratch path $DISTILL_SCRATCH, without building
+    when DISTILL_SKIP_BUILD=1; fails the test with the tail of its output unless it passes."""
+    command = [swift_or_skip(), "test", "--scratch-path", SCRATCH, "--filter", "ONNXInteropTests"]
+    if os.environ.get("DISTILL_SKIP_BUILD") == "1":
+        command.append("--skip-build")
+    env = dict(os.environ, DISTILL_ONNX_INTEROP_DIR=str(folder))
+    result = subprocess.run(command, cwd=os.environ.get("DISTILL_PACKAGE_DIR", str(REPO)), env=env,
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, f"{' '.join(command)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-6000:]}"
+
+
 def blobs(rows, seed):
     """A 3-class, 4-feature float32 dataset whose class shows in its own feature: (x, labels)."""
     import numpy as np

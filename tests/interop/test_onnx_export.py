@@ -25,7 +25,6 @@ onnx and onnxruntime (skipped when missing).
 import gzip
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ np = pytest.importorskip("numpy")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from distillcli import REPO, SCRATCH, distill, swift_or_skip  # noqa: E402
+from distillcli import distill, run_onnx_interop_suite, swift_or_skip  # noqa: E402
 
 STUDENTS = ["mlp:784-64-10", "cnn-tiny", "lenet5", "resnet8", "mobilenet-tiny"]
 FASHION = Path(os.environ.get("DISTILL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -60,18 +59,12 @@ def run_onnxruntime(path, x):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    swift = swift_or_skip()
+    swift_or_skip()
     folder = tmp_path_factory.mktemp("onnx_export")
     images = fashion_images()
     (folder / "images.pb").write_bytes(numpy_helper.from_array(images, "images").SerializeToString())
     (folder / "students.txt").write_text("\n".join(STUDENTS) + "\n")
-    command = [swift, "test", "--scratch-path", SCRATCH, "--filter", "ONNXInteropTests"]
-    if os.environ.get("DISTILL_SKIP_BUILD") == "1":
-        command.append("--skip-build")
-    env = dict(os.environ, DISTILL_ONNX_INTEROP_DIR=str(folder))
-    result = subprocess.run(command, cwd=os.environ.get("DISTILL_PACKAGE_DIR", str(REPO)), env=env,
-                            capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, f"{' '.join(command)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-6000:]}"
+    run_onnx_interop_suite(folder)
     return folder, images
 
 

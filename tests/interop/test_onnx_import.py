@@ -19,19 +19,14 @@ Environment: DISTILL_SCRATCH (SwiftPM scratch path, default .build), DISTILL_SKI
 missing); the scikit-learn cases need scikit-learn and skl2onnx (skipped when missing).
 """
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
 np = pytest.importorskip("numpy")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from distillcli import swift_or_skip  # noqa: E402
+from distillcli import run_onnx_interop_suite, swift_or_skip  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 RNG = np.random.default_rng(0)
 
 
@@ -242,7 +237,7 @@ def sklearn_cases():
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    swift = swift_or_skip()
+    swift_or_skip()
     folder = tmp_path_factory.mktemp("onnx_import")
     built = cases()
     for name, (m, inputs) in built.items():
@@ -251,13 +246,7 @@ def results(tmp_path_factory):
         (case / "model.onnx").write_bytes(m.SerializeToString())
         for i, value in enumerate(inputs):
             (case / f"input_{i}.pb").write_bytes(numpy_helper.from_array(value).SerializeToString())
-    command = [swift, "test", "--scratch-path", os.environ.get("DISTILL_SCRATCH", ".build"), "--filter", "ONNXInteropTests"]
-    if os.environ.get("DISTILL_SKIP_BUILD") == "1":
-        command.append("--skip-build")
-    env = dict(os.environ, DISTILL_ONNX_INTEROP_DIR=str(folder))
-    result = subprocess.run(command, cwd=os.environ.get("DISTILL_PACKAGE_DIR", str(REPO)), env=env,
-                            capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, f"{' '.join(command)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-6000:]}"
+    run_onnx_interop_suite(folder)
     return folder, built
 
 

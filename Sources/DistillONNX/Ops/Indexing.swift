@@ -29,6 +29,29 @@ func scattered(_ data: ONNXValue, _ updates: ONNXValue, targets: [Int], reductio
     }
 }
 
+/// The flat positions in `dataShape` that GatherElements reads and ScatterElements writes:
+/// element `i` of `indices` addresses its own coordinates with the one on `axis` replaced by
+/// `indices[i]` (negative counts from the end). `indices` has the rank of the data and on every
+/// other axis at most its extent.
+func elementTargets(_ indices: IntTensor, dataShape: [Int], axis: Int) throws -> [Int] {
+    for d in 0..<dataShape.count where d != axis && indices.shape[d] > dataShape[d] {
+        throw ONNXError("indices \(indices.shape) exceed data \(dataShape) on axis \(d)")
+    }
+    let ds = stridesOf(dataShape), dim = dataShape[axis]
+    var offStrides = ds
+    offStrides[axis] = 0
+    var targets = [Int](repeating: 0, count: indices.count)
+    var failure: ONNXError?
+    forEachStrided(indices.shape, [offStrides]) { i, offs in
+        var k = Int(indices.values[i])
+        if k < 0 { k += dim }
+        if k < 0 || k >= dim { failure = ONNXError("index \(indices.values[i]) is out of range for axis \(axis) of extent \(dim)"); k = 0 }
+        targets[i] = offs[0] + k * ds[axis]
+    }
+    if let failure { throw failure }
+    return targets
+}
+
 extension ONNXOps {
     /// OneHot(indices, depth, values=[off, on]): a new axis of extent depth at `axis`.
     static func OneHot(_ c: OpContext) throws -> [ONNXValue] {
@@ -159,21 +182,7 @@ extension ONNXOps {
             throw ONNXError("indices \(idx.shape), updates \(updates.shape) and data \(data.shape) must have one rank, indices and updates one shape")
         }
         let axis = try normalizedAxis(try c.attributes.int("axis", 0), rank: data.shape.count)
-        for d in 0..<data.shape.count where d != axis && idx.shape[d] > data.shape[d] {
-            throw ONNXError("indices \(idx.shape) exceed data \(data.shape) on axis \(d)")
-        }
-        let ds = stridesOf(data.shape)
-        var mapped = ds
-        mapped[axis] = 0
-        var targets = [Int](repeating: 0, count: idx.count)
-        var failure: ONNXError?
-        forEachStrided(idx.shape, [mapped]) { i, offs in
-            var k = Int(idx.values[i])
-            if k < 0 { k += data.shape[axis] }
-            if k < 0 || k >= data.shape[axis] { failure = ONNXError("index \(idx.values[i]) is out of range on axis \(axis)"); k = 0 }
-            targets[i] = offs[0] + k * ds[axis]
-        }
-        if let failure { throw failure }
+        let targets = try elementTargets(idx, dataShape: data.shape, axis: axis)
         return [try scattered(data, updates, targets: targets, reduction: try c.attributes.string("reduction", "none"))]
     }
     static func Scatter(_ c: OpContext) throws -> [ONNXValue] { try ScatterElements(c) }

@@ -596,6 +596,16 @@ extension ONNXOps {
         return [.float(out)]
     }
 
+    /// Mean and 1/√(variance + ε) of the `count` values at `s`, in Double (the population variance,
+    /// two passes); shared by InstanceNormalization and LayerNormalization.
+    static func normalizationStatistics(_ s: UnsafePointer<Float>, count: Int, epsilon: Double) -> (mean: Double, inverseStd: Double) {
+        var total = 0.0, squares = 0.0
+        for j in 0..<count { total += Double(s[j]) }
+        let mu = total / Double(Swift.max(count, 1))
+        for j in 0..<count { let v = Double(s[j]) - mu; squares += v * v }
+        return (mu, 1 / (squares / Double(Swift.max(count, 1)) + epsilon).squareRoot())
+    }
+
     /// InstanceNormalization: each (sample, channel) plane normalised by its own mean and variance.
     static func InstanceNormalization(_ c: OpContext) throws -> [ONNXValue] {
         let x = try c.float(0), scale = try c.float(1), bias = try c.float(2)
@@ -607,11 +617,7 @@ extension ONNXOps {
         let out = Tensor(uninitializedShape: x.shape)
         for p in 0..<(x.shape[0] * ch) {
             let s = x.data + p * area, d = out.data + p * area
-            var total = 0.0, squares = 0.0
-            for j in 0..<area { total += Double(s[j]) }
-            let mu = total / Double(Swift.max(area, 1))
-            for j in 0..<area { let v = Double(s[j]) - mu; squares += v * v }
-            let inv = 1 / (squares / Double(Swift.max(area, 1)) + Double(eps)).squareRoot()
+            let (mu, inv) = normalizationStatistics(s, count: area, epsilon: Double(eps))
             let g = Double(scale.data[p % ch]), b = Double(bias.data[p % ch])
             for j in 0..<area { d[j] = Float((Double(s[j]) - mu) * inv * g + b) }
         }
@@ -636,11 +642,7 @@ extension ONNXOps {
         let means = Tensor(uninitializedShape: statsShape), invs = Tensor(uninitializedShape: statsShape)
         for r in 0..<rows {
             let s = x.data + r * width, d = normalized.data + r * width
-            var total = 0.0, squares = 0.0
-            for j in 0..<width { total += Double(s[j]) }
-            let mu = total / Double(Swift.max(width, 1))
-            for j in 0..<width { let v = Double(s[j]) - mu; squares += v * v }
-            let inv = 1 / (squares / Double(Swift.max(width, 1)) + Double(eps)).squareRoot()
+            let (mu, inv) = normalizationStatistics(s, count: width, epsilon: Double(eps))
             for j in 0..<width { d[j] = Float((Double(s[j]) - mu) * inv) }
             means.data[r] = Float(mu); invs.data[r] = Float(inv)
         }

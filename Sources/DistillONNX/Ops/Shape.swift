@@ -231,22 +231,7 @@ extension ONNXOps {
         let rank = data.shape.count
         guard idx.shape.count == rank else { throw ONNXError("indices \(idx.shape) must have the rank of data \(data.shape)") }
         let axis = try normalizedAxis(try c.attributes.int("axis", 0), rank: rank)
-        for d in 0..<rank where d != axis && idx.shape[d] > data.shape[d] {
-            throw ONNXError("indices \(idx.shape) exceed data \(data.shape) on axis \(d)")
-        }
-        let ds = stridesOf(data.shape)
-        var offStrides = ds
-        offStrides[axis] = 0
-        var sources = [Int](repeating: 0, count: idx.count)
-        var failure: ONNXError?
-        forEachStrided(idx.shape, [offStrides]) { i, offs in
-            let dim = data.shape[axis]
-            var k = Int(idx.values[i])
-            if k < 0 { k += dim }
-            if k < 0 || k >= dim { failure = ONNXError("index \(idx.values[i]) is out of range for axis \(axis) of extent \(dim)"); k = 0 }
-            sources[i] = offs[0] + k * ds[axis]
-        }
-        if let failure { throw failure }
+        let sources = try elementTargets(idx, dataShape: data.shape, axis: axis)
         return [data.picking(sources, shape: idx.shape)]
     }
 

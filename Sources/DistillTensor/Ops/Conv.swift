@@ -97,48 +97,53 @@ struct ConvGeometry {
         precondition(p > 0 && q > 0, "conv2d: kernel \(r)x\(s) (dilation \(config.dilation)) does not fit input \(h)x\(w) with padding \(config.padding)")
     }
 
-    /// Unfolds the channels of group `g` of one image [C, H, W] into the P·Q columns of col
-    /// starting at `col`, whose K rows are `rowStride` apart.
-    func im2col(_ x: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>, rowStride: Int) {
+    /// Visits the rows of the unfolded columns of group `g` and the image rows they come from: for
+    /// each channel, kernel tap (i, j) and output row oy, `body(column, image, lo, hi)` gets the offset
+    /// of the Q columns of that output row in col (whose K rows are `rowStride` apart) and the offset in
+    /// the image [C, H, W] of the input read by output column 0, or nil when the whole row falls in
+    /// the vertical padding. Output columns `lo..<hi` read the input at `image + ox·stride`; the
+    /// others read padding. `im2col` and its adjoint `col2im` are this one traversal.
+    @inline(__always)
+    private func forEachColumnRow(group g: Int, rowStride: Int, _ body: (_ column: Int, _ image: Int?, _ lo: Int, _ hi: Int) -> Void) {
         let (sh, sw) = config.stride, (ph, pw) = config.padding, (dh, dw) = config.dilation
         for cc in 0..<cg {
-            let plane = x + (g * cg + cc) * h * w
+            let plane = (g * cg + cc) * h * w
             for i in 0..<r { for j in 0..<s {
-                let row = col + ((cc * r + i) * s + j) * rowStride
+                let row = ((cc * r + i) * s + j) * rowStride
                 let offset = j * dw - pw
                 let (lo, hi) = validRange(offset: offset, stride: sw)
                 for oy in 0..<p {
                     let iy = oy * sh - ph + i * dh
-                    let dst = row + oy * q
-                    if iy < 0 || iy >= h { for ox in 0..<q { dst[ox] = 0 }; continue }
-                    let src = plane + iy * w + offset
-                    for ox in 0..<lo { dst[ox] = 0 }
-                    if sw == 1 { for ox in lo..<hi { dst[ox] = src[ox] } }
-                    else { for ox in lo..<hi { dst[ox] = src[ox * sw] } }
-                    for ox in hi..<q { dst[ox] = 0 }
+                    body(row + oy * q, iy < 0 || iy >= h ? nil : plane + iy * w + offset, lo, hi)
                 }
             } }
+        }
+    }
+
+    /// Unfolds the channels of group `g` of one image [C, H, W] into the P·Q columns of col
+    /// starting at `col`, whose K rows are `rowStride` apart.
+    func im2col(_ x: UnsafePointer<Float>, group g: Int, into col: UnsafeMutablePointer<Float>, rowStride: Int) {
+        let sw = config.stride.1
+        forEachColumnRow(group: g, rowStride: rowStride) { column, image, lo, hi in
+            let dst = col + column
+            guard let image else { for ox in 0..<q { dst[ox] = 0 }; return }
+            let src = x + image
+            for ox in 0..<lo { dst[ox] = 0 }
+            if sw == 1 { for ox in lo..<hi { dst[ox] = src[ox] } }
+            else { for ox in lo..<hi { dst[ox] = src[ox * sw] } }
+            for ox in hi..<q { dst[ox] = 0 }
         }
     }
 
     /// Adjoint of `im2col`: adds the P·Q columns at `col` (rows `rowStride` apart) back into the
     /// image gradient [C, H, W] of group `g`.
     func col2im(_ col: UnsafePointer<Float>, group g: Int, into x: UnsafeMutablePointer<Float>, rowStride: Int) {
-        let (sh, sw) = config.stride, (ph, pw) = config.padding, (dh, dw) = config.dilation
-        for cc in 0..<cg {
-            let plane = x + (g * cg + cc) * h * w
-            for i in 0..<r { for j in 0..<s {
-                let row = col + ((cc * r + i) * s + j) * rowStride
-                let offset = j * dw - pw
-                let (lo, hi) = validRange(offset: offset, stride: sw)
-                for oy in 0..<p {
-                    let iy = oy * sh - ph + i * dh
-                    if iy < 0 || iy >= h { continue }
-                    let src = row + oy * q, dst = plane + iy * w + offset
-                    if sw == 1 { for ox in lo..<hi { dst[ox] += src[ox] } }
-                    else { for ox in lo..<hi { dst[ox * sw] += src[ox] } }
-                }
-            } }
+        let sw = config.stride.1
+        forEachColumnRow(group: g, rowStride: rowStride) { column, image, lo, hi in
+            guard let image else { return }
+            let src = col + column, dst = x + image
+            if sw == 1 { for ox in lo..<hi { dst[ox] += src[ox] } }
+            else { for ox in lo..<hi { dst[ox * sw] += src[ox] } }
         }
     }
 
