@@ -165,6 +165,7 @@ public enum FitRunner {
         var experiment = base
         experiment.trainLimit = nil
         experiment.losses = base.teachers.isEmpty && base.teacherOutputs == nil ? [LossTerm(.ce)] : settings.distillation
+        experiment = try SharedTeacherLogits(folder: settings.output, train: split.train, quiet: quiet).sharing(experiment)
         let trainer = ExperimentFitTrainer(base: experiment, train: split.train, validation: split.validation, test: data.test,
                                            folder: candidatesFolder)
         if !quiet {

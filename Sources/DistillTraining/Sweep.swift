@@ -207,6 +207,7 @@ public enum SweepRunner {
             }
         }
         try folder.create()
+        let sharedTeacher = SharedTeacherLogits(folder: settings.output, train: data.train.prefix(settings.base.trainLimit ?? data.train.count), quiet: quiet)
 
         let total = plans.reduce(0) { $0 + $1.seeds.count }
         var done: [String: SweepSeedRow] = Dictionary(kept.map { ("\($0.name)|\($0.seed)", $0) }, uniquingKeysWith: { a, _ in a })
@@ -230,7 +231,7 @@ public enum SweepRunner {
                         let eta = share > 0 ? ProgressBar.clock(elapsed / share * (1 - share)) : "?"
                         log("sweep: student \(index + 1) of \(plans.count) (\(plan.student.name.prefix(60))), seed \(seedIndex + 1) of \(plan.seeds.count), \(role); \(finished) of \(total) done, \(ProgressBar.clock(elapsed)) elapsed, ETA \(eta)")
                     }
-                    let result = try runOne(experiment, data: data, settings: settings)
+                    let result = try runOne(role == "distilled" ? try sharedTeacher.sharing(experiment) : experiment, data: data, settings: settings)
                     accuracies.append(result.training.test.accuracy)
                 }
                 let runFolder = RunFolder(URL(fileURLWithPath: seedPlan.distilled.output!))

@@ -388,6 +388,52 @@ struct SweepRunTests {
         #expect(resumed.rows.allSatisfy { $0.size.flops != nil && $0.latencyMicrosecondsP50 > 0 && $0.samplesPerSecond > 0 && $0.int8 == nil })
     }
 
+    /// The digits as 1×8×8 images in [0, 1], as image data (a teacher there needs no statistics).
+    static func digitsImages() throws -> (train: LabeledDataset, test: LabeledDataset) {
+        let (train, test) = try DataSource.load(digitsFolder.appendingPathComponent("train.csv").path,
+                                                testData: digitsFolder.appendingPathComponent("test.csv").path, labelColumn: "label")
+        func images(_ d: LabeledDataset) throws -> LabeledDataset {
+            try LabeledDataset(features: Tensor(shape: [d.count, 1, 8, 8], scalars: d.features.scalars.map { $0 / 16 }), labels: d.labels, numClasses: 10)
+        }
+        return (try images(train), try images(test))
+    }
+
+    /// On image data the sweep runs the teacher once for all its distilled runs; the runs read
+    /// those logits and train exactly as with the teacher in the loop.
+    @Test func sharedTeacherLogitsGiveTheSameRuns() throws {
+        let images = try Self.digitsImages()
+        var t = Experiment()
+        t.data = "digits-images.npz"
+        t.student = "mlp:64-64-10"
+        t.options.epochs = 3
+        t.options.quiet = true
+        t.output = temporaryFolder("image-teacher").path
+        let teacher = RunFolder(URL(fileURLWithPath: t.output!)).finalModel.path
+        _ = try ExperimentRunner.run(t, preloaded: images)
+
+        let folder = temporaryFolder("shared")
+        var s = SweepSettings(output: folder)
+        s.base.data = t.data
+        s.base.teachers = [teacher]
+        s.base.options.epochs = 2
+        s.base.options.quiet = true
+        s.students = [SweepStudent(spec: "mlp:64-16-10")]
+        s.seeds = 1
+        s.speedSeconds = 0.01
+        s.preloaded = images
+        let swept = try SweepRunner.run(s)
+        #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent("teacher_logits.npy").path))
+        let config = try RunFolder(folder.appendingPathComponent("runs/\(StudentList.folderName("mlp:64-16-10"))/seed-0/distilled")).readConfig()
+        #expect(config["teacher_outputs"] as? String == folder.appendingPathComponent("teacher_logits.npy").path)
+
+        var direct = s.base
+        direct.student = "mlp:64-16-10"
+        direct.losses = s.distillation
+        direct.output = temporaryFolder("shared-direct").path
+        let run = try ExperimentRunner.run(direct, preloaded: images)
+        #expect(swept.seedRows[0].accuracy == run.training.test.accuracy)
+    }
+
     /// `distill fit` on the digits: candidates train on the training rows minus a validation
     /// split, which serves as their "test" set; the test file is scored once for the answer.
     @Test func fitChoosesOnValidationRows() throws {

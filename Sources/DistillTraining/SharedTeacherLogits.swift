@@ -1,0 +1,50 @@
+import DistillData
+import DistillTensor
+import Foundation
+
+/// The teacher's logits for the training rows, computed once for a whole sweep or fit instead of
+/// once per run: each distilled run would otherwise run the teacher over every training row again
+/// (offline distillation caches them only within one run). The runs then read the file as cached
+/// teacher outputs (`Experiment.teacherOutputs`): the same targets, bit for bit.
+///
+/// Only where the targets cannot differ: image or `.npz` data (a `.csv` teacher sees raw rows
+/// through its own statistics, so it stays in the loop), no augmentation and no mixup (the
+/// teacher must see each new view), logit losses only, one teacher model.
+final class SharedTeacherLogits {
+    let folder: URL
+    let train: LabeledDataset
+    let quiet: Bool
+    /// The file, once written.
+    private var file: String? = nil
+
+    /// Logits over `train` (the rows the runs train on, in order), written to `folder` when first needed.
+    init(folder: URL, train: LabeledDataset, quiet: Bool) {
+        self.folder = folder; self.train = train; self.quiet = quiet
+    }
+
+    static func applies(to e: Experiment) -> Bool {
+        e.teachers.count == 1 && e.teacherOutputs == nil && FileKind(e.data) != .csv && e.options.shift == 0 && !e.options.flip
+            && e.mixup == nil && !e.losses.contains { $0.method.usesFeatures } && e.losses.contains { $0.method != .ce }
+    }
+
+    /// `e` reading the shared logits instead of running its teacher, or `e` itself when sharing does not apply.
+    func sharing(_ e: Experiment) throws -> Experiment {
+        guard Self.applies(to: e) else { return e }
+        if file == nil {
+            let path = e.teachers[0]
+            let teacher = try loadTeacher(path, options: e.onnxTeacher)
+            if !quiet { log("computing the teacher's logits for \(train.count) training rows once, for every distilled run (no augmentation: offline distillation)") }
+            let logits = try TeacherOutputs.compute(teacher, inputs: train)
+            let url = folder.appendingPathComponent("teacher_logits.npy")
+            try TeacherOutputs.write(logits, to: url.path, record: ["teacher": path, "data": e.data, "rows": String(train.count), "kind": "logits"],
+                                     classNames: train.classNames)
+            file = url.path
+        }
+        var shared = e
+        shared.teachers = []
+        shared.onnxTeacher = ONNXTeacherOptions()
+        shared.teacherOutputs = file
+        shared.teacherOutputsKind = .logits
+        return shared
+    }
+}
