@@ -3,9 +3,13 @@
 #   1. training and distillation steps, MLP student inference (against a PyTorch reference script:
 #      REFERENCE=path/to/pytorch_reference.py, the developers' own; see BENCHMARKS.md);
 #   2. CNN students (lenet5, cnn-tiny) against onnxruntime on the students' own ONNX export;
-#   3. imported teachers (scripts/export_bench_models.py) against onnxruntime on the same files.
+#   3. imported teachers (scripts/export_bench_models.py) against onnxruntime on the same files;
+#   4. int8 students (ONLY=int8): `distill quantize` of an MLP and a LeNet-5 student, their int8 plan
+#      against the float32 plan, and onnxruntime's own int8 (quantize_static, QDQ) of the float
+#      student's ONNX export (scripts/ort_int8_reference.py). INT8_STUDENTS names the float students
+#      (.safetensors files; default: mlp:784-64-10 and lenet5 trained here for 2 epochs).
 # Needs a Python with torch, torchvision, onnx, onnxruntime, scikit-learn and skl2onnx
-# (TORCH_PYTHON, default ~/.venvs/torchref/bin/python). ONLY=steps,students,imported picks parts.
+# (TORCH_PYTHON, default ~/.venvs/torchref/bin/python). ONLY=steps,students,imported,int8 picks parts.
 # Run it on an idle machine (check /proc/loadavg): shared cores make every figure noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +49,27 @@ if want imported; then
         "$python" scripts/ort_reference.py "$models/$model.onnx" --batch $batch > "$out/$model-b$batch.ort.json"
     done
 fi
+if want int8; then
+    students=${INT8_STUDENTS:-}
+    if [ -z "$students" ]; then
+        for spec in mlp:784-64-10 lenet5; do
+            $distill train --model $spec --epochs 2 --output "$out/train-${spec//:/_}" --quiet > /dev/null
+            students="$students $out/train-${spec//:/_}/best.safetensors"
+        done
+    fi
+    k=0
+    for student in $students; do
+        k=$((k + 1))
+        $distill quantize "$student" --calibration fashion-mnist --samples 1000 --output "$out/int8-$k.safetensors" --json > "$out/int8-$k.quantize.json"
+        for batch in 1 256; do
+            calls=$([ $batch = 1 ] && echo 5000 || echo 200)
+            $distill bench infer --model "$student" --batch $batch --calls $calls --json > "$out/int8-$k.float-b$batch.json"
+            $distill bench infer --model "$out/int8-$k.safetensors" --batch $batch --calls $calls --json > "$out/int8-$k.int8-b$batch.json"
+        done
+        $distill export "$student" --onnx "$out/int8-$k.float.onnx" > /dev/null
+        "$python" scripts/ort_int8_reference.py "$out/int8-$k.float.onnx" --output "$out/int8-$k.ort.onnx" --samples 1000 > "$out/int8-$k.ort-int8.json" 2> /dev/null
+    done
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 python3 - "$out" <<'PY'
@@ -75,6 +100,16 @@ for name in sorted(f[:-len(".ort.json")] for f in os.listdir(d) if f.endswith(".
         continue
     ours, ort = load(name), load(name + ".ort")
     row(f"onnx {name}", "µs/sample", ours["us_per_sample"], ort=ort["us_per_sample"], higher=False)
+k = 1
+while load(f"int8-{k}.quantize"):
+    q, ort8 = load(f"int8-{k}.quantize"), load(f"int8-{k}.ort-int8")
+    f1, i1, f256, i256 = (load(f"int8-{k}.{kind}-b{b}") for kind, b in [("float", 1), ("int8", 1), ("float", 256), ("int8", 256)])
+    name = f"int8 {q['spec']}"
+    print(f"| {name} accuracy (float32 {q['accuracy'] * 100:.2f}%) | % | {q['accuracy_int8'] * 100:.2f} | | {ort8['accuracy'] * 100:.2f} | | {(q['accuracy_int8'] - ort8['accuracy']) * 100:+.2f} points |")
+    row(f"{name} b1 (float32 plan {f1['latency_us_p50']:.2f} µs: {f1['latency_us_p50'] / i1['latency_us_p50']:.2f}x)", "µs (p50)", i1["latency_us_p50"], ort=ort8["latency_us_p50"], higher=False)
+    row(f"{name} b256 (float32 plan {f256['samples_per_second']:,.0f}/s: {i256['samples_per_second'] / f256['samples_per_second']:.2f}x)", "samples/s", i256["samples_per_second"], ort=ort8["samples_per_second"])
+    row(f"{name} file (float32 {q['file_bytes']:,} B: {q['file_bytes'] / q['file_bytes_int8']:.2f}x smaller)", "bytes", q["file_bytes_int8"], ort=ort8["bytes"], higher=False)
+    k += 1
 print("\n(ratios > 1 mean DistillKit is faster; for times the ratio is the other's over ours)")
 if ref:
     print(f"PyTorch {ref['torch']}, {ref['threads']} threads", end="; ")

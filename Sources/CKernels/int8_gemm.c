@@ -7,7 +7,6 @@
 #pragma clang fp contract(off)
 
 #include "dk_int8.h"
-#include "vector_common.h"
 
 #include <math.h>
 #include <string.h>
@@ -275,7 +274,7 @@ int dk_int8_linear_level(int level, const uint8_t *a, size_t lda, size_t rows, s
 
 void dk_int8_quantize(const float *x, size_t n, float inv_scale, int32_t zero_point, uint8_t *q) {
 #if defined(__x86_64__)
-    if (dk_cpu_has_avx512()) { quantize_avx512(x, n, inv_scale, zero_point, q); return; }
+    if (dk_int8_level() == 2) { quantize_avx512(x, n, inv_scale, zero_point, q); return; }
 #endif
     for (size_t i = 0; i < n; i++) {
         float v = x[i] * inv_scale;
@@ -291,30 +290,63 @@ size_t dk_int8_conv_scratch_size(const dk_int8_conv_shape *s) {
     return s->out_w * round_up(s->kernel_h * s->kernel_w * s->channels, 4) + 64;
 }
 
-static void conv_with(linear_fn linear, const dk_int8_conv_shape *s, const uint8_t *x, const int8_t *packed,
-                      const dk_int8_epilogue *e, uint8_t *y, uint8_t *scratch) {
-    const size_t span = s->kernel_w * s->channels, k = s->kernel_h * span, k4 = round_up(k, 4);
-    for (size_t oy = 0; oy < s->out_h; oy++) {
-        for (size_t ox = 0; ox < s->out_w; ox++) {
-            uint8_t *patch = scratch + ox * k4;
-            const uint8_t *corner = x + oy * s->stride_h * s->in_row_stride + ox * s->stride_w * s->channels;
-            for (size_t ky = 0; ky < s->kernel_h; ky++) memcpy(patch + ky * span, corner + ky * s->in_row_stride, span);
-            memset(patch + k, 0, k4 - k);
+/// The patches of one output row: for each of its pixels, kernel_h runs of `span` bytes. Runs are
+/// short (LeNet-5's first layer: 5 bytes), where a call to memcpy per run costs more than the copy.
+static void patches_portable(const dk_int8_conv_shape *s, const uint8_t *row, size_t span, size_t k4, uint8_t *scratch) {
+    for (size_t ox = 0; ox < s->out_w; ox++) {
+        uint8_t *patch = scratch + ox * k4;
+        const uint8_t *corner = row + ox * s->stride_w * s->channels;
+        for (size_t ky = 0; ky < s->kernel_h; ky++)
+            for (size_t j = 0; j < span; j++) patch[ky * span + j] = corner[ky * s->in_row_stride + j];
+    }
+}
+
+#if defined(__x86_64__)
+/// `patches_portable` with masked 64-byte loads and stores (which never touch the masked-off bytes).
+__attribute__((target("avx512f,avx512bw"))) static void patches_avx512(const dk_int8_conv_shape *s, const uint8_t *row, size_t span,
+                                                                        size_t k4, uint8_t *scratch) {
+    for (size_t ox = 0; ox < s->out_w; ox++) {
+        uint8_t *patch = scratch + ox * k4;
+        const uint8_t *corner = row + ox * s->stride_w * s->channels;
+        for (size_t ky = 0; ky < s->kernel_h; ky++) {
+            const uint8_t *from = corner + ky * s->in_row_stride;
+            uint8_t *to = patch + ky * span;
+            size_t j = 0;
+            for (; j + 64 <= span; j += 64) _mm512_storeu_si512(to + j, _mm512_loadu_si512(from + j));
+            if (j < span) {
+                const __mmask64 mask = (~0ULL) >> (64 - (span - j));
+                _mm512_mask_storeu_epi8(to + j, mask, _mm512_maskz_loadu_epi8(mask, from + j));
+            }
         }
+    }
+}
+#endif
+
+static void conv_with(int level, const dk_int8_conv_shape *s, const uint8_t *x, const int8_t *packed,
+                      const dk_int8_epilogue *e, uint8_t *y, uint8_t *scratch) {
+    const linear_fn linear = linear_of(level);
+    const size_t span = s->kernel_w * s->channels, k = s->kernel_h * span, k4 = round_up(k, 4);
+    // Bytes k ..< k4 of each patch multiply zero weights: they are never cleared.
+    for (size_t oy = 0; oy < s->out_h; oy++) {
+        const uint8_t *row = x + oy * s->stride_h * s->in_row_stride;
+#if defined(__x86_64__)
+        if (level == 2) patches_avx512(s, row, span, k4, scratch);
+        else
+#endif
+            patches_portable(s, row, span, k4, scratch);
         linear(scratch, k4, s->out_w, k, packed, s->out_channels, e, y + oy * s->out_row_stride, NULL, s->out_channels);
     }
 }
 
 void dk_int8_conv2d(const dk_int8_conv_shape *shape, const uint8_t *x, const int8_t *packed, const dk_int8_epilogue *e,
                     uint8_t *y, uint8_t *scratch) {
-    conv_with(linear_of(dk_int8_level()), shape, x, packed, e, y, scratch);
+    conv_with(dk_int8_level(), shape, x, packed, e, y, scratch);
 }
 
 int dk_int8_conv2d_level(int level, const dk_int8_conv_shape *shape, const uint8_t *x, const int8_t *packed,
                          const dk_int8_epilogue *e, uint8_t *y, uint8_t *scratch) {
-    linear_fn f = linear_of(level);
-    if (!f) return -1;
-    conv_with(f, shape, x, packed, e, y, scratch);
+    if (!linear_of(level)) return -1;
+    conv_with(level, shape, x, packed, e, y, scratch);
     return 0;
 }
 

@@ -163,7 +163,7 @@ struct BenchInfer: ParsableCommand {
             ?? statistics.map { s in { net(try! s.apply(to: $0)) } } ?? { net($0) }
         var report: [String: Any] = ["workload": batch == 1 ? "infer-b1" : "infer-b\(batch)", "model": model, "batch": batch,
                                      "threads": Parallel.workers, "blas": BLAS.kernelDescription,
-                                     "path": plan == nil ? "module" : "inference-plan", "standardizes_inputs": statistics != nil]
+                                     "path": plan == nil ? int8PlanDescription(net) ?? "module" : "inference-plan", "standardizes_inputs": statistics != nil]
         withNoGrad {
             report.merge(timeCalls(batch: batch, calls: calls, warmup: 200) { _ = predict(x) }) { $1 }
         }

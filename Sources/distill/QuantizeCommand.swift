@@ -36,3 +36,17 @@ struct Quantize: ParsableCommand {
         if json { printJSON(report.json) } else { print(report.text) }
     }
 }
+
+/// Parameters and bytes of a loaded model, as `distill eval` reports them: an int8 student's own
+/// (one byte per weight, see `QuantizedStudent.stateBytes`), else the float module's.
+func modelSize(_ net: Module) -> (parameters: Int, bytes: Int) {
+    if let quantized = (net as? Sequential)?.layers.first as? QuantizedModel {
+        return (quantized.student.parameterCount, quantized.student.stateBytes)
+    }
+    return (net.parameterCount, net.stateBytes)
+}
+
+/// "int8-plan (KERNEL)" for an int8 student (`distill bench infer` names the path it timed), else nil.
+func int8PlanDescription(_ net: Module) -> String? {
+    (net as? Sequential)?.layers.first is QuantizedModel ? "int8-plan (\(QuantizedPlan.kernelDescription))" : nil
+}

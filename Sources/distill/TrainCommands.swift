@@ -140,8 +140,9 @@ struct Eval: ParsableCommand {
             return loaded
         }
         let r = try naming(data) { try evaluate(net, on: test, teacher: teacherModel) }
-        if json { return printEvaluationJSON(r, parameters: net.parameterCount, bytes: net.stateBytes) }
-        print(String(format: "%@: %@, %d parameters, %d bytes", model, info.spec, net.parameterCount, net.stateBytes))
+        let size = modelSize(net)
+        if json { return printEvaluationJSON(r, parameters: size.parameters, bytes: size.bytes) }
+        print(String(format: "%@: %@, %d parameters, %d bytes", model, info.spec, size.parameters, size.bytes))
         printEvaluation(r, on: test)
     }
 }
