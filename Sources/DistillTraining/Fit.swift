@@ -186,16 +186,17 @@ public enum FitRunner {
     /// Throws when no candidate can meet the size or latency ceilings (alone, or together): an
     /// objective that training cannot change.
     static func checkReachable(_ candidates: [FitCandidate], objective: FitObjective, family: FitFamily) throws {
+        let kind = family == .any ? "" : "\(family.rawValue) "
         guard let smallest = candidates.min(by: { $0.size.bytes < $1.size.bytes }),
               let fastest = candidates.min(by: { $0.latencyMicrosecondsP50 < $1.latencyMicrosecondsP50 }) else {
             throw TensorError("--family \(family.rawValue): no candidates for this data")
         }
         if let m = objective.maxBytes, smallest.size.bytes > m {
-            throw TensorError("unreachable objective: --max-bytes \(m), but the smallest \(family.rawValue) candidate (\(smallest.name)) takes \(smallest.size.bytes) bytes")
+            throw TensorError("unreachable objective: --max-bytes \(m), but the smallest \(kind)candidate (\(smallest.name)) takes \(smallest.size.bytes) bytes")
         }
         if let m = objective.maxLatencyMicroseconds, fastest.latencyMicrosecondsP50 > m {
-            throw TensorError(String(format: "unreachable objective: --max-latency-us %g, but the fastest %@ candidate (%@) takes %.1f µs at batch 1 on this machine",
-                                     m, family.rawValue, fastest.name, fastest.latencyMicrosecondsP50))
+            throw TensorError(String(format: "unreachable objective: --max-latency-us %g, but the fastest %@candidate (%@) takes %.1f µs at batch 1 on this machine",
+                                     m, kind, fastest.name, fastest.latencyMicrosecondsP50))
         }
         guard candidates.contains(where: objective.allowsSize) else {
             throw TensorError(String(format: "contradictory objective: the candidates within --max-bytes %d are all slower than --max-latency-us %g, and the faster ones are larger",

@@ -352,7 +352,7 @@ public enum SweepRunner {
                 model = try ModelZoo.build(student.spec, inputShape: exampleShape, numClasses: classes, seed: 0)
                 let output = try ModelShapes.outputShape(of: model, path: "", input: exampleShape, orThrowFor: "student '\(student.name.prefix(80))'")
                 guard output == [classes] else {
-                    throw TensorError("student '\(student.name.prefix(80))' gives \(output.count == 1 ? "\(output[0]) outputs" : "outputs of shape \(output)") per example; \(base.data) has \(classes) classes")
+                    throw TensorError("student '\(student.name.prefix(80))' gives \(output.count == 1 ? "\(output[0]) outputs" : "outputs of shape \(output)") per example; the data has \(classes) classes")
                 }
             } catch let error as TensorError {
                 throw TensorError("--students: \(error.message.hasPrefix("student '") ? "" : "student '\(student.name.prefix(80))': ")\(error.message) (the data: \(dataName))")
