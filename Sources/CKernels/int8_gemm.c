@@ -287,40 +287,32 @@ void dk_int8_quantize(const float *x, size_t n, float inv_scale, int32_t zero_po
 // MARK: Convolution and pooling
 
 size_t dk_int8_conv_scratch_size(const dk_int8_conv_shape *s) {
-    return s->out_w * round_up(s->kernel_h * s->kernel_w * s->channels, 4) + 64;
+    return s->out_w * round_up(s->kernel_h * s->kernel_w * s->channels, 4) + 64;  // the slack takes the last spill
 }
 
-/// The patches of one output row: for each of its pixels, kernel_h runs of `span` bytes. Runs are
-/// short (LeNet-5's first layer: 5 bytes), where a call to memcpy per run costs more than the copy.
-static void patches_portable(const dk_int8_conv_shape *s, const uint8_t *row, size_t span, size_t k4, uint8_t *scratch) {
-    for (size_t ox = 0; ox < s->out_w; ox++) {
-        uint8_t *patch = scratch + ox * k4;
-        const uint8_t *corner = row + ox * s->stride_w * s->channels;
-        for (size_t ky = 0; ky < s->kernel_h; ky++)
-            for (size_t j = 0; j < span; j++) patch[ky * span + j] = corner[ky * s->in_row_stride + j];
-    }
-}
-
-#if defined(__x86_64__)
-/// `patches_portable` with masked 64-byte loads and stores (which never touch the masked-off bytes).
-__attribute__((target("avx512f,avx512bw"))) static void patches_avx512(const dk_int8_conv_shape *s, const uint8_t *row, size_t span,
-                                                                        size_t k4, uint8_t *scratch) {
+/// The patches of one output row (for each of its pixels, kernel_h runs of `span` bytes), in
+/// 16-byte moves (runs are short: LeNet-5 copies runs of 5 and 30 bytes, where
+/// a byte loop or a memcpy call per run costs more than the data): a run's last move may spill up
+/// to 15 bytes past it. A spill lands where a later run of the same patch, the patch's padding
+/// (which multiplies zero weights) or the next pixel's patch is written afterwards, or in the
+/// scratch's slack; reads may run 15 bytes past the input's last row (the caller allows for it).
+static void patches_chunked(const dk_int8_conv_shape *s, const uint8_t *row, size_t span, size_t k4, uint8_t *scratch) {
     for (size_t ox = 0; ox < s->out_w; ox++) {
         uint8_t *patch = scratch + ox * k4;
         const uint8_t *corner = row + ox * s->stride_w * s->channels;
         for (size_t ky = 0; ky < s->kernel_h; ky++) {
             const uint8_t *from = corner + ky * s->in_row_stride;
             uint8_t *to = patch + ky * span;
-            size_t j = 0;
-            for (; j + 64 <= span; j += 64) _mm512_storeu_si512(to + j, _mm512_loadu_si512(from + j));
-            if (j < span) {
-                const __mmask64 mask = (~0ULL) >> (64 - (span - j));
-                _mm512_mask_storeu_epi8(to + j, mask, _mm512_maskz_loadu_epi8(mask, from + j));
+            for (size_t j = 0; j < span; j += 16) {
+                uint64_t a, b;
+                memcpy(&a, from + j, 8);
+                memcpy(&b, from + j + 8, 8);
+                memcpy(to + j, &a, 8);
+                memcpy(to + j + 8, &b, 8);
             }
         }
     }
 }
-#endif
 
 static void conv_with(int level, const dk_int8_conv_shape *s, const uint8_t *x, const int8_t *packed,
                       const dk_int8_epilogue *e, uint8_t *y, uint8_t *scratch) {
@@ -329,11 +321,7 @@ static void conv_with(int level, const dk_int8_conv_shape *s, const uint8_t *x, 
     // Bytes k ..< k4 of each patch multiply zero weights: they are never cleared.
     for (size_t oy = 0; oy < s->out_h; oy++) {
         const uint8_t *row = x + oy * s->stride_h * s->in_row_stride;
-#if defined(__x86_64__)
-        if (level == 2) patches_avx512(s, row, span, k4, scratch);
-        else
-#endif
-            patches_portable(s, row, span, k4, scratch);
+        patches_chunked(s, row, span, k4, scratch);
         linear(scratch, k4, s->out_w, k, packed, s->out_channels, e, y + oy * s->out_row_stride, NULL, s->out_channels);
     }
 }
@@ -354,6 +342,23 @@ void dk_int8_pool2d(size_t channels, size_t in_h, size_t in_w, size_t in_row_str
                     size_t kernel_h, size_t kernel_w, size_t stride_h, size_t stride_w, size_t pad_h, size_t pad_w,
                     size_t out_h, size_t out_w, size_t out_row_stride, int32_t zero_point,
                     const uint8_t *x, uint8_t *y, int average) {
+    if (!average && pad_h == 0 && pad_w == 0) {
+        // Every window inside the image: the running max, one pass per window position.
+        for (size_t oy = 0; oy < out_h; oy++) {
+            for (size_t ox = 0; ox < out_w; ox++) {
+                uint8_t *out = y + oy * out_row_stride + ox * channels;
+                const uint8_t *base = x + oy * stride_h * in_row_stride + ox * stride_w * channels;
+                memcpy(out, base, channels);
+                for (size_t ky = 0; ky < kernel_h; ky++) {
+                    for (size_t kx = 0; kx < kernel_w; kx++) {
+                        const uint8_t *p = base + ky * in_row_stride + kx * channels;
+                        for (size_t c = 0; c < channels; c++) out[c] = p[c] > out[c] ? p[c] : out[c];
+                    }
+                }
+            }
+        }
+        return;
+    }
     int32_t sums[256];
     const float area = (float)(kernel_h * kernel_w);
     for (size_t oy = 0; oy < out_h; oy++) {

@@ -99,7 +99,7 @@ import Testing
         let (c, h, w, outs, kh, kw, stride, pad) = (3, 9, 11, 20, 3, 2, 2, 1)
         let zeroIn: Int32 = 37
         let (ph, pw) = (h + 2 * pad, w + 2 * pad), rowStride = pw * c
-        var image = [UInt8](repeating: UInt8(zeroIn), count: ph * rowStride)
+        var image = [UInt8](repeating: UInt8(zeroIn), count: ph * rowStride + 16)  // 16 readable bytes past the last row
         for y in 0..<h { for x in 0..<w { for ch in 0..<c { image[(y + pad) * rowStride + (x + pad) * c + ch] = UInt8(g.nextInt(below: 256)) } } }
         let weight = (0..<(outs * kh * kw * c)).map { _ in Int8(g.nextInt(below: 255) - 127) }  // [out][kh][kw][c]
         let (p, q) = ((ph - kh) / stride + 1, (pw - kw) / stride + 1)

@@ -68,7 +68,8 @@ size_t dk_int8_conv_scratch_size(const dk_int8_conv_shape *shape);
 /// pixels (ky, kx, c order, kernel_w · channels contiguous bytes per ky) are copied to `scratch`
 /// and run through `dk_int8_linear` into y + oy · out_row_stride (pixel stride out_channels).
 /// `x` points at row 0, column 0 of the already padded input, whose border holds the input's zero
-/// point; `packed` is the weight [out][kh][kw][c] packed by `dk_int8_pack_weights`.
+/// point, and 16 bytes past its last row are readable (short runs are copied 8 bytes at a time);
+/// `packed` is the weight [out][kh][kw][c] packed by `dk_int8_pack_weights`.
 void dk_int8_conv2d(const dk_int8_conv_shape *shape, const uint8_t *x, const int8_t *packed, const dk_int8_epilogue *e,
                     uint8_t *y, uint8_t *scratch);
 
