@@ -47,6 +47,9 @@ public enum ExperimentRunner {
         var experiment = experiment
         experiment.teachers = experiment.teachers.map(RunFolder.modelFile)
         try experiment.validate()
+        // Under mpirun: rank 0 alone prints and writes the run folder (Trainer.swift, data parallel).
+        let world = try Distributed.world
+        if !world.isMain { experiment.options.quiet = true }
         try BLAS.ensureLoaded()
         let quiet = experiment.options.quiet
         var (train, test) = try preloaded ?? DataSource.load(experiment.data, testData: experiment.testData,
@@ -95,9 +98,11 @@ public enum ExperimentRunner {
             try checkTeacher(teacher, path: experiment.teachers[i], exampleShape: train.exampleShape, numClasses: train.numClasses)
         }
         let info = SavedModel(spec: experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, extra: extra)
+        try world.requireSameConfiguration(String(decoding: try JSONSerialization.data(withJSONObject: experiment.json, options: [.sortedKeys]), as: UTF8.self)
+                                           + " resume=\(resume) rows=\(train.count)/\(test.count)")
 
         let run = experiment.output.map { RunFolder(URL(fileURLWithPath: $0)) }
-        if let run {
+        if let run, world.isMain {
             try run.create()
             if !resume { try run.writeJSON(experiment.json, to: run.config) }
         }
@@ -140,7 +145,7 @@ public enum ExperimentRunner {
         rows.append(ModelSummary(role: objective.needsTeacher ? "distilled" : "trained", spec: experiment.student,
                                  parameters: student.parameterCount, bytes: student.stateBytes, accuracy: summary.test.accuracy,
                                  latencyMicroseconds: batchOneLatencyMicroseconds(student, exampleShape: train.exampleShape)))
-        if let run {
+        if let run, world.isMain {
             var summaryJSON: [String: Any] = ["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestScore,
                                               "samples_per_second": summary.samplesPerSecond]
             let onnxTeachers = originalTeachers.compactMap { ((($0 as? StandardizingTeacher)?.base ?? $0) as? ONNXTeacher)?.outputDescription }

@@ -149,11 +149,18 @@ public struct RunFolder: Sendable {
         try Safetensors.save(tensors, to: checkpoint, metadata: metadata)
     }
 
-    func loadCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor]) throws -> CheckpointState {
-        guard FileManager.default.fileExists(atPath: checkpoint.path) else {
-            return CheckpointState()  // killed before the first checkpoint: start again
-        }
-        let (tensors, meta) = try Safetensors.decode(try InputFile.read(checkpoint, what: "checkpoint"), name: checkpoint.path)
+    /// The checkpoint file's bytes, or nil when there is none yet.
+    func checkpointBytes() throws -> Data? {
+        guard FileManager.default.fileExists(atPath: checkpoint.path) else { return nil }
+        return try InputFile.read(checkpoint, what: "checkpoint")
+    }
+
+    /// Restores the checkpoint into `student`, `optimizer` and `adapters`; from `bytes` when given
+    /// (another rank's copy of the file, empty when it had none), else from the file.
+    func loadCheckpoint(student: Module, optimizer: any Optimizer, adapters: [Tensor], bytes: Data? = nil) throws -> CheckpointState {
+        // Killed before the first checkpoint: start again.
+        guard let data = try bytes.map({ $0.isEmpty ? nil : $0 }) ?? checkpointBytes() else { return CheckpointState() }
+        let (tensors, meta) = try Safetensors.decode(data, name: checkpoint.path)
         if let (name, tensor) = tensors.first(where: { $0.value.firstNonFiniteIndex != nil }) {
             throw TensorError("\(checkpoint.path): tensor '\(name)' holds \(tensor.data[tensor.firstNonFiniteIndex!]); the checkpoint is damaged")
         }

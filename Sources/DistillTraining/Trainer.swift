@@ -138,6 +138,16 @@ public struct TrainingError: Error, CustomStringConvertible, LocalizedError {
 /// each epoch: the test report (`evaluate`), a line in `metrics.jsonl`, the best model, and an
 /// atomic checkpoint from which `--resume` continues. Ctrl-C and SIGTERM stop after the current
 /// step with a checkpoint; a non-finite loss or gradient stops the run, keeping the last checkpoint.
+///
+/// Data parallel (under `mpirun`, or any `Distributed` group): every rank sees the same global
+/// batches (same seed, same permutation) and trains on its contiguous `share` of each; the
+/// gradients are averaged over the ranks, weighted by each rank's rows, before the non-finite
+/// checks, clipping and the step, so every rank takes the same step a single process would (up to
+/// float summation order) on a model whose loss is a mean of per-row terms. Batch-norm running
+/// statistics are averaged at each epoch's end. Rank 0 alone writes the run folder and prints;
+/// a resumed run reads rank 0's checkpoint on every rank. Differences from one process: batch
+/// statistics (batch norm in training mode, relation losses, mixup pairs) come from each rank's
+/// rows, and dropout masks are drawn per rank.
 public final class Trainer<Report: TestReport> {
     public let student: Sequential
     public let studentInfo: SavedModel
@@ -150,6 +160,8 @@ public final class Trainer<Report: TestReport> {
     public let run: RunFolder?
     /// Called after each epoch with (epoch, the test report's score).
     public var onEpoch: ((Int, Double) -> Void)?
+    /// The ranks this run is split across; nil: `Distributed.world` (one process unless started by mpirun).
+    public var world: Distributed?
 
     public init(student: Sequential, studentInfo: SavedModel, teachers: [Teacher], objective: any TrainingObjective,
                 options: TrainingOptions, train: LabeledDataset, run: RunFolder?, evaluate: @escaping (Sequential) throws -> Report) throws {
@@ -180,7 +192,7 @@ public final class Trainer<Report: TestReport> {
         var lastReport: Report? = nil
         var throughput: [Double] = []
         for epoch in resumed.epochsDone..<options.epochs {
-            let bar = ProgressBar(title: "epoch \(epoch + 1)/\(options.epochs)", total: session.stepsPerEpoch, quiet: options.quiet)
+            let bar = ProgressBar(title: "epoch \(epoch + 1)/\(options.epochs)", total: session.stepsPerEpoch, quiet: session.quiet)
             let t0 = DispatchTime.now().uptimeNanoseconds
             let firstBatch = epoch == resumed.epochsDone ? resumed.nextBatch : 0
             var sums = firstBatch > 0 ? EpochSums(checkpoint: resumed.sums) : EpochSums()
@@ -199,7 +211,7 @@ public final class Trainer<Report: TestReport> {
             lastReport = try endEpoch(epoch, sums: sums, seconds: seconds, session)
         }
         let final = try lastReport ?? evaluate(student)
-        if let run { try studentInfo.save(student, to: run.finalModel) }
+        if let run, session.world.isMain { try studentInfo.save(student, to: run.finalModel) }
         return TrainingSummary(test: final, bestScore: max(session.best, final.score), epochsRun: options.epochs - resumed.epochsDone,
                                samplesPerSecond: throughput.isEmpty ? 0 : throughput.reduce(0, +) / Double(throughput.count))
     }
@@ -220,12 +232,27 @@ public final class Trainer<Report: TestReport> {
         let stop: StopRequest?
         var best = 0.0
         var stepsPerEpoch: Int { loader.batchesPerEpoch }
+        /// The ranks (one, in a single process); rank 0 alone writes the run folder and prints.
+        let world: Distributed
+        let quiet: Bool
+        /// Batch-norm running statistics, averaged over the ranks at each epoch's end.
+        let batchNormBuffers: [Tensor]
+        /// With several ranks, a stop signal any rank received, agreed on by all in a step's reduction.
+        var agreedSignal: Int32?
+        /// The rank's time in allreduce and in whole steps, since the epoch started.
+        var reduceSeconds = 0.0, stepSeconds = 0.0
 
         init(loader: BatchLoader, optimizer: any Optimizer, schedule: any LearningRateSchedule, plan: TrainingPlan?,
-             studentTaps: FeatureTaps?, dropouts: [Dropout], parameterNames: [(String, Tensor)], stop: StopRequest?) {
+             studentTaps: FeatureTaps?, dropouts: [Dropout], parameterNames: [(String, Tensor)], stop: StopRequest?,
+             world: Distributed, quiet: Bool, batchNormBuffers: [Tensor]) {
             self.loader = loader; self.optimizer = optimizer; self.schedule = schedule; self.plan = plan; self.studentTaps = studentTaps
             self.dropouts = dropouts; self.parameterNames = parameterNames; self.stop = stop
+            self.world = world; self.quiet = quiet; self.batchNormBuffers = batchNormBuffers
         }
+
+        /// The signal to stop on after this step: this process's in one process; with several
+        /// ranks, the one they agreed on (so all stop after the same step).
+        var signal: Int32? { world.isDistributed ? agreedSignal : stop?.received }
     }
 
     /// Where a step is, for schedules, seeds and messages.
@@ -260,6 +287,7 @@ public final class Trainer<Report: TestReport> {
 
     /// The loader, feature taps and adapters (sized from one batch), optimizer, schedule and plan.
     func prepare() throws -> Session {
+        let world = try self.world ?? Distributed.world
         let loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
                                      augmentation: options.augmentation)
         student.train()
@@ -283,13 +311,20 @@ public final class Trainer<Report: TestReport> {
                        plan: trainingPlan, studentTaps: studentTaps,
                        dropouts: student.namedModules().compactMap { $0.module as? Dropout },
                        parameterNames: student.namedParameters().map { ($0.name, $0.tensor) } + adapters,
-                       stop: run == nil ? nil : StopRequest.install())
+                       stop: run == nil ? nil : StopRequest.install(), world: world, quiet: options.quiet || !world.isMain,
+                       batchNormBuffers: student.namedModules().compactMap { $0.module as? BatchNorm }.flatMap { [$0.runningMean, $0.runningVar] })
     }
 
     /// Loads the run folder's checkpoint (weights, optimizer, adapters, position, best score).
     func restore(_ session: Session) throws -> RunFolder.CheckpointState {
         guard let run else { return RunFolder.CheckpointState() }
-        let resumed = try run.loadCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters)
+        var bytes: Data? = nil
+        if session.world.isDistributed {  // rank 0's checkpoint, on every rank (no shared storage needed)
+            var data = session.world.isMain ? try run.checkpointBytes() ?? Data() : Data()
+            try session.world.broadcast(&data)
+            bytes = data
+        }
+        let resumed = try run.loadCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters, bytes: bytes)
         guard resumed.epochsDone <= options.epochs else {
             throw TrainingError(message: "\(run.checkpoint.path) is after epoch \(resumed.epochsDone), past the \(options.epochs) epochs of this run")
         }
@@ -297,7 +332,7 @@ public final class Trainer<Report: TestReport> {
             throw TrainingError(message: "\(run.checkpoint.path) stops at batch \(resumed.nextBatch) of an epoch that has \(session.stepsPerEpoch); was the data or batch size changed?")
         }
         session.best = resumed.bestAccuracy
-        if !options.quiet {
+        if !session.quiet {
             let position = resumed.nextBatch > 0 ? "at batch \(resumed.nextBatch + 1) of epoch \(resumed.epochsDone + 1)" : "after epoch \(resumed.epochsDone)"
             log("resuming \(run.url.path) \(position) (best test score \(String(format: "%.4f", session.best)))")
         }
@@ -316,8 +351,11 @@ public final class Trainer<Report: TestReport> {
         for (k, dropout) in session.dropouts.enumerated() {  // masks from (seed, step): the same after --resume
             dropout.reseed(options.seed ^ UInt64(position.global) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(k + 1) &* 0xD1B5_4A32_D192_ED03)
         }
+        // With several ranks, this rank's rows of the global batch (see `Shard`).
+        let world = session.world, shard = Shard(batch, world: world)
+        let t0 = DispatchTime.now().uptimeNanoseconds
         // Label-scarce training and mixup (TransferSet.swift): a label of -1 means "no label here".
-        let (inputs, labels, indices) = TransferSet.prepare(inputs: batch.inputs, labels: batch.labels, indices: batch.indices, labelLimit: options.labelLimit,
+        let (inputs, labels, indices) = TransferSet.prepare(inputs: shard.inputs, labels: shard.labels, indices: shard.indices, labelLimit: options.labelLimit,
                                                            mixup: options.mixup, seed: options.seed, step: position.global)
         var teacherLogits: [Tensor] = []
         var teacherFeatures: [String: Tensor] = [:]
@@ -333,15 +371,36 @@ public final class Trainer<Report: TestReport> {
         }
         optimizer.zeroGrad()
         let logits = session.plan?.forward(inputs) ?? student(inputs)
-        let (loss, parts) = try objective.loss(studentOutputs: logits, studentFeatures: session.studentTaps?.outputs ?? [:],
+        let (loss, terms) = try objective.loss(studentOutputs: logits, studentFeatures: session.studentTaps?.outputs ?? [:],
                                                teacherOutputs: teacherLogits, teacherFeatures: teacherFeatures,
                                                labels: labels, indices: indices, epoch: position.epoch)
-        let value = loss.item()
-        guard value.isFinite else {
-            throw TrainingError(message: "the loss became \(value) at \(position.text) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
+        var value = loss.item(), parts = terms
+        if !world.isDistributed {
+            guard value.isFinite else {
+                throw TrainingError(message: "the loss became \(value) at \(position.text) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
+            }
         }
         loss.backward()
         if let plan = session.plan, let g = logits.grad { plan.backward(g) }
+        if world.isDistributed {
+            // One allreduce: the gradients weighted by this rank's share of the batch, then the
+            // loss and its terms (× rows) and whether a stop signal came, summed.
+            for p in optimizer.parameters where p.grad == nil { p.grad = Tensor.zeros(p.shape) }
+            let names = parts.keys.sorted()
+            var scalars: [Float] = [value * shard.weight]
+            for name in names { scalars.append(parts[name]! * shard.weight) }
+            scalars.append(session.stop?.received == nil ? 0 : 1)
+            let r0 = DispatchTime.now().uptimeNanoseconds
+            let sums = try world.allreduceMean(optimizer.parameters.map { $0.grad! }, weight: shard.weight, scalars: scalars)
+            session.reduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - r0) / 1e9
+            value = sums[0]
+            for (k, name) in names.enumerated() { parts[name] = sums[k + 1] }
+            if sums[names.count + 1] > 0 { session.agreedSignal = session.stop?.received ?? SIGTERM }
+            guard value.isFinite else {  // the same reduced value on every rank: all stop here
+                throw TrainingError(message: "the loss became \(value) at \(position.text) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
+            }
+        }
+        defer { session.stepSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         for (name, parameter) in session.parameterNames {
             if let g = parameter.grad, let i = g.firstNonFiniteIndex {
                 throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at \(position.text), with a finite loss \(value); the weights were not updated\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
@@ -354,16 +413,37 @@ public final class Trainer<Report: TestReport> {
 
     /// After a Ctrl-C or SIGTERM in the middle of an epoch: a checkpoint of this position, then stop.
     func checkpointAndStop(after position: StepPosition, sums: EpochSums, _ session: Session) throws {
-        guard let run, let signal = session.stop?.received, position.step + 1 < position.stepsPerEpoch else { return }
+        guard let run, let signal = session.signal, position.step + 1 < position.stepsPerEpoch else { return }
         var state = RunFolder.CheckpointState(epochsDone: position.epoch, bestAccuracy: session.best, nextBatch: position.step + 1)
         state.sums = sums.checkpoint
-        try save("checkpoint") { try run.saveCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters, state: state) }
+        if session.world.isMain {
+            try save("checkpoint") { try run.saveCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters, state: state) }
+        }
+        try session.world.barrier()  // no rank stops before rank 0's checkpoint is written
         throw interrupted(signal, "at epoch \(position.epoch + 1), after step \(position.step + 1) of \(position.stepsPerEpoch)", run)
     }
 
     /// The end of an epoch: the test report, a metrics line, the best model, a checkpoint (and a
     /// stop, after a signal), the progress line.
     func endEpoch(_ epoch: Int, sums: EpochSums, seconds: Double, _ session: Session) throws -> Report {
+        let world = session.world
+        var communication: [String: Any] = [:]
+        if world.isDistributed {
+            // Running statistics from every rank's rows; and a stop signal any rank received.
+            try world.average(session.batchNormBuffers)
+            var flag = [session.stop?.received == nil ? 0.0 : 1.0]
+            try world.allreduceSum(&flag)
+            if flag[0] > 0 { session.agreedSignal = session.agreedSignal ?? session.stop?.received ?? SIGTERM }
+            let steps = Double(max(1, world.reductions))
+            communication = ["ranks": world.size, "allreduce_seconds": session.reduceSeconds, "step_seconds": session.stepSeconds,
+                             "allreduce_bytes_per_step": Double(world.bytesReduced) / steps]
+            if !session.quiet {
+                log(String(format: "%d ranks: allreduce %.1f KB per step, %.2f s of %.2f s in steps (%.1f%%) on rank 0", world.size,
+                           Double(world.bytesReduced) / steps / 1024, session.reduceSeconds, session.stepSeconds,
+                           100 * session.reduceSeconds / max(session.stepSeconds, 1e-9)))
+            }
+            session.reduceSeconds = 0; session.stepSeconds = 0
+        }
         let report: Report
         do { report = try evaluate(student) } catch let error as TensorError {
             throw TrainingError(message: "after epoch \(epoch + 1) the student's test outputs are not usable (\(error.message)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
@@ -373,19 +453,21 @@ public final class Trainer<Report: TestReport> {
         var line: [String: Any] = ["epoch": epoch + 1, "train_loss": sums.meanLoss, "learning_rate": session.optimizer.learningRate,
                                    "seconds": seconds, "samples_per_second": Double(sums.seen) / seconds]
         line.merge(report.metrics) { _, new in new }
+        line.merge(communication) { _, new in new }
         for (k, v) in sums.parts { line["loss_\(k)"] = v / Double(max(sums.seen, 1)) }
-        if let run {
+        if let run, world.isMain {
             try save("metrics") { try run.appendMetrics(line, epoch: epoch + 1) }
             if improved { try save("best model") { try studentInfo.save(student, to: run.bestModel) } }
             try save("checkpoint") {
                 try run.saveCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters,
                                        state: RunFolder.CheckpointState(epochsDone: epoch + 1, bestAccuracy: session.best))
             }
-            if let signal = session.stop?.received, epoch + 1 < options.epochs {
-                throw interrupted(signal, "after epoch \(epoch + 1)", run)
-            }
         }
-        if !options.quiet {
+        try world.barrier()  // every rank continues (or stops) once rank 0's checkpoint is written
+        if let run, let signal = session.signal, epoch + 1 < options.epochs {
+            throw interrupted(signal, "after epoch \(epoch + 1)", run)
+        }
+        if !session.quiet {
             log(String(format: "epoch %d/%d  loss %.4f  ", epoch + 1, options.epochs, sums.meanLoss) + report.line
                 + String(format: "  (%.1f s, %.0f samples/s)", seconds, Double(sums.seen) / seconds))
         }
@@ -402,6 +484,34 @@ public final class Trainer<Report: TestReport> {
         do { try write() } catch {
             throw TrainingError(message: "cannot write the \(what): \(error); training stopped, the previous checkpoint\(run.map { " in \($0.url.path)" } ?? "") is intact (free some disk space, then --resume)")
         }
+    }
+}
+
+/// This rank's rows of a global batch: rows `world.share(of: batch.count)`, and the weight its
+/// mean gradient gets in the sum over ranks (its rows / the batch's rows), so that the sum is the
+/// mean over the whole batch even when shares differ by a row. A rank whose share is empty (a
+/// batch smaller than the number of ranks) still runs a step, on the batch's first row with
+/// weight 0, so that every rank takes part in the same reductions with the same loss terms.
+struct Shard {
+    let inputs: Tensor
+    let labels: [Int]
+    let indices: [Int]
+    let weight: Float
+
+    init(_ batch: Batch, world: Distributed) {
+        guard world.isDistributed else {
+            inputs = batch.inputs; labels = batch.labels; indices = batch.indices; weight = 1
+            return
+        }
+        var rows = world.share(of: batch.count)
+        weight = Float(rows.count) / Float(batch.count)
+        if rows.isEmpty { rows = 0..<1 }
+        let width = batch.inputs.count / max(batch.count, 1)
+        let slice = Tensor(uninitializedShape: [rows.count] + batch.inputs.shape.dropFirst())
+        slice.data.update(from: batch.inputs.data + rows.lowerBound * width, count: rows.count * width)
+        inputs = slice
+        labels = batch.labels.isEmpty ? [] : Array(batch.labels[rows])
+        indices = Array(batch.indices[rows])
     }
 }
 

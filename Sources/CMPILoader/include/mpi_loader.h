@@ -1,0 +1,49 @@
+// Open MPI, loaded with dlopen only when the process was started by mpirun.
+//
+// Why not link it: DistillKit must build and run where Open MPI is not installed, and one
+// process (the usual case) must not pay for it. `mpirun` sets OMPI_COMM_WORLD_SIZE in each
+// process it starts; only then is libmpi.so.40 loaded, and a missing library is an error that
+// names the Debian packages. MPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, ...) are C
+// macros over the addresses of global objects in libmpi (`&ompi_mpi_comm_world`), resolved
+// here with dlsym; MPI_IN_PLACE is the constant (void *)1 in Open MPI's ABI.
+//
+// Only the thread that called dk_mpi_init makes MPI calls (MPI_THREAD_FUNNELED).
+#ifndef DISTILLKIT_MPI_LOADER_H
+#define DISTILLKIT_MPI_LOADER_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Starts MPI once when this process was started by mpirun (OMPI_COMM_WORLD_SIZE set).
+/// Returns 0 for a single process (not under mpirun: nothing is loaded), 1 when MPI runs,
+/// -1 on error with the reason in `message` (at most `capacity` bytes). Once MPI runs, the
+/// process finalizes it when it exits with status 0 and calls MPI_Abort (which stops every
+/// rank of the job at once) when it exits with any other status.
+int dk_mpi_init(char *message, int capacity);
+
+/// This process's rank and the number of ranks (0 and 1 without MPI).
+int dk_mpi_rank(void);
+int dk_mpi_size(void);
+
+/// "Open MPI v4.1.4, ..." once started, else "".
+const char *dk_mpi_library_version(void);
+
+/// In-place sums over every rank of `count` floats / doubles (MPI_Allreduce with MPI_IN_PLACE).
+/// Returns 0, or an MPI error code with the reason in `message`.
+int dk_mpi_allreduce_sum_float(float *buffer, long count, char *message, int capacity);
+int dk_mpi_allreduce_sum_double(double *buffer, long count, char *message, int capacity);
+
+/// Copies `bytes` bytes from rank `root`'s `buffer` into every other rank's (MPI_Bcast).
+int dk_mpi_broadcast(void *buffer, long bytes, int root, char *message, int capacity);
+
+/// Waits until every rank has called it.
+int dk_mpi_barrier(char *message, int capacity);
+
+/// Stops every rank of the job with `code` (MPI_Abort on MPI_COMM_WORLD); does not return.
+void dk_mpi_abort(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
