@@ -2,13 +2,14 @@
 # Installs what only the tests need, only what is missing (scripts/test.sh runs it after setup.sh):
 #   libonnx-testdata (ONNX's backend tests, run by Tests/DistillONNXTests/ConformanceTests.swift),
 #   time (GNU time: the hostile-input suite measures each run's peak memory with it), python3-venv,
+#   openmpi-bin and libopenmpi-dev (scripts/mpi_check.sh: data-parallel training under mpirun),
 #   and a Python virtual environment in .venv with numpy, safetensors, pytest, onnx, onnxruntime,
 #   scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu, coremltools and ai-edge-litert
 #   (interop tests only: they check DistillKit's files and numbers against the reference packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/apt-install.sh
-apt_install libonnx-testdata time python3-venv
+apt_install libonnx-testdata time python3-venv openmpi-bin libopenmpi-dev
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx, onnxmltools, lightgbm, xgboost, coremltools, ai_edge_litert" 2>/dev/null; then
