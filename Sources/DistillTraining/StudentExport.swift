@@ -116,9 +116,11 @@ extension StudentExport {
         /// Largest |model − lowered steps| over the check's outputs (the steps every file is written from).
         public var maxDifference: Float
         public var classNames: [String]
+        /// An int8 student written as integer arithmetic.
+        public var int8 = false
 
         public var json: [String: Any] {
-            var j: [String: Any] = ["format": target.rawValue, "files": files.map(\.path), "params": parameters,
+            var j: [String: Any] = ["format": target.rawValue, "files": files.map(\.path), "params": parameters, "int8": int8,
                                     "max_abs_difference": Double(maxDifference), "class_names": classNames]
             if let summary { j["inputs"] = summary.inputs.map(\.shapeDescription); j["outputs"] = summary.outputs.map(\.shapeDescription)
                              j["operators"] = Dictionary(summary.operators.map { ($0.name, $0.count) }, uniquingKeysWith: +) }
@@ -126,12 +128,13 @@ extension StudentExport {
         }
 
         public var text: String {
-            var lines = ["wrote \(files.map(\.path).joined(separator: " and ")): \(target.rawValue), \(parameters) parameters (batch norm folded)"]
+            var lines = ["wrote \(files.map(\.path).joined(separator: " and ")): \(target.rawValue), \(parameters) parameters"
+                         + (int8 ? " (int8 weights, integer arithmetic)" : " (batch norm folded)")]
             if let summary {
                 lines.append("read back: input \(summary.inputs.map(\.description).joined(separator: ", ")), output \(summary.outputs.map(\.description).joined(separator: ", "))")
                 lines.append("\(summary.nodeCount) \(target == .coreML ? "layers" : "operators") (\(summary.operators.map { "\($0.name) \($0.count)" }.joined(separator: ", ")))")
             }
-            lines.append(String(format: "the exported steps give the model's outputs (max |difference| %.2g on random inputs)", Double(maxDifference)))
+            if !int8 { lines.append(String(format: "the exported steps give the model's outputs (max |difference| %.2g on random inputs)", Double(maxDifference))) }
             switch target {
             case .c:
                 let h = files.count > 1 ? files[1].lastPathComponent : "student.h"
@@ -146,6 +149,7 @@ extension StudentExport {
     /// Exports the saved model at `model` as C99 source (`source`, and the header beside it).
     /// `prefix` names the functions (`student_predict`).
     public static func c(modelAt model: URL, to source: URL, classNames: [String]? = nil, prefix: String = "student") throws -> ShippedReport {
+        if let (student, info) = try int8Student(at: model) { return try c(int8: student, info: info, model: model, to: source, classNames: classNames, prefix: prefix) }
         let (graph, info, difference) = try lowered(modelAt: model, format: CSourceExport.format)
         let names = try checkedClassNames(classNames, graph: graph, format: CSourceExport.format)
         let options = CSourceExport.Options(prefix: prefix, classNames: names, headerName: source.deletingPathExtension().lastPathComponent + ".h",
@@ -157,6 +161,7 @@ extension StudentExport {
     /// Exports the saved model at `model` as a Core ML model (`.mlmodel`): a classifier with
     /// `classNames`, or a regressor for a regression model.
     public static func coreML(modelAt model: URL, to file: URL, classNames: [String]? = nil) throws -> ShippedReport {
+        try refuseInt8(model, format: CoreMLExport.format)
         let (graph, info, difference) = try lowered(modelAt: model, format: CoreMLExport.format)
         let isRegressor = try Tabular.targetScaling(of: info, source: model.path) != nil
         let names = try checkedClassNames(classNames, graph: graph, format: CoreMLExport.format)
@@ -169,11 +174,43 @@ extension StudentExport {
 
     /// Exports the saved model at `model` as a LiteRT (TFLite) flatbuffer, float32.
     public static func tflite(modelAt model: URL, to file: URL, classNames: [String]? = nil) throws -> ShippedReport {
+        try refuseInt8(model, format: TFLiteExport.format)
         let (graph, info, difference) = try lowered(modelAt: model, format: TFLiteExport.format)
         let names = try checkedClassNames(classNames, graph: graph, format: TFLiteExport.format)
         try TFLiteExport.write(graph, to: file, classNames: names, description: "DistillKit student \(info.spec)")
         return ShippedReport(target: .tflite, files: [file], summary: try summary(ofTFLite: file), parameters: graph.parameterCount,
                              maxDifference: difference, classNames: names)
+    }
+
+    /// The int8 student in a saved model file (`distill quantize`), or nil for a float model.
+    static func int8Student(at model: URL) throws -> (QuantizedStudent, SavedModel)? {
+        let (net, info) = try SavedModel.load(model)
+        guard let quantized = net.layers.first as? QuantizedModel else { return nil }
+        return (quantized.student, info)
+    }
+
+    /// An int8 student as C: integer arithmetic, checked against DistillKit's int8 path by the tests
+    /// (the outputs are the same floats); there are no float steps to compare here.
+    static func c(int8 student: QuantizedStudent, info: SavedModel, model: URL, to source: URL, classNames: [String]?, prefix: String) throws -> ShippedReport {
+        let p = try preprocessing(of: info, source: model.path)
+        let outputs = info.numClasses
+        if let classNames, classNames.count != outputs {
+            throw ExportError(format: CSourceExport.format, "\(classNames.count) class names given; the model has \(outputs) outputs")
+        }
+        let names = classNames ?? (0..<outputs).map(String.init)
+        let options = CSourceExport.Options(prefix: prefix, classNames: names, headerName: source.deletingPathExtension().lastPathComponent + ".h",
+                                            description: ["Model: \(model.lastPathComponent) (int8 \(info.spec)), input \(info.inputShape), \(outputs) outputs.",
+                                                          "Build with -std=c99 (or -ffp-contract=off) for outputs bit-identical to DistillKit's int8 path."])
+        let header = try CSourceExport.write(student, preprocessing: ExportPreprocessing(inputMean: p.inputMean, inputStd: p.inputStd),
+                                             to: source, options: options)
+        return ShippedReport(target: .c, files: [source, header], summary: nil, parameters: student.parameterCount, maxDifference: 0,
+                             classNames: names, int8: true)
+    }
+
+    static func refuseInt8(_ model: URL, format: String) throws {
+        guard try int8Student(at: model) == nil else {
+            throw ExportError(format: format, "\(model.path) is an int8 student; DistillKit writes int8 students as C source (--c) and ONNX; for \(format), export the float model it was quantized from")
+        }
     }
 
     static func checkedClassNames(_ names: [String]?, graph: ExportGraph, format: String) throws -> [String] {

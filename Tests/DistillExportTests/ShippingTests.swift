@@ -147,13 +147,17 @@ enum Students {
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
         process.currentDirectoryURL = folder
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+        // Output to a file, not a pipe: reading a pipe through FileHandle traps on EINTR on a busy machine.
+        let log = folder.appendingPathComponent("process-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        defer { try? FileManager.default.removeItem(at: log) }
+        process.standardOutput = handle
+        process.standardError = handle
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try handle.close()
+        return (process.terminationStatus, String(decoding: try Data(contentsOf: log), as: UTF8.self))
     }
 
     /// A driver that reads `count` inputs (hexadecimal floats, one per line) from stdin and prints the outputs the same way.
@@ -213,6 +217,52 @@ enum Students {
                 let best = expected.indices.max { expected[$0] < expected[$1] }!
                 #expect(Int(fields.first ?? "") == best)
             }
+        }
+    }
+
+    /// An int8 student in C gives the very floats DistillKit's int8 path gives (integer sums, the same requantisation).
+    @Test(.enabled(if: compiler != nil, "no C compiler (cc) on this machine"))
+    func int8CompilesAndMatchesDistillKitsIntegerPathBitForBit() throws {
+        var g = SeededGenerator(seed: 12)
+        let cnn = Sequential([
+            Conv2d(2, 6, kernel: 3, padding: 1, generator: &g), BatchNorm2d(6), ReLU(), MaxPool2d(3, stride: 2, padding: 1),
+            Conv2d(6, 8, kernel: 3, stride: 2, padding: 1, generator: &g), ReLU(), AvgPool2d(2, stride: 1, padding: 1),
+            Flatten(), Linear(8 * 4 * 4, 16, generator: &g), ReLU(), Linear(16, 5, generator: &g),
+        ])
+        Students.randomizeStatistics(cnn, seed: 13)
+        let pooled = Sequential([Conv2d(1, 4, kernel: 3, generator: &g), ReLU(), GlobalAvgPool2d(), Linear(4, 3, generator: &g)])
+        let cases: [(String, Module, [Int], ExportPreprocessing)] = [
+            ("cnn", cnn, [2, 7, 7], .init()),
+            ("pooled", pooled, [1, 6, 6], .init()),
+            ("tabular", try ModelZoo.build("mlp:3-8-2", seed: 5), [3], .init(inputMean: [100, -3, 0], inputStd: [20, 0.5, 1e-9])),
+        ]
+        for (name, model, shape, preprocessing) in cases {
+            let samples = Tensor.testNormal([64] + shape, seed: 21, requiresGrad: false)
+            let info = SavedModelDescription(spec: name, inputShape: shape, numClasses: 0, extra: [:])
+            let (student, _) = try Quantizer.quantize(model, info: info, samples: samples, labels: (0..<64).map { $0 % 2 })
+            let folder = try Students.temporaryFolder()
+            defer { try? FileManager.default.removeItem(at: folder) }
+            _ = try CSourceExport.write(student, preprocessing: preprocessing, to: folder.appendingPathComponent("student.c"))
+            try Data(Self.driver.utf8).write(to: folder.appendingPathComponent("driver.c"))
+            let build = try Self.run([Self.compiler!, "-O2", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "student.c", "driver.c", "-o", "driver", "-lm"], in: folder)
+            #expect(build.status == 0, "\(name): \(build.output)")
+            guard build.status == 0 else { continue }
+
+            // Raw inputs for the C file; DistillKit's int8 path takes them standardised, as `distill eval` gives them.
+            let raw = Tensor.testNormal([4] + shape, seed: 22, scale: preprocessing.inputMean == nil ? 1 : 30, requiresGrad: false)
+            var standardized = raw
+            if let mean = preprocessing.inputMean, let std = preprocessing.inputStd {
+                let scale = std.map { $0 < 1e-6 ? 1 : 1 / $0 }
+                standardized = Tensor(shape: raw.shape, scalars: raw.scalars.enumerated().map { i, v in (v - mean[i % mean.count]) * scale[i % mean.count] })
+            }
+            let want = try QuantizedModel(student)(standardized)
+            var input = "4\n"
+            for v in raw.scalars { input += String(format: "%a\n", Double(v)) }
+            try Data(input.utf8).write(to: folder.appendingPathComponent("input.txt"))
+            let result = try Self.run(["/bin/sh", "-c", "./driver < input.txt"], in: folder)
+            #expect(result.status == 0, "\(name): \(result.output)")
+            let got = result.output.split(separator: "\n").flatMap { $0.split(separator: " ").dropFirst().compactMap { Double(String($0)).map(Float.init) } }
+            #expect(got.map(\.bitPattern) == want.scalars.map(\.bitPattern), "\(name): C \(got.prefix(6)) vs DistillKit \(want.scalars.prefix(6))")
         }
     }
 
