@@ -120,7 +120,8 @@ public enum RegressionRunner {
         } ?? []
         let objective = RegressionObjective(targets: y.map { ($0 - mean) / std }, teacherWeight: teacherTrain == nil ? nil : e.regressionTeacherWeight)
         let run = e.output.map { RunFolder(URL(fileURLWithPath: $0)) }
-        if let run {
+        let isMain = try Distributed.world.isMain  // under mpirun, rank 0 alone writes the run folder
+        if let run, isMain {
             try run.create()
             if !resume { try run.writeJSON(e.json, to: run.config) }
         }
@@ -131,7 +132,7 @@ public enum RegressionRunner {
             report(try RegressionModel(net: net, info: info, featureStats: featureStats, mean: mean, std: std).predict(testFeatures), testTargets)
         }
         let summary = try trainer.fit(resume: resume)
-        if let run {
+        if let run, isMain {
             try run.writeJSON(["test": summary.test.json, "teacher_test": teacherTest?.json ?? NSNull(), "params": student.parameterCount],
                               to: run.url.appendingPathComponent("summary.json"))
             let title = "\(teacherTrain == nil ? "trained" : "distilled") \(e.student) on \(e.data), target \(targetColumn)"
