@@ -30,7 +30,6 @@ struct Quantize: ParsableCommand {
     }
 
     func run() throws {
-        try BLAS.ensureLoaded()
         let report = try StudentQuantization.run(modelAt: URL(fileURLWithPath: model), data: calibration, labelColumn: label,
                                                  samples: samples, seed: seed, output: URL(fileURLWithPath: output))
         if json { printJSON(report.json) } else { print(report.text) }

@@ -81,6 +81,7 @@ struct Sweep: ParsableCommand {
     @Option(help: "Sweep folder.") var output = "runs/sweep"
     @Flag(help: "Continue the sweep in --output: keep its finished students, continue the interrupted run.") var resume = false
     @Option(help: "Seconds spent timing each trained student (half at batch 1, half at batch 256).") var speedSeconds = 1.0
+    @Flag(help: "Also quantize each distilled student to int8 (as distill quantize does) and measure it: the *_int8 columns.") var int8 = false
     @OptionGroup var distillation: DistillationFlags
     @OptionGroup var flags: SearchDataFlags
 
@@ -95,9 +96,7 @@ struct Sweep: ParsableCommand {
         settings.seeds = seeds
         settings.resume = resume
         settings.speedSeconds = speedSeconds
-        // int8 columns: the one hook, `SweepSettings.int8` (an `Int8Measurement`); nil until int8 is wired.
-        settings.int8 = nil
-        try BLAS.ensureLoaded()
+        settings.int8 = int8 ? StudentQuantization.sweepMeasurement(seconds: speedSeconds) : nil
         let result = try SweepRunner.run(settings)
         if flags.json { return printJSON(result.json) }
         print(SweepRunner.table(result.rows))
@@ -136,7 +135,6 @@ struct Fit: ParsableCommand {
         settings.family = family
         settings.finalEpochs = epochs
         settings.distillation = try distillation.losses
-        try BLAS.ensureLoaded()
         let result = try FitRunner.run(settings)
         let o = result.outcome, c = o.chosen
         if flags.json {

@@ -334,6 +334,20 @@ struct SweepRunTests {
         expectError(containing: "--teacher") { try SweepRunner.run(noTeacher) }
     }
 
+    /// `--int8`: every distilled student is quantized, scored and timed; the columns are filled
+    /// and the int8 student stays close to the float one while taking about a quarter of the bytes.
+    @Test func int8ColumnsAreFilledWhenWired() throws {
+        var s = try settings(temporaryFolder("int8"), students: "mlp:64-32-10")
+        s.seeds = 1
+        s.int8 = StudentQuantization.sweepMeasurement(samples: 300, seconds: 0.02)
+        let result = try SweepRunner.run(s)
+        let row = try #require(result.rows.first)
+        let int8 = try #require(row.int8)
+        #expect(abs(int8.accuracy - row.accuracy) < 0.05, "int8 \(int8.accuracy) against float \(row.accuracy)")
+        #expect(int8.bytes * 3 < row.size.bytes && int8.latencyMicrosecondsP50 > 0 && int8.samplesPerSecond > 0)
+        #expect(result.json["rows"].flatMap { ($0 as? [[String: Any]])?.first?["accuracy_int8"] as? Double } != nil)
+    }
+
     /// A sweep killed after its first (student, seed) and during a distilled run, rerun with
     /// resume: the finished pair is kept (its run folders, deleted here, are not trained again),
     /// the interrupted run continues from its checkpoint, and the table equals an uninterrupted
