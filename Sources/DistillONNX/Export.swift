@@ -95,13 +95,20 @@ public enum ONNXExport {
         }
         builder.nodes.append(node("Identity", [output], [outputName], name: "output"))
 
+        return self.model(named: "distillkit", builder: builder, input: (inputName, inputShape), output: (outputName, Array(y.shape.dropFirst())),
+                          opset: opset, metadata: metadata)
+    }
+
+    /// The model around a built graph: one FLOAT input and output with a dynamic batch axis, the
+    /// opset and its IR version, DistillKit as the producer, `metadata` as metadata properties.
+    static func model(named name: String, builder: GraphBuilder, input: (name: String, shape: [Int]), output: (name: String, shape: [Int]),
+                      opset: Int, metadata: [String: String]) -> Onnx_ModelProto {
         var graph = Onnx_GraphProto()
-        graph.name = "distillkit"
+        graph.name = name
         graph.node = builder.nodes
         graph.initializer = builder.initializers
-        graph.input = [valueInfo(inputName, shape: [nil] + inputShape.map { Optional($0) })]
-        graph.output = [valueInfo(outputName, shape: [nil] + y.shape.dropFirst().map { Optional($0) })]
-
+        graph.input = [valueInfo(input.name, shape: [nil] + input.shape.map { Optional($0) })]
+        graph.output = [valueInfo(output.name, shape: [nil] + output.shape.map { Optional($0) })]
         var proto = Onnx_ModelProto()
         proto.irVersion = irVersion(forOpset: opset)
         proto.producerName = "DistillKit"

@@ -92,29 +92,11 @@ extension ONNXExport {
         }
         builder.nodes.append(node("Identity", [x], [outputName], name: "output"))
 
-        var graph = Onnx_GraphProto()
-        graph.name = "distillkit-int8"
-        graph.node = builder.nodes
-        graph.initializer = builder.initializers
-        graph.input = [valueInfo(inputName, shape: [nil] + inputShape.map { Optional($0) })]
         // The logits' width is the last linear layer's output count.
         var classes = student.info.numClasses
         if case .linear(let w, _, _, _)? = student.layers.last { classes = w.shape[0] }
-        graph.output = [valueInfo(outputName, shape: [nil, classes])]
-        var proto = Onnx_ModelProto()
-        proto.irVersion = irVersion(forOpset: opset)
-        proto.producerName = "DistillKit"
-        proto.producerVersion = "1"
-        var set = Onnx_OperatorSetIdProto()
-        set.domain = ""
-        set.version = Int64(opset)
-        proto.opsetImport = [set]
-        proto.graph = graph
-        proto.metadataProps = metadata.sorted { $0.key < $1.key }.map { key, value in
-            var e = Onnx_StringStringEntryProto()
-            e.key = key; e.value = value
-            return e
-        }
+        let proto = model(named: "distillkit-int8", builder: builder, input: (inputName, inputShape), output: (outputName, [classes]),
+                          opset: opset, metadata: metadata)
         return try proto.serializedBytes()
     }
 
