@@ -227,19 +227,19 @@ enum Students {
         let cnn = Sequential([
             Conv2d(2, 6, kernel: 3, padding: 1, generator: &g), BatchNorm2d(6), ReLU(), MaxPool2d(3, stride: 2, padding: 1),
             Conv2d(6, 8, kernel: 3, stride: 2, padding: 1, generator: &g), ReLU(), AvgPool2d(2, stride: 1, padding: 1),
-            Flatten(), Linear(8 * 4 * 4, 16, generator: &g), ReLU(), Linear(16, 5, generator: &g),
+            Flatten(), Linear(8 * 3 * 3, 16, generator: &g), ReLU(), Linear(16, 5, generator: &g),
         ])
         Students.randomizeStatistics(cnn, seed: 13)
         let pooled = Sequential([Conv2d(1, 4, kernel: 3, generator: &g), ReLU(), GlobalAvgPool2d(), Linear(4, 3, generator: &g)])
-        let cases: [(String, Module, [Int], ExportPreprocessing)] = [
-            ("cnn", cnn, [2, 7, 7], .init()),
-            ("pooled", pooled, [1, 6, 6], .init()),
-            ("tabular", try ModelZoo.build("mlp:3-8-2", seed: 5), [3], .init(inputMean: [100, -3, 0], inputStd: [20, 0.5, 1e-9])),
+        let cases: [(String, Module, [Int], Int, ExportPreprocessing)] = [
+            ("cnn", cnn, [2, 7, 7], 5, .init()),
+            ("pooled", pooled, [1, 6, 6], 3, .init()),
+            ("tabular", try ModelZoo.build("mlp:3-8-2", seed: 5), [3], 2, .init(inputMean: [100, -3, 0], inputStd: [20, 0.5, 1e-9])),
         ]
-        for (name, model, shape, preprocessing) in cases {
+        for (name, model, shape, classes, preprocessing) in cases {
             let samples = Tensor.testNormal([64] + shape, seed: 21, requiresGrad: false)
-            let info = SavedModelDescription(spec: name, inputShape: shape, numClasses: 0, extra: [:])
-            let (student, _) = try Quantizer.quantize(model, info: info, samples: samples, labels: (0..<64).map { $0 % 2 })
+            let info = SavedModelDescription(spec: name, inputShape: shape, numClasses: classes, extra: [:])
+            let (student, _) = try Quantizer.quantize(model, info: info, samples: samples, labels: (0..<64).map { $0 % classes })
             let folder = try Students.temporaryFolder()
             defer { try? FileManager.default.removeItem(at: folder) }
             _ = try CSourceExport.write(student, preprocessing: preprocessing, to: folder.appendingPathComponent("student.c"))
