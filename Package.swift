@@ -21,7 +21,9 @@ let package = Package(
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
         // oneDNN's convolutions, loaded at run time when installed (see Sources/CDNNLLoader/dnnl_conv.c).
         .target(name: "CDNNLLoader", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "DistillTensor", dependencies: ["CBLASLoader", "CKernels", "CDNNLLoader"]),
+        // Open MPI, loaded at run time only under mpirun (see Sources/CMPILoader/mpi_loader.c).
+        .target(name: "CMPILoader", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "DistillTensor", dependencies: ["CBLASLoader", "CKernels", "CDNNLLoader", "CMPILoader"]),
         // Elementwise kernels in C, vectorised per CPU at run time (Swift compiles for baseline SSE2).
         .target(name: "CKernels"),
         .target(name: "DistillNN", dependencies: ["DistillTensor", "CKernels"]),

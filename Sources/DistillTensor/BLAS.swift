@@ -114,10 +114,13 @@ public enum Parallel {
     private static let pool = WorkerPool(workers: workers - 1)
 
     /// Worker threads for DistillKit's own loops (convolutions, pooling, large GEMMs): the
-    /// `DISTILL_THREADS` environment variable when set, else the number of active cores.
+    /// `DISTILL_THREADS` environment variable when set, else the number of active cores (shared
+    /// out among the ranks mpirun started on this host, so that they do not oversubscribe it).
     nonisolated(unsafe) public static var workers: Int = {
-        if let text = ProcessInfo.processInfo.environment["DISTILL_THREADS"], let n = Int(text), n >= 1 { return min(n, 256) }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let environment = ProcessInfo.processInfo.environment
+        if let text = environment["DISTILL_THREADS"], let n = Int(text), n >= 1 { return min(n, 256) }
+        let ranksHere = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init).map { max(1, $0) } ?? 1
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / ranksHere)
     }()
 
     /// Runs `body(range)` on disjoint chunks covering `0..<count`. Runs inline when the work is

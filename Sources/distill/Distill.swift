@@ -106,10 +106,14 @@ func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
     try runExperiment(experiment, resume: resume, source: flags.resume, json: flags.json)
 }
 
+/// Under mpirun only rank 0 prints results (every rank trains; rank 0 writes the run folder).
+var isMainRank: Bool { (try? Distributed.world)?.isMain ?? true }
+
 /// Runs a classification or (with a target column) regression experiment and prints its summary.
 func runExperiment(_ experiment: Experiment, resume: Bool, source: String?, json: Bool) throws {
     if experiment.target != nil {
         let result = try naming(source) { try RegressionRunner.run(experiment, resume: resume) }
+        guard isMainRank else { return }
         return json ? printJSON(result.json) : print(result.text)
     }
     report(try naming(source) { try ExperimentRunner.run(experiment, resume: resume) }, json: json)
@@ -125,6 +129,7 @@ func naming<T>(_ source: String?, _ body: () throws -> T) throws -> T {
 }
 
 func report(_ result: ExperimentRunner.Result, json: Bool) {
+    guard isMainRank else { return }
     if json {
         var object = result.training.test.json
         object["params"] = result.student.parameterCount
