@@ -114,7 +114,7 @@ public enum RegressionRunner {
             Tabular.statisticsKey: try Tabular.encode(featureStats), Tabular.targetKey: "\(mean),\(std)",
             "task": "regression", "target": targetColumn,
         ])
-        let teachers: [Teacher] = try teacherTrain.map { values in
+        let teachers: [Teacher] = teacherTrain.map { values in
             [CachedTeacher(logits: Tensor(shape: [values.count, 1], scalars: values.map { ($0 - mean) / std }),
                            name: e.teacherOutputs ?? e.teachers.first ?? "teacher")]
         } ?? []
