@@ -84,6 +84,12 @@ public enum ModelShapes {
             let skip = try r.shortcut.map { try outputShape(of: $0, path: "\(path).shortcut", input: input) } ?? input
             guard main == skip else { throw fail("its two paths give shapes \(main) and \(skip)") }
             output = main
+        case let q as QuantizedModel:  // an int8 student: the shapes its file declares
+            let expected = q.student.info.inputShape
+            guard CheckedSize.product(input) == CheckedSize.product(expected) else { throw fail("takes examples of shape \(expected), gets \(input)") }
+            var classes = q.student.info.numClasses
+            if case .linear(let w, _, _, _)? = q.student.layers.last { classes = w.shape[0] }
+            output = [classes]
         default:
             output = input  // elementwise layers: activations, dropout
         }

@@ -185,6 +185,10 @@ import Testing
             // Batch 1 and split batches give the same rows.
             let one = try QuantizedPlan(student)(x.slice(axis: 0, start: 5, length: 1))
             #expect(one.scalars == Array(got.scalars[(5 * got.shape[1])..<(6 * got.shape[1])]), "\(name): batch 1 differs from row 5 of batch 37")
+            // The shape check knows an int8 student (teachers and cache-teacher rely on it).
+            let wrapped = Sequential([try QuantizedModel(student)])
+            #expect(try ModelShapes.check(wrapped, inputShape: shape, numClasses: floatLogits.shape[1]) == [floatLogits.shape[1]])
+            #expect(throws: TensorError.self) { try ModelShapes.check(wrapped, inputShape: [shape.reduce(1, *) + 1]) }
         }
     }
 
