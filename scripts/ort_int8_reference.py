@@ -13,11 +13,11 @@ import argparse
 import gzip
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from ort_reference import timed_calls  # this folder's script: the same timing loop
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 FASHION = Path(os.environ.get("DISTILL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -43,14 +43,7 @@ def timed(session, batch, calls):
     feeds = {session.get_inputs()[0].name: np.random.default_rng(1).random((batch, 1, 28, 28), dtype=np.float32)}
     for _ in range(50 if batch == 1 else 5):
         session.run(None, feeds)
-    times = []
-    start = time.perf_counter()
-    for _ in range(calls):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - t) * 1e6)
-    total = time.perf_counter() - start
-    times.sort()
+    times, total = timed_calls(session, feeds, calls)
     return times[len(times) // 2], calls * batch / total
 
 

@@ -33,6 +33,19 @@ def feeds_for(session, batch):
     return feeds
 
 
+def timed_calls(session, feeds, calls):
+    """Runs `session` `calls` times on `feeds`: each call's time in µs (sorted) and the total in s."""
+    times = []
+    start = time.perf_counter()
+    for _ in range(calls):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        times.append((time.perf_counter() - t) * 1e6)
+    total = time.perf_counter() - start
+    times.sort()
+    return times, total
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
@@ -51,14 +64,7 @@ def main():
         session.run(None, feeds)
     per_call = (time.perf_counter() - start) / warmup
     calls = args.calls or max(5, int(3 / max(per_call, 1e-7)))
-    times = []
-    start = time.perf_counter()
-    for _ in range(calls):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - t) * 1e6)
-    total = time.perf_counter() - start
-    times.sort()
+    times, total = timed_calls(session, feeds, calls)
     pick = lambda p: times[min(len(times) - 1, int(len(times) * p))]
     rate = calls * args.batch / total
     print(json.dumps({"model": args.model, "batch": args.batch, "threads": args.threads, "calls": calls,

@@ -1,6 +1,25 @@
 import CKernels
 import DistillTensor
 
+/// A compiled model (`InferencePlan`, `QuantizedPlan`) that fills `[rows, outputSize]` outputs
+/// from `[rows, inputSize]` inputs without the autograd graph.
+public protocol RowPredictor {
+    var inputSize: Int { get }
+    var outputSize: Int { get }
+    func predict(_ input: UnsafePointer<Float>, rows: Int, into output: UnsafeMutablePointer<Float>)
+}
+
+extension RowPredictor {
+    /// Predictions for the `[N, ...]` batch `x`, as `[N, outputSize]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        precondition(x.rank >= 1 && x.count == x.shape[0] * inputSize,
+                     "\(type(of: self)): input \(x.shape) does not hold examples of \(inputSize) values")
+        let out = Tensor(uninitializedShape: [x.shape[0], outputSize])
+        predict(x.data, rows: x.shape[0], into: out.data)
+        return out
+    }
+}
+
 /// An MLP student compiled for prediction: its chain of `Linear` layers (with any `ReLU` fused
 /// into the layer before it) run on buffers sized once per batch size, with no autodiff
 /// bookkeeping and no tensor allocated per layer.
@@ -19,7 +38,7 @@ import DistillTensor
 /// in evaluation mode up to float rounding (sums run in another order). The plan keeps its own
 /// packed copy of the weights (and batch-norm statistics): make a new plan after training
 /// further. One plan must not run on two threads at once.
-public final class InferencePlan: @unchecked Sendable {
+public final class InferencePlan: RowPredictor, @unchecked Sendable {
     struct Layer {
         let weight: Tensor, bias: Tensor?
         let inputs: Int, outputs: Int, relu: Bool
@@ -162,15 +181,6 @@ public final class InferencePlan: @unchecked Sendable {
             run(layer, x, rows: rows, into: y)
             x = UnsafePointer(y)
         }
-    }
-
-    /// Predictions for the `[N, ...]` batch `x`, as `[N, outputSize]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        precondition(x.rank >= 1 && x.count == x.shape[0] * inputSize,
-                     "InferencePlan: input \(x.shape) does not hold examples of \(inputSize) values")
-        let out = Tensor(uninitializedShape: [x.shape[0], outputSize])
-        predict(x.data, rows: x.shape[0], into: out.data)
-        return out
     }
 
     private func run(_ layer: Layer, _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {

@@ -19,7 +19,7 @@ import DistillTensor
 /// The first linear layer's columns are permuted to read the NHWC features. Rows are split across
 /// the worker threads for large batches, as the float plan does. One plan must not run on two
 /// threads at once.
-public final class QuantizedPlan: @unchecked Sendable {
+public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
     /// A fully connected layer: the packed weight and the epilogue's arrays (padded to 16 outputs).
     struct LinearStage {
         let inputs, outputs: Int
@@ -307,15 +307,6 @@ public final class QuantizedPlan: @unchecked Sendable {
                                padding.0, padding.1, out.height, out.width, out.rowStride, input.zeroPoint, x + input.interior, y, average ? 1 : 0)
             }
         }
-    }
-
-    /// Predictions for the `[N, ...]` batch `x`, as `[N, outputSize]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        precondition(x.rank >= 1 && x.count == x.shape[0] * inputSize,
-                     "QuantizedPlan: input \(x.shape) does not hold examples of \(inputSize) values")
-        let out = Tensor(uninitializedShape: [x.shape[0], outputSize])
-        predict(x.data, rows: x.shape[0], into: out.data)
-        return out
     }
 }
 
