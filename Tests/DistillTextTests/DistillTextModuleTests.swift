@@ -1,6 +1,0 @@
-import Testing
-@testable import DistillText
-
-@Suite struct DistillTextModuleTests {
-    @Test func moduleLinks() { #expect(Bool(true)) }
-}
