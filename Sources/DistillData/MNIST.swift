@@ -68,28 +68,29 @@ struct IDXDatasetSpec: Sendable {
     }
 }
 
-/// Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 70,000 28×28 grey images of 10 kinds of clothing,
-/// 60,000 for training and 10,000 for testing — a drop-in, harder replacement for MNIST.
-///
-/// Debian ships it as `dataset-fashion-mnist` (gzipped IDX files in
-/// `/usr/share/datasets/fashion-mnist`). Images load as Float32 `pixel / 255` in [0, 1], shape
-/// `[N, 1, 28, 28]`.
-public enum FashionMNIST {
-    /// The ten classes, by label.
-    public static let classNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-    /// Where Debian's `dataset-fashion-mnist` installs the files.
-    public static let systemDirectory = "/usr/share/datasets/fashion-mnist"
+/// An MNIST-style dataset (`MNIST`, `FashionMNIST`): where it is looked for and how it loads.
+public protocol IDXDataset {
+    /// The name errors use.
+    static var displayName: String { get }
+    /// The ten class names, by label.
+    static var classNames: [String] { get }
+    /// The folder looked for under `$DISTILL_DATA_DIR`.
+    static var subfolder: String { get }
+    /// Where a system-wide copy is looked for.
+    static var systemDirectory: String { get }
+    /// What the not-found error advises.
+    static var installAdvice: String { get }
+}
 
-    static let spec = IDXDatasetSpec(
-        displayName: "Fashion-MNIST", subfolder: "fashion-mnist", systemDirectory: systemDirectory,
-        installAdvice: "Install it with `apt-get install dataset-fashion-mnist` (it goes to \(systemDirectory)), "
-            + "or put \(IDXDatasetSpec.fourFiles) in a folder and set DISTILL_DATA_DIR to it or pass its path.",
-        classNames: classNames)
+extension IDXDataset {
+    static var spec: IDXDatasetSpec {
+        IDXDatasetSpec(displayName: displayName, subfolder: subfolder, systemDirectory: systemDirectory,
+                       installAdvice: installAdvice, classNames: classNames)
+    }
 
-    /// Loads the training and test sets from `directory`; when nil, from `$DISTILL_DATA_DIR/fashion-mnist`
-    /// or `$DISTILL_DATA_DIR`, else from `/usr/share/datasets/fashion-mnist`. When the files are
-    /// missing, the error says how to install them.
+    /// Loads the training and test sets from `directory`; when nil, from `$DISTILL_DATA_DIR/<name>`
+    /// or `$DISTILL_DATA_DIR`, else from the system folder. When the files are missing, the error
+    /// says how to install them.
     public static func load(directory: URL? = nil, limits: ReadLimits = .default) throws -> (train: LabeledDataset, test: LabeledDataset) {
         try spec.load(directory: directory, environment: ProcessInfo.processInfo.environment, limits: limits)
     }
@@ -101,33 +102,36 @@ public enum FashionMNIST {
     }
 }
 
+/// Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 70,000 28×28 grey images of 10 kinds of clothing,
+/// 60,000 for training and 10,000 for testing — a drop-in, harder replacement for MNIST.
+///
+/// Debian ships it as `dataset-fashion-mnist` (gzipped IDX files in
+/// `/usr/share/datasets/fashion-mnist`). Images load as Float32 `pixel / 255` in [0, 1], shape
+/// `[N, 1, 28, 28]`.
+public enum FashionMNIST: IDXDataset {
+    /// The ten classes, by label.
+    public static let classNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    /// Where Debian's `dataset-fashion-mnist` installs the files.
+    public static let systemDirectory = "/usr/share/datasets/fashion-mnist"
+    public static let displayName = "Fashion-MNIST", subfolder = "fashion-mnist"
+    public static let installAdvice = "Install it with `apt-get install dataset-fashion-mnist` (it goes to \(systemDirectory)), "
+        + "or put \(IDXDatasetSpec.fourFiles) in a folder and set DISTILL_DATA_DIR to it or pass its path."
+}
+
 /// MNIST handwritten digits (LeCun et al. 1998): 60,000 training and 10,000 test 28×28 images.
 ///
 /// Debian has no MNIST package; put the four IDX files in a folder and pass it, or set
 /// `DISTILL_DATA_DIR` (to that folder, or to a parent holding it as `mnist/`). `/usr/share/datasets/mnist`
 /// is used when it exists. Images read as `[N, 1, 28, 28]` values in [0, 1] (held as bytes).
-public enum MNIST {
+public enum MNIST: IDXDataset {
     /// The ten classes: the digits "0" to "9".
     public static let classNames = (0..<10).map(String.init)
     /// Where a system-wide copy is looked for.
     public static let systemDirectory = "/usr/share/datasets/mnist"
-
-    static let spec = IDXDatasetSpec(
-        displayName: "MNIST", subfolder: "mnist", systemDirectory: systemDirectory,
-        installAdvice: "Debian has no MNIST package (for Fashion-MNIST: `apt-get install dataset-fashion-mnist`); "
-            + "put \(IDXDatasetSpec.fourFiles) in \(systemDirectory) or in a folder named by DISTILL_DATA_DIR, or pass its path.",
-        classNames: classNames)
-
-    /// Loads the training and test sets; see `FashionMNIST.load` for where it looks.
-    public static func load(directory: URL? = nil, limits: ReadLimits = .default) throws -> (train: LabeledDataset, test: LabeledDataset) {
-        try spec.load(directory: directory, environment: ProcessInfo.processInfo.environment, limits: limits)
-    }
-
-    /// Where `load` would read from, without reading.
-    public static func locate(directory: URL? = nil,
-                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> IDXDatasetFiles {
-        try spec.locate(directory: directory, environment: environment)
-    }
+    public static let displayName = "MNIST", subfolder = "mnist"
+    public static let installAdvice = "Debian has no MNIST package (for Fashion-MNIST: `apt-get install dataset-fashion-mnist`); "
+        + "put \(IDXDatasetSpec.fourFiles) in \(systemDirectory) or in a folder named by DISTILL_DATA_DIR, or pass its path."
 }
 
 extension IDX {

@@ -35,19 +35,8 @@ public struct RunReport {
     public var html: String {
         var body = "<h1>\(escape(title))</h1>\n"
         body += modelsSection + curvesSection + testSection + regressionSection + transferSection + configurationSection
-        return """
-        <!DOCTYPE html>
-        <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
-        <style>
-        body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
-        table { border-collapse: collapse; margin: .5em 0 1.5em; } th, td { padding: .25em .6em; text-align: right; }
-        th { border-bottom: 1px solid #999; } td.l, th.l { text-align: left; } tr:nth-child(even) td { background: #f6f6f6; }
-        .bar { display: inline-block; height: .8em; background: #4a7ab5; } pre { background: #f4f4f4; padding: 1em; overflow-x: auto; }
-        .note { color: #666; } svg text { font: 11px sans-serif; fill: #444; }
-        </style></head><body>
-        \(body)</body></html>
-
-        """
+        return SVGChart.page(title: title, body: body, maxWidth: "60em", extraStyle:
+            ".bar { display: inline-block; height: .8em; background: #4a7ab5; } pre { background: #f4f4f4; padding: 1em; overflow-x: auto; }")
     }
 
     // MARK: Sections

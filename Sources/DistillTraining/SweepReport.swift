@@ -100,15 +100,17 @@ enum SVGChart {
         var linkedTo: Int? = nil
     }
 
-    static func page(title: String, body: String) -> String {
+    /// A whole HTML page around `body`: one style for every report (run, sweep, fit), with no
+    /// network needed to view it. `extraStyle` adds rules (the run report's bars and code blocks).
+    static func page(title: String, body: String, maxWidth: String = "72em", extraStyle: String = "") -> String {
         """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
         <style>
-        body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+        body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: \(maxWidth); color: #222; }
         table { border-collapse: collapse; margin: .5em 0 1.5em; } th, td { padding: .25em .6em; text-align: right; }
         th { border-bottom: 1px solid #999; } td.l, th.l { text-align: left; } tr:nth-child(even) td { background: #f6f6f6; }
-        .note { color: #666; } svg text { font: 11px sans-serif; fill: #444; }
+        .note { color: #666; } svg text { font: 11px sans-serif; fill: #444; }\(extraStyle.isEmpty ? "" : "\n" + extraStyle)
         </style></head><body>
         \(body)</body></html>
 

@@ -28,17 +28,40 @@ struct Distill: ParsableCommand {
     }
 }
 
-/// Options shared by every command that trains.
-struct TrainingFlags: ParsableArguments {
+/// Where the training data comes from: shared by every command that trains.
+struct DataFlags: ParsableArguments {
     @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
     @Option(help: "Test data for a .csv training file (default: a 20% split of the training file).") var testData: String?
     @Option(help: "Label column of a .csv file.") var label: String?
-    @Option(help: "Numeric target column of a .csv file: a regression student (mlp:F-...-1) trained with MSE.") var target: String?
     @Option(help: "Use only the first N training samples.") var trainLimit: Int?
-    @Option(help: "Epochs (default: enough for about 2,500 optimizer steps, at least 10).") var epochs: Int?
+
+    func apply(to e: inout Experiment) {
+        e.data = data
+        e.testData = testData
+        e.labelColumn = label
+        e.trainLimit = trainLimit
+    }
+}
+
+/// Batch size, learning rate and optimizer: shared by every command that trains.
+struct OptimizerFlags: ParsableArguments {
     @Option(help: "Batch size (default: 16 to 128, about 32 batches an epoch for small data).") var batchSize: Int?
     @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float?
     @Option(help: "Optimizer (default: adam).") var optimizer: OptimizerKind?
+
+    func apply(to options: inout TrainingOptions) {
+        if let batchSize { options.batchSize = batchSize }
+        if let learningRate { options.learningRate = learningRate }
+        if let optimizer { options.optimizer = optimizer }
+    }
+}
+
+/// Options shared by every command that trains one model.
+struct TrainingFlags: ParsableArguments {
+    @OptionGroup var dataFlags: DataFlags
+    @Option(help: "Numeric target column of a .csv file: a regression student (mlp:F-...-1) trained with MSE.") var target: String?
+    @Option(help: "Epochs (default: enough for about 2,500 optimizer steps, at least 10).") var epochs: Int?
+    @OptionGroup var optimizerFlags: OptimizerFlags
     @Option(help: "Learning-rate schedule (default: constant).") var schedule: ScheduleKind?
     @Option(help: "Weight decay.") var weightDecay: Float?
     @Option(help: "SGD momentum (0 ≤ m < 1).") var momentum: Float?
@@ -53,15 +76,10 @@ struct TrainingFlags: ParsableArguments {
     @Flag(help: "No progress output.") var quiet = false
 
     func apply(to e: inout Experiment) {
-        e.data = data
-        e.testData = testData
-        e.labelColumn = label
+        dataFlags.apply(to: &e)
         e.target = target
-        e.trainLimit = trainLimit
+        optimizerFlags.apply(to: &e.options)
         if let epochs { e.options.epochs = epochs }
-        if let batchSize { e.options.batchSize = batchSize }
-        if let learningRate { e.options.learningRate = learningRate }
-        if let optimizer { e.options.optimizer = optimizer }
         if let schedule { e.options.schedule = schedule }
         if let weightDecay { e.options.weightDecay = weightDecay }
         if let momentum { e.options.momentum = momentum }

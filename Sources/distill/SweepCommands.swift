@@ -4,39 +4,12 @@ import DistillTensor
 import DistillTraining
 import Foundation
 
-/// The distillation loss of `sweep` and `fit`: one method with its temperature and weight α, plus
-/// cross-entropy at 1 − α (the recipe of `distill kd`).
-struct DistillationFlags: ParsableArguments {
-    @Option(help: "Distillation method.") var method: LossTerm.Method = .kd
-    @Option(help: "Temperature T (default: \(Int(KD.defaultTemperature)) for kd, 4 for dkd, 1 for dist).") var temperature: Float?
-    @Option(help: "Weight α of the distillation term; the cross-entropy gets 1 − α.") var alpha: Float = KD.defaultAlpha
-
-    func validate() throws {
-        guard alpha >= 0 && alpha <= 1 else { throw ValidationError("--alpha \(alpha): the weight of the distillation term must be in [0, 1]") }
-        guard !method.usesFeatures else { throw ValidationError("--method \(method.rawValue) matches layers, which differ from student to student; sweep and fit take logit methods (kd, dkd, dist)") }
-    }
-
-    var losses: [LossTerm] {
-        get throws {
-            var term = LossTerm(method, weight: alpha)
-            if let temperature { term.temperature = temperature } else if method == .kd { term.temperature = KD.defaultTemperature }
-            do { try term.validate() } catch let e as TensorError { throw ValidationError(e.message) }
-            return alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
-        }
-    }
-}
-
 /// Data and training options shared by `sweep` and `fit`.
 struct SearchDataFlags: ParsableArguments {
     @Option(help: "Teacher model file (or a run folder: its best.safetensors). Repeat for several teachers (averaged).", transform: RunFolder.modelFile)
     var teacher: [String] = []
-    @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
-    @Option(help: "Test data for a .csv training file (default: a 20% split of the training file).") var testData: String?
-    @Option(help: "Label column of a .csv file.") var label: String?
-    @Option(help: "Use only the first N training samples.") var trainLimit: Int?
-    @Option(help: "Batch size (default: chosen from the data, as in distill train).") var batchSize: Int?
-    @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float?
-    @Option(help: "Optimizer (default: adam).") var optimizer: OptimizerKind?
+    @OptionGroup var dataFlags: DataFlags
+    @OptionGroup var optimizerFlags: OptimizerFlags
     @Option(help: "First random seed.") var seed: UInt64 = 0
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
@@ -44,14 +17,9 @@ struct SearchDataFlags: ParsableArguments {
     /// The experiment every run starts from.
     func experiment() -> Experiment {
         var e = Experiment()
-        e.data = data
-        e.testData = testData
-        e.labelColumn = label
-        e.trainLimit = trainLimit
+        dataFlags.apply(to: &e)
         e.teachers = teacher
-        if let batchSize { e.options.batchSize = batchSize }
-        if let learningRate { e.options.learningRate = learningRate }
-        if let optimizer { e.options.optimizer = optimizer }
+        optimizerFlags.apply(to: &e.options)
         e.options.seed = seed
         e.options.quiet = quiet
         return e
@@ -85,6 +53,8 @@ struct Sweep: ParsableCommand {
     @OptionGroup var distillation: DistillationFlags
     @OptionGroup var flags: SearchDataFlags
 
+    func validate() throws { try distillation.requireLogitMethod() }
+
     func run() throws {
         var settings = SweepSettings(output: URL(fileURLWithPath: output))
         settings.base = flags.experiment()
@@ -92,7 +62,7 @@ struct Sweep: ParsableCommand {
         if let shift { settings.base.options.shift = shift }
         if flip { settings.base.options.flip = true }
         settings.students = try StudentList.parse(students)
-        settings.distillation = try distillation.losses
+        settings.distillation = try distillation.losses()
         settings.seeds = seeds
         settings.resume = resume
         settings.speedSeconds = speedSeconds
@@ -127,6 +97,8 @@ struct Fit: ParsableCommand {
     @OptionGroup var distillation: DistillationFlags
     @OptionGroup var flags: SearchDataFlags
 
+    func validate() throws { try distillation.requireLogitMethod() }
+
     func run() throws {
         let objective = FitObjective(minAccuracy: minAccuracy, maxLatencyMicroseconds: maxLatencyUs,
                                      maxBytes: try maxBytes.map { try ByteCount.parse($0) }, budgetMinutes: budgetMinutes)
@@ -134,7 +106,7 @@ struct Fit: ParsableCommand {
         settings.base = flags.experiment()
         settings.family = family
         settings.finalEpochs = epochs
-        settings.distillation = try distillation.losses
+        settings.distillation = try distillation.losses()
         let result = try FitRunner.run(settings)
         let o = result.outcome, c = o.chosen
         if flags.json {

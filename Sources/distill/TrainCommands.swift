@@ -20,30 +20,12 @@ struct Train: ParsableCommand {
     }
 }
 
-struct KD: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "kd",
-        abstract: "Distill a teacher into a student.",
-        discussion: """
-        Methods: \(LossTerm.Method.allValueStrings.joined(separator: ", ")). `--method kd` is Hinton's
-        α·T²·KL(p_t‖p_s) + (1−α)·CE. Combine methods with weights in a config file (`distill run`).
-        """)
-    @Option(help: "Teacher model file (.safetensors from distill train). Repeat for several teachers (averaged).") var teacher: [String] = []
-    @Option(help: "Student model spec.") var student = "mlp:784-64-10"
-    @Option(help: "Method.") var method: LossTerm.Method = .kd
+/// The distillation loss: one method with its temperature and weight α, plus cross-entropy at
+/// 1 − α (Hinton's recipe), for `kd`, `sweep` and `fit`.
+struct DistillationFlags: ParsableArguments {
+    @Option(help: "Distillation method.") var method: LossTerm.Method = .kd
     @Option(help: "Temperature T (default: \(Int(Self.defaultTemperature)) for kd, 4 for dkd, 1 for dist).") var temperature: Float?
     @Option(help: "Weight α of the distillation term; the cross-entropy gets 1 − α.") var alpha: Float = Self.defaultAlpha
-    @Flag(help: "Logit standardisation (kd, dkd).") var standardize = false
-    @Option(help: "Student layer for feature methods (dotted name, e.g. 2).") var studentLayer: [String] = []
-    @Option(help: "Teacher layer for feature methods (dotted name, e.g. 5).") var teacherLayer: [String] = []
-    @Flag(help: "Distill without labels: no cross-entropy term (α = 1).") var labelFree = false
-    @Option(help: "Cached teacher outputs instead of a teacher model: .npy, .npz, .safetensors or .csv, one row per training sample (see distill cache-teacher).") var teacherOutputs: String?
-    @Option(help: "What --teacher-outputs holds: logits or probs (probabilities at temperature 1, e.g. predict_proba).") var teacherOutputsKind = TeacherOutputs.Kind.logits
-    @Option(help: "The array to use from a multi-array .npz or .safetensors --teacher-outputs file.") var teacherOutputsArray: String?
-    @Option(help: "Keep labels for the first N training rows only; the rest is transfer data labelled by the teacher (CE on labelled rows, KD on all).") var labelLimit: Int?
-    @Option(help: "Mixup α: add as many mixed inputs (λ ~ Beta(α, α)) to each batch, labelled by the teacher (needs --teacher).") var mixup: Float?
-    @OptionGroup var teacherReading: ONNXTeacherFlags
-    @OptionGroup var flags: TrainingFlags
 
     /// The default recipe, the one measured best on this project's data (README, "Choosing T and
     /// α"): Hinton's textbook T = 4, α = 0.9 lost to training from scratch on Fashion-MNIST.
@@ -57,15 +39,49 @@ struct KD: ParsableCommand {
         }
     }
 
-    func run() throws {
-        guard !teacher.isEmpty || teacherOutputs != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
+    /// Sweep and fit compare students of different shapes, so feature methods (which match layers) do not apply.
+    func requireLogitMethod() throws {
+        guard !method.usesFeatures else { throw ValidationError("--method \(method.rawValue) matches layers, which differ from student to student; sweep and fit take logit methods (kd, dkd, dist)") }
+    }
+
+    /// The loss terms; `labelFree` drops the cross-entropy (α = 1).
+    func losses(labelFree: Bool = false, standardize: Bool = false, studentLayers: [String] = [], teacherLayers: [String] = []) throws -> [LossTerm] {
         let alpha = labelFree ? 1 : alpha
         var term = LossTerm(method, weight: alpha)
         if let temperature { term.temperature = temperature } else if method == .kd { term.temperature = Self.defaultTemperature }
         term.standardize = standardize
-        term.studentLayers = studentLayer
-        term.teacherLayers = teacherLayer
+        term.studentLayers = studentLayers
+        term.teacherLayers = teacherLayers
         do { try term.validate() } catch let e as TensorError { throw ValidationError(e.message) }
+        return alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
+    }
+}
+
+struct KD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kd",
+        abstract: "Distill a teacher into a student.",
+        discussion: """
+        Methods: \(LossTerm.Method.allValueStrings.joined(separator: ", ")). `--method kd` is Hinton's
+        α·T²·KL(p_t‖p_s) + (1−α)·CE. Combine methods with weights in a config file (`distill run`).
+        """)
+    @Option(help: "Teacher model file (.safetensors from distill train). Repeat for several teachers (averaged).") var teacher: [String] = []
+    @Option(help: "Student model spec.") var student = "mlp:784-64-10"
+    @OptionGroup var distillation: DistillationFlags
+    @Flag(help: "Logit standardisation (kd, dkd).") var standardize = false
+    @Option(help: "Student layer for feature methods (dotted name, e.g. 2).") var studentLayer: [String] = []
+    @Option(help: "Teacher layer for feature methods (dotted name, e.g. 5).") var teacherLayer: [String] = []
+    @Flag(help: "Distill without labels: no cross-entropy term (α = 1).") var labelFree = false
+    @Option(help: "Cached teacher outputs instead of a teacher model: .npy, .npz, .safetensors or .csv, one row per training sample (see distill cache-teacher).") var teacherOutputs: String?
+    @Option(help: "What --teacher-outputs holds: logits or probs (probabilities at temperature 1, e.g. predict_proba).") var teacherOutputsKind = TeacherOutputs.Kind.logits
+    @Option(help: "The array to use from a multi-array .npz or .safetensors --teacher-outputs file.") var teacherOutputsArray: String?
+    @Option(help: "Keep labels for the first N training rows only; the rest is transfer data labelled by the teacher (CE on labelled rows, KD on all).") var labelLimit: Int?
+    @Option(help: "Mixup α: add as many mixed inputs (λ ~ Beta(α, α)) to each batch, labelled by the teacher (needs --teacher).") var mixup: Float?
+    @OptionGroup var teacherReading: ONNXTeacherFlags
+    @OptionGroup var flags: TrainingFlags
+
+    func run() throws {
+        guard !teacher.isEmpty || teacherOutputs != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
         var e = Experiment()
         e.teachers = teacher
         e.teacherOutputs = teacherOutputs
@@ -75,7 +91,7 @@ struct KD: ParsableCommand {
         e.mixup = mixup
         e.onnxTeacher = try teacherReading.options
         e.student = try Experiment.resolveModelSpec(student)
-        e.losses = alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
+        e.losses = try distillation.losses(labelFree: labelFree, standardize: standardize, studentLayers: studentLayer, teacherLayers: teacherLayer)
         flags.apply(to: &e)
         try runAndReport(e, flags: flags)
     }

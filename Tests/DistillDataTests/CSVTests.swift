@@ -1,4 +1,5 @@
 import DistillData
+import DistillTestSupport
 import Foundation
 import Testing
 

@@ -1,5 +1,6 @@
 import DistillData
 import DistillTensor
+import DistillTestSupport
 import Foundation
 import Testing
 
@@ -92,15 +93,3 @@ import Testing
     }
 }
 
-/// Expects `body` to throw an error (of any DistillKit type) whose description contains every fragment.
-func expectMessage(_ fragments: [String], _ context: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("\(context): expected an error containing \(fragments), nothing was thrown", sourceLocation: sourceLocation)
-    } catch {
-        let message = "\(error)"
-        for fragment in fragments where !message.contains(fragment) {
-            Issue.record("\(context): error message \"\(message)\" lacks \"\(fragment)\"", sourceLocation: sourceLocation)
-        }
-    }
-}

@@ -1,5 +1,6 @@
 import DistillData
 import DistillTensor
+import DistillTestSupport
 import Foundation
 import Testing
 

@@ -1,31 +1,8 @@
 import DistillData
 import DistillTensor
+import DistillTestSupport
 import Foundation
 import Testing
-
-/// A fresh folder under the system temporary directory, removed when the value goes away.
-final class TemporaryDirectory {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("DistillDataTests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
-
-    /// Writes `bytes` to `name` and returns its URL.
-    @discardableResult
-    func write(_ name: String, _ bytes: some Sequence<UInt8>) throws -> URL {
-        let u = file(name)
-        try FileManager.default.createDirectory(at: u.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(bytes).write(to: u)
-        return u
-    }
-
-    @discardableResult
-    func write(_ name: String, text: String) throws -> URL { try write(name, Array(text.utf8)) }
-}
 
 /// Expects `body` to throw a `DataError` whose message contains every fragment.
 func expectDataError(_ fragments: String..., sourceLocation: SourceLocation = #_sourceLocation,

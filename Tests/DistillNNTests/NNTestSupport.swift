@@ -81,13 +81,3 @@ func expectTensorError(_ fragments: [String], sourceLocation: SourceLocation = #
     }
 }
 
-/// A fresh folder under the system temporary directory, removed when the value goes away.
-final class TemporaryDirectory {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("DistillNNTests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
-}

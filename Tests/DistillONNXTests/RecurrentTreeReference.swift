@@ -29,43 +29,11 @@ enum ReferenceOps {
     /// The shared driver of RNN, GRU and LSTM: gates G per step (1, 3 or 4 blocks of `hidden`).
     static func recurrent(_ c: OpContext, _ cell: ONNXOps.Cell) throws -> [ONNXValue] {
         let a = c.attributes
-        var x = try c.float(0)
-        let w = try c.float(1), r = try c.float(2), b = try c.optionalFloat(3)
-        let lens = try c.optionalInts(4)
-        let gates = cell == .rnn ? 1 : (cell == .gru ? 3 : 4)
-        guard let hidden = try a.int("hidden_size", in: 1...Int.max) ?? (w.rank == 3 ? w.shape[1] / gates : nil) else {
-            throw ONNXError("hidden_size is required")
-        }
-        let direction = try a.string("direction", "forward")
-        guard ["forward", "reverse", "bidirectional"].contains(direction) else {
-            throw ONNXError("direction \(quoted(direction)) must be forward, reverse or bidirectional")
-        }
-        let directions = direction == "bidirectional" ? 2 : 1
-        let layout = try a.int("layout", 0, in: 0...1)!
-        guard x.rank == 3 else { throw ONNXError("X \(x.shape) must be 3-D") }
-        if layout == 1 { x = try ONNXOps.transposed(.float(x), [1, 0, 2]).floatTensor! }
-        let (steps, batch, inputSize) = (x.shape[0], x.shape[1], x.shape[2])
-        let rows = try checkedProduct(gates, hidden, what: "hidden_size × gates")
-        guard w.shape == [directions, rows, inputSize], r.shape == [directions, rows, hidden] else {
-            throw ONNXError("W \(w.shape) and R \(r.shape) must be [\(directions), \(rows), \(inputSize)] and [\(directions), \(rows), \(hidden)]")
-        }
-        // W and R exist in memory, so from here hidden, rows and 2·rows are bounded by their sizes.
-        if let b { guard b.shape == [directions, 2 * rows] else { throw ONNXError("B \(b.shape) must be [\(directions), \(2 * rows)]") } }
-        var initialH = try c.optionalFloat(5), initialC = cell == .lstm ? try c.optionalFloat(6) : nil
-        let peepholes = cell == .lstm ? try c.optionalFloat(7) : nil
-        if layout == 1 {
-            initialH = try initialH.map { try ONNXOps.transposed(.float($0), [1, 0, 2]).floatTensor! }
-            initialC = try initialC.map { try ONNXOps.transposed(.float($0), [1, 0, 2]).floatTensor! }
-        }
-        for (name, t) in [("initial_h", initialH), ("initial_c", initialC)] {
-            if let t, t.shape != [directions, batch, hidden] { throw ONNXError("\(name) \(t.shape) must be [\(directions), \(batch), \(hidden)]") }
-        }
-        if let p = peepholes, p.shape != [directions, 3 * hidden] { throw ONNXError("P \(p.shape) must be [\(directions), \(3 * hidden)]") }
-        if let lens, lens.count != batch || lens.contains(where: { $0 < 0 || $0 > steps }) {
-            throw ONNXError("sequence_lens must hold \(batch) lengths in 0...\(steps)")
-        }
-        try checkedShape([steps, directions, batch, hidden], elementBytes: 4)
-        try checkWork(CheckedSize.product([steps, directions, batch, rows, inputSize + hidden]), "the recurrence", limit: Limits.maxMultiplyAdds)
+        let attributes = try ONNXOps.RecurrentAttributes(a, cell)
+        let inputs = try RecurrentInputs(c, cell, attributes)
+        let (x, w, r, b, lens, initialH, initialC, peepholes) = (inputs.x, inputs.w, inputs.r, inputs.b, inputs.lens, inputs.initialH, inputs.initialC, inputs.peepholes)
+        let (steps, batch, inputSize, hidden, gates) = (inputs.steps, inputs.batch, inputs.inputSize, inputs.hidden, inputs.gates)
+        let (direction, directions, layout) = (attributes.direction, attributes.directions, attributes.layout)
         let names = try a.strings("activations") ?? []
         let alphas = try a.floats("activation_alpha") ?? [], betas = try a.floats("activation_beta") ?? []
         let perDirection = cell == .rnn ? 1 : (cell == .gru ? 2 : 3)
@@ -221,66 +189,34 @@ struct ReferenceTreeEnsemble {
     /// Reads the ensemble; `prefix` is "class" (classifier) or "target" (regressor). Each vote's
     /// output column must lie in 0..<`columns`.
     init(_ a: Attributes, prefix: String, columns: Int) throws {
-        let treeIDs = try a.ints("nodes_treeids") ?? [], nodeIDs = try a.ints("nodes_nodeids") ?? []
-        let features = try a.ints("nodes_featureids") ?? []
-        let modes = try a.strings("nodes_modes") ?? []
-        let values = try a.floats("nodes_values") ?? a.numbers("nodes_values_as_tensor")?.map { Float($0) } ?? []
-        let trueIDs = try a.ints("nodes_truenodeids") ?? [], falseIDs = try a.ints("nodes_falsenodeids") ?? []
-        let missing = try a.ints("nodes_missing_value_tracks_true") ?? []
-        let n = nodeIDs.count
-        guard n > 0 else { throw ONNXError("the ensemble has no nodes") }
-        for (name, count) in [("nodes_treeids", treeIDs.count), ("nodes_featureids", features.count), ("nodes_modes", modes.count),
-                              ("nodes_truenodeids", trueIDs.count), ("nodes_falsenodeids", falseIDs.count)] where count != n {
-            throw ONNXError("\(name) has \(count) entries, nodes_nodeids \(n)")
-        }
-        guard values.count == n || values.isEmpty, missing.isEmpty || missing.count == n else {
-            throw ONNXError("nodes_values and nodes_missing_value_tracks_true must have \(n) entries")
-        }
-        var index: [Int: [Int: Int]] = [:]  // tree → node id → position
+        let nodes = try TreeNodes(a, prefix: prefix, columns: columns)
+        let n = nodes.count
         var firstNode: [Int: Int] = [:]  // tree → its first node, the root
-        for i in 0..<n {
-            index[treeIDs[i], default: [:]][nodeIDs[i]] = i
-            if firstNode[treeIDs[i]] == nil { firstNode[treeIDs[i]] = i }
-        }
+        for i in 0..<n where firstNode[nodes.treeIDs[i]] == nil { firstNode[nodes.treeIDs[i]] = i }
         roots = firstNode.keys.sorted().map { firstNode[$0]! }
-        feature = features
-        threshold = values.isEmpty ? [Float](repeating: 0, count: n) : values
-        missingTrue = missing.isEmpty ? [Bool](repeating: false, count: n) : missing.map { $0 != 0 }
-        rule = try modes.map { m in
-            switch m {
-            case "BRANCH_LEQ": return .leq
-            case "BRANCH_LT": return .lt
-            case "BRANCH_GTE": return .gte
-            case "BRANCH_GT": return .gt
-            case "BRANCH_EQ": return .eq
-            case "BRANCH_NEQ": return .neq
-            case "LEAF": return .leaf
-            default: throw ONNXError("unknown node mode '\(m)'")
+        feature = nodes.features
+        threshold = nodes.values.isEmpty ? [Float](repeating: 0, count: n) : nodes.values
+        missingTrue = nodes.missing.isEmpty ? [Bool](repeating: false, count: n) : nodes.missing.map { $0 != 0 }
+        rule = nodes.rules.map { r -> Rule in
+            switch r {
+            case .leq: return .leq
+            case .lt: return .lt
+            case .gte: return .gte
+            case .gt: return .gt
+            case .eq: return .eq
+            case .neq: return .neq
+            case nil: return .leaf
             }
         }
         whenTrue = try (0..<n).map { i in
-            guard rule[i] != .leaf else { return -1 }
-            guard let j = index[treeIDs[i]]?[trueIDs[i]] else { throw ONNXError("tree \(treeIDs[i]) node \(nodeIDs[i]): true branch \(trueIDs[i]) does not exist") }
-            return j
+            nodes.rules[i] == nil ? -1 : try nodes.position(tree: nodes.treeIDs[i], node: nodes.trueIDs[i], from: i, side: "true")
         }
         whenFalse = try (0..<n).map { i in
-            guard rule[i] != .leaf else { return -1 }
-            guard let j = index[treeIDs[i]]?[falseIDs[i]] else { throw ONNXError("tree \(treeIDs[i]) node \(nodeIDs[i]): false branch \(falseIDs[i]) does not exist") }
-            return j
-        }
-        let vTrees = try a.ints("\(prefix)_treeids") ?? [], vNodes = try a.ints("\(prefix)_nodeids") ?? []
-        let vIDs = try a.ints("\(prefix)_ids") ?? []
-        let vWeights = try a.floats("\(prefix)_weights") ?? a.numbers("\(prefix)_weights_as_tensor")?.map { Float($0) } ?? []
-        guard vTrees.count == vNodes.count, vIDs.count == vNodes.count, vWeights.count == vNodes.count else {
-            throw ONNXError("\(prefix)_treeids, \(prefix)_nodeids, \(prefix)_ids and \(prefix)_weights differ in length")
-        }
-        if let bad = vIDs.first(where: { $0 < 0 || $0 >= columns }) {
-            throw ONNXError("\(prefix)_ids holds \(bad), outside 0..<\(columns)")
+            nodes.rules[i] == nil ? -1 : try nodes.position(tree: nodes.treeIDs[i], node: nodes.falseIDs[i], from: i, side: "false")
         }
         votes = [[(Int, Float)]](repeating: [], count: n)
-        for k in 0..<vNodes.count {
-            guard let i = index[vTrees[k]]?[vNodes[k]] else { throw ONNXError("a weight refers to tree \(vTrees[k]) node \(vNodes[k]), which does not exist") }
-            votes[i].append((vIDs[k], vWeights[k]))
+        for k in 0..<nodes.voteNodes.count {
+            votes[try nodes.votePosition(k)].append((nodes.voteColumns[k], nodes.voteWeights[k]))
         }
     }
 

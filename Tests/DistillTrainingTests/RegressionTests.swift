@@ -136,20 +136,14 @@ struct RegressionTests {
 
     @Test func tabularStatisticsTravelWithTheModel() throws {
         let folder = scratchFolder("tabular-stats")
-        let train = folder.appendingPathComponent("train.csv"), test = folder.appendingPathComponent("test.csv")
-        try write(blobCSV(rows: 300, seed: 4, offset: 1000), train)
-        try write(blobCSV(rows: 100, seed: 5, offset: 1000), test)
-        var e = Experiment()
-        e.data = train.path; e.testData = test.path; e.labelColumn = "label"
-        e.student = "mlp:4-16-3"; e.options.epochs = 10; e.options.batchSize = 16; e.options.quiet = true
-        e.output = folder.appendingPathComponent("run").path
+        let e = try blobExperiment(in: folder, rows: (300, 100), seeds: (4, 5), offset: 1000, student: "mlp:4-16-3", output: "run")
         let result = try ExperimentRunner.run(e)
         // Features near 1000 train only because they are standardised.
         #expect(result.training.test.accuracy > 0.8)
         let (model, info) = try SavedModel.load(folder.appendingPathComponent("run/student.safetensors"))
         let stats = try #require(try Tabular.statistics(of: info, source: "student"))
         #expect(stats.mean.allSatisfy { $0 > 990 })
-        let raw = try CSVTable.read(test, labelColumn: "label")
+        let raw = try CSVTable.read(URL(fileURLWithPath: e.testData!), labelColumn: "label")
         let accuracy = try evaluate(model, on: raw.standardized(with: stats)).accuracy
         #expect(abs(accuracy - result.training.test.accuracy) < 1e-9)
     }

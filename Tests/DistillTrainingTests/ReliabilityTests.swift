@@ -2,6 +2,7 @@ import DistillData
 import DistillNN
 import DistillONNX
 import DistillTensor
+import DistillTestSupport
 import DistillTraining
 import Foundation
 import Testing
@@ -246,15 +247,3 @@ import Testing
     }
 }
 
-/// Expects `body` to throw an error whose description contains every fragment.
-func expectMessage(_ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("expected an error containing \(fragments), nothing was thrown", sourceLocation: sourceLocation)
-    } catch {
-        let message = "\(error)"
-        for fragment in fragments where !message.contains(fragment) {
-            Issue.record("error message \"\(message)\" lacks \"\(fragment)\"", sourceLocation: sourceLocation)
-        }
-    }
-}

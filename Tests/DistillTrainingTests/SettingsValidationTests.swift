@@ -1,4 +1,5 @@
 import DistillTensor
+import DistillTestSupport
 import DistillTraining
 import Foundation
 import Testing

@@ -26,6 +26,20 @@ func blobCSV(rows: Int, seed: UInt64, offset: Float = 5) -> String {
 
 func write(_ text: String, _ url: URL) throws { try Data(text.utf8).write(to: url) }
 
+/// A quiet classification run on blob CSVs written into `folder` (train.csv and test.csv, from
+/// `seeds`): 10 epochs of batch 16, its run folder `folder/output`.
+func blobExperiment(in folder: URL, rows: (train: Int, test: Int), seeds: (UInt64, UInt64), offset: Float = 5,
+                    student: String, output: String) throws -> Experiment {
+    let train = folder.appendingPathComponent("train.csv"), test = folder.appendingPathComponent("test.csv")
+    try write(blobCSV(rows: rows.train, seed: seeds.0, offset: offset), train)
+    try write(blobCSV(rows: rows.test, seed: seeds.1, offset: offset), test)
+    var e = Experiment()
+    e.data = train.path; e.testData = test.path; e.labelColumn = "label"
+    e.student = student; e.options.epochs = 10; e.options.batchSize = 16; e.options.quiet = true
+    e.output = folder.appendingPathComponent(output).path
+    return e
+}
+
 @Suite("Cached teacher outputs: readers, checks, distillation")
 struct TeacherOutputsTests {
     let logits = Tensor(shape: [3, 2], scalars: [1, -1, 0.5, 2, -3, 0])
@@ -163,13 +177,8 @@ struct TeacherOutputsTests {
     /// distillation run with the teacher in the loop and from the file: the same accuracy.
     @Test func distillingFromAFileMatchesTheTeacherInTheLoop() throws {
         let folder = scratchFolder("to-e2e")
-        let train = folder.appendingPathComponent("train.csv"), test = folder.appendingPathComponent("test.csv")
-        try write(blobCSV(rows: 600, seed: 1), train)
-        try write(blobCSV(rows: 300, seed: 2), test)
-        var t = Experiment()
-        t.data = train.path; t.testData = test.path; t.labelColumn = "label"
-        t.student = "mlp:4-32-3"; t.options.epochs = 10; t.options.batchSize = 16; t.options.quiet = true
-        t.output = folder.appendingPathComponent("teacher").path
+        let t = try blobExperiment(in: folder, rows: (600, 300), seeds: (1, 2), student: "mlp:4-32-3", output: "teacher")
+        let train = URL(fileURLWithPath: t.data), test = URL(fileURLWithPath: t.testData!)
         let teacherResult = try ExperimentRunner.run(t)
         #expect(teacherResult.training.test.accuracy > 0.8)
         let teacherPath = folder.appendingPathComponent("teacher/student.safetensors").path

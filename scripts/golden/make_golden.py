@@ -117,21 +117,24 @@ def conv_cases():
             """, tensors, params={"stride": stride, "padding": padding, "dilation": dilation, "groups": groups})
 
 
+def run_snippet(snippet):
+    """Runs a case's snippet (the very text written beside its values) and returns its variables."""
+    names = {"randn": randn, "uniform": uniform, "torch": torch, "F": F, "np": np}
+    exec(textwrap.dedent(snippet), names)
+    return names
+
+
 def pool_cases():
-    x = randn(50, 2, 2, 6, 6)
-    mp_a = F.max_pool2d(x, kernel_size=2)
-    mp_b = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-    ap_a = F.avg_pool2d(x, kernel_size=2)
-    ap_b = F.avg_pool2d(x, kernel_size=3, stride=2, padding=1)  # count_include_pad=True
-    ap_c = F.avg_pool2d(x, kernel_size=3, stride=1)
-    write("pool2d", """
+    snippet = """
         x = randn(50, 2, 2, 6, 6)
         max_k2 = F.max_pool2d(x, kernel_size=2)
         max_k3_s2_p1 = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         avg_k2 = F.avg_pool2d(x, kernel_size=2)
         avg_k3_s2_p1 = F.avg_pool2d(x, kernel_size=3, stride=2, padding=1)  # count_include_pad=True
         avg_k3_s1 = F.avg_pool2d(x, kernel_size=3, stride=1)
-        """, {"x": x, "max_k2": mp_a, "max_k3_s2_p1": mp_b, "avg_k2": ap_a, "avg_k3_s2_p1": ap_b, "avg_k3_s1": ap_c})
+        """
+    values = run_snippet(snippet)
+    write("pool2d", snippet, {k: values[k] for k in ["x", "max_k2", "max_k3_s2_p1", "avg_k2", "avg_k3_s2_p1", "avg_k3_s1"]})
 
 
 def batch_norm_cases():

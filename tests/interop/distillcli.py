@@ -62,6 +62,14 @@ def blobs(rows, seed):
     return x, labels
 
 
+def blob_csvs(folder, seeds=(4, 5), rows=(300, 200)):
+    """Blob train and test sets (`blobs`) written to folder/train.csv and folder/test.csv: (x, y, xt, yt)."""
+    (x, y), (xt, yt) = blobs(rows[0], seeds[0]), blobs(rows[1], seeds[1])
+    write_csv(folder / "train.csv", x, y)
+    write_csv(folder / "test.csv", xt, yt)
+    return x, y, xt, yt
+
+
 def write_csv(path, x, labels, columns=None, label="label"):
     """A CSV of feature rows `x` (columns named x0, x1, ... unless given) and a `label` column, every float exact."""
     columns = columns or [f"x{i}" for i in range(len(x[0]))]

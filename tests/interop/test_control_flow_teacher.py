@@ -19,7 +19,7 @@ skl2onnx = pytest.importorskip("skl2onnx")
 from onnx import TensorProto, helper  # noqa: E402
 from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
 
-from distillcli import blobs, distill, write_csv  # noqa: E402
+from distillcli import blob_csvs, distill  # noqa: E402
 
 
 def neighbour_models():
@@ -44,10 +44,7 @@ def operators(graph):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("control-flow")
-    (x, y), (xt, yt) = blobs(300, 7), blobs(200, 8)
-    write_csv(folder / "train.csv", x, y)
-    write_csv(folder / "test.csv", xt, yt)
-    return folder, x, y, xt, yt
+    return (folder, *blob_csvs(folder, seeds=(7, 8)))
 
 
 def check_teacher(path, folder, x, xt, yt, tmp_path, expected_outputs, predictions, kind=()):

@@ -19,14 +19,7 @@ pytest.importorskip("sklearn")
 skl2onnx = pytest.importorskip("skl2onnx")
 from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
 
-from distillcli import blobs, distill  # noqa: E402
-
-
-def write_csv(path, x, y, target="label"):
-    with open(path, "w") as f:
-        f.write(",".join(f"f{i}" for i in range(x.shape[1])) + f",{target}\n")
-        for row, value in zip(x, y):
-            f.write(",".join(repr(float(v)) for v in row) + f",{getattr(value, 'item', lambda: value)()!r}\n")
+from distillcli import blob_csvs, distill, write_csv  # noqa: E402
 
 
 def export(model, features, path, classifier=True):
@@ -54,9 +47,7 @@ def classifiers():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("svm")
-    (x, y), (xt, yt) = blobs(300, 4), blobs(200, 5)
-    write_csv(folder / "train.csv", x, y)
-    write_csv(folder / "test.csv", xt, yt)
+    x, y, xt, yt = blob_csvs(folder)
     write_csv(folder / "train-binary.csv", x, (y == 0).astype(int))
     write_csv(folder / "test-binary.csv", xt, (yt == 0).astype(int))
     return folder, x.astype(np.float32), y, xt.astype(np.float32), yt
@@ -123,8 +114,8 @@ def regressors():
 @pytest.mark.parametrize("name", list(regressors()))
 def test_svr_teacher_rmse_matches_onnxruntime(name, tmp_path):
     (x, y), (xt, yt) = regression_data(300, 0), regression_data(100, 1)
-    write_csv(tmp_path / "train.csv", x, y, target="y")
-    write_csv(tmp_path / "test.csv", xt, yt, target="y")
+    write_csv(tmp_path / "train.csv", x, y, label="y")
+    write_csv(tmp_path / "test.csv", xt, yt, label="y")
     model = regressors()[name].fit(x, y)
     session = export(model, 3, tmp_path / "svr.onnx", classifier=False)
     predictions = session.run(None, {"x": xt})[0][:, 0]

@@ -73,13 +73,87 @@ func inverseErf(_ x: Double) -> Double {
     return sign * (-v + (v * v - l / 0.147).squareRoot()).squareRoot()
 }
 
+/// The `nodes_*` and `<prefix>_*` vote attributes of a tree-ensemble operator, read and checked
+/// (equal lengths, known modes, vote columns in range), before any evaluation layout is built.
+struct TreeNodes {
+    enum Rule: UInt8 { case leq, lt, gte, gt, eq, neq }
+    let treeIDs: [Int], nodeIDs: [Int], features: [Int], trueIDs: [Int], falseIDs: [Int]
+    /// Per node: its test, nil for a leaf.
+    let rules: [Rule?]
+    /// Thresholds (empty: all 0) and NaN-goes-true flags (empty: none).
+    let values: [Float], missing: [Int]
+    /// tree → node id → position.
+    let index: [Int: [Int: Int]]
+    /// The votes: (tree, node) → (output column, weight).
+    let voteTrees: [Int], voteNodes: [Int], voteColumns: [Int], voteWeights: [Float]
+    var count: Int { nodeIDs.count }
+
+    /// `prefix` is "class" (classifier) or "target" (regressor); vote columns must lie in 0..<`columns`.
+    init(_ a: Attributes, prefix: String, columns: Int) throws {
+        treeIDs = try a.ints("nodes_treeids") ?? []; nodeIDs = try a.ints("nodes_nodeids") ?? []
+        features = try a.ints("nodes_featureids") ?? []
+        let modes = try a.strings("nodes_modes") ?? []
+        values = try a.floats("nodes_values") ?? a.numbers("nodes_values_as_tensor")?.map { Float($0) } ?? []
+        trueIDs = try a.ints("nodes_truenodeids") ?? []; falseIDs = try a.ints("nodes_falsenodeids") ?? []
+        missing = try a.ints("nodes_missing_value_tracks_true") ?? []
+        let n = nodeIDs.count
+        guard n > 0 else { throw ONNXError("the ensemble has no nodes") }
+        guard n < Int(Int32.max) else { throw ONNXError("the ensemble has \(n) nodes, more than 2^31") }
+        for (name, count) in [("nodes_treeids", treeIDs.count), ("nodes_featureids", features.count), ("nodes_modes", modes.count),
+                              ("nodes_truenodeids", trueIDs.count), ("nodes_falsenodeids", falseIDs.count)] where count != n {
+            throw ONNXError("\(name) has \(count) entries, nodes_nodeids \(n)")
+        }
+        guard values.count == n || values.isEmpty, missing.isEmpty || missing.count == n else {
+            throw ONNXError("nodes_values and nodes_missing_value_tracks_true must have \(n) entries")
+        }
+        rules = try modes.map { m in
+            switch m {
+            case "BRANCH_LEQ": return .leq
+            case "BRANCH_LT": return .lt
+            case "BRANCH_GTE": return .gte
+            case "BRANCH_GT": return .gt
+            case "BRANCH_EQ": return .eq
+            case "BRANCH_NEQ": return .neq
+            case "LEAF": return nil
+            default: throw ONNXError("unknown node mode '\(m)'")
+            }
+        }
+        var index: [Int: [Int: Int]] = [:]
+        for i in 0..<n { index[treeIDs[i], default: [:]][nodeIDs[i]] = i }
+        self.index = index
+        voteTrees = try a.ints("\(prefix)_treeids") ?? []; voteNodes = try a.ints("\(prefix)_nodeids") ?? []
+        voteColumns = try a.ints("\(prefix)_ids") ?? []
+        voteWeights = try a.floats("\(prefix)_weights") ?? a.numbers("\(prefix)_weights_as_tensor")?.map { Float($0) } ?? []
+        guard voteTrees.count == voteNodes.count, voteColumns.count == voteNodes.count, voteWeights.count == voteNodes.count else {
+            throw ONNXError("\(prefix)_treeids, \(prefix)_nodeids, \(prefix)_ids and \(prefix)_weights differ in length")
+        }
+        if let bad = voteColumns.first(where: { $0 < 0 || $0 >= columns }) {
+            throw ONNXError("\(prefix)_ids holds \(bad), outside 0..<\(columns)")
+        }
+    }
+
+    /// The position of `tree`'s node `id`, or an error naming the node that refers to it.
+    func position(tree: Int, node id: Int, from i: Int, side: String) throws -> Int {
+        guard let j = index[tree]?[id] else { throw ONNXError("tree \(treeIDs[i]) node \(nodeIDs[i]): \(side) branch \(id) does not exist") }
+        return j
+    }
+
+    /// The position of the node vote `k` is cast in.
+    func votePosition(_ k: Int) throws -> Int {
+        guard let i = index[voteTrees[k]]?[voteNodes[k]] else {
+            throw ONNXError("a weight refers to tree \(voteTrees[k]) node \(voteNodes[k]), which does not exist")
+        }
+        return i
+    }
+}
+
 /// A tree ensemble compiled once from the `nodes_*` attributes into flat arrays: each tree's
 /// branch nodes contiguous, 16 bytes each, children as indices (a leaf as ~leaf number), and each
 /// leaf's votes as one run of (column, weight) pairs.
 struct TreeEnsemble: Sendable {
     /// A test `feature` against `threshold`; children are branch indices, or ~leaf for a leaf.
     struct Branch: Sendable { var feature: Int32; var threshold: Float; var whenTrue: Int32; var whenFalse: Int32 }
-    enum Rule: UInt8 { case leq, lt, gte, gt, eq, neq }
+    typealias Rule = TreeNodes.Rule
     enum Aggregate: Sendable { case sum, average, min, max }
     /// Set in `rules` when a NaN feature takes the true branch.
     static let missingGoesTrue: UInt8 = 0x80
@@ -98,40 +172,11 @@ struct TreeEnsemble: Sendable {
     /// Reads the ensemble; `prefix` is "class" (classifier) or "target" (regressor). Each vote's
     /// output column must lie in 0..<`columns`.
     init(_ a: Attributes, prefix: String, columns: Int) throws {
-        let treeIDs = try a.ints("nodes_treeids") ?? [], nodeIDs = try a.ints("nodes_nodeids") ?? []
-        let features = try a.ints("nodes_featureids") ?? []
-        let modes = try a.strings("nodes_modes") ?? []
-        let values = try a.floats("nodes_values") ?? a.numbers("nodes_values_as_tensor")?.map { Float($0) } ?? []
-        let trueIDs = try a.ints("nodes_truenodeids") ?? [], falseIDs = try a.ints("nodes_falsenodeids") ?? []
-        let missing = try a.ints("nodes_missing_value_tracks_true") ?? []
-        let n = nodeIDs.count
-        guard n > 0 else { throw ONNXError("the ensemble has no nodes") }
-        guard n < Int(Int32.max) else { throw ONNXError("the ensemble has \(n) nodes, more than 2^31") }
-        for (name, count) in [("nodes_treeids", treeIDs.count), ("nodes_featureids", features.count), ("nodes_modes", modes.count),
-                              ("nodes_truenodeids", trueIDs.count), ("nodes_falsenodeids", falseIDs.count)] where count != n {
-            throw ONNXError("\(name) has \(count) entries, nodes_nodeids \(n)")
-        }
-        guard values.count == n || values.isEmpty, missing.isEmpty || missing.count == n else {
-            throw ONNXError("nodes_values and nodes_missing_value_tracks_true must have \(n) entries")
-        }
-        let rule: [Rule?] = try modes.map { m in
-            switch m {
-            case "BRANCH_LEQ": return .leq
-            case "BRANCH_LT": return .lt
-            case "BRANCH_GTE": return .gte
-            case "BRANCH_GT": return .gt
-            case "BRANCH_EQ": return .eq
-            case "BRANCH_NEQ": return .neq
-            case "LEAF": return nil
-            default: throw ONNXError("unknown node mode '\(m)'")
-            }
-        }
-        var index: [Int: [Int: Int]] = [:]  // tree → node id → position
+        let nodes = try TreeNodes(a, prefix: prefix, columns: columns)
+        let (n, treeIDs, nodeIDs, features, values, missing) = (nodes.count, nodes.treeIDs, nodes.nodeIDs, nodes.features, nodes.values, nodes.missing)
+        let (rule, trueIDs, falseIDs) = (nodes.rules, nodes.trueIDs, nodes.falseIDs)
         var nodesOfTree: [Int: [Int]] = [:]  // tree → its positions, the first one its root
-        for i in 0..<n {
-            index[treeIDs[i], default: [:]][nodeIDs[i]] = i
-            nodesOfTree[treeIDs[i], default: []].append(i)
-        }
+        for i in 0..<n { nodesOfTree[treeIDs[i], default: []].append(i) }
         // Compact numbers: trees in id order, each tree's branches (and leaves) in file order.
         var compact = [Int32](repeating: 0, count: n)  // branch index, or ~leaf number
         var order: [Int] = []  // positions of the branches, in compact order
@@ -143,10 +188,7 @@ struct TreeEnsemble: Sendable {
             roots.append(compact[nodesOfTree[tree]![0]])
         }
         func child(_ i: Int, _ ids: [Int], _ side: String) throws -> Int32 {
-            guard let j = index[treeIDs[i]]?[ids[i]] else {
-                throw ONNXError("tree \(treeIDs[i]) node \(nodeIDs[i]): \(side) branch \(ids[i]) does not exist")
-            }
-            return compact[j]
+            compact[try nodes.position(tree: treeIDs[i], node: ids[i], from: i, side: side)]
         }
         branches.reserveCapacity(order.count)
         var allPlain = true
@@ -164,20 +206,12 @@ struct TreeEnsemble: Sendable {
         rules = allPlain ? [] : ruleBytes
         try Self.checkAcyclic(branches)
 
-        let vTrees = try a.ints("\(prefix)_treeids") ?? [], vNodes = try a.ints("\(prefix)_nodeids") ?? []
-        let vIDs = try a.ints("\(prefix)_ids") ?? []
-        let vWeights = try a.floats("\(prefix)_weights") ?? a.numbers("\(prefix)_weights_as_tensor")?.map { Float($0) } ?? []
-        guard vTrees.count == vNodes.count, vIDs.count == vNodes.count, vWeights.count == vNodes.count else {
-            throw ONNXError("\(prefix)_treeids, \(prefix)_nodeids, \(prefix)_ids and \(prefix)_weights differ in length")
-        }
-        if let bad = vIDs.first(where: { $0 < 0 || $0 >= columns }) {
-            throw ONNXError("\(prefix)_ids holds \(bad), outside 0..<\(columns)")
-        }
+        let (vNodes, vIDs, vWeights) = (nodes.voteNodes, nodes.voteColumns, nodes.voteWeights)
         // Votes grouped by leaf, each leaf's in file order (votes on branch nodes are never reached).
         var leafOfVote = [Int32](repeating: -1, count: vNodes.count)
         var counts = [Int32](repeating: 0, count: Int(leafCount) + 1)
         for k in 0..<vNodes.count {
-            guard let i = index[vTrees[k]]?[vNodes[k]] else { throw ONNXError("a weight refers to tree \(vTrees[k]) node \(vNodes[k]), which does not exist") }
+            let i = try nodes.votePosition(k)
             guard compact[i] < 0 else { continue }
             leafOfVote[k] = ~compact[i]
             counts[Int(~compact[i]) + 1] += 1

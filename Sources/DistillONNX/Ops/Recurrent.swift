@@ -127,38 +127,10 @@ extension ONNXOps {
     /// The shared driver of RNN, GRU and LSTM: gates G per step (1, 3 or 4 blocks of `hidden`).
     static func recurrent(_ c: OpContext, _ cell: Cell) throws -> [ONNXValue] {
         let attributes = try c.node.prepared.value("recurrent") { try RecurrentAttributes(c.attributes, cell) }
-        var x = try c.float(0)
-        let w = try c.float(1), r = try c.float(2), b = try c.optionalFloat(3)
-        let lens = try c.optionalInts(4)
-        let gates = cell == .rnn ? 1 : (cell == .gru ? 3 : 4)
-        guard let hidden = attributes.hidden ?? (w.rank == 3 ? w.shape[1] / gates : nil), hidden >= 1 else {
-            throw ONNXError("hidden_size is required")
-        }
+        let inputs = try RecurrentInputs(c, cell, attributes)
+        let (x, w, r, b, lens, initialH, initialC, peepholes) = (inputs.x, inputs.w, inputs.r, inputs.b, inputs.lens, inputs.initialH, inputs.initialC, inputs.peepholes)
+        let (steps, batch, inputSize, hidden, gates, rows) = (inputs.steps, inputs.batch, inputs.inputSize, inputs.hidden, inputs.gates, inputs.rows)
         let (direction, directions, layout) = (attributes.direction, attributes.directions, attributes.layout)
-        guard x.rank == 3 else { throw ONNXError("X \(x.shape) must be 3-D") }
-        if layout == 1 { x = try transposed(.float(x), [1, 0, 2]).floatTensor! }
-        let (steps, batch, inputSize) = (x.shape[0], x.shape[1], x.shape[2])
-        let rows = try checkedProduct(gates, hidden, what: "hidden_size × gates")
-        guard w.shape == [directions, rows, inputSize], r.shape == [directions, rows, hidden] else {
-            throw ONNXError("W \(w.shape) and R \(r.shape) must be [\(directions), \(rows), \(inputSize)] and [\(directions), \(rows), \(hidden)]")
-        }
-        // W and R exist in memory, so from here hidden, rows and 2·rows are bounded by their sizes.
-        if let b { guard b.shape == [directions, 2 * rows] else { throw ONNXError("B \(b.shape) must be [\(directions), \(2 * rows)]") } }
-        var initialH = try c.optionalFloat(5), initialC = cell == .lstm ? try c.optionalFloat(6) : nil
-        let peepholes = cell == .lstm ? try c.optionalFloat(7) : nil
-        if layout == 1 {
-            initialH = try initialH.map { try transposed(.float($0), [1, 0, 2]).floatTensor! }
-            initialC = try initialC.map { try transposed(.float($0), [1, 0, 2]).floatTensor! }
-        }
-        for (name, t) in [("initial_h", initialH), ("initial_c", initialC)] {
-            if let t, t.shape != [directions, batch, hidden] { throw ONNXError("\(name) \(t.shape) must be [\(directions), \(batch), \(hidden)]") }
-        }
-        if let p = peepholes, p.shape != [directions, 3 * hidden] { throw ONNXError("P \(p.shape) must be [\(directions), \(3 * hidden)]") }
-        if let lens, lens.count != batch || lens.contains(where: { $0 < 0 || $0 > steps }) {
-            throw ONNXError("sequence_lens must hold \(batch) lengths in 0...\(steps)")
-        }
-        try checkedShape([steps, directions, batch, hidden], elementBytes: 4)
-        try checkWork(CheckedSize.product([steps, directions, batch, rows, inputSize + hidden]), "the recurrence", limit: Limits.maxMultiplyAdds)
         let activations = attributes.activations, linearBeforeReset = attributes.linearBeforeReset
 
         // Biases: Wb and Rb of every gate join the input projection, except GRU's candidate
@@ -535,5 +507,52 @@ struct RecurrentLoop: @unchecked Sendable {
         for i in 0..<n where live(i) {
             (y + ((t * directions + d) * batch + part.lowerBound + i) * h + u0).update(from: buffers.next + i * h + u0, count: m)
         }
+    }
+}
+
+/// The inputs of RNN, GRU and LSTM, read and checked against each other: X, W, R, B,
+/// sequence_lens, initial_h, initial_c and P (LSTM peepholes), with layout 1 turned into layout 0.
+struct RecurrentInputs {
+    let x: Tensor, w: Tensor, r: Tensor, b: Tensor?
+    let lens: [Int]?
+    let initialH: Tensor?, initialC: Tensor?, peepholes: Tensor?
+    /// Gates per step: 1 (RNN), 3 (GRU) or 4 (LSTM); rows = gates · hidden.
+    let steps: Int, batch: Int, inputSize: Int, hidden: Int, gates: Int, rows: Int
+
+    init(_ c: OpContext, _ cell: ONNXOps.Cell, _ attributes: ONNXOps.RecurrentAttributes) throws {
+        var x = try c.float(0)
+        let w = try c.float(1), r = try c.float(2), b = try c.optionalFloat(3)
+        let lens = try c.optionalInts(4)
+        let gates = cell == .rnn ? 1 : (cell == .gru ? 3 : 4)
+        guard let hidden = attributes.hidden ?? (w.rank == 3 ? w.shape[1] / gates : nil), hidden >= 1 else {
+            throw ONNXError("hidden_size is required")
+        }
+        let (directions, layout) = (attributes.directions, attributes.layout)
+        guard x.rank == 3 else { throw ONNXError("X \(x.shape) must be 3-D") }
+        if layout == 1 { x = try ONNXOps.transposed(.float(x), [1, 0, 2]).floatTensor! }
+        let (steps, batch, inputSize) = (x.shape[0], x.shape[1], x.shape[2])
+        let rows = try checkedProduct(gates, hidden, what: "hidden_size × gates")
+        guard w.shape == [directions, rows, inputSize], r.shape == [directions, rows, hidden] else {
+            throw ONNXError("W \(w.shape) and R \(r.shape) must be [\(directions), \(rows), \(inputSize)] and [\(directions), \(rows), \(hidden)]")
+        }
+        // W and R exist in memory, so from here hidden, rows and 2·rows are bounded by their sizes.
+        if let b { guard b.shape == [directions, 2 * rows] else { throw ONNXError("B \(b.shape) must be [\(directions), \(2 * rows)]") } }
+        var initialH = try c.optionalFloat(5), initialC = cell == .lstm ? try c.optionalFloat(6) : nil
+        let peepholes = cell == .lstm ? try c.optionalFloat(7) : nil
+        if layout == 1 {
+            initialH = try initialH.map { try ONNXOps.transposed(.float($0), [1, 0, 2]).floatTensor! }
+            initialC = try initialC.map { try ONNXOps.transposed(.float($0), [1, 0, 2]).floatTensor! }
+        }
+        for (name, t) in [("initial_h", initialH), ("initial_c", initialC)] {
+            if let t, t.shape != [directions, batch, hidden] { throw ONNXError("\(name) \(t.shape) must be [\(directions), \(batch), \(hidden)]") }
+        }
+        if let p = peepholes, p.shape != [directions, 3 * hidden] { throw ONNXError("P \(p.shape) must be [\(directions), \(3 * hidden)]") }
+        if let lens, lens.count != batch || lens.contains(where: { $0 < 0 || $0 > steps }) {
+            throw ONNXError("sequence_lens must hold \(batch) lengths in 0...\(steps)")
+        }
+        try checkedShape([steps, directions, batch, hidden], elementBytes: 4)
+        try checkWork(CheckedSize.product([steps, directions, batch, rows, inputSize + hidden]), "the recurrence", limit: Limits.maxMultiplyAdds)
+        (self.x, self.w, self.r, self.b, self.lens, self.initialH, self.initialC, self.peepholes) = (x, w, r, b, lens, initialH, initialC, peepholes)
+        (self.steps, self.batch, self.inputSize, self.hidden, self.gates, self.rows) = (steps, batch, inputSize, hidden, gates, rows)
     }
 }
