@@ -9,7 +9,8 @@
 #      process, and the reverse, against 2 epochs straight in one process;
 #   4. `cache-teacher`: rank 0's file is byte for byte one process's;
 #   5. `distill sweep` across the ranks: the same rows (accuracies bit for bit) as one process;
-#   6. ranks started with different settings stop with an error naming the rank, without hanging.
+#   6. ranks started with different settings stop with an error naming the rank, without hanging,
+#      and `distill fit` (whose search follows each process's clock) refuses to run under mpirun.
 #
 #   scripts/mpi_check.sh                 # uses $DISTILL_BINARY or .build/release/distill
 #   DISTILL_BINARY=.build-mpi/release/distill scripts/mpi_check.sh
@@ -138,4 +139,14 @@ if [ $status -eq 0 ] || [ $status -eq 124 ] || ! grep -q "rank 1 of 2 started wi
   exit 1
 fi
 echo "mpi_check: ranks with different settings stop (exit $status): $(grep -m1 'different configuration' <<<"$message")"
+
+# distill fit decides by each process's clock: under mpirun it stops at once with an error.
+set +e
+message=$("${mpirun[@]}" "$distill" fit --min-accuracy 0.5 "${common[@]}" --output "$work/fit" 2>&1)
+status=$?
+set -e
+if [ $status -eq 0 ] || [ $status -eq 124 ] || ! grep -q "distill fit runs as one process" <<<"$message"; then
+  fail "distill fit under mpirun did not stop with a clear error (exit $status): $(head -5 <<<"$message")"
+fi
+echo "mpi_check: distill fit under mpirun stops (exit $status): $(grep -m1 -o 'distill fit runs as one process[^;]*' <<<"$message")"
 echo "mpi_check: passed"
