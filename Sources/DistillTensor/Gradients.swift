@@ -14,6 +14,7 @@ enum BackwardRule {
     case conv2d(Conv2dConfig, path: ConvolutionPath, cols: TensorStorage?), maxPool2d(argmax: [Int32], tiled: Bool), avgPool2d(Pool2dConfig)
     case batchNorm(xhat: Tensor, invStd: [Float], training: Bool)
     case dropout(mask: Tensor), embedding(indices: [Int])
+    case straightThrough, fakeQuantize(scale: Float, zeroPoint: Int32)
     case softmaxCrossEntropy(probabilities: Tensor, labels: [Int])
     case temperedKL(studentProbabilities: Tensor, teacherProbabilities: Tensor, temperature: Float)
 
@@ -135,6 +136,11 @@ extension BackwardRule {
             let (dx, dw, db) = batchNormBackward(g, weight: x[1], xhat: xhat, invStd: invStd, training: training)
             return [dx, dw, db]
         case .dropout(let mask): return [zipKernel(g, mask, *)]
+
+        // Fake quantization (Ops/FakeQuantization.swift): the straight-through estimator (Bengio et al.
+        // 2013; Jacob et al. 2018): rounding passes g unchanged, clipping keeps its derivative (0 outside).
+        case .straightThrough: return [g]
+        case .fakeQuantize(let scale, let zeroPoint): return [fakeQuantizeBackward(g, input: x[0], scale: scale, zeroPoint: zeroPoint)]
 
         // Fused softmax losses (Ops/SoftmaxLosses.swift): closed-form gradients, g is a scalar.
         case .softmaxCrossEntropy(let p, let labels):  // (softmax(x) − onehot(y)) · g / N
