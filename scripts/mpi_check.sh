@@ -4,7 +4,8 @@
 #   1. `distill kd` for one epoch: max abs difference of the two students' weights (float
 #      summation order is the only difference, so it must stay tiny);
 #   2. sharded evaluation: both resume the finished run (no epoch left, the saved weights are
-#      scored) and must print the same test report bit for bit;
+#      scored) and must print the same test report bit for bit (a classifier, and a regression
+#      model on a generated .csv);
 #   3. `--resume` with a different number of ranks: epoch 1 under -np 2 then epoch 2 in one
 #      process, and the reverse, against 2 epochs straight in one process;
 #   4. `cache-teacher`: rank 0's file is byte for byte one process's;
@@ -83,6 +84,28 @@ keys = ["accuracy", "top5_accuracy", "loss", "expected_calibration_error", "conf
 differ = [k for k in keys if one[k] != two[k]]
 print(f"mpi_check: test report of the same weights, 1 process vs 2 ranks (each scoring half the batches): {'identical' if not differ else 'differs in ' + ', '.join(differ)} (accuracy {one['accuracy']}, loss {one['loss']!r}, {one['count']} rows)")
 sys.exit(1 if differ else 0)
+EOF
+
+# A regression run (a .csv with a numeric target): the same comparison of its test errors.
+python3 - "$work/table.csv" <<'EOF'
+import random, sys
+random.seed(5)
+with open(sys.argv[1], "w") as f:
+    f.write("a,b,c,y\n")
+    for _ in range(6000):  # a test split of 1,200 rows: two blocks of predictions, one per rank
+        a, b, c = (random.uniform(-2, 2) for _ in range(3))
+        f.write(f"{a:.5f},{b:.5f},{c:.5f},{3 * a - b * c + random.gauss(0, 0.1):.5f}\n")
+EOF
+"$distill" train --data "$work/table.csv" --target y --model mlp:3-32-1 --epochs 1 --seed 1 --quiet --output "$work/regression" >/dev/null
+cp -r "$work/regression" "$work/regression-two"
+"$distill" train --resume "$work/regression" --json --quiet >"$work/regression-one.json"
+"${mpirun[@]}" "$distill" train --resume "$work/regression-two" --json --quiet >"$work/regression-two.json"
+python3 - "$work/regression-one.json" "$work/regression-two.json" <<'EOF' || fail "2 ranks' regression test errors differ from one process's"
+import json, sys
+one, two = (json.load(open(p)) for p in sys.argv[1:3])
+same = all(one[k] == two[k] for k in ("rmse", "mae", "r2", "count"))
+print(f"mpi_check: regression test errors of the same weights, 1 process vs 2 ranks: {'identical' if same else 'different'} (RMSE {one['rmse']!r}, R² {one['r2']!r}, {one['count']} rows)")
+sys.exit(0 if same else 1)
 EOF
 
 # 3. --resume with a different number of ranks: epoch 2 of a 2-epoch run continues the 1-epoch
