@@ -284,4 +284,18 @@ import Testing
         #expect(onZero.filter { $0.value.rank == 0 }.count == 1, "the long unit's rank takes nothing else: \(onZero)")
         #expect(results[1].isEmpty && results[2].isEmpty)
     }
+
+    /// Regression predictions across ranks: each rank predicts its blocks, every rank gets all
+    /// rows in order (2,500 rows in blocks of 1,024: three blocks, so 5 ranks leave two idle).
+    @Test(arguments: [2, 3, 5])
+    func regressionPredictionsAcrossRanksCoverEveryRowInOrder(ranks: Int) throws {
+        let rows = 2_500
+        let features = Tensor(shape: [rows, 2], scalars: (0..<rows * 2).map { Float($0) })
+        @Sendable func predict(_ x: Tensor) -> [Float] { (0..<x.shape[0]).map { x.scalars[2 * $0] * 0.5 + x.scalars[2 * $0 + 1] } }
+        let single = try RegressionRunner.predictions(predict, features: features, world: .oneProcess)
+        let expected: [Float] = (0..<rows).map { (r: Int) -> Float in Float(2 * r) * 0.5 + Float(2 * r + 1) }
+        #expect(single == expected)
+        let results = try Self.onRanks(ranks) { world in try RegressionRunner.predictions(predict, features: features, world: world) }
+        for r in results { #expect(r == single) }
+    }
 }
