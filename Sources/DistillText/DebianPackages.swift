@@ -58,6 +58,11 @@ public enum DebianPackages {
         public var test = 0
         public init() {}
         public var entries: Int { train + test }
+
+        enum CodingKeys: String, CodingKey {
+            case stanzas, translations, duplicates, train, test
+            case withoutSection = "without_section", withoutLongDescription = "without_long_description"
+        }
     }
 
     /// The columns of the CSV file, in order.

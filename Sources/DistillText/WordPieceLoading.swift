@@ -5,6 +5,9 @@ import Foundation
 extension WordPieceTokenizer {
     /// The largest tokenizer file read (Hugging Face's biggest vocabularies are a few MB).
     static let maxFileBytes = 256 << 20
+    /// Ids must be below this (4,194,304): the id table is sized by the largest id, so a hostile
+    /// file cannot make it huge; real vocabularies stay under 300,000.
+    static let maxTokenID = 1 << 22
 
     /// A tokenizer from `url`: a Hugging Face `tokenizer.json`, a folder holding one (or, without
     /// it, a `vocab.txt`), or a BERT `vocab.txt` (settings from a `tokenizer_config.json` beside
@@ -58,8 +61,8 @@ extension WordPieceTokenizer {
         tokens.reserveCapacity(vocab.count)
         var seen = [Int: String]()
         for (text, value) in vocab {
-            guard let id = integer(value), id >= 0, id < 1 << 24 else {
-                throw malformed("\"model.vocab\" maps \"\(shortened(text))\" to \(value), not an id in 0..<\(1 << 24)")
+            guard let id = integer(value), id >= 0, id < WordPieceTokenizer.maxTokenID else {
+                throw malformed("\"model.vocab\" maps \"\(shortened(text))\" to \(value), not an id in 0..<\(WordPieceTokenizer.maxTokenID)")
             }
             if let other = seen[id] { throw malformed("\"model.vocab\" gives id \(id) to both \"\(shortened(other))\" and \"\(shortened(text))\"") }
             seen[id] = text
@@ -85,8 +88,8 @@ extension WordPieceTokenizer {
         if let list = root["added_tokens"], !(list is NSNull) {
             guard let list = list as? [[String: Any]] else { throw malformed("\"added_tokens\" is not a list of objects") }
             for (k, token) in list.enumerated() {
-                guard let text = token["content"] as? String, !text.isEmpty, let id = token["id"].flatMap(integer), id >= 0, id < 1 << 24 else {
-                    throw malformed("added_tokens[\(k)] needs a non-empty \"content\" and an \"id\" in 0..<\(1 << 24)")
+                guard let text = token["content"] as? String, !text.isEmpty, let id = token["id"].flatMap(integer), id >= 0, id < WordPieceTokenizer.maxTokenID else {
+                    throw malformed("added_tokens[\(k)] needs a non-empty \"content\" and an \"id\" in 0..<\(WordPieceTokenizer.maxTokenID)")
                 }
                 for flag in ["normalized", "lstrip", "rstrip", "single_word"] where token[flag] as? Bool == true {
                     throw TextError.unsupported(path: path, feature: "added token \"\(shortened(text))\" with \"\(flag)\": true (only literal tokens matched in the raw text are implemented)")
@@ -96,6 +99,10 @@ extension WordPieceTokenizer {
             }
         }
         let (prefixIDs, suffixIDs) = try template(root["post_processor"], ids: ids, path: path)
+        let known = Set(tokens.map(\.id) + added.map(\.id))
+        if let stray = (prefixIDs + suffixIDs).first(where: { !known.contains($0) }) {
+            throw malformed("the post_processor's template uses id \(stray), which no token has")
+        }
         var padID = ids["[PAD]"] ?? 0
         var configuredMaxLength: Int? = nil
         if let padding = root["padding"] as? [String: Any], let id = padding["pad_id"].flatMap(integer), id >= 0 { padID = id }

@@ -159,7 +159,7 @@ struct TokenizeCommand: ParsableCommand {
         let tokenizer = try WordPieceTokenizer(contentsOf: URL(fileURLWithPath: self.tokenizer))
         let table = try CSVTable.load(URL(fileURLWithPath: data))
         guard let c = table.header.firstIndex(of: column) else {
-            throw ValidationError("\(data): no column '\(column)'; the columns are: \(table.header.joined(separator: ", "))")
+            throw TextError.malformed(path: data, problem: "no column '\(column)'; the columns are: \(table.header.joined(separator: ", "))")
         }
         let texts = (0..<table.rowCount).map { table.cell(row: $0, column: c) }
         let t0 = Date()
