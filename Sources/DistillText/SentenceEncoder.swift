@@ -5,8 +5,8 @@ import Foundation
 /// A sentence-transformers model in DistillKit: the tokenizer, the BERT encoder, mean pooling and
 /// L2 normalisation, read from a folder such as all-MiniLM-L6-v2's (`config.json`,
 /// `model.safetensors`, `tokenizer.json`, `1_Pooling/config.json`). The teacher of text distillation,
-/// and the form a distilled text student is saved in (`save(to:)` writes the same files, which
-/// sentence-transformers itself can load).
+/// and the form a distilled text student is saved in (`save(_:tokenizerFolder:maxSequenceLength:to:)`
+/// writes the same files, in sentence-transformers' layout).
 ///
 /// `embed` runs `TransformerInferencePlan`: no autograd graph, and the texts of a batch packed
 /// without padding. `model` is the same network as a `Module`, for training and feature taps.
@@ -95,8 +95,8 @@ public final class SentenceEncoder: @unchecked Sendable {
     /// Writes `model` as a sentence-transformers folder: `config.json` (BertConfig), `model.safetensors`
     /// (Hugging Face names), `1_Pooling/config.json` (mean pooling), `modules.json` (with Normalize when
     /// the model normalises), `sentence_bert_config.json`, and the tokenizer files of `tokenizerFolder`
-    /// (a student shares its teacher's vocabulary). `SentenceEncoder(folder:)` and sentence-transformers
-    /// both read the result.
+    /// (a student shares its teacher's vocabulary). `SentenceEncoder(folder:)` reads the result back
+    /// (tested); the layout is sentence-transformers' own.
     public static func save(_ model: BertEncoder, tokenizerFolder: URL, maxSequenceLength: Int, to folder: URL) throws {
         let c = model.config
         guard maxSequenceLength >= 2 && maxSequenceLength <= c.maxPositions else {

@@ -78,8 +78,8 @@ struct Embed: ParsableCommand {
     }
 
     func run() throws {
+        let texts = data == nil ? text : try textColumn(data!, column: column)  // a bad file fails before the model loads
         let encoder = try SentenceEncoder(folder: try textModelFolder(model))
-        let texts = data == nil ? text : try textColumn(data!, column: column)
         let limit = maxLength ?? encoder.maxSequenceLength
         let started = Date()
         let (vectors, truncated) = try encoder.embedCounting(texts: texts, batchSize: batchSize, maxLength: limit)
