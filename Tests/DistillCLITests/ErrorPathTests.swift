@@ -28,6 +28,12 @@ struct ErrorPathTests {
         Case(arguments: ["cache-teacher", "--teacher", "t.safetensors", "--out", "t.npy", "--views", "2"], status: 64, says: ["--shift", "--flip"]),
         Case(arguments: ["data-report", "--top=-1"], status: 64, says: ["--top -1"]),
         Case(arguments: ["train", "--no-such-option"], status: 64, says: ["--no-such-option"]),
+        Case(arguments: ["quantize", "m.safetensors", "--calibration", "fashion-mnist", "--output", "q.safetensors", "--qat-epochs", "3"],
+             status: 64, says: ["--qat-epochs", "add --qat"]),
+        Case(arguments: ["quantize", "m.safetensors", "--calibration", "fashion-mnist", "--output", "q.safetensors", "--qat", "--qat-epochs", "0"],
+             status: 64, says: ["--qat-epochs 0", "1...100"]),
+        Case(arguments: ["quantize", "m.safetensors", "--calibration", "fashion-mnist", "--output", "q.safetensors", "--qat", "--qat-learning-rate", "0"],
+             status: 64, says: ["--qat-learning-rate"]),
         // Failures: settings out of range, missing files, data that does not fit.
         Case(arguments: ["train", "--epochs", "0"], status: 1, says: ["'epochs' (--epochs)", "1...100000"]),
         Case(arguments: ["train", "--batch-size", "0"], status: 1, says: ["'batch_size' (--batch-size)"]),
