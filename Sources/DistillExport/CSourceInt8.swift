@@ -13,6 +13,10 @@ extension CSourceExport {
     /// (from the zero point when a ReLU follows). The last layer writes `(float)acc · scale + bias`
     /// as the output. Pooling works on the bytes (max exactly; average as the rounded mean of
     /// `q − zero point`). The input is standardised (tabular models) and quantized from floats.
+    /// Sums are `int` (`dk_acc`) when no layer sums more than `int32SafeProducts` products, which
+    /// lets compilers vectorise them, `long` otherwise; both give the same integers (a convolution
+    /// clips its window to the image once per position instead of testing every tap: integer sums
+    /// in any order are equal).
     /// Floating-point contraction stays off (ISO C mode in GCC, a pragma for clang) so every
     /// `a · b + c` rounds twice, as DistillKit's kernels do.
     public static func generate(_ student: QuantizedStudent, preprocessing: ExportPreprocessing = .init(),
@@ -48,6 +52,15 @@ extension CSourceExport {
         body.append("    dk_quantize(input, \(bytes(buffer)), \(features), \(standardize), \(floatLiteral(1 / student.input.scale)), \(student.input.zeroPoint));")
 
         var floatOutput: Int?
+        // The most products any one accumulator sums (a linear layer's inputs, a convolution's window × channels).
+        var maxProducts = 0
+        for layer in student.layers {
+            switch layer {
+            case let .linear(w, _, _, _): maxProducts = max(maxProducts, w.shape.dropFirst().reduce(1, *))
+            case let .convolution(w, _, _, _, _, _): maxProducts = max(maxProducts, w.shape.dropFirst().reduce(1, *))
+            default: break
+            }
+        }
         for (index, layer) in student.layers.enumerated() {
             let tag = "l\(index)"
             switch layer {
@@ -124,6 +137,9 @@ extension CSourceExport {
                  "#if defined(__clang__)", "#pragma STDC FP_CONTRACT OFF", "#endif", ""]
         c.append("const char *const \(prefix)_class_names[\(upper)_OUTPUT_SIZE] = {\n" + names.map { "    " + cString($0) }.joined(separator: ",\n") + "\n};\n")
         c += constants
+        // The accumulator: int when no sum can overflow it, so that compilers vectorise the products.
+        let accumulator = maxProducts <= Self.int32SafeProducts ? "int" : "long"
+        c.append("/* Sums of (q - zero point) * w: |each product| <= 255 * 127, at most \(maxProducts) per sum. */\ntypedef \(accumulator) dk_acc;\n")
         for helper in Int8Helper.allCases where used.contains(helper) { c.append(helper.source) }
         let workspace = """
             float *ws = workspace;
@@ -133,6 +149,12 @@ extension CSourceExport {
         c += api(prefix, body: body, result: "logits", workspace: workspace)
         return (c.joined(separator: "\n"), h)
     }
+
+    /// Products an int32 sum of `(q − zero point) · w` holds without overflow: each product is at
+    /// most 255 · 127 = 32,385 in magnitude (q and the zero point are bytes, |w| ≤ 127), and
+    /// 66,311 · 32,385 < 2³¹ − 1. Larger layers sum in `long`, as DistillKit's int8 path would
+    /// overflow its int32 accumulators there anyway.
+    static let int32SafeProducts = Int(Int32.max) / (255 * 127)
 
     /// Writes an int8 student's `source` and its header, atomically, after generating both.
     public static func write(_ student: QuantizedStudent, preprocessing: ExportPreprocessing = .init(), to source: URL, options: Options = .init()) throws -> URL {
@@ -174,7 +196,7 @@ extension CSourceExport {
             switch self {
             case .requantize: return """
                 /* An int32 sum to the next layer's byte: (float)acc * scale + bias, clamped, rounded to nearest even, shifted. */
-                static unsigned char dk_requantize(long acc, float scale, float bias, int zero_point, int relu) {
+                static unsigned char dk_requantize(dk_acc acc, float scale, float bias, int zero_point, int relu) {
                     float v = (float)acc * scale;
                     long q;
                     int low = relu ? zero_point : 0;
@@ -210,19 +232,18 @@ extension CSourceExport {
                     int o, c, u, v, p, q;
                     for (o = 0; o < cout; ++o) {
                         for (p = 0; p < oh; ++p) {
+                            /* The window's rows inside the image: u0 <= u < u1. */
+                            const int y0 = p * sh - ph, u0 = y0 < 0 ? -y0 : 0, u1 = y0 + kh > h ? h - y0 : kh;
                             for (q = 0; q < ow; ++q) {
-                                long acc = 0;
+                                const int x0 = q * sw - pw, v0 = x0 < 0 ? -x0 : 0, v1 = x0 + kw > wi ? wi - x0 : kw;
+                                dk_acc acc = 0;
                                 for (c = 0; c < cin; ++c) {
                                     const unsigned char *plane = x + (long)c * h * wi;
                                     const signed char *kernel = w + ((long)o * cin + c) * kh * kw;
-                                    for (u = 0; u < kh; ++u) {
-                                        const int iy = p * sh - ph + u;
-                                        if (iy < 0 || iy >= h) continue;
-                                        for (v = 0; v < kw; ++v) {
-                                            const int ix = q * sw - pw + v;
-                                            if (ix < 0 || ix >= wi) continue;
-                                            acc += (long)((int)plane[iy * wi + ix] - zin) * kernel[u * kw + v];
-                                        }
+                                    for (u = u0; u < u1; ++u) {
+                                        const unsigned char *in = plane + (long)(y0 + u) * wi;
+                                        const signed char *k = kernel + u * kw;
+                                        for (v = v0; v < v1; ++v) acc += (dk_acc)((int)in[x0 + v] - zin) * k[v];
                                     }
                                 }
                                 y[((long)o * oh + p) * ow + q] = dk_requantize(acc, scale[o], bias[o], zout, relu);
@@ -239,8 +260,8 @@ extension CSourceExport {
                     int o, i;
                     for (o = 0; o < outputs; ++o) {
                         const signed char *row = w + (long)o * inputs;
-                        long acc = 0;
-                        for (i = 0; i < inputs; ++i) acc += (long)((int)x[i] - zin) * row[i];
+                        dk_acc acc = 0;
+                        for (i = 0; i < inputs; ++i) acc += (dk_acc)((int)x[i] - zin) * row[i];
                         if (y_float != 0) {
                             float v = (float)acc * scale[o];
                             y_float[o] = v + bias[o];
