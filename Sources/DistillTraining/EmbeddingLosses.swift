@@ -61,3 +61,34 @@ public final class EmbeddingObjective: TrainingObjective {
         return (cosine * cosineWeight + mse * mseWeight, ["cosine": cosine.item(), "mse": mse.item()])
     }
 }
+
+/// In-batch contrastive loss for pairs, without a teacher (InfoNCE; Henderson et al. 2017,
+/// "Efficient Natural Language Response Suggestion for Smart Reply", arXiv:1705.00652;
+/// sentence-transformers' `MultipleNegativesRankingLoss`, scale 20):
+///
+///     L = mean over i of CE(scale · [cos(a_i, p_1), …, cos(a_i, p_N)], i)
+///
+/// Each anchor's own pair is the positive and the batch's other pairs are the negatives. It is
+/// how a sentence encoder is trained from pairs alone: the baseline that distillation must beat.
+public func contrastivePairLoss(anchors: Tensor, positives: Tensor, scale: Float = 20) -> Tensor {
+    precondition(anchors.shape == positives.shape && anchors.rank == 2, "contrastivePairLoss: anchors \(anchors.shape) and positives \(positives.shape) must be the same [N, D]")
+    let similarities = l2Normalized(anchors, axis: 1).matmul(l2Normalized(positives, axis: 1).transposed()) * scale
+    return crossEntropy(logits: similarities, labels: Array(0..<anchors.shape[0]))
+}
+
+/// The objective of a text student trained from (description, summary) pairs alone: the student
+/// runs as `PairEncoder`, whose output rows are the two vectors side by side.
+public final class ContrastivePairObjective: TrainingObjective {
+    public init() {}
+    public var needsTeacher: Bool { false }
+    public var needsLabels: Bool { false }
+    public var termNames: [String] { ["contrastive"] }
+
+    public func loss(studentOutputs: Tensor, studentFeatures: [String: Tensor], teacherOutputs: [Tensor], teacherFeatures: [String: Tensor],
+                     labels: [Int], indices: [Int], epoch: Int) throws -> (total: Tensor, parts: [String: Float]) {
+        let width = studentOutputs.shape[1] / 2
+        let loss = contrastivePairLoss(anchors: studentOutputs.slice(axis: 1, start: 0, length: width),
+                                       positives: studentOutputs.slice(axis: 1, start: width, length: width))
+        return (loss, ["contrastive": loss.item()])
+    }
+}

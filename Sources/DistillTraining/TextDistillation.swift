@@ -127,6 +127,17 @@ public struct TextModelRow: Sendable {
     public var latencyMicrosecondsP50: Double
 }
 
+/// A text encoder run on both halves of each row: [N, 2L] (two texts' token ids side by side)
+/// → [N, 2D], for `ContrastivePairObjective`.
+final class PairEncoder: Module {
+    let encoder: Module
+    init(_ encoder: Module) { self.encoder = encoder }
+    override func forward(_ x: Tensor) -> Tensor {
+        let length = x.shape[1] / 2
+        return Tensor.concat([encoder(x.slice(axis: 1, start: 0, length: length)), encoder(x.slice(axis: 1, start: length, length: length))], axis: 1)
+    }
+}
+
 public struct TextDistillationSettings {
     public var corpus: URL
     public var student: String
@@ -136,6 +147,9 @@ public struct TextDistillationSettings {
     public var options = TrainingOptions()
     public var cosineWeight: Float = 1
     public var mseWeight: Float = 0
+    /// Also train the same architecture without the teacher (contrastive, on the training split's
+    /// (description, summary) pairs), the baseline distillation must beat.
+    public var scratch = false
     /// Where the teacher's vectors are kept between runs (default: beside the corpus).
     public var teacherCache: URL?
     public var output: URL?
@@ -283,18 +297,60 @@ public enum TextDistillation {
         }
         let summary = try trainer.fit()
 
+        var scratchRow: TextModelRow?
+        if settings.scratch {
+            log("training the same student without the teacher (contrastive, on \(corpus.train.count) description–summary pairs)")
+            let pairs = Tensor.concat([trainIDs.slice(axis: 0, start: 0, length: corpus.train.count),
+                                       trainIDs.slice(axis: 0, start: corpus.train.count, length: corpus.train.count)], axis: 1)
+            let pairData = try LabeledDataset(features: pairs, labels: corpus.train.labels, numClasses: corpus.classes.count, source: settings.corpus.path)
+            let inner = try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed)
+            let scratchTrainer = try Trainer(student: Sequential([PairEncoder(inner)]), studentInfo: info, teachers: [], objective: ContrastivePairObjective(),
+                                             options: settings.options, train: pairData, run: nil) { _ in
+                try report(descriptions: normalizedVectors(inner, ids: testDescriptionIDs), summaries: normalizedVectors(inner, ids: testSummaryIDs),
+                           teacher: vectors, head: head, corpus: corpus)
+            }
+            let scratchSummary = try scratchTrainer.fit()
+            scratchRow = TextModelRow(role: "scratch", spec: spec + " (no teacher)", parameters: inner.parameterCount, bytes: inner.parameterCount * 4,
+                                      report: scratchSummary.test, sentencesPerSecond: 0, latencyMicrosecondsP50: 0)
+        }
+
         let teacherReport = try report(descriptions: vectors.testDescriptions, summaries: vectors.testSummaries, teacher: vectors, head: head, corpus: corpus)
         let teacherSpeed = try speed(corpus.test.descriptions, teacher.embed)
         let studentSpeed = try speed(corpus.test.descriptions) { texts in
             normalizedVectors(student, ids: tokenIDs(texts, tokenizer: teacher.tokenizer, maxLength: settings.maxLength).ids)
         }
-        let rows = [
+        var rows = [
             TextModelRow(role: "teacher", spec: teacher.name, parameters: teacher.parameterCount, bytes: teacher.bytes, report: teacherReport,
                          sentencesPerSecond: teacherSpeed.perSecond, latencyMicrosecondsP50: teacherSpeed.latencyP50),
             TextModelRow(role: "student", spec: spec, parameters: student.parameterCount, bytes: student.parameterCount * 4, report: summary.test,
                          sentencesPerSecond: studentSpeed.perSecond, latencyMicrosecondsP50: studentSpeed.latencyP50),
         ]
+        if var scratchRow {
+            (scratchRow.sentencesPerSecond, scratchRow.latencyMicrosecondsP50) = (studentSpeed.perSecond, studentSpeed.latencyP50)  // the same architecture
+            rows.append(scratchRow)
+        }
         return TextDistillationResult(rows: rows, minutes: Date().timeIntervalSince(start) / 60, truncated: truncated)
+    }
+
+    /// `{"rows": [...], "minutes", "truncated"}`: each row's figures, accuracies as fractions of 1,
+    /// and for students the share of the teacher's.
+    public static func json(_ result: TextDistillationResult) -> [String: Any] {
+        let teacher = result.rows.first
+        let rows: [[String: Any]] = result.rows.map { r in
+            var j: [String: Any] = ["role": r.role, "spec": r.spec, "params": r.parameters, "bytes": r.bytes,
+                                    "samples_per_second": r.sentencesPerSecond, "latency_us_p50": r.latencyMicrosecondsP50,
+                                    "section_accuracy": r.report.sectionAccuracy, "recall_at_10": r.report.recallAt10,
+                                    "mrr": r.report.retrieval.meanReciprocalRank, "teacher_cosine": r.report.teacherCosine]
+            if let teacher, r.role != "teacher" {
+                j["share_of_teacher"] = ["section_accuracy": r.report.sectionAccuracy / max(teacher.report.sectionAccuracy, 1e-12),
+                                         "recall_at_10": r.report.recallAt10 / max(teacher.report.recallAt10, 1e-12),
+                                         "mrr": r.report.retrieval.meanReciprocalRank / max(teacher.report.retrieval.meanReciprocalRank, 1e-12),
+                                         "smaller": Double(teacher.bytes) / Double(max(r.bytes, 1)),
+                                         "faster": r.sentencesPerSecond / max(teacher.sentencesPerSecond, 1e-12)]
+            }
+            return j
+        }
+        return ["rows": rows, "minutes": result.minutes, "truncated": result.truncated]
     }
 
     /// The rows as a table, each figure also as a share of the teacher's.

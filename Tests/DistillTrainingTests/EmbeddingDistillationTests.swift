@@ -18,6 +18,16 @@ import Testing
         #expect(abs(cosineEmbeddingLoss(student: s, teacher: s).item()) < 1e-6)
     }
 
+    /// `F.cross_entropy(F.normalize(a) @ F.normalize(p).T * scale, torch.arange(2))` with a = p = I:
+    /// log(1 + e^-1) = 0.31326169 at scale 1.
+    @Test func contrastiveReferenceValue() {
+        let identity = Tensor(shape: [2, 2], scalars: [1, 0, 0, 1])
+        #expect(abs(contrastivePairLoss(anchors: identity, positives: identity, scale: 1).item() - 0.31326169) < 1e-6)
+        let a = Tensor(shape: [3, 2], scalars: [1, 0.5, -0.3, 2, 0.7, -1], requiresGrad: true)
+        let p = Tensor(shape: [3, 2], scalars: [0.9, 0.4, -0.1, 1.5, 1, -0.8], requiresGrad: true)
+        expectGradients("contrastive pair loss", inputs: [a, p], atol: 1e-3) { contrastivePairLoss(anchors: $0[0], positives: $0[1], scale: 5) }
+    }
+
     @Test func gradients() {
         let s = Tensor(shape: [3, 4], scalars: [0.5, -1, 2, 0.3, 1.5, -0.7, 0.2, 0.9, -0.4, 0.8, 1.1, -1.3], requiresGrad: true)
         let t = Tensor(shape: [3, 4], scalars: [0.1, 0.2, -0.3, 0.4, 0.5, -0.6, 0.7, 0.8, 0.9, -1.0, 1.1, 1.2])
@@ -74,11 +84,16 @@ import Testing
         settings.options.quiet = true
         settings.teacherCache = dir.file("vectors.safetensors")
         settings.output = dir.file("run")
+        settings.scratch = true
         let result = try TextDistillation.run(settings, teacher: teacher)
         let (t, s) = (result.rows[0].report, result.rows[1].report)
         #expect(s.teacherCosine > 0.95, "cos(teacher) \(s.teacherCosine)")
         #expect(s.recallAt10 >= t.recallAt10 - 0.1, "student recall@10 \(s.recallAt10), teacher \(t.recallAt10)")
         #expect(FileManager.default.fileExists(atPath: dir.file("run/best.safetensors").path))
+        // The baseline without the teacher: the same architecture, trained on the pairs.
+        #expect(result.rows.count == 3 && result.rows[2].role == "scratch" && result.rows[2].parameters == result.rows[1].parameters)
+        #expect(result.rows[2].report.recallAt10 > 0.1, "scratch recall@10 \(result.rows[2].report.recallAt10)")
+        settings.scratch = false
         // The cached vectors are reused: a second run calls the teacher only to time it (32 texts at most).
         largestCall.value = 0
         settings.options.epochs = 1
