@@ -32,6 +32,8 @@ struct TextKD: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Weight of the cosine term.") var cosineWeight: Float = 1
     @Option(help: "Weight of the MSE term.") var mseWeight: Float = 0
+    @Flag(help: "Also train the same student without the teacher (contrastive, on description-summary pairs): the baseline.") var scratch = false
+    @Option(help: "Where the teacher's vectors are kept between runs (default: CORPUS.teacher-vectors.safetensors).") var teacherCache: String?
     @Option(help: "Run folder.") var output = "runs/text"
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
@@ -71,6 +73,8 @@ struct TextKD: ParsableCommand {
         settings.options.quiet = quiet || json
         settings.cosineWeight = cosineWeight
         settings.mseWeight = mseWeight
+        settings.scratch = scratch
+        settings.teacherCache = teacherCache.map { URL(fileURLWithPath: $0) }
         settings.output = URL(fileURLWithPath: output)
         let result = try TextDistillation.run(settings, teacher: teacher) { if !(quiet || json) { log($0) } }
         if json { return printJSON(TextDistillation.json(result)) }
