@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Data-parallel training under Open MPI against one process (issue 17): `distill kd` for one epoch
-# on 2,000 Fashion-MNIST rows, once as one process and once as `mpirun -np 2` with the same seed
-# and global batch; prints the max abs difference of the two students' weights (float summation
-# order is the only difference, so it must stay tiny), then checks that ranks started with
-# different settings stop with an error naming the rank, without hanging.
+# Data parallelism and sweeps under Open MPI against one process (issue 17), on 2,000 Fashion-MNIST
+# rows, each check as one process and as `mpirun -np 2` with the same seed and global batch:
+#   1. `distill kd` for one epoch: max abs difference of the two students' weights (float
+#      summation order is the only difference, so it must stay tiny);
+#   2. sharded evaluation: both resume the finished run (no epoch left, the saved weights are
+#      scored) and must print the same test report bit for bit (a classifier, and a regression
+#      model on a generated .csv);
+#   3. `--resume` with a different number of ranks: epoch 1 under -np 2 then epoch 2 in one
+#      process, and the reverse, against 2 epochs straight in one process;
+#   4. `cache-teacher`: rank 0's file is byte for byte one process's;
+#   5. `distill sweep` across the ranks: the same rows (accuracies bit for bit) as one process;
+#   6. ranks started with different settings stop with an error naming the rank, without hanging,
+#      and `distill fit` (whose search follows each process's clock) refuses to run under mpirun.
 #
 #   scripts/mpi_check.sh                 # uses $DISTILL_BINARY or .build/release/distill
 #   DISTILL_BINARY=.build-mpi/release/distill scripts/mpi_check.sh
@@ -22,45 +30,130 @@ fi
 [ -x "$distill" ] || { echo "mpi_check: $distill not built (swift build -c release --product distill)" >&2; exit 1; }
 # Root (CI) needs Open MPI's explicit consent; one thread per rank so 2 ranks fit 2 cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 DISTILL_THREADS=1
-mpirun=(mpirun -np 2 -x DISTILL_THREADS)
+mpirun=(timeout 120 mpirun -np 2 -x DISTILL_THREADS)
+fail() { echo "mpi_check: $*" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-common=(--data fashion-mnist --train-limit 2000 --epochs 1 --batch-size 128 --seed 1 --quiet)
+common=(--data fashion-mnist --train-limit 2000 --batch-size 128 --seed 1 --quiet)
 
-"$distill" train --model mlp:784-128-10 "${common[@]}" --output "$work/teacher" >/dev/null
+"$distill" train --model mlp:784-128-10 "${common[@]}" --epochs 1 --output "$work/teacher" >/dev/null
 kd=(kd --teacher "$work/teacher" --student mlp:784-64-10 "${common[@]}")
 
+# 1. One epoch, one process against two ranks.
 start=$(date +%s.%N)
-"$distill" "${kd[@]}" --output "$work/one" >/dev/null
+"$distill" "${kd[@]}" --epochs 1 --output "$work/one" >/dev/null
 middle=$(date +%s.%N)
-timeout 120 "${mpirun[@]}" "$distill" "${kd[@]}" --output "$work/two" >/dev/null
+"${mpirun[@]}" "$distill" "${kd[@]}" --epochs 1 --output "$work/two" >/dev/null
 end=$(date +%s.%N)
 echo "mpi_check: 1 process $(echo "$middle - $start" | bc) s, mpirun -np 2 $(echo "$end - $middle" | bc) s (whole commands: data loading, teacher logits and the test set included)"
-
 # Rank 0 alone writes the run folder: one metrics line with the communication figures.
-grep -q '"ranks":2' "$work/two/metrics.jsonl" || { echo "mpi_check: metrics.jsonl lacks the 2-rank line" >&2; exit 1; }
+grep -q '"ranks":2' "$work/two/metrics.jsonl" || fail "metrics.jsonl lacks the 2-rank line"
 
-if [ -x "$python" ] && "$python" -c "import numpy, safetensors" 2>/dev/null; then
-  "$python" - "$work/one/student.safetensors" "$work/two/student.safetensors" "$tolerance" <<'EOF'
+have_numpy=false
+if [ -x "$python" ] && "$python" -c "import numpy, safetensors" 2>/dev/null; then have_numpy=true; fi
+# max_difference LABEL A.safetensors B.safetensors: prints the max abs weight difference, fails above the tolerance.
+max_difference() {
+  if $have_numpy; then
+    "$python" - "$@" "$tolerance" <<'EOF'
 import sys
 from safetensors.numpy import load_file
-one, two, tolerance = load_file(sys.argv[1]), load_file(sys.argv[2]), float(sys.argv[3])
+label, one, two, tolerance = sys.argv[1], load_file(sys.argv[2]), load_file(sys.argv[3]), float(sys.argv[4])
 assert one.keys() == two.keys(), (sorted(one), sorted(two))
 worst = max(float(abs(one[k].astype("float64") - two[k]).max()) for k in one)
 largest = max(float(abs(one[k]).max()) for k in one)
-print(f"mpi_check: max abs weight difference, 1 process vs 2 ranks: {worst:.3g} (largest weight {largest:.3g}, tolerance {tolerance:g})")
+print(f"mpi_check: max abs weight difference, {label}: {worst:.3g} (largest weight {largest:.3g}, tolerance {tolerance:g})")
 sys.exit(0 if worst <= tolerance else 1)
 EOF
-else
-  cmp -s "$work/one/student.safetensors" "$work/two/student.safetensors" \
-    && echo "mpi_check: weights identical" \
-    || echo "mpi_check: no .venv with numpy+safetensors (scripts/setup-tests.sh) to measure the weight difference"
-fi
+  elif cmp -s "$2" "$3"; then
+    echo "mpi_check: $1: weights identical"
+  else
+    echo "mpi_check: $1: no .venv with numpy+safetensors (scripts/setup-tests.sh) to measure the weight difference"
+  fi
+}
+max_difference "1 process vs 2 ranks, 1 epoch" "$work/one/student.safetensors" "$work/two/student.safetensors"
 
-# Ranks started with different settings: a clear error naming the rank, within seconds.
+# 2. Sharded evaluation: the same finished weights scored by one process and by two ranks.
+cp -r "$work/two" "$work/score-one" && cp -r "$work/two" "$work/score-two"
+"$distill" train --resume "$work/score-one" --json --quiet >"$work/score-one.json"
+"${mpirun[@]}" "$distill" train --resume "$work/score-two" --json --quiet >"$work/score-two.json"
+python3 - "$work/score-one.json" "$work/score-two.json" <<'EOF' || fail "2 ranks' test report differs from one process's"
+import json, sys
+one, two = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ["accuracy", "top5_accuracy", "loss", "expected_calibration_error", "confusion_matrix", "per_class_accuracy", "count"]
+differ = [k for k in keys if one[k] != two[k]]
+print(f"mpi_check: test report of the same weights, 1 process vs 2 ranks (each scoring half the batches): {'identical' if not differ else 'differs in ' + ', '.join(differ)} (accuracy {one['accuracy']}, loss {one['loss']!r}, {one['count']} rows)")
+sys.exit(1 if differ else 0)
+EOF
+
+# A regression run (a .csv with a numeric target): the same comparison of its test errors.
+python3 - "$work/table.csv" <<'EOF'
+import random, sys
+random.seed(5)
+with open(sys.argv[1], "w") as f:
+    f.write("a,b,c,y\n")
+    for _ in range(6000):  # a test split of 1,200 rows: two blocks of predictions, one per rank
+        a, b, c = (random.uniform(-2, 2) for _ in range(3))
+        f.write(f"{a:.5f},{b:.5f},{c:.5f},{3 * a - b * c + random.gauss(0, 0.1):.5f}\n")
+EOF
+"$distill" train --data "$work/table.csv" --target y --model mlp:3-32-1 --epochs 1 --seed 1 --quiet --output "$work/regression" >/dev/null
+cp -r "$work/regression" "$work/regression-two"
+"$distill" train --resume "$work/regression" --json --quiet >"$work/regression-one.json"
+"${mpirun[@]}" "$distill" train --resume "$work/regression-two" --json --quiet >"$work/regression-two.json"
+python3 - "$work/regression-one.json" "$work/regression-two.json" <<'EOF' || fail "2 ranks' regression test errors differ from one process's"
+import json, sys
+one, two = (json.load(open(p)) for p in sys.argv[1:3])
+same = all(one[k] == two[k] for k in ("rmse", "mae", "r2", "count"))
+print(f"mpi_check: regression test errors of the same weights, 1 process vs 2 ranks: {'identical' if same else 'different'} (RMSE {one['rmse']!r}, R² {one['r2']!r}, {one['count']} rows)")
+sys.exit(0 if same else 1)
+EOF
+
+# 3. --resume with a different number of ranks: epoch 2 of a 2-epoch run continues the 1-epoch
+# checkpoints (config.json asks for 2 epochs), across 1 -> 2 and 2 -> 1 ranks.
+"$distill" "${kd[@]}" --epochs 2 --output "$work/straight" >/dev/null
+for folder in one two; do
+  cp -r "$work/$folder" "$work/resume-$folder"
+  python3 - "$work/resume-$folder/config.json" <<'EOF'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["epochs"] = 2
+json.dump(config, open(sys.argv[1], "w"))
+EOF
+done
+"${mpirun[@]}" "$distill" train --resume "$work/resume-one" --quiet >/dev/null
+"$distill" train --resume "$work/resume-two" --quiet >/dev/null
+for folder in resume-one resume-two; do
+  [ "$(wc -l <"$work/$folder/metrics.jsonl")" -eq 2 ] || fail "$folder: expected 2 metrics lines after the resume"
+done
+max_difference "2 epochs straight (1 process) vs epoch 1 in 1 process + epoch 2 on 2 ranks" "$work/straight/student.safetensors" "$work/resume-one/student.safetensors"
+max_difference "2 epochs straight (1 process) vs epoch 1 on 2 ranks + epoch 2 in 1 process" "$work/straight/student.safetensors" "$work/resume-two/student.safetensors"
+
+# 4. cache-teacher: the ranks share the rows out, rank 0 writes the file.
+"$distill" cache-teacher --teacher "$work/teacher" --out "$work/logits-one.npy" >/dev/null
+"${mpirun[@]}" "$distill" cache-teacher --teacher "$work/teacher" --out "$work/logits-two.npy" >/dev/null
+cmp -s "$work/logits-one.npy" "$work/logits-two.npy" || fail "cache-teacher under 2 ranks wrote a different file from one process's"
+echo "mpi_check: cache-teacher on 2 ranks: the file is byte for byte one process's ($(stat -c %s "$work/logits-one.npy") bytes)"
+
+# 5. A sweep across the ranks against one process: same rows, accuracies bit for bit (each run
+# trains in one process either way; the queue only decides where).
+sweep=(sweep --teacher "$work/teacher" --students "mlp:784-{8,16,32}-10" --seeds 2 --epochs 1 --speed-seconds 0.05 "${common[@]}")
+"$distill" "${sweep[@]}" --output "$work/sweep-one" >/dev/null
+"${mpirun[@]}" "$distill" "${sweep[@]}" --output "$work/sweep-two" >"$work/sweep-two.txt"
+for f in sweep.jsonl sweep.csv sweep.html teacher_logits.npy; do [ -s "$work/sweep-two/$f" ] || fail "the 2-rank sweep did not write $f"; done
+cmp -s "$work/sweep-one/teacher_logits.npy" "$work/sweep-two/teacher_logits.npy" || fail "the 2-rank sweep's teacher logits differ from one process's"
+python3 - "$work/sweep-one/sweep.jsonl" "$work/sweep-two/sweep.jsonl" <<'EOF' || fail "the 2-rank sweep's rows differ from one process's"
+import json, sys
+one, two = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+key = lambda r: (r["name"], r["seed"], r["accuracy"], r["accuracy_scratch"], r["params"], r["fingerprint"])
+same = [key(r) for r in one] == [key(r) for r in two]
+print(f"mpi_check: sweep of {len(one)} (student, seed) pairs on 2 ranks: rows in the same order with the same accuracies as one process: {same}")
+sys.exit(0 if same and len(one) == 6 else 1)
+EOF
+[ "$(grep -c '^mlp' "$work/sweep-two.txt")" -eq 3 ] || fail "rank 0 should print the sweep table once (3 students): $(cat "$work/sweep-two.txt")"
+
+# 6. Ranks started with different settings: a clear error naming the rank, within seconds.
 set +e
-message=$(timeout 60 mpirun -np 1 -x DISTILL_THREADS "$distill" "${kd[@]}" : -np 1 -x DISTILL_THREADS "$distill" "${kd[@]}" --lr 0.01 2>&1)
+message=$(timeout 60 mpirun -np 1 -x DISTILL_THREADS "$distill" "${kd[@]}" --epochs 1 : -np 1 -x DISTILL_THREADS "$distill" "${kd[@]}" --epochs 1 --lr 0.01 2>&1)
 status=$?
 set -e
 if [ $status -eq 0 ] || [ $status -eq 124 ] || ! grep -q "rank 1 of 2 started with a different configuration" <<<"$message"; then
@@ -69,4 +162,14 @@ if [ $status -eq 0 ] || [ $status -eq 124 ] || ! grep -q "rank 1 of 2 started wi
   exit 1
 fi
 echo "mpi_check: ranks with different settings stop (exit $status): $(grep -m1 'different configuration' <<<"$message")"
+
+# distill fit decides by each process's clock: under mpirun it stops at once with an error.
+set +e
+message=$("${mpirun[@]}" "$distill" fit --min-accuracy 0.5 "${common[@]}" --output "$work/fit" 2>&1)
+status=$?
+set -e
+if [ $status -eq 0 ] || [ $status -eq 124 ] || ! grep -q "distill fit runs as one process" <<<"$message"; then
+  fail "distill fit under mpirun did not stop with a clear error (exit $status): $(head -5 <<<"$message")"
+fi
+echo "mpi_check: distill fit under mpirun stops (exit $status): $(grep -m1 -o 'distill fit runs as one process[^;]*' <<<"$message")"
 echo "mpi_check: passed"

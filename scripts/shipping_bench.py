@@ -3,7 +3,8 @@
 
     .venv/bin/python scripts/shipping_bench.py --distill .build/release/distill MODEL.safetensors [MODEL ...]
 
-For each saved model: `distill export` writes the .c/.h, .tflite and .mlmodel; the C file is compiled with
+For each saved model: `distill export` writes the .c/.h, .tflite and .mlmodel (an int8 model from `distill quantize`:
+the integer .c/.h and the fully int8 .tflite, its logits' range calibrated on --calibration; Core ML has no int8 export); the C file is compiled with
 `cc -O2 -std=c99` (and, for comparison, `-O3 -march=native`) together with a timing driver (one image at a time, clock_gettime around each call); LiteRT's
 Interpreter (ai-edge-litert, one thread) is timed around invoke() on the same image; DistillKit is timed by
 `distill bench infer --model MODEL` (its batch-1 inference plan). The three run back to back, `--rounds` times
@@ -76,6 +77,14 @@ def litert_latency(path, shape, calls):
     return statistics.median(times)
 
 
+def is_int8(model):
+    """Whether a .safetensors file is an int8 student (`distillkit.quantization` = int8 in its metadata)."""
+    with open(model, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(length))
+    return header.get("__metadata__", {}).get("distillkit.quantization") == "int8"
+
+
 def distill_latency(distill, model, calls):
     result = json.loads(run(distill, "bench", "infer", "--model", model, "--calls", calls, "--json").stdout)
     return result["latency_us_p50"], result
@@ -88,6 +97,7 @@ def main():
     parser.add_argument("--export-with", type=Path, help="a distill binary for the exports (default: --distill)")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calibration", default="fashion-mnist", help="data for the int8 .tflite files' logits range (int8 models only)")
     args = parser.parse_args()
     exporter = args.export_with or args.distill
     cc = shutil.which("cc") or "cc"
@@ -95,12 +105,16 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for model in args.models:
-            folder = Path(work) / model.parent.name
+            int8 = is_int8(model)
+            folder = Path(work) / f"{model.parent.name}-{model.stem}"
             folder.mkdir()
             source = folder / "student.c"
             run(exporter, "export", model, "--c", source)
-            run(exporter, "export", model, "--tflite", folder / "student.tflite")
-            run(exporter, "export", model, "--coreml", folder / "student.mlmodel")
+            if int8:
+                run(exporter, "export", model, "--tflite", folder / "student.tflite", "--calibration", args.calibration)
+            else:
+                run(exporter, "export", model, "--tflite", folder / "student.tflite")
+                run(exporter, "export", model, "--coreml", folder / "student.mlmodel")
             (folder / "timing.c").write_text(TIMING_DRIVER)
             run(cc, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", "student.c", "-o", "student.o", cwd=folder)
             run(cc, "-O2", "timing.c", "student.o", "-o", "timing", "-lm", cwd=folder)
@@ -108,7 +122,7 @@ def main():
             run(cc, "-O2", "timing.c", "native.o", "-o", "timing-native", "-lm", cwd=folder)
             text_data = run("size", folder / "student.o").stdout.splitlines()[1].split()
             summary = json.loads(run(args.distill, "inspect", model, "--json").stdout)
-            spec = summary["format"].split("(", 1)[1].rstrip(")")
+            spec = summary["format"].split("(", 1)[1].rstrip(")") + (" int8" if int8 else "")
             tflite_summary = json.loads(run(exporter, "inspect", folder / "student.tflite", "--json").stdout)
             shape = [1] + [int(d) for d in tflite_summary["inputs"][0]["shape"].strip("[]").split(",")[1:]]
             timings = {"distill": [], "c": [], "c_native": [], "litert": []}
@@ -118,9 +132,10 @@ def main():
                 timings["c_native"].append(c_latency(folder, args.calls, "timing-native"))
                 timings["litert"].append(litert_latency(folder / "student.tflite", shape, args.calls))
             rows.append(dict(
-                spec=spec, params=summary["parameters"], safetensors=model.stat().st_size,
+                spec=spec, params=tflite_summary["parameters"] if int8 else summary["parameters"], safetensors=model.stat().st_size,
                 c_source=source.stat().st_size, c_object=int(text_data[0]) + int(text_data[1]) + int(text_data[2]),
-                tflite=(folder / "student.tflite").stat().st_size, mlmodel=(folder / "student.mlmodel").stat().st_size,
+                tflite=(folder / "student.tflite").stat().st_size,
+                mlmodel=(folder / "student.mlmodel").stat().st_size if not int8 else None,
                 **{k: statistics.median(v) for k, v in timings.items()}))
     print("load after:", Path("/proc/loadavg").read_text().strip())
     print()
@@ -129,7 +144,7 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['spec']} | {r['params']:,} | {r['safetensors']:,} | {r['c_source']:,} | {r['c_object']:,} | {r['tflite']:,} | "
-              f"{r['mlmodel']:,} | {r['distill']:.1f} | {r['c']:.1f} | {r['c_native']:.1f} | {r['litert']:.1f} |")
+              f"{'—' if r['mlmodel'] is None else format(r['mlmodel'], ',')} | {r['distill']:.1f} | {r['c']:.1f} | {r['c_native']:.1f} | {r['litert']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,15 @@
 /* Open MPI's handles are pointers to its predefined objects; the functions take them as such. */
 typedef void *comm_t, *datatype_t, *op_t;
 
+/* MPI_Status as Open MPI 4.x lays it out (struct ompi_status_public_t in its mpi.h): the three
+   public fields, then two internal ones, which only give the struct its size here. */
+typedef struct {
+    int source, tag, error;
+    int cancelled;
+    size_t count;
+} status_t;
+#define ANY_SOURCE (-1) /* MPI_ANY_SOURCE in Open MPI's mpi.h */
+
 static int (*p_init_thread)(int *, char ***, int, int *);
 static int (*p_finalize)(void);
 static int (*p_finalized)(int *);
@@ -19,6 +28,10 @@ static int (*p_comm_size)(comm_t, int *);
 static int (*p_allreduce)(const void *, void *, int, datatype_t, op_t, comm_t);
 static int (*p_bcast)(void *, int, datatype_t, int, comm_t);
 static int (*p_barrier)(comm_t);
+static int (*p_send)(const void *, int, datatype_t, int, int, comm_t);
+static int (*p_recv)(void *, int, datatype_t, int, int, comm_t, status_t *);
+static int (*p_iprobe)(int, int, comm_t, int *, status_t *);
+static int (*p_get_count)(const status_t *, datatype_t, int *);
 static int (*p_abort)(comm_t, int);
 static int (*p_error_string)(int, char *, int *);
 static int (*p_get_library_version)(char *, int *);
@@ -78,6 +91,10 @@ static void init_once(void) {
     RESOLVE(p_allreduce, "MPI_Allreduce")
     RESOLVE(p_bcast, "MPI_Bcast")
     RESOLVE(p_barrier, "MPI_Barrier")
+    RESOLVE(p_send, "MPI_Send")
+    RESOLVE(p_recv, "MPI_Recv")
+    RESOLVE(p_iprobe, "MPI_Iprobe")
+    RESOLVE(p_get_count, "MPI_Get_count")
     RESOLVE(p_abort, "MPI_Abort")
     RESOLVE(p_error_string, "MPI_Error_string")
     RESOLVE(p_get_library_version, "MPI_Get_library_version")
@@ -159,6 +176,41 @@ int dk_mpi_broadcast(void *buffer, long bytes, int root, char *message, int capa
         if (rc) return report(rc, "MPI_Bcast", message, capacity);
     }
     return 0;
+}
+
+static int too_long(long bytes, char *message, int capacity) {
+    if (message && capacity > 0)
+        snprintf(message, (size_t)capacity, "a message of %ld bytes is longer than one MPI message can be (%d)", bytes, INT_MAX);
+    return -1;
+}
+
+int dk_mpi_send(const void *buffer, long bytes, int destination, int tag, char *message, int capacity) {
+    if (state != 1) return not_running(message, capacity);
+    if (bytes < 0 || bytes > INT_MAX) return too_long(bytes, message, capacity);
+    return report(p_send(buffer, (int)bytes, type_byte, destination, tag, comm_world), "MPI_Send", message, capacity);
+}
+
+int dk_mpi_probe(int source, int tag, int *found, int *from, long *bytes, char *message, int capacity) {
+    *found = 0;
+    if (state != 1) return not_running(message, capacity);
+    status_t status;
+    memset(&status, 0, sizeof status);
+    int rc = p_iprobe(source < 0 ? ANY_SOURCE : source, tag, comm_world, found, &status);
+    if (rc) return report(rc, "MPI_Iprobe", message, capacity);
+    if (!*found) return 0;
+    int count = 0;
+    rc = p_get_count(&status, type_byte, &count);
+    if (rc) return report(rc, "MPI_Get_count", message, capacity);
+    *from = status.source;
+    *bytes = count;
+    return 0;
+}
+
+int dk_mpi_receive(void *buffer, long bytes, int source, int tag, char *message, int capacity) {
+    if (state != 1) return not_running(message, capacity);
+    if (bytes < 0 || bytes > INT_MAX) return too_long(bytes, message, capacity);
+    status_t status;
+    return report(p_recv(buffer, (int)bytes, type_byte, source, tag, comm_world, &status), "MPI_Recv", message, capacity);
 }
 
 int dk_mpi_barrier(char *message, int capacity) {

@@ -230,6 +230,16 @@ struct FlatTable {
         return try (0..<count).map { Int(try reader.read(Int32.self, at: start + 4 * $0)) }
     }
 
+    func floats(_ index: Int) throws -> [Float] {
+        guard let (start, count) = try vector(index, elementSize: 4) else { return [] }
+        return try (0..<count).map { Float(bitPattern: try reader.read(UInt32.self, at: start + 4 * $0)) }
+    }
+
+    func int64s(_ index: Int) throws -> [Int64] {
+        guard let (start, count) = try vector(index, elementSize: 8) else { return [] }
+        return try (0..<count).map { try reader.read(Int64.self, at: start + 8 * $0) }
+    }
+
     func string(_ index: Int) throws -> String? {
         guard let (start, count) = try vector(index, elementSize: 1) else { return nil }
         return String(decoding: reader.bytes[start..<(start + count)], as: UTF8.self)

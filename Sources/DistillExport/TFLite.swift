@@ -22,9 +22,9 @@ public enum TFLiteExport {
 
     // Builtin operator codes and option-table kinds of the TFLite schema.
     enum Builtin: Int32 {
-        case add = 0, averagePool2D = 1, conv2D = 3, depthwiseConv2D = 4, fullyConnected = 9, logistic = 14, maxPool2D = 17, mul = 18,
-             relu = 19, reshape = 22, softmax = 25, tanh = 28, pad = 34, transpose = 39, mean = 40, sub = 41, padV2 = 60,
-             leakyRelu = 98, gelu = 150
+        case add = 0, averagePool2D = 1, conv2D = 3, depthwiseConv2D = 4, dequantize = 6, fullyConnected = 9, logistic = 14, maxPool2D = 17,
+             mul = 18, relu = 19, reshape = 22, softmax = 25, tanh = 28, pad = 34, transpose = 39, mean = 40, sub = 41, padV2 = 60,
+             leakyRelu = 98, quantize = 114, gelu = 150
 
         var name: String { TFLiteExport.operatorNames[rawValue] ?? "BUILTIN_\(rawValue)" }
     }
@@ -41,7 +41,7 @@ public enum TFLiteExport {
              transpose = 26, reducer = 27, sub = 28, padV2 = 43, leakyRelu = 75, gelu = 116
     }
 
-    enum TensorType: Int8 { case float32 = 0, int32 = 2 }
+    enum TensorType: Int8 { case float32 = 0, int32 = 2, int8 = 9 }
     enum Padding: Int8 { case same = 0, valid = 1 }
 
     /// What a refusal looks like before anything is written: the first node TFLite cannot express.
@@ -87,12 +87,22 @@ public enum TFLiteExport {
 
     /// Collects tensors, buffers and operators while lowering the graph's nodes.
     struct Builder {
-        struct TensorEntry { var shape: [Int]; var type: TensorType; var buffer: Int; var name: String; var dynamicBatch: Bool }
-        struct OperatorEntry { var code: Builtin; var inputs: [Int]; var outputs: [Int]; var options: (Options, [FlatField?])? }
+        struct TensorEntry {
+            var shape: [Int]; var type: TensorType; var buffer: Int; var name: String; var dynamicBatch: Bool
+            var quantization: Quantization? = nil
+        }
+        /// TFLite's `QuantizationParameters`: real = scale · (q − zero point), one pair per tensor
+        /// or one per index along `dimension` (per-channel).
+        struct Quantization: Equatable { var scales: [Float]; var zeroPoints: [Int64]; var dimension: Int = 0 }
+        struct OperatorEntry {
+            var code: Builtin; var inputs: [Int]; var outputs: [Int]; var options: (Options, [FlatField?])?
+            /// The operator's version: which tensor types its kernel must support (1: float only).
+            var version: Int32 = 1
+        }
         var tensors: [TensorEntry] = []
         var buffers: [Data] = [Data()]
         var operators: [OperatorEntry] = []
-        var codes: [Builtin] = []
+        var codes: [(Builtin, Int32)] = []
 
         /// NHWC (or [N, F]) with batch 1 in `shape` and -1 in the signature.
         mutating func activation(_ shape: [Int], name: String) -> Int {
@@ -117,8 +127,8 @@ public enum TFLiteExport {
             return tensors.count - 1
         }
 
-        mutating func op(_ code: Builtin, _ inputs: [Int], _ outputs: [Int], _ options: (Options, [FlatField?])? = nil) {
-            operators.append(OperatorEntry(code: code, inputs: inputs, outputs: outputs, options: options))
+        mutating func op(_ code: Builtin, _ inputs: [Int], _ outputs: [Int], _ options: (Options, [FlatField?])? = nil, version: Int32 = 1) {
+            operators.append(OperatorEntry(code: code, inputs: inputs, outputs: outputs, options: options, version: version))
         }
 
         /// An intermediate activation tensor shaped like `shape` (DistillKit layout).
@@ -272,19 +282,28 @@ public enum TFLiteExport {
 
         /// The root `Model` table.
         mutating func model(input: Int, output: Int, metadata: [String: Data], description: String) -> FlatObject {
-            var codeIndex: [Builtin: Int] = [:]
-            for o in operators where codeIndex[o.code] == nil { codeIndex[o.code] = codes.count; codes.append(o.code) }
-            let operatorCodes: [FlatObject] = codes.map { code in
+            // One operator code per (builtin, version): a kernel of a higher version accepts more tensor types.
+            var codeIndex: [Int64: Int] = [:]
+            func key(_ o: OperatorEntry) -> Int64 { Int64(o.code.rawValue) << 32 | Int64(o.version) }
+            for o in operators where codeIndex[key(o)] == nil { codeIndex[key(o)] = codes.count; codes.append((o.code, o.version)) }
+            let operatorCodes: [FlatObject] = codes.map { code, version in
                 // deprecated_builtin_code (byte), custom_code, version, builtin_code.
-                .table([.int8(Int8(min(code.rawValue, 127))), nil, .int32(1), .int32(code.rawValue)])
+                .table([.int8(Int8(min(code.rawValue, 127))), nil, .int32(version), .int32(code.rawValue)])
             }
             let tensorTables: [FlatObject] = tensors.map { t in
+                // shape, type, buffer, name, quantization, is_variable, sparsity, shape_signature.
                 var fields: [FlatField?] = [.object(.int32s(t.shape)), .int8(t.type.rawValue), .uint32(UInt32(t.buffer)), .object(.string(t.name))]
-                if t.dynamicBatch { fields += [nil, nil, nil, .object(.int32s([-1] + t.shape.dropFirst()))] }
+                if let q = t.quantization {
+                    // min, max, scale, zero_point, details (type, value), quantized_dimension.
+                    fields.append(.object(.table([nil, nil, .object(.floats(q.scales)), .object(.int64s(q.zeroPoints)), nil, nil, .int32(Int32(q.dimension))])))
+                } else {
+                    fields.append(nil)
+                }
+                if t.dynamicBatch { fields += [nil, nil, .object(.int32s([-1] + t.shape.dropFirst()))] }
                 return .table(fields)
             }
             let operatorTables: [FlatObject] = operators.map { o in
-                var fields: [FlatField?] = [.uint32(UInt32(codeIndex[o.code]!)), .object(.int32s(o.inputs)), .object(.int32s(o.outputs))]
+                var fields: [FlatField?] = [.uint32(UInt32(codeIndex[key(o)]!)), .object(.int32s(o.inputs)), .object(.int32s(o.outputs))]
                 if let (kind, options) = o.options { fields += [.uint8(kind.rawValue), .object(.table(options))] }
                 return .table(fields)
             }
@@ -317,6 +336,30 @@ public enum TFLiteExport {
 /// What `distill inspect` reads from a .tflite file.
 public struct TFLiteSummary {
     public struct TensorInfo { public var name: String; public var type: String; public var shape: [Int] }
+    /// A tensor's quantization parameters: real = scale · (q − zero point), per tensor (one
+    /// scale) or per channel along `dimension`.
+    public struct QuantizedTensor: Equatable, Sendable {
+        public var name: String, type: String, shape: [Int]
+        public var scales: [Float], zeroPoints: [Int], dimension: Int
+        /// Whether the tensor is constant (a weight or bias), not an activation.
+        public var isConstant: Bool
+
+        /// "l0.weight int8 [6, 5, 5, 1] per-channel (axis 0): 6 scales 0.00123 to 0.00456, zero point 0".
+        public var description: String {
+            func g(_ v: Float) -> String { String(format: "%.6g", Double(v)) }
+            let shape = "[\(self.shape.map(String.init).joined(separator: ", "))]"
+            if scales.count == 1 {
+                return "\(name) \(type) \(shape): scale \(g(scales[0])), zero point \(zeroPoints.first ?? 0)"
+            }
+            let zeros = Set(zeroPoints)
+            let zeroText = zeros.count == 1 ? "zero point \(zeros.first!)" : "zero points \(zeroPoints.min()!) to \(zeroPoints.max()!)"
+            return "\(name) \(type) \(shape) per-channel (axis \(dimension)): \(scales.count) scales \(g(scales.min()!)) to \(g(scales.max()!)), \(zeroText)"
+        }
+
+        public var json: [String: Any] {
+            ["tensor": name, "type": type, "shape": shape, "scales": scales.map(Double.init), "zero_points": zeroPoints, "axis": dimension, "constant": isConstant]
+        }
+    }
     public var version: Int
     public var description: String
     public var inputs: [TensorInfo], outputs: [TensorInfo]
@@ -330,6 +373,8 @@ public struct TFLiteSummary {
     public var flops: Int
     /// Metadata entries whose buffers are UTF-8 text.
     public var metadata: [String: String]
+    /// Every tensor with quantization parameters, in the file's tensor order (empty for a float model).
+    public var quantized: [QuantizedTensor]
 
     /// Reads `data` (a .tflite file); `source` names it in errors.
     public init(_ data: Data, source: String) throws {
@@ -352,13 +397,19 @@ public struct TFLiteSummary {
         guard let subgraph = try model.tables(2).first else { throw reader.fail("no subgraph") }
         let typeNames = [0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16", 9: "int8"]
         var constant: [Bool] = []
-        let tensors: [TensorInfo] = try subgraph.tables(0).map { t in
+        var quantized: [Int: QuantizedTensor] = [:]
+        let tensors: [TensorInfo] = try subgraph.tables(0).enumerated().map { index, t in
             let buffer = Int(try t.scalar(2, UInt32.self))
             guard buffer < bufferSizes.count else { throw reader.fail("a tensor names buffer \(buffer) of \(bufferSizes.count)") }
             constant.append(bufferSizes[buffer] > 0)
             let type = Int(try t.scalar(1, Int8.self))
-            return TensorInfo(name: try t.string(3) ?? "", type: typeNames[type] ?? "type \(type)", shape: try t.int32s(0))
+            let info = TensorInfo(name: try t.string(3) ?? "", type: typeNames[type] ?? "type \(type)", shape: try t.int32s(0))
+            if let q = try t.table(4), let parameters = try Self.quantization(q, of: info, constant: bufferSizes[buffer] > 0, reader: reader) {
+                quantized[index] = parameters
+            }
+            return info
         }
+        self.quantized = quantized.sorted { $0.key < $1.key }.map(\.value)
         func tensor(_ i: Int) throws -> TensorInfo {
             guard i >= 0, i < tensors.count else { throw reader.fail("tensor index \(i) of \(tensors.count)") }
             return tensors[i]
@@ -382,7 +433,14 @@ public struct TFLiteSummary {
         }
         operators = counts
         flops = total
-        parameters = zip(tensors, constant).filter { $1 && $0.type == "float32" }.reduce(0) { $0 + $1.0.shape.reduce(1, *) }
+        // Parameters: constant float tensors, and the quantized weights and biases of the layers.
+        var parameterTensors = Set(tensors.indices.filter { constant[$0] && tensors[$0].type == "float32" })
+        for op in try subgraph.tables(3) {
+            let name = codes[Int(try op.scalar(0, UInt32.self))]
+            guard ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"].contains(name) else { continue }
+            for i in try op.int32s(1).dropFirst() where i >= 0 && i < constant.count && constant[i] && quantized[i] != nil { parameterTensors.insert(i) }
+        }
+        parameters = parameterTensors.reduce(0) { $0 + tensors[$1].shape.reduce(1) { $0 &* Swift.max($1, 0) } }
         var metadata: [String: String] = [:]
         for entry in try model.tables(6) {
             let buffer = Int(try entry.scalar(1, UInt32.self))
@@ -393,6 +451,32 @@ public struct TFLiteSummary {
         // Constant buffers of the graph (metadata buffers are not model bytes).
         let metadataBuffers = Set(try model.tables(6).map { Int(try $0.scalar(1, UInt32.self)) })
         bytes = bufferSizes.enumerated().filter { !metadataBuffers.contains($0.offset) }.reduce(0) { $0 + $1.element }
+    }
+
+    /// The quantization parameters in table `q` of tensor `info`, nil when the table holds no
+    /// scales (TFLite's "not quantized"); throws when they cannot describe the tensor (a scale that is
+    /// not positive and finite, a zero point outside the type's range, per-channel parameters that do
+    /// not match the tensor's extent along their axis).
+    static func quantization(_ q: FlatTable, of info: TensorInfo, constant: Bool, reader: FlatBufferReader) throws -> QuantizedTensor? {
+        let scales = try q.floats(2), zeroPoints = try q.int64s(3)
+        guard !scales.isEmpty else { return nil }
+        let dimension = Int(try q.scalar(6, Int32.self))
+        func bad(_ why: String) -> ExportError { reader.fail("tensor '\(info.name.prefix(80))': \(why)") }
+        guard scales.allSatisfy({ $0 > 0 && $0.isFinite }) else { throw bad("a quantization scale is not positive and finite") }
+        guard zeroPoints.isEmpty || zeroPoints.count == scales.count else {
+            throw bad("\(scales.count) quantization scales but \(zeroPoints.count) zero points")
+        }
+        if scales.count > 1 {
+            guard dimension >= 0, dimension < info.shape.count, info.shape[dimension] == scales.count else {
+                throw bad("\(scales.count) per-channel scales on axis \(dimension) of a tensor of shape \(info.shape)")
+            }
+        }
+        let range: ClosedRange<Int64>? = ["int8": -128...127, "uint8": 0...255, "int16": -32768...32767][info.type]
+        if let range, let outside = zeroPoints.first(where: { !range.contains($0) }) {
+            throw bad("zero point \(outside) is outside the \(info.type) range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return QuantizedTensor(name: info.name, type: info.type, shape: info.shape, scales: scales,
+                               zeroPoints: zeroPoints.isEmpty ? [0] : zeroPoints.map { Int($0) }, dimension: dimension, isConstant: constant)
     }
 
     /// FLOPs of one operator for a batch of one, counted like DistillKit's ONNX inspector: a

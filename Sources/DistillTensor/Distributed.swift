@@ -2,7 +2,8 @@ import CMPILoader
 import Foundation
 
 /// What a group of processes (ranks) that train one model together can do: sum values over all
-/// ranks in place, copy bytes from one rank to the others, wait for each other.
+/// ranks in place, copy bytes from one rank to the others, wait for each other, and pass messages
+/// from one rank to another (a sweep's work queue, gathering rows on rank 0).
 ///
 /// Three kinds: `SingleProcess` (the usual run: everything is a no-op), `MPICommunicator` (Open
 /// MPI, loaded only under `mpirun`), and `InProcessGroup` (threads of one process standing for
@@ -14,6 +15,14 @@ public protocol Communicator: AnyObject, Sendable {
     func allreduceSum(_ values: UnsafeMutableBufferPointer<Double>) throws
     func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws
     func barrier() throws
+    /// Sends `bytes` to rank `destination`, labelled `tag`; messages between two ranks with the
+    /// same tag arrive in the order they were sent.
+    func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws
+    /// The sender and length of a message with `tag` from `source` (nil: any rank) that has
+    /// arrived and not been received yet, or nil; never waits.
+    func probe(from source: Int?, tag: Int) throws -> (source: Int, bytes: Int)?
+    /// Receives the message `probe` found (exactly `bytes.count` bytes from `source` with `tag`).
+    func receive(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws
 }
 
 /// The ranks of a data-parallel run and the few collective operations training needs.
@@ -45,7 +54,23 @@ public final class Distributed: @unchecked Sendable {
     /// The flat buffer gradients are reduced in (kept between steps).
     private var buffer: [Float] = []
 
-    public init(_ communicator: any Communicator) { self.communicator = communicator }
+    /// Floats per allreduce bucket (see `allreduceMean`): `DISTILL_BUCKET_BYTES` / 4 when set,
+    /// else `defaultBucketBytes` / 4.
+    public var bucketCapacity: Int
+
+    public init(_ communicator: any Communicator) {
+        self.communicator = communicator
+        let bytes = ProcessInfo.processInfo.environment["DISTILL_BUCKET_BYTES"].flatMap(Int.init) ?? Self.defaultBucketBytes
+        bucketCapacity = max(1, bytes / MemoryLayout<Float>.size)
+    }
+
+    /// The default bucket: 4 MiB of gradients per `MPI_Allreduce` (every student of the zoo fits
+    /// in one; see BENCHMARKS.md, "Open MPI", for the measurement).
+    public static let defaultBucketBytes = 4 << 20
+
+    /// One process on its own, whatever `world` is: for work that each rank does alone (the runs
+    /// of a sweep spread over the ranks).
+    public static var oneProcess: Distributed { Distributed(SingleProcess()) }
 
     /// This process's group: `mpirun`'s world when started by it, else a single rank. Throws when
     /// started by `mpirun` and Open MPI cannot be loaded or started (the message names the packages).
@@ -83,40 +108,84 @@ public final class Distributed: @unchecked Sendable {
         (rows * rank / size)..<(rows * (rank + 1) / size)
     }
 
+    /// This rank's rows of `rows` in whole blocks of `block` rows (the last block may be short):
+    /// the blocks are shared out as `share` shares rows. Evaluation and teacher outputs run in
+    /// the same batches as in one process, so every row's outputs are the same bits.
+    public func blockShare(of rows: Int, block: Int) -> Range<Int> { Self.blockShare(of: rows, block: block, rank: rank, size: size) }
+
+    public static func blockShare(of rows: Int, block: Int, rank: Int, size: Int) -> Range<Int> {
+        precondition(block > 0, "blockShare: blocks must hold at least one row")
+        let blocks = share(of: (rows + block - 1) / block, rank: rank, size: size)
+        return min(rows, blocks.lowerBound * block)..<min(rows, blocks.upperBound * block)
+    }
+
     // MARK: Collectives
 
-    /// Replaces each tensor, on every rank, with Σ over ranks of `weight_rank · tensor_rank`, all
-    /// tensors flattened into one buffer for one `MPI_Allreduce`. With `weight` = this rank's rows
-    /// / the global batch's rows and each rank's gradients a mean over its own rows, the result is
-    /// the mean over the global batch whatever the shares; the default, 1 / size, is the plain
-    /// mean. `scalars` travel in the same buffer, summed without weighting, and are returned.
+    /// Replaces each tensor, on every rank, with Σ over ranks of `weight_rank · tensor_rank`. With
+    /// `weight` = this rank's rows / the global batch's rows and each rank's gradients a mean over
+    /// its own rows, the result is the mean over the global batch whatever the shares; the
+    /// default, 1 / size, is the plain mean. `scalars` travel after the tensors, summed without
+    /// weighting, and are returned.
+    ///
+    /// Buckets: the tensors and scalars, laid end to end, are reduced in windows of at most
+    /// `bucketCapacity` floats, one `MPI_Allreduce` per window (a tensor may straddle two), so
+    /// the extra memory is one bucket however large the model, and a model of many small tensors
+    /// still makes one call rather than one per tensor.
     @discardableResult
     public func allreduceMean(_ tensors: [Tensor], weight: Float? = nil, scalars: [Float] = []) throws -> [Float] {
         guard isDistributed else { return scalars }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let w = weight ?? 1 / Float(size)
+        var sums = scalars
         let total = tensors.reduce(0) { $0 + $1.count } + scalars.count
-        if buffer.count != total { buffer = [Float](repeating: 0, count: total) }
-        var result: [Float] = []
-        try buffer.withUnsafeMutableBufferPointer { flat in
-            var offset = 0
-            for t in tensors {
-                let p = t.data
-                for i in 0..<t.count { flat[offset + i] = p[i] * w }
-                offset += t.count
+        let windows = Self.buckets(total: total, capacity: bucketCapacity)
+        let largest = windows.map(\.count).max() ?? 0
+        if buffer.count < largest { buffer = [Float](repeating: 0, count: largest) }
+        try sums.withUnsafeMutableBufferPointer { scalarValues in
+            var segments = tensors.map { (values: $0.data, count: $0.count, scale: w) }
+            if let base = scalarValues.baseAddress { segments.append((base, scalarValues.count, 1)) }
+            let sizes = segments.map(\.count)
+            try buffer.withUnsafeMutableBufferPointer { flat in
+                for window in windows {
+                    let pieces = Self.pieces(of: sizes, in: window)
+                    for p in pieces {
+                        let source = segments[p.segment], out = flat.baseAddress! + p.bucketOffset
+                        for i in 0..<p.count { out[i] = source.values[p.segmentOffset + i] * source.scale }
+                    }
+                    try communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: flat[0..<window.count]))
+                    for p in pieces {
+                        (segments[p.segment].values + p.segmentOffset).update(from: flat.baseAddress! + p.bucketOffset, count: p.count)
+                    }
+                }
             }
-            for (i, s) in scalars.enumerated() { flat[offset + i] = s }
-            try communicator.allreduceSum(flat)
-            offset = 0
-            for t in tensors {
-                t.data.update(from: flat.baseAddress! + offset, count: t.count)
-                offset += t.count
-            }
-            result = Array(flat[offset..<total])
         }
         reduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         bytesReduced += total * MemoryLayout<Float>.size
         reductions += 1
+        bucketsReduced += windows.count
+        return sums
+    }
+
+    /// Allreduce calls made by `allreduceMean` since the start (one per bucket).
+    public private(set) var bucketsReduced = 0
+
+    /// `0..<total` cut into consecutive windows of `capacity` (the last one shorter).
+    public static func buckets(total: Int, capacity: Int) -> [Range<Int>] {
+        precondition(capacity > 0, "buckets: the capacity must be positive")
+        return stride(from: 0, to: total, by: capacity).map { $0..<min($0 + capacity, total) }
+    }
+
+    /// The parts of segments of `sizes`, laid end to end, that fall in `window`: for each, the
+    /// segment, where the part starts in it, where it goes in the bucket, and its length.
+    public static func pieces(of sizes: [Int], in window: Range<Int>) -> [(segment: Int, segmentOffset: Int, bucketOffset: Int, count: Int)] {
+        var result: [(segment: Int, segmentOffset: Int, bucketOffset: Int, count: Int)] = []
+        var start = 0
+        for (k, size) in sizes.enumerated() {
+            let lo = max(start, window.lowerBound), hi = min(start + size, window.upperBound)
+            if lo < hi { result.append((k, lo - start, lo - window.lowerBound, hi - lo)) }
+            start += size
+            if start >= window.upperBound { break }
+        }
         return result
     }
 
@@ -150,6 +219,77 @@ public final class Distributed: @unchecked Sendable {
     }
 
     public func barrier() throws { if isDistributed { try communicator.barrier() } }
+
+    // MARK: Messages
+
+    /// Sends `data` to rank `destination` with `tag` (see `Communicator.send`).
+    public func send(_ data: Data, to destination: Int, tag: Int) throws {
+        guard (0..<size).contains(destination), destination != rank else {
+            throw TensorError("rank \(rank) of \(size) cannot send a message to rank \(destination)")
+        }
+        try data.withUnsafeBytes { try communicator.send($0, to: destination, tag: tag) }
+    }
+
+    /// A message with `tag` from `source` (nil: any rank) that has arrived, received, or nil if
+    /// none has; never waits.
+    public func poll(from source: Int? = nil, tag: Int) throws -> (source: Int, data: Data)? {
+        guard let found = try communicator.probe(from: source, tag: tag) else { return nil }
+        var data = Data(count: found.bytes)
+        try data.withUnsafeMutableBytes { try communicator.receive($0, from: found.source, tag: tag) }
+        return (found.source, data)
+    }
+
+    /// The next message with `tag` from `source` (nil: any rank), waiting for it without keeping
+    /// a core busy: Open MPI's blocking receive spins, which would take the core of a rank that is
+    /// still training on the same host; this checks at most every `longestSleep` seconds.
+    public func receive(from source: Int? = nil, tag: Int, longestSleep: Double = 0.05) throws -> (source: Int, data: Data) {
+        var sleep = 0.0005
+        while true {
+            if let message = try poll(from: source, tag: tag) { return message }
+            Thread.sleep(forTimeInterval: sleep)
+            sleep = min(sleep * 2, longestSleep)
+        }
+    }
+
+    /// Every rank's `data`, in rank order, on rank `root` (nil on the others). Each rank sends its
+    /// bytes to the root in pieces of at most 1 GiB (MPI counts are 32-bit).
+    public func gather(_ data: Data, root: Int = 0) throws -> [Data]? {
+        guard isDistributed else { return [data] }
+        let piece = 1 << 30, tag = Self.gatherTag
+        if rank != root {
+            var length = UInt64(data.count)
+            try send(Data(bytes: &length, count: 8), to: root, tag: tag)
+            for start in stride(from: data.startIndex, to: data.endIndex, by: piece) {
+                try send(data[start..<min(start + piece, data.endIndex)], to: root, tag: tag)
+            }
+            return nil
+        }
+        var all: [Data] = []
+        for r in 0..<size {
+            if r == root { all.append(data); continue }
+            let header = try receive(from: r, tag: tag, longestSleep: 0.005).data
+            guard header.count == 8 else { throw TensorError("rank \(r) sent a malformed gather header (\(header.count) bytes)") }
+            let length = Int(header.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            var bytes = Data(capacity: length)
+            while bytes.count < length { bytes.append(try receive(from: r, tag: tag, longestSleep: 0.005).data) }
+            guard bytes.count == length else { throw TensorError("rank \(r) sent \(bytes.count) bytes where it announced \(length)") }
+            all.append(bytes)
+        }
+        return all
+    }
+
+    /// Every rank's `data`, in rank order, on every rank (one broadcast from each rank in turn).
+    public func allgather(_ data: Data) throws -> [Data] {
+        guard isDistributed else { return [data] }
+        return try (0..<size).map { r in
+            var part = r == rank ? data : Data()
+            try broadcast(&part, root: r)
+            return part
+        }
+    }
+
+    /// The message tag `gather` uses (others must not use it while a gather runs).
+    public static let gatherTag = 0x6761
 
     /// Stops with an error on every rank when a rank's `configuration` (the resolved settings, as
     /// text) differs from rank 0's: a hash broadcast from rank 0, then a sum of who differs.
@@ -186,6 +326,13 @@ public final class SingleProcess: Communicator {
     public func allreduceSum(_ values: UnsafeMutableBufferPointer<Double>) throws {}
     public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {}
     public func barrier() throws {}
+    public func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+        throw TensorError("a single process has no rank \(destination) to send a message to")
+    }
+    public func probe(from source: Int?, tag: Int) throws -> (source: Int, bytes: Int)? { nil }
+    public func receive(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        throw TensorError("a single process has no rank \(source) to receive a message from")
+    }
 }
 
 /// `MPI_COMM_WORLD` of Open MPI, through the dlopen shim (Sources/CMPILoader).
@@ -208,6 +355,17 @@ final class MPICommunicator: Communicator {
         try check { dk_mpi_broadcast(bytes.baseAddress, bytes.count, Int32(root), $0, $1) }
     }
     func barrier() throws { try check { dk_mpi_barrier($0, $1) } }
+    func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+        try check { dk_mpi_send(bytes.baseAddress, bytes.count, Int32(destination), Int32(tag), $0, $1) }
+    }
+    func probe(from source: Int?, tag: Int) throws -> (source: Int, bytes: Int)? {
+        var found: Int32 = 0, from: Int32 = 0, bytes = 0
+        try check { dk_mpi_probe(Int32(source ?? -1), Int32(tag), &found, &from, &bytes, $0, $1) }
+        return found != 0 ? (Int(from), bytes) : nil
+    }
+    func receive(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        try check { dk_mpi_receive(bytes.baseAddress, bytes.count, Int32(source), Int32(tag), $0, $1) }
+    }
 }
 
 /// Ranks as threads of one process, for tests: `InProcessGroup.worlds(size: 2)` gives one
@@ -219,8 +377,40 @@ public final class InProcessGroup: @unchecked Sendable {
     private var arrived = 0, generation = 0
     private var deposits: [[UInt8]]
     private var result: [UInt8] = []
+    /// Messages sent and not yet received, per destination rank, in the order they were sent.
+    private var mailboxes: [[(source: Int, tag: Int, bytes: [UInt8])]]
+    private let mail = NSLock()
 
-    init(size: Int) { self.size = size; deposits = Array(repeating: [], count: size) }
+    init(size: Int) {
+        self.size = size
+        deposits = Array(repeating: [], count: size)
+        mailboxes = Array(repeating: [], count: size)
+    }
+
+    func post(_ bytes: UnsafeRawBufferPointer, from source: Int, to destination: Int, tag: Int) {
+        mail.lock(); defer { mail.unlock() }
+        mailboxes[destination].append((source, tag, Array(bytes)))
+    }
+
+    /// The first waiting message for `rank` matching `source` and `tag`: its index and sender.
+    private func firstMatch(for rank: Int, from source: Int?, tag: Int) -> (index: Int, source: Int, bytes: Int)? {
+        guard let i = mailboxes[rank].firstIndex(where: { $0.tag == tag && (source == nil || $0.source == source) }) else { return nil }
+        return (i, mailboxes[rank][i].source, mailboxes[rank][i].bytes.count)
+    }
+
+    func peek(for rank: Int, from source: Int?, tag: Int) -> (source: Int, bytes: Int)? {
+        mail.lock(); defer { mail.unlock() }
+        return firstMatch(for: rank, from: source, tag: tag).map { ($0.source, $0.bytes) }
+    }
+
+    func take(for rank: Int, into buffer: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+        mail.lock(); defer { mail.unlock() }
+        guard let match = firstMatch(for: rank, from: source, tag: tag), match.bytes == buffer.count else {
+            throw TensorError("rank \(rank): no message of \(buffer.count) bytes with tag \(tag) from rank \(source) is waiting")
+        }
+        let message = mailboxes[rank].remove(at: match.index)
+        message.bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+    }
 
     public static func worlds(size: Int) -> [Distributed] {
         let group = InProcessGroup(size: size)
@@ -264,6 +454,13 @@ public final class InProcessGroup: @unchecked Sendable {
         }
         func barrier() throws {
             group.exchange(rank: rank, UnsafeMutableRawBufferPointer(start: nil, count: 0)) { _ in [] }
+        }
+        func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+            group.post(bytes, from: rank, to: destination, tag: tag)
+        }
+        func probe(from source: Int?, tag: Int) throws -> (source: Int, bytes: Int)? { group.peek(for: rank, from: source, tag: tag) }
+        func receive(_ bytes: UnsafeMutableRawBufferPointer, from source: Int, tag: Int) throws {
+            try group.take(for: rank, into: bytes, from: source, tag: tag)
         }
     }
 }

@@ -13,7 +13,10 @@ enum BackwardRule {
     case matmul, linear
     case conv2d(Conv2dConfig, path: ConvolutionPath, cols: TensorStorage?), maxPool2d(argmax: [Int32], tiled: Bool), avgPool2d(Pool2dConfig)
     case batchNorm(xhat: Tensor, invStd: [Float], training: Bool)
+    case layerNorm(xhat: Tensor, invStd: [Float])
+    case maskedMeanPool(weights: [Float]), l2Normalize(norms: [Float], epsilon: Float)
     case dropout(mask: Tensor), embedding(indices: [Int])
+    case straightThrough, fakeQuantize(scale: Float, zeroPoint: Int32)
     case softmaxCrossEntropy(probabilities: Tensor, labels: [Int])
     case temperedKL(studentProbabilities: Tensor, teacherProbabilities: Tensor, temperature: Float)
 
@@ -134,7 +137,19 @@ extension BackwardRule {
         case .batchNorm(let xhat, let invStd, let training):
             let (dx, dw, db) = batchNormBackward(g, weight: x[1], xhat: xhat, invStd: invStd, training: training)
             return [dx, dw, db]
+        case .layerNorm(let xhat, let invStd):
+            let (dx, dw, db) = layerNormBackward(g, weight: x[1], xhat: xhat, invStd: invStd)
+            return [dx, dw, db]
         case .dropout(let mask): return [zipKernel(g, mask, *)]
+
+        // Fake quantization (Ops/FakeQuantization.swift): the straight-through estimator (Bengio et al.
+        // 2013; Jacob et al. 2018): rounding passes g unchanged, clipping keeps its derivative (0 outside).
+        case .straightThrough: return [g]
+        case .fakeQuantize(let scale, let zeroPoint): return [fakeQuantizeBackward(g, input: x[0], scale: scale, zeroPoint: zeroPoint)]
+
+        // Sentence pooling (Ops/SentencePooling.swift): masked mean over tokens, L2 normalisation.
+        case .maskedMeanPool(let weights): return [maskedMeanPoolBackward(g, inputShape: x[0].shape, weights: weights)]
+        case .l2Normalize(let norms, let epsilon): return [l2NormalizeBackward(g, output: y, norms: norms, epsilon: epsilon)]
 
         // Fused softmax losses (Ops/SoftmaxLosses.swift): closed-form gradients, g is a scalar.
         case .softmaxCrossEntropy(let p, let labels):  // (softmax(x) − onehot(y)) · g / N

@@ -37,16 +37,19 @@ public enum Safetensors {
     }
 
     /// Loads every tensor of a safetensors file as Float32 (F32, F16, BF16 and F64 are accepted).
-    public static func load(_ url: URL) throws -> [String: Tensor] {
+    /// With `including`, only the tensors it accepts are read and checked; the others are skipped
+    /// (a Hugging Face checkpoint also holds integer buffers such as `position_ids`).
+    public static func load(_ url: URL, including: ((String) -> Bool)? = nil) throws -> [String: Tensor] {
         let data: Data
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
             throw TensorError("\(url.path): cannot read (\(error.localizedDescription))")
         }
-        return try decode(data, name: url.path).tensors
+        return try decode(data, name: url.path, including: including).tensors
     }
 
-    /// Parses the bytes of a safetensors file; `name` appears in error messages.
-    public static func decode(_ data: Data, name: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+    /// Parses the bytes of a safetensors file; `name` appears in error messages. `including`
+    /// selects the tensors to read (all when nil).
+    public static func decode(_ data: Data, name: String, including: ((String) -> Bool)? = nil) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         func fail(_ why: String) -> TensorError { TensorError("\(name): not a valid safetensors file: \(why)") }
         guard data.count >= 8 else { throw fail("\(data.count) bytes, shorter than the 8-byte header length") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
@@ -67,6 +70,7 @@ public enum Safetensors {
                 metadata = m
                 continue
             }
+            if let including, !including(key) { continue }
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
                   let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw fail("entry '\(key)' lacks dtype, shape or data_offsets")
@@ -95,6 +99,10 @@ public enum Safetensors {
             let t = Tensor(uninitializedShape: shape)
             data.withUnsafeBytes { raw in
                 let base = raw.baseAddress! + headerEnd + offsets[0]
+                if dtype == "F32" {  // little-endian on every platform DistillKit runs on: one copy
+                    UnsafeMutableRawPointer(t.data).copyMemory(from: base, byteCount: count * 4)
+                    return
+                }
                 for i in 0..<count {
                     switch width {
                     case 4: t.data[i] = Float(bitPattern: base.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))

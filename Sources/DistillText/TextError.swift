@@ -17,6 +17,8 @@ public enum TextError: Error, LocalizedError, CustomStringConvertible, Equatable
     case emptyCorpus(source: String, advice: String)
     /// An external program the command needs could not be run or failed.
     case toolFailed(tool: String, problem: String)
+    /// Arguments that do not fit together (shapes, indices): the message says how.
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,7 @@ public enum TextError: Error, LocalizedError, CustomStringConvertible, Equatable
         case .mismatch(let path, let otherPath, let problem): return "\(path) and \(otherPath) do not match: \(problem)"
         case .emptyCorpus(let source, let advice): return "\(source): no usable entries; \(advice)"
         case .toolFailed(let tool, let problem): return "\(tool): \(problem)"
+        case .invalidArgument(let message): return message
         }
     }
 

@@ -17,8 +17,8 @@ struct NormalizedScalar: Sendable, Equatable {
 ///
 /// 1. clean text: NUL, U+FFFD and "other" characters (general categories Cc, Cf, Co; tab, line
 ///    feed and carriage return excepted) are removed, whitespace (the Unicode White_Space
-///    property) becomes a space. Unassigned code points (Cn) stay, as they do in `tokenizers`
-///    (checked against it in tests/interop/test_text_tokenizer.py).
+///    property) becomes a space. Unassigned code points (Cn) stay, as they do in `tokenizers`.
+///    Categories are Unicode 8.0's, as in `tokenizers` (`category(_:)`).
 /// 2. Chinese characters (the CJK Unified Ideograph blocks BERT lists) get a space on each side.
 /// 3. strip accents: canonical decomposition (NFD), then nonspacing marks (Mn) are removed.
 /// 4. lowercase: each scalar's full lowercase mapping (`İ` → `i̇`, context-free).
@@ -46,13 +46,31 @@ struct BertTextRules: Sendable, Equatable {
         }
     }
 
+    /// The general category as `tokenizers` sees it: its category tables are Unicode 8.0's, so a
+    /// scalar assigned later (an Arabic mark of Unicode 14, a Unicode 9 format character) is
+    /// unassigned there, neither removed, stripped nor punctuation. Measured on every code point
+    /// up to U+3FFFF (tests/interop/test_text_tokenizer.py).
+    static func category(_ s: Unicode.Scalar) -> Unicode.GeneralCategory {
+        if let old = unicode8Changes[s.value] { return old }
+        guard let age = s.properties.age, age.major < 8 || (age.major == 8 && age.minor == 0) else { return .unassigned }
+        return s.properties.generalCategory
+    }
+
+    /// Scalars of Unicode 8.0 whose general category has changed since, with their 8.0 category
+    /// (from the Unicode Character Database's history; the seven differences the every-code-point
+    /// check found).
+    static let unicode8Changes: [UInt32: Unicode.GeneralCategory] = [
+        0x166D: .otherPunctuation, 0x1734: .nonspacingMark, 0x1885: .otherLetter, 0x1886: .otherLetter,
+        0xA9BD: .spacingMark, 0x111C9: .otherPunctuation, 0x1171E: .nonspacingMark,
+    ]
+
     /// Removed by "clean text": NUL, U+FFFD and Cc/Cf/Co characters other than tab, LF and CR.
     static func isRemovedControl(_ s: Unicode.Scalar) -> Bool {
         switch s.value {
         case 0, 0xFFFD: return true
         case 0x09, 0x0A, 0x0D: return false
         default:
-            switch s.properties.generalCategory {
+            switch category(s) {
             case .control, .format, .privateUse, .surrogate: return true
             default: return false
             }
@@ -69,7 +87,7 @@ struct BertTextRules: Sendable, Equatable {
             }
             return .word
         }
-        switch s.properties.generalCategory {
+        switch category(s) {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
              .initialPunctuation, .finalPunctuation, .otherPunctuation:
             return .punctuation
@@ -91,7 +109,7 @@ struct BertTextRules: Sendable, Equatable {
         var scalars: [Unicode.Scalar] = [s]
         if stripAccents && !s.isASCII {
             scalars = Array(String(Character(s)).decomposedStringWithCanonicalMapping.unicodeScalars)
-                .filter { $0.properties.generalCategory != .nonspacingMark }
+                .filter { Self.category($0) != .nonspacingMark }
         }
         if lowercase {
             scalars = scalars.flatMap { Array($0.properties.lowercaseMapping.unicodeScalars) }

@@ -245,6 +245,11 @@ public struct WordPieceTokenizer: Sendable {
                 if b < 0x80 {
                     i += 1
                     guard let kind = asciiKind[Int(b)] else { continue }
+                    if kind == .word {  // the common case, without the calls of `add`
+                        scratch.scalarStarts.append(scratch.bytes.count)
+                        scratch.bytes.append(asciiMapped[Int(b)])
+                        continue
+                    }
                     guard add(Unicode.Scalar(asciiMapped[Int(b)]), kind) else { break scan }
                     continue
                 }

@@ -17,15 +17,13 @@ public final class CachedTeacher: Teacher {
         self.name = name; self.parameterCount = parameterCount; self.bytes = bytes
     }
 
-    /// Runs `teacher` once over the examples of `inputs` in batches and keeps the logits.
-    public static func precomputed(from teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 256) throws -> CachedTeacher {
-        var parts: [Tensor] = []
-        for start in stride(from: 0, to: inputs.count, by: batchSize) {
-            let rows = start..<min(start + batchSize, inputs.count)
-            parts.append(try teacher.logits(inputs.rows(rows), indices: Array(rows)))
-        }
-        return CachedTeacher(logits: withNoGrad { Tensor.concat(parts, axis: 0) }, name: teacher.name,
-                             parameterCount: teacher.parameterCount, bytes: teacher.bytes)
+    /// Runs `teacher` once over the examples of `inputs` in batches and keeps the logits. With
+    /// several ranks (`world`), each runs its share of the batches and every rank gets the whole
+    /// table (`TeacherOutputs.compute`).
+    public static func precomputed(from teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 256,
+                                   world: Distributed? = nil) throws -> CachedTeacher {
+        let table = try TeacherOutputs.compute(teacher, inputs: inputs, batchSize: batchSize, world: world ?? .oneProcess, on: .everyRank)
+        return CachedTeacher(logits: table!, name: teacher.name, parameterCount: teacher.parameterCount, bytes: teacher.bytes)
     }
 
     public func forward(_ inputs: Tensor, indices: [Int], features: [String]) throws -> (logits: Tensor, features: [String: Tensor]) {
@@ -84,7 +82,49 @@ extension TeacherOutputs {
 
     /// The teacher's outputs for every row of `inputs` (`[N, ...]`), computed in batches: `[N, C]`.
     public static func compute(_ teacher: Teacher, inputs: LabeledDataset, batchSize: Int = 256) throws -> Tensor {
-        try CachedTeacher.precomputed(from: teacher, inputs: inputs, batchSize: batchSize).logitTable
+        try compute(teacher, inputs: inputs, batchSize: batchSize, world: .oneProcess, on: .everyRank)!
+    }
+
+    /// Which ranks get a table computed across ranks.
+    public enum Destination: Sendable { case everyRank, rankZero }
+
+    /// The teacher's outputs for every row of `inputs`, `[N, C]`, computed across the ranks of
+    /// `world`: each runs its `blockShare` of the batches (the batches one process runs, so every
+    /// row's outputs are the same bits), then the rows are gathered in order on every rank or on
+    /// rank 0 alone (nil on the others).
+    public static func compute(_ teacher: Teacher, inputs: LabeledDataset, batchSize: Int, world: Distributed, on destination: Destination) throws -> Tensor? {
+        let mine = world.blockShare(of: inputs.count, block: batchSize)
+        var parts: [Tensor] = []
+        for start in stride(from: mine.lowerBound, to: mine.upperBound, by: batchSize) {
+            let rows = start..<min(start + batchSize, mine.upperBound)
+            parts.append(try teacher.logits(inputs.rows(rows), indices: Array(rows)))
+        }
+        guard world.isDistributed else { return withNoGrad { Tensor.concat(parts, axis: 0) } }
+        let local = parts.isEmpty ? nil : withNoGrad { Tensor.concat(parts, axis: 0) }
+        // The column count, from the ranks that have rows (a rank may have none: fewer batches than
+        // ranks): Σ width, Σ 1, Σ width² over them, equal widths when Σ width² = width² · Σ 1.
+        var columns = [Double(local?.shape[1] ?? 0), local == nil ? 0 : 1, Double(local?.shape[1] ?? 0) * Double(local?.shape[1] ?? 0)]
+        try world.allreduceSum(&columns)
+        let width = columns[1] > 0 ? Int(columns[0] / columns[1]) : 0
+        guard columns[1] > 0, columns[2] == Double(width * width) * columns[1] else {
+            throw TensorError("\(teacher.name): the ranks' teacher outputs have different widths")
+        }
+        let bytes = local.map { Data(bytes: $0.data, count: $0.count * MemoryLayout<Float>.size) } ?? Data()
+        let gathered = destination == .everyRank ? try world.allgather(bytes) : try world.gather(bytes)
+        guard let gathered else { return nil }
+        let table = Tensor(uninitializedShape: [inputs.count, width])
+        var offset = 0
+        for (r, part) in gathered.enumerated() {
+            let rows = Distributed.blockShare(of: inputs.count, block: batchSize, rank: r, size: world.size).count
+            guard part.count == rows * width * MemoryLayout<Float>.size else {
+                throw TensorError("\(teacher.name): rank \(r) sent \(part.count) bytes of teacher outputs, expected \(rows) rows of \(width)")
+            }
+            part.withUnsafeBytes { raw in
+                if rows > 0 { (table.data + offset).update(from: raw.bindMemory(to: Float.self).baseAddress!, count: rows * width) }
+            }
+            offset += rows * width
+        }
+        return table
     }
 
     /// A seed for cached views and mixup partners: `SeededGenerator.mix` on this file's own stream

@@ -47,18 +47,22 @@ public struct EvaluationReport: Sendable {
 /// Runs `model` over `dataset` in evaluation mode (no gradients) and scores it. The batch size
 /// bounds memory, not the result: 128 keeps a CNN teacher's activations to about 20 MB, where 512
 /// made evaluation the peak of a whole `distill kd` run.
-public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teacher? = nil, batchSize: Int = 128) throws -> EvaluationReport {
+///
+/// With several ranks (`world`, e.g. under mpirun), each rank scores its `blockShare` of the
+/// batches and one allreduce adds up the tallies; every rank returns the report one process
+/// would, bit for bit: the batches are the same, and the sums that depend on order (loss,
+/// confidence) are kept per batch and added in batch order (`EvaluationTally`).
+public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teacher? = nil, batchSize: Int = 128,
+                     world: Distributed? = nil) throws -> EvaluationReport {
+    let world = world ?? .oneProcess
     let wasTraining = model.isTraining
     model.eval()
     defer { if wasTraining { model.train() } }
     let classes = dataset.numClasses
-    var correct = 0, top5 = 0, agree = 0
-    var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
-    let bins = 15
-    var binCount = [Int](repeating: 0, count: bins), binConfidence = [Double](repeating: 0, count: bins), binCorrect = [Int](repeating: 0, count: bins)
-    var lossSum = 0.0
-    var start = 0
-    while start < dataset.count {
+    var tally = EvaluationTally(classes: classes, batches: (dataset.count + batchSize - 1) / batchSize)
+    var start = world.blockShare(of: dataset.count, block: batchSize).lowerBound
+    let end = world.blockShare(of: dataset.count, block: batchSize).upperBound
+    while start < end {
         let indices = Array(start..<min(start + batchSize, dataset.count))
         let inputs = dataset.rows(indices), labels = dataset.isLabeled ? indices.map { dataset.labels[$0] } : []
         let logits = withNoGrad { model(inputs) }
@@ -72,33 +76,84 @@ public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teach
         let logProbs = withNoGrad { logits.logSoftmax(axis: 1) }
         let predictions = logits.argmaxLastAxis()
         let teacherPredictions = try teacher.map { try $0.logits(inputs, indices: indices).argmaxLastAxis() }
+        let batch = start / batchSize
         for (row, label) in labels.enumerated() {
             let pred = predictions[row]
-            if pred == label { correct += 1 }
-            confusion[label][pred] += 1
             let p = probs.data + row * classes
-            let rank = (0..<classes).filter { p[$0] > p[label] }.count
-            if rank < 5 { top5 += 1 }
-            let confidence = Double(p[pred])
-            let bin = min(bins - 1, Int(confidence * Double(bins)))
-            binCount[bin] += 1; binConfidence[bin] += confidence; binCorrect[bin] += pred == label ? 1 : 0
-            lossSum -= Double(logProbs.data[row * classes + label])
-            if let tp = teacherPredictions, tp[row] == pred { agree += 1 }
+            tally.add(batch: batch, label: label, prediction: pred, labelRank: (0..<classes).filter { p[$0] > p[label] }.count,
+                      confidence: Double(p[pred]), logProbability: Double(logProbs.data[row * classes + label]),
+                      agreesWithTeacher: teacherPredictions.map { $0[row] == pred } ?? false)
         }
         start += batchSize
     }
-    let n = Double(max(dataset.count, 1))
-    var ece = 0.0
-    for b in 0..<bins where binCount[b] > 0 {
-        ece += Double(binCount[b]) / n * abs(binConfidence[b] / Double(binCount[b]) - Double(binCorrect[b]) / Double(binCount[b]))
+    try tally.combine(over: world)
+    return tally.report(count: dataset.count, withTeacher: teacher != nil)
+}
+
+/// What an evaluation adds up, in a form ranks can combine exactly: counts (exact in any order),
+/// and the loss and confidence sums per batch, added in batch order at the end. One process
+/// keeps the same per-batch sums, so N ranks and one process report the same bits.
+struct EvaluationTally {
+    static let bins = 15
+    let classes: Int, batches: Int
+    /// correct, top-5, agreement, then confusion[label][prediction], then per-bin count and correct.
+    var counts: [Double]
+    /// Per batch: the summed −log p(label), then the 15 bins' summed confidence.
+    var perBatch: [Double]
+
+    init(classes: Int, batches: Int) {
+        self.classes = classes; self.batches = batches
+        counts = [Double](repeating: 0, count: 3 + classes * classes + 2 * Self.bins)
+        perBatch = [Double](repeating: 0, count: batches * (1 + Self.bins))
     }
-    let perClass = confusion.enumerated().map { i, row in
-        let total = row.reduce(0, +)
-        return total == 0 ? 0 : Double(row[i]) / Double(total)
+
+    mutating func add(batch: Int, label: Int, prediction: Int, labelRank: Int, confidence: Double, logProbability: Double, agreesWithTeacher: Bool) {
+        let bin = min(Self.bins - 1, Int(confidence * Double(Self.bins)))
+        let binCounts = 3 + classes * classes
+        if prediction == label { counts[0] += 1; counts[binCounts + Self.bins + bin] += 1 }
+        if labelRank < 5 { counts[1] += 1 }
+        if agreesWithTeacher { counts[2] += 1 }
+        counts[3 + label * classes + prediction] += 1
+        counts[binCounts + bin] += 1
+        let base = batch * (1 + Self.bins)
+        perBatch[base] -= logProbability
+        perBatch[base + 1 + bin] += confidence
     }
-    return EvaluationReport(count: dataset.count, accuracy: Double(correct) / n, top5Accuracy: Double(top5) / n,
-                            perClassAccuracy: perClass, confusion: confusion, expectedCalibrationError: ece,
-                            teacherAgreement: teacher == nil ? nil : Double(agree) / n, meanLoss: lossSum / n)
+
+    /// Sums every rank's tally into every rank's (one allreduce). A batch is scored by one rank
+    /// alone, so its sums are added to zeros: exact.
+    mutating func combine(over world: Distributed) throws {
+        guard world.isDistributed else { return }
+        var all = counts + perBatch
+        try world.allreduceSum(&all)
+        counts = Array(all[0..<counts.count])
+        perBatch = Array(all[counts.count...])
+    }
+
+    func report(count: Int, withTeacher: Bool) -> EvaluationReport {
+        let bins = Self.bins, binCounts = 3 + classes * classes
+        var lossSum = 0.0
+        var binConfidence = [Double](repeating: 0, count: bins)
+        for b in 0..<batches {
+            let base = b * (1 + bins)
+            lossSum += perBatch[base]
+            for k in 0..<bins { binConfidence[k] += perBatch[base + 1 + k] }
+        }
+        let confusion = (0..<classes).map { label in (0..<classes).map { Int(counts[3 + label * classes + $0]) } }
+        let n = Double(max(count, 1))
+        var ece = 0.0
+        for b in 0..<bins where counts[binCounts + b] > 0 {
+            let inBin = counts[binCounts + b]
+            ece += inBin / n * abs(binConfidence[b] / inBin - counts[binCounts + bins + b] / inBin)
+        }
+        let perClass = confusion.enumerated().map { i, row in
+            let total = row.reduce(0, +)
+            return total == 0 ? 0 : Double(row[i]) / Double(total)
+        }
+        return EvaluationReport(count: count, accuracy: counts[0] / n, top5Accuracy: counts[1] / n,
+                                perClassAccuracy: perClass, confusion: confusion, expectedCalibrationError: ece,
+                                teacherAgreement: withTeacher ? counts[2] / n : nil, meanLoss: lossSum / n)
+    }
 }
 
 /// Median batch-1 inference latency in microseconds (no gradients, evaluation mode), through an

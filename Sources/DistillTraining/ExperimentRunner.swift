@@ -42,13 +42,15 @@ public enum ExperimentRunner {
         public var student: Sequential
     }
 
+    /// `world`: the ranks the run is split across; nil: `Distributed.world` (every rank mpirun
+    /// started; one process otherwise). A sweep passes `Distributed.oneProcess` to each run.
     public static func run(_ experiment: Experiment, resume: Bool = false,
-                           preloaded: (train: LabeledDataset, test: LabeledDataset)? = nil) throws -> Result {
+                           preloaded: (train: LabeledDataset, test: LabeledDataset)? = nil, world: Distributed? = nil) throws -> Result {
         var experiment = experiment
         experiment.teachers = experiment.teachers.map(RunFolder.modelFile)
         try experiment.validate()
         // Under mpirun: rank 0 alone prints and writes the run folder (Trainer.swift, data parallel).
-        let world = try Distributed.world
+        let world = try world ?? Distributed.world
         if !world.isMain { experiment.options.quiet = true }
         try BLAS.ensureLoaded()
         let quiet = experiment.options.quiet
@@ -116,11 +118,12 @@ public enum ExperimentRunner {
         // change, so they are computed once instead of every epoch.
         let originalTeachers = teachers
         if objective.needsTeacher && experiment.options.augmentation == nil && objective.teacherFeatureNames.isEmpty && !cachedOutputs && experiment.mixup == nil {
-            if !quiet { log("computing the teacher's logits for \(train.count) training samples once (no augmentation: offline distillation)") }
-            teachers = try teachers.map { try CachedTeacher.precomputed(from: $0, inputs: train) }
+            if !quiet { log("computing the teacher's logits for \(train.count) training samples once (no augmentation: offline distillation)\(world.isDistributed ? ", shared out among \(world.size) ranks" : "")") }
+            teachers = try teachers.map { try CachedTeacher.precomputed(from: $0, inputs: train, world: world) }
         }
         let trainer = try Trainer(student: student, studentInfo: info, teachers: teachers, objective: objective,
                                   options: options, train: train, test: test, run: run)
+        trainer.world = world
         let summary = try trainer.fit(resume: resume)
 
         var rows: [ModelSummary] = []
@@ -134,7 +137,7 @@ public enum ExperimentRunner {
             if let standardizing = teacher as? StandardizingTeacher {  // the raw rows, in the teacher's own standardisation
                 view = try standardizing.own.map { try rawTest.standardized(with: $0) } ?? rawTest
             }
-            let accuracy = try evaluate(model, on: view).accuracy
+            let accuracy = try evaluate(model, on: view, world: world).accuracy
             let latency = batchOneLatencyMicroseconds(model, exampleShape: view.exampleShape)
             if let failure = (model as? ONNXTeacherModule)?.failure { throw failure }
             rows.append(ModelSummary(role: originalTeachers.count > 1 ? "teacher \(i + 1)" : "teacher",

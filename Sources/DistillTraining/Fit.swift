@@ -124,6 +124,12 @@ public enum FitRunner {
         let started = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
         let quiet = settings.base.options.quiet
+        // Its choices depend on each process's clock and latency timings, which ranks would not
+        // agree on: one process only (distill sweep shares its runs out across ranks).
+        let world = try Distributed.world
+        guard !world.isDistributed else {
+            throw TensorError("distill fit runs as one process, not under mpirun (\(world.size) ranks): its search decides by each process's clock and latency timings, which ranks would not agree on; run it without mpirun, or compare students across ranks with distill sweep")
+        }
         try settings.objective.validate()
         guard settings.validationFraction > 0 && settings.validationFraction < 1 else {
             throw TensorError("the validation share must be in (0, 1), got \(settings.validationFraction)")

@@ -1,3 +1,5 @@
+import DistillData
+import DistillExport
 import DistillNN
 import DistillONNX
 import DistillTensor
@@ -42,5 +44,83 @@ extension StudentExport {
         }
         return Report(file: onnx, opset: opset, inputs: imported.inputs, outputs: imported.outputs, parameters: student.parameterCount,
                       summary: ModelInspector.summary(imported), maxDifference: maxDifference)
+    }
+}
+
+// MARK: - int8 LiteRT (TFLite)
+
+extension StudentExport {
+    /// Where an int8 TFLite export takes the logits' range from: rows of a data set's training
+    /// split, drawn as `distill quantize` draws its calibration samples.
+    public struct CalibrationData: Sendable {
+        /// A `DataSource` name: fashion-mnist, mnist, a .csv (with `labelColumn`) or .npz file.
+        public var data: String
+        public var labelColumn: String?
+        public var samples: Int
+        public var seed: UInt64
+        public init(data: String, labelColumn: String? = nil, samples: Int = 1000, seed: UInt64 = 0) {
+            self.data = data; self.labelColumn = labelColumn; self.samples = samples; self.seed = seed
+        }
+    }
+
+    /// An int8 student as a fully integer TFLite file (`TFLiteExport.serialize(_:logits:...)`). Its
+    /// int8 logits need a scale, which the int8 file does not record: the smallest and largest logit
+    /// DistillKit's int8 path gives on `calibration`'s samples (widened to include 0) set it. With
+    /// `floatLogits` the last layer runs in float32 instead and no calibration is needed.
+    static func tflite(int8 student: QuantizedStudent, info: SavedModel, model: URL, to file: URL, classNames: [String]?,
+                       calibration: CalibrationData?, floatLogits: Bool) throws -> ShippedReport {
+        if floatLogits, let calibration {
+            throw ExportError(format: TFLiteExport.format, "--calibration \(calibration.data) sets the range of int8 logits; with --float-logits the logits are float32 and need none")
+        }
+        guard floatLogits || calibration != nil else {
+            throw ExportError(format: TFLiteExport.format, "\(model.path) is an int8 student; its TFLite file stores the logits as int8 too, whose range the int8 file does not record: give --calibration DATA (as for distill quantize) to measure it, or --float-logits to run the last layer in float32")
+        }
+        let p = try preprocessing(of: info, source: model.path)
+        let outputs = info.numClasses
+        if let classNames, classNames.count != outputs {
+            throw ExportError(format: TFLiteExport.format, "\(classNames.count) class names given; the model has \(outputs) outputs")
+        }
+        var logits = TFLiteExport.Logits.float, note = "logits in float32: the last layer runs on the dequantized int8 values and weights"
+        if let calibration {
+            let (q, low, high, samples) = try logitsQuantization(student, info: info, model: model, calibration: calibration)
+            logits = .int8(q)
+            note = String(format: "logits stored as int8: scale %.6g, zero point %d (DistillKit's int8 logits on %d samples of %@ span %.4g to %.4g)",
+                          Double(q.scale), Int(q.zeroPoint) - 128, samples, calibration.data, Double(low), Double(high))
+        }
+        let names = classNames ?? (0..<outputs).map(String.init)
+        try TFLiteExport.write(student, logits: logits, preprocessing: ExportPreprocessing(inputMean: p.inputMean, inputStd: p.inputStd),
+                               to: file, classNames: names, description: "DistillKit int8 student \(info.spec)")
+        var report = ShippedReport(target: .tflite, files: [file], summary: try summary(ofTFLite: file), parameters: student.parameterCount,
+                                   maxDifference: 0, classNames: names, int8: true)
+        report.notes = [note]
+        return report
+    }
+
+    /// The logits' quantization for an int8 TFLite export: DistillKit's int8 path on `samples`
+    /// training rows of the calibration data (standardised as the model was trained), their
+    /// smallest and largest value widened to include 0. Returns it, the range and the row count.
+    static func logitsQuantization(_ student: QuantizedStudent, info: SavedModel, model: URL, calibration c: CalibrationData) throws
+        -> (ActivationQuantization, Float, Float, Int) {
+        guard (1...StudentQuantization.maxSamples).contains(c.samples) else {
+            throw TensorError("--samples \(c.samples): must be in 1...\(StudentQuantization.maxSamples)")
+        }
+        var (train, _) = try DataSource.load(c.data, labelColumn: c.labelColumn, seed: c.seed)
+        try DataSource.requireFinite(train, name: "\(c.data) (training split)")
+        if let statistics = try Tabular.statistics(of: info, source: model.path) { train = try train.standardized(with: statistics) }
+        guard train.exampleSize == info.inputShape.reduce(1, *), train.count > 0 else {
+            throw TensorError("calibration data \(c.data) has \(train.count) training rows of shape \(train.exampleShape); \(model.path) takes \(info.inputShape)")
+        }
+        var g = SeededGenerator(seed: c.seed)
+        let rows = Array(Array(0..<train.count).shuffled(using: &g).prefix(c.samples))
+        let x = train.rows(rows)
+        let logits = try QuantizedPlan(student)(x.reshaped([rows.count] + info.inputShape)).scalars
+        let low = logits.min() ?? 0, high = logits.max() ?? 0
+        guard low.isFinite, high.isFinite else { throw TensorError("\(model.path): the int8 logits on \(c.data) are not finite") }
+        return (ActivationQuantization(low: low, high: high), low, high, rows.count)
+    }
+
+    /// The quantization parameters in a .tflite file, for `distill inspect` (empty for a float model).
+    public static func quantization(ofTFLite url: URL) throws -> [TFLiteSummary.QuantizedTensor] {
+        try TFLiteSummary(try readFile(url, format: TFLiteExport.format), source: url.path).quantized
     }
 }

@@ -131,6 +131,11 @@ public enum RegressionRunner {
                                   run: run) { net in
             report(try RegressionModel(net: net, info: info, featureStats: featureStats, mean: mean, std: std).predict(testFeatures), testTargets)
         }
+        // Under mpirun each rank predicts its share of the test rows (`predictions`).
+        trainer.evaluateOnRanks = { net, world in
+            let model = RegressionModel(net: net, info: info, featureStats: featureStats, mean: mean, std: std)
+            return report(try predictions(model.predict, features: testFeatures, world: world), testTargets)
+        }
         let summary = try trainer.fit(resume: resume)
         if let run, isMain {
             try run.writeJSON(["test": summary.test.json, "teacher_test": teacherTest?.json ?? NSNull(), "params": student.parameterCount],
@@ -140,6 +145,27 @@ public enum RegressionRunner {
             try AtomicFile.write(Data(page.html.utf8), to: run.report)
         }
         return Result(test: summary.test, teacherTest: teacherTest, student: student, parameters: student.parameterCount, runFolder: run, training: summary)
+    }
+
+    /// `predict` over the rows of `features` ([N, F]). With several ranks each predicts its
+    /// `blockShare` of blocks of `block` rows and every rank receives all N predictions in order
+    /// (`allgather`), so a report made from them is the same on every rank; one process predicts
+    /// every row in one call.
+    static func predictions(_ predict: (Tensor) throws -> [Float], features: Tensor, world: Distributed, block: Int = 1024) throws -> [Float] {
+        guard world.isDistributed else { return try predict(features) }
+        let rows = features.shape[0], mine = world.blockShare(of: rows, block: block)
+        var local: [Float] = []
+        for start in stride(from: mine.lowerBound, to: mine.upperBound, by: block) {
+            let part = Array(start..<min(start + block, mine.upperBound))
+            local += try predict(withNoGrad { features.indexSelect(axis: 0, indices: part) })
+        }
+        var all: [Float] = []
+        all.reserveCapacity(rows)
+        for part in try world.allgather(local.withUnsafeBytes { Data($0) }) {
+            part.withUnsafeBytes { all += $0.bindMemory(to: Float.self) }
+        }
+        guard all.count == rows else { throw TensorError("the ranks' predictions cover \(all.count) of \(rows) test rows") }
+        return all
     }
 
     /// A regression teacher as a function from raw rows [N, F] to predictions in the target's

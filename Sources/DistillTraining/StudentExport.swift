@@ -118,10 +118,12 @@ extension StudentExport {
         public var classNames: [String]
         /// An int8 student written as integer arithmetic.
         public var int8 = false
+        /// More lines for the report (how an int8 TFLite file stores its logits).
+        public var notes: [String] = []
 
         public var json: [String: Any] {
             var j: [String: Any] = ["format": target.rawValue, "files": files.map(\.path), "params": parameters, "int8": int8,
-                                    "max_abs_difference": Double(maxDifference), "class_names": classNames]
+                                    "max_abs_difference": Double(maxDifference), "class_names": classNames, "notes": notes]
             if let summary { j["inputs"] = summary.inputs.map(\.shapeDescription); j["outputs"] = summary.outputs.map(\.shapeDescription)
                              j["operators"] = Dictionary(summary.operators.map { ($0.name, $0.count) }, uniquingKeysWith: +) }
             return j
@@ -135,6 +137,7 @@ extension StudentExport {
                 lines.append("\(summary.nodeCount) \(target == .coreML ? "layers" : "operators") (\(summary.operators.map { "\($0.name) \($0.count)" }.joined(separator: ", ")))")
             }
             if !int8 { lines.append(String(format: "the exported steps give the model's outputs (max |difference| %.2g on random inputs)", Double(maxDifference))) }
+            lines += notes
             switch target {
             case .c:
                 let h = files.count > 1 ? files[1].lastPathComponent : "student.h"
@@ -172,9 +175,17 @@ extension StudentExport {
                              maxDifference: difference, classNames: names)
     }
 
-    /// Exports the saved model at `model` as a LiteRT (TFLite) flatbuffer, float32.
-    public static func tflite(modelAt model: URL, to file: URL, classNames: [String]? = nil) throws -> ShippedReport {
-        try refuseInt8(model, format: TFLiteExport.format)
+    /// Exports the saved model at `model` as a LiteRT (TFLite) flatbuffer: float32, or int8 for an
+    /// int8 student: fully integer with `calibration` setting the int8 logits' range, or with
+    /// `floatLogits` its last layer in float32.
+    public static func tflite(modelAt model: URL, to file: URL, classNames: [String]? = nil, calibration: CalibrationData? = nil,
+                              floatLogits: Bool = false) throws -> ShippedReport {
+        if let (student, info) = try int8Student(at: model) {
+            return try tflite(int8: student, info: info, model: model, to: file, classNames: classNames, calibration: calibration, floatLogits: floatLogits)
+        }
+        if calibration != nil || floatLogits {
+            throw ExportError(format: TFLiteExport.format, "\(calibration != nil ? "--calibration" : "--float-logits") is for int8 students (distill quantize); \(model.path) is a float model, exported as float32")
+        }
         let (graph, info, difference) = try lowered(modelAt: model, format: TFLiteExport.format)
         let names = try checkedClassNames(classNames, graph: graph, format: TFLiteExport.format)
         try TFLiteExport.write(graph, to: file, classNames: names, description: "DistillKit student \(info.spec)")
@@ -209,7 +220,7 @@ extension StudentExport {
 
     static func refuseInt8(_ model: URL, format: String) throws {
         guard try int8Student(at: model) == nil else {
-            throw ExportError(format: format, "\(model.path) is an int8 student; DistillKit writes int8 students as C source (--c) and ONNX; for \(format), export the float model it was quantized from")
+            throw ExportError(format: format, "\(model.path) is an int8 student; DistillKit writes int8 students as C source (--c), TFLite (--tflite) and ONNX; for \(format), export the float model it was quantized from")
         }
     }
 

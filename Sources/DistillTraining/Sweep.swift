@@ -182,8 +182,18 @@ public enum SweepRunner {
     /// are checked against the data before anything is trained; a finished (student, seed) is
     /// written to `sweep.jsonl` at once, so a killed sweep rerun with `resume` loses at most the
     /// epochs since the interrupted run's last checkpoint.
-    public static func run(_ settings: SweepSettings) throws -> SweepResult {
+    ///
+    /// Under mpirun (`world` of several ranks) the (student, seed) pairs are shared out: rank 0
+    /// hands the next pair (costliest first, `SweepQueue`) to whichever rank is free, trains pairs
+    /// itself too, gathers the rows and writes `sweep.jsonl`, `sweep.csv` and `sweep.html` as one
+    /// process would (`RankQueue`). Each rank trains its runs alone with its share of the host's
+    /// cores; the sweep folder must be one every rank sees. The other ranks return a result
+    /// without rows.
+    public static func run(_ settings: SweepSettings, world: Distributed? = nil) throws -> SweepResult {
         let started = DispatchTime.now().uptimeNanoseconds
+        let world = try world ?? Distributed.world
+        var settings = settings
+        if !world.isMain { settings.base.options.quiet = true }
         let quiet = settings.base.options.quiet
         let data = try settings.preloaded ?? DataSource.load(settings.base.data, testData: settings.base.testData,
                                                                labelColumn: settings.base.labelColumn, seed: settings.base.options.seed)
@@ -192,21 +202,24 @@ public enum SweepRunner {
         let jsonl = settings.output.appendingPathComponent(jsonlName)
         var kept: [SweepSeedRow] = []
         let runsFolder = settings.output.appendingPathComponent("runs")
-        if !settings.resume && (FileManager.default.fileExists(atPath: jsonl.path) || FileManager.default.fileExists(atPath: runsFolder.path)) {
-            throw TensorError("\(settings.output.path) already holds a sweep (\(jsonlName) or runs/); add --resume to continue it, or choose another --output")
-        }
-        if FileManager.default.fileExists(atPath: jsonl.path) {
-            let lines = readLines(jsonl)
-            let wanted = Set(plans.flatMap { p in p.seeds.map { "\(p.student.name)|\($0.seed)|\($0.fingerprint)" } })
-            for line in lines {
-                guard let row = SweepSeedRow(json: line), wanted.contains("\(row.name)|\(row.seed)|\(row.fingerprint)") else { continue }
-                kept.append(row)
+        if world.isMain {
+            if !settings.resume && (FileManager.default.fileExists(atPath: jsonl.path) || FileManager.default.fileExists(atPath: runsFolder.path)) {
+                throw TensorError("\(settings.output.path) already holds a sweep (\(jsonlName) or runs/); add --resume to continue it, or choose another --output")
             }
-            if !quiet && kept.count < lines.count {
-                log("sweep: \(lines.count - kept.count) line(s) of \(jsonl.path) are for other students or settings; those runs are trained again")
+            if FileManager.default.fileExists(atPath: jsonl.path) {
+                let lines = readLines(jsonl)
+                let wanted = Set(plans.flatMap { p in p.seeds.map { "\(p.student.name)|\($0.seed)|\($0.fingerprint)" } })
+                for line in lines {
+                    guard let row = SweepSeedRow(json: line), wanted.contains("\(row.name)|\(row.seed)|\(row.fingerprint)") else { continue }
+                    kept.append(row)
+                }
+                if !quiet && kept.count < lines.count {
+                    log("sweep: \(lines.count - kept.count) line(s) of \(jsonl.path) are for other students or settings; those runs are trained again")
+                }
             }
+            try folder.create()
         }
-        try folder.create()
+        try RankQueue.requireSharedFolder(settings.output, world: world)
         let sharedTeacher = SharedTeacherLogits(folder: settings.output, train: data.train.prefix(settings.base.trainLimit ?? data.train.count), quiet: quiet)
 
         let total = plans.reduce(0) { $0 + $1.seeds.count }
@@ -219,39 +232,61 @@ public enum SweepRunner {
         var workDone = 0.0
         let sweepStart = DispatchTime.now().uptimeNanoseconds
         var finished = done.count
+        func eta(_ share: Double) -> String {
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - sweepStart) / 1e9
+            return "\(ProgressBar.clock(elapsed)) elapsed, ETA \(share > 0 ? ProgressBar.clock(elapsed / share * (1 - share)) : "?")"
+        }
+        /// Writes the rows finished so far: the whole file, rewritten atomically (a kill leaves the previous version).
+        func record(_ row: SweepSeedRow, cost: Double) throws {
+            done["\(row.name)|\(row.seed)"] = row
+            finished += 1
+            workDone += cost
+            let text = orderedRows(plans, done).map { String(decoding: (try? JSONSerialization.data(withJSONObject: $0.json, options: [.sortedKeys])) ?? Data(), as: UTF8.self) }
+            try AtomicFile.write(Data((text.joined(separator: "\n") + "\n").utf8), to: jsonl)
+        }
 
-        for (index, plan) in plans.enumerated() {
-            for (seedIndex, seedPlan) in plan.seeds.enumerated() where done["\(plan.student.name)|\(seedPlan.seed)"] == nil {
-                let pairStart = DispatchTime.now().uptimeNanoseconds
-                var accuracies: [Double] = []
-                for (role, experiment) in [("scratch", seedPlan.scratch), ("distilled", seedPlan.distilled)] {
-                    if !quiet {
-                        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - sweepStart) / 1e9
+        if world.isDistributed {
+            // Every (student, seed) pair is a unit; rank 0 says which are left (it read sweep.jsonl).
+            let units = plans.indices.flatMap { p in plans[p].seeds.indices.map { (plan: p, seed: $0) } }
+            var left = Data(units.indices.filter { done["\(plans[units[$0].plan].student.name)|\(plans[units[$0].plan].seeds[units[$0].seed].seed)"] == nil }
+                .flatMap { RankQueue.encodeUnit($0) })
+            try world.broadcast(&left)
+            let remaining = try stride(from: 0, to: left.count, by: 8).map { try RankQueue.decodeUnit(left[$0..<$0 + 8]) }
+            // The teacher's logits once, computed by all ranks together, before the runs that read them.
+            let distilled = remaining.map { plans[units[$0].plan].seeds[units[$0].seed].distilled }
+            if let first = distilled.first(where: { SharedTeacherLogits.applies(to: $0) }) { try sharedTeacher.prepare(first, world: world) }
+            let order = SweepQueue(costs: remaining.map { weights[units[$0].plan] }).order.map { remaining[$0] }
+            let context = UncheckedSendable((plans, units, data, settings, sharedTeacher))
+            try RankQueue.run(world: world, order: order, work: { id in
+                let (plans, units, data, settings, sharedTeacher) = context.value
+                let plan = plans[units[id].plan]
+                let row = try trainPair(plan, plan.seeds[units[id].seed], data: data, settings: settings, sharedTeacher: sharedTeacher,
+                                        world: .oneProcess, quietRuns: true)
+                return try JSONSerialization.data(withJSONObject: row.json, options: [.sortedKeys])
+            }, started: { id, rank in
+                guard !quiet else { return }
+                let plan = plans[units[id].plan]
+                log("sweep: rank \(rank) trains student \(units[id].plan + 1) of \(plans.count) (\(plan.student.name.prefix(60))), seed \(plan.seeds[units[id].seed].seed); \(finished) of \(total) done, \(eta(workDone / max(remainingWork, 1e-9)))")
+            }, finished: { id, rank, result in
+                guard let object = try JSONSerialization.jsonObject(with: result) as? [String: Any], let row = SweepSeedRow(json: object) else {
+                    throw TensorError("sweep: rank \(rank) sent an unreadable result for unit \(id)")
+                }
+                try record(row, cost: weights[units[id].plan])
+            })
+            guard world.isMain else {
+                try RankQueue.waitForRelease(world)
+                return SweepResult(rows: [], seedRows: [], folder: settings.output, minutes: Double(DispatchTime.now().uptimeNanoseconds - started) / 60e9)
+            }
+        } else {
+            for (index, plan) in plans.enumerated() {
+                for (seedIndex, seedPlan) in plan.seeds.enumerated() where done["\(plan.student.name)|\(seedPlan.seed)"] == nil {
+                    let row = try trainPair(plan, seedPlan, data: data, settings: settings, sharedTeacher: sharedTeacher, world: nil, quietRuns: false) { role in
+                        guard !quiet else { return }
                         let share = (workDone + (role == "distilled" ? weights[index] / 2 : 0)) / max(remainingWork, 1e-9)
-                        let eta = share > 0 ? ProgressBar.clock(elapsed / share * (1 - share)) : "?"
-                        log("sweep: student \(index + 1) of \(plans.count) (\(plan.student.name.prefix(60))), seed \(seedIndex + 1) of \(plan.seeds.count), \(role); \(finished) of \(total) done, \(ProgressBar.clock(elapsed)) elapsed, ETA \(eta)")
+                        log("sweep: student \(index + 1) of \(plans.count) (\(plan.student.name.prefix(60))), seed \(seedIndex + 1) of \(plan.seeds.count), \(role); \(finished) of \(total) done, \(eta(share))")
                     }
-                    let result = try runOne(role == "distilled" ? try sharedTeacher.sharing(experiment) : experiment, data: data, settings: settings)
-                    accuracies.append(result.training.test.accuracy)
+                    try record(row, cost: weights[index])
                 }
-                let runFolder = RunFolder(URL(fileURLWithPath: seedPlan.distilled.output!))
-                let (student, info) = try SavedModel.load(runFolder.finalModel)
-                let statistics = try Tabular.statistics(of: info, source: runFolder.finalModel.path)
-                let speed = StudentSpeed.measure(student, exampleShape: info.inputShape, standardize: statistics, seconds: settings.speedSeconds)
-                let int8 = try settings.int8.map { measure in
-                    try measure(student, info, data.train.prefix(settings.base.trainLimit ?? data.train.count), data.test)
-                }
-                let minutes = Double(DispatchTime.now().uptimeNanoseconds - pairStart) / 60e9
-                let row = SweepSeedRow(name: plan.student.name, spec: plan.student.spec, seed: seedPlan.seed, size: plan.size,
-                                       accuracy: accuracies[1], accuracyScratch: accuracies[0], speed: speed, int8: int8,
-                                       minutes: minutes, fingerprint: seedPlan.fingerprint)
-                done["\(plan.student.name)|\(seedPlan.seed)"] = row
-                finished += 1
-                workDone += weights[index]
-                // The whole file, rewritten atomically: a kill leaves the previous version.
-                let ordered = orderedRows(plans, done)
-                let text = ordered.map { String(decoding: (try? JSONSerialization.data(withJSONObject: $0.json, options: [.sortedKeys])) ?? Data(), as: UTF8.self) }
-                try AtomicFile.write(Data((text.joined(separator: "\n") + "\n").utf8), to: jsonl)
             }
         }
 
@@ -271,7 +306,35 @@ public enum SweepRunner {
         let report = SweepReport(title: "Sweep of \(rows.count) students on \(settings.base.data)", rows: rows, curves: curves,
                                  settings: describe(settings), int8Wired: settings.int8 != nil)
         try AtomicFile.write(Data(report.html.utf8), to: settings.output.appendingPathComponent(htmlName))
+        try RankQueue.release(world)
         return result
+    }
+
+    /// Trains one student's scratch and distilled runs for one seed and measures the distilled
+    /// student: its row of `sweep.jsonl`. `announce(role)` is called before each run.
+    static func trainPair(_ plan: StudentPlan, _ seedPlan: SeedPlan, data: (train: LabeledDataset, test: LabeledDataset), settings: SweepSettings,
+                          sharedTeacher: SharedTeacherLogits, world: Distributed?, quietRuns: Bool,
+                          announce: (String) -> Void = { _ in }) throws -> SweepSeedRow {
+        let pairStart = DispatchTime.now().uptimeNanoseconds
+        var accuracies: [Double] = []
+        for (role, experiment) in [("scratch", seedPlan.scratch), ("distilled", seedPlan.distilled)] {
+            announce(role)
+            var e = role == "distilled" ? try sharedTeacher.sharing(experiment) : experiment
+            if quietRuns { e.options.quiet = true }
+            let result = try runOne(e, data: data, settings: settings, world: world)
+            accuracies.append(result.training.test.accuracy)
+        }
+        let runFolder = RunFolder(URL(fileURLWithPath: seedPlan.distilled.output!))
+        let (student, info) = try SavedModel.load(runFolder.finalModel)
+        let statistics = try Tabular.statistics(of: info, source: runFolder.finalModel.path)
+        let speed = StudentSpeed.measure(student, exampleShape: info.inputShape, standardize: statistics, seconds: settings.speedSeconds)
+        let int8 = try settings.int8.map { measure in
+            try measure(student, info, data.train.prefix(settings.base.trainLimit ?? data.train.count), data.test)
+        }
+        let minutes = Double(DispatchTime.now().uptimeNanoseconds - pairStart) / 60e9
+        return SweepSeedRow(name: plan.student.name, spec: plan.student.spec, seed: seedPlan.seed, size: plan.size,
+                            accuracy: accuracies[1], accuracyScratch: accuracies[0], speed: speed, int8: int8,
+                            minutes: minutes, fingerprint: seedPlan.fingerprint)
     }
 
     /// The table `distill sweep` prints.
@@ -396,7 +459,8 @@ public enum SweepRunner {
     /// Runs (or continues) one experiment. A run folder whose checkpoint was written with the
     /// same settings continues from it (a finished run just reloads); otherwise the run starts
     /// afresh in that folder.
-    static func runOne(_ experiment: Experiment, data: (train: LabeledDataset, test: LabeledDataset), settings: SweepSettings) throws -> ExperimentRunner.Result {
+    static func runOne(_ experiment: Experiment, data: (train: LabeledDataset, test: LabeledDataset), settings: SweepSettings,
+                       world: Distributed? = nil) throws -> ExperimentRunner.Result {
         let folder = RunFolder(URL(fileURLWithPath: experiment.output!))
         var resume = false
         if FileManager.default.fileExists(atPath: folder.checkpoint.path), let saved = try? folder.readConfig() {
@@ -404,7 +468,7 @@ public enum SweepRunner {
             if !resume && !experiment.options.quiet { log("sweep: \(folder.url.path) was trained with other settings; starting it again") }
         }
         do {
-            return try ExperimentRunner.run(experiment, resume: resume, preloaded: data)
+            return try ExperimentRunner.run(experiment, resume: resume, preloaded: data, world: world)
         } catch let interrupted as TrainingInterrupted {
             throw TrainingInterrupted(message: "sweep interrupted (signal \(interrupted.signal)) in \(folder.url.path), checkpoint saved; run the same `distill sweep` command with --resume to continue",
                                       signal: interrupted.signal)
@@ -450,4 +514,11 @@ public enum SweepRunner {
                 ("epochs", b.options.epochsFromData ? "chosen from the data" : String(b.options.epochs)),
                 ("optimizer", "\(b.options.optimizer.rawValue), learning rate \(b.options.learningRate), \(b.options.schedule.rawValue) schedule")]
     }
+}
+
+/// A value handed to another thread that only reads it (a sweep's plans and data, read by rank 0's
+/// own runs while its main thread answers the other ranks).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -144,7 +144,8 @@ public struct TrainingError: Error, CustomStringConvertible, LocalizedError {
 /// gradients are averaged over the ranks, weighted by each rank's rows, before the non-finite
 /// checks, clipping and the step, so every rank takes the same step a single process would (up to
 /// float summation order) on a model whose loss is a mean of per-row terms. Batch-norm running
-/// statistics are averaged at each epoch's end. Rank 0 alone writes the run folder and prints;
+/// statistics are averaged at each epoch's end, and each rank scores its share of the test set
+/// (`evaluate(_:on:world:)`: one process's report, bit for bit). Rank 0 alone writes the run folder and prints;
 /// a resumed run reads rank 0's checkpoint on every rank. Differences from one process: batch
 /// statistics (batch norm in training mode, relation losses, mixup pairs) come from each rank's
 /// rows, and dropout masks are drawn per rank.
@@ -162,6 +163,9 @@ public final class Trainer<Report: TestReport> {
     public var onEpoch: ((Int, Double) -> Void)?
     /// The ranks this run is split across; nil: `Distributed.world` (one process unless started by mpirun).
     public var world: Distributed?
+    /// `evaluate` split over the ranks (each scores its share of the held-out rows, the tallies
+    /// are added up): set for classifiers; nil runs `evaluate` on every rank.
+    var evaluateOnRanks: ((Sequential, Distributed) throws -> Report)?
 
     public init(student: Sequential, studentInfo: SavedModel, teachers: [Teacher], objective: any TrainingObjective,
                 options: TrainingOptions, train: LabeledDataset, run: RunFolder?, evaluate: @escaping (Sequential) throws -> Report) throws {
@@ -210,7 +214,7 @@ public final class Trainer<Report: TestReport> {
             throughput.append(Double(sums.seen) / seconds)
             lastReport = try endEpoch(epoch, sums: sums, seconds: seconds, session)
         }
-        let final = try lastReport ?? evaluate(student)
+        let final = try lastReport ?? score(session.world)
         if let run, session.world.isMain { try studentInfo.save(student, to: run.finalModel) }
         return TrainingSummary(test: final, bestScore: max(session.best, final.score), epochsRun: options.epochs - resumed.epochsDone,
                                samplesPerSecond: throughput.isEmpty ? 0 : throughput.reduce(0, +) / Double(throughput.count))
@@ -445,7 +449,7 @@ public final class Trainer<Report: TestReport> {
             session.reduceSeconds = 0; session.stepSeconds = 0
         }
         let report: Report
-        do { report = try evaluate(student) } catch let error as TensorError {
+        do { report = try score(world) } catch let error as TensorError {
             throw TrainingError(message: "after epoch \(epoch + 1) the student's test outputs are not usable (\(error.message)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
         }
         let improved = report.score > session.best
@@ -473,6 +477,11 @@ public final class Trainer<Report: TestReport> {
         }
         onEpoch?(epoch + 1, report.score)
         return report
+    }
+
+    /// The test report, each rank scoring its share where the task allows it (`evaluateOnRanks`).
+    func score(_ world: Distributed) throws -> Report {
+        try evaluateOnRanks.map { try $0(student, world) } ?? evaluate(student)
     }
 
     func interrupted(_ signal: Int32, _ position: String, _ folder: RunFolder) -> TrainingInterrupted {
@@ -521,5 +530,6 @@ extension Trainer where Report == EvaluationReport {
                             options: TrainingOptions, train: LabeledDataset, test: LabeledDataset, run: RunFolder?) throws {
         try self.init(student: student, studentInfo: studentInfo, teachers: teachers, objective: objective, options: options,
                       train: train, run: run, evaluate: { try DistillTraining.evaluate($0, on: test) })
+        evaluateOnRanks = { try DistillTraining.evaluate($0, on: test, world: $1) }
     }
 }

@@ -14,7 +14,8 @@ struct CacheTeacher: ParsableCommand {
         teacher labels K augmented views of every sample ([K, N, C]) and the augmentation (views, shift,
         flip, seed) is recorded in FILE.json (and in the metadata of a .safetensors file), so that
         `distill kd --teacher-outputs FILE` replays exactly those views. Format by extension: .npy,
-        .npz (array `logits`), .safetensors (tensor `logits`) or .csv ([N, C] only).
+        .npz (array `logits`), .safetensors (tensor `logits`) or .csv ([N, C] only). Under mpirun
+        the ranks share the rows out and rank 0 writes the one file (the same bytes as one process).
         """)
     @Option(help: "Teacher model file (or a run folder: its best.safetensors).", transform: RunFolder.modelFile) var teacher: String
     @Option(help: "Data: fashion-mnist, mnist, a .csv file (with --label) or a .npz file.") var data = "fashion-mnist"
@@ -44,19 +45,22 @@ struct CacheTeacher: ParsableCommand {
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label)
         let model = try loadTeacher(teacher, options: teacherReading.options)
         try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
-        try warnIfNearChance(model, path: teacher, on: train)
+        if isMainRank { try warnIfNearChance(model, path: teacher, on: train) }
         try MemoryBudget.check(shape: [views, train.count] + train.exampleShape, for: "--views \(views) of \(train.count) rows of \(data)")
         let inputs = views > 1 ? try TeacherOutputs.augmentedViews(train, views: views, shift: shift, flip: flip, seed: seed) : train
         let t0 = Date()
-        var logits = try TeacherOutputs.compute(model, inputs: inputs, batchSize: batchSize)
+        // Under mpirun each rank runs its share of the batches and rank 0 alone writes the file.
+        let world = try Distributed.world
+        guard var logits = try TeacherOutputs.compute(model, inputs: inputs, batchSize: batchSize, world: world, on: .rankZero) else { return }
         if views > 1 { logits = logits.reshaped([views, train.count, logits.shape[1]]) }
         let record: [String: String] = [
             "teacher": teacher, "data": data, "rows": String(train.count), "classes": String(logits.shape.last!),
             "kind": "logits", "views": String(views), "shift": String(shift), "flip": String(flip), "seed": String(seed),
         ]
         try TeacherOutputs.write(logits, to: out, record: record, classNames: train.classNames)
-        print(String(format: "%@: teacher logits %@ for %d training rows%@ (%.1f s); record in %@.json",
-                     out, "\(logits.shape)", train.count, views > 1 ? " × \(views) views" : "", Date().timeIntervalSince(t0), out))
+        print(String(format: "%@: teacher logits %@ for %d training rows%@ (%.1f s%@); record in %@.json",
+                     out, "\(logits.shape)", train.count, views > 1 ? " × \(views) views" : "", Date().timeIntervalSince(t0),
+                     world.isDistributed ? " on \(world.size) ranks" : "", out))
     }
 }
 

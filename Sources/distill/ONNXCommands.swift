@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillData
+import DistillExport
 import DistillNN
 import DistillONNX
 import DistillTensor
@@ -16,6 +17,9 @@ struct Export: ParsableCommand {
           --c student.c              C99 source and student.h: student_predict(input, output), no malloc
           --coreml student.mlmodel   Core ML neural-network classifier (iOS 14 / macOS 11 and later)
           --tflite student.tflite    LiteRT / TFLite flatbuffer, float32, NHWC image inputs
+        An int8 student (distill quantize) exports as integer arithmetic to --c, as QDQ to --onnx, \
+        and fully int8 to --tflite, whose int8 logits take their range from --calibration DATA \
+        (or, with --float-logits, whose last layer runs in float32). \
         Batch norm is folded into the layer before it for C, Core ML and TFLite; those steps are \
         checked against the model before anything is written. A layer a format cannot express is \
         refused, naming the layer; an existing file is replaced atomically.
@@ -27,6 +31,10 @@ struct Export: ParsableCommand {
     @Option(help: "LiteRT (TFLite) file to write (.tflite).") var tflite: String?
     @Option(help: "ONNX opset (\(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)).") var opset = 17
     @Option(help: "Class names, comma-separated, one per output (C, Core ML, TFLite; default 0, 1, ...).") var classNames: String?
+    @Option(help: "int8 students with --tflite: data whose training rows set the int8 logits' range (fashion-mnist, mnist, a .csv with --label, or .npz).") var calibration: String?
+    @Option(help: "Label column of a --calibration .csv file.") var label: String?
+    @Option(help: "Calibration rows drawn from the training split (with --calibration).") var samples = 1000
+    @Flag(help: "int8 students with --tflite: run the last layer in float32 (logits as DistillKit's int8 path gives them; no --calibration).") var floatLogits = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -38,6 +46,9 @@ struct Export: ParsableCommand {
             throw ValidationError("--opset \(opset): DistillKit writes opsets \(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)")
         }
         if let classNames, onnx != nil { throw ValidationError("--class-names '\(classNames.prefix(40))' is for --c, --coreml and --tflite") }
+        if let calibration, tflite == nil { throw ValidationError("--calibration \(calibration.prefix(80)) is for int8 students exported with --tflite") }
+        if floatLogits, tflite == nil { throw ValidationError("--float-logits is for int8 students exported with --tflite") }
+        guard (1...StudentQuantization.maxSamples).contains(samples) else { throw ValidationError("--samples \(samples): must be in 1...\(StudentQuantization.maxSamples)") }
     }
 
     func run() throws {
@@ -54,7 +65,9 @@ struct Export: ParsableCommand {
         } else if let coreML {
             report = try StudentExport.coreML(modelAt: modelURL, to: URL(fileURLWithPath: coreML), classNames: names)
         } else {
-            report = try StudentExport.tflite(modelAt: modelURL, to: URL(fileURLWithPath: tflite!), classNames: names)
+            report = try StudentExport.tflite(modelAt: modelURL, to: URL(fileURLWithPath: tflite!), classNames: names,
+                                              calibration: calibration.map { StudentExport.CalibrationData(data: $0, labelColumn: label, samples: samples) },
+                                              floatLogits: floatLogits)
         }
         if json { printJSON(report.json) } else { print(report.text) }
     }
@@ -70,9 +83,12 @@ struct Inspect: ParsableCommand {
         try BLAS.ensureLoaded()
         let url = URL(fileURLWithPath: model)
         let summary: InspectionSummary
+        var quantized: [TFLiteSummary.QuantizedTensor] = []
         switch url.pathExtension.lowercased() {
         case "onnx": summary = ModelInspector.summary(try ONNXModel(contentsOf: url))
-        case "tflite": summary = try StudentExport.summary(ofTFLite: url)
+        case "tflite":
+            summary = try StudentExport.summary(ofTFLite: url)
+            quantized = try StudentExport.quantization(ofTFLite: url)
         case "mlmodel": summary = try StudentExport.summary(ofCoreML: url)
         case "safetensors":
             let (net, info) = try SavedModel.load(url)
@@ -82,7 +98,21 @@ struct Inspect: ParsableCommand {
         default:
             throw ValidationError("\(model): inspect reads .onnx, .tflite, .mlmodel and .safetensors models")
         }
-        if json { printJSON(summary.json) } else { print(summary.text) }
+        if quantized.isEmpty {
+            if json { printJSON(summary.json) } else { print(summary.text) }
+            return
+        }
+        // An int8 TFLite file: its quantization parameters, activations first.
+        let ordered = quantized.filter { !$0.isConstant } + quantized.filter(\.isConstant)
+        if json {
+            var j = summary.json
+            j["quantization"] = ordered.map(\.json)
+            printJSON(j)
+        } else {
+            print(summary.text)
+            print("quantization (real = scale · (q − zero point)), \(ordered.count) tensors:")
+            for q in ordered { print("  " + q.description) }
+        }
     }
 }
 

@@ -68,6 +68,7 @@ struct Sweep: ParsableCommand {
         settings.speedSeconds = speedSeconds
         settings.int8 = int8 ? StudentQuantization.sweepMeasurement(seconds: speedSeconds) : nil
         let result = try SweepRunner.run(settings)
+        guard isMainRank else { return }  // under mpirun, rank 0 gathers the rows and prints
         if flags.json { return printJSON(result.json) }
         print(SweepRunner.table(result.rows))
         print(String(format: "%d students × %d seeds in %.1f min; %@/{%@,%@,%@}", result.rows.count, seeds, result.minutes, result.folder.path,

