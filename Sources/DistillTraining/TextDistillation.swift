@@ -53,10 +53,15 @@ public struct TextTeacher {
     public var parameterCount: Int
     public var bytes: Int
     public var tokenizer: WordPieceTokenizer
+    /// The tokenizer's file (tokenizer.json or vocab.txt), copied beside the student so that the
+    /// student can embed texts on its own (`TextStudent`).
+    public var tokenizerFile: URL?
     public var embed: ([String]) throws -> Tensor
 
-    public init(name: String, parameterCount: Int, bytes: Int, tokenizer: WordPieceTokenizer, embed: @escaping ([String]) throws -> Tensor) {
-        self.name = name; self.parameterCount = parameterCount; self.bytes = bytes; self.tokenizer = tokenizer; self.embed = embed
+    public init(name: String, parameterCount: Int, bytes: Int, tokenizer: WordPieceTokenizer, tokenizerFile: URL? = nil,
+                embed: @escaping ([String]) throws -> Tensor) {
+        self.name = name; self.parameterCount = parameterCount; self.bytes = bytes; self.tokenizer = tokenizer
+        self.tokenizerFile = tokenizerFile; self.embed = embed
     }
 }
 
@@ -99,6 +104,7 @@ struct TeacherTextVectors {
 /// A model's figures on the test split: retrieval and section accuracy.
 public struct TextReport: TestReport, Sendable {
     public var retrieval: RetrievalScores
+    /// The teacher's section head applied to this model's vectors: how well they stand in for the teacher's.
     public var sectionAccuracy: Double
     /// Mean cosine between the model's and the teacher's vectors of the test descriptions.
     public var teacherCosine: Double
@@ -106,11 +112,11 @@ public struct TextReport: TestReport, Sendable {
     public var recallAt10: Double { retrieval.recall(at: 10) ?? 0 }
     public var score: Double { recallAt10 }
     public var metrics: [String: Any] {
-        ["test_recall_at_10": recallAt10, "test_mrr": retrieval.meanReciprocalRank, "test_section_accuracy": sectionAccuracy,
+        ["test_recall_at_10": recallAt10, "test_mrr": retrieval.meanReciprocalRank, "test_section_accuracy_teacher_head": sectionAccuracy,
          "test_teacher_cosine": teacherCosine]
     }
     public var line: String {
-        String(format: "recall@10 %.2f%%  MRR %.4f  sections %.2f%%  cos(teacher) %.4f", recallAt10 * 100, retrieval.meanReciprocalRank,
+        String(format: "recall@10 %.2f%%  MRR %.4f  sections (teacher's head) %.2f%%  cos(teacher) %.4f", recallAt10 * 100, retrieval.meanReciprocalRank,
                sectionAccuracy * 100, teacherCosine)
     }
 }
@@ -121,7 +127,11 @@ public struct TextModelRow: Sendable {
     public var spec: String
     public var parameters: Int
     public var bytes: Int
+    /// The test split's figures (`sectionAccuracy` there: the teacher's head on this model's vectors).
     public var report: TextReport
+    /// A linear probe's section accuracy: a linear layer trained on this model's own vectors of
+    /// the training descriptions, tested on the test descriptions (the same recipe for every model).
+    public var sectionAccuracy: Double
     /// Sentences per second at batch 32 and the median batch-1 latency, tokenization included.
     public var sentencesPerSecond: Double
     public var latencyMicrosecondsP50: Double
@@ -135,6 +145,41 @@ final class PairEncoder: Module {
     override func forward(_ x: Tensor) -> Tensor {
         let length = x.shape[1] / 2
         return Tensor.concat([encoder(x.slice(axis: 1, start: 0, length: length)), encoder(x.slice(axis: 1, start: length, length: length))], axis: 1)
+    }
+}
+
+/// A text student written by `distill text-kd`: its model file (`task` = sentence-embedding) with
+/// the teacher's tokenizer beside it. It embeds texts as the teacher does: token ids, the model,
+/// L2 normalisation.
+public struct TextStudent {
+    public static let task = "sentence-embedding"
+    static let tokenizerKey = "tokenizer"
+    public let model: Sequential
+    public let tokenizer: WordPieceTokenizer
+    /// Tokens per text the student was trained with.
+    public let maxLength: Int
+    public var dimension: Int { numClasses }
+    let numClasses: Int
+
+    /// The student in `url` (a model file or a run folder), or nil when the file is another kind
+    /// of model. A missing tokenizer is an error naming the file.
+    public static func load(_ url: URL) throws -> TextStudent? {
+        let file = FileKind(url.path) == .safetensors ? url : RunFolder(url).bestModel
+        guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+        let (model, info) = try SavedModel.load(file)
+        guard info.extra["task"] == task else { return nil }
+        guard let name = info.extra[tokenizerKey], info.inputShape.count == 1 else {
+            throw TextError.malformed(path: file.path, problem: "a text student without its tokenizer (the tokenizer file name is not recorded)")
+        }
+        let tokenizer = try WordPieceTokenizer(contentsOf: file.deletingLastPathComponent().appendingPathComponent(name))
+        model.eval()
+        return TextStudent(model: model, tokenizer: tokenizer, maxLength: info.inputShape[0], numClasses: info.numClasses)
+    }
+
+    /// L2-normalised vectors [n, D] for `texts`; `truncated` counts the texts cut to `maxLength` tokens.
+    public func embed(_ texts: [String]) -> (vectors: Tensor, truncated: Int) {
+        let (ids, truncated) = TextDistillation.tokenIDs(texts, tokenizer: tokenizer, maxLength: maxLength)
+        return (TextDistillation.normalizedVectors(model, ids: ids), truncated)
     }
 }
 
@@ -205,23 +250,26 @@ public enum TextDistillation {
         return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
     }
 
-    /// Trains the teacher's section head (a linear layer on its vectors) with cross-entropy.
-    static func sectionHead(_ vectors: TeacherTextVectors, corpus: TextCorpus, seed: UInt64) throws -> Sequential {
-        let width = vectors.trainDescriptions.shape[1]
-        let train = try LabeledDataset(features: vectors.trainDescriptions, labels: corpus.train.labels, numClasses: corpus.classes.count)
-        let test = try LabeledDataset(features: vectors.testDescriptions, labels: corpus.test.labels, numClasses: corpus.classes.count)
+    /// A linear section classifier on `train` vectors [n, D] (cross-entropy, 20 epochs of Adam),
+    /// scored on `test`: the teacher's section head, and each model's linear probe.
+    static func sectionHead(train: Tensor, test: Tensor, corpus: TextCorpus, seed: UInt64) throws -> (head: Sequential, accuracy: Double) {
+        let width = train.shape[1], classes = corpus.classes.count
+        let trainSet = try LabeledDataset(features: train, labels: corpus.train.labels, numClasses: classes)
+        let testSet = try LabeledDataset(features: test, labels: corpus.test.labels, numClasses: classes)
         var options = TrainingOptions()
         options.epochs = 20
         options.batchSize = 128
         options.learningRate = 3e-3
         options.seed = seed
         options.quiet = true
-        let head = try ModelZoo.build("mlp:\(width)-\(corpus.classes.count)", inputShape: [width], numClasses: corpus.classes.count, seed: seed)
-        let trainer = try Trainer(student: head, studentInfo: SavedModel(spec: "mlp:\(width)-\(corpus.classes.count)", inputShape: [width], numClasses: corpus.classes.count),
-                                  teachers: [], objective: try DistillationObjective(terms: [LossTerm(.ce)]), options: options, train: train, test: test, run: nil)
-        _ = try trainer.fit()
+        let spec = "mlp:\(width)-\(classes)"
+        let head = try ModelZoo.build(spec, inputShape: [width], numClasses: classes, seed: seed)
+        let trainer = try Trainer(student: head, studentInfo: SavedModel(spec: spec, inputShape: [width], numClasses: classes),
+                                  teachers: [], objective: try DistillationObjective(terms: [LossTerm(.ce)]), options: options,
+                                  train: trainSet, test: testSet, run: nil)
+        let summary = try trainer.fit()
         head.eval()
-        return head
+        return (head, summary.test.accuracy)
     }
 
     /// The figures of vectors for the test split (descriptions and summaries).
@@ -265,7 +313,7 @@ public enum TextDistillation {
         let cache = settings.teacherCache ?? URL(fileURLWithPath: settings.corpus.path + ".teacher-vectors.safetensors")
         let vectors = try TeacherTextVectors.load(corpus, teacher: teacher, maxLength: settings.maxLength, cache: cache, log: log)
         let width = vectors.trainDescriptions.shape[1]
-        let head = try sectionHead(vectors, corpus: corpus, seed: settings.options.seed)
+        let (head, teacherProbe) = try sectionHead(train: vectors.trainDescriptions, test: vectors.testDescriptions, corpus: corpus, seed: settings.options.seed)
 
         // The transfer set: every training description and summary, with the teacher's vectors.
         let trainTexts = corpus.train.descriptions + corpus.train.summaries
@@ -280,10 +328,17 @@ public enum TextDistillation {
 
         let spec = resolveStudent(settings.student, vocabulary: teacher.tokenizer.vocabularySize, width: width)
         let student = try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed)
-        let info = SavedModel(spec: spec, inputShape: [settings.maxLength], numClasses: width, extra: ["task": "sentence-embedding"])
+        var extra = ["task": TextStudent.task]
+        if let file = teacher.tokenizerFile { extra[TextStudent.tokenizerKey] = file.lastPathComponent }
+        let info = SavedModel(spec: spec, inputShape: [settings.maxLength], numClasses: width, extra: extra)
         let run = settings.output.map { RunFolder($0) }
         if let run {
             try run.create()
+            if let file = teacher.tokenizerFile {
+                let copy = run.url.appendingPathComponent(file.lastPathComponent)
+                try? FileManager.default.removeItem(at: copy)
+                try FileManager.default.copyItem(at: file, to: copy)
+            }
             try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
                                "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
                                "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],
@@ -310,10 +365,14 @@ public enum TextDistillation {
                            teacher: vectors, head: head, corpus: corpus)
             }
             let scratchSummary = try scratchTrainer.fit()
+            let probe = try sectionHead(train: normalizedVectors(inner, ids: trainIDs.slice(axis: 0, start: 0, length: corpus.train.count)),
+                                        test: normalizedVectors(inner, ids: testDescriptionIDs), corpus: corpus, seed: settings.options.seed).accuracy
             scratchRow = TextModelRow(role: "scratch", spec: spec + " (no teacher)", parameters: inner.parameterCount, bytes: inner.parameterCount * 4,
-                                      report: scratchSummary.test, sentencesPerSecond: 0, latencyMicrosecondsP50: 0)
+                                      report: scratchSummary.test, sectionAccuracy: probe, sentencesPerSecond: 0, latencyMicrosecondsP50: 0)
         }
 
+        let studentProbe = try sectionHead(train: normalizedVectors(student, ids: trainIDs.slice(axis: 0, start: 0, length: corpus.train.count)),
+                                           test: normalizedVectors(student, ids: testDescriptionIDs), corpus: corpus, seed: settings.options.seed).accuracy
         let teacherReport = try report(descriptions: vectors.testDescriptions, summaries: vectors.testSummaries, teacher: vectors, head: head, corpus: corpus)
         let teacherSpeed = try speed(corpus.test.descriptions, teacher.embed)
         let studentSpeed = try speed(corpus.test.descriptions) { texts in
@@ -321,8 +380,10 @@ public enum TextDistillation {
         }
         var rows = [
             TextModelRow(role: "teacher", spec: teacher.name, parameters: teacher.parameterCount, bytes: teacher.bytes, report: teacherReport,
+                         sectionAccuracy: teacherProbe,
                          sentencesPerSecond: teacherSpeed.perSecond, latencyMicrosecondsP50: teacherSpeed.latencyP50),
             TextModelRow(role: "student", spec: spec, parameters: student.parameterCount, bytes: student.parameterCount * 4, report: summary.test,
+                         sectionAccuracy: studentProbe,
                          sentencesPerSecond: studentSpeed.perSecond, latencyMicrosecondsP50: studentSpeed.latencyP50),
         ]
         if var scratchRow {
@@ -339,10 +400,11 @@ public enum TextDistillation {
         let rows: [[String: Any]] = result.rows.map { r in
             var j: [String: Any] = ["role": r.role, "spec": r.spec, "params": r.parameters, "bytes": r.bytes,
                                     "samples_per_second": r.sentencesPerSecond, "latency_us_p50": r.latencyMicrosecondsP50,
-                                    "section_accuracy": r.report.sectionAccuracy, "recall_at_10": r.report.recallAt10,
+                                    "section_accuracy": r.sectionAccuracy, "section_accuracy_teacher_head": r.report.sectionAccuracy,
+                                    "recall_at_10": r.report.recallAt10,
                                     "mrr": r.report.retrieval.meanReciprocalRank, "teacher_cosine": r.report.teacherCosine]
             if let teacher, r.role != "teacher" {
-                j["share_of_teacher"] = ["section_accuracy": r.report.sectionAccuracy / max(teacher.report.sectionAccuracy, 1e-12),
+                j["share_of_teacher"] = ["section_accuracy": r.sectionAccuracy / max(teacher.sectionAccuracy, 1e-12),
                                          "recall_at_10": r.report.recallAt10 / max(teacher.report.recallAt10, 1e-12),
                                          "mrr": r.report.retrieval.meanReciprocalRank / max(teacher.report.retrieval.meanReciprocalRank, 1e-12),
                                          "smaller": Double(teacher.bytes) / Double(max(r.bytes, 1)),
@@ -360,12 +422,12 @@ public enum TextDistillation {
         for r in rows {
             let name = String(r.spec.prefix(32)).padding(toLength: 32, withPad: " ", startingAt: 0)
             lines.append(name + String(format: " %10d %10d %12.0f %7.0f   %6.2f%%   %6.2f%%   %.4f", r.parameters, r.bytes,
-                                r.sentencesPerSecond, r.latencyMicrosecondsP50, r.report.sectionAccuracy * 100, r.report.recallAt10 * 100,
+                                r.sentencesPerSecond, r.latencyMicrosecondsP50, r.sectionAccuracy * 100, r.report.recallAt10 * 100,
                                 r.report.retrieval.meanReciprocalRank))
             if r.role != "teacher" {
                 lines.append(String(format: "  as a share of the teacher's:     %9.1f× smaller  %7.1f× faster  %6.1f%%   %6.1f%%   %5.1f%%",
                                     Double(teacher.bytes) / Double(max(r.bytes, 1)), r.sentencesPerSecond / max(teacher.sentencesPerSecond, 1e-9),
-                                    r.report.sectionAccuracy / max(teacher.report.sectionAccuracy, 1e-9) * 100,
+                                    r.sectionAccuracy / max(teacher.sectionAccuracy, 1e-9) * 100,
                                     r.report.recallAt10 / max(teacher.report.recallAt10, 1e-9) * 100,
                                     r.report.retrieval.meanReciprocalRank / max(teacher.report.retrieval.meanReciprocalRank, 1e-9) * 100))
             }

@@ -61,7 +61,7 @@ struct TextKD: ParsableCommand {
         let encoder = try SentenceEncoder(folder: folder)
         let teacher = TextTeacher(name: folder.lastPathComponent == "model" ? "all-MiniLM-L6-v2" : folder.lastPathComponent,
                                   parameterCount: encoder.model.parameterCount, bytes: encoder.model.parameterCount * 4,
-                                  tokenizer: encoder.tokenizer) { texts in try encoder.embed(texts: texts, maxLength: maxLength) }
+                                  tokenizer: encoder.tokenizer, tokenizerFile: folder.appendingPathComponent("tokenizer.json")) { texts in try encoder.embed(texts: texts, maxLength: maxLength) }
         var settings = TextDistillationSettings(corpus: URL(fileURLWithPath: corpus), student: student)
         settings.maxLength = maxLength
         settings.trainLimit = trainLimit
