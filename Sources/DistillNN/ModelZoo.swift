@@ -58,6 +58,16 @@ public enum ModelZoo {
             }
             return Sequential(layers)
         }
+        if spec.hasPrefix("bag:") {
+            // bag:VOCABULARY-BIGRAM_BUCKETS-DIMENSION-OUTPUTS, e.g. bag:30522-32768-64-384 (TokenBag).
+            let sizes = spec.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+            guard sizes.count == 4, let v = sizes[0], let b = sizes[1], let d = sizes[2], let o = sizes[3],
+                  v >= 2, b >= 0, d >= 1, o >= 1, v <= 1 << 24, b <= 1 << 24, d <= 1 << 16, o <= 1 << 16 else {
+                throw TensorError("model spec '\(spec.prefix(80))': a token bag is written bag:VOCABULARY-BIGRAM_BUCKETS-DIMENSION-OUTPUTS, e.g. bag:30522-32768-64-384 (vocabulary and buckets up to 2^24, the others up to 65536)")
+            }
+            try checkBudget([(v + b) * d, (d + 1) * o], limit: maxParameters, spec: spec)
+            return Sequential([TokenBag(vocabulary: v, bigramBuckets: b, dimension: d, outputs: o, generator: &g)])
+        }
         if spec.hasPrefix("layers:") {
             guard let list = try? JSONSerialization.jsonObject(with: Data(spec.dropFirst(7).utf8)) as? [Any] else {
                 throw TensorError("model spec 'layers:…' must be followed by a JSON list of layers")

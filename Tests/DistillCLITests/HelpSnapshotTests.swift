@@ -8,7 +8,7 @@ import Testing
 @Suite("Help snapshots", .enabled(if: distillBinary != nil, "needs the distill binary (swift build)"))
 struct HelpSnapshotTests {
     static let commands = ["", "demo", "train", "kd", "eval", "run", "bench", "export", "inspect", "cache-teacher", "data-report",
-                           "quantize", "sweep", "fit"]
+                           "quantize", "sweep", "fit", "data", "embed", "text-kd"]
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("HelpSnapshots")
 
     @Test(arguments: commands)

