@@ -81,7 +81,8 @@ struct TeacherTextVectors {
         return String(hash, radix: 16)
     }
 
-    static func load(_ corpus: TextCorpus, teacher: TextTeacher, maxLength: Int, cache: URL?, log: (String) -> Void) throws -> TeacherTextVectors {
+    static func load(_ corpus: TextCorpus, teacher: TextTeacher, maxLength: Int, cache: URL?, quiet: Bool,
+                     log: (String) -> Void) throws -> TeacherTextVectors {
         let key = fingerprint(corpus, teacher: teacher.name, maxLength: maxLength)
         if let cache, let data = try? Data(contentsOf: cache),
            let (tensors, metadata) = try? Safetensors.decode(data, name: cache.path), metadata["fingerprint"] == key,
@@ -91,9 +92,24 @@ struct TeacherTextVectors {
         }
         let texts = [corpus.train.descriptions, corpus.train.summaries, corpus.test.descriptions, corpus.test.summaries]
         log("computing the teacher's vectors of \(texts.map(\.count).reduce(0, +)) texts once (\(teacher.name))")
-        let start = Date()
-        let vectors = try texts.map { try teacher.embed($0) }
-        log(String(format: "teacher vectors in %.1f min", Date().timeIntervalSince(start) / 60))
+        let started = Date()
+        // In chunks of 512 texts, for a progress bar over the whole set.
+        let total = texts.map(\.count).reduce(0, +)
+        let progress = ProgressBar(title: "teacher vectors", total: total, quiet: quiet)
+        var done = 0
+        let vectors: [Tensor] = try texts.map { part in
+            var chunks: [Tensor] = []
+            var start = 0
+            while start < part.count {
+                let end = min(part.count, start + 512)
+                chunks.append(try teacher.embed(Array(part[start..<end])))
+                done += end - start
+                progress.update(done, unitsPerSecond: Double(done) / max(Date().timeIntervalSince(started), 1e-9))
+                start = end
+            }
+            return chunks.count == 1 ? chunks[0] : Tensor.concat(chunks, axis: 0)
+        }
+        log(String(format: "teacher vectors in %.1f min", Date().timeIntervalSince(started) / 60))
         if let cache {
             try Safetensors.save(Dictionary(uniqueKeysWithValues: zip(names, vectors)), to: cache, metadata: ["fingerprint": key])
         }
@@ -311,7 +327,8 @@ public enum TextDistillation {
         let start = Date()
         let corpus = try TextCorpus.debianPackages(settings.corpus, trainLimit: settings.trainLimit, testLimit: settings.testLimit)
         let cache = settings.teacherCache ?? URL(fileURLWithPath: settings.corpus.path + ".teacher-vectors.safetensors")
-        let vectors = try TeacherTextVectors.load(corpus, teacher: teacher, maxLength: settings.maxLength, cache: cache, log: log)
+        let vectors = try TeacherTextVectors.load(corpus, teacher: teacher, maxLength: settings.maxLength, cache: cache,
+                                                 quiet: settings.options.quiet, log: log)
         let width = vectors.trainDescriptions.shape[1]
         let (head, teacherProbe) = try sectionHead(train: vectors.trainDescriptions, test: vectors.testDescriptions, corpus: corpus, seed: settings.options.seed)
 
