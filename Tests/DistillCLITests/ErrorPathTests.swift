@@ -34,6 +34,11 @@ struct ErrorPathTests {
              status: 64, says: ["--qat-epochs 0", "1...100"]),
         Case(arguments: ["quantize", "m.safetensors", "--calibration", "fashion-mnist", "--output", "q.safetensors", "--qat", "--qat-learning-rate", "0"],
              status: 64, says: ["--qat-learning-rate"]),
+        Case(arguments: ["text-kd", "--max-length", "1"], status: 64, says: ["--max-length 1", "3...512"]),
+        Case(arguments: ["text-kd", "--cosine-weight", "0"], status: 64, says: ["--cosine-weight", "--mse-weight"]),
+        Case(arguments: ["text-kd", "--train-limit", "0"], status: 64, says: ["--train-limit 0"]),
+        Case(arguments: ["embed", "--text", "a", "--data", "t.csv"], status: 64, says: ["--text", "--data"]),
+        Case(arguments: ["embed", "--data", "t.csv", "--out", "t.txt"], status: 64, says: ["--out t.txt", ".npy"]),
         // Failures: settings out of range, missing files, data that does not fit.
         Case(arguments: ["train", "--epochs", "0"], status: 1, says: ["'epochs' (--epochs)", "1...100000"]),
         Case(arguments: ["train", "--batch-size", "0"], status: 1, says: ["'batch_size' (--batch-size)"]),
@@ -46,6 +51,10 @@ struct ErrorPathTests {
         Case(arguments: ["run", "missing.yaml"], status: 1, says: ["missing.yaml"]),
         Case(arguments: ["inspect", "missing.onnx"], status: 1, says: ["missing.onnx"]),
         Case(arguments: ["export", "missing.safetensors", "--onnx", "out.onnx"], status: 1, says: ["missing.safetensors"]),
+        Case(arguments: ["text-kd", "--teacher", ".", "--corpus", "missing.csv"], status: 64, says: ["missing.csv", "debian-packages"]),
+        Case(arguments: ["embed", "missing-folder", "--text", "a"], status: 1, says: ["missing-folder"]),
+        Case(arguments: ["data", "tokenize", "--tokenizer", "missing.json", "--data", "t.csv", "--column", "text", "--out", "ids.npy"],
+             status: 1, says: ["missing.json"]),
     ]
 
     @Test(arguments: cases)
