@@ -10,6 +10,19 @@ final class Doubler: Module { override func forward(_ x: Tensor) -> Tensor { x *
 
 /// Students with every lowered step in them, random batch-norm statistics so folding matters.
 enum Students {
+    /// A CNN [2, 7, 7] → 5 with every int8 layer kind: a convolution whose padding is TFLite's
+    /// SAME, one that needs an explicit PAD, a padded max pooling, a padded average pooling, batch
+    /// norm (with random statistics) and dense layers.
+    static func everyInt8Layer(_ g: inout SeededGenerator) -> Sequential {
+        let cnn = Sequential([
+            Conv2d(2, 6, kernel: 3, padding: 1, generator: &g), BatchNorm2d(6), ReLU(), MaxPool2d(3, stride: 2, padding: 1),
+            Conv2d(6, 8, kernel: 3, stride: 2, padding: 1, generator: &g), ReLU(), AvgPool2d(2, stride: 1, padding: 1),
+            Flatten(), Linear(8 * 3 * 3, 16, generator: &g), ReLU(), Linear(16, 5, generator: &g),
+        ])
+        randomizeStatistics(cnn, seed: 13)
+        return cnn
+    }
+
     static func mixed() -> Sequential {
         var g = SeededGenerator(seed: 7)
         let model = Sequential([
@@ -224,12 +237,7 @@ enum Students {
     @Test(.enabled(if: compiler != nil, "no C compiler (cc) on this machine"))
     func int8CompilesAndMatchesDistillKitsIntegerPathBitForBit() throws {
         var g = SeededGenerator(seed: 12)
-        let cnn = Sequential([
-            Conv2d(2, 6, kernel: 3, padding: 1, generator: &g), BatchNorm2d(6), ReLU(), MaxPool2d(3, stride: 2, padding: 1),
-            Conv2d(6, 8, kernel: 3, stride: 2, padding: 1, generator: &g), ReLU(), AvgPool2d(2, stride: 1, padding: 1),
-            Flatten(), Linear(8 * 3 * 3, 16, generator: &g), ReLU(), Linear(16, 5, generator: &g),
-        ])
-        Students.randomizeStatistics(cnn, seed: 13)
+        let cnn = Students.everyInt8Layer(&g)
         let pooled = Sequential([Conv2d(1, 4, kernel: 3, generator: &g), ReLU(), GlobalAvgPool2d(), Linear(4, 3, generator: &g)])
         let cases: [(String, Module, [Int], Int, ExportPreprocessing)] = [
             ("cnn", cnn, [2, 7, 7], 5, .init()),

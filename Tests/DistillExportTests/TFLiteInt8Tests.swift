@@ -13,12 +13,7 @@ import Testing
     /// needs an explicit PAD, a padded max pooling (SAME), a padded average pooling (PAD), dense layers.
     static func cnnStudent() throws -> QuantizedStudent {
         var g = SeededGenerator(seed: 12)
-        let cnn = Sequential([
-            Conv2d(2, 6, kernel: 3, padding: 1, generator: &g), BatchNorm2d(6), ReLU(), MaxPool2d(3, stride: 2, padding: 1),
-            Conv2d(6, 8, kernel: 3, stride: 2, padding: 1, generator: &g), ReLU(), AvgPool2d(2, stride: 1, padding: 1),
-            Flatten(), Linear(8 * 3 * 3, 16, generator: &g), ReLU(), Linear(16, 5, generator: &g),
-        ])
-        Students.randomizeStatistics(cnn, seed: 13)
+        let cnn = Students.everyInt8Layer(&g)
         let samples = Tensor.testNormal([64, 2, 7, 7], seed: 21, requiresGrad: false)
         let info = SavedModelDescription(spec: "cnn", inputShape: [2, 7, 7], numClasses: 5, extra: [:])
         return try Quantizer.quantize(cnn, info: info, samples: samples, labels: (0..<64).map { $0 % 5 }).student

@@ -128,32 +128,11 @@ int main(int argc, char **argv) {
 
 @pytest.mark.parametrize("name", STUDENTS + ["tabular"])
 def test_c_source_matches_distillkit(students, name, tmp_path):
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (cc) on PATH")
     entry = students[name]
-    work = tmp_path / "c"
-    work.mkdir()
-    shutil.copy(entry["c"], work / "student.c")
-    header = entry["c"].with_suffix(".h")
-    # The .c includes its header by the name it was exported with.
-    shutil.copy(header, work / header.name)
-    shutil.copy(header, work / "student.h")
-    (work / "driver.c").write_text(DRIVER)
-    flags = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
-    subprocess.run([cc, *flags, "-c", "student.c", "-o", "student.o"], cwd=work, check=True, capture_output=True, text=True)
-    subprocess.run([cc, "-O2", "driver.c", "student.o", "-o", "driver", "-lm"], cwd=work, check=True, capture_output=True, text=True)
-    inputs = entry["inputs"]
-    (work / "inputs.bin").write_bytes(np.ascontiguousarray(inputs, dtype=np.float32).tobytes())
-    run = subprocess.run(["./driver", "inputs.bin", "outputs.bin", str(len(inputs))], cwd=work, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    raw = (work / "outputs.bin").read_bytes()
-    classes = entry["reference"].shape[1]
-    outputs = np.frombuffer(raw[: 4 * classes * len(inputs)], dtype=np.float32).reshape(len(inputs), classes)
-    predicted = np.frombuffer(raw[4 * classes * len(inputs):], dtype=np.int32)
+    outputs, predicted, printed = compile_and_run(entry, tmp_path)
     np.testing.assert_allclose(outputs, entry["reference"], err_msg=name, **TOLERANCE)
     assert (predicted == entry["reference"].argmax(1)).all()
-    assert run.stdout.strip() == entry["class_names"][predicted[0]]
+    assert printed == entry["class_names"][predicted[0]]
 
 
 def test_c_source_has_no_allocation_and_documents_its_api(students):
@@ -407,7 +386,8 @@ def int8_students(students, tmp_path_factory):
 
 
 def compile_and_run(entry, tmp_path):
-    """Builds the exported C file with the driver above and runs it on the entry's inputs: (outputs, predictions)."""
+    """Builds the exported C file with the driver above and runs it on the entry's inputs: (outputs,
+    predictions, what the driver printed: the first input's class name)."""
     cc = shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler (cc) on PATH")
@@ -415,6 +395,7 @@ def compile_and_run(entry, tmp_path):
     work.mkdir()
     shutil.copy(entry["c"], work / "student.c")
     header = entry["c"].with_suffix(".h")
+    # The .c includes its header by the name it was exported with.
     shutil.copy(header, work / header.name)
     shutil.copy(header, work / "student.h")
     (work / "driver.c").write_text(DRIVER)
@@ -428,7 +409,7 @@ def compile_and_run(entry, tmp_path):
     raw = (work / "outputs.bin").read_bytes()
     classes = entry["reference"].shape[1]
     outputs = np.frombuffer(raw[: 4 * classes * len(inputs)], dtype=np.float32).reshape(len(inputs), classes)
-    return outputs, np.frombuffer(raw[4 * classes * len(inputs):], dtype=np.int32)
+    return outputs, np.frombuffer(raw[4 * classes * len(inputs):], dtype=np.int32), run.stdout.strip()
 
 
 @pytest.mark.parametrize("name", INT8_STUDENTS + ["tabular"])
@@ -436,7 +417,7 @@ def test_int8_c_source_is_identical_to_distillkit(int8_students, name, tmp_path)
     entry = int8_students[name]
     source = entry["c"].read_text()
     assert "static const signed char" in source and "dk_linear_int8" in source and "malloc" not in source
-    outputs, predicted = compile_and_run(entry, tmp_path)
+    outputs, predicted, _ = compile_and_run(entry, tmp_path)
     reference = entry["reference"]
     differing = int((outputs.view(np.uint32) != reference.view(np.uint32)).any(axis=1).sum())
     print(f"int8 C {name}: {len(outputs) - differing}/{len(outputs)} rows bit-identical to DistillKit's int8 path")
