@@ -298,11 +298,29 @@ public final class BertEncoder: Module {
     }
 
     /// x: token ids as floats, [B, L], padded with id 0 (`[PAD]` in BERT vocabularies), which
-    /// the mask drops → sentence vectors [B, D].
+    /// the mask drops → sentence vectors [B, D]. Columns that are padding in every row are cut
+    /// first (they change nothing and would cost L² attention), so the hidden states a feature tap
+    /// records are [B, L', D] with L' the batch's longest text (`trimmedLength(_:)`).
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(x.rank == 2, "BertEncoder: token ids must be [batch, length], got \(x.shape)")
-        let ids = x.scalars.map { Int($0) }
-        return embed(ids: ids, mask: ids.map { $0 == 0 ? 0 : 1 }, batch: x.shape[0], length: x.shape[1])
+        let (batch, length) = (x.shape[0], x.shape[1])
+        let kept = Self.trimmedLength(x)
+        var ids: [Int] = []
+        ids.reserveCapacity(batch * kept)
+        for r in 0..<batch { for j in 0..<kept { ids.append(Int(x.data[r * length + j])) } }
+        return embed(ids: ids, mask: ids.map { $0 == 0 ? 0 : 1 }, batch: batch, length: kept)
+    }
+
+    /// The columns of padded ids [B, L] that `forward` keeps: up to the last non-padding id of any row (at least 1).
+    public static func trimmedLength(_ x: Tensor) -> Int {
+        let (batch, length) = (x.shape[0], x.shape[1])
+        var kept = 1
+        for r in 0..<batch {
+            var j = length
+            while j > kept && x.data[r * length + j - 1] == 0 { j -= 1 }
+            kept = max(kept, j)
+        }
+        return min(kept, length)
     }
 
     /// Copies a teacher's weights into this (smaller) encoder wherever the shapes match: the

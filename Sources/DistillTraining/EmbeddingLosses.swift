@@ -1,3 +1,4 @@
+import DistillNN
 import DistillTensor
 
 // Sentence-embedding distillation: the student's pooled embedding [N, D] is pulled toward the
@@ -90,5 +91,139 @@ public final class ContrastivePairObjective: TrainingObjective {
         let loss = contrastivePairLoss(anchors: studentOutputs.slice(axis: 1, start: 0, length: width),
                                        positives: studentOutputs.slice(axis: 1, start: width, length: width))
         return (loss, ["contrastive": loss.item()])
+    }
+}
+
+/// Hidden-state transfer for transformers (TinyBERT's `L_hidn`: Jiao et al., Findings of EMNLP
+/// 2020, "TinyBERT: Distilling BERT for Natural Language Understanding", arXiv:1909.10351, eq. 8):
+///
+///     L = Σ_{b,l} m_bl · ‖s_bl − t_bl‖² / (D · Σ_{b,l} m_bl)
+///
+/// the mean squared error over the real tokens only (mask m [B, L], 1 for a token, 0 for
+/// padding), between the student's hidden states s [B, L, D] (already mapped to the teacher's
+/// width D when the widths differ: TinyBERT's learned `W_h`) and the teacher's t [B, L, D].
+public func hiddenStateLoss(student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor {
+    precondition(student.shape == teacher.shape && student.rank == 3, "hiddenStateLoss: student \(student.shape) and teacher \(teacher.shape) must be the same [B, L, D]")
+    precondition(mask.shape == Array(student.shape.prefix(2)), "hiddenStateLoss: mask \(mask.shape) is not [B, L] of \(student.shape)")
+    let tokens = max(mask.scalars.reduce(0, +), 1)
+    let difference = student - teacher.detached()
+    return (difference * difference * mask.reshaped(mask.shape + [1])).sum() / (tokens * Float(student.shape[2]))
+}
+
+/// Hidden-state transfer between mapped layers: for each pair (student layer, teacher layer),
+/// `hiddenStateLoss` between the student's tapped output, through a learned linear map when the
+/// widths differ, and the teacher's, averaged over the pairs.
+public struct HiddenStateTransfer {
+    /// Feature-tap paths, student and teacher, one pair per mapped layer.
+    public var pairs: [(student: String, teacher: String)]
+    /// `Linear(student width → teacher width)` per pair, or nil when the widths are equal; trained
+    /// with the student, never part of it (like FitNets' regressors).
+    public var projections: [Linear?]
+    /// Token ids of the training rows [N, L] (0: padding), for the masks of a batch's rows.
+    public var ids: Tensor
+    public var weight: Float
+
+    public init(pairs: [(student: String, teacher: String)], studentWidth: Int, teacherWidth: Int, ids: Tensor, weight: Float, seed: UInt64) {
+        var g = SeededGenerator(seed: seed ^ 0x4849_4444_454E)
+        self.pairs = pairs
+        projections = pairs.map { _ in studentWidth == teacherWidth ? nil : Linear(studentWidth, teacherWidth, generator: &g) }
+        self.ids = ids
+        self.weight = weight
+    }
+
+    /// The mask [B, L'] of the rows `indices`, L' the tapped length (the batch's longest text).
+    func mask(indices: [Int], length: Int) -> Tensor {
+        let full = ids.shape[1]
+        var values = [Float](repeating: 0, count: indices.count * length)
+        for (r, row) in indices.enumerated() {
+            for j in 0..<min(length, full) where ids.data[row * full + j] != 0 { values[r * length + j] = 1 }
+        }
+        return Tensor(shape: [indices.count, length], scalars: values)
+    }
+
+    func loss(studentFeatures: [String: Tensor], teacherFeatures: [String: Tensor], indices: [Int]) throws -> Tensor {
+        var total: Tensor? = nil
+        for (k, pair) in pairs.enumerated() {
+            guard var s = studentFeatures[pair.student], let t = teacherFeatures[pair.teacher] else {
+                throw TrainingError(message: "hidden-state transfer: no hidden states were recorded for \(pair.student) / \(pair.teacher)")
+            }
+            if let projection = projections[k] { s = projection(s) }
+            guard s.shape == t.shape else {
+                throw TrainingError(message: "hidden-state transfer: the student's \(pair.student) is \(s.shape), the teacher's \(pair.teacher) \(t.shape)")
+            }
+            let term = hiddenStateLoss(student: s, teacher: t, mask: mask(indices: indices, length: s.shape[1]))
+            total = total.map { $0 + term } ?? term
+        }
+        return (total ?? Tensor(scalar: 0)) / Float(max(pairs.count, 1))
+    }
+}
+
+/// Logit KD for the section classifier (Hinton, Vinyals, Dean 2015, arXiv:1503.02531): the
+/// student's own linear head on its sentence vector learns the teacher's section head's logits
+/// (the teacher's head, trained on the teacher's vectors, applied to them) and the labels,
+///
+///     L = ½ · T² · KL(softmax(t/T) ‖ softmax(s/T)) + ½ · CE(s, y)
+///
+/// the recipe `distill kd` defaults to (T = 2, α = ½).
+public struct SectionDistillation {
+    /// The student's head, `Linear(vector width → sections)`: trained with the student, saved beside it.
+    public var head: Linear
+    /// The teacher head's logits for every training row [N, C].
+    public var teacherLogits: Tensor
+    public var temperature: Float
+    public var weight: Float
+
+    public init(width: Int, teacherLogits: Tensor, temperature: Float = 2, weight: Float, seed: UInt64) {
+        var g = SeededGenerator(seed: seed ^ 0x5345_4354)
+        head = Linear(width, teacherLogits.shape[1], generator: &g)
+        self.teacherLogits = teacherLogits
+        self.temperature = temperature
+        self.weight = weight
+    }
+
+    func loss(vectors: Tensor, labels: [Int], indices: [Int]) -> (kd: Tensor, ce: Tensor) {
+        let logits = head(l2Normalized(vectors, axis: 1))
+        let teacher = withNoGrad { teacherLogits.indexSelect(axis: 0, indices: indices) }
+        return (kdLoss(student: logits, teacher: teacher, temperature: temperature), crossEntropy(logits: logits, labels: labels))
+    }
+}
+
+/// The objective of a text student: the pooled-vector terms of `EmbeddingObjective`, plus, as
+/// options, hidden-state transfer (`HiddenStateTransfer`) and logit KD for a section head
+/// (`SectionDistillation`).
+public final class TextStudentObjective: TrainingObjective {
+    public let embedding: EmbeddingObjective
+    public let hidden: HiddenStateTransfer?
+    public let section: SectionDistillation?
+
+    public init(embedding: EmbeddingObjective, hidden: HiddenStateTransfer? = nil, section: SectionDistillation? = nil) {
+        self.embedding = embedding; self.hidden = hidden; self.section = section
+    }
+
+    public var needsTeacher: Bool { true }
+    public var needsLabels: Bool { section != nil }
+    public var termNames: [String] { embedding.termNames + (hidden == nil ? [] : ["hidden"]) + (section == nil ? [] : ["section_kd", "section_ce"]) }
+    public var studentFeatureNames: [String] { hidden?.pairs.map(\.student) ?? [] }
+    public var teacherFeatureNames: [String] { hidden?.pairs.map(\.teacher) ?? [] }
+    public var adapterParameters: [Tensor] {
+        (hidden?.projections.compactMap { $0 }.flatMap { $0.trainableParameters() } ?? []) + (section?.head.trainableParameters() ?? [])
+    }
+
+    public func loss(studentOutputs: Tensor, studentFeatures: [String: Tensor], teacherOutputs: [Tensor], teacherFeatures: [String: Tensor],
+                     labels: [Int], indices: [Int], epoch: Int) throws -> (total: Tensor, parts: [String: Float]) {
+        var (total, parts) = try embedding.loss(studentOutputs: studentOutputs, studentFeatures: studentFeatures, teacherOutputs: teacherOutputs,
+                                                teacherFeatures: teacherFeatures, labels: labels, indices: indices, epoch: epoch)
+        if let hidden {
+            let term = try hidden.loss(studentFeatures: studentFeatures, teacherFeatures: teacherFeatures, indices: indices)
+            total = total + term * hidden.weight
+            parts["hidden"] = term.item()
+        }
+        if let section {
+            let (kd, ce) = section.loss(vectors: studentOutputs, labels: labels, indices: indices)
+            total = total + (kd + ce) * (section.weight / 2)
+            parts["section_kd"] = kd.item()
+            parts["section_ce"] = ce.item()
+        }
+        return (total, parts)
     }
 }

@@ -56,12 +56,15 @@ public struct TextTeacher {
     /// The tokenizer's file (tokenizer.json or vocab.txt), copied beside the student so that the
     /// student can embed texts on its own (`TextStudent`).
     public var tokenizerFile: URL?
+    /// The teacher as a transformer, when it is one: `bert:` students copy its layers and
+    /// hidden-state transfer runs it on each batch. nil for other teachers.
+    public var encoder: BertEncoder?
     public var embed: ([String]) throws -> Tensor
 
     public init(name: String, parameterCount: Int, bytes: Int, tokenizer: WordPieceTokenizer, tokenizerFile: URL? = nil,
-                embed: @escaping ([String]) throws -> Tensor) {
+                encoder: BertEncoder? = nil, embed: @escaping ([String]) throws -> Tensor) {
         self.name = name; self.parameterCount = parameterCount; self.bytes = bytes; self.tokenizer = tokenizer
-        self.tokenizerFile = tokenizerFile; self.embed = embed
+        self.tokenizerFile = tokenizerFile; self.encoder = encoder; self.embed = embed
     }
 }
 
@@ -148,6 +151,9 @@ public struct TextModelRow: Sendable {
     /// A linear probe's section accuracy: a linear layer trained on this model's own vectors of
     /// the training descriptions, tested on the test descriptions (the same recipe for every model).
     public var sectionAccuracy: Double
+    /// With `--section-kd`: the accuracy of the student's own section head, trained by logit KD
+    /// from the teacher's head (`SectionDistillation`).
+    public var sectionHeadAccuracy: Double? = nil
     /// Sentences per second at batch 32 and the median batch-1 latency, tokenization included.
     public var sentencesPerSecond: Double
     public var latencyMicrosecondsP50: Double
@@ -176,27 +182,57 @@ public struct TextStudent {
     public let maxLength: Int
     public var dimension: Int { numClasses }
     let numClasses: Int
+    /// A `bert:` student's inference plan (packed tokens, no graph), built once when loaded.
+    let plan: TransformerInferencePlan?
 
     /// The student in `url` (a model file or a run folder), or nil when the file is another kind
     /// of model. A missing tokenizer is an error naming the file.
     public static func load(_ url: URL) throws -> TextStudent? {
         let file = FileKind(url.path) == .safetensors ? url : RunFolder(url).bestModel
         guard FileManager.default.fileExists(atPath: file.path) else { return nil }
-        let (model, info) = try SavedModel.load(file)
+        let (model, info) = try loadModel(file)
         guard info.extra["task"] == task else { return nil }
         guard let name = info.extra[tokenizerKey], info.inputShape.count == 1 else {
             throw TextError.malformed(path: file.path, problem: "a text student without its tokenizer (the tokenizer file name is not recorded)")
         }
         let tokenizer = try WordPieceTokenizer(contentsOf: file.deletingLastPathComponent().appendingPathComponent(name))
         model.eval()
-        return TextStudent(model: model, tokenizer: tokenizer, maxLength: info.inputShape[0], numClasses: info.numClasses)
+        return TextStudent(model: model, tokenizer: tokenizer, maxLength: info.inputShape[0], numClasses: info.numClasses,
+                           plan: TransformerStudentSpec.encoder(of: model).map { TransformerInferencePlan($0) })
+    }
+
+    /// A saved model: `bert:` students are rebuilt from their spec here (`TransformerStudentSpec`),
+    /// every other model by `SavedModel.load`.
+    static func loadModel(_ file: URL) throws -> (model: Sequential, info: SavedModel) {
+        let data: Data
+        do { data = try Data(contentsOf: file, options: .mappedIfSafe) } catch {
+            throw TextError.malformed(path: file.path, problem: "cannot read (\(error.localizedDescription))")
+        }
+        let (tensors, metadata) = try Safetensors.decode(data, name: file.path)
+        guard let spec = metadata["distillkit.spec"], spec.hasPrefix(TransformerStudentSpec.prefix) else { return try SavedModel.decode(data, name: file.path) }
+        let architecture: TransformerStudentSpec
+        do { architecture = try TransformerStudentSpec(spec: spec) } catch let error as TensorError {
+            throw TextError.malformed(path: file.path, problem: error.message)
+        }
+        // The spec may not ask for more than the file holds: a corrupt one cannot make us allocate gigabytes.
+        let stored = tensors.values.reduce(0) { $0 + $1.count }
+        guard architecture.parameterCount == stored, let length = metadata["distillkit.input_shape"].flatMap(Int.init),
+              (3...architecture.positions).contains(length) else {
+            throw TextError.malformed(path: file.path, problem: "\(stored) stored values for '\(spec)' (\(architecture.parameterCount) expected) or an input length outside 3...\(architecture.positions)")
+        }
+        let model = try architecture.build(seed: 0)
+        try model.loadStateDict(tensors, source: file.path)
+        let extra = metadata.filter { !$0.key.hasPrefix("distillkit.") && $0.key != "format" }
+        return (model, SavedModel(spec: spec, inputShape: [length], numClasses: architecture.outputs, extra: extra))
     }
 
     /// L2-normalised vectors [n, D] for `texts`; `truncated` counts the texts cut to `maxLength` tokens.
     public func embed(_ texts: [String]) -> (vectors: Tensor, truncated: Int) {
         let (ids, truncated) = TextDistillation.tokenIDs(texts, tokenizer: tokenizer, maxLength: maxLength)
-        return (TextDistillation.normalizedVectors(model, ids: ids), truncated)
+        return (TextDistillation.normalizedVectors(model, ids: ids, plan: plan), truncated)
     }
+
+    public var parameterCount: Int { model.parameterCount }
 }
 
 public struct TextDistillationSettings {
@@ -214,6 +250,18 @@ public struct TextDistillationSettings {
     /// Where the teacher's vectors are kept between runs (default: beside the corpus).
     public var teacherCache: URL?
     public var output: URL?
+    /// `bert:` students: the teacher's layer for each student layer (nil: the uniform map,
+    /// `TransformerStudentSpec.uniformLayerMap`), used to initialise the student and to pair
+    /// layers for hidden-state transfer.
+    public var layerMap: [Int]?
+    /// `bert:` students: start from the teacher's embeddings and mapped layers (true), from BERT's
+    /// random initialisation (false), or the former when the sizes allow it (nil).
+    public var initFromTeacher: Bool?
+    /// Weight of hidden-state transfer (`hiddenStateLoss` between mapped layers; 0: off). The
+    /// teacher then runs on every batch, since only its pooled vectors are cached.
+    public var hiddenWeight: Float = 0
+    /// Weight of logit KD for a section head on the student (`SectionDistillation`; 0: off).
+    public var sectionWeight: Float = 0
 
     public init(corpus: URL, student: String) {
         self.corpus = corpus
@@ -237,6 +285,53 @@ public enum TextDistillation {
         return spec
     }
 
+    /// A new student for `settings` (seeded), and for a `bert:` student its architecture and the
+    /// teacher's layers it was given (nil: random initialisation). `fromTeacher: false` builds
+    /// the scratch twin (never copies).
+    static func makeStudent(_ settings: TextDistillationSettings, teacher: TextTeacher, width: Int, fromTeacher: Bool) throws
+        -> (model: Sequential, spec: String, transformer: TransformerStudentSpec?, copiedLayers: [Int]?) {
+        guard settings.student.hasPrefix(TransformerStudentSpec.prefix) else {
+            guard settings.layerMap == nil, settings.initFromTeacher == nil, settings.hiddenWeight == 0 else {
+                throw TextError.unsupported(path: "--student \(settings.student)", feature: "--layer-map, --init and --hidden-weight (they are for bert: students)")
+            }
+            guard ["bag:", "mlp:", "layers:"].contains(where: settings.student.hasPrefix) else {
+                throw TextError.invalidArgument("unknown text student '\(settings.student.prefix(80))'; valid: bag:WIDTH (a token bag, e.g. bag:64), bert:LAYERS-WIDTH or bert:LAYERS-WIDTH-HEADS-FFN (a transformer, e.g. bert:2-384)")
+            }
+            let spec = resolveStudent(settings.student, vocabulary: teacher.tokenizer.vocabularySize, width: width)
+            return (try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed), spec, nil, nil)
+        }
+        guard let teacherEncoder = teacher.encoder else {
+            throw TextError.unsupported(path: "--student \(settings.student)", feature: "a bert: student of a teacher that is not a transformer (\(teacher.name))")
+        }
+        let t = teacherEncoder.config
+        var architecture: TransformerStudentSpec
+        do { architecture = try TransformerStudentSpec.resolve(settings.student, teacher: t) } catch let error as TensorError {
+            throw TextError.invalidArgument(error.message)
+        }
+        architecture.outputs = width
+        guard settings.maxLength <= architecture.positions else {
+            throw TextError.malformed(path: "--max-length", problem: "\(settings.maxLength) tokens, more than the student's \(architecture.positions) positions")
+        }
+        let map = settings.layerMap ?? TransformerStudentSpec.uniformLayerMap(studentLayers: architecture.layers, teacherLayers: t.layers)
+        do { try architecture.checkLayerMap(map, teacher: t) } catch let error as TensorError {
+            throw TextError.invalidArgument(error.message)
+        }
+        let model = try architecture.build(seed: settings.options.seed)
+        let fits = architecture.hidden == t.hiddenSize && architecture.heads == t.heads && architecture.intermediate == t.intermediateSize
+        let copy = settings.initFromTeacher ?? fits
+        guard fromTeacher && copy else { return (model, architecture.spec, architecture, nil) }
+        guard fits else {
+            throw TextError.mismatch(path: "--student \(settings.student)", otherPath: teacher.name, problem: """
+                width \(architecture.hidden), \(architecture.heads) heads and a \(architecture.intermediate)-wide feed-forward block cannot take \
+                the teacher's layers (\(t.hiddenSize) wide, \(t.heads) heads, \(t.intermediateSize)) without a projection; use \
+                bert:\(architecture.layers)-\(t.hiddenSize) to start from them, or --init random (the layer map then only pairs layers for --hidden-weight)
+                """)
+        }
+        let (_, skipped) = try TransformerStudentSpec.encoder(of: model)!.copyLayers(from: teacherEncoder, layerMap: Dictionary(uniqueKeysWithValues: map.enumerated().map { ($0.offset, $0.element) }))
+        precondition(skipped.isEmpty, "copyLayers skipped \(skipped) although the sizes match")
+        return (model, architecture.spec, architecture, map)
+    }
+
     /// Token ids of `texts` as a [n, L] Float tensor, L = `maxLength` (0 = padding).
     public static func tokenIDs(_ texts: [String], tokenizer: WordPieceTokenizer, maxLength: Int) -> (ids: Tensor, truncated: Int) {
         let out = Tensor.zeros([texts.count, maxLength])
@@ -249,8 +344,13 @@ public enum TextDistillation {
         return (out, truncated)
     }
 
-    /// The L2-normalised vectors of `ids` [n, L] through `model`, in batches.
-    static func normalizedVectors(_ model: Module, ids: Tensor, batchSize: Int = 256) -> Tensor {
+    /// The L2-normalised vectors of `ids` [n, L] through `model`, in batches. A `bert:` student
+    /// runs through `plan` (built from its current weights when nil): its texts packed without
+    /// padding, no graph.
+    static func normalizedVectors(_ model: Module, ids: Tensor, plan: TransformerInferencePlan? = nil, batchSize: Int = 256) -> Tensor {
+        if let encoder = TransformerStudentSpec.encoder(of: model) {
+            return transformerVectors(model as! Sequential, ids: ids, plan: plan ?? TransformerInferencePlan(encoder), batchSize: batchSize)
+        }
         let wasTraining = model.isTraining
         model.eval()
         defer { if wasTraining { model.train() } }
@@ -261,6 +361,23 @@ public enum TextDistillation {
             let end = min(n, start + batchSize)
             let batch = Tensor(shape: [end - start, length], scalars: Array(UnsafeBufferPointer(start: ids.data + start * length, count: (end - start) * length)))
             parts.append(withNoGrad { l2Normalized(model(batch), axis: 1) })
+            start = end
+        }
+        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+    }
+
+    static func transformerVectors(_ model: Sequential, ids: Tensor, plan: TransformerInferencePlan, batchSize: Int) -> Tensor {
+        let (n, length) = (ids.shape[0], ids.shape[1])
+        var parts: [Tensor] = []
+        var start = 0
+        while start < n {
+            let end = min(n, start + batchSize)
+            let sequences = (start..<end).map { r in
+                Array((0..<length).lazy.map { Int(ids.data[r * length + $0]) }.prefix { $0 != 0 })
+            }
+            var vectors = plan.embed(sequences: sequences)
+            if model.layers.count > 1 { vectors = withNoGrad { model.layers[1](vectors) } }  // the projection to the teacher's width
+            parts.append(withNoGrad { l2Normalized(vectors, axis: 1) })
             start = end
         }
         return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
@@ -291,14 +408,40 @@ public enum TextDistillation {
     /// The figures of vectors for the test split (descriptions and summaries).
     static func report(descriptions: Tensor, summaries: Tensor, teacher: TeacherTextVectors, head: Module, corpus: TextCorpus) throws -> TextReport {
         let retrieval = try TextMetrics.retrieval(queries: summaries, corpus: descriptions)
-        let logits = withNoGrad { head(descriptions) }
+        let cosine = withNoGrad { (descriptions * teacher.testDescriptions).sum(axis: 1).mean().item() }
+        return TextReport(retrieval: retrieval, sectionAccuracy: accuracy(of: head, on: descriptions, corpus: corpus), teacherCosine: Double(cosine))
+    }
+
+    /// The share of the test descriptions whose section `head` predicts from `vectors`.
+    static func accuracy(of head: Module, on vectors: Tensor, corpus: TextCorpus) -> Double {
+        let logits = withNoGrad { head(vectors) }
         let classes = logits.shape[1]
         let predicted = (0..<logits.shape[0]).map { r in
             (0..<classes).max { logits.data[r * classes + $0] < logits.data[r * classes + $1] }!
         }
-        let accuracy = TextMetrics.accuracy(predicted: predicted, labels: corpus.test.labels)
-        let cosine = withNoGrad { (descriptions * teacher.testDescriptions).sum(axis: 1).mean().item() }
-        return TextReport(retrieval: retrieval, sectionAccuracy: accuracy, teacherCosine: Double(cosine))
+        return TextMetrics.accuracy(predicted: predicted, labels: corpus.test.labels)
+    }
+
+    /// The student's objective: the pooled-vector terms, and the options `settings` asks for.
+    static func studentObjective(_ settings: TextDistillationSettings, teacher: TextTeacher, transformer: TransformerStudentSpec?,
+                                 trainIDs: Tensor, sectionHead: Module, teacherVectors: Tensor) throws -> TextStudentObjective {
+        var hidden: HiddenStateTransfer?
+        if settings.hiddenWeight > 0 {
+            guard let transformer, let teacherEncoder = teacher.encoder else {
+                throw TextError.unsupported(path: "--hidden-weight", feature: "hidden-state transfer without a bert: student and a transformer teacher")
+            }
+            let map = settings.layerMap ?? TransformerStudentSpec.uniformLayerMap(studentLayers: transformer.layers, teacherLayers: teacherEncoder.config.layers)
+            hidden = HiddenStateTransfer(pairs: map.enumerated().map { ("0.encoder.layer.\($0.offset)", "0.encoder.layer.\($0.element)") },
+                                         studentWidth: transformer.hidden, teacherWidth: teacherEncoder.config.hiddenSize, ids: trainIDs,
+                                         weight: settings.hiddenWeight, seed: settings.options.seed)
+        }
+        var section: SectionDistillation?
+        if settings.sectionWeight > 0 {
+            section = SectionDistillation(width: teacherVectors.shape[1], teacherLogits: withNoGrad { sectionHead(teacherVectors) },
+                                          weight: settings.sectionWeight, seed: settings.options.seed)
+        }
+        return TextStudentObjective(embedding: EmbeddingObjective(cosineWeight: settings.cosineWeight, mseWeight: settings.mseWeight),
+                                    hidden: hidden, section: section)
     }
 
     /// Sentences per second at batch 32 and the median batch-1 latency of `embed` on `texts`.
@@ -343,8 +486,14 @@ public enum TextDistillation {
                                        source: settings.corpus.path)
         let teacherVectors = Tensor.concat([vectors.trainDescriptions, vectors.trainSummaries], axis: 0)
 
-        let spec = resolveStudent(settings.student, vocabulary: teacher.tokenizer.vocabularySize, width: width)
-        let student = try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed)
+        let (student, spec, transformer, copiedLayers) = try makeStudent(settings, teacher: teacher, width: width, fromTeacher: true)
+        if let copiedLayers {
+            log("student \(spec): the teacher's embeddings and layers \(copiedLayers.map(String.init).joined(separator: ", ")) copied")
+        } else if transformer != nil {
+            log("student \(spec): BERT's random initialisation")
+        }
+        let objective = try studentObjective(settings, teacher: teacher, transformer: transformer, trainIDs: trainIDs, sectionHead: head,
+                                             teacherVectors: teacherVectors)
         var extra = ["task": TextStudent.task]
         if let file = teacher.tokenizerFile { extra[TextStudent.tokenizerKey] = file.lastPathComponent }
         let info = SavedModel(spec: spec, inputShape: [settings.maxLength], numClasses: width, extra: extra)
@@ -358,11 +507,15 @@ public enum TextDistillation {
             }
             try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
                                "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
+                               "layer_map": (copiedLayers ?? settings.layerMap) as Any, "hidden_weight": Double(settings.hiddenWeight),
+                               "section_kd_weight": Double(settings.sectionWeight),
                                "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],
                               to: run.config)
         }
-        let trainer = try Trainer(student: student, studentInfo: info, teachers: [CachedTeacher(logits: teacherVectors, name: teacher.name)],
-                                  objective: EmbeddingObjective(cosineWeight: settings.cosineWeight, mseWeight: settings.mseWeight),
+        // The pooled vectors come from the cache; hidden-state transfer needs the teacher itself on each batch.
+        let trainingTeacher: Teacher = objective.hidden != nil && teacher.encoder != nil
+            ? ModuleTeacher(Sequential([teacher.encoder!]), name: teacher.name) : CachedTeacher(logits: teacherVectors, name: teacher.name)
+        let trainer = try Trainer(student: student, studentInfo: info, teachers: [trainingTeacher], objective: objective,
                                   options: settings.options, train: train, run: run) { model in
             try report(descriptions: normalizedVectors(model, ids: testDescriptionIDs), summaries: normalizedVectors(model, ids: testSummaryIDs),
                        teacher: vectors, head: head, corpus: corpus)
@@ -375,7 +528,7 @@ public enum TextDistillation {
             let pairs = Tensor.concat([trainIDs.slice(axis: 0, start: 0, length: corpus.train.count),
                                        trainIDs.slice(axis: 0, start: corpus.train.count, length: corpus.train.count)], axis: 1)
             let pairData = try LabeledDataset(features: pairs, labels: corpus.train.labels, numClasses: corpus.classes.count, source: settings.corpus.path)
-            let inner = try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed)
+            let inner = try makeStudent(settings, teacher: teacher, width: width, fromTeacher: false).model
             let scratchTrainer = try Trainer(student: Sequential([PairEncoder(inner)]), studentInfo: info, teachers: [], objective: ContrastivePairObjective(),
                                              options: settings.options, train: pairData, run: nil) { _ in
                 try report(descriptions: normalizedVectors(inner, ids: testDescriptionIDs), summaries: normalizedVectors(inner, ids: testSummaryIDs),
@@ -388,19 +541,31 @@ public enum TextDistillation {
                                       report: scratchSummary.test, sectionAccuracy: probe, sentencesPerSecond: 0, latencyMicrosecondsP50: 0)
         }
 
-        let studentProbe = try sectionHead(train: normalizedVectors(student, ids: trainIDs.slice(axis: 0, start: 0, length: corpus.train.count)),
-                                           test: normalizedVectors(student, ids: testDescriptionIDs), corpus: corpus, seed: settings.options.seed).accuracy
+        let plan = TransformerStudentSpec.encoder(of: student).map { TransformerInferencePlan($0) }
+        let testVectors = normalizedVectors(student, ids: testDescriptionIDs, plan: plan)
+        let studentProbe = try sectionHead(train: normalizedVectors(student, ids: trainIDs.slice(axis: 0, start: 0, length: corpus.train.count), plan: plan),
+                                           test: testVectors, corpus: corpus, seed: settings.options.seed).accuracy
+        var headAccuracy: Double?
+        if let section = objective.section {
+            let classifier = Sequential([Flatten(), section.head])
+            headAccuracy = accuracy(of: classifier, on: testVectors, corpus: corpus)
+            if let run {
+                try SavedModel(spec: "mlp:\(width)-\(corpus.classes.count)", inputShape: [width], numClasses: corpus.classes.count,
+                               extra: ["task": "section-head", "classes": corpus.classes.joined(separator: ",")])
+                    .save(classifier, to: run.url.appendingPathComponent("section-head.safetensors"))
+            }
+        }
         let teacherReport = try report(descriptions: vectors.testDescriptions, summaries: vectors.testSummaries, teacher: vectors, head: head, corpus: corpus)
         let teacherSpeed = try speed(corpus.test.descriptions, teacher.embed)
         let studentSpeed = try speed(corpus.test.descriptions) { texts in
-            normalizedVectors(student, ids: tokenIDs(texts, tokenizer: teacher.tokenizer, maxLength: settings.maxLength).ids)
+            normalizedVectors(student, ids: tokenIDs(texts, tokenizer: teacher.tokenizer, maxLength: settings.maxLength).ids, plan: plan)
         }
         var rows = [
             TextModelRow(role: "teacher", spec: teacher.name, parameters: teacher.parameterCount, bytes: teacher.bytes, report: teacherReport,
                          sectionAccuracy: teacherProbe,
                          sentencesPerSecond: teacherSpeed.perSecond, latencyMicrosecondsP50: teacherSpeed.latencyP50),
             TextModelRow(role: "student", spec: spec, parameters: student.parameterCount, bytes: student.parameterCount * 4, report: summary.test,
-                         sectionAccuracy: studentProbe,
+                         sectionAccuracy: studentProbe, sectionHeadAccuracy: headAccuracy,
                          sentencesPerSecond: studentSpeed.perSecond, latencyMicrosecondsP50: studentSpeed.latencyP50),
         ]
         if var scratchRow {
@@ -420,6 +585,7 @@ public enum TextDistillation {
                                     "section_accuracy": r.sectionAccuracy, "section_accuracy_teacher_head": r.report.sectionAccuracy,
                                     "recall_at_10": r.report.recallAt10,
                                     "mrr": r.report.retrieval.meanReciprocalRank, "teacher_cosine": r.report.teacherCosine]
+            if let head = r.sectionHeadAccuracy { j["section_accuracy_kd_head"] = head }
             if let teacher, r.role != "teacher" {
                 j["share_of_teacher"] = ["section_accuracy": r.sectionAccuracy / max(teacher.sectionAccuracy, 1e-12),
                                          "recall_at_10": r.report.recallAt10 / max(teacher.report.recallAt10, 1e-12),
@@ -447,6 +613,10 @@ public enum TextDistillation {
                                     r.sectionAccuracy / max(teacher.sectionAccuracy, 1e-9) * 100,
                                     r.report.recallAt10 / max(teacher.report.recallAt10, 1e-9) * 100,
                                     r.report.retrieval.meanReciprocalRank / max(teacher.report.retrieval.meanReciprocalRank, 1e-9) * 100))
+            }
+            if let head = r.sectionHeadAccuracy {
+                lines.append(String(format: "  its section head, by logit KD from the teacher's: %.2f%% (%.1f%% of the teacher's)", head * 100,
+                                    head / max(teacher.sectionAccuracy, 1e-9) * 100))
             }
         }
         return lines.joined(separator: "\n")

