@@ -119,6 +119,15 @@ public final class Sequential: Module {
         var y = x
         var i = 0
         while i < layers.count {
+            // conv → ReLU → max-pool in one kernel that never stores the convolution's output,
+            // where it applies (a first layer with few input channels, whose input is data:
+            // `FusedConvolutionPool` in DistillTensor), and as the two steps below otherwise.
+            if i + 2 < layers.count, let conv = layers[i] as? Conv2d, layers[i + 1] is ReLU, let pool = layers[i + 2] as? MaxPool2d,
+               conv.tap == nil, layers[i + 1].tap == nil, pool.tap == nil {
+                y = conv2dReLUMaxPool2d(y, weight: conv.weight, bias: conv.bias, config: conv.config, pool: pool.config)
+                i += 3
+                continue
+            }
             // ReLU then max-pool equals max-pool then ReLU (max commutes with a monotone
             // function, and so do their gradients); one pass does both, on the pooled values.
             if i + 1 < layers.count, layers[i] is ReLU, let pool = layers[i + 1] as? MaxPool2d,

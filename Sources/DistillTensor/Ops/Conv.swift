@@ -17,6 +17,7 @@
 // R×S kernel; K = (C/G)·R·S is the GEMM's inner dimension.
 
 import CDNNLLoader
+import CKernels
 import Foundation
 
 /// Which kernels run a convolution.
@@ -292,14 +293,18 @@ func conv2dBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConf
             }
         }
     }
-    func summed(_ partial: UnsafeMutablePointer<Float>, _ shape: [Int]) -> Tensor {
-        let t = Tensor.zeros(shape), n = t.count
-        for c in 0..<Swift.min(chunks, Swift.max(geo.n, 1)) { for i in 0..<n { t.data[i] += partial[c * n + i] } }
-        return t
-    }
-    let dweight = needWeight ? summed(partialW, weight.shape) : nil
-    let dbias = hasBias ? summed(partialB, [geo.o]) : nil
+    let used = Swift.min(chunks, Swift.max(geo.n, 1))
+    let dweight = needWeight ? sumOfChunks(partialW, chunks: used, shape: weight.shape) : nil
+    let dbias = hasBias ? sumOfChunks(partialB, chunks: used, shape: [geo.o]) : nil
     return (dx, dweight, dbias)
+}
+
+/// Σ over `chunks` consecutive arrays of shape `shape` at `partial`, added in chunk order (so the
+/// result does not depend on which thread computed which chunk).
+func sumOfChunks(_ partial: UnsafePointer<Float>, chunks: Int, shape: [Int]) -> Tensor {
+    let t = Tensor.zeros(shape), n = t.count
+    for c in 0..<chunks { for i in 0..<n { t.data[i] += partial[c * n + i] } }
+    return t
 }
 
 /// Σ p[0..<count], with eight accumulators so the loop vectorises.
@@ -311,4 +316,134 @@ func vectorSum(_ p: UnsafePointer<Float>, count: Int) -> Float {
     var total = acc.sum()
     while k < count { total += p[k]; k += 1 }
     return total
+}
+
+// MARK: - conv → ReLU → max-pool in one pass (first layers)
+
+/// When `conv2dReLUMaxPool2d` runs its fused kernel (`Sources/CKernels/conv_pool.c`) rather than
+/// `conv2d` then `maxPool2dReLU`.
+///
+/// The fused kernel never stores the convolution's output (nor, going back, its gradient): each
+/// image's is computed into a cache-sized scratch buffer, pooled there, and only the pooled
+/// values and each window's winner are kept. Its backward pass gives the weight and bias
+/// gradients only, so it runs where the input needs no gradient (a first layer: the input is the
+/// data), the convolution has one group and at most `maxInputChannels` input channels (its
+/// inner loop is one multiply-add per input value and kernel tap, over 16 output channels per
+/// vector: made for the short dot products of a first layer; wider inputs go to oneDNN).
+/// `DISTILL_CONV=im2col` or `DISTILL_CONV=onednn` in the environment turns it off (the first
+/// runs every convolution through im2col, the second through oneDNN, unfused).
+public enum FusedConvolutionPool {
+    /// Most input channels the fused kernel takes.
+    public static let maxInputChannels = 4
+
+    /// False when `DISTILL_CONV` names an unfused path (im2col or onednn).
+    public static let enabled: Bool = {
+        let choice = ProcessInfo.processInfo.environment["DISTILL_CONV"]?.lowercased()
+        return choice != "im2col" && choice != "onednn"
+    }()
+
+    /// Whether a layer with this input, weight and configuration runs fused (given `enabled`).
+    static func accepts(_ x: Tensor, weight: Tensor, config: Conv2dConfig) -> Bool {
+        x.rank == 4 && weight.rank == 4 && config.groups == 1 && x.shape[1] <= maxInputChannels
+            && !(GradMode.isEnabled && x.requiresGrad)
+    }
+}
+
+/// `maxPool2dReLU(conv2d(x, weight, bias), pool)`, the usual conv → ReLU → max-pool of a CNN, in
+/// one pass where `FusedConvolutionPool` says it applies (and as those two ops otherwise).
+/// x: [N, C, H, W]; weight: [O, C, R, S]; bias: [O] → [N, O, U, V], U×V the pooled extent of the
+/// convolution's P×Q output. Max-pooling's ties and NaNs resolve as in `maxPool2d`'s 2×2 path
+/// (the first of equal values in row-major order wins; a NaN never beats a number), and a window
+/// whose maximum is not positive gives 0 and passes no gradient back.
+public func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, config: Conv2dConfig = .init(),
+                                pool: Pool2dConfig) -> Tensor {
+    let fused = FusedConvolutionPool.enabled && FusedConvolutionPool.accepts(x, weight: weight, config: config)
+    return conv2dReLUMaxPool2d(x, weight: weight, bias: bias, config: config, pool: pool, fused: fused, path: .preferred)
+}
+
+/// `conv2dReLUMaxPool2d` with the choice made by the caller (tests compare the two): `fused`
+/// runs the fused kernel at `level` (-1: the best this CPU runs, 0: portable loops, 2: AVX-512),
+/// otherwise (or when the fused kernel cannot run) `conv2d` on `path`, then `maxPool2dReLU`.
+func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pool: Pool2dConfig,
+                         fused: Bool, path: ConvolutionPath, level: Int32 = -1) -> Tensor {
+    let unfused = { conv2d(x, weight: weight, bias: bias, config: config, path: path).maxPool2dReLU(pool) }
+    guard fused, !(GradMode.isEnabled && x.requiresGrad), config.groups == 1 else { return unfused() }
+    let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
+    if let bias { precondition(bias.shape == [geo.o], "conv2dReLUMaxPool2d: bias \(bias.shape) for \(geo.o) output channels") }
+    let outShape = pool.outputShape([geo.n, geo.o, geo.p, geo.q], op: "conv2dReLUMaxPool2d")
+    guard geo.n > 0, geo.pq < Int(Int32.max), geo.c * geo.h * geo.w < Int(Int32.max) else { return unfused() }
+    let shape = convPoolShape(geo, pool: pool, pooled: (outShape[2], outShape[3]))
+    let planeOut = geo.o * outShape[2] * outShape[3]
+    let out = Tensor(uninitializedShape: outShape)
+    // The winners are kept only when a gradient will be asked for.
+    let keep = GradMode.isEnabled && (weight.requiresGrad || bias?.requiresGrad == true)
+    var argmax = keep ? [Int32](repeating: 0, count: out.count) : []
+    let failed = argmax.withUnsafeMutableBufferPointer { winners -> Bool in
+        let xs = SharedPointer(x.data), ws = SharedPointer(weight.data), os = SharedPointer(out.data)
+        let bs = bias.map { SharedPointer($0.data) }, am = keep ? winners.baseAddress.map { SharedPointer($0) } : nil
+        let imageSize = geo.c * geo.h * geo.w
+        return anyChunkFails(geo.n, chunks: ConvGeometry.batchChunks) { _, range in
+            var shape = shape
+            return dk_conv_relu_maxpool_forward(level, &shape, Int32(range.count), xs.p + range.lowerBound * imageSize, ws.p, bs?.p,
+                                                os.p + range.lowerBound * planeOut, am.map { $0.p + range.lowerBound * planeOut })
+        }
+    }
+    if failed { return unfused() }  // the requested level is missing here, or scratch memory ran out
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    return Tensor.result(out, inputs: inputs, .conv2dReLUMaxPool(config, pool: pool, level: level, argmax: argmax))
+}
+
+/// The sizes of a fused layer for the C kernel.
+private func convPoolShape(_ geo: ConvGeometry, pool: Pool2dConfig, pooled: (Int, Int)) -> dk_conv_pool_shape {
+    func i32(_ v: Int) -> Int32 { Int32(clamping: v) }
+    let c = geo.config
+    return dk_conv_pool_shape(channels: i32(geo.c), in_h: i32(geo.h), in_w: i32(geo.w), out_channels: i32(geo.o),
+                              kernel_h: i32(geo.r), kernel_w: i32(geo.s), stride_h: i32(c.stride.0), stride_w: i32(c.stride.1),
+                              pad_h: i32(c.padding.0), pad_w: i32(c.padding.1), dilation_h: i32(c.dilation.0), dilation_w: i32(c.dilation.1),
+                              conv_h: i32(geo.p), conv_w: i32(geo.q), pool_h: i32(pool.kernel.0), pool_w: i32(pool.kernel.1),
+                              pool_stride_h: i32(pool.stride.0), pool_stride_w: i32(pool.stride.1),
+                              pool_pad_h: i32(pool.padding.0), pool_pad_w: i32(pool.padding.1), out_h: i32(pooled.0), out_w: i32(pooled.1))
+}
+
+/// Runs `body(chunk, range)` on `chunks` chunks of `0..<count` (`Parallel.forEachChunk`) and
+/// tells whether any returned a non-zero status.
+private func anyChunkFails(_ count: Int, chunks: Int, _ body: @Sendable (Int, Range<Int>) -> Int32) -> Bool {
+    var status = [Int32](repeating: 0, count: Swift.max(1, chunks))
+    status.withUnsafeMutableBufferPointer { buffer in
+        let statuses = SharedPointer(buffer.baseAddress!)
+        Parallel.forEachChunk(count, chunks: chunks) { chunk, range in statuses.p[chunk] = body(chunk, range) }
+    }
+    return status.contains { $0 != 0 }
+}
+
+/// The weight and bias gradients of `conv2dReLUMaxPool2d` from the pooled gradient and the
+/// forward pass's winners, chunk by chunk as the forward pass ran, the chunks' sums added in
+/// order. When the fused kernel cannot run (no scratch memory), the pooled gradient is routed to
+/// the winners of the full convolution output and `conv2dBackward` takes it from there.
+func conv2dReLUMaxPoolBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, pool: Pool2dConfig, level: Int32,
+                               argmax: [Int32], grad: Tensor) -> (Tensor, Tensor?) {
+    let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
+    let shape = convPoolShape(geo, pool: pool, pooled: (grad.shape[2], grad.shape[3]))
+    let chunks = Swift.max(1, Swift.min(ConvGeometry.batchChunks, geo.n))
+    let partialW = UnsafeMutablePointer<Float>.allocate(capacity: chunks * weight.count)
+    let partialB = UnsafeMutablePointer<Float>.allocate(capacity: chunks * geo.o)
+    defer { partialW.deallocate(); partialB.deallocate() }
+    let planeOut = grad.count / Swift.max(geo.n, 1), imageSize = geo.c * geo.h * geo.w
+    let failed = argmax.withUnsafeBufferPointer { winners -> Bool in
+        let xs = SharedPointer(x.data), gs = SharedPointer(grad.data), pws = SharedPointer(partialW), pbs = SharedPointer(partialB)
+        let am = SharedPointer(UnsafeMutablePointer(mutating: winners.baseAddress!))
+        return anyChunkFails(geo.n, chunks: chunks) { chunk, range in
+            var shape = shape
+            return dk_conv_relu_maxpool_backward(level, &shape, Int32(range.count), xs.p + range.lowerBound * imageSize,
+                                                 am.p + range.lowerBound * planeOut, gs.p + range.lowerBound * planeOut,
+                                                 pws.p + chunk * weight.count, pbs.p + chunk * geo.o)
+        }
+    }
+    if failed {
+        let convGrad = maxPool2dBackward(grad, inputShape: [geo.n, geo.o, geo.p, geo.q], argmax: argmax, tiled: false)
+        let (_, dw, db) = conv2dBackward(x: x, weight: weight, hasBias: hasBias, config: config, path: .im2col, cols: nil,
+                                          grad: convGrad, needInput: false, needWeight: true)
+        return (dw!, db)
+    }
+    return (sumOfChunks(partialW, chunks: chunks, shape: weight.shape), hasBias ? sumOfChunks(partialB, chunks: chunks, shape: [geo.o]) : nil)
 }
