@@ -1,3 +1,4 @@
+import DistillNN
 import Foundation
 
 /// Writes a lowered student as a Core ML model (`.mlmodel`, the `Model.proto` protobuf) for
@@ -39,8 +40,13 @@ public enum CoreMLExport {
         static let convolution = 100, pooling = 120, activation = 130, innerProduct = 140, batchnorm = 160, softmax = 175,
                    padding = 200, add = 230, scale = 245, bias = 250, loadConstant = 290, reshape = 300, flatten = 301,
                    permute = 310, gelu = 795
-        // WeightParams.floatValue
-        static let floatValue = 1
+        // WeightParams: floatValue 1, float16Value 2, rawValue 30 (unsigned `numberOfBits`-bit integers),
+        // int8RawValue 31 (only with a layer's int8DynamicQuantize), quantization 40
+        static let floatValue = 1, float16Value = 2, rawValue = 30, int8RawValue = 31, quantization = 40
+        // QuantizationParams: numberOfBits 1, linearQuantization 101 (LinearQuantizationParams: scale 1,
+        // bias 2), lookupTableQuantization 102
+        static let numberOfBits = 1, linearQuantization = 101, lookupTableQuantization = 102
+        static let linearScale = 1, linearBias = 2
     }
 
     /// Names of the layer kinds by field number, for reading files back.
@@ -65,13 +71,8 @@ public enum CoreMLExport {
 
     /// The .mlmodel bytes for `graph`.
     public static func serialize(_ graph: ExportGraph, options: Options = .init()) throws -> Data {
-        let outputs = graph.outputShape.reduce(1, *)
-        let names = options.classNames ?? (0..<outputs).map(String.init)
-        guard options.isRegressor || names.count == outputs else {
-            throw ExportError(format: format, "\(names.count) class names for \(outputs) outputs")
-        }
+        if graph.output == 0 { throw ExportError(format: format, "the model has no layers to export") }
         let resultName = options.isRegressor ? "prediction" : "logits"
-
         // Blob names: the input, then one per value (its layer's path), the model's output named resultName.
         var blob = [String](repeating: "", count: graph.shapes.count)
         blob[0] = "input"
@@ -84,14 +85,28 @@ public enum CoreMLExport {
             blob[node.output] = node.output == graph.output ? resultName : candidate
             layers += try layerMessages(node, graph: graph, blob: blob)
         }
-        if graph.output == 0 { throw ExportError(format: format, "the model has no layers to export") }
+        return try model(layers, inputShape: graph.inputShape, outputShape: graph.outputShape, options: options)
+    }
+
+    /// Writes `graph` to `url` atomically (refusals come before any write).
+    public static func write(_ graph: ExportGraph, to url: URL, options: Options = .init()) throws {
+        let data = try serialize(graph, options: options)
+        try writeAtomically(data, to: url, format: format)
+    }
+
+    /// The Model message around `layers`, which read the blob `input` and write `logits` (a
+    /// classifier, followed here by the softmax into `classProbability`) or `prediction` (a regressor):
+    /// the feature descriptions, metadata and class labels. Shared by the float and int8 exports.
+    static func model(_ layers: [Data], inputShape: [Int], outputShape: [Int], options: Options) throws -> Data {
+        let outputs = outputShape.reduce(1, *)
+        let names = options.classNames ?? (0..<outputs).map(String.init)
+        guard options.isRegressor || names.count == outputs else {
+            throw ExportError(format: format, "\(names.count) class names for \(outputs) outputs")
+        }
+        let resultName = options.isRegressor ? "prediction" : "logits"
+        var layers = layers
         if !options.isRegressor {
-            var w = ProtobufWriter()
-            w.string(Field.layerName, "softmax")
-            w.string(Field.layerInput, resultName)
-            w.string(Field.layerOutput, "classProbability")
-            w.message(Field.softmax) { _ in }
-            layers.append(w.data)
+            layers.append(layer("softmax", [resultName], "classProbability", Field.softmax) { _ in })
         }
 
         var model = ProtobufWriter()
@@ -99,16 +114,16 @@ public enum CoreMLExport {
         model.message(Field.description) { d in
             d.message(Field.input) { f in
                 f.string(Field.name, "input")
-                f.string(Field.shortDescription, graph.inputShape.count == 3
-                         ? "One image, \(graph.inputShape.map(String.init).joined(separator: "×")) (C, H, W), raw values as DistillKit saw them in training"
-                         : "One row of \(graph.inputShape[0]) raw features (the standardisation is inside the model)")
-                f.message(Field.type) { t in arrayType(&t, shape: graph.inputShape) }
+                f.string(Field.shortDescription, inputShape.count == 3
+                         ? "One image, \(inputShape.map(String.init).joined(separator: "×")) (C, H, W), raw values as DistillKit saw them in training"
+                         : "One row of \(inputShape[0]) raw features (the standardisation is inside the model)")
+                f.message(Field.type) { t in arrayType(&t, shape: inputShape) }
             }
             if options.isRegressor {
                 d.message(Field.output) { f in
                     f.string(Field.name, resultName)
                     f.string(Field.shortDescription, "The model's output, in the target's units")
-                    f.message(Field.type) { t in arrayType(&t, shape: graph.outputShape) }
+                    f.message(Field.type) { t in arrayType(&t, shape: outputShape) }
                 }
                 d.string(Field.predictedFeatureName, resultName)
             } else {
@@ -125,7 +140,7 @@ public enum CoreMLExport {
                 d.message(Field.output) { f in
                     f.string(Field.name, resultName)
                     f.string(Field.shortDescription, "The model's outputs before the softmax")
-                    f.message(Field.type) { t in arrayType(&t, shape: graph.outputShape) }
+                    f.message(Field.type) { t in arrayType(&t, shape: outputShape) }
                 }
                 d.string(Field.predictedFeatureName, "classLabel")
                 d.string(Field.predictedProbabilitiesName, "classProbability")
@@ -148,12 +163,6 @@ public enum CoreMLExport {
         return model.data
     }
 
-    /// Writes `graph` to `url` atomically (refusals come before any write).
-    public static func write(_ graph: ExportGraph, to url: URL, options: Options = .init()) throws {
-        let data = try serialize(graph, options: options)
-        try writeAtomically(data, to: url, format: format)
-    }
-
     static func arrayType(_ t: inout ProtobufWriter, shape: [Int]) {
         t.message(Field.multiArrayType) { a in
             a.ints(Field.arrayShape, shape)
@@ -161,8 +170,39 @@ public enum CoreMLExport {
         }
     }
 
+    /// A weight blob of an inner product or convolution, as the file stores it.
+    enum Weights {
+        case float([Float])
+        /// DistillKit's symmetric int8 weights with one scale per output channel (axis 0), written
+        /// as Core ML's 8-bit linear quantization (see `weights(_:_:_:)`).
+        case int8(QuantizedWeight)
+    }
+
+    /// WeightParams with float32 values.
     static func weights(_ w: inout ProtobufWriter, _ field: Int, _ values: [Float]) {
         w.message(field) { p in p.floats(Field.floatValue, values) }
+    }
+
+    /// WeightParams for `blob`. Core ML's 8-bit linear quantization stores unsigned bytes u, each
+    /// standing for `scale[o] · u + bias[o]` in output channel o (one scale and bias per channel, or
+    /// one for all). A DistillKit weight `scale[o] · q` with q in −128...127 is u = q + 128 with
+    /// bias = −128 · scale[o]: the same integers shifted and the same scales, nothing requantized
+    /// (coremltools' own `linear_symmetric` mode writes this form). Core ML dequantizes at load.
+    static func weights(_ w: inout ProtobufWriter, _ field: Int, _ blob: Weights) {
+        switch blob {
+        case let .float(values): weights(&w, field, values)
+        case let .int8(q):
+            w.message(field) { p in
+                p.bytes(Field.rawValue, Data(q.values.map { UInt8(Int($0) + 128) }))
+                p.message(Field.quantization) { qp in
+                    qp.int(Field.numberOfBits, 8)
+                    qp.message(Field.linearQuantization) { l in
+                        l.floats(Field.linearScale, q.scales)
+                        l.floats(Field.linearBias, q.scales.map { -128 * $0 })
+                    }
+                }
+            }
+        }
     }
 
     /// BorderAmounts (borderAmounts = 10, each EdgeSizes start = 1, end = 2) for [top/bottom, left/right].
@@ -172,83 +212,107 @@ public enum CoreMLExport {
         }
     }
 
+    /// A NeuralNetworkLayer: name, input and output blobs, and its parameter message in `field`.
+    static func layer(_ name: String, _ inputs: [String], _ output: String, _ field: Int, _ params: (inout ProtobufWriter) -> Void) -> Data {
+        var w = ProtobufWriter()
+        w.string(Field.layerName, name)
+        for i in inputs { w.string(Field.layerInput, i) }
+        w.string(Field.layerOutput, output)
+        w.message(field, params)
+        return w.data
+    }
+
+    /// `(x + (−mean)) · scale` per element (one value: shared): a bias layer, then a scale layer
+    /// (BiasLayerParams: shape 1, bias 2; ScaleLayerParams: shapeScale 1, scale 2).
+    static func standardize(_ name: String, _ input: String, _ output: String, mean: [Float], scale: [Float], shape: [Int]) -> [Data] {
+        let shape = mean.count == 1 ? [1] : shape
+        let centred = name + ".centred"
+        return [
+            layer(centred, [input], centred, Field.bias) { p in p.ints(1, shape); weights(&p, 2, mean.map { -$0 }) },
+            layer(name, [centred], output, Field.scale) { p in p.ints(1, shape); weights(&p, 2, scale) },
+        ]
+    }
+
+    /// InnerProductLayerParams: inputChannels 1, outputChannels 2, hasBias 10, weights 20, bias 21.
+    static func innerProduct(_ name: String, _ input: String, _ output: String, inputs: Int, outputs: Int, weight: Weights, bias: [Float]) -> Data {
+        layer(name, [input], output, Field.innerProduct) { p in
+            p.int(1, inputs); p.int(2, outputs); p.bool(10, true); weights(&p, 20, weight); weights(&p, 21, bias)
+        }
+    }
+
+    /// ConvolutionLayerParams: outputChannels 1, kernelChannels 2, nGroups 10, kernelSize 20, stride 30,
+    /// dilationFactor 40, valid 50 (ValidPadding.paddingAmounts 1), hasBias 70, weights 90, bias 91.
+    /// Weights [outChannels, inChannels / groups, kh, kw], as DistillKit's.
+    static func convolution(_ name: String, _ input: String, _ output: String, inChannels: Int, outChannels: Int, groups: Int,
+                            window k: ExportGraph.Window, weight: Weights, bias: [Float]) -> Data {
+        layer(name, [input], output, Field.convolution) { p in
+            p.int(1, outChannels); p.int(2, inChannels / groups); p.int(10, groups)
+            p.ints(20, k.kernel); p.ints(30, k.stride); p.ints(40, k.dilation)
+            p.message(50) { v in borders(&v, k.padding) }
+            p.bool(70, true); weights(&p, 90, weight); weights(&p, 91, bias)
+        }
+    }
+
+    /// PoolingLayerParams: type 1 (MAX 0, AVERAGE 1), kernelSize 10, stride 20, valid 30,
+    /// avgPoolExcludePadding 50 (false: padding counts, as in DistillKit), globalPooling 60.
+    /// `window` nil: global average pooling over an `extent` [H, W].
+    static func pooling(_ name: String, _ input: String, _ output: String, max isMax: Bool, window k: ExportGraph.Window?, extent: [Int] = []) -> Data {
+        layer(name, [input], output, Field.pooling) { p in
+            p.int(1, isMax ? 0 : 1)
+            p.ints(10, k?.kernel ?? extent); p.ints(20, k?.stride ?? [1, 1])
+            p.message(30) { v in borders(&v, k?.padding ?? [0, 0]) }
+            if k == nil { p.bool(60, true) } else { p.bool(50, false) }
+        }
+    }
+
+    /// An activation layer (GELU: its own layer kind, mode EXACT = 0).
+    static func activation(_ name: String, _ input: String, _ output: String, _ kind: ExportGraph.Activation) -> Data {
+        if kind == .gelu { return layer(name, [input], output, Field.gelu) { p in p.int(1, 0) } }
+        // ActivationParams: ReLU 10, leakyReLU 15 (alpha 1), tanh 30, sigmoid 40.
+        return layer(name, [input], output, Field.activation) { p in
+            switch kind {
+            case .relu: p.message(10) { _ in }
+            case let .leakyReLU(slope): p.message(15) { a in a.float(1, slope) }
+            case .tanh: p.message(30) { _ in }
+            case .sigmoid: p.message(40) { _ in }
+            case .gelu: break
+            }
+        }
+    }
+
+    /// FlattenLayerParams.mode: CHANNEL_FIRST = 0 (C, H, W order, DistillKit's).
+    static func flatten(_ name: String, _ input: String, _ output: String) -> Data {
+        layer(name, [input], output, Field.flatten) { p in p.int(1, 0) }
+    }
+
     /// The NeuralNetworkLayer messages for one lowered node.
     static func layerMessages(_ node: ExportGraph.Node, graph: ExportGraph, blob: [String]) throws -> [Data] {
         let input = blob[node.inputs[0]], output = blob[node.output]
         let inShape = graph.shapes[node.inputs[0]]
-        func layer(_ name: String, _ inputs: [String], _ out: String, _ field: Int, _ params: (inout ProtobufWriter) -> Void) -> Data {
-            var w = ProtobufWriter()
-            w.string(Field.layerName, name)
-            for i in inputs { w.string(Field.layerInput, i) }
-            w.string(Field.layerOutput, out)
-            w.message(field, params)
-            return w.data
-        }
         let name = output
         switch node.operation {
         case let .standardize(mean, scale):
-            // (x + (−mean)) · scale: a bias layer, then a scale layer (BiasLayerParams: shape 1, bias 2;
-            // ScaleLayerParams: shapeScale 1, scale 2).
-            let shape = mean.count == 1 ? [1] : inShape
-            let centred = name + ".centred"
-            return [
-                layer(centred, [input], centred, Field.bias) { p in p.ints(1, shape); weights(&p, 2, mean.map { -$0 }) },
-                layer(name, [centred], output, Field.scale) { p in p.ints(1, shape); weights(&p, 2, scale) },
-            ]
+            return standardize(name, input, output, mean: mean, scale: scale, shape: inShape)
         case let .affine(scale, shift):
             // ScaleLayerParams: shapeScale 1, scale 2, hasBias 3, shapeBias 4, bias 5.
             return [layer(name, [input], output, Field.scale) { p in
                 p.ints(1, [scale.count]); weights(&p, 2, scale); p.bool(3, true); p.ints(4, [shift.count]); weights(&p, 5, shift)
             }]
         case let .dense(weight, bias, inputs, outputs):
-            // InnerProductLayerParams: inputChannels 1, outputChannels 2, hasBias 10, weights 20, bias 21.
-            return [layer(name, [input], output, Field.innerProduct) { p in
-                p.int(1, inputs); p.int(2, outputs); p.bool(10, true); weights(&p, 20, weight); weights(&p, 21, bias)
-            }]
+            return [innerProduct(name, input, output, inputs: inputs, outputs: outputs, weight: .float(weight), bias: bias)]
         case let .convolution(c):
-            // ConvolutionLayerParams: outputChannels 1, kernelChannels 2, nGroups 10, kernelSize 20, stride 30,
-            // dilationFactor 40, valid 50 (ValidPadding.paddingAmounts 1), hasBias 70, weights 90, bias 91.
-            let k = c.window
-            return [layer(name, [input], output, Field.convolution) { p in
-                p.int(1, c.outChannels); p.int(2, c.inChannels / c.groups); p.int(10, c.groups)
-                p.ints(20, k.kernel); p.ints(30, k.stride); p.ints(40, k.dilation)
-                p.message(50) { v in borders(&v, k.padding) }
-                p.bool(70, true); weights(&p, 90, c.weight); weights(&p, 91, c.bias)
-            }]
+            return [convolution(name, input, output, inChannels: c.inChannels, outChannels: c.outChannels, groups: c.groups,
+                                window: c.window, weight: .float(c.weight), bias: c.bias)]
         case let .activation(kind):
-            if kind == .gelu {
-                // GeluLayerParams.mode: EXACT = 0.
-                return [layer(name, [input], output, Field.gelu) { p in p.int(1, 0) }]
-            }
-            // ActivationParams: ReLU 10, leakyReLU 15 (alpha 1), tanh 30, sigmoid 40.
-            return [layer(name, [input], output, Field.activation) { p in
-                switch kind {
-                case .relu: p.message(10) { _ in }
-                case let .leakyReLU(slope): p.message(15) { a in a.float(1, slope) }
-                case .tanh: p.message(30) { _ in }
-                case .sigmoid: p.message(40) { _ in }
-                case .gelu: break
-                }
-            }]
-        case let .maxPool(k), let .averagePool(k):
-            var isMax = false
-            if case .maxPool = node.operation { isMax = true }
-            // PoolingLayerParams: type 1 (MAX 0, AVERAGE 1), kernelSize 10, stride 20, valid 30, avgPoolExcludePadding 50.
-            return [layer(name, [input], output, Field.pooling) { p in
-                p.int(1, isMax ? 0 : 1); p.ints(10, k.kernel); p.ints(20, k.stride)
-                p.message(30) { v in borders(&v, k.padding) }
-                p.bool(50, false)
-            }]
+            return [activation(name, input, output, kind)]
+        case let .maxPool(k):
+            return [pooling(name, input, output, max: true, window: k)]
+        case let .averagePool(k):
+            return [pooling(name, input, output, max: false, window: k)]
         case .globalAveragePool:
-            // globalPooling 60.
-            return [layer(name, [input], output, Field.pooling) { p in
-                p.int(1, 1); p.ints(10, [inShape[1], inShape[2]]); p.ints(20, [1, 1])
-                p.message(30) { v in borders(&v, [0, 0]) }
-                p.bool(60, true)
-            }]
+            return [pooling(name, input, output, max: false, window: nil, extent: [inShape[1], inShape[2]])]
         case .flatten:
-            // FlattenLayerParams.mode: CHANNEL_FIRST = 0 (C, H, W order, DistillKit's).
-            return [layer(name, [input], output, Field.flatten) { p in p.int(1, 0) }]
+            return [flatten(name, input, output)]
         case .add:
             return [layer(name, [input, blob[node.inputs[1]]], output, Field.add) { _ in }]
         }
@@ -263,7 +327,13 @@ public struct CoreMLSummary {
     public var kind: String
     public var inputs: [FeatureInfo], outputs: [FeatureInfo]
     public var layers: [(name: String, count: Int)]
+    /// Weights, biases and other constants, counted as values (a quantized weight: one per stored integer).
     public var parameters: Int
+    /// Bytes the constants take in the file: 4 per float32, 2 per float16, the packed integers of a
+    /// quantized weight plus 4 per scale, bias or lookup-table entry.
+    public var parameterBytes: Int
+    /// The quantized weight blobs, in layer order (empty for a float model).
+    public var quantized: [QuantizedWeights]
     public var classLabels: [String]
     /// FLOPs for one example, counted like DistillKit's ONNX inspector, when every layer's shape could be followed.
     public var flops: Int?
@@ -306,7 +376,8 @@ public struct CoreMLSummary {
         classLabels = try network.message(F.stringClassLabels)?.strings(1) ?? []
 
         var counts: [(name: String, count: Int)] = []
-        var parameters = 0
+        var parameters = 0, parameterBytes = 0
+        var quantized: [QuantizedWeights] = []
         // Shapes as [C, H, W] by blob name, followed layer by layer for the FLOP count.
         var shapes: [String: [Int]] = [:]
         for input in inputs {
@@ -322,15 +393,14 @@ public struct CoreMLSummary {
                 name = [10: "ReLU", 15: "leakyReLU", 30: "tanh", 40: "sigmoid", 5: "linear"][p.fields.first?.number ?? 0] ?? "activation"
             }
             if let i = counts.firstIndex(where: { $0.name == name }) { counts[i].count += 1 } else { counts.append((name, 1)) }
-            var weightsCount = 0
             if let p = params {
-                // WeightParams fields of each layer kind that has them.
-                let weightFields = [F.innerProduct: [20, 21], F.convolution: [90, 91], F.scale: [2, 5], F.bias: [2]][kindField] ?? []
-                for field in weightFields {
-                    for w in try p.messages(field) { weightsCount += w.floatCount(F.floatValue) }
+                let stored = try Self.storedWeights(of: p, kind: kindField, layer: layer.string(F.layerName) ?? "layer \(counts.reduce(0) { $0 + $1.count })", source: source)
+                for blob in stored {
+                    parameters += blob.count
+                    parameterBytes += blob.bytes
+                    if let q = blob.quantized { quantized.append(q) }
                 }
             }
-            parameters += weightsCount
             // Shape and FLOPs.
             let inputNames = layer.strings(F.layerInput), outputNames = layer.strings(F.layerOutput)
             guard flops != nil, let first = inputNames.first, let x = shapes[first], x.count == 3, let out = outputNames.first, let p = params else {
@@ -370,6 +440,8 @@ public struct CoreMLSummary {
         }
         layers = counts
         self.parameters = parameters
+        self.parameterBytes = parameterBytes
+        self.quantized = quantized
         self.flops = flops
     }
 }

@@ -124,3 +124,47 @@ extension StudentExport {
         try TFLiteSummary(try readFile(url, format: TFLiteExport.format), source: url.path).quantized
     }
 }
+
+// MARK: - int8 Core ML
+
+extension StudentExport {
+    /// An int8 student as a Core ML neural network with 8-bit weights (`CoreMLExport.serialize(_:preprocessing:options:)`):
+    /// DistillKit's int8 weights and per-channel scales as they are, float32 biases. Core ML
+    /// dequantizes the weights when it loads the model and computes in float, so the file is the
+    /// int8 student with float activations: its outputs are close to DistillKit's int8 path, not
+    /// equal to it (tests/interop/test_coreml_int8.py measures how close).
+    static func coreML(int8 student: QuantizedStudent, info: SavedModel, model: URL, to file: URL, classNames: [String]?) throws -> ShippedReport {
+        let p = try preprocessing(of: info, source: model.path)
+        guard p.outputScale == nil else {
+            throw ExportError(format: CoreMLExport.format, "\(model.path): int8 students are classifiers; a regression target scaling cannot be exported")
+        }
+        let outputs = info.numClasses
+        if let classNames, classNames.count != outputs {
+            throw ExportError(format: CoreMLExport.format, "\(classNames.count) class names given; the model has \(outputs) outputs")
+        }
+        let names = classNames ?? (0..<outputs).map(String.init)
+        let options = CoreMLExport.Options(classNames: names, shortDescription: "DistillKit int8 student \(info.spec)",
+                                           metadata: ["distillkit.spec": info.spec, "distillkit.source": model.lastPathComponent,
+                                                      "distillkit.quantization": "int8 weights per output channel (8-bit linear), float activations"])
+        try CoreMLExport.write(student, preprocessing: ExportPreprocessing(inputMean: p.inputMean, inputStd: p.inputStd), to: file, options: options)
+        let weights = student.layers.reduce(0) { total, layer in
+            switch layer {
+            case let .linear(w, _, _, _), let .convolution(w, _, _, _, _, _): return total + w.values.count
+            default: return total
+            }
+        }
+        var report = ShippedReport(target: .coreML, files: [file], summary: try summary(ofCoreML: file), parameters: student.parameterCount,
+                                   maxDifference: 0, classNames: names, int8: true)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? nil
+        report.notes = [
+            "\(weights) weights stored as 8-bit integers with their per-channel scales, unchanged\(bytes.map { " (\($0) bytes in all)" } ?? "")",
+            "Core ML dequantizes the weights when it loads the model and computes in float: activations are not quantized, so the outputs are close to DistillKit's int8 path, not equal (for integer arithmetic export --c or --tflite)",
+        ]
+        return report
+    }
+
+    /// The quantized weights in a .mlmodel file, for `distill inspect` (empty for a float model).
+    public static func quantization(ofCoreML url: URL) throws -> [CoreMLSummary.QuantizedWeights] {
+        try CoreMLSummary(try readFile(url, format: CoreMLExport.format), source: url.path).quantized
+    }
+}

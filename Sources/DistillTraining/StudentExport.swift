@@ -131,7 +131,7 @@ extension StudentExport {
 
         public var text: String {
             var lines = ["wrote \(files.map(\.path).joined(separator: " and ")): \(target.rawValue), \(parameters) parameters"
-                         + (int8 ? " (int8 weights, integer arithmetic)" : " (batch norm folded)")]
+                         + (!int8 ? " (batch norm folded)" : target == .coreML ? " (8-bit weights, float arithmetic)" : " (int8 weights, integer arithmetic)")]
             if let summary {
                 lines.append("read back: input \(summary.inputs.map(\.description).joined(separator: ", ")), output \(summary.outputs.map(\.description).joined(separator: ", "))")
                 lines.append("\(summary.nodeCount) \(target == .coreML ? "layers" : "operators") (\(summary.operators.map { "\($0.name) \($0.count)" }.joined(separator: ", ")))")
@@ -162,9 +162,10 @@ extension StudentExport {
     }
 
     /// Exports the saved model at `model` as a Core ML model (`.mlmodel`): a classifier with
-    /// `classNames`, or a regressor for a regression model.
+    /// `classNames`, or a regressor for a regression model; an int8 student with 8-bit weights
+    /// (`coreML(int8:...)`).
     public static func coreML(modelAt model: URL, to file: URL, classNames: [String]? = nil) throws -> ShippedReport {
-        try refuseInt8(model, format: CoreMLExport.format)
+        if let (student, info) = try int8Student(at: model) { return try coreML(int8: student, info: info, model: model, to: file, classNames: classNames) }
         let (graph, info, difference) = try lowered(modelAt: model, format: CoreMLExport.format)
         let isRegressor = try Tabular.targetScaling(of: info, source: model.path) != nil
         let names = try checkedClassNames(classNames, graph: graph, format: CoreMLExport.format)
@@ -216,12 +217,6 @@ extension StudentExport {
                                              to: source, options: options)
         return ShippedReport(target: .c, files: [source, header], summary: nil, parameters: student.parameterCount, maxDifference: 0,
                              classNames: names, int8: true)
-    }
-
-    static func refuseInt8(_ model: URL, format: String) throws {
-        guard try int8Student(at: model) == nil else {
-            throw ExportError(format: format, "\(model.path) is an int8 student; DistillKit writes int8 students as C source (--c), TFLite (--tflite) and ONNX; for \(format), export the float model it was quantized from")
-        }
     }
 
     static func checkedClassNames(_ names: [String]?, graph: ExportGraph, format: String) throws -> [String] {
@@ -288,9 +283,10 @@ extension StudentExport {
             if f.shape == nil { value.nonTensorKind = f.type }
             return value
         }
-        return InspectionSummary(source: url.path, format: "Core ML (specification \(s.specificationVersion), \(s.kind)\(s.classLabels.isEmpty ? "" : ", \(s.classLabels.count) class labels"))",
+        let details = [s.kind] + (s.classLabels.isEmpty ? [] : ["\(s.classLabels.count) class labels"]) + (s.quantizationSummary.map { [$0] } ?? [])
+        return InspectionSummary(source: url.path, format: "Core ML (specification \(s.specificationVersion), \(details.joined(separator: ", ")))",
                                  producer: s.metadata["author"] ?? "", inputs: s.inputs.map(info), outputs: s.outputs.map(info),
-                                 operators: s.layers, parameters: s.parameters, bytes: 4 * s.parameters, flops: s.flops,
+                                 operators: s.layers, parameters: s.parameters, bytes: s.parameterBytes, flops: s.flops,
                                  flopsNote: s.flops == nil ? "a layer's shape could not be followed" : nil)
     }
 

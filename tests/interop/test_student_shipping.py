@@ -190,13 +190,27 @@ def erf(x):
         return np.vectorize(math.erf)(x)
 
 
+def coreml_weights(weights, shape):
+    """A WeightParams blob as float64 of `shape`: its float32 values, or 8-bit linear quantized integers (rawValue,
+    an int8 export) dequantized as Core ML does when it loads the model: scale · u + bias, one pair per output channel
+    (axis 0) or one for all."""
+    if not weights.HasField("quantization"):
+        return np.array(weights.floatValue, dtype=np.float64).reshape(shape)
+    q = weights.quantization
+    assert q.numberOfBits == 8 and q.WhichOneof("QuantizationType") == "linearQuantization" and not weights.floatValue
+    u = np.frombuffer(weights.rawValue, dtype=np.uint8).astype(np.float64).reshape(shape[0], -1)
+    scale = np.array(q.linearQuantization.scale, dtype=np.float64).reshape(-1, 1)
+    bias = np.array(q.linearQuantization.bias, dtype=np.float64).reshape(-1, 1)
+    return (u * scale + bias).reshape(shape)
+
+
 def coreml_layer(layer, blobs):
     """One NeuralNetworkLayer over [N, C, H, W] float64 blobs, as Core ML defines it."""
     kind = layer.WhichOneof("layer")
     x = blobs[layer.input[0]]
     if kind == "innerProduct":
         p = layer.innerProduct
-        w = np.array(p.weights.floatValue, dtype=np.float64).reshape(p.outputChannels, p.inputChannels)
+        w = coreml_weights(p.weights, (p.outputChannels, p.inputChannels))
         y = x.reshape(len(x), -1) @ w.T
         if p.hasBias:
             y = y + np.array(p.bias.floatValue)
@@ -208,7 +222,7 @@ def coreml_layer(layer, blobs):
         dh, dw = p.dilationFactor
         (pt, pb), (pl, pr) = [(e.startEdgeSize, e.endEdgeSize) for e in p.valid.paddingAmounts.borderAmounts]
         groups, cout, cg = p.nGroups, p.outputChannels, p.kernelChannels
-        w = np.array(p.weights.floatValue, dtype=np.float64).reshape(cout, cg, kh, kw)
+        w = coreml_weights(p.weights, (cout, cg, kh, kw))
         xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
         oh = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
         ow = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
