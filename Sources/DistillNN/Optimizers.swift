@@ -126,15 +126,19 @@ public final class Adam: Optimizer {
             guard let grad = p.grad else { continue }
             let w = SharedPointer(p.data), g = SharedPointer(grad.data)
             let m = SharedPointer(firstMoment[i].data), v = SharedPointer(secondMoment[i].data)
-            // Large parameters are updated in contiguous parts, part `b` always on the same thread:
-            // for a linear weight [out, in] these are the rows that thread computed in the forward
-            // product and the gradient (`TrainingPlan`'s blocks, `linear`'s split), so the weight
-            // stays in that core's cache.
-            let parts = p.count >= Self.minimumSplitCount ? min(Parallel.workers, TrainingPlan.blocks) : 1
-            Parallel.forEachChunk(p.count, chunks: parts) { _, r in
+            // Large parameters are updated in runs of rows on the thread that computed those rows
+            // in the forward product and the gradient (`TrainingPlan`'s blocks, assigned by
+            // `BlockBalance.firstLayer`), so the weight stays in that core's cache.
+            let update: @Sendable (Range<Int>) -> Void = { r in
                 let o = r.lowerBound
                 if decay != 1 { for j in r { w.p[j] *= decay } }
                 dk_adam_update(w.p + o, g.p + o, m.p + o, v.p + o, r.count, b1, b2, l2, stepSize, invSqrtC2, eps)
+            }
+            let rows = p.rank >= 2 ? p.shape[0] : p.count, balance = BlockBalance.firstLayer
+            guard p.count >= Self.minimumSplitCount, Parallel.workers > 1, rows >= balance.blocks else { update(0..<p.count); continue }
+            let rowSize = p.count / rows
+            Parallel.forEachBalancedRun(balance, measure: false) { _, blocks in
+                update((rows * blocks.lowerBound / balance.blocks * rowSize)..<(rows * blocks.upperBound / balance.blocks * rowSize))
             }
         }
     }

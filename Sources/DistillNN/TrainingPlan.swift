@@ -17,13 +17,15 @@ import DistillTensor
 /// more. The graph path splits each product on its own, so every step hands batches, weights and
 /// gradients between the cores, and the second core gained nothing. Here the cores share almost
 /// nothing that is written:
-/// - Core `c` owns a block of the first layer's outputs: those rows of its weight (the same
-///   rows `Adam` updates on that core, as `Parallel.forEachChunk` pins chunk `c` to one thread),
-///   their activations, errors and gradient. Each core reads its own copy of the batch.
-/// - The second layer is split along its inputs to match: each core adds its block's share of
+/// - The first layer's outputs are cut into a fixed number of blocks (eight), and each core takes a run of them:
+///   those rows of its weight (the same rows `Adam` updates on that core), their activations,
+///   errors and gradient. The runs follow the cores' measured speed (`BlockBalance`), so a core
+///   the host slows down gets fewer blocks. Each core reads its own copy of the batch.
+/// - The second layer is split along its inputs to match: each block adds its share of
 ///   the second layer's pre-activation (a partial sum) and, going back, computes that block of
 ///   the second layer's weight gradient and of the first layer's error.
-/// - The calling thread sums the shares and runs the rest of the network (small, for a
+/// - The calling thread sums the shares in block order (so the assignment never changes a bit
+///   of the result) and runs the rest of the network (small, for a
 ///   student: 64 → 10 in the 784-64-10 MLP) and the loss.
 /// Per step only the second layer's pre-activation shares and their gradient ([N, outputs of
 /// layer 2]) and that layer's weight cross between cores.
@@ -43,6 +45,10 @@ public final class TrainingPlan: @unchecked Sendable {
     private var hiddenActivations: [UnsafeMutablePointer<Float>?] = []
     private var errors: [UnsafeMutablePointer<Float>] = []
     private var rowCapacity = 0
+    /// Each thread's copy of the batch (`threadInputRows × inputSize`; thread 0 may read the
+    /// caller's instead).
+    private var threadInputs: [UnsafeMutablePointer<Float>] = []
+    private var threadInputRows = 0
     /// What the last `forward` saw: the caller's batch (kept alive: the caller's thread reads it
     /// again going back), its logits and how the first layer was split.
     private var parts = 1
@@ -50,20 +56,27 @@ public final class TrainingPlan: @unchecked Sendable {
     /// Gradients handed to the parameters when they had none (see the type's note).
     private let weightGrads: [Tensor], biasGrads: [Tensor?]
 
+    /// How the first layer's blocks are shared among the threads. The number of blocks is fixed
+    /// (never the number of threads), so results are the same on any machine; which thread runs
+    /// a block follows the threads' measured speed, so that a slow core does not hold the other
+    /// back. `Adam` updates the weight's rows by `BlockBalance.firstLayer`, the default.
+    public let balance: BlockBalance
+
     /// Plans `model` for examples of `exampleShape`, or returns nil when it is not a trainable
     /// `LinearChain` of that input size.
-    public init?(_ model: Module, exampleShape: [Int]) {
+    public init?(_ model: Module, exampleShape: [Int], balance: BlockBalance = .firstLayer) {
         guard let chain = LinearChain(model), !chain.hasDropout,
               chain.layers.allSatisfy({ $0.weight.requiresGrad && ($0.bias?.requiresGrad ?? true) }),
               chain.layers[0].inputs == exampleShape.reduce(1, *) else { return nil }
         layers = chain.layers
+        self.balance = balance
         inputSize = layers[0].inputs
         outputSize = layers[layers.count - 1].outputs
         weightGrads = layers.map { Tensor(uninitializedShape: $0.weight.shape) }
         biasGrads = layers.map { l in l.bias.map { Tensor(uninitializedShape: $0.shape) } }
     }
 
-    deinit { (hiddenActivations.compactMap { $0 } + errors).forEach { $0.deallocate() } }
+    deinit { (hiddenActivations.compactMap { $0 } + errors + threadInputs).forEach { $0.deallocate() } }
 
     /// Output of layer `k` (> 0) in the last forward pass.
     private func activation(_ k: Int) -> UnsafeMutablePointer<Float> { k == layers.count - 1 ? logits!.data : hiddenActivations[k]! }
@@ -90,16 +103,15 @@ public final class TrainingPlan: @unchecked Sendable {
         let callerBatch = input.map { SharedPointer($0.data) }
         // The split depends on the problem's size only, never on the number of threads, so the
         // arithmetic (and every bit of the result) is the same on any machine.
-        parts = n * first.inputs * first.outputs >= Self.minimumSplitWork && first.outputs >= 2 * Self.blocks ? Self.blocks : 1
+        parts = n * first.inputs * first.outputs >= Self.minimumSplitWork && first.outputs >= 2 * balance.blocks ? balance.blocks : 1
         reserve(rows: n)
         let out = Tensor(uninitializedShape: [n, outputSize])
         logits = out
-        let single = layers.count == 1, parts = parts
-        eachThread { chunk, blocks in
+        let single = layers.count == 1
+        eachThread { thread, blocks in
             // The caller's thread reads the caller's batch; any other fills its own copy once.
-            let own = self.cores[blocks.lowerBound].ownInput
             let batch: UnsafeMutablePointer<Float>
-            if let callerBatch, chunk == 0 { batch = callerBatch.p } else { fill(own); batch = own }
+            if let callerBatch, thread == 0 { batch = callerBatch.p } else { batch = self.threadInputs[thread]; fill(batch) }
             for b in blocks {
                 self.cores[b].input = batch
                 self.cores[b].forwardFirst(first, block: self.block(b), rows: n, second: single ? nil : self.layers[1], logits: single ? out.data : nil)
@@ -153,10 +165,11 @@ public final class TrainingPlan: @unchecked Sendable {
         }
     }
 
-    /// Runs `body(chunk, blocks)` with the first layer's blocks shared among the threads, the
-    /// same blocks on the same thread at every call (see `Parallel.forEachChunk`).
+    /// Runs `body(thread, blocks)` with the first layer's blocks shared among the threads by
+    /// their measured speed (`BlockBalance.firstLayer`, which `Adam` follows for the weight's
+    /// rows), or on the calling thread when the layer is not split.
     private func eachThread(_ body: @Sendable (Int, Range<Int>) -> Void) {
-        Parallel.forEachChunk(parts, chunks: min(parts, Parallel.workers), body)
+        if parts == 1 { body(0, 0..<1) } else { Parallel.forEachBalancedRun(balance, body) }
     }
 
     /// Block `b` of the first layer's outputs: the rows of its weight that `Adam` updates as part
@@ -179,8 +192,14 @@ public final class TrainingPlan: @unchecked Sendable {
 
     private func reserve(rows n: Int) {
         while cores.count < parts { cores.append(Core()) }
+        let threads = parts == 1 ? 1 : min(Parallel.workers, parts)
+        if n > threadInputRows || threadInputs.count < threads {
+            threadInputs.forEach { $0.deallocate() }
+            threadInputRows = max(n, threadInputRows)
+            threadInputs = (0..<threads).map { _ in .allocate(capacity: threadInputRows * inputSize) }
+        }
         for b in 0..<parts {
-            cores[b].reserve(rows: n, inputs: inputSize, block: block(b).count, secondWidth: layers.count > 1 ? layers[1].outputs : 0)
+            cores[b].reserve(rows: n, block: block(b).count, secondWidth: layers.count > 1 ? layers[1].outputs : 0)
         }
         guard n > rowCapacity else { return }
         (hiddenActivations.compactMap { $0 } + errors).forEach { $0.deallocate() }
@@ -210,32 +229,26 @@ public final class TrainingPlan: @unchecked Sendable {
     /// the cores (`distill bench kd --cached-teacher`: 128 × 784 × 64 gained 1.4× from two).
     static let minimumSplitWork = 1 << 21
 
-    /// Blocks the first layer is split into: one per core of the 2-core machines DistillKit is
-    /// measured on, fixed so that results never depend on the number of threads.
-    public static let blocks = 2
-
     /// One block of the first layer's outputs, in buffers that only its thread writes.
     final class Core {
         private var rowCapacity = 0, blockCapacity = 0
-        /// This core's copy of the batch (`rows × inputs`); core 0 may use the caller's instead.
-        var ownInput: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
-        var input: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
+        /// The batch this block read going forward (its thread's copy, or the caller's).
+        var input: UnsafeMutablePointer<Float>!
         /// The block's activations after ReLU, and its error going back (`rows × block`).
         var hidden: UnsafeMutablePointer<Float> = .allocate(capacity: 0), hiddenError: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
         /// The block's share of the second layer's pre-activation (`rows × outputs of layer 2`).
         var secondShare: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
 
-        func reserve(rows: Int, inputs: Int, block: Int, secondWidth: Int) {
+        func reserve(rows: Int, block: Int, secondWidth: Int) {
             guard rows > rowCapacity || block > blockCapacity else { return }
-            [ownInput, hidden, hiddenError, secondShare].forEach { $0.deallocate() }
+            [hidden, hiddenError, secondShare].forEach { $0.deallocate() }
             rowCapacity = max(rows, rowCapacity); blockCapacity = max(block, blockCapacity)
-            ownInput = .allocate(capacity: rowCapacity * inputs)
             hidden = .allocate(capacity: rowCapacity * blockCapacity)
             hiddenError = .allocate(capacity: rowCapacity * blockCapacity)
             secondShare = .allocate(capacity: rowCapacity * max(secondWidth, 1))
         }
 
-        deinit { [ownInput, hidden, hiddenError, secondShare].forEach { $0.deallocate() } }
+        deinit { [hidden, hiddenError, secondShare].forEach { $0.deallocate() } }
 
         /// This block of the first layer, then its share of the second layer's pre-activation
         /// (or, for a one-layer model, its columns of the logits).

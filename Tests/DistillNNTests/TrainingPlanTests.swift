@@ -67,6 +67,28 @@ import Testing
         for run in runs.dropFirst() { #expect(run.map { $0.map(\.bitPattern) } == runs[0].map { $0.map(\.bitPattern) }) }
     }
 
+    /// The cores' runs of blocks follow their measured speed; which core runs a block must not
+    /// change a bit of the logits or the gradients.
+    @Test func whichCoreRunsABlockDoesNotChangeABit() throws {
+        let x = input(128, [784], seed: 5)
+        var runs: [[[Float]]] = []
+        for slowThread in [1, 0] {
+            let balance = BlockBalance(blocks: 8)
+            var times: [UInt64] = [1_000, 1_000]
+            times[slowThread] = 7_000
+            for _ in 0..<4 { balance.record(balance.assignment(threads: 2), nanoseconds: times) }
+            let skewed = balance.assignment(threads: 2)
+            #expect(skewed[slowThread].count == 1, "the slow thread keeps one block: \(skewed)")
+            let model = try ModelZoo.build("mlp:784-64-10", seed: 2)
+            let plan = try #require(TrainingPlan(model, exampleShape: [784], balance: balance))
+            let logits = plan.forward(x)
+            loss(logits, seed: 3).backward()
+            plan.backward(try #require(logits.grad))
+            runs.append([logits.scalars] + gradients(model))
+        }
+        #expect(runs[1].map { $0.map(\.bitPattern) } == runs[0].map { $0.map(\.bitPattern) })
+    }
+
     @Test func eachCoreCanFillItsOwnCopyOfTheBatch() throws {
         let model = try ModelZoo.build("mlp:784-64-10", seed: 1)
         let plan = try #require(TrainingPlan(model, exampleShape: [784]))
