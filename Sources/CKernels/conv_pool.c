@@ -166,13 +166,17 @@ DK_INLINE void forward_images(const context *c, int images, const float *x, cons
         for (; t < c->pq; t++) conv_tile(c, t, 1);
         pool_image(c);
         // [U·V][Op] → [O][U·V]
-        float *yn = y + (size_t)n * o_count * c->uv;
-        int32_t *an = argmax ? argmax + (size_t)n * o_count * c->uv : NULL;
+        const size_t uv = c->uv, op = c->op;
+        const float *pooled = c->pooled;
+        const int32_t *winner = c->winner;
+        float *yn = y + (size_t)n * o_count * uv;
         for (size_t o = 0; o < o_count; o++)
-            for (size_t q = 0; q < c->uv; q++) {
-                yn[o * c->uv + q] = c->pooled[q * c->op + o];
-                if (an) an[o * c->uv + q] = c->winner[q * c->op + o];
-            }
+            for (size_t q = 0; q < uv; q++) yn[o * uv + q] = pooled[q * op + o];
+        if (argmax) {
+            int32_t *an = argmax + (size_t)n * o_count * uv;
+            for (size_t o = 0; o < o_count; o++)
+                for (size_t q = 0; q < uv; q++) an[o * uv + q] = winner[q * op + o];
+        }
     }
 }
 
@@ -182,30 +186,37 @@ DK_INLINE void backward_images(const context *c, int images, const float *x, con
     const size_t o_count = (size_t)s->out_channels, image_size = (size_t)s->channels * s->in_h * s->in_w;
     // c->wt holds dw's sums [K][Op], c->bias db's, c->conv the convolution's gradient (zero
     // except in the rows flagged in c->hit, which are cleared again once used).
+    // Sizes and pointers in locals: the stores below could alias the context's fields.
+    const size_t op = c->op, uv = c->uv, pq = c->pq, kk = c->k;
+    float *const conv = c->conv, *const dw_sums = c->wt, *const db_sums = c->bias;
+    unsigned char *const hit = c->hit;
+    const size_t *const taps = c->taps;
     for (int n = 0; n < images; n++) {
         load_image(c, x + (size_t)n * image_size);
-        const float *gn = grad + (size_t)n * o_count * c->uv;
-        const int32_t *an = argmax + (size_t)n * o_count * c->uv;
-        for (size_t o = 0; o < o_count; o++)
-            for (size_t q = 0; q < c->uv; q++) {
-                const int32_t won = an[o * c->uv + q];
+        const float *gn = grad + (size_t)n * o_count * uv;
+        const int32_t *an = argmax + (size_t)n * o_count * uv;
+        for (size_t o = 0; o < o_count; o++) {
+            float total = 0.0f;  // this image's share of db[o]
+            for (size_t q = 0; q < uv; q++) {
+                const int32_t won = an[o * uv + q];
                 if (won < 0) continue;
-                const float g = gn[o * c->uv + q];
-                c->conv[(size_t)won * c->op + o] += g;
-                c->hit[won] = 1;
-                c->bias[o] += g;
+                const float g = gn[o * uv + q];
+                conv[(size_t)won * op + o] += g;
+                hit[won] = 1;
+                total += g;
             }
-        for (size_t t = 0; t < c->pq; t++) {
-            if (!c->hit[t]) continue;
-            c->hit[t] = 0;
-            float *row = c->conv + t * c->op;
+            db_sums[o] += total;
+        }
+        for (size_t t = 0; t < pq; t++) {
+            if (!hit[t]) continue;
+            hit[t] = 0;
+            float *row = conv + t * op;
             const float *xt = c->xp + patch_origin(c, t);
-            for (size_t k = 0; k < c->k; k++) {
-                const float value = xt[c->taps[k]];
-                float *sums = c->wt + k * c->op;
-                for (size_t o = 0; o < c->op; o += 16) *(v16f *)(sums + o) += value * load16(row + o);
+            for (size_t o = 0; o < op; o += 16) {
+                const v16f r = load16(row + o);
+                for (size_t k = 0; k < kk; k++) *(v16f *)(dw_sums + k * op + o) += xt[taps[k]] * r;
+                *(v16f *)(row + o) = (v16f){0};
             }
-            memset(row, 0, c->op * sizeof(float));
         }
     }
     for (size_t o = 0; o < o_count; o++) {
