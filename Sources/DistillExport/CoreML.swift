@@ -13,6 +13,9 @@ import Foundation
 /// Layers: batch norm is folded into the convolution or inner product before it; Core ML's
 /// `valid` padding with explicit amounts gives DistillKit's symmetric zero padding, and its average
 /// pooling counts the padding, as DistillKit does.
+///
+/// An int8 student (`distill quantize`) is written with 8-bit weights by
+/// `serialize(_:preprocessing:options:)` in CoreMLInt8.swift, through the same layer writers.
 public enum CoreMLExport {
     public static let format = "Core ML"
     public static let specificationVersion = 4
