@@ -44,12 +44,18 @@ struct PlannedStep {
     /// and a per-image, per-channel gate: squeeze-excitation). The Mul node runs as written when
     /// the shapes turn out otherwise.
     var gate: Node? = nil
-    /// "Conv+Relu" and the like: the profile's key.
+    /// An Add folded into this Conv (a residual connection): input 4 is the Add's other operand,
+    /// added in the Conv's output pass before `activation`. The Add runs as written when the
+    /// shapes turn out otherwise (broadcasting).
+    var residual: Node? = nil
+    /// "Conv+Relu", "Conv+Add+Relu" and the like: the profile's key.
     var label: String {
         let grouped = node.opType == "Conv" && ((try? node.attributes.int("group", 1)) ?? 1) != 1
-        let op = (gate == nil ? "" : "Mul+") + (grouped ? "Conv[grouped]" : node.opType)
+        let op = (gate == nil ? "" : "Mul+") + (grouped ? "Conv[grouped]" : node.opType) + (residual == nil ? "" : "+Add")
         return activation.map { "\(op)+\($0)" } ?? op
     }
+    /// Whether the step runs a Conv with something folded into it.
+    var isFused: Bool { activation != nil || gate != nil || residual != nil }
 }
 
 /// The graph as it runs: nodes after the load-time optimisations, the values computed at load
@@ -86,6 +92,9 @@ struct ExecutionPlan {
 /// - a Mul read only by a 1×1 Conv folded into it: when one factor holds one value per image and
 ///   channel (squeeze-excitation's gate), it scales the Conv's weight per image instead of the
 ///   feature map.
+/// - an Add after a Conv (with no activation of its own) whose other operand is computed before
+///   the Conv folded into its output pass (ResNet's, MobileNet's and EfficientNet's residual
+///   connections), and the Relu or other activation after that Add with it: y = act(conv + r).
 /// Values a rewrite removes (a Conv's output before its activation) cannot be asked for with
 /// `run(extra:)`; the model then runs its graph as written.
 enum GraphOptimizer {
@@ -161,6 +170,32 @@ enum GraphOptimizer {
                              outputs: conv.outputs, attributes: conv.attributes, opset: conv.opset)
             planned[j] = PlannedStep(node: gated, activation: planned[j].activation, gate: mul)
             removed.insert(i)
+        }
+        // Conv + Add(conv, r) [+ activation], r computed before the Conv: r added in the Conv's output pass.
+        var producerStep: [String: Int] = [:]
+        for (i, n) in steps.enumerated() { for name in n.outputs where !name.isEmpty { producerStep[name] = i } }
+        for i in planned.indices where !removed.contains(i) && planned[i].node.opType == "Conv" && planned[i].activation == nil {
+            let conv = planned[i].node
+            guard conv.domain.isEmpty, conv.outputs.count == 1, conv.inputs.count <= 4, let j = soleReader(conv.outputs[0]),
+                  !removed.contains(j) else { continue }
+            let add = planned[j].node
+            guard add.opType == "Add", add.domain.isEmpty, add.opset >= 7, add.inputs.count == 2, add.outputs.count == 1,
+                  !add.outputs[0].isEmpty, add.inputs.allSatisfy({ !$0.isEmpty }), add.inputs[0] != add.inputs[1],
+                  let other = add.inputs.first(where: { $0 != conv.outputs[0] }),
+                  producerStep[other].map({ $0 < i }) ?? true else { continue }
+            var inputs = conv.inputs
+            while inputs.count < 4 { inputs.append("") }
+            inputs.append(other)
+            var step = PlannedStep(node: Node(index: conv.index, name: conv.name, opType: conv.opType, domain: conv.domain,
+                                              inputs: inputs, outputs: add.outputs, attributes: conv.attributes, opset: conv.opset),
+                                   activation: nil, gate: planned[i].gate, residual: add)
+            removed.insert(j)
+            if let (activation, result, absorbed) = fusableActivation(after: add.outputs[0], steps: steps, readers: readers,
+                                                                       keep: keep, constant), absorbed.allSatisfy({ !removed.contains($0) }) {
+                step = PlannedStep(node: withOutputs(step.node, [result]), activation: activation, gate: step.gate, residual: add)
+                removed.formUnion(absorbed)
+            }
+            planned[i] = step
         }
         let kept = planned.indices.filter { !removed.contains($0) }.map { planned[$0] }
         return ExecutionPlan(steps: kept, constants: constants, inputs: inputs, initializers: initializers)

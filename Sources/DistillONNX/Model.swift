@@ -113,6 +113,8 @@ public final class ONNXModel: @unchecked Sendable {
     /// The graph as written, for `run(extra:)` asking for a value the optimised plan no longer
     /// computes, and for `observe` (FLOP counts per node as written).
     let writtenPlan: ExecutionPlan
+    /// Whether the optimised plan may run a batch a few images at a time (`BatchChunks`).
+    let chunkable: Bool
 
     /// The opset range of the default domain this importer implements.
     public static let supportedOpsets = 1...22
@@ -256,10 +258,21 @@ public final class ONNXModel: @unchecked Sendable {
                                     inputs: inputNames, initializers: initializers)
         optimizedPlan = Self.optimizing ? GraphOptimizer.plan(nodes: self.nodes, inputs: inputNames, initializers: initializers,
                                                               outputs: outputs.map(\.name)) : writtenPlan
+        let plan = optimizedPlan
+        chunkable = BatchChunks.separable(plan, inputs: inputs, outputs: outputs.map(\.name),
+                                          constant: { initializers[$0] ?? plan.constants[$0] })
     }
 
     /// Whether models are optimised at load: on unless `DISTILL_ONNX_OPTIMIZE=0` (to compare).
     static let optimizing = ProcessInfo.processInfo.environment["DISTILL_ONNX_OPTIMIZE"] != "0"
+
+    /// Images per chunk when a batch runs in chunks (`BatchChunks`): `DISTILL_ONNX_CHUNK`, or
+    /// the default measured on MobileNet v2, EfficientNet-B0 and ResNet-18 (BENCHMARKS.md);
+    /// 0 turns chunking off. A task-local so that tests can compare both ways in one process.
+    @TaskLocal static var chunkImages: Int = ProcessInfo.processInfo.environment["DISTILL_ONNX_CHUNK"].flatMap(Int.init) ?? 8
+
+    /// Whether `name` is an initializer or a value `plan` computed at load.
+    func isConstant(_ name: String, _ plan: ExecutionPlan) -> Bool { initializers[name] != nil || plan.constants[name] != nil }
 
     /// Checks that every node input is defined, no value is computed twice and there is no cycle;
     /// returns the nodes in an order where each runs after the nodes it reads from (the file's
@@ -405,57 +418,100 @@ public final class ONNXModel: @unchecked Sendable {
         for name in extra where producerIndex[name] == nil && initializers[name] == nil && !inputs.contains(where: { $0.name == name }) {
             throw ONNXError("\(source): no value named \(quoted(name)); values are: \(valueNames.prefix(50).map(quoted).joined(separator: ", "))\(valueNames.count > 50 ? ", ..." : "")")
         }
-        let plan = optimized && observe == nil && extra.allSatisfy(optimizedPlan.available.contains) ? optimizedPlan : writtenPlan
+        let useOptimized = optimized && observe == nil && extra.allSatisfy(optimizedPlan.available.contains)
+        let plan = useOptimized ? optimizedPlan : writtenPlan
         let wanted = Set(outputs.map(\.name)).union(extra)
-        var env = feeds
         return try withNoGrad {
-            for (step, planned) in plan.steps.enumerated() {
-                let node = planned.node
-                let values: [ONNXValue?] = try node.inputs.map { name in
-                    if name.isEmpty { return nil }
-                    if let v = env[name] ?? initializers[name] ?? plan.constants[name] { return v }
-                    throw ONNXError("\(source): \(node.label): input \(quoted(name)) has no value (an output its producer did not compute)")
-                }
-                let results: [ONNXValue]
-                do {
-                    let started = ONNXProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
-                    let context = OpContext(node: node, inputs: values)
-                    if let mul = planned.gate {
-                        results = try ONNXOps.gatedConvolution(context, mul: mul, activation: planned.activation)
-                    } else if let activation = planned.activation {
-                        results = try ONNXOps.convolution(context, activation: activation)
-                    } else {
-                        guard let kernel = ONNXOps.kernel(for: node) else {
-                            throw ONNXError("no implementation")  // unreachable: checked at load
-                        }
-                        results = try kernel(context)
-                    }
-                    if ONNXProfile.enabled { ONNXProfile.record(planned.label, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) }
-                    // Every value downstream operators see has a checked shape (rank, extents, no
-                    // overflow hidden behind a zero extent): O(rank) per output.
-                    for r in results { try checkedElementCount(r.shape, "output", elementBytes: 1) }
-                } catch let e as ONNXError {
-                    let name = node.name.isEmpty ? "#\(node.index)" : quoted(node.name)
-                    throw ONNXError("\(source): node \(name) (\(node.opType), opset \(node.opset)): \(e.message)")
-                }
-                for (i, name) in node.outputs.enumerated() where !name.isEmpty {
-                    if i < results.count { env[name] = results[i] }
-                }
-                observe?(node, values, results)
-                // Free what no later node reads.
-                for name in node.inputs where !name.isEmpty && plan.lastUse[name] == step && !wanted.contains(name) {
-                    env[name] = nil
-                }
+            if useOptimized, extra.isEmpty, chunkable, let out = runInChunks(feeds, plan: plan, wanted: wanted) {
+                return out
             }
-            var out: [String: ONNXValue] = [:]
-            for name in wanted {
-                guard let v = env[name] ?? initializers[name] ?? plan.constants[name] else {
-                    throw ONNXError("\(source): output \(quoted(name)) was not computed")
-                }
-                out[name] = v
-            }
-            return out
+            return try execute(plan, feeds: feeds, wanted: wanted, observe: observe, images: nil)
         }
+    }
+
+    /// The whole batch `ONNXModel.chunkImages` images at a time, the outputs gathered; nil when
+    /// the model or batch does not allow it, or when a chunk fails or breaks the per-image
+    /// conditions (`BatchChunks`): the caller then runs the batch whole.
+    private func runInChunks(_ feeds: [String: ONNXValue], plan: ExecutionPlan, wanted: Set<String>) -> [String: ONNXValue]? {
+        let k = Self.chunkImages
+        guard k > 0, let n = feeds.values.first?.shape.first, n >= 2 * k,
+              feeds.values.allSatisfy({ $0.shape.first == n }) else { return nil }
+        var gathered: [String: Tensor] = [:]
+        for start in stride(from: 0, to: n, by: k) {
+            let count = Swift.min(k, n - start)
+            var chunk: [String: ONNXValue] = [:]
+            for (name, value) in feeds {
+                guard let part = BatchChunks.rows(value, start, count) else { return nil }
+                chunk[name] = part
+            }
+            guard let env = try? execute(plan, feeds: chunk, wanted: wanted, observe: nil, images: count) else { return nil }
+            for name in wanted {
+                guard case .float(let t)? = env[name], t.shape.first == count else { return nil }
+                let perImage = Array(t.shape.dropFirst())
+                if gathered[name] == nil { gathered[name] = Tensor(uninitializedShape: [n] + perImage) }
+                let whole = gathered[name]!
+                guard Array(whole.shape.dropFirst()) == perImage else { return nil }
+                let size = t.count / Swift.max(count, 1)
+                (whole.data + start * size).update(from: t.data, count: t.count)
+            }
+        }
+        return gathered.mapValues { .float($0) }
+    }
+
+    /// Runs `plan`'s steps on `feeds` and returns the values in `wanted`. With `images`, every
+    /// step must keep that many images on its outputs' leading axis (`BatchChunks.keepsImages`),
+    /// else this throws.
+    private func execute(_ plan: ExecutionPlan, feeds: [String: ONNXValue], wanted: Set<String>,
+                         observe: ((Node, [ONNXValue?], [ONNXValue]) -> Void)?, images: Int?) throws -> [String: ONNXValue] {
+        var env = feeds
+        for (step, planned) in plan.steps.enumerated() {
+            let node = planned.node
+            let values: [ONNXValue?] = try node.inputs.map { name in
+                if name.isEmpty { return nil }
+                if let v = env[name] ?? initializers[name] ?? plan.constants[name] { return v }
+                throw ONNXError("\(source): \(node.label): input \(quoted(name)) has no value (an output its producer did not compute)")
+            }
+            let results: [ONNXValue]
+            do {
+                let started = ONNXProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
+                let context = OpContext(node: node, inputs: values)
+                if planned.isFused {
+                    results = try ONNXOps.fusedConvolution(context, step: planned)
+                } else {
+                    guard let kernel = ONNXOps.kernel(for: node) else {
+                        throw ONNXError("no implementation")  // unreachable: checked at load
+                    }
+                    results = try kernel(context)
+                }
+                if ONNXProfile.enabled { ONNXProfile.record(planned.label, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) }
+                // Every value downstream operators see has a checked shape (rank, extents, no
+                // overflow hidden behind a zero extent): O(rank) per output.
+                for r in results { try checkedElementCount(r.shape, "output", elementBytes: 1) }
+            } catch let e as ONNXError {
+                let name = node.name.isEmpty ? "#\(node.index)" : quoted(node.name)
+                throw ONNXError("\(source): node \(name) (\(node.opType), opset \(node.opset)): \(e.message)")
+            }
+            if let images, !BatchChunks.keepsImages(node, inputs: values, outputs: results, images: images,
+                                                    isConstant: { isConstant($0, plan) }) {
+                throw ONNXError("\(source): \(node.label) does not keep the images apart")
+            }
+            for (i, name) in node.outputs.enumerated() where !name.isEmpty {
+                if i < results.count { env[name] = results[i] }
+            }
+            observe?(node, values, results)
+            // Free what no later node reads.
+            for name in node.inputs where !name.isEmpty && plan.lastUse[name] == step && !wanted.contains(name) {
+                env[name] = nil
+            }
+        }
+        var out: [String: ONNXValue] = [:]
+        for name in wanted {
+            guard let v = env[name] ?? initializers[name] ?? plan.constants[name] else {
+                throw ONNXError("\(source): output \(quoted(name)) was not computed")
+            }
+            out[name] = v
+        }
+        return out
     }
 
     /// Runs a single-input model on a FLOAT batch and returns its first output.

@@ -72,30 +72,52 @@ extension ONNXOps {
     /// input explicitly.
     static func Conv(_ c: OpContext) throws -> [ONNXValue] { try convolution(c, activation: nil) }
 
-    /// Conv with an activation applied in its output pass (the graph optimiser fuses the Relu,
-    /// Clip, Sigmoid, SiLU or HardSwish node after a Conv into it). Depthwise convolutions
-    /// (group == C == M, MobileNet's and EfficientNet's) run on their own kernel; the others on
-    /// the engine's conv2d, the activation then applied to its output in place.
-    /// A Conv whose input is Mul(input 0, input 3) (`mul`, folded in by the graph optimiser):
-    /// when one factor is [N, C, 1, 1] against the other's [N, C, H, W] (squeeze-excitation), a 1×1
-    /// Conv scales its weight per image instead; otherwise the Mul runs as written, then the Conv.
-    static func gatedConvolution(_ c: OpContext, mul: Node, activation: FusedActivation?) throws -> [ONNXValue] {
-        let a = try c.input(0), b = try c.input(3)
-        func gate(_ x: ONNXValue, _ g: ONNXValue) -> (Tensor, Tensor)? {
-            guard case .float(let xt) = x, case .float(let gt) = g, xt.rank == 4, gt.shape == [xt.shape[0], xt.shape[1], 1, 1] else { return nil }
-            return (xt, gt)
+    /// A Conv with what the graph optimiser folded into it (`step`, see `PlannedStep`): the Relu,
+    /// Clip, Sigmoid, SiLU or HardSwish after it applied in its output pass; a Mul on its input
+    /// (input 3, squeeze-excitation's gate); an Add on its output (input 4, a residual
+    /// connection), added before the activation. Depthwise convolutions (group == C == M,
+    /// MobileNet's and EfficientNet's) run on their own kernel, 1×1 ones as one GEMM per image,
+    /// the others on the engine's conv2d.
+    /// The gate: when one factor is [N, C, 1, 1] against the other's [N, C, H, W], a 1×1 Conv
+    /// scales its weight per image instead (others multiply the input first); otherwise the Mul
+    /// runs as written, then the Conv. The residual: when it has the Conv's output shape, a 1×1
+    /// Conv's GEMM accumulates onto it (others add it in place); otherwise the Add runs as written
+    /// (broadcasting), then the activation.
+    static func fusedConvolution(_ c: OpContext, step: PlannedStep) throws -> [ONNXValue] {
+        var x = try c.input(0)
+        var gate: Tensor?
+        if let mul = step.gate {
+            let a = x, b = try c.input(3)
+            func perImage(_ x: ONNXValue, _ g: ONNXValue) -> (Tensor, Tensor)? {
+                guard case .float(let xt) = x, case .float(let gt) = g, xt.rank == 4, gt.shape == [xt.shape[0], xt.shape[1], 1, 1] else { return nil }
+                return (xt, gt)
+            }
+            if let (xt, g) = perImage(a, b) ?? perImage(b, a) { x = .float(xt); gate = g } else { x = try Mul(OpContext(node: mul, inputs: [a, b]))[0] }
         }
-        let conv = { (input: ONNXValue, gate: Tensor?) in
-            try convolution(OpContext(node: c.node, inputs: [input] + Array(c.inputs[1..<3])), activation: activation, gate: gate)
-        }
-        if let (x, g) = gate(a, b) ?? gate(b, a) { return try conv(.float(x), g) }
-        let product = try Mul(OpContext(node: mul, inputs: [a, b]))
-        return try conv(product[0], nil)
+        let conv = OpContext(node: c.node, inputs: [x] + Array(c.inputs[1..<Swift.min(3, c.inputs.count)]))
+        guard let add = step.residual else { return try convolution(conv, activation: step.activation, gate: gate) }
+        let r = try c.input(4)
+        let (y, added) = try convolve(conv, activation: step.activation, gate: gate, residual: r.floatTensor)
+        if added { return [.float(y)] }
+        // Broadcasting (or a type error): the Add as written, in its operand order, then the activation.
+        let convolved = ONNXValue.float(y)
+        let sum = try Add(OpContext(node: add, inputs: add.inputs[0] == c.node.inputs[4] ? [r, convolved] : [convolved, r]))
+        guard let activation = step.activation, case .float(let t) = sum[0] else { return sum }
+        // Add gives a tensor of its own (never one of its operands): safe to activate in place.
+        activation.apply(t.data, count: t.count)
+        return [.float(t)]
     }
 
     /// `gate`, when given, multiplies the input per image and channel ([N, C, 1, 1]) first: folded
     /// into the weight for a 1×1 Conv, applied to the input otherwise.
     static func convolution(_ c: OpContext, activation: FusedActivation?, gate: Tensor? = nil) throws -> [ONNXValue] {
+        [.float(try convolve(c, activation: activation, gate: gate, residual: nil).output)]
+    }
+
+    /// The convolution; `residual`, when it has the output's shape, is added before the
+    /// activation (`added` says whether it was; when not, the activation is not applied either,
+    /// for the caller to add the residual its own way first).
+    static func convolve(_ c: OpContext, activation: FusedActivation?, gate: Tensor?, residual requested: Tensor?) throws -> (output: Tensor, added: Bool) {
         var x = try c.float(0)
         let w = try c.float(1), b = try c.optionalFloat(2)
         guard x.rank >= 3, x.rank == w.rank else { throw ONNXError("X \(x.shape) and W \(w.shape) must both be [N, C, spatial...]") }
@@ -118,46 +140,69 @@ extension ONNXOps {
         try checkWork(perOutput.flatMap { CheckedSize.product([n, m, outPlane, $0]) }, "the convolution", limit: r == 3 ? Limits.maxLoopSteps : Limits.maxMultiplyAdds)
         let chunkImages = (n + 7) / 8  // conv2d unfolds its batch in eight chunks
         try checkedShape([chunkImages, ch, w.shape[2...].reduce(1, *), outPlane], "the unfolded input", elementBytes: 4)
-        if n == 0 { return [.float(Tensor(uninitializedShape: [0, m] + g.output))] }
+        // The residual is added here only when it has the output's shape; otherwise the caller
+        // adds it (broadcasting) and applies the activation after.
+        let added = requested?.shape == [n, m] + g.output
+        let residual = added ? requested : nil
+        let activation = requested == nil || added ? activation : nil
+        if n == 0 { return (Tensor(uninitializedShape: [0, m] + g.output), added) }
         let pointwise = group == 1 && r == 2 && kernel == [1, 1] && g.strides == [1, 1] && g.padsBegin == [0, 0] && g.padsEnd == [0, 0]
         if let gate, !pointwise { x = try FloatArithmetic.mul.fast(x, gate) ?? floatBinary(x, gate, *) }
+        if pointwise { return (pointwiseConv2d(x, w, b, gate: gate, residual: residual, activation: activation), added) }
+        let y: Tensor
+        var activated = false
         if r == 3 {
-            let y = directConv3d(x, w, b, g, group: group)
-            activation?.apply(y.data, count: y.count)
-            return [.float(y)]
+            y = directConv3d(x, w, b, g, group: group)
+        } else if group == ch, group == m, r == 2, let window = windowShape(x, g, kernel) {
+            y = depthwiseConv2d(x, w, b, window, activation: residual == nil ? activation : nil)
+            activated = residual == nil
+        } else {
+            // As 2-D: prepend a height of 1 for 1-D convolutions.
+            func as2d(_ v: [Int], _ fill: Int) -> [Int] { r == 1 ? [fill] + v : v }
+            var input = r == 1 ? Tensor(shape: [n, ch, 1, x.shape[2]], storage: x.storage) : x
+            let weight = r == 1 ? Tensor(shape: [m, w.shape[1], 1, w.shape[2]], storage: w.storage) : w
+            var begin = as2d(g.padsBegin, 0), end = as2d(g.padsEnd, 0)
+            if begin != end {
+                try checkedShape((0..<4).map { i in input.shape[i] + (i < 2 ? 0 : begin[i - 2] + end[i - 2]) }, "the padded input", elementBytes: 4)
+                input = padFloat(input, begin: [0, 0] + begin, end: [0, 0] + end, mode: .constant(0))
+                begin = [0, 0]; end = [0, 0]
+            }
+            let s = as2d(g.strides, 1), d = as2d(g.dilations, 1)
+            let config = Conv2dConfig(stride: (s[0], s[1]), padding: (begin[0], begin[1]), dilation: (d[0], d[1]), groups: group)
+            let out = conv2d(input, weight: weight, bias: b, config: config)
+            y = Tensor(shape: [n, m] + g.output, storage: out.storage)
         }
-        if group == ch, group == m, r == 2, let window = windowShape(x, g, kernel) {
-            return [.float(depthwiseConv2d(x, w, b, window, activation: activation))]
-        }
-        if pointwise { return [.float(pointwiseConv2d(x, w, b, gate: gate, activation: activation))] }
-
-        // As 2-D: prepend a height of 1 for 1-D convolutions.
-        func as2d(_ v: [Int], _ fill: Int) -> [Int] { r == 1 ? [fill] + v : v }
-        var input = r == 1 ? Tensor(shape: [n, ch, 1, x.shape[2]], storage: x.storage) : x
-        let weight = r == 1 ? Tensor(shape: [m, w.shape[1], 1, w.shape[2]], storage: w.storage) : w
-        var begin = as2d(g.padsBegin, 0), end = as2d(g.padsEnd, 0)
-        if begin != end {
-            try checkedShape((0..<4).map { i in input.shape[i] + (i < 2 ? 0 : begin[i - 2] + end[i - 2]) }, "the padded input", elementBytes: 4)
-            input = padFloat(input, begin: [0, 0] + begin, end: [0, 0] + end, mode: .constant(0))
-            begin = [0, 0]; end = [0, 0]
-        }
-        let s = as2d(g.strides, 1), d = as2d(g.dilations, 1)
-        let config = Conv2dConfig(stride: (s[0], s[1]), padding: (begin[0], begin[1]), dilation: (d[0], d[1]), groups: group)
-        let y = conv2d(input, weight: weight, bias: b, config: config)
-        activation?.apply(y.data, count: y.count)
-        return [.float(Tensor(shape: [n, m] + g.output, storage: y.storage))]
+        if !activated { addAndActivate(y, residual, activation) }
+        return (y, added)
     }
 
-    /// A 1×1 convolution with stride 1 and no padding, W [M, C] · X [C, H·W] per image: one GEMM
-    /// straight into the output (no unfolding, no reordering), the bias preloaded and the
-    /// activation applied while the image's output is fresh. Images are split across the workers.
+    /// y ← activation(y + residual) in place (either part optional), split across the workers.
+    static func addAndActivate(_ y: Tensor, _ residual: Tensor?, _ activation: FusedActivation?) {
+        guard residual != nil || activation != nil else { return }
+        let ys = SharedPointer(y.data), rs = residual.map { SharedPointer($0.data) }
+        let kind = activation?.kind ?? 0, lo = activation?.lo ?? 0, hi = activation?.hi ?? 0
+        Parallel.forChunks(y.count, costPerItem: 4) { range in
+            let out = ys.p + range.lowerBound
+            if let rs { let src = rs.p + range.lowerBound; for i in 0..<range.count { out[i] += src[i] } }
+            if kind != 0 { dk_activation_inplace(out, range.count, kind, lo, hi) }
+        }
+    }
+
+    /// A 1×1 convolution with stride 1 and no padding, W [M, C] · X [C, H·W] per image: GEMMs
+    /// straight into the output (no unfolding, no reordering) over blocks of columns, each block's
+    /// bias preloaded and its activation applied while it is in cache. Images are split across
+    /// the workers.
     /// With `gate` [N, C, 1, 1], image n's weight columns are scaled by gate[n]: W·(x ⊙ g) = (W ⊙ g)·x.
-    static func pointwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, gate: Tensor? = nil, activation: FusedActivation?) -> Tensor {
+    /// With `residual` (the output's shape), each image's output starts as residual + bias and the
+    /// GEMM accumulates onto it: a residual Add with no pass of its own.
+    static func pointwiseConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, gate: Tensor? = nil, residual: Tensor? = nil,
+                                activation: FusedActivation?) -> Tensor {
         let (n, ch, m) = (x.shape[0], x.shape[1], w.shape[0])
         let area = x.shape[2] * x.shape[3]
         let out = Tensor(uninitializedShape: [n, m, x.shape[2], x.shape[3]])
         let xs = SharedPointer(x.data), ws = SharedPointer(w.data), ys = SharedPointer(out.data)
         let bs = b.map { SharedPointer($0.data) }, gs = gate.map { SharedPointer($0.data) }
+        let rs = residual.map { SharedPointer($0.data) }
         Parallel.forEachChunk(n, chunks: Parallel.workers) { _, images in
             let scaled = gs == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: m * ch)
             defer { scaled?.deallocate() }
@@ -169,10 +214,25 @@ extension ONNXOps {
                     for o in 0..<m { for k in 0..<ch { scaled[o * ch + k] = ws.p[o * ch + k] * g[k] } }
                     weight = UnsafePointer(scaled)
                 }
-                if let bs { for o in 0..<m { (y + o * area).update(repeating: bs.p[o], count: area) } }
-                BLAS.sgemm(m: m, n: area, k: ch, a: weight, lda: ch, b: xs.p + image * ch * area, ldb: area,
-                           beta: bs == nil ? 0 : 1, c: y, ldc: area, split: .none)
-                if let activation { dk_activation_inplace(y, m * area, activation.kind, activation.lo, activation.hi) }
+                // Column blocks of about 256 KiB of output: each block's bias or residual is
+                // loaded, multiplied onto and activated while it is still in this core's cache.
+                let block = Swift.min(area, Swift.max(64, (1 << 16) / Swift.max(m, 1) / 16 * 16))
+                for start in stride(from: 0, to: area, by: block) {
+                    let width = Swift.min(block, area - start)
+                    let yb = y + start
+                    if let rs {
+                        let r = rs.p + image * m * area + start
+                        for o in 0..<m {
+                            let bias = bs?.p[o] ?? 0, dst = yb + o * area, src = r + o * area
+                            for i in 0..<width { dst[i] = src[i] + bias }
+                        }
+                    } else if let bs { for o in 0..<m { (yb + o * area).update(repeating: bs.p[o], count: width) } }
+                    BLAS.sgemm(m: m, n: width, k: ch, a: weight, lda: ch, b: xs.p + image * ch * area + start, ldb: area,
+                               beta: bs == nil && rs == nil ? 0 : 1, c: yb, ldc: area, split: .none)
+                    if let activation {
+                        for o in 0..<m { dk_activation_inplace(yb + o * area, width, activation.kind, activation.lo, activation.hi) }
+                    }
+                }
             }
         }
         return out
