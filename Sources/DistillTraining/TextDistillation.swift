@@ -262,6 +262,10 @@ public struct TextDistillationSettings {
     public var hiddenWeight: Float = 0
     /// Weight of logit KD for a section head on the student (`SectionDistillation`; 0: off).
     public var sectionWeight: Float = 0
+    /// Distil on the descriptions and summaries of the first N training rows only; the teacher's
+    /// cached vectors, its section head and the linear probes keep the whole training slice (so
+    /// the cache of a larger run is reused). nil: all of them.
+    public var transferLimit: Int?
 
     public init(corpus: URL, student: String) {
         self.corpus = corpus
@@ -482,9 +486,15 @@ public enum TextDistillation {
         let (testSummaryIDs, _) = tokenIDs(corpus.test.summaries, tokenizer: teacher.tokenizer, maxLength: settings.maxLength)
         let truncated = truncatedTrain + truncatedTest
         if truncated > 0 { log("\(truncated) of \(trainTexts.count + corpus.test.count) texts were longer than \(settings.maxLength) tokens and were truncated") }
-        let train = try LabeledDataset(features: trainIDs, labels: corpus.train.labels + corpus.train.labels, numClasses: corpus.classes.count,
+        // With --transfer-limit, the first rows' descriptions and summaries only (the teacher's
+        // head, the probes and the cached vectors keep the whole training slice).
+        let transferCount = min(settings.transferLimit ?? corpus.train.count, corpus.train.count)
+        let transferRows = Array(0..<transferCount) + Array(corpus.train.count..<(corpus.train.count + transferCount))
+        let transferIDs = withNoGrad { trainIDs.indexSelect(axis: 0, indices: transferRows) }
+        let transferLabels = Array(corpus.train.labels.prefix(transferCount))
+        let train = try LabeledDataset(features: transferIDs, labels: transferLabels + transferLabels, numClasses: corpus.classes.count,
                                        source: settings.corpus.path)
-        let teacherVectors = Tensor.concat([vectors.trainDescriptions, vectors.trainSummaries], axis: 0)
+        let teacherVectors = withNoGrad { Tensor.concat([vectors.trainDescriptions, vectors.trainSummaries], axis: 0).indexSelect(axis: 0, indices: transferRows) }
 
         let (student, spec, transformer, copiedLayers) = try makeStudent(settings, teacher: teacher, width: width, fromTeacher: true)
         if let copiedLayers {
@@ -492,7 +502,7 @@ public enum TextDistillation {
         } else if transformer != nil {
             log("student \(spec): BERT's random initialisation")
         }
-        let objective = try studentObjective(settings, teacher: teacher, transformer: transformer, trainIDs: trainIDs, sectionHead: head,
+        let objective = try studentObjective(settings, teacher: teacher, transformer: transformer, trainIDs: transferIDs, sectionHead: head,
                                              teacherVectors: teacherVectors)
         var extra = ["task": TextStudent.task]
         if let file = teacher.tokenizerFile { extra[TextStudent.tokenizerKey] = file.lastPathComponent }
@@ -508,7 +518,7 @@ public enum TextDistillation {
             try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
                                "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
                                "layer_map": (copiedLayers ?? settings.layerMap) as Any, "hidden_weight": Double(settings.hiddenWeight),
-                               "section_kd_weight": Double(settings.sectionWeight),
+                               "section_kd_weight": Double(settings.sectionWeight), "transfer_limit": settings.transferLimit as Any,
                                "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],
                               to: run.config)
         }
@@ -524,10 +534,10 @@ public enum TextDistillation {
 
         var scratchRow: TextModelRow?
         if settings.scratch {
-            log("training the same student without the teacher (contrastive, on \(corpus.train.count) description–summary pairs)")
-            let pairs = Tensor.concat([trainIDs.slice(axis: 0, start: 0, length: corpus.train.count),
-                                       trainIDs.slice(axis: 0, start: corpus.train.count, length: corpus.train.count)], axis: 1)
-            let pairData = try LabeledDataset(features: pairs, labels: corpus.train.labels, numClasses: corpus.classes.count, source: settings.corpus.path)
+            log("training the same student without the teacher (contrastive, on \(transferCount) description–summary pairs)")
+            let pairs = Tensor.concat([transferIDs.slice(axis: 0, start: 0, length: transferCount),
+                                       transferIDs.slice(axis: 0, start: transferCount, length: transferCount)], axis: 1)
+            let pairData = try LabeledDataset(features: pairs, labels: transferLabels, numClasses: corpus.classes.count, source: settings.corpus.path)
             let inner = try makeStudent(settings, teacher: teacher, width: width, fromTeacher: false).model
             let scratchTrainer = try Trainer(student: Sequential([PairEncoder(inner)]), studentInfo: info, teachers: [], objective: ContrastivePairObjective(),
                                              options: settings.options, train: pairData, run: nil) { _ in

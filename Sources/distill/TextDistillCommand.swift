@@ -35,6 +35,7 @@ struct TextKD: ParsableCommand {
     @Option(help: "Tokens kept per text (longer texts are truncated and counted).") var maxLength = 128
     @Option(help: "Use only the first N training rows.") var trainLimit: Int?
     @Option(help: "Use only the first N test rows.") var testLimit: Int?
+    @Option(help: "Distil on the first N training rows only (the teacher's cached vectors, its section head and the probes keep the whole training slice).") var transferLimit: Int?
     @Option(help: "Epochs.") var epochs = 10
     @Option(help: "Batch size.") var batchSize = 64
     @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float = 3e-3
@@ -63,7 +64,7 @@ struct TextKD: ParsableCommand {
             throw ValidationError("--hidden-weight and --section-kd must be numbers ≥ 0")
         }
         _ = try parsedLayerMap()
-        for (name, limit) in [("--train-limit", trainLimit), ("--test-limit", testLimit)] {
+        for (name, limit) in [("--train-limit", trainLimit), ("--test-limit", testLimit), ("--transfer-limit", transferLimit)] {
             if let limit, limit < 1 { throw ValidationError("\(name) \(limit): must be at least 1") }
         }
     }
@@ -106,6 +107,7 @@ struct TextKD: ParsableCommand {
         settings.initFromTeacher = `init`.map { $0 == .teacher }
         settings.hiddenWeight = hiddenWeight
         settings.sectionWeight = sectionKd
+        settings.transferLimit = transferLimit
         settings.teacherCache = teacherCache.map { URL(fileURLWithPath: $0) }
         settings.output = URL(fileURLWithPath: output)
         let result = try TextDistillation.run(settings, teacher: teacher) { if !(quiet || json) { log($0) } }
