@@ -11,7 +11,14 @@
 #   4. `cache-teacher`: rank 0's file is byte for byte one process's;
 #   5. `distill sweep` across the ranks: the same rows (accuracies bit for bit) as one process;
 #   6. ranks started with different settings stop with an error naming the rank, without hanging,
-#      and `distill fit` (whose search follows each process's clock) refuses to run under mpirun.
+#      and `distill fit` (whose search follows each process's clock) refuses to run under mpirun;
+#   7. one rank killed (SIGKILL) in the middle of an epoch: the job stops within seconds with
+#      Open MPI naming the rank, and the last checkpoint resumes to the uninterrupted run's
+#      weights bit for bit; SIGTERM to one rank: every rank stops after the same step with a
+#      mid-epoch checkpoint, which resumes bit for bit too;
+#   8. bad input: a rank that cannot read the data, a rank whose copy of the data differs (same
+#      path and settings), and hostfile typos (a misspelled host, a bad slots value, a missing
+#      hostfile): each a clear error, within seconds.
 #
 #   scripts/mpi_check.sh                 # uses $DISTILL_BINARY or .build/release/distill
 #   DISTILL_BINARY=.build-mpi/release/distill scripts/mpi_check.sh
@@ -172,4 +179,114 @@ if [ $status -eq 0 ] || [ $status -eq 124 ] || ! grep -q "distill fit runs as on
   fail "distill fit under mpirun did not stop with a clear error (exit $status): $(head -5 <<<"$message")"
 fi
 echo "mpi_check: distill fit under mpirun stops (exit $status): $(grep -m1 -o 'distill fit runs as one process[^;]*' <<<"$message")"
+
+# 7. A rank killed in the middle of an epoch. 1,000 steps of 8 rows an epoch (about 0.4 s), so
+# that the signal lands well inside epoch 2 of 3; checkpoints are written at each epoch's end.
+long=(kd --teacher "$work/teacher" --student mlp:784-64-10 --data fashion-mnist --train-limit 8000 --batch-size 8 --seed 1 --epochs 3)
+"${mpirun[@]}" "$distill" "${long[@]}" --quiet --output "$work/uninterrupted" >/dev/null
+
+# interrupt_rank1 SIGNAL NAME: runs `long` on 2 ranks into $work/NAME (log: $work/NAME.log),
+# sends SIGNAL to rank 1 once rank 0's progress shows step 101 of epoch 2, and waits (at most 60 s)
+# for mpirun to end; sets `status` (mpirun's exit status) and `seconds` (from the signal to the end).
+interrupt_rank1() {
+  local signal=$1 name=$2 log="$work/$2.log" victim="" deadline=$((SECONDS + 120))
+  : >"$log"
+  # MPI_CHECK_RUN marks this job's processes, to find rank 1 among every process of the host.
+  MPI_CHECK_RUN=$name mpirun -np 2 -x DISTILL_THREADS -x MPI_CHECK_RUN "$distill" "${long[@]}" --output "$work/$name" >"$log" 2>&1 &
+  local job=$!
+  until grep -q "epoch 2/3 .* 101/1000" "$log"; do
+    kill -0 $job 2>/dev/null || fail "$name: the 2-rank run ended before epoch 2 reached step 101: $(tail -5 "$log")"
+    [ $SECONDS -lt $deadline ] || { kill $job; fail "$name: epoch 2 did not reach step 101 within 120 s"; }
+    sleep 0.02
+  done
+  for environ in /proc/[0-9]*/environ; do
+    # -z: the variables are separated by NUL bytes; processes may end while this looks.
+    if grep -qzx "MPI_CHECK_RUN=$name" "$environ" 2>/dev/null && grep -qzx "OMPI_COMM_WORLD_RANK=1" "$environ" 2>/dev/null; then
+      victim=${environ#/proc/}; victim=${victim%/environ}
+    fi
+  done
+  [ -n "$victim" ] || { kill $job; fail "$name: no process of rank 1 found"; }
+  local start=$(date +%s.%N)
+  kill "-$signal" "$victim"
+  deadline=$((SECONDS + 60))
+  while kill -0 $job 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { kill -9 $job; fail "$name: the job still runs 60 s after rank 1 got SIG$signal (a hang)"; }
+    sleep 0.05
+  done
+  status=0
+  wait $job || status=$?
+  seconds=$(printf %.2f "$(echo "$(date +%s.%N) - $start" | bc)")
+  [ "$(wc -l <"$work/$name/metrics.jsonl")" -eq 1 ] || fail "$name: SIG$signal did not land in epoch 2 (metrics.jsonl has $(wc -l <"$work/$name/metrics.jsonl") lines)"
+}
+
+# resumes_identically NAME: resumes $work/NAME on 2 ranks; its final weights must be the
+# uninterrupted run's, bit for bit (same ranks, same seed: the resume replays the same steps).
+resumes_identically() {
+  "${mpirun[@]}" "$distill" train --resume "$work/$1" --quiet >/dev/null
+  cmp -s "$work/$1/student.safetensors" "$work/uninterrupted/student.safetensors" ||
+    fail "$1: the resumed run's weights differ from the uninterrupted run's"
+}
+
+interrupt_rank1 KILL killed
+[ $status -ne 0 ] || fail "killed: mpirun exited 0 after rank 1 was killed"
+grep -q "process rank 1 .*exited on signal 9" "$work/killed.log" || fail "killed: mpirun's message does not name rank 1: $(tail -8 "$work/killed.log")"
+resumes_identically killed
+echo "mpi_check: rank 1 killed (SIGKILL) at step 101+ of epoch 2: the job stopped $seconds s later (exit $status): $(grep -m1 -o 'mpirun noticed that process rank 1 .*' "$work/killed.log"); resumed from epoch 1's checkpoint: weights identical to the uninterrupted run's"
+
+interrupt_rank1 TERM stopped
+[ $status -eq 143 ] || fail "stopped: expected exit 143 (128 + SIGTERM), got $status: $(tail -8 "$work/stopped.log")"
+grep -q "interrupted (signal 15) at epoch 2, after step .* checkpoint saved" "$work/stopped.log" || fail "stopped: no mid-epoch checkpoint message: $(tail -8 "$work/stopped.log")"
+! grep -q "MPI_ABORT was invoked" "$work/stopped.log" || fail "stopped: the ranks stopped together, yet mpirun reports an MPI_Abort: $(tail -8 "$work/stopped.log")"
+resumes_identically stopped
+echo "mpi_check: rank 1 sent SIGTERM: every rank stopped $seconds s later (exit $status): $(grep -m1 -o 'interrupted (signal 15) at epoch 2, after step [0-9]* of [0-9]*' "$work/stopped.log"); resumed mid-epoch: weights identical to the uninterrupted run's"
+
+# 8. Bad input. Two "hosts" as two working folders (mpirun -wdir): the same command line reads
+# data.csv from each, as two hosts with their own copies of the data would.
+mkdir -p "$work/host-a" "$work/host-b" "$work/host-c"
+python3 - "$work/host-a/data.csv" "$work/host-c/data.csv" <<'EOF'
+import random, sys
+random.seed(3)
+rows = ["a,b,label"] + [f"{a:.4f},{b:.4f},{int(a > b)}" for a, b in ((random.random(), random.random()) for _ in range(400))]
+open(sys.argv[1], "w").write("\n".join(rows) + "\n")
+rows[200] = rows[200].replace(",", "1,", 1)  # one value differs on the other host
+open(sys.argv[2], "w").write("\n".join(rows) + "\n")
+EOF
+tabular=(train --data data.csv --label label --model mlp:2-8-2 --epochs 1 --seed 1 --quiet)
+# two_hosts FOLDER_B: rank 0 in host-a, rank 1 in FOLDER_B; sets `message` and `status`.
+two_hosts() {
+  set +e
+  message=$(timeout 60 mpirun -np 1 -x DISTILL_THREADS -wdir "$work/host-a" "$distill" "${tabular[@]}" : \
+                              -np 1 -x DISTILL_THREADS -wdir "$work/$1" "$distill" "${tabular[@]}" 2>&1)
+  status=$?
+  set -e
+  [ $status -ne 0 ] && [ $status -ne 124 ] || fail "rank 1 in $1: expected an error, got exit $status: $(head -8 <<<"$message")"
+}
+two_hosts host-b
+grep -q "host-b/data.csv: no such file" <<<"$message" && grep -q "distill: rank 1 of 2 (host .*) stopped with exit status 1" <<<"$message" ||
+  fail "a rank without the data: the error does not name the file and the rank: $(head -12 <<<"$message")"
+echo "mpi_check: a rank that cannot read the data stops the job (exit $status): $(grep -m1 -o '[^ ]*host-b/data.csv: no such file' <<<"$message"); $(grep -m1 -o 'distill: rank 1 of 2.*' <<<"$message")"
+two_hosts host-c
+grep -q "rank 1 of 2 loaded different data from rank 0 with the same settings" <<<"$message" ||
+  fail "a rank with a different copy of the data: no error naming it: $(head -12 <<<"$message")"
+echo "mpi_check: a rank whose copy of the data differs in one value stops the job (exit $status): $(grep -m1 -o 'rank 1 of 2 loaded different data[^(]*' <<<"$message")"
+
+# Hostfile typos: Open MPI's own checks, each within seconds (a misspelled host fails when ssh
+# cannot resolve it; an unreachable one waits for ssh's timeout, see the README).
+printf 'localhots slots=2\n' >"$work/hosts-misspelled"
+printf 'localhost slots=two\n' >"$work/hosts-slots"
+for hostfile in hosts-misspelled hosts-slots hosts-missing; do
+  set +e
+  start=$(date +%s.%N)
+  message=$(timeout 60 mpirun --hostfile "$work/$hostfile" -np 2 -x DISTILL_THREADS "$distill" "${kd[@]}" --epochs 1 2>&1)
+  status=$?
+  set -e
+  [ $status -ne 0 ] && [ $status -ne 124 ] || fail "$hostfile: expected an error, got exit $status: $(head -8 <<<"$message")"
+  case $hostfile in
+    hosts-misspelled) pattern="localhots|unable to reliably start" ;;
+    hosts-slots) pattern="bad parameter in the hostfile" ;;
+    hosts-missing) pattern="unable to open the hostfile" ;;
+  esac
+  grep -qE "$pattern" <<<"$message" || fail "$hostfile: Open MPI's message lacks '$pattern': $(head -8 <<<"$message")"
+  echo "mpi_check: $hostfile: mpirun stops in $(printf %.2f "$(echo "$(date +%s.%N) - $start" | bc)") s (exit $status): $(grep -m1 -E "$pattern" <<<"$message" | sed 's/^ *//')"
+done
 echo "mpi_check: passed"

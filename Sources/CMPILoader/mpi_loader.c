@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Open MPI's handles are pointers to its predefined objects; the functions take them as such. */
 typedef void *comm_t, *datatype_t, *op_t;
@@ -49,19 +50,27 @@ static int state;            /* 0 single process, 1 running, -1 failed */
 static int rank = 0, size = 1;
 static char init_error[768];
 static char version[256];
+static int together;         /* every rank agreed to exit now (dk_mpi_exit_together) */
 
 static void on_exit_handler(int status, void *unused) {
     (void)unused;
     int done = 0;
     if (state != 1 || (p_finalized(&done) == 0 && done)) return;
-    if (status == 0) {
+    if (status == 0 || together) {
         p_finalize();
     } else {
-        /* A rank that stops with an error must not leave the others waiting in a collective. */
+        /* A rank that stops with an error must not leave the others waiting in a collective:
+           say which rank and host it is (the error above it does not), then stop them all. */
+        char host[256] = "?";
+        gethostname(host, sizeof host - 1);
+        fprintf(stderr, "distill: rank %d of %d (host %s) stopped with exit status %d; stopping every rank\n",
+                rank, size, host, status);
         fflush(stderr);
         p_abort(comm_world, status);
     }
 }
+
+void dk_mpi_exit_together(void) { together = 1; }
 
 static void init_once(void) {
     const char *world = getenv("OMPI_COMM_WORLD_SIZE");

@@ -101,7 +101,8 @@ public enum ExperimentRunner {
         }
         let info = SavedModel(spec: experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, extra: extra)
         try world.requireSameConfiguration(String(decoding: try JSONSerialization.data(withJSONObject: experiment.json, options: [.sortedKeys]), as: UTF8.self)
-                                           + " resume=\(resume) rows=\(train.count)/\(test.count)")
+                                           + " resume=\(resume) rows=\(train.count)/\(test.count)",
+                                           data: world.isDistributed ? train.fingerprint(continuing: test.fingerprint()) : 0)
 
         let run = experiment.output.map { RunFolder(URL(fileURLWithPath: $0)) }
         if let run, world.isMain {
@@ -177,5 +178,25 @@ public enum ExperimentRunner {
         let report = RunReport(title: "\(role) \(experiment.student) on \(experiment.data)", models: rows, metrics: run.readMetrics(),
                                test: test, classNames: classNames, transfer: transfer, transferNote: note, configuration: experiment.json)
         try AtomicFile.write(Data(report.html.utf8), to: run.report)
+    }
+}
+
+extension LabeledDataset {
+    /// FNV-1a (`Distributed.fnv1a(words:)`) of every value and label, continuing from `hash`:
+    /// under mpirun the ranks compare it (`requireSameConfiguration`), so that a host whose copy
+    /// of the data differs is named before anything is trained. Reads about 4 MB of rows at a time.
+    func fingerprint(continuing hash: UInt64 = Distributed.fnvOffset) -> UInt64 {
+        var h = hash
+        let block = max(1, (1 << 20) / max(1, exampleSize))
+        var values = [Float](repeating: 0, count: min(block, count) * exampleSize)
+        values.withUnsafeMutableBufferPointer { buffer in
+            guard !buffer.isEmpty else { return }  // no rows, or rows of no values
+            for start in stride(from: 0, to: count, by: block) {
+                let rows = start..<min(start + block, count)
+                copyRows(rows, into: buffer.baseAddress!)
+                h = Distributed.fnv1a(words: UnsafeRawBufferPointer(start: buffer.baseAddress, count: rows.count * exampleSize * 4), continuing: h)
+            }
+        }
+        return labels.withUnsafeBytes { Distributed.fnv1a(words: $0, continuing: h) }
     }
 }

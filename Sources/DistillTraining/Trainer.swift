@@ -401,6 +401,7 @@ public final class Trainer<Report: TestReport> {
             for (k, name) in names.enumerated() { parts[name] = sums[k + 1] }
             if sums[names.count + 1] > 0 { session.agreedSignal = session.stop?.received ?? SIGTERM }
             guard value.isFinite else {  // the same reduced value on every rank: all stop here
+                world.exitTogether()
                 throw TrainingError(message: "the loss became \(value) at \(position.text) (terms: \(parts)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate.")
             }
         }
@@ -424,6 +425,7 @@ public final class Trainer<Report: TestReport> {
             try save("checkpoint") { try run.saveCheckpoint(student: student, optimizer: session.optimizer, adapters: objective.adapterParameters, state: state) }
         }
         try session.world.barrier()  // no rank stops before rank 0's checkpoint is written
+        session.world.exitTogether()  // every rank stops here: not a failed rank (no MPI_Abort)
         throw interrupted(signal, "at epoch \(position.epoch + 1), after step \(position.step + 1) of \(position.stepsPerEpoch)", run)
     }
 
@@ -469,6 +471,7 @@ public final class Trainer<Report: TestReport> {
         }
         try world.barrier()  // every rank continues (or stops) once rank 0's checkpoint is written
         if let run, let signal = session.signal, epoch + 1 < options.epochs {
+            world.exitTogether()
             throw interrupted(signal, "after epoch \(epoch + 1)", run)
         }
         if !session.quiet {

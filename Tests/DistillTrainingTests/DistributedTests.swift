@@ -85,6 +85,44 @@ import Testing
         #expect(same == [true, true])
     }
 
+    /// The same settings but one value of one row changed on rank 1 (another host's copy of the
+    /// file): its data fingerprint differs, and every rank stops with an error naming it.
+    @Test func ranksWithDifferentDataStopWithAnErrorNamingThem() throws {
+        func dataset(changed: Bool) throws -> LabeledDataset {
+            var values = (0..<300).map { Float($0) / 7 }
+            if changed { values[211] += 1e-6 }
+            return try LabeledDataset(features: Tensor(shape: [100, 3], scalars: values), labels: (0..<100).map { $0 % 4 }, numClasses: 4)
+        }
+        let original = try dataset(changed: false), changed = try dataset(changed: true)
+        #expect(original.fingerprint() == (try dataset(changed: false)).fingerprint())
+        #expect(original.fingerprint() != changed.fingerprint())
+        let relabelled = try LabeledDataset(features: original.features, labels: (0..<100).map { $0 % 3 }, numClasses: 4)
+        #expect(original.fingerprint() != relabelled.fingerprint(), "the labels are part of the fingerprint")
+        let results = try Self.onRanks(2) { world -> String in
+            let data = world.rank == 1 ? changed : original
+            do { try world.requireSameConfiguration("epochs=2", data: data.fingerprint()); return "" } catch { return "\(error)" }
+        }
+        for message in results {
+            #expect(message.contains("rank 1 of 2 loaded different data from rank 0 with the same settings"), "\(message)")
+        }
+    }
+
+    /// The word-wise hash covers every byte, a trailing part included, and continues a hash.
+    @Test func wordHashCoversEveryByte() {
+        let bytes: [UInt8] = Array(0..<13)
+        let whole = bytes.withUnsafeBytes { Distributed.fnv1a(words: $0) }
+        for i in bytes.indices {
+            var other = bytes
+            other[i] ^= 1
+            #expect(other.withUnsafeBytes { Distributed.fnv1a(words: $0) } != whole, "byte \(i)")
+        }
+        let split = bytes.withUnsafeBytes { all in
+            Distributed.fnv1a(words: UnsafeRawBufferPointer(rebasing: all[8...]),
+                              continuing: Distributed.fnv1a(words: UnsafeRawBufferPointer(rebasing: all[..<8])))
+        }
+        #expect(split == whole, "hashing 8 bytes then the rest continues the same hash")
+    }
+
     /// Two ranks, each training on its half of every batch (51 rows in batches of 8: the last
     /// batch of 3 splits 1 + 2), end with the weights one process gets, to float rounding: the
     /// MLP students train through a TrainingPlan, whose gradients are the ones reduced.

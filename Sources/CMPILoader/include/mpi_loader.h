@@ -18,8 +18,9 @@ extern "C" {
 /// Starts MPI once when this process was started by mpirun (OMPI_COMM_WORLD_SIZE set).
 /// Returns 0 for a single process (not under mpirun: nothing is loaded), 1 when MPI runs,
 /// -1 on error with the reason in `message` (at most `capacity` bytes). Once MPI runs, the
-/// process finalizes it when it exits with status 0 and calls MPI_Abort (which stops every
-/// rank of the job at once) when it exits with any other status.
+/// process finalizes it when it exits with status 0; with any other status it prints which rank
+/// and host stopped and calls MPI_Abort, which stops every rank of the job at once (unless
+/// `dk_mpi_exit_together` was called).
 int dk_mpi_init(char *message, int capacity);
 
 /// This process's rank and the number of ranks (0 and 1 without MPI).
@@ -50,6 +51,11 @@ int dk_mpi_receive(void *buffer, long bytes, int source, int tag, char *message,
 
 /// Waits until every rank has called it.
 int dk_mpi_barrier(char *message, int capacity);
+
+/// Every rank has agreed to exit now (e.g. all stop after the same step with a checkpoint, on a
+/// signal): a non-zero exit status then finalizes MPI like status 0 instead of calling MPI_Abort,
+/// so that mpirun does not report a rank as having failed.
+void dk_mpi_exit_together(void);
 
 /// Stops every rank of the job with `code` (MPI_Abort on MPI_COMM_WORLD); does not return.
 void dk_mpi_abort(int code);
