@@ -35,6 +35,16 @@ enum BatchChunks {
             guard info.type == .float, info.nonTensorKind == nil, let shape = info.shape, !shape.isEmpty,
                   shape[0].value == nil else { return false }
         }
+        // Only graphs with depthwise convolutions (MobileNet's and EfficientNet's blocks): their
+        // kernels already work image by image (1×1 Convs as one GEMM per image, depthwise ones
+        // plane by plane), so chunks lose nothing; the engine's other convolutions gather the
+        // batch into large GEMMs that small chunks would shrink (ResNet-18 ran slower in chunks).
+        let depthwise = plan.steps.contains { step in
+            guard step.node.opType == "Conv", step.node.inputs.count >= 2, case .float(let w)? = constant(step.node.inputs[1]),
+                  w.rank == 4, w.shape[1] == 1, w.shape[0] > 1 else { return false }
+            return (try? step.node.attributes.int("group", 1)) == w.shape[0]
+        }
+        guard depthwise else { return false }
         var batchMajor = Set(inputs.map(\.name))
         for step in plan.steps {
             let node = step.node

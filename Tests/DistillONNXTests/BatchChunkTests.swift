@@ -160,24 +160,32 @@ struct BatchChunkTests {
                                          inputs: [tensorInfo("x", [nil, 3], type: .int64)], outputs: [tensorInfo("y", [nil, 3])]))
         #expect(!integer.chunkable)
 
+        // Without a depthwise convolution (ResNet-like: im2col GEMMs over the whole batch) batches run whole.
+        let plain = try load(makeModel(nodes: [makeNode("Conv", ["x", "w"], ["y"])], inputs: [tensorInfo("x", [nil, 2, 3, 3])],
+                                       outputs: [tensorInfo("y", [nil, 2, 3, 3])], initializers: [floatTensor("w", [2, 2, 1, 1], values(4, seed: 1))]))
+        #expect(!plain.chunkable)
+
         // A constant operand whose leading extent meets the batch axis: chunks fall back to the whole batch.
         let n = 24
         let scale = (0..<n).map { Float($0 + 1) }
-        let broadcast = try load(makeModel(nodes: [makeNode("Mul", ["x", "s"], ["y"])], inputs: [tensorInfo("x", [nil, 3])],
-                                           outputs: [tensorInfo("y", [nil, 3])], initializers: [floatTensor("s", [n, 1], scale)]))
+        let broadcast = try load(makeModel(nodes: [makeNode("Conv", ["x", "ones"], ["d"], [intAttribute("group", 3)]), makeNode("Mul", ["d", "s"], ["y"])],
+                                           inputs: [tensorInfo("x", [nil, 3, 2, 2])], outputs: [tensorInfo("y", [nil, 3, 2, 2])],
+                                           initializers: [floatTensor("ones", [3, 1, 1, 1], [1, 1, 1]), floatTensor("s", [n, 1, 1, 1], scale)]))
         #expect(broadcast.chunkable)
-        let x = Tensor(shape: [n, 3], scalars: values(n * 3, seed: 5))
+        let x = Tensor(shape: [n, 3, 2, 2], scalars: values(n * 12, seed: 5))
         let y = try run(broadcast, ["x": .float(x)], chunk: 4)["y"]!.floatTensor!
-        #expect(y.scalars == x.scalars.enumerated().map { $1 * scale[$0 / 3] })
+        #expect(y.scalars == x.scalars.enumerated().map { $1 * scale[$0 / 12] })
     }
 
     @Test("Bad input gives the whole batch's error, chunks or not; a changed image changes only its own output")
     func errorsAsWhole() throws {
         // A residual that does not broadcast fails inside a chunk: the whole batch then runs and fails as written.
-        let nodes = [makeNode("Conv", ["x", "w"], ["c"], name: "pw"), makeNode("Add", ["c", "r"], ["y"])]
+        let nodes = [makeNode("Conv", ["x", "wdw"], ["d"], name: "dw", [intAttribute("group", 4)]),
+                     makeNode("Conv", ["d", "w"], ["c"], name: "pw"), makeNode("Add", ["c", "r"], ["y"])]
         let model = try load(makeModel(nodes: nodes, inputs: [tensorInfo("x", [nil, 4, 5, 5]), tensorInfo("r", [nil, nil, 1, 1])],
                                        outputs: [tensorInfo("y", [nil, 4, 5, 5])],
-                                       initializers: [floatTensor("w", [4, 4, 1, 1], values(16, seed: 1))]))
+                                       initializers: [floatTensor("w", [4, 4, 1, 1], values(16, seed: 1)),
+                                                      floatTensor("wdw", [4, 1, 1, 1], values(4, seed: 2))]))
         #expect(model.chunkable)
         let wrong: [String: ONNXValue] = ["x": .float(Tensor.zeros([20, 4, 5, 5])), "r": .float(Tensor.zeros([20, 3, 1, 1]))]
         let chunked = errorMessage { _ = try run(model, wrong, chunk: 4) }
