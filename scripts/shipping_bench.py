@@ -114,7 +114,7 @@ def main():
                 run(exporter, "export", model, "--tflite", folder / "student.tflite", "--calibration", args.calibration)
             else:
                 run(exporter, "export", model, "--tflite", folder / "student.tflite")
-                run(exporter, "export", model, "--coreml", folder / "student.mlmodel")
+            run(exporter, "export", model, "--coreml", folder / "student.mlmodel")
             (folder / "timing.c").write_text(TIMING_DRIVER)
             run(cc, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", "student.c", "-o", "student.o", cwd=folder)
             run(cc, "-O2", "timing.c", "student.o", "-o", "timing", "-lm", cwd=folder)

@@ -9,7 +9,8 @@ swift build --build-tests
 swift test --skip-build
 # The hostile-input corpus (tests/hostile) runs against the release binary, the one users run.
 swift build -c release --product distill
-# Data parallel under Open MPI: mpirun -np 2 against one process (~10 s; skips without mpirun).
+# Data parallel under Open MPI: mpirun -np 2 against one process, a killed rank, bad hostfiles
+# (about a minute; skips without mpirun).
 DISTILL_BINARY=.build/release/distill scripts/mpi_check.sh
 if [ -d tests/interop ]; then
   DISTILL_SCRATCH=.build DISTILL_RELEASE_BINARY=.build/release/distill .venv/bin/pytest -q tests/interop

@@ -198,6 +198,10 @@ public enum SweepRunner {
         let data = try settings.preloaded ?? DataSource.load(settings.base.data, testData: settings.base.testData,
                                                                labelColumn: settings.base.labelColumn, seed: settings.base.options.seed)
         let plans = try prepare(settings, data: data)
+        // Under mpirun every rank must plan the same units on the same data, or ranks would train
+        // what rank 0 did not ask for.
+        try world.requireSameConfiguration(plans.flatMap { $0.seeds.map(\.fingerprint) }.joined(separator: ","),
+                                           data: world.isDistributed ? data.train.fingerprint(continuing: data.test.fingerprint()) : 0)
         let folder = RunFolder(settings.output)
         let jsonl = settings.output.appendingPathComponent(jsonlName)
         var kept: [SweepSeedRow] = []

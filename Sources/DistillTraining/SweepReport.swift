@@ -187,7 +187,10 @@ enum SVGChart {
             s += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%@\" stroke=\"%@\"><title>%@</title></circle>\n", px(p.x), py(p.y), r, fill, stroke,
                         escape(p.label.isEmpty ? String(format: "%.2f", p.y) : "\(p.label): \(String(format: "%.2f", p.y))"))
             if !p.label.isEmpty && p.style != .muted {
-                s += String(format: "<text x=\"%.1f\" y=\"%.1f\">%@</text>\n", px(p.x) + 7, py(p.y) - 5, escape(String(p.label.prefix(28))))
+                // Labels of points in the right third end at the point, so they stay inside the plot.
+                let leftward = px(p.x) > left + (width - left - right) * 2 / 3
+                s += String(format: "<text x=\"%.1f\" y=\"%.1f\"%@>%@</text>\n", px(p.x) + (leftward ? -7 : 7), py(p.y) - 5,
+                            leftward ? " text-anchor=\"end\"" : "", escape(String(p.label.prefix(28))))
             }
         }
         return s + "</svg>\n"

@@ -18,8 +18,9 @@ struct Export: ParsableCommand {
           --coreml student.mlmodel   Core ML neural-network classifier (iOS 14 / macOS 11 and later)
           --tflite student.tflite    LiteRT / TFLite flatbuffer, float32, NHWC image inputs
         An int8 student (distill quantize) exports as integer arithmetic to --c, as QDQ to --onnx, \
-        and fully int8 to --tflite, whose int8 logits take their range from --calibration DATA \
-        (or, with --float-logits, whose last layer runs in float32). \
+        fully int8 to --tflite, whose int8 logits take their range from --calibration DATA \
+        (or, with --float-logits, whose last layer runs in float32), and with 8-bit weights to \
+        --coreml (Core ML dequantizes them at load and computes in float). \
         Batch norm is folded into the layer before it for C, Core ML and TFLite; those steps are \
         checked against the model before anything is written. A layer a format cannot express is \
         refused, naming the layer; an existing file is replaced atomically.
@@ -84,12 +85,15 @@ struct Inspect: ParsableCommand {
         let url = URL(fileURLWithPath: model)
         let summary: InspectionSummary
         var quantized: [TFLiteSummary.QuantizedTensor] = []
+        var coreMLWeights: [CoreMLSummary.QuantizedWeights] = []
         switch url.pathExtension.lowercased() {
         case "onnx": summary = ModelInspector.summary(try ONNXModel(contentsOf: url))
         case "tflite":
             summary = try StudentExport.summary(ofTFLite: url)
             quantized = try StudentExport.quantization(ofTFLite: url)
-        case "mlmodel": summary = try StudentExport.summary(ofCoreML: url)
+        case "mlmodel":
+            summary = try StudentExport.summary(ofCoreML: url)
+            coreMLWeights = try StudentExport.quantization(ofCoreML: url)
         case "safetensors":
             let (net, info) = try SavedModel.load(url)
             summary = ModelInspector.summary(net, spec: info.spec, inputShape: info.inputShape, source: url.path)
@@ -97,6 +101,19 @@ struct Inspect: ParsableCommand {
             throw ValidationError("\(model): C source from distill export --c; it is compiled, not inspected (its header lists the sizes: STUDENT_INPUT_SIZE, STUDENT_OUTPUT_SIZE)")
         default:
             throw ValidationError("\(model): inspect reads .onnx, .tflite, .mlmodel and .safetensors models")
+        }
+        if !coreMLWeights.isEmpty {
+            // An int8 Core ML file: its quantized weight blobs, layer by layer.
+            if json {
+                var j = summary.json
+                j["quantization"] = coreMLWeights.map(\.json)
+                printJSON(j)
+            } else {
+                print(summary.text)
+                print("quantized weights (real = scale · u + bias, u the stored unsigned integer), \(coreMLWeights.count) blobs:")
+                for w in coreMLWeights { print("  " + w.description) }
+            }
+            return
         }
         if quantized.isEmpty {
             if json { printJSON(summary.json) } else { print(summary.text) }

@@ -37,6 +37,8 @@ struct ErrorPathTests {
         Case(arguments: ["text-kd", "--max-length", "1"], status: 64, says: ["--max-length 1", "3...512"]),
         Case(arguments: ["text-kd", "--cosine-weight", "0"], status: 64, says: ["--cosine-weight", "--mse-weight"]),
         Case(arguments: ["text-kd", "--train-limit", "0"], status: 64, says: ["--train-limit 0"]),
+        Case(arguments: ["text-kd", "--layer-map", "a,b"], status: 64, says: ["--layer-map"]),
+        Case(arguments: ["text-kd", "--hidden-weight", "-1"], status: 64, says: ["--hidden-weight"]),
         Case(arguments: ["embed", "--text", "a", "--data", "t.csv"], status: 64, says: ["--text", "--data"]),
         Case(arguments: ["embed", "--data", "t.csv", "--out", "t.txt"], status: 64, says: ["--out t.txt", ".npy"]),
         // Failures: settings out of range, missing files, data that does not fit.

@@ -115,6 +115,28 @@ struct ParetoTests {
 }
 
 @Suite("Student lists")
+/// The inline SVG plots of sweep.html and fit.html.
+struct SVGChartTests {
+    @Test func labelsOfRightHandPointsEndAtThePointAndStayInsideThePlot() {
+        let points = [1.0, 10, 100, 1000].map { SVGChart.Point(x: $0, y: $0.squareRoot(), label: "student-\(Int($0))", style: .regular) }
+        let svg = SVGChart.scatter(points, title: "t", xTitle: "x", yTitle: "y", logX: true)
+        let labels = svg.split(separator: "\n").filter { $0.contains(">student-") && $0.hasPrefix("<text") }
+        #expect(labels.count == 4)
+        for line in labels {
+            let rightHand = line.contains("student-1000") || line.contains("student-100<")
+            #expect(line.contains("text-anchor=\"end\"") == rightHand, "\(line)")
+        }
+    }
+
+    /// scripts/render_png.sh renders this section alone for the docs' PNG: it finds it by its heading.
+    @Test func theSweepPageHasAParetoSection() {
+        var rows = [SweepRow([seedRow("a", bytes: 100, latency: 1, accuracy: 0.8)]), SweepRow([seedRow("b", bytes: 200, latency: 2, accuracy: 0.9)])]
+        SweepRow.markPareto(&rows)
+        let html = SweepReport(title: "sweep", rows: rows, curves: [], settings: [], int8Wired: false).html
+        #expect(html.contains("<h2>Pareto frontiers</h2>") && html.contains("<svg"))
+    }
+}
+
 struct StudentListTests {
     @Test func bracesExpandAndMultiply() throws {
         #expect(try StudentList.expandBraces("mlp:784-{32,64,128}-10") == ["mlp:784-32-10", "mlp:784-64-10", "mlp:784-128-10"])

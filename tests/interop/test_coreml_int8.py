@@ -232,6 +232,8 @@ def test_export_report_and_inspect_show_the_quantization(students):
         assert summary["parameters"] == float_summary["parameters"] == report["params"]
         assert summary["bytes"] < 0.3 * float_summary["bytes"]
         assert summary["flops"] == float_summary["flops"]
+        assert len(summary["quantization"]) == len(weights)
     text = distill("export", students["lenet5"]["model"], "--coreml", students["lenet5"]["mlmodel"]).stdout
     assert "(8-bit weights, float arithmetic)" in text and "Core ML dequantizes the weights" in text
-    assert "8-bit linear weights in 5 layers" in distill("inspect", students["lenet5"]["mlmodel"]).stdout
+    inspected = distill("inspect", students["lenet5"]["mlmodel"]).stdout
+    assert "8-bit linear weights in 5 layers" in inspected and "quantized weights (real = scale · u + bias" in inspected
