@@ -102,33 +102,28 @@ struct Inspect: ParsableCommand {
         default:
             throw ValidationError("\(model): inspect reads .onnx, .tflite, .mlmodel and .safetensors models")
         }
+        // Quantized files list their parameters: an int8 TFLite file every tensor's (activations
+        // first), an int8 Core ML file its 8-bit weight blobs, layer by layer.
+        let listing: (heading: String, entries: [(json: [String: Any], text: String)])?
         if !coreMLWeights.isEmpty {
-            // An int8 Core ML file: its quantized weight blobs, layer by layer.
-            if json {
-                var j = summary.json
-                j["quantization"] = coreMLWeights.map(\.json)
-                printJSON(j)
-            } else {
-                print(summary.text)
-                print("quantized weights (real = scale · u + bias, u the stored unsigned integer), \(coreMLWeights.count) blobs:")
-                for w in coreMLWeights { print("  " + w.description) }
-            }
-            return
+            listing = ("quantized weights (real = scale · u + bias, u the stored unsigned integer), \(coreMLWeights.count) blobs:",
+                       coreMLWeights.map { ($0.json, $0.description) })
+        } else if !quantized.isEmpty {
+            let ordered = quantized.filter { !$0.isConstant } + quantized.filter(\.isConstant)
+            listing = ("quantization (real = scale · (q − zero point)), \(ordered.count) tensors:", ordered.map { ($0.json, $0.description) })
+        } else {
+            listing = nil
         }
-        if quantized.isEmpty {
-            if json { printJSON(summary.json) } else { print(summary.text) }
-            return
-        }
-        // An int8 TFLite file: its quantization parameters, activations first.
-        let ordered = quantized.filter { !$0.isConstant } + quantized.filter(\.isConstant)
         if json {
             var j = summary.json
-            j["quantization"] = ordered.map(\.json)
+            if let listing { j["quantization"] = listing.entries.map(\.json) }
             printJSON(j)
         } else {
             print(summary.text)
-            print("quantization (real = scale · (q − zero point)), \(ordered.count) tensors:")
-            for q in ordered { print("  " + q.description) }
+            if let listing {
+                print(listing.heading)
+                for entry in listing.entries { print("  " + entry.text) }
+            }
         }
     }
 }

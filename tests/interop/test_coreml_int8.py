@@ -26,10 +26,9 @@ import json
 import pytest
 
 np = pytest.importorskip("numpy")
-from distillcli import blobs, distill, write_csv  # noqa: E402
-from test_student_shipping import CLASS_NAMES, coreml_interpret, fashion_test, safe  # noqa: E402
+from distillcli import distill  # noqa: E402
+from test_student_shipping import CLASS_NAMES, coreml_interpret, safe, trained_students  # noqa: E402
 
-IMAGES = 1000
 STUDENTS = ["mlp:784-64-10", "cnn-tiny", "lenet5"]
 
 
@@ -38,27 +37,13 @@ def students(tmp_path_factory):
     """Students trained for a moment, quantized (`distill quantize`), exported to Core ML as int8 and as float32,
     with DistillKit's int8 outputs on the test inputs: {name: dict}."""
     folder = tmp_path_factory.mktemp("coreml-int8")
-    images, labels = fashion_test(IMAGES)
-    archive = folder / "images.npz"
-    np.savez(archive, x_train=images, y_train=labels, x_test=images[:10], y_test=labels[:10])
     made = {}
-    for spec in STUDENTS:
-        run = folder / safe(spec)
-        distill("train", "--model", spec, "--epochs", 1, "--train-limit", 1000, "--batch-size", 64, "--output", run, "--quiet")
-        made[spec] = dict(float_model=run / "student.safetensors", inputs=images, archive=archive, class_names=CLASS_NAMES,
-                          calibration=["--calibration", "fashion-mnist", "--samples", 500])
-    # A tabular student far from standardised inputs: its standardisation must travel inside the file.
-    x, y = blobs(600, seed=3)
-    x = x * np.float32(40) + np.float32(500)
-    table = folder / "blobs.csv"
-    write_csv(table, x, y)
-    run = folder / "tabular"
-    distill("train", "--model", "mlp:4-16-3", "--data", table, "--label", "label", "--epochs", 3, "--output", run, "--quiet")
-    rows = x[:400].astype(np.float32)
-    rows_archive = folder / "rows.npz"
-    np.savez(rows_archive, x_train=rows, y_train=y[:400], x_test=rows[:10], y_test=y[:10])
-    made["tabular"] = dict(float_model=run / "student.safetensors", inputs=rows, archive=rows_archive, class_names=["a", "b", "c"],
-                           calibration=["--calibration", table, "--label", "label"])
+    for name, trained in trained_students(folder, STUDENTS).items():
+        tabular = name == "tabular"
+        made[name] = dict(float_model=trained["model"], inputs=trained["inputs"], archive=trained["archive"],
+                          class_names=["a", "b", "c"] if tabular else CLASS_NAMES,
+                          calibration=["--calibration", trained["table"], "--label", "label"] if tabular
+                          else ["--calibration", "fashion-mnist", "--samples", 500])
 
     for name, entry in made.items():
         entry["model"] = folder / f"{safe(name)}.int8.safetensors"

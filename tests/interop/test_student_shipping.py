@@ -64,19 +64,18 @@ def fashion_test(count):
     return (x.astype(np.float32) / 255).astype(np.float32), y.astype(np.int64)
 
 
-@pytest.fixture(scope="module")
-def students(tmp_path_factory):
-    """Trained students, their exports, and DistillKit's outputs on the test inputs: {name: dict}."""
-    folder = tmp_path_factory.mktemp("shipping")
+def trained_students(folder, specs):
+    """Image students trained for a moment (one epoch on 1,000 rows) and a tabular classifier far from
+    standardised inputs (its standardisation must travel inside exported files), with the inputs
+    to compare them on: {name: dict(model, inputs, archive)}, the tabular one also with its `table`."""
     images, labels = fashion_test(IMAGES)
     archive = folder / "images.npz"
     np.savez(archive, x_train=images, y_train=labels, x_test=images[:10], y_test=labels[:10])
     made = {}
-    for spec in STUDENTS:
+    for spec in specs:
         run = folder / safe(spec)
         distill("train", "--model", spec, "--epochs", 1, "--train-limit", 1000, "--batch-size", 64, "--output", run, "--quiet")
         made[spec] = dict(model=run / "student.safetensors", inputs=images, archive=archive)
-    # A tabular regression-free classifier whose standardisation must travel inside the files.
     x, y = blobs(600, seed=3)
     x = x * np.float32(40) + np.float32(500)   # far from standardised: a forgotten standardisation shows
     table = folder / "blobs.csv"
@@ -86,7 +85,15 @@ def students(tmp_path_factory):
     rows = x[:400].astype(np.float32)
     rows_archive = folder / "rows.npz"
     np.savez(rows_archive, x_train=rows, y_train=y[:400], x_test=rows[:10], y_test=y[:10])
-    made["tabular"] = dict(model=run / "student.safetensors", inputs=rows, archive=rows_archive)
+    made["tabular"] = dict(model=run / "student.safetensors", inputs=rows, archive=rows_archive, table=table)
+    return made
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    """Trained students, their exports, and DistillKit's outputs on the test inputs: {name: dict}."""
+    folder = tmp_path_factory.mktemp("shipping")
+    made = trained_students(folder, STUDENTS)
 
     for name, entry in made.items():
         reference = folder / f"{safe(name)}.reference.npy"
