@@ -35,6 +35,8 @@ if ! command -v mpirun >/dev/null; then
   exit 0
 fi
 [ -x "$distill" ] || { echo "mpi_check: $distill not built (swift build -c release --product distill)" >&2; exit 1; }
+# Absolute: some checks start ranks in folders of their own ("hosts" with their own data).
+distill=$(realpath "$distill")
 # Root (CI) needs Open MPI's explicit consent; one thread per rank so 2 ranks fit 2 cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 DISTILL_THREADS=1
 mpirun=(timeout 120 mpirun -np 2 -x DISTILL_THREADS)
