@@ -27,7 +27,7 @@ import pytest
 
 np = pytest.importorskip("numpy")
 from distillcli import distill  # noqa: E402
-from test_student_shipping import CLASS_NAMES, coreml_interpret, safe, trained_students  # noqa: E402
+from test_student_shipping import CLASS_NAMES, coreml_interpret, load_classifier_spec, safe, trained_students  # noqa: E402
 
 STUDENTS = ["mlp:784-64-10", "cnn-tiny", "lenet5"]
 
@@ -123,12 +123,7 @@ def quantized_layers(spec):
 def test_coremltools_loads_the_file_and_its_weights_are_distillkits(students, name):
     ct = coreml_or_skip()
     entry = students[name]
-    spec = ct.utils.load_spec(str(entry["mlmodel"]))
-    model = ct.models.MLModel(spec)   # validates the spec; prediction needs macOS
-    assert model.get_spec().specificationVersion == 4
-    assert spec.WhichOneof("Type") == "neuralNetworkClassifier"
-    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == entry["class_names"]
-    assert [f.name for f in spec.description.output] == ["classLabel", "classProbability", "logits"]
+    spec = load_classifier_spec(ct, entry["mlmodel"], entry["class_names"])
     _, tensors = read_int8(entry["model"])
     layers = quantized_layers(spec)
     assert len(layers) == sum(1 for key in tensors if key.endswith(".weight"))

@@ -314,17 +314,24 @@ def coreml_interpret(spec, x, batch=100):
     return {name: np.concatenate(parts) for name, parts in results.items()}
 
 
+def load_classifier_spec(ct, path, class_names):
+    """The .mlmodel's spec, loaded and validated by coremltools (prediction needs macOS), checked to be
+    a specification-4 classifier with `class_names` and DistillKit's three outputs."""
+    spec = ct.utils.load_spec(str(path))
+    model = ct.models.MLModel(spec)
+    assert model.get_spec().specificationVersion == 4
+    assert spec.WhichOneof("Type") == "neuralNetworkClassifier"
+    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == class_names
+    assert [f.name for f in spec.description.output] == ["classLabel", "classProbability", "logits"]
+    return spec
+
+
 @pytest.mark.parametrize("name", STUDENTS + ["tabular"])
 def test_coreml_spec_matches_distillkit(students, name):
     ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install coremltools)")
     entry = students[name]
-    spec = ct.utils.load_spec(str(entry["mlmodel"]))
-    model = ct.models.MLModel(spec)   # validates the spec; prediction needs macOS
-    assert model.get_spec().specificationVersion == 4
-    assert spec.WhichOneof("Type") == "neuralNetworkClassifier"
-    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == entry["class_names"]
+    spec = load_classifier_spec(ct, entry["mlmodel"], entry["class_names"])
     description = spec.description
-    assert [f.name for f in description.output] == ["classLabel", "classProbability", "logits"]
     assert description.predictedFeatureName == "classLabel" and description.predictedProbabilitiesName == "classProbability"
     assert list(description.input[0].type.multiArrayType.shape) == list(entry["inputs"].shape[1:])
     blobs = coreml_interpret(spec, entry["inputs"])
