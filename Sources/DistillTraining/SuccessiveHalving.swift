@@ -122,7 +122,9 @@ public struct FitOutcome: Sendable {
 /// epochs, and so on. Within a rung candidates are trained smallest first (bytes, then latency),
 /// and as soon as one meets the accuracy floor it is kept as the answer and every larger
 /// candidate is dropped: a candidate that a smaller finished one already dominates is never
-/// trained again. The budget is checked before each training call against an estimate of its
+/// trained again. Before answering, the candidates smaller than the answer that the halving
+/// stopped are trained to the last rung (smallest first): small students lag at early rungs.
+/// The budget is checked before each training call against an estimate of its
 /// cost (seconds per epoch per FLOP, from the calls so far).
 public struct SuccessiveHalving: Sendable {
     /// Total epochs a candidate has had after each rung, increasing.
@@ -168,28 +170,34 @@ public struct SuccessiveHalving: Sendable {
         var observedSeconds = 0.0, observedWork = 0.0
         func work(_ c: FitCandidate, epochs: Int) -> Double { Double(max(c.size.flops ?? 2 * c.size.parameters, 1)) * Double(epochs) }
 
+        /// Trains candidate `i` to `epochs` unless the budget would run out (then marks it
+        /// `.budget`); records the rung and makes it the winner when it meets the floor.
+        func trainRung(_ i: Int, rung: Int, epochs: Int) throws {
+            let c = trials[i].candidate
+            let newEpochs = epochs - (trials[i].rungs.last?.epochs ?? 0)
+            let now = clock() - start
+            guard now < budget else { trials[i].stop = .budget; return }
+            if observedWork > 0, now + observedSeconds / observedWork * work(c, epochs: newEpochs) > budget {
+                trials[i].stop = .budget
+                return
+            }
+            let t0 = clock()
+            let accuracy = try trainer.train(c, toEpochs: epochs)
+            observedSeconds += clock() - t0
+            observedWork += work(c, epochs: newEpochs)
+            trials[i].rungs.append((epochs, accuracy))
+            log(String(format: "fit: rung %d (%d epochs): %@ validation accuracy %.2f%%%@", rung + 1, epochs, c.name, accuracy * 100,
+                       accuracy >= objective.minAccuracy ? " (meets the objective)" : ""))
+            if accuracy >= objective.minAccuracy {
+                if let w = winner { trials[w].stop = .dominated }
+                winner = i
+            }
+        }
+
         rungs: for (rung, epochs) in rungEpochs.enumerated() {
             for i in alive {
                 if let w = winner, !trials[i].candidate.isSmaller(than: trials[w].candidate) { trials[i].stop = .dominated; continue }
-                let c = trials[i].candidate
-                let newEpochs = epochs - (trials[i].rungs.last?.epochs ?? 0)
-                let now = clock() - start
-                guard now < budget else { trials[i].stop = .budget; continue }
-                if observedWork > 0, now + observedSeconds / observedWork * work(c, epochs: newEpochs) > budget {
-                    trials[i].stop = .budget
-                    continue
-                }
-                let t0 = clock()
-                let accuracy = try trainer.train(c, toEpochs: epochs)
-                observedSeconds += clock() - t0
-                observedWork += work(c, epochs: newEpochs)
-                trials[i].rungs.append((epochs, accuracy))
-                log(String(format: "fit: rung %d (%d epochs): %@ validation accuracy %.2f%%%@", rung + 1, epochs, c.name, accuracy * 100,
-                           accuracy >= objective.minAccuracy ? " (meets the objective)" : ""))
-                if accuracy >= objective.minAccuracy {
-                    if let w = winner { trials[w].stop = .dominated }
-                    winner = i
-                }
+                try trainRung(i, rung: rung, epochs: epochs)
             }
             alive = alive.filter { trials[$0].stop == nil && $0 != winner && !trials[$0].rungs.isEmpty }
             guard rung + 1 < rungEpochs.count, !alive.isEmpty else { break rungs }
@@ -203,6 +211,21 @@ public struct SuccessiveHalving: Sendable {
             alive = ranked.prefix(keep).sorted()
         }
         for i in alive where trials[i].stop == nil { trials[i].stop = .lastRung }
+
+        // A second chance for the smaller candidates the halving stopped: early rungs favour wide
+        // students, which learn faster, so a small one that would have met the floor at full
+        // length can be dropped at the first rung. Before answering, each candidate smaller than
+        // the winner that was halved is trained to the last rung, smallest first, while the
+        // budget lasts; the first that meets the floor becomes the answer.
+        if let first = winner {
+            let lastRung = rungEpochs.count - 1
+            for i in trials.indices where trials[i].stop == .halved && trials[i].candidate.isSmaller(than: trials[first].candidate) {
+                trials[i].stop = nil
+                try trainRung(i, rung: lastRung, epochs: rungEpochs[lastRung])
+                if winner == i { break }
+                if trials[i].stop == nil { trials[i].stop = .lastRung }
+            }
+        }
 
         let chosen: Int
         if let winner {

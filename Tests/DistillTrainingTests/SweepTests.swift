@@ -188,8 +188,13 @@ private final class FakeTrainer: FitTrainer {
     var calls: [(name: String, epochs: Int)] = []
     var testCalls: [String] = []
     var testAnswer: Double
+    /// Validation accuracy after `epochs` epochs in all; `accuracy(_:epochs:)` unless given.
+    let curve: (FitCandidate, Int) -> Double
 
-    init(testAnswer: Double = 0.0) { self.testAnswer = testAnswer }
+    init(testAnswer: Double = 0.0, curve: @escaping (FitCandidate, Int) -> Double = FakeTrainer.accuracy) {
+        self.testAnswer = testAnswer
+        self.curve = curve
+    }
 
     static func ceiling(_ c: FitCandidate) -> Double { 1 - 0.5 / (1 + Double(c.size.bytes) / 1000) }
     static func accuracy(_ c: FitCandidate, epochs: Int) -> Double { ceiling(c) * (1 - exp(-Double(epochs) / 3)) }
@@ -200,7 +205,7 @@ private final class FakeTrainer: FitTrainer {
         #expect(epochs > before, "a rung trains further, never again from the start")
         clock += Double(epochs - before) * Double(c.size.flops!) / 1e4
         calls.append((c.name, epochs))
-        return Self.accuracy(c, epochs: epochs)
+        return curve(c, epochs)
     }
 
     func testAccuracy(_ c: FitCandidate) throws -> Double {
@@ -248,6 +253,20 @@ struct SuccessiveHalvingTests {
             if let best { #expect(c.isSmaller(than: best), "\(c.name) trained after \(best.name) met the objective") }
             if FakeTrainer.accuracy(c, epochs: call.epochs) >= 0.85, best.map({ c.isSmaller(than: $0) }) ?? true { best = c }
         }
+    }
+
+    /// A small student that learns slowly is dropped by the halving at the first rung, but meets
+    /// the floor at full length: the second chance trains it to the last rung before answering,
+    /// so the answer is the smallest that meets the objective, not the smallest fast learner.
+    @Test func haltedSmallerCandidatesGetASecondChanceAtFullLength() throws {
+        let slow = FakeTrainer { c, epochs in c.name == "c250" ? (epochs < 8 ? 0.1 : 0.9) : FakeTrainer.accuracy(c, epochs: epochs) }
+        let outcome = try search.search(fakeCandidates(), objective: FitObjective(minAccuracy: 0.85, budgetMinutes: 60), trainer: slow, clock: { slow.clock })
+        #expect(outcome.met && outcome.chosen.name == "c250")
+        let trial = outcome.trials[outcome.chosenIndex]
+        // Halved after the first rung (no 2- or 4-epoch rung), then trained to the last.
+        #expect(trial.rungs.map(\.epochs) == [1, 8] && trial.stop == .chosen)
+        // The candidate that won before the second chance is now dominated by the smaller one.
+        #expect(outcome.trials.filter { $0.stop == .dominated }.contains { $0.rungs.contains { $0.accuracy >= 0.85 } })
     }
 
     /// The choice depends on validation accuracy alone: the test set is read once, after every
