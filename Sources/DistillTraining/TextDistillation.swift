@@ -84,7 +84,10 @@ struct TeacherTextVectors {
         return String(hash, radix: 16)
     }
 
-    static func load(_ corpus: TextCorpus, teacher: TextTeacher, maxLength: Int, cache: URL?, quiet: Bool,
+    /// The vectors from `cache` when it holds these texts' (same fingerprint), else computed, and
+    /// written to `cache` when `writeCache` (`distill eval` only reads it: a run with other limits
+    /// must not replace the cache of a larger one).
+    static func load(_ corpus: TextCorpus, teacher: TextTeacher, maxLength: Int, cache: URL?, writeCache: Bool = true, quiet: Bool,
                      log: (String) -> Void) throws -> TeacherTextVectors {
         let key = fingerprint(corpus, teacher: teacher.name, maxLength: maxLength)
         if let cache, let data = try? Data(contentsOf: cache),
@@ -113,7 +116,7 @@ struct TeacherTextVectors {
             return chunks.count == 1 ? chunks[0] : Tensor.concat(chunks, axis: 0)
         }
         log(String(format: "teacher vectors in %.1f min", Date().timeIntervalSince(started) / 60))
-        if let cache {
+        if let cache, writeCache {
             try Safetensors.save(Dictionary(uniqueKeysWithValues: zip(names, vectors)), to: cache, metadata: ["fingerprint": key])
         }
         return TeacherTextVectors(trainDescriptions: vectors[0], trainSummaries: vectors[1], testDescriptions: vectors[2], testSummaries: vectors[3])

