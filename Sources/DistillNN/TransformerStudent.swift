@@ -112,3 +112,63 @@ public struct TransformerStudentSpec: Equatable, Sendable {
         }
     }
 }
+
+/// The `count` leading principal directions of the rows of `x` [n, D] (uncentred: the leading
+/// right singular vectors of x) as the orthonormal columns of a [D, count] matrix, by subspace
+/// iteration on xᵀx (Golub & Van Loan, "Matrix Computations", §8.2.4) from a seeded start, with
+/// Gram-Schmidt orthonormalisation after each product. Columns come out in order of decreasing
+/// variance (each is re-sorted by its Rayleigh quotient at the end).
+public func principalDirections(_ x: Tensor, count: Int, iterations: Int = 80, seed: UInt64 = 0) -> Tensor {
+    precondition(x.rank == 2 && count >= 1 && count <= x.shape[1], "principalDirections: \(count) directions of rows \(x.shape)")
+    let d = x.shape[1]
+    let gram = withNoGrad { x.transposed().matmul(x) }                 // [D, D]
+    var g = SeededGenerator(seed: seed)
+    var q = Tensor.randomNormal([d, count], std: 1, using: &g)
+    func orthonormalize(_ m: Tensor) {
+        // Columns in place: modified Gram-Schmidt over a [D, k] row-major matrix.
+        let p = m.data
+        for j in 0..<count {
+            for i in 0..<j {
+                var dot: Double = 0
+                for r in 0..<d { dot += Double(p[r * count + i]) * Double(p[r * count + j]) }
+                for r in 0..<d { p[r * count + j] -= Float(dot) * p[r * count + i] }
+            }
+            var norm: Double = 0
+            for r in 0..<d { norm += Double(p[r * count + j]) * Double(p[r * count + j]) }
+            let scale = norm > 0 ? Float(1 / norm.squareRoot()) : 0
+            for r in 0..<d { p[r * count + j] *= scale }
+        }
+    }
+    orthonormalize(q)
+    for _ in 0..<iterations {
+        q = withNoGrad { gram.matmul(q) }.copy()
+        orthonormalize(q)
+    }
+    // Sort the columns by variance (qᵢᵀ·G·qᵢ), largest first.
+    let gq = withNoGrad { gram.matmul(q) }
+    let variance = (0..<count).map { j in (0..<d).reduce(0.0) { $0 + Double(q.data[$1 * count + j]) * Double(gq.data[$1 * count + j]) } }
+    let order = (0..<count).sorted { variance[$0] > variance[$1] }
+    return Tensor(shape: [d, count], scalars: (0..<d).flatMap { r in order.map { q.data[r * count + $0] } })
+}
+
+extension BertEncoder {
+    /// Starts this encoder's word, position and token-type embeddings from a wider teacher's,
+    /// projected onto `directions` [teacher width, this width] (e.g. `principalDirections` of the
+    /// teacher's word embeddings): row r becomes teacherRow_r · directions. The positions this
+    /// encoder has are taken from the teacher's first rows. The layers are left as they are.
+    public func projectEmbeddings(from teacher: BertEncoder, onto directions: Tensor) throws {
+        let (mine, theirs) = (embeddings, teacher.embeddings)
+        guard directions.shape == [teacher.config.hiddenSize, config.hiddenSize] else {
+            throw TensorError("projected embeddings: directions \(directions.shape), expected [\(teacher.config.hiddenSize), \(config.hiddenSize)]")
+        }
+        guard config.vocabularySize == teacher.config.vocabularySize, config.maxPositions <= teacher.config.maxPositions,
+              config.typeVocabularySize <= teacher.config.typeVocabularySize else {
+            throw TensorError("projected embeddings: the student's vocabulary, positions or token types exceed the teacher's")
+        }
+        withNoGrad {
+            mine.wordEmbeddings.weight.assign(theirs.wordEmbeddings.weight.matmul(directions))
+            mine.positionEmbeddings.weight.assign(theirs.positionEmbeddings.weight.slice(axis: 0, start: 0, length: config.maxPositions).matmul(directions))
+            mine.tokenTypeEmbeddings.weight.assign(theirs.tokenTypeEmbeddings.weight.slice(axis: 0, start: 0, length: config.typeVocabularySize).matmul(directions))
+        }
+    }
+}

@@ -260,6 +260,10 @@ public struct TextDistillationSettings {
     /// `bert:` students: start from the teacher's embeddings and mapped layers (true), from BERT's
     /// random initialisation (false), or the former when the sizes allow it (nil).
     public var initFromTeacher: Bool?
+    /// `bert:` students narrower than the teacher: start the embeddings from the teacher's,
+    /// projected onto the leading principal directions of its word embeddings, and the linear
+    /// map to the teacher's width from the same directions (the layers start random).
+    public var projectEmbeddings = false
     /// Weight of hidden-state transfer (`hiddenStateLoss` between mapped layers; 0: off). The
     /// teacher then runs on every batch, since only its pooled vectors are cached.
     public var hiddenWeight: Float = 0
@@ -325,6 +329,21 @@ public enum TextDistillation {
         }
         let model = try architecture.build(seed: settings.options.seed)
         let fits = architecture.hidden == t.hiddenSize && architecture.heads == t.heads && architecture.intermediate == t.intermediateSize
+        if settings.projectEmbeddings {
+            guard architecture.hidden < t.hiddenSize, settings.initFromTeacher != true else {
+                throw TextError.invalidArgument("--init projected is for bert: students narrower than the teacher (\(t.hiddenSize)); bert:\(architecture.layers)-\(architecture.hidden) is not")
+            }
+            guard fromTeacher else { return (model, architecture.spec, architecture, nil) }
+            let directions = principalDirections(teacherEncoder.embeddings.wordEmbeddings.weight, count: architecture.hidden, seed: settings.options.seed)
+            do { try TransformerStudentSpec.encoder(of: model)!.projectEmbeddings(from: teacherEncoder, onto: directions) } catch let error as TensorError {
+                throw TextError.invalidArgument(error.message)
+            }
+            if let projection = model.layers.last as? Linear, model.layers.count == 2, projection.weight.shape == [t.hiddenSize, architecture.hidden] {
+                projection.weight.assign(directions)
+                projection.bias?.assign(Tensor.zeros([t.hiddenSize]))
+            }
+            return (model, architecture.spec, architecture, nil)
+        }
         let copy = settings.initFromTeacher ?? fits
         guard fromTeacher && copy else { return (model, architecture.spec, architecture, nil) }
         guard fits else {
@@ -502,6 +521,8 @@ public enum TextDistillation {
         let (student, spec, transformer, copiedLayers) = try makeStudent(settings, teacher: teacher, width: width, fromTeacher: true)
         if let copiedLayers {
             log("student \(spec): the teacher's embeddings and layers \(copiedLayers.map(String.init).joined(separator: ", ")) copied")
+        } else if transformer != nil && settings.projectEmbeddings {
+            log("student \(spec): the teacher's embeddings projected onto their \(transformer!.hidden) leading principal directions; layers from BERT's random initialisation")
         } else if transformer != nil {
             log("student \(spec): BERT's random initialisation")
         }
@@ -520,7 +541,7 @@ public enum TextDistillation {
             }
             try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
                                "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
-                               "layer_map": (copiedLayers ?? settings.layerMap) as Any, "hidden_weight": Double(settings.hiddenWeight),
+                               "layer_map": (copiedLayers ?? settings.layerMap) as Any, "project_embeddings": settings.projectEmbeddings, "hidden_weight": Double(settings.hiddenWeight),
                                "section_kd_weight": Double(settings.sectionWeight), "transfer_limit": settings.transferLimit as Any,
                                "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],
                               to: run.config)

@@ -43,7 +43,7 @@ struct TextKD: ParsableCommand {
     @Option(help: "Weight of the cosine term.") var cosineWeight: Float = 1
     @Option(help: "Weight of the MSE term.") var mseWeight: Float = 0
     @Option(help: "bert: students: the teacher's layer for each student layer, e.g. 0,5 (default: spread evenly).") var layerMap: String?
-    @Option(help: "bert: students: start from the teacher's layers (teacher) or BERT's random initialisation (random); default: teacher when the sizes allow.") var `init`: TextStudentInit?
+    @Option(help: "bert: students: start from the teacher's layers (teacher), BERT's random initialisation (random), or, narrower than the teacher, from its embeddings projected onto their leading principal directions (projected); default: teacher when the sizes allow.") var `init`: TextStudentInit?
     @Option(help: "Weight of hidden-state transfer between the mapped layers (bert: students; 0: off).") var hiddenWeight: Float = 0
     @Option(help: "Weight of logit KD for a section head trained on the student (0: off).") var sectionKd: Float = 0
     @Flag(help: "Also train the same student without the teacher (contrastive, on description-summary pairs): the baseline.") var scratch = false
@@ -105,6 +105,7 @@ struct TextKD: ParsableCommand {
         settings.scratch = scratch
         settings.layerMap = try parsedLayerMap()
         settings.initFromTeacher = `init`.map { $0 == .teacher }
+        settings.projectEmbeddings = `init` == .projected
         settings.hiddenWeight = hiddenWeight
         settings.sectionWeight = sectionKd
         settings.transferLimit = transferLimit
@@ -118,4 +119,4 @@ struct TextKD: ParsableCommand {
 }
 
 /// Where a bert: student's weights start.
-enum TextStudentInit: String, ExpressibleByArgument, CaseIterable { case teacher, random }
+enum TextStudentInit: String, ExpressibleByArgument, CaseIterable { case teacher, random, projected }
