@@ -183,7 +183,31 @@ public final class Trainer<Report: TestReport> {
     /// split across the cores, no graph); anything else (feature losses, dropout, convolutions)
     /// through the autograd graph. nil for the latter.
     public var trainingPlan: TrainingPlan? {
-        objective.studentFeatureNames.isEmpty ? TrainingPlan(student, exampleShape: Array(train.featureShape.dropFirst())) : nil
+        usesTrainingPlan && objective.studentFeatureNames.isEmpty ? TrainingPlan(student, exampleShape: Array(train.featureShape.dropFirst())) : nil
+    }
+    /// Whether an MLP student may run through a `TrainingPlan` (the default); false keeps it on
+    /// the autograd graph, which `distill bench --use-module` times for comparison.
+    public var usesTrainingPlan = true
+
+    /// The state of `takeSteps`: the session, the batches, and how many steps were taken.
+    private var timed: (session: Session, batches: Batches.Iterator, steps: Int)?
+
+    /// Takes `count` optimizer steps exactly as `fit` does (the training batches epoch after
+    /// epoch, each built in the background while the previous one trains), without evaluation,
+    /// checkpoints or output: what `distill bench train|kd` times, so that the benchmark measures
+    /// the step a run takes. The first call prepares the loader, optimizer and plan.
+    public func takeSteps(_ count: Int) throws {
+        if timed == nil {
+            let session = try prepare()
+            timed = (session, try session.loader.batches(epochs: 0..<1_000_000).makeIterator(), 0)
+        }
+        let perEpoch = timed!.session.stepsPerEpoch
+        for _ in 0..<count {
+            guard let batch = timed!.batches.next() else { return }
+            let position = StepPosition(epoch: timed!.steps / perEpoch, step: timed!.steps % perEpoch, stepsPerEpoch: perEpoch)
+            _ = try step(batch, at: position, timed!.session)
+            timed!.steps += 1
+        }
     }
 
     /// Trains for `options.epochs` (continuing from the run folder's checkpoint with `resume`)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DistillData
 import DistillNN
 import DistillONNX
 import DistillTensor
@@ -14,7 +15,8 @@ struct Bench: ParsableCommand {
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Training-step throughput (forward, cross-entropy, backward, Adam step) on random data.")
+        abstract: "Training-step throughput (forward, cross-entropy, backward, Adam step) on random data.",
+        discussion: "Times the training loop's own step (Trainer.takeSteps) on 60,000 random images, as distill train runs it.")
 
     @Option(help: "Model spec: mlp:784-64-10 or a preset (cnn-small, cnn-tiny, lenet5, resnet8, mobilenet-tiny).")
     var model = "cnn-small"
@@ -25,34 +27,21 @@ struct BenchTrain: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let net = try ModelZoo.build(model, seed: 0)
-        net.train()
-        var g = SeededGenerator(seed: 1)
-        let x = Tensor.randomUniform([batch, 1, 28, 28], using: &g)
-        let labels = (0..<batch).map { _ in g.nextInt(below: 10) }
-        let opt = Adam(parameters: net.trainableParameters(), learningRate: 1e-3)
-        let plan = useModule ? nil : TrainingPlan(net, exampleShape: [1, 28, 28])  // MLPs, as `distill train` runs them
-        func step() {
-            opt.zeroGrad()
-            let logits = plan?.forward(x) ?? net(x)
-            crossEntropy(logits: logits, labels: labels).backward()
-            if let plan, let g = logits.grad { plan.backward(g) }
-            opt.step()
-        }
-        let rate = measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 5, step)
-        let report: [String: Any] = [
-            "workload": "train", "model": model, "batch": batch, "samples_per_second": rate, "path": plan == nil ? "module" : "training-plan",
-            "params": net.parameterCount, "threads": Parallel.workers, "blas": BLAS.kernelDescription,
+        let bench = try BenchTraining(student: model, teacher: nil, losses: [LossTerm(.ce)], batch: batch, useModule: useModule)
+        let rate = try measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 5) { try bench.trainer.takeSteps(1) }
+        printReport([
+            "workload": "train", "model": model, "batch": batch, "samples_per_second": rate, "path": bench.path,
+            "params": bench.trainer.student.parameterCount, "threads": Parallel.workers, "blas": BLAS.kernelDescription,
             "convolution": ConvolutionPath.description, "peak_memory_bytes": peakMemoryBytes(),
-        ]
-        printReport(report, json: json)
+        ], json: json)
     }
 }
 
 struct BenchKD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kd",
-        abstract: "Distillation-step throughput: teacher forward (or cached logits), student forward, KD loss, backward, Adam step.")
+        abstract: "Distillation-step throughput: teacher forward (or cached logits), student forward, KD loss, backward, Adam step.",
+        discussion: "Times the training loop's own step (Trainer.takeSteps) on 60,000 random images, as distill kd runs it, with the reference script's loss: 0.9 KD at T = 4 + 0.1 CE.")
 
     @Option(help: "Teacher spec (random weights: speed does not depend on them).") var teacher = "cnn-small"
     @Option(help: "Student spec.") var student = "mlp:784-64-10"
@@ -64,70 +53,57 @@ struct BenchKD: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let t = try ModelZoo.build(teacher, seed: 1)
-        t.freeze()
-        let s = try ModelZoo.build(student, seed: 0)
-        var g = SeededGenerator(seed: 1)
-        // As in the reference script: 60,000 random images (188 MB) and each step a batch of 128
-        // rows drawn from a permutation, a fresh one for each pass.
-        let n = 60_000
-        let pool = Tensor.randomUniform([n, 1, 28, 28], using: &g)
-        var order = Array(0..<n), position = n
-        func nextBatch() -> [Int] {
-            if position + batch > n { order.shuffle(using: &g); position = 0 }
-            defer { position += batch }
-            return Array(order[position..<(position + batch)])
-        }
-        let cached = Tensor.randomNormal([n, 10], std: 3, using: &g)
-        let labels = (0..<n).map { _ in g.nextInt(below: 10) }
-        let opt = Adam(parameters: s.trainableParameters(), learningRate: 1e-3)
-        // An MLP student runs through a TrainingPlan, as `distill kd` runs it; --use-module
-        // times the autograd graph instead.
-        let plan = useModule ? nil : TrainingPlan(s, exampleShape: [1, 28, 28])
-        var cursor = 0
-        // Where a step's time goes, summed over every step (warm-up included): data (the batch and
-        // the teacher's logits), forward, loss, backward, optimizer.
-        var phases = [UInt64](repeating: 0, count: 5)
-        var mark = DispatchTime.now().uptimeNanoseconds
-        func lap(_ phase: Int) {
-            let now = DispatchTime.now().uptimeNanoseconds
-            phases[phase] += now - mark
-            mark = now
-        }
-        func step() {
-            mark = DispatchTime.now().uptimeNanoseconds
-            cursor += 1
-            let rows = nextBatch()
-            // The batch is gathered from the pool: once for the teacher and the graph, or by each
-            // core for itself when a plan runs the student from cached logits.
-            let x = plan == nil || !cachedTeacher ? pool.indexSelect(axis: 0, indices: rows) : nil
-            let teacherLogits = cachedTeacher ? cached.indexSelect(axis: 0, indices: rows) : withNoGrad { t(x!) }
-            opt.zeroGrad()
-            lap(0)
-            let source = SharedPointer(pool.data)
-            let logits = x.map { plan?.forward($0) ?? s($0) } ?? plan!.forward(rows: batch) { buffer in
-                for (j, row) in rows.enumerated() { (buffer + j * 784).update(from: source.p + row * 784, count: 784) }
-            }
-            lap(1)
-            let loss = kdLoss(student: logits, teacher: teacherLogits, temperature: 4) * 0.9
-                + crossEntropy(logits: logits, labels: rows.map { labels[$0] }) * 0.1
-            lap(2)
-            loss.backward()
-            if let plan, let g = logits.grad { plan.backward(g) }
-            lap(3)
-            opt.step()
-            lap(4)
-        }
-        let rate = measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 10, step)
+        var kd = LossTerm(.kd, weight: 0.9)
+        kd.temperature = 4
+        let model = try ModelZoo.build(teacher, seed: 1)
+        let source: BenchTraining.TeacherSource = cachedTeacher ? .cachedLogits(name: teacher, parameters: model.parameterCount) : .model(model, name: teacher)
+        let bench = try BenchTraining(student: student, teacher: source, losses: [kd, LossTerm(.ce, weight: 0.1)], batch: batch, useModule: useModule)
+        let rate = try measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 10) { try bench.trainer.takeSteps(1) }
         printReport([
             "workload": cachedTeacher ? "kd-offline" : "kd-online", "teacher": teacher, "student": student, "batch": batch,
-            "samples_per_second": rate, "path": plan == nil ? "module" : "training-plan",
-            "phase_us": Dictionary(uniqueKeysWithValues: zip(["data", "forward", "loss", "backward", "optimizer"],
-                                                             phases.map { Double($0) / Double(max(cursor, 1)) / 1000 })),
+            "samples_per_second": rate, "path": bench.path,
             "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
             "convolution": ConvolutionPath.description,
         ], json: json)
     }
+}
+
+/// A `Trainer` on the reference script's data: 60,000 uniform random 28×28 images with random
+/// labels (and, for a cached teacher, random logits), batches drawn from a fresh permutation each
+/// pass. The benchmarks time `Trainer.takeSteps`, the step `distill train` and `distill kd` take.
+struct BenchTraining {
+    enum TeacherSource {
+        case model(Module, name: String)
+        case cachedLogits(name: String, parameters: Int)
+    }
+
+    let trainer: Trainer<EvaluationReport>
+
+    init(student spec: String, teacher: TeacherSource?, losses: [LossTerm], batch: Int, useModule: Bool) throws {
+        let rows = 60_000, shape = [1, 28, 28]
+        var g = SeededGenerator(seed: 1)
+        let pool = Tensor.randomUniform([rows] + shape, using: &g)
+        let labels = (0..<rows).map { _ in g.nextInt(below: 10) }
+        let data = try LabeledDataset(features: pool, labels: labels, numClasses: 10)
+        let teachers: [Teacher]
+        switch teacher {
+        case .model(let model, let name)?: teachers = [ModuleTeacher(model, name: name)]
+        case .cachedLogits(let name, let parameters)?:
+            teachers = [CachedTeacher(logits: Tensor.randomNormal([rows, 10], std: 3, using: &g), name: name, parameterCount: parameters)]
+        case nil: teachers = []
+        }
+        var options = TrainingOptions()
+        options.batchSize = batch
+        options.epochs = 1
+        options.quiet = true
+        let model = try ModelZoo.build(spec, seed: 0)
+        trainer = try Trainer(student: model, studentInfo: SavedModel(spec: spec, inputShape: shape, numClasses: 10), teachers: teachers,
+                              objective: try DistillationObjective(terms: losses), options: options, train: data, test: data.prefix(1), run: nil)
+        trainer.usesTrainingPlan = !useModule
+    }
+
+    /// "training-plan" when an MLP student runs through a `TrainingPlan`, else "module".
+    var path: String { trainer.trainingPlan == nil ? "module" : "training-plan" }
 }
 
 struct BenchInfer: ParsableCommand {
@@ -227,12 +203,12 @@ func timeCalls(batch: Int, calls: Int?, warmup: Int, _ call: () -> Void) -> [Str
 }
 
 /// Median samples per second over `repeats` timed runs of `steps` steps, after `warmup` steps.
-func measureRate(batch: Int, steps: Int, repeats: Int, warmup: Int, _ step: () -> Void) -> Double {
-    for _ in 0..<warmup { step() }
+func measureRate(batch: Int, steps: Int, repeats: Int, warmup: Int, _ step: () throws -> Void) rethrows -> Double {
+    for _ in 0..<warmup { try step() }
     var rates: [Double] = []
     for _ in 0..<repeats {
         let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<steps { step() }
+        for _ in 0..<steps { try step() }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         rates.append(Double(steps * batch) / seconds)
     }

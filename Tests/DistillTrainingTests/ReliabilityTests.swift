@@ -244,6 +244,38 @@ import Testing
         }
         #expect(try trainer("mlp:8-16-3", [LossTerm(.ce)]).trainingPlan != nil)
         #expect(try trainer("cnn-tiny", [LossTerm(.ce)], inputShape: [1, 28, 28]).trainingPlan == nil)
+        let graph = try trainer("mlp:8-16-3", [LossTerm(.ce)])
+        graph.usesTrainingPlan = false
+        #expect(graph.trainingPlan == nil)
+    }
+
+    /// `takeSteps`, which `distill bench train|kd` times, is the step `fit` takes: an epoch of
+    /// it leaves the same weights, bit for bit, through a plan and through the graph.
+    @Test func takeStepsIsTheStepFitTakes() throws {
+        let data = try Self.blobs()
+        var options = TrainingOptions()
+        options.epochs = 1
+        options.batchSize = 16
+        options.quiet = true
+        var kd = LossTerm(.kd, weight: 0.9)
+        kd.temperature = 4
+        let teacher = ModuleTeacher(try ModelZoo.build("mlp:8-32-3", inputShape: [8], numClasses: 3, seed: 7), name: "teacher")
+        for usesPlan in [true, false] {
+            func trainer() throws -> Trainer<EvaluationReport> {
+                let t = try Trainer(student: ModelZoo.build("mlp:8-16-3", inputShape: [8], numClasses: 3, seed: 1),
+                                    studentInfo: SavedModel(spec: "mlp:8-16-3", inputShape: [8], numClasses: 3), teachers: [teacher],
+                                    objective: DistillationObjective(terms: [kd, LossTerm(.ce, weight: 0.1)]), options: options, train: data, test: data, run: nil)
+                t.usesTrainingPlan = usesPlan
+                return t
+            }
+            let fitted = try trainer(), stepped = try trainer()
+            _ = try fitted.fit()
+            let steps = (data.count + options.batchSize - 1) / options.batchSize
+            try stepped.takeSteps(steps - 1)
+            #expect(stepped.student.stateDict().mapValues(\.scalars) != fitted.student.stateDict().mapValues(\.scalars))
+            try stepped.takeSteps(1)
+            #expect(stepped.student.stateDict().mapValues(\.scalars) == fitted.student.stateDict().mapValues(\.scalars), "plan: \(usesPlan)")
+        }
     }
 }
 
