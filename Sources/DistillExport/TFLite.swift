@@ -23,7 +23,7 @@ public enum TFLiteExport {
     // Builtin operator codes and option-table kinds of the TFLite schema.
     enum Builtin: Int32 {
         case add = 0, averagePool2D = 1, conv2D = 3, depthwiseConv2D = 4, dequantize = 6, fullyConnected = 9, logistic = 14, maxPool2D = 17,
-             mul = 18, relu = 19, reshape = 22, softmax = 25, tanh = 28, pad = 34, transpose = 39, mean = 40, sub = 41, padV2 = 60,
+             mul = 18, relu = 19, reshape = 22, softmax = 25, tanh = 28, pad = 34, transpose = 39, mean = 40, sub = 41, cast = 53, padV2 = 60,
              leakyRelu = 98, quantize = 114, gelu = 150
 
         var name: String { TFLiteExport.operatorNames[rawValue] ?? "BUILTIN_\(rawValue)" }
@@ -33,7 +33,7 @@ public enum TFLiteExport {
     static let operatorNames: [Int32: String] = [
         0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 6: "DEQUANTIZE", 9: "FULLY_CONNECTED",
         14: "LOGISTIC", 17: "MAX_POOL_2D", 18: "MUL", 19: "RELU", 21: "RELU6", 22: "RESHAPE", 25: "SOFTMAX", 28: "TANH", 34: "PAD",
-        39: "TRANSPOSE", 40: "MEAN", 41: "SUB", 42: "DIV", 60: "PADV2", 98: "LEAKY_RELU", 114: "QUANTIZE", 150: "GELU",
+        39: "TRANSPOSE", 40: "MEAN", 41: "SUB", 42: "DIV", 53: "CAST", 60: "PADV2", 98: "LEAKY_RELU", 114: "QUANTIZE", 150: "GELU",
     ]
 
     enum Options: UInt8 {
@@ -41,7 +41,7 @@ public enum TFLiteExport {
              transpose = 26, reducer = 27, sub = 28, padV2 = 43, leakyRelu = 75, gelu = 116
     }
 
-    enum TensorType: Int8 { case float32 = 0, int32 = 2, int8 = 9 }
+    enum TensorType: Int8 { case float32 = 0, int32 = 2, int64 = 4, int16 = 7, int8 = 9 }
     enum Padding: Int8 { case same = 0, valid = 1 }
 
     /// What a refusal looks like before anything is written: the first node TFLite cannot express.
@@ -120,10 +120,19 @@ public enum TFLiteExport {
         }
 
         mutating func constant(int32 values: [Int], shape: [Int], name: String) -> Int {
-            var data = Data(capacity: values.count * 4)
-            for v in values { withUnsafeBytes(of: Int32(v).littleEndian) { data.append(contentsOf: $0) } }
+            constant(integers: values, type: .int32, shape: shape, name: name)
+        }
+
+        /// Integers stored as little-endian int32 or int64 (values must fit the type).
+        mutating func constant(integers values: [Int], type: TensorType, shape: [Int], name: String) -> Int {
+            precondition(type == .int32 || type == .int64, "integer constants are int32 or int64")
+            var data = Data(capacity: values.count * (type == .int64 ? 8 : 4))
+            for v in values {
+                if type == .int64 { withUnsafeBytes(of: Int64(v).littleEndian) { data.append(contentsOf: $0) } }
+                else { withUnsafeBytes(of: Int32(v).littleEndian) { data.append(contentsOf: $0) } }
+            }
             buffers.append(data)
-            tensors.append(TensorEntry(shape: shape, type: .int32, buffer: buffers.count - 1, name: name, dynamicBatch: false))
+            tensors.append(TensorEntry(shape: shape, type: type, buffer: buffers.count - 1, name: name, dynamicBatch: false))
             return tensors.count - 1
         }
 

@@ -63,24 +63,24 @@ extension StudentExport {
         }
     }
 
-    /// An int8 student as a fully integer TFLite file (`TFLiteExport.serialize(_:logits:...)`). Its
-    /// int8 logits need a scale, which the int8 file does not record: the smallest and largest logit
-    /// DistillKit's int8 path gives on `calibration`'s samples (widened to include 0) set it. With
-    /// `floatLogits` the last layer runs in float32 instead and no calibration is needed.
+    /// An int8 student as a fully integer TFLite file (`TFLiteExport.serialize(_:logits:...)`). By
+    /// default its last layer writes int16 logits whose step the weights set (`TFLiteExport.Logits.int16`).
+    /// With `calibration` the logits are int8 instead, for accelerators that run only int8 operators:
+    /// their scale, which the int8 file does not record, comes from the smallest and largest logit
+    /// DistillKit's int8 path gives on the calibration samples (widened to include 0). With
+    /// `floatLogits` the last layer runs in float32.
     static func tflite(int8 student: QuantizedStudent, info: SavedModel, model: URL, to file: URL, classNames: [String]?,
                        calibration: CalibrationData?, floatLogits: Bool) throws -> ShippedReport {
         if floatLogits, let calibration {
             throw ExportError(format: TFLiteExport.format, "--calibration \(calibration.data) sets the range of int8 logits; with --float-logits the logits are float32 and need none")
-        }
-        guard floatLogits || calibration != nil else {
-            throw ExportError(format: TFLiteExport.format, "\(model.path) is an int8 student; its TFLite file stores the logits as int8 too, whose range the int8 file does not record: give --calibration DATA (as for distill quantize) to measure it, or --float-logits to run the last layer in float32")
         }
         let p = try preprocessing(of: info, source: model.path)
         let outputs = info.numClasses
         if let classNames, classNames.count != outputs {
             throw ExportError(format: TFLiteExport.format, "\(classNames.count) class names given; the model has \(outputs) outputs")
         }
-        var logits = TFLiteExport.Logits.float, note = "logits in float32: the last layer runs on the dequantized int8 values and weights"
+        var logits = TFLiteExport.Logits.int16, note = ""
+        if floatLogits { (logits, note) = (.float, "logits in float32: the last layer runs on the dequantized int8 values and weights") }
         if let calibration {
             let (q, low, high, samples) = try logitsQuantization(student, info: info, model: model, calibration: calibration)
             logits = .int8(q)
@@ -92,6 +92,10 @@ extension StudentExport {
                                to: file, classNames: names, description: "DistillKit int8 student \(info.spec)")
         var report = ShippedReport(target: .tflite, files: [file], summary: try summary(ofTFLite: file), parameters: student.parameterCount,
                                    maxDifference: 0, classNames: names, int8: true)
+        if logits == .int16, let q = try quantization(ofTFLite: file).first(where: { $0.name == "logits.quantized" }) {
+            note = String(format: "logits stored as int16 (the last layer is TFLite's 16x8 FULLY_CONNECTED): step %.6g, so ±32,766 steps cover ±%.4g, the most the layer can produce; for int8 logits (accelerators that run only int8 operators) give --calibration DATA",
+                          Double(q.scales[0]), Double(q.scales[0]) * 32766)
+        }
         report.notes = [note]
         return report
     }

@@ -176,9 +176,9 @@ extension StudentExport {
                              maxDifference: difference, classNames: names)
     }
 
-    /// Exports the saved model at `model` as a LiteRT (TFLite) flatbuffer: float32, or int8 for an
-    /// int8 student: fully integer with `calibration` setting the int8 logits' range, or with
-    /// `floatLogits` its last layer in float32.
+    /// Exports the saved model at `model` as a LiteRT (TFLite) flatbuffer: float32, or for an int8
+    /// student fully integer with int16 logits; with `calibration` int8 logits whose range that
+    /// data sets, or with `floatLogits` its last layer in float32.
     public static func tflite(modelAt model: URL, to file: URL, classNames: [String]? = nil, calibration: CalibrationData? = nil,
                               floatLogits: Bool = false) throws -> ShippedReport {
         if let (student, info) = try int8Student(at: model) {

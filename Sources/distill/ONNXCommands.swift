@@ -18,8 +18,9 @@ struct Export: ParsableCommand {
           --coreml student.mlmodel   Core ML neural-network classifier (iOS 14 / macOS 11 and later)
           --tflite student.tflite    LiteRT / TFLite flatbuffer, float32, NHWC image inputs
         An int8 student (distill quantize) exports as integer arithmetic to --c, as QDQ to --onnx, \
-        fully int8 to --tflite, whose int8 logits take their range from --calibration DATA \
-        (or, with --float-logits, whose last layer runs in float32), and with 8-bit weights to \
+        fully integer to --tflite (int8 layers, the last one writing int16 logits; with \
+        --calibration DATA int8 logits whose range DATA measures, for accelerators that run only \
+        int8 operators; with --float-logits the last layer in float32), and with 8-bit weights to \
         --coreml (Core ML dequantizes them at load and computes in float). \
         Batch norm is folded into the layer before it for C, Core ML and TFLite; those steps are \
         checked against the model before anything is written. A layer a format cannot express is \
@@ -32,10 +33,10 @@ struct Export: ParsableCommand {
     @Option(help: "LiteRT (TFLite) file to write (.tflite).") var tflite: String?
     @Option(help: "ONNX opset (\(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)).") var opset = 17
     @Option(help: "Class names, comma-separated, one per output (C, Core ML, TFLite; default 0, 1, ...).") var classNames: String?
-    @Option(help: "int8 students with --tflite: data whose training rows set the int8 logits' range (fashion-mnist, mnist, a .csv with --label, or .npz).") var calibration: String?
+    @Option(help: "int8 students with --tflite: store the logits as int8 (default int16), their range set by this data's training rows (fashion-mnist, mnist, a .csv with --label, or .npz).") var calibration: String?
     @Option(help: "Label column of a --calibration .csv file.") var label: String?
     @Option(help: "Calibration rows drawn from the training split (with --calibration).") var samples = 1000
-    @Flag(help: "int8 students with --tflite: run the last layer in float32 (logits as DistillKit's int8 path gives them; no --calibration).") var floatLogits = false
+    @Flag(help: "int8 students with --tflite: run the last layer in float32 (logits as DistillKit's int8 path gives them; not with --calibration).") var floatLogits = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {

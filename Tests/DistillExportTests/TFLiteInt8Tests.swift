@@ -113,6 +113,80 @@ import Testing
         #expect(try Self.constantBytes(data, "l6.bias").count == 4 * bias.count)
     }
 
+    /// Little-endian 64-bit integers.
+    static func int64s(_ bytes: [UInt8]) -> [Int64] {
+        stride(from: 0, to: bytes.count - 7, by: 8).map { i in (0..<8).reduce(Int64(0)) { $0 | Int64(bytes[i + $1]) << (8 * $1) } }
+    }
+
+    @Test func int16LogitsRunTheLastLayerAs16x8WithTheZeroPointInTheBias() throws {
+        let student = try Self.cnnStudent()
+        let data = try TFLiteExport.serialize(student, logits: .int16)
+        let summary = try TFLiteSummary(data, source: "cnn.tflite")
+        #expect(summary.operators.map(\.name) == ["QUANTIZE", "CONV_2D", "MAX_POOL_2D", "PAD", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "CAST", "DEQUANTIZE"])
+        #expect(summary.operators.map(\.count) == [1, 2, 1, 2, 1, 1, 2, 1, 1])
+        #expect(summary.outputs.map(\.type) == ["float32"] && summary.parameters == student.parameterCount)
+        #expect(summary.metadata["distillkit"]?.contains(#""logits":"int16""#) == true)
+        guard case let .linear(w, bias?, _, nil) = student.layers[6], case let .linear(_, _, _, hidden?) = student.layers[5] else {
+            Issue.record("layers 5 and 6 are not the hidden and last linear layers"); return
+        }
+        let byName = Dictionary(uniqueKeysWithValues: summary.quantized.map { ($0.name, $0) })
+        // The CAST output holds the int8 values as they are: the hidden layer's scale, zero point 0.
+        let wide = try #require(byName["l6.int16"]), logits = try #require(byName["logits.quantized"])
+        #expect(wide.type == "int16" && wide.scales == [hidden.scale] && wide.zeroPoints == [0] && !wide.isConstant)
+        let scale = TFLiteExport.int16LogitsScale(w, bias: bias, input: hidden)
+        #expect(logits.type == "int16" && logits.scales == [scale] && logits.zeroPoints == [0])
+        let b = try #require(byName["l6.bias"])
+        #expect(b.type == "int64" && b.scales == w.scales.map { hidden.scale * $0 })
+        // round(b / (s_in · s_w)) − z · Σ w, z the int8 zero point: Σ q · w + bias = Σ (q − z) · w + round(b / unit).
+        let stored = Self.int64s(try Self.constantBytes(data, "l6.bias"))
+        let zero = Int64(hidden.zeroPoint) - 128, inputs = w.shape[1]
+        for o in 0..<w.shape[0] {
+            let sum = w.values[o * inputs..<(o + 1) * inputs].reduce(Int64(0)) { $0 + Int64($1) }
+            let rounded = Int64((Double(bias[o]) / Double(hidden.scale * w.scales[o])).rounded(.toNearestOrAwayFromZero))
+            #expect(stored[o] == rounded - zero * sum, "bias \(o)")
+        }
+        // The step: the largest logit the layer can reach (each input at the end of the int8 range
+        // its weight's sign favours) is just under 32,767 steps, for the largest output exactly 32,766.
+        var reach: [Double] = []
+        for o in 0..<w.shape[0] {
+            let sums = w.values[o * inputs..<(o + 1) * inputs].map { v in [Int64(v) * (-128 - zero), Int64(v) * (127 - zero)] }
+            let (low, high) = (sums.reduce(0) { $0 + $1.min()! }, sums.reduce(0) { $0 + $1.max()! })
+            let unit = Double(hidden.scale) * Double(w.scales[o])
+            reach.append(max(abs(Double(bias[o]) + unit * Double(low)), abs(Double(bias[o]) + unit * Double(high))) / Double(scale))
+        }
+        #expect(reach.max()! <= 32766 && reach.max()! > 32765.99, "\(reach)")
+    }
+
+    /// TFLite's integer arithmetic on a one-layer student, from the file's own numbers (QUANTIZE,
+    /// CAST, Σ q · w + int64 bias, requantised to the int16 step): within a step and the bias's
+    /// rounding of DistillKit's int8 path, every logit far from saturating.
+    @Test func int16LogitsComputedAsTFLiteDoesMatchDistillKit() throws {
+        let model = try ModelZoo.build("mlp:6-4", seed: 8)
+        let samples = Tensor.testNormal([256, 6], seed: 9, requiresGrad: false)
+        let info = SavedModelDescription(spec: "mlp:6-4", inputShape: [6], numClasses: 4, extra: [:])
+        let student = try Quantizer.quantize(model, info: info, samples: samples, labels: (0..<256).map { $0 % 4 }).student
+        let data = try TFLiteExport.serialize(student, logits: .int16)
+        #expect(try TFLiteSummary(data, source: "one.tflite").operators.map(\.name) == ["QUANTIZE", "CAST", "FULLY_CONNECTED", "DEQUANTIZE"])
+        let byName = Dictionary(uniqueKeysWithValues: try TFLiteSummary(data, source: "one.tflite").quantized.map { ($0.name, $0) })
+        let input = try #require(byName["input.quantized"]), weight = try #require(byName["l1.weight"])
+        let step = try #require(byName["logits.quantized"]).scales[0]
+        let w = try Self.constantBytes(data, "l1.weight").map { Int64(Int8(bitPattern: $0)) }
+        let bias = Self.int64s(try Self.constantBytes(data, "l1.bias"))
+        let reference = try QuantizedPlan(student)(samples).scalars
+        var largest: Int64 = 0
+        for r in 0..<256 {
+            let q = (0..<6).map { j in Int64(max(-128, min(127, (Double(samples.scalars[r * 6 + j]) / Double(input.scales[0])).rounded() + Double(input.zeroPoints[0])))) }
+            for o in 0..<4 {
+                let acc = (0..<6).reduce(bias[o]) { $0 + q[$1] * w[o * 6 + $1] }
+                let y = Int64((Double(acc) * Double(input.scales[0]) * Double(weight.scales[o]) / Double(step)).rounded(.toNearestOrAwayFromZero))
+                largest = max(largest, abs(y))
+                let tolerance = Double(step) + 0.5 * Double(input.scales[0]) * Double(weight.scales[o]) + 1e-6
+                #expect(abs(Double(y) * Double(step) - Double(reference[r * 4 + o])) <= tolerance, "row \(r), output \(o)")
+            }
+        }
+        #expect(largest > 100 && largest < 32767)
+    }
+
     @Test func tabularStandardisationRunsInFloatBeforeQuantize() throws {
         let model = try ModelZoo.build("mlp:3-8-2", seed: 5)
         let samples = Tensor.testNormal([32, 3], seed: 2, requiresGrad: false)
@@ -191,7 +265,8 @@ import Testing
         }
     }
 
-    /// The library path `distill export --tflite` takes: the logits' range comes from the calibration data.
+    /// The library path `distill export --tflite` takes: int16 logits by default, int8 logits whose
+    /// range comes from the calibration data when it is given.
     @Test func studentExportCalibratesTheLogitsRangeOnData() throws {
         let folder = try Students.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -213,9 +288,10 @@ import Testing
         try student.save(to: int8File)
         let out = folder.appendingPathComponent("student.tflite")
 
-        let missing = try #require(throws: ExportError.self) { try StudentExport.tflite(modelAt: int8File, to: out) }
-        #expect(missing.message.contains("give --calibration DATA"))
-        #expect(!FileManager.default.fileExists(atPath: out.path))
+        let byDefault = try StudentExport.tflite(modelAt: int8File, to: out)
+        #expect(byDefault.int8 && byDefault.parameters == student.parameterCount && byDefault.notes.first?.hasPrefix("logits stored as int16") == true)
+        #expect(try StudentExport.quantization(ofTFLite: out).first { $0.name == "logits.quantized" }?.type == "int16")
+        #expect(byDefault.summary?.operators.map(\.name) == ["QUANTIZE", "FULLY_CONNECTED", "CAST", "DEQUANTIZE"])
 
         let report = try StudentExport.tflite(modelAt: int8File, to: out, calibration: .init(data: table.path, labelColumn: "label", samples: 500))
         #expect(report.int8 && report.parameters == student.parameterCount && report.notes.first?.hasPrefix("logits stored as int8") == true)
