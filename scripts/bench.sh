@@ -43,10 +43,16 @@ fi
 if want imported; then
     mkdir -p "$models"
     [ -f "$models/gradient_boosting.onnx" ] || "$python" scripts/export_bench_models.py "$models" 2>/dev/null
+    # IMPORTED_PAIRS alternating pairs (ours, then onnxruntime) per case, default 3: the table
+    # gives each side's median time and the median of the pairs' ratios.
+    pairs=${IMPORTED_PAIRS:-3}
     for case in resnet18:256 mobilenet_v2:256 efficientnet_b0:256 lstm:1 lstm:256 gru:1 random_forest:1 random_forest:256 gradient_boosting:1; do
         model=${case%%:*} batch=${case##*:}
-        $distill bench onnx --model "$models/$model.onnx" --batch $batch --json > "$out/$model-b$batch.json"
-        "$python" scripts/ort_reference.py "$models/$model.onnx" --batch $batch > "$out/$model-b$batch.ort.json"
+        for pair in $(seq 1 "$pairs"); do
+            echo "imported $model batch $batch, pair $pair: load $(cut -d' ' -f1 /proc/loadavg)" >&2
+            $distill bench onnx --model "$models/$model.onnx" --batch $batch --json > "$out/$model-b$batch.pair$pair.json"
+            "$python" scripts/ort_reference.py "$models/$model.onnx" --batch $batch > "$out/$model-b$batch.pair$pair.ort.json"
+        done
     done
 fi
 if want int8; then
@@ -95,11 +101,17 @@ for model in ["lenet5", "cnn-tiny"]:
     if b1:
         row(f"{model} b1 ({b1['path']})", "µs (p50)", b1["latency_us_p50"], ort=load(f"{model}-b1.ort")["latency_us_p50"], higher=False)
         row(f"{model} b256 ({b256['path']})", "samples/s", b256["samples_per_second"], ort=load(f"{model}-b256.ort")["samples_per_second"])
-for name in sorted(f[:-len(".ort.json")] for f in os.listdir(d) if f.endswith(".ort.json")):
-    if name.startswith(("lenet5", "cnn-tiny")):
-        continue
-    ours, ort = load(name), load(name + ".ort")
-    row(f"onnx {name}", "µs/sample", ours["us_per_sample"], ort=ort["us_per_sample"], higher=False)
+# Imported models: medians over the alternating pairs (the ratio: the median of the pairs' ratios).
+median = lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else sum(sorted(v)[len(v) // 2 - 1:len(v) // 2 + 1]) / 2
+pairs = {}
+for f in sorted(os.listdir(d)):
+    if ".pair" in f and f.endswith(".ort.json"):
+        name, pair = f[:-len(".ort.json")].rsplit(".pair", 1)
+        pairs.setdefault(name, []).append((load(f"{name}.pair{pair}")["us_per_sample"], load(f"{name}.pair{pair}.ort")["us_per_sample"]))
+for name, runs in sorted(pairs.items()):
+    ours, ort = median([r[0] for r in runs]), median([r[1] for r in runs])
+    ratios = ", ".join(f"{o / u:.2f}" for u, o in runs)
+    print(f"| onnx {name} ({len(runs)} pairs: {ratios}) | µs/sample | {fmt(ours)} | | {fmt(ort)} | | {median([o / u for u, o in runs]):.2f}x |")
 k = 1
 while load(f"int8-{k}.quantize"):
     q, ort8 = load(f"int8-{k}.quantize"), load(f"int8-{k}.ort-int8")
@@ -113,7 +125,7 @@ while load(f"int8-{k}.quantize"):
 print("\n(ratios > 1 mean DistillKit is faster; for times the ratio is the other's over ours)")
 if ref:
     print(f"PyTorch {ref['torch']}, {ref['threads']} threads", end="; ")
-any_run = load("teacher-train") or load("lenet5-b1") or load("resnet18-b256")
+any_run = load("teacher-train") or load("lenet5-b1") or load("resnet18-b256.pair1")
 if any_run:
     print(f"DistillKit BLAS: {any_run['blas']}")
 PY
