@@ -133,6 +133,14 @@ public func additiveAttentionMask(_ mask: [Float], batch: Int, length: Int) -> T
     return Tensor(shape: [batch, 1, 1, length], scalars: mask.map { $0 > 0 ? 0 : -1e9 })
 }
 
+/// The attention scores of a `MultiHeadSelfAttention` as a module of its own (the identity, no
+/// parameters), so that a feature tap on `….attention.scores` records them: [B, A, L, L], the
+/// logits of each head's attention distribution over the keys, padding keys already at −1e9
+/// (attention transfer reads them).
+public final class AttentionScores: Module {
+    public override func forward(_ x: Tensor) -> Tensor { x }
+}
+
 /// Multi-head self-attention with its output projection and add & norm (Hugging Face's
 /// `BertAttention`: `self.{query,key,value}`, `output.{dense,LayerNorm}`):
 /// per head h, `softmax(Q_h·K_hᵀ/√d_h + mask)·V_h`; the heads are concatenated, projected by
@@ -140,6 +148,8 @@ public func additiveAttentionMask(_ mask: [Float], batch: Int, length: Int) -> T
 public final class MultiHeadSelfAttention: Module {
     public let projections: AttentionProjections
     public let output: DenseAddNorm
+    /// Passes the scores through, for feature taps (`AttentionScores`).
+    public let scores = AttentionScores()
     public let heads: Int
     public init(hidden: Int, heads: Int, epsilon: Float = 1e-12, generator: inout SeededGenerator) {
         precondition(heads >= 1 && hidden % heads == 0, "MultiHeadSelfAttention: hidden size \(hidden) is not divisible by \(heads) heads")
@@ -147,7 +157,7 @@ public final class MultiHeadSelfAttention: Module {
         output = DenseAddNorm(hidden, hidden, epsilon: epsilon, &generator)
         self.heads = heads
     }
-    public override var children: [(name: String, module: Module)] { [("self", projections), ("output", output)] }
+    public override var children: [(name: String, module: Module)] { [("self", projections), ("output", output), ("scores", scores)] }
 
     /// x [B, L, D] and an additive mask [B, 1, 1, L] (`additiveAttentionMask`, or nil: no
     /// padding) → [B, L, D].
@@ -158,9 +168,9 @@ public final class MultiHeadSelfAttention: Module {
         let q = split(projections.query(x), [0, 2, 1, 3])    // [B, H, L, dh]
         let kT = split(projections.key(x), [0, 2, 3, 1])     // [B, H, dh, L]
         let v = split(projections.value(x), [0, 2, 1, 3])    // [B, H, L, dh]
-        var scores = q.matmul(kT).scaled(1 / Float(dh).squareRoot())
-        if let additiveMask { scores = scores + additiveMask }
-        let context = scores.softmax(axis: -1).matmul(v).permuted([0, 2, 1, 3]).reshaped([b, l, d])
+        var logits = q.matmul(kT).scaled(1 / Float(dh).squareRoot())
+        if let additiveMask { logits = logits + additiveMask }
+        let context = scores(logits).softmax(axis: -1).matmul(v).permuted([0, 2, 1, 3]).reshaped([b, l, d])
         return output.forward(context, residual: x)
     }
     public override func forward(_ x: Tensor) -> Tensor { forward(x, additiveMask: nil) }

