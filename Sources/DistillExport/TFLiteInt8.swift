@@ -46,8 +46,9 @@ extension TFLiteExport {
         /// bias, int16 outputs): CAST widens its int8 input, whose zero point moves into the bias,
         /// and the logits are int16 with zero point 0 and `int16LogitsScale`'s step, the largest
         /// logit the layer can produce over 32,766: every layer is integer, nothing saturates, and
-        /// no data is needed. Runs on LiteRT's CPU kernels and TFLite Micro; accelerators that
-        /// take only int8 operators need `int8`.
+        /// no data is needed. LiteRT's CPU kernels run it (its default and reference kernels are
+        /// tested), the 16x8 layer in a plain loop that reads the int64 bias: slower than an int8
+        /// layer when the last layer is wide. An accelerator that runs only int8 operators needs `int8`.
         case int16
         /// The last FULLY_CONNECTED writes int8 logits stored as this quantization (bytes 0...255 as
         /// DistillKit's activations; see `ActivationQuantization(low:high:)`), then DEQUANTIZE: every
