@@ -4,7 +4,7 @@
     .venv/bin/python scripts/shipping_bench.py --distill .build/release/distill MODEL.safetensors [MODEL ...]
 
 For each saved model: `distill export` writes the .c/.h, .tflite and .mlmodel (an int8 model from `distill quantize`:
-the integer .c/.h and the fully int8 .tflite, its logits' range calibrated on --calibration; Core ML has no int8 export); the C file is compiled with
+the integer .c/.h, the integer .tflite with int16 logits and the Core ML file with 8-bit weights); the C file is compiled with
 `cc -O2 -std=c99` (and, for comparison, `-O3 -march=native`) together with a timing driver (one image at a time, clock_gettime around each call); LiteRT's
 Interpreter (ai-edge-litert, one thread) is timed around invoke() on the same image; DistillKit is timed by
 `distill bench infer --model MODEL` (its batch-1 inference plan). The three run back to back, `--rounds` times
@@ -97,7 +97,6 @@ def main():
     parser.add_argument("--export-with", type=Path, help="a distill binary for the exports (default: --distill)")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calibration", default="fashion-mnist", help="data for the int8 .tflite files' logits range (int8 models only)")
     args = parser.parse_args()
     exporter = args.export_with or args.distill
     cc = shutil.which("cc") or "cc"
@@ -110,10 +109,7 @@ def main():
             folder.mkdir()
             source = folder / "student.c"
             run(exporter, "export", model, "--c", source)
-            if int8:
-                run(exporter, "export", model, "--tflite", folder / "student.tflite", "--calibration", args.calibration)
-            else:
-                run(exporter, "export", model, "--tflite", folder / "student.tflite")
+            run(exporter, "export", model, "--tflite", folder / "student.tflite")
             run(exporter, "export", model, "--coreml", folder / "student.mlmodel")
             (folder / "timing.c").write_text(TIMING_DRIVER)
             run(cc, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", "student.c", "-o", "student.o", cwd=folder)
@@ -135,7 +131,7 @@ def main():
                 spec=spec, params=tflite_summary["parameters"] if int8 else summary["parameters"], safetensors=model.stat().st_size,
                 c_source=source.stat().st_size, c_object=int(text_data[0]) + int(text_data[1]) + int(text_data[2]),
                 tflite=(folder / "student.tflite").stat().st_size,
-                mlmodel=(folder / "student.mlmodel").stat().st_size if not int8 else None,
+                mlmodel=(folder / "student.mlmodel").stat().st_size,
                 **{k: statistics.median(v) for k, v in timings.items()}))
     print("load after:", Path("/proc/loadavg").read_text().strip())
     print()
