@@ -14,8 +14,11 @@ import DistillTensor
 ///
 /// Layout as in `ConvStack`: a CNN's activations are NHWC, one image at a time, each inside a
 /// border of its own zero point (the padding of the convolution that reads it, written once);
-/// a convolution copies each output row's patches into a scratch buffer and runs them as one
-/// product; pooling runs on the bytes (max is exact: it commutes with the monotone quantization).
+/// a convolution runs straight from those bytes (`dk_int8_conv2d_direct`,
+/// Sources/CKernels/int8_conv.c: output pixels in the lanes for a one-channel first layer, output
+/// channels otherwise), and a 2×2 max-pooling at stride 2 after it runs in the same pass, on the
+/// int32 sums before they are rounded (exact: the requantisation is monotone); other pooling runs
+/// on the bytes (max is exact: it commutes with the monotone quantization).
 /// The first linear layer's columns are permuted to read the NHWC features. Rows are split across
 /// the worker threads for large batches, as the float plan does. One plan must not run on two
 /// threads at once.
@@ -42,7 +45,10 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
     }
 
     enum SpatialStage {
-        case convolution(dk_int8_conv_shape, packed: [Int8], offset: [Int32], scale: [Float], bias: [Float], zeroPoint: Int32, relu: Bool)
+        /// `pooled`: a 2×2 max-pooling at stride 2 follows in the same pass, and the stage's
+        /// output is the pooled activation.
+        case convolution(dk_int8_conv_shape, packed: [Int8], offset: [Int32], scale: [Float], bias: [Float], zeroPoint: Int32, relu: Bool,
+                         pooled: Bool)
         case pool(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), average: Bool)
     }
 
@@ -97,11 +103,14 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
                     for o in 0..<outs { for c in 0..<cin { for y in 0..<kh { for x in 0..<kw {
                         reordered[((o * kh + y) * kw + x) * cin + c] = w.values[((o * cin + c) * kh + y) * kw + x]
                     } } } }
-                    let (packed, sums) = Self.pack(reordered, outputs: outs, inputs: kh * kw * cin)
-                    let (offset, scale, b) = Self.epilogue(sums: sums, input: quantization, weightScales: w.scales, bias: bias, output: output)
-                    let convShape = dk_int8_conv_shape(channels: cin, in_row_stride: 0, kernel_h: kh, kernel_w: kw, stride_h: stride[0], stride_w: stride[1],
+                    var convShape = dk_int8_conv_shape(channels: cin, in_row_stride: 0, kernel_h: kh, kernel_w: kw, stride_h: stride[0], stride_w: stride[1],
                                                        out_channels: outs, out_h: out.height, out_w: out.width, out_row_stride: 0)
-                    spatial.append(.convolution(convShape, packed: packed, offset: offset, scale: scale, bias: b, zeroPoint: output.zeroPoint, relu: relu))
+                    var packed = [Int8](repeating: 0, count: dk_int8_conv_packed_size(&convShape))
+                    var sums = [Int32](repeating: 0, count: (outs + 15) / 16 * 16)
+                    guard dk_int8_conv_pack_weights(&convShape, reordered, &packed, &sums) == 0 else { throw fail("out of memory packing a convolution") }
+                    let (offset, scale, b) = Self.epilogue(sums: sums, input: quantization, weightScales: w.scales, bias: bias, output: output)
+                    spatial.append(.convolution(convShape, packed: packed, offset: offset, scale: scale, bias: b, zeroPoint: output.zeroPoint, relu: relu,
+                                                pooled: false))
                     activations.append(out)
                     quantization = output
                 case .maxPool(let k, let s, let p), .avgPool(let k, let s, let p):
@@ -111,8 +120,17 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
                     guard spanH >= 0, spanW >= 0 else { throw fail("pooling window \(k) larger than its \(a.height)×\(a.width) input") }
                     var average = false
                     if case .avgPool = layer { average = true }
+                    let next = Activation(channels: a.channels, height: spanH / s[0] + 1, width: spanW / s[1] + 1, zeroPoint: a.zeroPoint)
+                    // A 2×2 max-pooling at stride 2 right after a convolution runs inside it.
+                    if !average, (k[0], k[1], s[0], s[1], p[0], p[1]) == (2, 2, 2, 2, 0, 0), let last = spatial.indices.last,
+                       case .convolution(let shape, let packed, let offset, let scale, let bias, let zp, let relu, false) = spatial[last] {
+                        spatial[last] = .convolution(shape, packed: packed, offset: offset, scale: scale, bias: bias, zeroPoint: zp, relu: relu, pooled: true)
+                        activations[activations.count - 1] = next
+                        layers = layers.dropFirst()
+                        continue scan
+                    }
                     spatial.append(.pool(kernel: (k[0], k[1]), stride: (s[0], s[1]), padding: (p[0], p[1]), average: average))
-                    activations.append(Activation(channels: a.channels, height: spanH / s[0] + 1, width: spanW / s[1] + 1, zeroPoint: a.zeroPoint))
+                    activations.append(next)
                 case .globalAvgPool:
                     spatial.append(.pool(kernel: (a.height, a.width), stride: (a.height, a.width), padding: (0, 0), average: true))
                     activations.append(Activation(channels: a.channels, height: 1, width: 1, zeroPoint: a.zeroPoint))
@@ -189,11 +207,12 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
     /// where each activation lies in one image's scratch.
     private func finishSpatial() {
         for k in spatial.indices {
-            if case .convolution(var shape, let packed, let offset, let scale, let bias, let zp, let relu) = spatial[k] {
+            if case .convolution(var shape, let packed, let offset, let scale, let bias, let zp, let relu, let pooled) = spatial[k] {
                 shape.in_row_stride = activations[k].rowStride
-                shape.out_row_stride = activations[k + 1].rowStride
-                patchBytes = Swift.max(patchBytes, dk_int8_conv_scratch_size(&shape))
-                spatial[k] = .convolution(shape, packed: packed, offset: offset, scale: scale, bias: bias, zeroPoint: zp, relu: relu)
+                shape.out_row_stride = activations[k + 1].rowStride  // the pooled rows when pooled
+                // Also the slack past the last activation that the kernels may read (dk_int8.h).
+                patchBytes = Swift.max(patchBytes, dk_int8_conv_direct_scratch_size(&shape))
+                spatial[k] = .convolution(shape, packed: packed, offset: offset, scale: scale, bias: bias, zeroPoint: zp, relu: relu, pooled: pooled)
             }
         }
         offsets = []
@@ -290,13 +309,13 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
             let x = UnsafePointer(scratch + offsets[k])
             let y = k == spatial.count - 1 ? features : scratch + offsets[k + 1] + activations[k + 1].interior
             switch stage {
-            case .convolution(var shape, let packed, let offset, let scale, let bias, let zp, let relu):
+            case .convolution(var shape, let packed, let offset, let scale, let bias, let zp, let relu, let pooled):
                 packed.withUnsafeBufferPointer { w in
                     offset.withUnsafeBufferPointer { o in
                         scale.withUnsafeBufferPointer { s in
                             bias.withUnsafeBufferPointer { b in
                                 var e = dk_int8_epilogue(offset: o.baseAddress, scale: s.baseAddress, bias: b.baseAddress, zero_point: zp, relu: relu ? 1 : 0)
-                                dk_int8_conv2d(&shape, x, w.baseAddress!, &e, y, patches)
+                                dk_int8_conv2d_direct(&shape, pooled ? 1 : 0, x, w.baseAddress!, &e, y, patches)
                             }
                         }
                     }

@@ -77,6 +77,35 @@ void dk_int8_conv2d(const dk_int8_conv_shape *shape, const uint8_t *x, const int
 int dk_int8_conv2d_level(int level, const dk_int8_conv_shape *shape, const uint8_t *x, const int8_t *packed,
                          const dk_int8_epilogue *e, uint8_t *y, uint8_t *scratch);
 
+/// Bytes of a convolution's weight packed by `dk_int8_conv_pack_weights`.
+size_t dk_int8_conv_packed_size(const dk_int8_conv_shape *shape);
+
+/// Packs w [out][kh][kw][c] for `dk_int8_conv2d_direct`: as `dk_int8_pack_weights` packs it after
+/// padding each kernel row's run of kw · c bytes with zero weights to a multiple of 4 (so that
+/// four bytes read from an input row never straddle two kernel rows); column_sums as there (the
+/// zeros add nothing). Returns 0, or -1 when memory ran out (nothing written then).
+int dk_int8_conv_pack_weights(const dk_int8_conv_shape *shape, const int8_t *w, int8_t *packed, int32_t *column_sums);
+
+/// Bytes of scratch `dk_int8_conv2d_direct` needs (used only where the CPU lacks AVX-512 VNNI).
+size_t dk_int8_conv_direct_scratch_size(const dk_int8_conv_shape *shape);
+
+/// The convolution of `dk_int8_conv2d` (same shape, epilogue and input contract, 16 readable bytes
+/// past the last row included; `packed` from
+/// `dk_int8_conv_pack_weights`), and with `pool` a 2×2 max-pooling at stride 2 (floor: a last odd
+/// row or column is dropped) in the same pass, writing the pooled bytes (row stride
+/// shape->out_row_stride; out_h and out_w stay the convolution's). The bytes equal those of
+/// `dk_int8_conv2d` then `dk_int8_pool2d`. With AVX-512 VNNI a direct convolution
+/// (Sources/CKernels/int8_conv.c: output pixels in the lanes for a one-channel input, output
+/// channels otherwise; pooling on the int32 accumulators); elsewhere the patch copy and the
+/// level's matrix kernel, row by row.
+void dk_int8_conv2d_direct(const dk_int8_conv_shape *shape, int pool, const uint8_t *x, const int8_t *packed,
+                           const dk_int8_epilogue *e, uint8_t *y, uint8_t *scratch);
+
+/// `dk_int8_conv2d_direct` with one instruction set forced (0 scalar, 1 AVX2, 2 AVX-512 VNNI), for
+/// tests; returns -1 (and does nothing) when this CPU lacks it.
+int dk_int8_conv2d_direct_level(int level, const dk_int8_conv_shape *shape, int pool, const uint8_t *x, const int8_t *packed,
+                                const dk_int8_epilogue *e, uint8_t *y, uint8_t *scratch);
+
 /// Max (`average` 0) or mean (`average` 1, the sum rounded to nearest, divided by the window's
 /// area: padding counts as the zero point) over each window of an NHWC byte image; the pooled
 /// bytes go to y (row stride out_row_stride). `x` points at row 0, column 0 of the unpadded input;
