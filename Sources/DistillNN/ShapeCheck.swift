@@ -90,6 +90,9 @@ public enum ModelShapes {
             var classes = q.student.info.numClasses
             if case .linear(let w, _, _, _)? = q.student.layers.last { classes = w.shape[0] }
             output = [classes]
+        case let t as TokenBag:  // token ids [L] → one vector
+            guard input.count == 1 else { throw fail("takes token ids [length], gets \(input)") }
+            output = [t.projection.weight.shape[0]]
         default:
             output = input  // elementwise layers: activations, dropout
         }
