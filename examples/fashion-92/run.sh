@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces examples/fashion-92: the teacher, its cached logits on 2 augmented views of the
 # training set, and the student from scratch and distilled for each seed; then prints the table.
-#   DISTILL=/path/to/distill OUT=/work/fashion92 SEEDS="0 1 2" examples/fashion-92/run.sh
+#   DISTILL=/path/to/distill OUT=runs/fashion92 SEEDS="0 1 2" examples/fashion-92/run.sh
 # Steps whose run folder already holds a summary.json are skipped (rerun to continue).
 # Set JOBS=2 to run two student runs side by side (each with DISTILL_THREADS=1).
 set -euo pipefail
