@@ -58,6 +58,7 @@ struct Export: ParsableCommand {
         let modelURL = URL(fileURLWithPath: model)
         let names = classNames.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } }
         let report: StudentExport.ShippedReport
+        if try exportTextStudent(model: model, onnx: onnx, opset: opset, json: json) { return }
         if let onnx {
             let report = try StudentExport.onnx(modelAt: modelURL, to: URL(fileURLWithPath: onnx), opset: opset)
             if json { printJSON(report.json) } else { print(report.text) }

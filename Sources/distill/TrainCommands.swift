@@ -120,7 +120,7 @@ struct Run: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a model: accuracy, top-5, per-class accuracy, confusion matrix, calibration, agreement with a teacher.")
-    @Argument(help: "Model file (.safetensors, or .onnx: an ONNX classifier), or a run folder (its best.safetensors).", transform: RunFolder.modelFile) var model: String
+    @Argument(help: "Model file (.safetensors, or .onnx: an ONNX classifier), or a run folder (its best.safetensors); or a text model (teacher, a sentence-transformers folder or a text-kd student) with --data CORPUS.csv.", transform: RunFolder.modelFile) var model: String
     @Option(help: "Data: fashion-mnist, mnist, a .csv (with --label) or .npz file.") var data = "fashion-mnist"
     @Option(help: "Label column of a .csv file.") var label: String?
     @Option(help: "Numeric target column of a .csv file, for a regression model (`distill train --target`): RMSE, MAE and R².")
@@ -130,8 +130,13 @@ struct Eval: ParsableCommand {
     @Option(help: "An .onnx model trained on normalised images: mean to subtract (one value, or one per channel).") var inputMean: String?
     @Option(help: "An .onnx model trained on normalised images: standard deviation to divide by.") var inputStd: String?
     @OptionGroup var teacherReading: ONNXTeacherFlags
+    @OptionGroup var text: TextEvalOptions
 
     func run() throws {
+        if let textModel = try TextModelFile.load(model) {
+            return try evaluateTextModel(textModel, data: data, options: text, json: json)
+        }
+        try refuseTextCorpus(model: model, data: data, options: text)
         if FileKind(model) == .onnx {
             return try runONNX(inputMean: parseNumberList(inputMean, option: "--input-mean"), inputStd: parseNumberList(inputStd, option: "--input-std"))
         }
