@@ -21,6 +21,7 @@
 #pragma clang fp contract(off)
 
 #include "dk_int8.h"
+#include "int8_private.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -60,34 +61,12 @@ size_t dk_int8_conv_direct_scratch_size(const dk_int8_conv_shape *s) {
 
 // MARK: Patches and the matrix kernel (every level)
 
-/// The patches of one output row, each kernel row's run at a multiple of 4 (the packed weight's
-/// order), in 16-byte moves as `patches_chunked` in int8_gemm.c does: a move's spill lands where
-/// a later run or patch is written afterwards, in the run's padding (zero weights) or in the
-/// scratch's slack.
-static void patches(const dk_int8_conv_shape *s, const uint8_t *row, uint8_t *scratch) {
-    const size_t span = s->kernel_w * s->channels, r4 = run4(s), k = s->kernel_h * r4;
-    for (size_t ox = 0; ox < s->out_w; ox++) {
-        uint8_t *patch = scratch + ox * k;
-        const uint8_t *corner = row + ox * s->stride_w * s->channels;
-        for (size_t ky = 0; ky < s->kernel_h; ky++) {
-            const uint8_t *from = corner + ky * s->in_row_stride;
-            uint8_t *to = patch + ky * r4;
-            for (size_t j = 0; j < span; j += 16) {
-                uint64_t a, b;
-                memcpy(&a, from + j, 8);
-                memcpy(&b, from + j + 8, 8);
-                memcpy(to + j, &a, 8);
-                memcpy(to + j + 8, &b, 8);
-            }
-        }
-    }
-}
-
 /// Convolution row `oy` into `out` (pixel stride out_channels) through `dk_int8_linear_level`.
 static void conv_row_gemm(int level, const dk_int8_conv_shape *s, const uint8_t *x, const int8_t *packed,
                           const dk_int8_epilogue *e, size_t oy, uint8_t *out, uint8_t *scratch) {
     const size_t k = s->kernel_h * run4(s);
-    patches(s, x + oy * s->stride_h * s->in_row_stride, scratch);
+    // Each kernel row's run at a multiple of 4 bytes (the packed weight's order).
+    dk_int8_copy_patches(s, x + oy * s->stride_h * s->in_row_stride, run4(s), k, scratch);
     dk_int8_linear_level(level, scratch, k, s->out_w, k, packed, s->out_channels, e, out, NULL, s->out_channels);
 }
 

@@ -7,6 +7,7 @@
 #pragma clang fp contract(off)
 
 #include "dk_int8.h"
+#include "int8_private.h"
 
 #include <math.h>
 #include <string.h>
@@ -290,19 +291,15 @@ size_t dk_int8_conv_scratch_size(const dk_int8_conv_shape *s) {
     return s->out_w * round_up(s->kernel_h * s->kernel_w * s->channels, 4) + 64;  // the slack takes the last spill
 }
 
-/// The patches of one output row (for each of its pixels, kernel_h runs of `span` bytes), in
-/// 16-byte moves (runs are short: LeNet-5 copies runs of 5 and 30 bytes, where
-/// a byte loop or a memcpy call per run costs more than the data): a run's last move may spill up
-/// to 15 bytes past it. A spill lands where a later run of the same patch, the patch's padding
-/// (which multiplies zero weights) or the next pixel's patch is written afterwards, or in the
-/// scratch's slack; reads may run 15 bytes past the input's last row (the caller allows for it).
-static void patches_chunked(const dk_int8_conv_shape *s, const uint8_t *row, size_t span, size_t k4, uint8_t *scratch) {
+/// See int8_private.h. Runs are short (LeNet-5 copies runs of 5 and 30 bytes), hence the 16-byte moves.
+void dk_int8_copy_patches(const dk_int8_conv_shape *s, const uint8_t *row, size_t run_stride, size_t patch_stride, uint8_t *scratch) {
+    const size_t span = s->kernel_w * s->channels;
     for (size_t ox = 0; ox < s->out_w; ox++) {
-        uint8_t *patch = scratch + ox * k4;
+        uint8_t *patch = scratch + ox * patch_stride;
         const uint8_t *corner = row + ox * s->stride_w * s->channels;
         for (size_t ky = 0; ky < s->kernel_h; ky++) {
             const uint8_t *from = corner + ky * s->in_row_stride;
-            uint8_t *to = patch + ky * span;
+            uint8_t *to = patch + ky * run_stride;
             for (size_t j = 0; j < span; j += 16) {
                 uint64_t a, b;
                 memcpy(&a, from + j, 8);
@@ -321,7 +318,7 @@ static void conv_with(int level, const dk_int8_conv_shape *s, const uint8_t *x, 
     // Bytes k ..< k4 of each patch multiply zero weights: they are never cleared.
     for (size_t oy = 0; oy < s->out_h; oy++) {
         const uint8_t *row = x + oy * s->stride_h * s->in_row_stride;
-        patches_chunked(s, row, span, k4, scratch);
+        dk_int8_copy_patches(s, row, span, k4, scratch);
         linear(scratch, k4, s->out_w, k, packed, s->out_channels, e, y + oy * s->out_row_stride, NULL, s->out_channels);
     }
 }
