@@ -13,7 +13,8 @@ struct Distill: ParsableCommand {
 
     /// ParsableCommand's `main`, except that OpenBLAS is loaded once for every command (a clear
     /// error with install advice where it is missing), and a run stopped by Ctrl-C (after saving
-    /// its checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect.
+    /// its checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect. An error's
+    /// message leaves in one write, so that ranks under mpirun do not interleave their letters.
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -23,7 +24,14 @@ struct Distill: ParsableCommand {
             FileHandle.standardError.write(Data("\(interrupted.message)\n".utf8))
             Foundation.exit(interrupted.exitStatus)
         } catch {
-            exit(withError: error)
+            // ArgumentParser's own exit writes the message a byte at a time; under mpirun the
+            // ranks' letters would interleave. Here the message leaves in one write.
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if !message.isEmpty {
+                (code == .success ? FileHandle.standardOutput : FileHandle.standardError).write(Data((message + "\n").utf8))
+            }
+            Foundation.exit(code.rawValue)
         }
     }
 }
