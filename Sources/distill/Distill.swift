@@ -13,26 +13,33 @@ struct Distill: ParsableCommand {
 
     /// ParsableCommand's `main`, except that OpenBLAS is loaded once for every command (a clear
     /// error with install advice where it is missing), and a run stopped by Ctrl-C (after saving
-    /// its checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect. An error's
-    /// message leaves in one write, so that ranks under mpirun do not interleave their letters.
+    /// its checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect.
     static func main() {
+        var command: ParsableCommand
+        do { command = try parseAsRoot() } catch { exitWithMessage(for: error) }
         do {
-            var command = try parseAsRoot()
             try BLAS.ensureLoaded()
             try command.run()
         } catch let interrupted as TrainingInterrupted {
             FileHandle.standardError.write(Data("\(interrupted.message)\n".utf8))
             Foundation.exit(interrupted.exitStatus)
         } catch {
-            // ArgumentParser's own exit writes the message a byte at a time; under mpirun the
-            // ranks' letters would interleave. Here the message leaves in one write.
-            let code = exitCode(for: error)
-            let message = fullMessage(for: error)
-            if !message.isEmpty {
-                (code == .success ? FileHandle.standardOutput : FileHandle.standardError).write(Data((message + "\n").utf8))
-            }
-            Foundation.exit(code.rawValue)
+            // The options parsed: the message alone, without the root command's usage.
+            exitWithMessage(for: error, usage: false)
         }
+    }
+
+    /// ArgumentParser's `exit(withError:)`, except that the message leaves in one write (its own
+    /// writes a byte at a time, and under mpirun the ranks' letters would interleave) and, for an
+    /// error found after parsing, without the usage lines.
+    static func exitWithMessage(for error: Error, usage: Bool = true) -> Never {
+        let code = exitCode(for: error)
+        var text = usage ? fullMessage(for: error) : message(for: error)
+        if !usage && !text.isEmpty && code != .success { text = "Error: " + text }
+        if !text.isEmpty {
+            (code == .success ? FileHandle.standardOutput : FileHandle.standardError).write(Data((text + "\n").utf8))
+        }
+        Foundation.exit(code.rawValue)
     }
 }
 

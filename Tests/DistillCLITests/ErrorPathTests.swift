@@ -66,6 +66,16 @@ struct ErrorPathTests {
         for phrase in c.says { #expect(result.error.contains(phrase), "stderr lacks '\(phrase)': \(result.error)") }
     }
 
+    /// An error found after the options parsed is its message alone, not the root command's usage
+    /// ("Usage: distill <subcommand>" would point at the wrong help); a parse error keeps the usage.
+    @Test func runtimeErrorsAreTheMessageAlone() throws {
+        let runtime = try runDistill(["train", "--data", "missing.csv", "--label", "y"], in: scratch())
+        #expect(runtime.error.hasPrefix("Error: ") && runtime.error.hasSuffix("missing.csv: no such file\n"), "stderr: \(runtime.error)")
+        #expect(!runtime.error.contains("Usage:"), "stderr: \(runtime.error)")
+        let parse = try runDistill(["train", "--no-such-option"], in: scratch())
+        #expect(parse.error.contains("Usage: distill train"), "stderr: \(parse.error)")
+    }
+
     /// A fresh empty folder, so that relative paths in the cases never exist.
     func scratch() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-cli-\(getpid())-\(UUID().uuidString.prefix(8))")
