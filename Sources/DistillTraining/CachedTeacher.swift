@@ -167,8 +167,9 @@ extension TeacherOutputs {
     /// Reads `experiment.teacherOutputs`, checks it against the training file (rows, classes,
     /// finiteness, probabilities), and returns the cached teacher for the training rows and the
     /// training set it labels (`K·N` rows for `[K, N, C]` outputs: the regenerated views).
+    /// `keeping`: the rows of `train` to train on, the rest held out for validation.
     public static func teacher(for experiment: Experiment, train: LabeledDataset, fileRows: (rows: [Int], total: Int),
-                               objective: DistillationObjective) throws -> (teacher: Teacher, train: LabeledDataset) {
+                               objective: DistillationObjective, keeping: [Int]? = nil) throws -> (teacher: Teacher, train: LabeledDataset) {
         guard let path = experiment.teacherOutputs else { throw TensorError("no teacher outputs given") }
         let kind = experiment.teacherOutputsKind
         if kind == .probs, let bad = objective.terms.first(where: { ![.kd, .ce].contains($0.method) }) {
@@ -199,6 +200,13 @@ extension TeacherOutputs {
             transfer = try augmentedViews(train, views: file.views, shift: shift, flip: flip, seed: seed)
             rows = (0..<file.views).flatMap { k in rows.map { k * file.rows + $0 } }
             values = values.reshaped([file.views * file.rows, file.classes])
+        }
+        if let keeping {
+            guard file.views == 1 else {
+                throw TensorError("\(path): \(Experiment.setting("validation")) cannot hold rows out of \(file.views) cached augmented views (each image's views would stay in training); cache one view, or drop validation")
+            }
+            rows = keeping.map { rows[$0] }
+            transfer = try transfer.subset(keeping)
         }
         if rows != Array(0..<values.shape[0]) { values = withNoGrad { values.indexSelect(axis: 0, indices: rows) } }
         let name = "cached \(kind.rawValue) (\(URL(fileURLWithPath: path).lastPathComponent))"

@@ -18,6 +18,10 @@ public struct Experiment {
     public var target: String? = nil
     /// Use only the first N training rows (quick experiments and tests).
     public var trainLimit: Int? = nil
+    /// Hold out this share of the training rows (a seeded split): the run scores each epoch on
+    /// them and keeps the best as `best.safetensors`, and scores the test set once, at the end.
+    /// nil: each epoch is scored on the test set, which then also picks `best.safetensors`.
+    public var validation: Double? = nil
     public var teachers: [String] = []
     /// Cached teacher outputs (`.npy`, `.npz`, `.safetensors`, `.csv`) instead of a teacher model.
     public var teacherOutputs: String? = nil
@@ -43,7 +47,7 @@ public struct Experiment {
     }
 
     public static let knownKeys: Set<String> = [
-        "data", "test_data", "label", "target", "train_limit", "teacher", "teachers", "student", "losses",
+        "data", "test_data", "label", "target", "train_limit", "validation", "teacher", "teachers", "student", "losses",
         "epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "momentum", "schedule", "warmup_epochs",
         "gradient_clip", "seed", "shift", "flip", "output", "name",
         "teacher_outputs", "teacher_outputs_kind", "teacher_outputs_array", "label_limit", "mixup",
@@ -198,6 +202,7 @@ public struct Experiment {
         labelColumn = try string("label")
         target = try string("target")
         trainLimit = try int("train_limit")
+        validation = try float("validation").map(decimal)
         if let t = map["teacher"] ?? map["teachers"] {
             if let s = t as? String { teachers = [s] } else if let a = t as? [Any] { teachers = a.map { "\($0)" } }
             else { throw TensorError("'teacher' must be a model file or a list of them") }
@@ -294,6 +299,7 @@ public struct Experiment {
         try require((0...Self.maxShift).contains(o.shift), "shift", "0...\(Self.maxShift) pixels", o.shift)
         if let trainLimit { try require(trainLimit >= 1, "train_limit", "at least 1 (a run needs training rows)", trainLimit) }
         if let labelLimit { try require(labelLimit >= 0, "label_limit", "non-negative", labelLimit) }
+        if let validation { try require(validation > 0 && validation < 1, "validation", "a share of the training rows in (0, 1), e.g. 0.1", validation) }
         if let mixup { try require(mixup > 0 && mixup.isFinite, "mixup", "a positive finite α", mixup) }
         try require(!data.isEmpty, "data", "a dataset name or file", data)
         try require(!student.isEmpty, "student", "a model spec", student)
@@ -318,8 +324,8 @@ public struct Experiment {
         if let other = losses.first(where: { $0.method != .ce && $0.method != .kd }) {
             throw TensorError("a regression run learns from the target and the teacher's predictions (ce and kd); '\(other.method.rawValue)' is for classifiers")
         }
-        guard labelLimit == nil, mixup == nil, options.shift == 0, !options.flip else {
-            throw TensorError("label_limit, mixup, shift and flip (--label-limit, --mixup, --shift, --flip) are for classifiers, not regression runs")
+        guard labelLimit == nil, mixup == nil, validation == nil, options.shift == 0, !options.flip else {
+            throw TensorError("label_limit, mixup, validation, shift and flip (--label-limit, --mixup, --validation, --shift, --flip) are for classifiers, not regression runs")
         }
     }
 
@@ -340,6 +346,7 @@ public struct Experiment {
         if let labelColumn { j["label"] = labelColumn }
         if let target { j["target"] = target }
         if let trainLimit { j["train_limit"] = trainLimit }
+        if let validation { j["validation"] = validation }
         if let output { j["output"] = output }
         if let teacherOutputs { j["teacher_outputs"] = teacherOutputs; j["teacher_outputs_kind"] = teacherOutputsKind.rawValue }
         if let teacherOutputsArray { j["teacher_outputs_array"] = teacherOutputsArray }

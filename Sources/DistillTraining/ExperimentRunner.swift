@@ -35,6 +35,8 @@ public func summaryTable(_ rows: [ModelSummary]) -> String {
 
 /// Runs an experiment end to end: data, teacher(s), student, training, the summary table.
 public enum ExperimentRunner {
+    /// Mixed into the run's seed for its validation split, so that the split is not the batch order's first rows.
+    static let validationSeedSalt: UInt64 = 0x7A11_DA7E
     public struct Result {
         public var rows: [ModelSummary]
         public var training: TrainingSummary<EvaluationReport>
@@ -61,6 +63,20 @@ public enum ExperimentRunner {
         guard train.count > 0 else { throw TensorError("\(experiment.data): no training rows\(experiment.trainLimit != nil ? " after --train-limit" : ""); a run needs at least one") }
         try DataSource.requireFinite(test, name: "\(experiment.testData ?? experiment.data) (test split)")
         guard test.count > 0 else { throw TensorError("\(experiment.testData ?? experiment.data): the test set is empty; a run needs test rows to report accuracy") }
+        // A validation split, held out before anything learns from the training rows (sizes,
+        // standardisation, cached teacher outputs).
+        let loadedTrain = train
+        var validation: LabeledDataset? = nil, keptRows: [Int]? = nil
+        if let share = experiment.validation {
+            let rows = LabeledDataset.splitRows(count: train.count, validationFraction: share, seed: experiment.options.seed ^ validationSeedSalt)
+            guard !rows.train.isEmpty, !rows.validation.isEmpty else {
+                throw TensorError("\(Experiment.setting("validation")) \(share) of \(train.count) training rows leaves \(rows.train.count) to train on and \(rows.validation.count) to validate on; both need at least one")
+            }
+            validation = try train.subset(rows.validation)
+            train = try train.subset(rows.train)
+            keptRows = rows.train
+            if !quiet { log("validation: \(rows.validation.count) of the \(loadedTrain.count) training rows held out to score each epoch and pick best.safetensors; the test set is scored once, at the end") }
+        }
         if let chosen = experiment.options.chooseSizes(trainingRows: train.count) {
             try experiment.validate()  // warm-up epochs are checked against the chosen epochs
             if !quiet { log(chosen) }
@@ -70,7 +86,7 @@ public enum ExperimentRunner {
         var teachers: [Teacher] = []
         var cachedOutputs = false
         if experiment.teacherOutputs != nil {
-            let loaded = try TeacherOutputs.teacher(for: experiment, train: train, fileRows: fileRows, objective: objective)
+            let loaded = try TeacherOutputs.teacher(for: experiment, train: loadedTrain, fileRows: fileRows, objective: objective, keeping: keptRows)
             teachers = [loaded.teacher]
             train = loaded.train
             cachedOutputs = true
@@ -83,6 +99,7 @@ public enum ExperimentRunner {
         if let statistics {
             train = try train.standardized(with: statistics)
             test = try test.standardized(with: statistics)
+            validation = try validation?.standardized(with: statistics)
             extra[Tabular.statisticsKey] = try Tabular.encode(statistics)
         }
         if !cachedOutputs {
@@ -123,9 +140,23 @@ public enum ExperimentRunner {
             teachers = try teachers.map { try CachedTeacher.precomputed(from: $0, inputs: train, world: world) }
         }
         let trainer = try Trainer(student: student, studentInfo: info, teachers: teachers, objective: objective,
-                                  options: options, train: train, test: test, run: run)
+                                  options: options, train: train, test: validation ?? test, run: run)
         trainer.world = world
-        let summary = try trainer.fit(resume: resume)
+        if validation != nil { trainer.heldOutName = "validation" }
+        var summary = try trainer.fit(resume: resume)
+        // With a validation split: the last epoch's student and the best one scored on the test set, once.
+        var bestModelTest: EvaluationReport? = nil
+        if validation != nil {
+            let validationSummary = summary
+            summary.test = try evaluate(student, on: test, world: world)
+            if let run, world.isMain {
+                bestModelTest = try evaluate(try SavedModel.load(run.bestModel).model, on: test)
+                if !quiet {
+                    log(String(format: "test accuracy %.2f%% after the last epoch (validation %.2f%%); best.safetensors (validation %.2f%%): test accuracy %.2f%%",
+                               summary.test.accuracy * 100, validationSummary.test.accuracy * 100, validationSummary.bestScore * 100, bestModelTest!.accuracy * 100))
+                }
+            }
+        }
 
         var rows: [ModelSummary] = []
         for (i, teacher) in originalTeachers.enumerated() {
@@ -150,8 +181,13 @@ public enum ExperimentRunner {
                                  parameters: student.parameterCount, bytes: student.stateBytes, accuracy: summary.test.accuracy,
                                  latencyMicroseconds: batchOneLatencyMicroseconds(student, exampleShape: train.exampleShape)))
         if let run, world.isMain {
-            var summaryJSON: [String: Any] = ["models": rows.map(\.json), "test": summary.test.json, "best_test_accuracy": summary.bestScore,
-                                              "samples_per_second": summary.samplesPerSecond]
+            var summaryJSON: [String: Any] = ["models": rows.map(\.json), "test": summary.test.json, "samples_per_second": summary.samplesPerSecond]
+            if let validation {  // best.safetensors was picked on the validation rows
+                summaryJSON["validation"] = ["rows": validation.count, "best_accuracy": summary.bestScore,
+                                             "best_model_test_accuracy": bestModelTest?.accuracy ?? NSNull()] as [String: Any]
+            } else {  // best.safetensors was picked on the test set
+                summaryJSON["best_test_accuracy"] = summary.bestScore
+            }
             let onnxTeachers = originalTeachers.compactMap { ((($0 as? StandardizingTeacher)?.base ?? $0) as? ONNXTeacher)?.outputDescription }
             if !onnxTeachers.isEmpty { summaryJSON["teacher_outputs"] = onnxTeachers }
             try run.writeJSON(summaryJSON, to: run.url.appendingPathComponent("summary.json"))

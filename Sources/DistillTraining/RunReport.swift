@@ -66,9 +66,11 @@ public struct RunReport {
                 return (epoch, value)
             }
         }
-        let loss = series("train_loss"), accuracy = series("test_accuracy").map { ($0.0, $0.1 * 100) }, rmse = series("test_rmse")
+        // Epochs are scored on the test set, or on a validation split (`validation_accuracy`).
+        let held = metrics.contains { $0["validation_accuracy"] != nil } ? "validation" : "test"
+        let loss = series("train_loss"), accuracy = series("\(held)_accuracy").map { ($0.0, $0.1 * 100) }, rmse = series("test_rmse")
         guard !loss.isEmpty || !accuracy.isEmpty || !rmse.isEmpty else { return "" }
-        return "<h2>Training</h2>\n" + lineChart(loss, title: "training loss") + lineChart(accuracy, title: "test accuracy (%)")
+        return "<h2>Training</h2>\n" + lineChart(loss, title: "training loss") + lineChart(accuracy, title: "\(held) accuracy (%)")
             + lineChart(rmse, title: "test RMSE") + "\n"
     }
 

@@ -161,6 +161,9 @@ public final class Trainer<Report: TestReport> {
     public let run: RunFolder?
     /// Called after each epoch with (epoch, the test report's score).
     public var onEpoch: ((Int, Double) -> Void)?
+    /// What `evaluate` scores, as `metrics.jsonl` and the epoch lines name it: "test", or
+    /// "validation" for rows held out of the training set (`Experiment.validation`).
+    public var heldOutName = "test"
     /// The ranks this run is split across; nil: `Distributed.world` (one process unless started by mpirun).
     public var world: Distributed?
     /// `evaluate` split over the ranks (each scores its share of the held-out rows, the tallies
@@ -362,7 +365,7 @@ public final class Trainer<Report: TestReport> {
         session.best = resumed.bestAccuracy
         if !session.quiet {
             let position = resumed.nextBatch > 0 ? "at batch \(resumed.nextBatch + 1) of epoch \(resumed.epochsDone + 1)" : "after epoch \(resumed.epochsDone)"
-            log("resuming \(run.url.path) \(position) (best test score \(String(format: "%.4f", session.best)))")
+            log("resuming \(run.url.path) \(position) (best \(heldOutName) score \(String(format: "%.4f", session.best)))")
         }
         return resumed
     }
@@ -482,7 +485,7 @@ public final class Trainer<Report: TestReport> {
         session.best = max(session.best, report.score)
         var line: [String: Any] = ["epoch": epoch + 1, "train_loss": sums.meanLoss, "learning_rate": session.optimizer.learningRate,
                                    "seconds": seconds, "samples_per_second": Double(sums.seen) / seconds]
-        line.merge(report.metrics) { _, new in new }
+        line.merge(report.metrics.map { (named($0.key), $0.value) }) { _, new in new }
         line.merge(communication) { _, new in new }
         for (k, v) in sums.parts { line["loss_\(k)"] = v / Double(max(sums.seen, 1)) }
         if let run, world.isMain {
@@ -499,11 +502,17 @@ public final class Trainer<Report: TestReport> {
             throw interrupted(signal, "after epoch \(epoch + 1)", run)
         }
         if !session.quiet {
-            log(String(format: "epoch %d/%d  loss %.4f  ", epoch + 1, options.epochs, sums.meanLoss) + report.line
+            log(String(format: "epoch %d/%d  loss %.4f  ", epoch + 1, options.epochs, sums.meanLoss) + named(report.line)
                 + String(format: "  (%.1f s, %.0f samples/s)", seconds, Double(sums.seen) / seconds))
         }
         onEpoch?(epoch + 1, report.score)
         return report
+    }
+
+    /// A report's metric key or line ("test_accuracy", "test accuracy 91.20%") with the held-out
+    /// set's name in place of "test".
+    func named(_ text: String) -> String {
+        heldOutName == "test" || !text.hasPrefix("test") ? text : heldOutName + text.dropFirst(4)
     }
 
     /// The test report, each rank scoring its share where the task allows it (`evaluateOnRanks`).

@@ -75,6 +75,7 @@ struct OptimizerFlags: ParsableArguments {
 struct TrainingFlags: ParsableArguments {
     @OptionGroup var dataFlags: DataFlags
     @Option(help: "Numeric target column of a .csv file: a regression student (mlp:F-...-1) trained with MSE.") var target: String?
+    @Option(help: "Hold out this share of the training rows (e.g. 0.1) to score each epoch and pick best.safetensors; the test set is then scored once, at the end. Default: each epoch is scored on the test set.") var validation: Double?
     @Option(help: "Epochs (default: enough for about 2,500 optimizer steps, at least 10).") var epochs: Int?
     @OptionGroup var optimizerFlags: OptimizerFlags
     @Option(help: "Learning-rate schedule (default: constant).") var schedule: ScheduleKind?
@@ -93,6 +94,7 @@ struct TrainingFlags: ParsableArguments {
     func apply(to e: inout Experiment) {
         dataFlags.apply(to: &e)
         e.target = target
+        e.validation = validation
         optimizerFlags.apply(to: &e.options)
         if let epochs { e.options.epochs = epochs }
         if let schedule { e.options.schedule = schedule }

@@ -102,6 +102,8 @@ struct Run: ParsableCommand {
     @Argument(help: "Experiment file.") var experiment: String
     @Option(help: "Continue the interrupted run in this folder.") var resume: String?
     @Option(help: "Override the file's seed.") var seed: UInt64?
+    @Option(help: "Override the file's epochs.") var epochs: Int?
+    @Option(help: "Override the file's validation share (e.g. 0.1: that share of the training rows scores each epoch and picks best.safetensors).") var validation: Double?
     @Option(help: "Override the file's output folder.") var output: String?
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
@@ -110,6 +112,8 @@ struct Run: ParsableCommand {
         var e = try Experiment.load(URL(fileURLWithPath: experiment))
         e.options.quiet = quiet
         if let seed { e.options.seed = seed }
+        if let epochs { e.options.epochs = epochs }
+        if let validation { e.validation = validation }
         if let output { e.output = output }
         if let resume { e.output = resume }
         if e.output == nil { e.output = "runs/" + URL(fileURLWithPath: experiment).deletingPathExtension().lastPathComponent }

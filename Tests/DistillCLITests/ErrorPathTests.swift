@@ -28,6 +28,7 @@ struct ErrorPathTests {
         Case(arguments: ["cache-teacher", "--teacher", "t.safetensors", "--out", "t.npy", "--views", "2"], status: 64, says: ["--shift", "--flip"]),
         Case(arguments: ["data-report", "--top=-1"], status: 64, says: ["--top -1"]),
         Case(arguments: ["train", "--no-such-option"], status: 64, says: ["--no-such-option"]),
+        Case(arguments: ["train", "--validation", "1.5"], status: 1, says: ["--validation", "(0, 1)", "1.5"]),
         Case(arguments: ["quantize", "m.safetensors", "--calibration", "fashion-mnist", "--output", "q.safetensors", "--qat-epochs", "3"],
              status: 64, says: ["--qat-epochs", "add --qat"]),
         Case(arguments: ["quantize", "m.safetensors", "--calibration", "fashion-mnist", "--output", "q.safetensors", "--qat", "--qat-epochs", "0"],
