@@ -225,6 +225,17 @@ public enum DebianPackages {
         return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// Whether the file at `path` looks like a corpus of this kind: a `.csv` whose header line has
+    /// `summary` and `description` columns. Reads the first 64 KiB only (a tabular CSV can be large),
+    /// so that a command given a corpus where it expects a table can say so before loading it.
+    public static func looksLikeCorpus(_ path: String) -> Bool {
+        guard FileKind(path) == .csv, let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let head = String(decoding: (try? handle.read(upToCount: 1 << 16)) ?? Data(), as: UTF8.self)
+        let header = head.split(separator: "\n", maxSplits: 1).first.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\" \r")) } } ?? []
+        return Set(["summary", "description"]).isSubset(of: Set(header))
+    }
+
     /// Entries from a CSV file written by `write` (read with DistillData's CSV reader); a missing
     /// column or a bad split value is an error naming the file and line.
     public static func read(_ url: URL) throws -> [Entry] {

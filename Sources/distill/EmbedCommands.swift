@@ -54,12 +54,7 @@ func refuseTextCorpus(model: String, data: String, options: TextEvalOptions) thr
     if options.isSet {
         throw ValidationError("--train-limit, --test-limit and --max-length are for text models; \(model) is not one")
     }
-    // The header line alone (a tabular CSV can be large): a text corpus has summary and description columns.
-    guard FileKind(data) == .csv, let handle = FileHandle(forReadingAtPath: data) else { return }
-    defer { try? handle.close() }
-    let head = String(decoding: (try? handle.read(upToCount: 1 << 16)) ?? Data(), as: UTF8.self)
-    let header = head.split(separator: "\n", maxSplits: 1).first.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\" \r")) } } ?? []
-    guard Set(["summary", "description"]).isSubset(of: Set(header)) else { return }
+    guard DebianPackages.looksLikeCorpus(data) else { return }
     throw ValidationError("""
         \(data) is a text corpus (\(DebianPackages.csvColumns.joined(separator: ", "))) and \(model) is not a text model: \
         evaluate a sentence encoder on it (a sentence-transformers folder, `teacher`, or a student of distill text-kd)

@@ -98,6 +98,12 @@ import Testing
         // The generic CSV reader sees the same columns.
         let table = try CSVTable.load(file)
         #expect(table.header == DebianPackages.csvColumns && table.rowCount == 2)
+        // Told apart from a table by its header alone.
+        #expect(DebianPackages.looksLikeCorpus(file.path))
+        let tabular = folder.appendingPathComponent("table.csv")
+        try Data("a,b,label\n1,2,0\n".utf8).write(to: tabular)
+        #expect(!DebianPackages.looksLikeCorpus(tabular.path))
+        #expect(!DebianPackages.looksLikeCorpus(folder.appendingPathComponent("missing.csv").path))
     }
 
     @Test func anEmptyOrSummaryOnlyListIsAClearError() {
