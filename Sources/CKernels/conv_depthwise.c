@@ -119,10 +119,35 @@ static inline __attribute__((always_inline)) void fill(float *p, size_t n, float
     for (size_t i = 0; i < n; i++) p[i] = value;
 }
 
+/// dst[i] = from[i·stride] for i < count.
+static void strided_copy_portable(float *dst, const float *from, size_t count, size_t stride) {
+    for (size_t i = 0; i < count; i++) dst[i] = from[i * stride];
+}
+
+#if defined(__x86_64__)
+/// `strided_copy_portable`, with stride 2 (the stride of every downsampling depthwise layer in
+/// MobileNet and EfficientNet) taken 16 outputs at a time: two loads and one two-source permute
+/// picking the even lanes. `available`: floats readable from `from` (the rest of its image row),
+/// so that no load reaches past the row's end.
+__attribute__((target("avx512f"))) static void strided_copy_avx512(float *dst, const float *from, size_t count, size_t stride,
+                                                                   size_t available) {
+    size_t i = 0;
+    if (stride == 2) {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        for (; i + 16 <= count && 2 * i + 32 <= available; i += 16) {
+            __m512 a = _mm512_loadu_ps(from + 2 * i), b = _mm512_loadu_ps(from + 2 * i + 16);
+            _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(a, even, b));
+        }
+    }
+    for (; i < count; i++) dst[i] = from[i * stride];
+}
+#endif
+
 /// Copies plane `x` [height, width] into `buf`, padded with `pad`, columns split by stride phase.
-/// Inlined into each kernel, so that its copies are vectorised for that kernel's target.
+/// Inlined into each kernel, so that its copies are vectorised for that kernel's target; `vector`:
+/// the kernel runs with AVX-512, and so may the strided copies.
 static inline __attribute__((always_inline)) void fill_padded(const dk_window_shape *s, padded_plane p, const float *x, float *buf,
-                                                              float pad) {
+                                                              float pad, int vector) {
     size_t span_w = (s->out_w - 1) * s->stride_w + (s->kernel_w - 1) * s->dilation_w + 1;
     for (size_t r = 0; r < p.rows; r++) {
         float *row = buf + r * p.row_stride;
@@ -146,8 +171,13 @@ static inline __attribute__((always_inline)) void fill_padded(const dk_window_sh
             if (hi > p.phase_width) hi = p.phase_width;
             if (lo > hi) lo = hi;
             fill(dst, lo, pad);
-            const float *from = src + (lo * sw + phase - s->pad_left);
-            for (size_t slot = 0; slot < hi - lo; slot++) dst[lo + slot] = from[slot * sw];
+            size_t start = lo * sw + phase - s->pad_left;  // the image column of slot lo
+#if defined(__x86_64__)
+            if (vector) strided_copy_avx512(dst + lo, src + start, hi - lo, sw, s->width - start);
+            else
+#endif
+                strided_copy_portable(dst + lo, src + start, hi - lo, sw);
+            (void)vector;
             fill(dst + hi, p.phase_width - hi, pad);
         }
     }
@@ -178,7 +208,7 @@ static void depthwise_portable(const dk_window_shape *s, const float *x, const f
         const float *k = w + c * taps;
         float b = bias ? bias[c] : 0.0f;
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f);
+        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 0);
         for (size_t oy = 0; oy < s->out_h; oy++) {
             float *out = yp + oy * s->out_w;
             const float *base = buf + oy * s->stride_h * p.row_stride;
@@ -193,6 +223,49 @@ static void depthwise_portable(const dk_window_shape *s, const float *x, const f
 }
 
 #if defined(__x86_64__)
+/// One output plane from the padded input plane `buf`, 16 outputs of 4 rows at a time: four
+/// independent chains of multiply-adds (one chain waits on each add's latency; MobileNet's rows
+/// of 7 to 56 outputs left one or two). Inlined with `taps` a constant (9 for 3×3, 25 for 5×5)
+/// where it can be, so that the tap loops unroll and the weights stay in registers.
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+depthwise_plane_avx512(const dk_window_shape *s, padded_plane p, const size_t *offsets, const float *k, float bias,
+                       const float *buf, float *yp, size_t taps) {
+    __m512 b = _mm512_set1_ps(bias);
+    __m512 kv[max_taps];
+    for (size_t t = 0; t < taps; t++) kv[t] = _mm512_set1_ps(k[t]);
+    size_t row_step = s->stride_h * p.row_stride;  // between the inputs of consecutive output rows
+    for (size_t oy = 0; oy < s->out_h; oy += 4) {
+        size_t rows = s->out_h - oy < 4 ? s->out_h - oy : 4;
+        const float *base = buf + oy * row_step;
+        float *out = yp + oy * s->out_w;
+        for (size_t j = 0; j < s->out_w; j += 16) {
+            __mmask16 mask = s->out_w - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (s->out_w - j)) - 1);
+            if (rows == 4) {
+                __m512 acc0 = b, acc1 = b, acc2 = b, acc3 = b;
+                for (size_t t = 0; t < taps; t++) {
+                    const float *src = base + offsets[t] + j;
+                    acc0 = _mm512_fmadd_ps(kv[t], _mm512_maskz_loadu_ps(mask, src), acc0);
+                    acc1 = _mm512_fmadd_ps(kv[t], _mm512_maskz_loadu_ps(mask, src + row_step), acc1);
+                    acc2 = _mm512_fmadd_ps(kv[t], _mm512_maskz_loadu_ps(mask, src + 2 * row_step), acc2);
+                    acc3 = _mm512_fmadd_ps(kv[t], _mm512_maskz_loadu_ps(mask, src + 3 * row_step), acc3);
+                }
+                _mm512_mask_storeu_ps(out + j, mask, acc0);
+                _mm512_mask_storeu_ps(out + s->out_w + j, mask, acc1);
+                _mm512_mask_storeu_ps(out + 2 * s->out_w + j, mask, acc2);
+                _mm512_mask_storeu_ps(out + 3 * s->out_w + j, mask, acc3);
+                continue;
+            }
+            for (size_t r = 0; r < rows; r++) {  // the plane's last rows
+                __m512 acc = b;
+                for (size_t t = 0; t < taps; t++) {
+                    acc = _mm512_fmadd_ps(kv[t], _mm512_maskz_loadu_ps(mask, base + r * row_step + offsets[t] + j), acc);
+                }
+                _mm512_mask_storeu_ps(out + r * s->out_w + j, mask, acc);
+            }
+        }
+    }
+}
+
 __attribute__((target("avx512f"))) static void depthwise_avx512(const dk_window_shape *s, const float *x, const float *w,
                                                                 const float *bias, float *y, size_t first, size_t end, float *buf) {
     padded_plane p = padded_extents(s);
@@ -202,35 +275,12 @@ __attribute__((target("avx512f"))) static void depthwise_avx512(const dk_window_
     for (size_t plane = first; plane < end; plane++) {
         size_t c = plane % s->channels;
         const float *k = w + c * taps;
-        __m512 b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
-        __m512 kv[max_taps];
-        for (size_t t = 0; t < taps; t++) kv[t] = _mm512_set1_ps(k[t]);
+        float b = bias ? bias[c] : 0.0f;
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f);
-        for (size_t oy = 0; oy < s->out_h; oy++) {
-            float *out = yp + oy * s->out_w;
-            const float *base = buf + oy * s->stride_h * p.row_stride;
-            size_t j = 0;
-            // Two blocks of 16 outputs at a time: two independent chains of multiply-adds.
-            for (; j + 32 <= s->out_w; j += 32) {
-                __m512 acc0 = b, acc1 = b;
-                for (size_t t = 0; t < taps; t++) {
-                    const float *src = base + offsets[t] + j;
-                    acc0 = _mm512_fmadd_ps(kv[t], _mm512_loadu_ps(src), acc0);
-                    acc1 = _mm512_fmadd_ps(kv[t], _mm512_loadu_ps(src + 16), acc1);
-                }
-                _mm512_storeu_ps(out + j, acc0);
-                _mm512_storeu_ps(out + j + 16, acc1);
-            }
-            for (; j < s->out_w; j += 16) {
-                __mmask16 mask = s->out_w - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (s->out_w - j)) - 1);
-                __m512 acc = b;
-                for (size_t t = 0; t < taps; t++) {
-                    acc = _mm512_fmadd_ps(kv[t], _mm512_maskz_loadu_ps(mask, base + offsets[t] + j), acc);
-                }
-                _mm512_mask_storeu_ps(out + j, mask, acc);
-            }
-        }
+        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 1);
+        if (taps == 9) depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, 9);
+        else if (taps == 25) depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, 25);
+        else depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, taps);
     }
 }
 #endif
@@ -244,7 +294,7 @@ static void max_pool_portable(const dk_window_shape *s, const float *x, float *y
     tap_offsets(s, p, offsets);
     for (size_t plane = first; plane < end; plane++) {
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff());
+        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff(), 0);
         for (size_t oy = 0; oy < s->out_h; oy++) {
             float *out = yp + oy * s->out_w;
             const float *base = buf + oy * s->stride_h * p.row_stride;
@@ -271,7 +321,7 @@ __attribute__((target("avx512f"))) static void max_pool_avx512(const dk_window_s
     const __m512 low = _mm512_set1_ps(-__builtin_inff()), nan = _mm512_set1_ps(__builtin_nanf(""));
     for (size_t plane = first; plane < end; plane++) {
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff());
+        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff(), 1);
         for (size_t oy = 0; oy < s->out_h; oy++) {
             float *out = yp + oy * s->out_w;
             const float *base = buf + oy * s->stride_h * p.row_stride;

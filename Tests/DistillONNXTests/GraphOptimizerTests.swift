@@ -143,16 +143,31 @@ struct GraphOptimizerTests {
         }
     }
 
-    @Test("The depthwise kernel's AVX-512 and portable loops agree, and each activation matches its formula")
+    @Test("The depthwise and max-pool kernels' AVX-512 and portable loops agree, and each activation matches its formula")
     func depthwiseLevelsAndActivations() throws {
-        var shape = dk_window_shape(channels: 3, height: 13, width: 21, kernel_h: 3, kernel_w: 3, stride_h: 2, stride_w: 2,
-                                       pad_top: 1, pad_left: 1, dilation_h: 1, dilation_w: 1, out_h: 7, out_w: 11)
-        let x = values(2 * 3 * 13 * 21, seed: 5), w = values(27, seed: 6), b = values(3, seed: 7)
-        var scratch = [Float](repeating: 0, count: dk_depthwise_scratch_floats(&shape))
-        var portable = [Float](repeating: 0, count: 2 * 3 * 7 * 11), vector = portable
-        #expect(dk_depthwise_conv2d_level(0, &shape, x, w, b, &portable, 0, 6, 0, 0, 0, &scratch) == 0)
-        if dk_depthwise_conv2d_level(2, &shape, x, w, b, &vector, 0, 6, 0, 0, 0, &scratch) == 0 {
-            assertClose(vector, portable, atol: 1e-6, rtol: 1e-6)
+        // (height, width, kernel, stride, dilation, pad): 3×3 and 5×5 (the unrolled tap loops),
+        // stride 2 on rows wide enough for the vector strided copy and with odd widths and pads
+        // around it, stride 1 and 3, dilation 2, rows narrower than a vector.
+        let cases: [(Int, Int, Int, Int, Int, Int)] = [
+            (13, 21, 3, 2, 1, 1), (9, 112, 3, 2, 1, 1), (8, 97, 3, 2, 1, 0), (7, 80, 5, 2, 1, 2), (6, 67, 5, 1, 1, 2),
+            (10, 40, 3, 1, 2, 2), (5, 50, 3, 3, 1, 1), (7, 7, 3, 1, 1, 1), (4, 4, 7, 1, 1, 3), (11, 35, 2, 2, 1, 0),
+        ]
+        for (index, (h, wd, k, stride, dilation, pad)) in cases.enumerated() {
+            let span = dilation * (k - 1) + 1
+            let outH = (h + 2 * pad - span) / stride + 1, outW = (wd + 2 * pad - span) / stride + 1
+            var shape = dk_window_shape(channels: 3, height: h, width: wd, kernel_h: k, kernel_w: k, stride_h: stride, stride_w: stride,
+                                        pad_top: pad, pad_left: pad, dilation_h: dilation, dilation_w: dilation, out_h: outH, out_w: outW)
+            let x = values(2 * 3 * h * wd, seed: UInt64(5 + index)), w = values(3 * k * k, seed: 6), b = values(3, seed: 7)
+            var scratch = [Float](repeating: 0, count: dk_depthwise_scratch_floats(&shape))
+            var portable = [Float](repeating: 0, count: 2 * 3 * outH * outW), vector = portable
+            #expect(dk_depthwise_conv2d_level(0, &shape, x, w, b, &portable, 0, 6, 0, 0, 0, &scratch) == 0)
+            if dk_depthwise_conv2d_level(2, &shape, x, w, b, &vector, 0, 6, 0, 0, 0, &scratch) == 0 {
+                assertClose(vector, portable, atol: 1e-6, rtol: 1e-6, "depthwise case \(index)")
+            }
+            #expect(dk_max_pool2d_level(0, &shape, x, &portable, 0, 6, &scratch) == 0)
+            if dk_max_pool2d_level(2, &shape, x, &vector, 0, 6, &scratch) == 0 {
+                #expect(vector == portable, "max-pool case \(index)")
+            }
         }
         let input: [Float] = values(1000, seed: 9).map { $0 * 12 } + [0, -0.0, 50, -50, 100, -100]
         func activated(_ kind: dk_activation, lo: Float = 0, hi: Float = 0, _ x: [Float] = input) -> [Float] {
