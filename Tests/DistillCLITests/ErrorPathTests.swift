@@ -84,3 +84,25 @@ struct ErrorPathTests {
         return url
     }
 }
+
+/// `distill run FILE` with the command line overriding the file's epochs and validation share.
+@Suite("distill run overrides", .enabled(if: distillBinary != nil, "needs the distill binary (swift build)"))
+struct RunOverrideTests {
+    @Test func epochsAndValidationOverrideTheFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-run-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var csv = "a,b,label\n"
+        for i in 0..<200 { csv += "\(Double(i % 17) / 17),\(Double(i % 5) / 5),\(i % 2)\n" }
+        try Data(csv.utf8).write(to: folder.appendingPathComponent("data.csv"))
+        try Data("data: data.csv\nlabel: label\nstudent: mlp:2-8-2\nepochs: 5\noutput: run\n".utf8)
+            .write(to: folder.appendingPathComponent("exp.yaml"))
+        let result = try runDistill(["run", "exp.yaml", "--epochs", "2", "--validation", "0.25", "--quiet"], in: folder)
+        #expect(result.status == 0, "stderr: \(result.error)")
+        let lines = try String(contentsOf: folder.appendingPathComponent("run/metrics.jsonl"), encoding: .utf8)
+            .split(separator: "\n")
+        #expect(lines.count == 2, "\(lines.count) epochs")
+        #expect(lines.allSatisfy { $0.contains("\"validation_accuracy\"") && !$0.contains("\"test_accuracy\"") })
+        let config = try String(contentsOf: folder.appendingPathComponent("run/config.json"), encoding: .utf8)
+        #expect(config.contains("\"validation\" : 0.25"), "\(config)")
+    }
+}
