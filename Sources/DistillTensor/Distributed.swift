@@ -88,7 +88,7 @@ public final class Distributed: @unchecked Sendable {
         switch dk_mpi_init(&message, Int32(message.count)) {
         case 1: return .success(Distributed(MPICommunicator()))
         case 0: return .success(Distributed(SingleProcess()))
-        default: return .failure(TensorError(String(cString: message)))
+        default: return .failure(TensorError(cText(message)))
         }
     }()
 
@@ -372,7 +372,7 @@ final class MPICommunicator: Communicator {
     private func check(_ body: (UnsafeMutablePointer<CChar>, Int32) -> Int32) throws {
         var message = [CChar](repeating: 0, count: 1024)
         let rc = message.withUnsafeMutableBufferPointer { body($0.baseAddress!, Int32($0.count)) }
-        if rc != 0 { throw TensorError(String(cString: message)) }
+        if rc != 0 { throw TensorError(cText(message)) }
     }
 
     func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
@@ -493,4 +493,9 @@ public final class InProcessGroup: @unchecked Sendable {
             try group.take(for: rank, into: bytes, from: source, tag: tag)
         }
     }
+}
+
+/// The text of a NUL-terminated C buffer filled by the MPI shim.
+private func cText(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
