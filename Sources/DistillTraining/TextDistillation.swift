@@ -562,7 +562,7 @@ public enum TextDistillation {
             }
             try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
                                "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
-                               "layer_map": (copiedLayers ?? settings.layerMap) as Any, "project_embeddings": settings.projectEmbeddings, "hidden_weight": Double(settings.hiddenWeight),
+                               "layer_map": (copiedLayers ?? settings.layerMap).map { $0 as Any } ?? NSNull(), "project_embeddings": settings.projectEmbeddings, "hidden_weight": Double(settings.hiddenWeight),
                                "attention_weight": Double(settings.attentionWeight), "attention_layers": settings.attentionLayers.rawValue,
                                "section_kd_weight": Double(settings.sectionWeight), "transfer_limit": settings.transferLimit as Any,
                                "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],

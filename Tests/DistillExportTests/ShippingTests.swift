@@ -162,7 +162,7 @@ enum Students {
         process.currentDirectoryURL = folder
         // Output to a file, not a pipe: reading a pipe through FileHandle traps on EINTR on a busy machine.
         let log = folder.appendingPathComponent("process-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         defer { try? FileManager.default.removeItem(at: log) }
         process.standardOutput = handle
