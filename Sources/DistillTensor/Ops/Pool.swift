@@ -1,3 +1,5 @@
+import CKernels
+
 // Pooling over NCHW planes: max (with the argmax kept for backward) and average
 // (count_include_pad = true, as PyTorch's default). Planes are split across worker threads.
 
@@ -42,26 +44,15 @@ extension Tensor {
             guard let base = buffer.baseAddress else { return }
             let am = SharedPointer(base)
             Parallel.forChunks(planes, costPerItem: p * q * config.kernel.0 * config.kernel.1) { range in
+                if config == Pool2dConfig(kernel: (2, 2)) {  // the common case, on a vectorised kernel
+                    let first = range.lowerBound
+                    let status = dk_max_pool2x2_forward(-1, xs.p + first * h * w, os.p + first * p * q, am.p + first * p * q,
+                                                        range.count, h, w, relu ? 1 : 0)
+                    precondition(status == 0, "dk_max_pool2x2_forward failed")
+                    return
+                }
                 for plane in range {
                     let src = xs.p + plane * h * w, dst = os.p + plane * p * q, idx = am.p + plane * p * q
-                    if config == Pool2dConfig(kernel: (2, 2)) {  // the common case, without window bookkeeping
-                        for oy in 0..<p {
-                            let r0 = src + 2 * oy * w, r1 = r0 + w
-                            let base = Int32(2 * oy * w)
-                            for ox in 0..<q {  // branch-free: data-dependent jumps mispredict half the time
-                                let a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1]
-                                let top = b > a ? b : a, bottom = d > c ? d : c
-                                let topIndex = Int32(2 * ox) + (b > a ? 1 : 0)
-                                let bottomIndex = Int32(w + 2 * ox) + (d > c ? 1 : 0)
-                                let best = bottom > top ? bottom : top
-                                let winner = base + (bottom > top ? bottomIndex : topIndex)
-                                let active = !relu || best > 0
-                                dst[oy * q + ox] = active ? best : 0
-                                idx[oy * q + ox] = active ? winner : -1
-                            }
-                        }
-                        continue
-                    }
                     for oy in 0..<p { for ox in 0..<q {
                         var best = -Float.infinity, bestIndex = -1
                         let y0 = oy * config.stride.0 - config.padding.0, x0 = ox * config.stride.1 - config.padding.1
@@ -146,16 +137,9 @@ func maxPool2dBackward(_ grad: Tensor, inputShape: [Int], argmax: [Int32], tiled
         argmax.withUnsafeBufferPointer { idx in
             let ids = SharedPointer(UnsafeMutablePointer(mutating: idx.baseAddress!))
             Parallel.forChunks(planes, costPerItem: h * w) { range in
-                for plane in range {
-                    let g = gs.p + plane * p * q, d = ds.p + plane * h * w, winners = ids.p + plane * p * q
-                    for oy in 0..<p { for ox in 0..<q {
-                        let k = oy * q + ox, top = 2 * oy * w + 2 * ox, won = Int(winners[k]), v = g[k]
-                        d[top] = won == top ? v : 0
-                        d[top + 1] = won == top + 1 ? v : 0
-                        d[top + w] = won == top + w ? v : 0
-                        d[top + w + 1] = won == top + w + 1 ? v : 0
-                    } }
-                }
+                let first = range.lowerBound, count = range.count
+                let status = dk_max_pool2x2_backward(-1, gs.p + first * p * q, ids.p + first * p * q, ds.p + first * h * w, count, h, w)
+                precondition(status == 0, "dk_max_pool2x2_backward failed")
             }
         }
         return dx

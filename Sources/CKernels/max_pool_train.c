@@ -1,0 +1,170 @@
+// 2×2 max-pooling with stride 2 for training, forward with argmax and backward (dk_max_pool_train.h).
+//
+// The AVX-512 path takes up to 16 windows of a row at a time, with masked loads and stores for
+// shorter runs (cnn-small's second layer pools 14-wide planes: 7 windows a row), so that no
+// window goes through scalar code: the even and odd columns of a row pair are split
+// with two-source permutes, the pairs compared with masks, and the winners' indices blended the
+// same way; the backward pass builds each output row pair's 32 values from four masks and
+// interleaves them back with the same permutes. Both paths make the same comparisons in the same
+// order, so their outputs are identical.
+
+#include "vector_common.h"
+#include "dk_max_pool_train.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+/// One window of the forward pass: the scalar rule both paths follow.
+static inline void pool_window(const float *r0, const float *r1, size_t ox, size_t w, int32_t base, int relu, float *out,
+                               int32_t *index) {
+    const float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+    const int right_top = b > a, right_bottom = d > c;
+    const float top = right_top ? b : a, bottom = right_bottom ? d : c;
+    const int down = bottom > top;
+    const float best = down ? bottom : top;
+    const int32_t winner = base + (down ? (int32_t)(w + 2 * ox) + right_bottom : (int32_t)(2 * ox) + right_top);
+    const int active = !relu || best > 0;
+    *out = active ? best : 0;
+    *index = active ? winner : -1;
+}
+
+/// One window of the backward pass.
+static inline void unpool_window(float g, int32_t won, size_t top, size_t w, float *dx) {
+    dx[top] = won == (int32_t)top ? g : 0;
+    dx[top + 1] = won == (int32_t)(top + 1) ? g : 0;
+    dx[top + w] = won == (int32_t)(top + w) ? g : 0;
+    dx[top + w + 1] = won == (int32_t)(top + w + 1) ? g : 0;
+}
+
+static void forward_portable(const float *x, float *y, int32_t *argmax, size_t planes, size_t h, size_t w, int relu) {
+    const size_t p = h / 2, q = w / 2;
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *src = x + plane * h * w;
+        float *dst = y + plane * p * q;
+        int32_t *idx = argmax + plane * p * q;
+        for (size_t oy = 0; oy < p; oy++) {
+            const float *r0 = src + 2 * oy * w, *r1 = r0 + w;
+            for (size_t ox = 0; ox < q; ox++) pool_window(r0, r1, ox, w, (int32_t)(2 * oy * w), relu, dst + oy * q + ox, idx + oy * q + ox);
+        }
+    }
+}
+
+static void backward_portable(const float *grad, const int32_t *argmax, float *dx, size_t planes, size_t h, size_t w) {
+    const size_t p = h / 2, q = w / 2;
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *g = grad + plane * p * q;
+        const int32_t *won = argmax + plane * p * q;
+        float *d = dx + plane * h * w;
+        for (size_t oy = 0; oy < p; oy++)
+            for (size_t ox = 0; ox < q; ox++) unpool_window(g[oy * q + ox], won[oy * q + ox], 2 * oy * w + 2 * ox, w, d);
+    }
+}
+
+#if defined(__x86_64__)
+/// The first `n` of 16 lanes (all 16 from n = 16 up, none at 0).
+static inline __mmask16 lanes_mask(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
+
+__attribute__((target("avx512f"))) static void pool2x2_forward_avx512(const float *x, float *y, int32_t *argmax, size_t planes, size_t h,
+                                                              size_t w, int relu) {
+    const size_t p = h / 2, q = w / 2;
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i one = _mm512_set1_epi32(1), none = _mm512_set1_epi32(-1);
+    const __m512 zero = _mm512_setzero_ps();
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *src = x + plane * h * w;
+        float *dst = y + plane * p * q;
+        int32_t *idx = argmax + plane * p * q;
+        for (size_t oy = 0; oy < p; oy++) {
+            const float *r0 = src + 2 * oy * w, *r1 = r0 + w;
+            const int32_t base = (int32_t)(2 * oy * w);
+            for (size_t ox = 0; ox < q; ox += 16) {
+                // Up to 16 windows: a short last run reads and writes only its own lanes.
+                const size_t n = q - ox < 16 ? q - ox : 16;
+                const __mmask16 lanes = (__mmask16)((1u << n) - 1), first = lanes_mask(2 * n), second = n > 8 ? lanes_mask(2 * n - 16) : 0;
+                const __m512 t0 = _mm512_maskz_loadu_ps(first, r0 + 2 * ox), t1 = _mm512_maskz_loadu_ps(second, r0 + 2 * ox + 16);
+                const __m512 b0 = _mm512_maskz_loadu_ps(first, r1 + 2 * ox), b1 = _mm512_maskz_loadu_ps(second, r1 + 2 * ox + 16);
+                const __m512 a = _mm512_permutex2var_ps(t0, even, t1), b = _mm512_permutex2var_ps(t0, odd, t1);
+                const __m512 c = _mm512_permutex2var_ps(b0, even, b1), d = _mm512_permutex2var_ps(b0, odd, b1);
+                const __mmask16 right_top = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
+                const __mmask16 right_bottom = _mm512_cmp_ps_mask(d, c, _CMP_GT_OQ);
+                const __m512 top = _mm512_mask_blend_ps(right_top, a, b), bottom = _mm512_mask_blend_ps(right_bottom, c, d);
+                const __mmask16 down = _mm512_cmp_ps_mask(bottom, top, _CMP_GT_OQ);
+                const __m512 best = _mm512_mask_blend_ps(down, top, bottom);
+                const __m512i column = _mm512_add_epi32(_mm512_set1_epi32(base + (int32_t)(2 * ox)), even);
+                const __m512i top_index = _mm512_mask_add_epi32(column, right_top, column, one);
+                const __m512i bottom_column = _mm512_add_epi32(column, _mm512_set1_epi32((int32_t)w));
+                const __m512i bottom_index = _mm512_mask_add_epi32(bottom_column, right_bottom, bottom_column, one);
+                const __m512i winner = _mm512_mask_blend_epi32(down, top_index, bottom_index);
+                const __mmask16 active = relu ? _mm512_cmp_ps_mask(best, zero, _CMP_GT_OQ) : (__mmask16)0xFFFF;
+                _mm512_mask_storeu_ps(dst + oy * q + ox, lanes, _mm512_maskz_mov_ps(active, best));
+                _mm512_mask_storeu_epi32(idx + oy * q + ox, lanes, _mm512_mask_blend_epi32(active, none, winner));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void pool2x2_backward_avx512(const float *grad, const int32_t *argmax, float *dx, size_t planes,
+                                                               size_t h, size_t w) {
+    const size_t p = h / 2, q = w / 2;
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i low = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i high = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512i one = _mm512_set1_epi32(1), row = _mm512_set1_epi32((int32_t)w);
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *g = grad + plane * p * q;
+        const int32_t *won = argmax + plane * p * q;
+        float *d = dx + plane * h * w;
+        for (size_t oy = 0; oy < p; oy++) {
+            float *d0 = d + 2 * oy * w, *d1 = d0 + w;
+            for (size_t ox = 0; ox < q; ox += 16) {
+                const size_t n = q - ox < 16 ? q - ox : 16;
+                const __mmask16 lanes = (__mmask16)((1u << n) - 1), first = lanes_mask(2 * n), second = n > 8 ? lanes_mask(2 * n - 16) : 0;
+                const __m512 v = _mm512_maskz_loadu_ps(lanes, g + oy * q + ox);
+                const __m512i winner = _mm512_maskz_loadu_epi32(lanes, won + oy * q + ox);
+                const __m512i top_left = _mm512_add_epi32(_mm512_set1_epi32((int32_t)(2 * oy * w + 2 * ox)), even);
+                const __m512i bottom_left = _mm512_add_epi32(top_left, row);
+                const __m512 tl = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(winner, top_left), v);
+                const __m512 tr = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(winner, _mm512_add_epi32(top_left, one)), v);
+                const __m512 bl = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(winner, bottom_left), v);
+                const __m512 br = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(winner, _mm512_add_epi32(bottom_left, one)), v);
+                _mm512_mask_storeu_ps(d0 + 2 * ox, first, _mm512_permutex2var_ps(tl, low, tr));
+                _mm512_mask_storeu_ps(d0 + 2 * ox + 16, second, _mm512_permutex2var_ps(tl, high, tr));
+                _mm512_mask_storeu_ps(d1 + 2 * ox, first, _mm512_permutex2var_ps(bl, low, br));
+                _mm512_mask_storeu_ps(d1 + 2 * ox + 16, second, _mm512_permutex2var_ps(bl, high, br));
+            }
+        }
+    }
+}
+#endif
+
+/// The level to run: -1 picks the best this CPU has; a forced level it lacks gives -1.
+static int choose(int level) {
+    const int avx512 = dk_cpu_has_avx512();
+    if (level < 0) return avx512 ? 2 : 0;
+    if (level == 2 && !avx512) return -1;
+    return level == 0 || level == 2 ? level : -1;
+}
+
+int dk_max_pool2x2_forward(int level, const float *x, float *y, int32_t *argmax, size_t planes, size_t h, size_t w,
+                           int relu) {
+    const int l = choose(level);
+    if (l < 0) return -1;
+#if defined(__x86_64__)
+    if (l == 2) { pool2x2_forward_avx512(x, y, argmax, planes, h, w, relu); return 0; }
+#endif
+    forward_portable(x, y, argmax, planes, h, w, relu);
+    return 0;
+}
+
+int dk_max_pool2x2_backward(int level, const float *grad, const int32_t *argmax, float *dx, size_t planes, size_t h,
+                            size_t w) {
+    const int l = choose(level);
+    if (l < 0 || h % 2 != 0 || w % 2 != 0) return -1;
+#if defined(__x86_64__)
+    if (l == 2) { pool2x2_backward_avx512(grad, argmax, dx, planes, h, w); return 0; }
+#endif
+    backward_portable(grad, argmax, dx, planes, h, w);
+    return 0;
+}
