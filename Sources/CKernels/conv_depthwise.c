@@ -10,6 +10,7 @@
 // finished plane while it is still in cache.
 #include "dk_conv_depthwise.h"
 #include "dk_kernels.h"
+#include "dk_recurrent.h"
 
 #include <string.h>
 
@@ -18,20 +19,6 @@
 #endif
 
 // MARK: Activations
-
-/// exp(-x) computed in blocks through dk_exp_inplace, then the sigmoid or x·sigmoid.
-static void sigmoid_like(float *y, size_t n, int times_x) {
-    enum { block = 256 };
-    float t[block];
-    for (size_t start = 0; start < n; start += block) {
-        size_t m = n - start < block ? n - start : block;
-        float *v = y + start;
-        for (size_t i = 0; i < m; i++) t[i] = -v[i];
-        dk_exp_inplace(t, m);
-        if (times_x) { for (size_t i = 0; i < m; i++) v[i] = v[i] / (1.0f + t[i]); }
-        else { for (size_t i = 0; i < m; i++) v[i] = 1.0f / (1.0f + t[i]); }
-    }
-}
 
 // The loop bodies, inlined into a per-target wrapper so that each is vectorised for that target.
 static inline __attribute__((always_inline)) void activation_body(float *y, size_t n, int activation, float lo, float hi) {
@@ -87,8 +74,8 @@ static int has_avx512(void) {
 void dk_activation_inplace(float *y, size_t n, int activation, float lo, float hi) {
     switch (activation) {
     case DK_ACTIVATION_NONE: return;
-    case DK_ACTIVATION_SIGMOID: sigmoid_like(y, n, 0); return;
-    case DK_ACTIVATION_SILU: sigmoid_like(y, n, 1); return;
+    case DK_ACTIVATION_SIGMOID: dk_sigmoid_inplace(y, n); return;
+    case DK_ACTIVATION_SILU: dk_silu_inplace(y, n); return;
     default: break;
     }
 #if defined(__x86_64__)

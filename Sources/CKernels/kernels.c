@@ -276,25 +276,42 @@ int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v
     typedef float NAME##_vf __attribute__((ext_vector_type(LANES)));                                \
     typedef int NAME##_vi __attribute__((ext_vector_type(LANES)));                                  \
     DK_VECTOR_EXP(NAME##_exp, NAME##_vf, NAME##_vi, ATTRIBUTES)                                     \
-    ATTRIBUTES static void NAME(float *x, size_t n) {                                               \
-        for (size_t j = 0; j < n; j += LANES) {                                                     \
-            size_t k = n - j < LANES ? n - j : LANES;                                               \
+    /* e^v with NaN lanes kept as they are (the vector formula leaves them unspecified) */        \
+    ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_exp_nan(NAME##_vf v) {   \
+        NAME##_vi bits = (NAME##_vi)NAME##_exp(v), nan = v != v;                                    \
+        return (NAME##_vf)((bits & ~nan) | (nan & (NAME##_vi)v));                                   \
+    }                                                                                               \
+    /* kind 0: e^v; 1: SiLU v / (1 + e^-v) (a NaN stays NaN) */                                    \
+    ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_apply(NAME##_vf v, int kind) { \
+        return kind == 0 ? NAME##_exp_nan(v) : v / (1.0f + NAME##_exp_nan(-v));                     \
+    }                                                                                               \
+    /* Whole vectors are loaded and stored directly (a constant-size copy is one instruction); */ \
+    /* a short tail goes through a zero-padded vector. */                                          \
+    ATTRIBUTES static void NAME(float *x, size_t n, int kind) {                                     \
+        size_t j = 0;                                                                               \
+        for (; j + LANES <= n; j += LANES) {                                                        \
+            NAME##_vf v;                                                                            \
+            memcpy(&v, x + j, sizeof v);                                                            \
+            v = NAME##_apply(v, kind);                                                              \
+            memcpy(x + j, &v, sizeof v);                                                            \
+        }                                                                                           \
+        if (j < n) {                                                                                \
             NAME##_vf v = 0.0f;                                                                     \
-            memcpy(&v, x + j, k * sizeof(float));                                                   \
-            NAME##_vi bits = (NAME##_vi)NAME##_exp(v), nan = v != v;                                \
-            bits = (bits & ~nan) | (nan & (NAME##_vi)v);                                            \
-            memcpy(x + j, &bits, k * sizeof(float));                                                \
+            memcpy(&v, x + j, (n - j) * sizeof(float));                                             \
+            v = NAME##_apply(v, kind);                                                              \
+            memcpy(x + j, &v, (n - j) * sizeof(float));                                             \
         }                                                                                           \
     }
 
-typedef void (*exp_fn)(float *, size_t);
+typedef void (*exp_fn)(float *, size_t, int);
 #if defined(__x86_64__)
 EXP_KERNEL(exp_avx512, 16, __attribute__((target("avx512f"))))
 EXP_KERNEL(exp_avx2, 8, __attribute__((target("avx2"))))
 #endif
 EXP_KERNEL(exp_sse2, 4, )
 
-void dk_exp_inplace(float *x, size_t n) {
+/// The widest version this CPU runs, chosen once.
+static exp_fn exp_kernel(void) {
     static exp_fn chosen = 0;
     exp_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
     if (!f) {
@@ -306,17 +323,23 @@ void dk_exp_inplace(float *x, size_t n) {
 #endif
         __atomic_store_n(&chosen, f, __ATOMIC_RELAXED);
     }
-    f(x, n);
+    return f;
 }
 
-int dk_exp_inplace_level(int level, float *x, size_t n) {
+void dk_exp_inplace(float *x, size_t n) { exp_kernel()(x, n, 0); }
+
+void dk_silu_inplace(float *x, size_t n) { exp_kernel()(x, n, 1); }
+
+int dk_exp_inplace_level(int level, float *x, size_t n) { return dk_exp_kind_level(level, 0, x, n); }
+
+int dk_exp_kind_level(int level, int kind, float *x, size_t n) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (level == 2) { if (!__builtin_cpu_supports("avx512f")) return -1; exp_avx512(x, n); return 0; }
-    if (level == 1) { if (!__builtin_cpu_supports("avx2")) return -1; exp_avx2(x, n); return 0; }
+    if (level == 2) { if (!__builtin_cpu_supports("avx512f")) return -1; exp_avx512(x, n, kind); return 0; }
+    if (level == 1) { if (!__builtin_cpu_supports("avx2")) return -1; exp_avx2(x, n, kind); return 0; }
 #else
     if (level != 0) return -1;
 #endif
-    exp_sse2(x, n);
+    exp_sse2(x, n, kind);
     return 0;
 }
