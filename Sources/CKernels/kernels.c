@@ -281,29 +281,25 @@ int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v
         NAME##_vi bits = (NAME##_vi)NAME##_exp(v), nan = v != v;                                    \
         return (NAME##_vf)((bits & ~nan) | (nan & (NAME##_vi)v));                                   \
     }                                                                                               \
-    /* kind 0: e^v; 1: SiLU v / (1 + e^-v) (a NaN stays NaN) */                                    \
-    ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_apply(NAME##_vf v, int kind) { \
-        return kind == 0 ? NAME##_exp_nan(v) : v / (1.0f + NAME##_exp_nan(-v));                     \
-    }                                                                                               \
     /* Whole vectors are loaded and stored directly (a constant-size copy is one instruction); */ \
     /* a short tail goes through a zero-padded vector. */                                          \
-    ATTRIBUTES static void NAME(float *x, size_t n, int kind) {                                     \
+    ATTRIBUTES static void NAME(float *x, size_t n) {                                     \
         size_t j = 0;                                                                               \
         for (; j + LANES <= n; j += LANES) {                                                        \
             NAME##_vf v;                                                                            \
             memcpy(&v, x + j, sizeof v);                                                            \
-            v = NAME##_apply(v, kind);                                                              \
+            v = NAME##_exp_nan(v);                                                              \
             memcpy(x + j, &v, sizeof v);                                                            \
         }                                                                                           \
         if (j < n) {                                                                                \
             NAME##_vf v = 0.0f;                                                                     \
             memcpy(&v, x + j, (n - j) * sizeof(float));                                             \
-            v = NAME##_apply(v, kind);                                                              \
+            v = NAME##_exp_nan(v);                                                              \
             memcpy(x + j, &v, (n - j) * sizeof(float));                                             \
         }                                                                                           \
     }
 
-typedef void (*exp_fn)(float *, size_t, int);
+typedef void (*exp_fn)(float *, size_t);
 #if defined(__x86_64__)
 EXP_KERNEL(exp_avx512, 16, __attribute__((target("avx512f"))))
 EXP_KERNEL(exp_avx2, 8, __attribute__((target("avx2"))))
@@ -326,20 +322,16 @@ static exp_fn exp_kernel(void) {
     return f;
 }
 
-void dk_exp_inplace(float *x, size_t n) { exp_kernel()(x, n, 0); }
+void dk_exp_inplace(float *x, size_t n) { exp_kernel()(x, n); }
 
-void dk_silu_inplace(float *x, size_t n) { exp_kernel()(x, n, 1); }
-
-int dk_exp_inplace_level(int level, float *x, size_t n) { return dk_exp_kind_level(level, 0, x, n); }
-
-int dk_exp_kind_level(int level, int kind, float *x, size_t n) {
+int dk_exp_inplace_level(int level, float *x, size_t n) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (level == 2) { if (!__builtin_cpu_supports("avx512f")) return -1; exp_avx512(x, n, kind); return 0; }
-    if (level == 1) { if (!__builtin_cpu_supports("avx2")) return -1; exp_avx2(x, n, kind); return 0; }
+    if (level == 2) { if (!__builtin_cpu_supports("avx512f")) return -1; exp_avx512(x, n); return 0; }
+    if (level == 1) { if (!__builtin_cpu_supports("avx2")) return -1; exp_avx2(x, n); return 0; }
 #else
     if (level != 0) return -1;
 #endif
-    exp_sse2(x, n, kind);
+    exp_sse2(x, n);
     return 0;
 }

@@ -19,11 +19,13 @@
     typedef int NAME##_vi __attribute__((ext_vector_type(LANES)));                                    \
     /* e^v (the same formula as dk_exp_inplace); NaN left to callers */                            \
     DK_VECTOR_EXP(NAME##_exp, NAME##_vf, NAME##_vi, ATTRIBUTES)                                       \
-    /* kind 0: sigmoid, 1: tanh */                                                                    \
+    /* kind 0: sigmoid, 1: tanh, 2: SiLU x·sigmoid(x) */                                                                    \
     ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_activate(NAME##_vf v, int kind) { \
         NAME##_vi vbits = (NAME##_vi)v, result;                                                       \
         if (kind == 0) {                                                                              \
             result = (NAME##_vi)(1.0f / (1.0f + NAME##_exp(-v)));                                    \
+        } else if (kind == 2) {                                                                       \
+            result = (NAME##_vi)(v / (1.0f + NAME##_exp(-v)));                                       \
         } else {                                                                                      \
             NAME##_vi sign = vbits & (int)0x80000000;                                                 \
             NAME##_vf a = (NAME##_vf)(vbits & 0x7fffffff);                                            \
@@ -94,8 +96,10 @@ void dk_sigmoid_inplace(float *x, size_t n) { activation_for(chosen_level())(0, 
 
 void dk_tanh_inplace(float *x, size_t n) { activation_for(chosen_level())(1, x, n); }
 
+void dk_silu_inplace(float *x, size_t n) { activation_for(chosen_level())(2, x, n); }
+
 int dk_activation_level(int level, int kind, float *x, size_t n) {
-    if (level < 0 || level > cpu_level() || kind < 0 || kind > 1) return -1;
+    if (level < 0 || level > cpu_level() || kind < 0 || kind > 2) return -1;
     activation_for(level)(kind, x, n);
     return 0;
 }

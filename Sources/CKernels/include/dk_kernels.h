@@ -44,12 +44,4 @@ void dk_exp_inplace(float *x, size_t n);
 /// returns -1 (and does nothing) when this CPU lacks it.
 int dk_exp_inplace_level(int level, float *x, size_t n);
 
-/// SiLU x / (1 + e^-x) of n floats in place (EfficientNet's activation), in one vectorised pass
-/// with dk_exp_inplace's exponential: the bits are those of exp(-x) through dk_exp_inplace, then
-/// the division. A NaN stays NaN.
-void dk_silu_inplace(float *x, size_t n);
-
-/// kind 0 exp, 1 SiLU, with one instruction set forced (as dk_exp_inplace_level), for tests.
-int dk_exp_kind_level(int level, int kind, float *x, size_t n);
-
 #endif

@@ -2,8 +2,9 @@
 #define DK_RECURRENT_H
 #include <stddef.h>
 
-// Kernels of the ONNX recurrent cells (LSTM, GRU, RNN), vectorised for the CPU found at run time
-// (AVX-512, AVX2 with FMA, or SSE2). See Sources/CKernels/recurrent.c.
+// Kernels of the ONNX recurrent cells (LSTM, GRU, RNN), and the logistic activations the executor
+// fuses into convolutions (Sigmoid, SiLU), vectorised for the CPU found at run time (AVX-512, AVX2
+// with FMA, or SSE2). See Sources/CKernels/recurrent.c.
 
 /// The logistic sigmoid 1 / (1 + e^-x) of n floats in place (exp by Cephes' method; relative
 /// error a few ulp; NaN stays NaN).
@@ -13,7 +14,11 @@ void dk_sigmoid_inplace(float *x, size_t n);
 /// above; relative error a few ulp; NaN stays NaN).
 void dk_tanh_inplace(float *x, size_t n);
 
-/// `dk_sigmoid_inplace` (`kind` 0) or `dk_tanh_inplace` (`kind` 1) with one instruction set forced
+/// SiLU x / (1 + e^-x) of n floats in place (EfficientNet's activation; the same exponential;
+/// NaN stays NaN).
+void dk_silu_inplace(float *x, size_t n);
+
+/// `dk_sigmoid_inplace` (`kind` 0), `dk_tanh_inplace` (1) or `dk_silu_inplace` (2) with one instruction set forced
 /// (0: SSE2, 1: AVX2 + FMA, 2: AVX-512), for tests. Returns -1 (and does nothing) when this CPU
 /// lacks it.
 int dk_activation_level(int level, int kind, float *x, size_t n);
