@@ -245,17 +245,10 @@ __attribute__((target("avx512f"))) static void backward_avx512(const context *c,
 }
 #endif
 
-/// The level to run: -1 picks the best this CPU has; a forced level it lacks gives -1.
-static int choose(int level) {
-    const int avx512 = dk_cpu_has_avx512();
-    if (level < 0) return avx512 ? 2 : 0;
-    if (level == 2 && !avx512) return -1;
-    return level == 0 || level == 2 ? level : -1;
-}
 
 int dk_conv_relu_maxpool_forward(int level, const dk_conv_pool_shape *shape, int images, const float *x, const float *w,
                                  const float *bias, float *y, int32_t *argmax) {
-    const int l = choose(level);
+    const int l = dk_choose_level(level);
     context c;
     if (l < 0 || context_init(&c, shape) != 0) return -1;
 #if defined(__x86_64__)
@@ -269,7 +262,7 @@ int dk_conv_relu_maxpool_forward(int level, const dk_conv_pool_shape *shape, int
 
 int dk_conv_relu_maxpool_backward(int level, const dk_conv_pool_shape *shape, int images, const float *x,
                                   const int32_t *argmax, const float *grad, float *dw, float *db) {
-    const int l = choose(level);
+    const int l = dk_choose_level(level);
     context c;
     if (l < 0 || context_init(&c, shape) != 0) return -1;
 #if defined(__x86_64__)

@@ -139,17 +139,10 @@ __attribute__((target("avx512f"))) static void pool2x2_backward_avx512(const flo
 }
 #endif
 
-/// The level to run: -1 picks the best this CPU has; a forced level it lacks gives -1.
-static int choose(int level) {
-    const int avx512 = dk_cpu_has_avx512();
-    if (level < 0) return avx512 ? 2 : 0;
-    if (level == 2 && !avx512) return -1;
-    return level == 0 || level == 2 ? level : -1;
-}
 
 int dk_max_pool2x2_forward(int level, const float *x, float *y, int32_t *argmax, size_t planes, size_t h, size_t w,
                            int relu) {
-    const int l = choose(level);
+    const int l = dk_choose_level(level);
     if (l < 0) return -1;
 #if defined(__x86_64__)
     if (l == 2) { pool2x2_forward_avx512(x, y, argmax, planes, h, w, relu); return 0; }
@@ -160,7 +153,7 @@ int dk_max_pool2x2_forward(int level, const float *x, float *y, int32_t *argmax,
 
 int dk_max_pool2x2_backward(int level, const float *grad, const int32_t *argmax, float *dx, size_t planes, size_t h,
                             size_t w) {
-    const int l = choose(level);
+    const int l = dk_choose_level(level);
     if (l < 0 || h % 2 != 0 || w % 2 != 0) return -1;
 #if defined(__x86_64__)
     if (l == 2) { pool2x2_backward_avx512(grad, argmax, dx, planes, h, w); return 0; }

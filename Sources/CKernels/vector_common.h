@@ -14,6 +14,15 @@ static inline int dk_cpu_has_avx512(void) {
 #endif
 }
 
+/// For kernels with a portable level (0) and an AVX-512 one (2): the level to run. -1 picks the
+/// best this CPU has; a forced level it lacks (or an unknown one) gives -1.
+static inline int dk_choose_level(int level) {
+    const int avx512 = dk_cpu_has_avx512();
+    if (level < 0) return avx512 ? 2 : 0;
+    if (level == 2 && !avx512) return -1;
+    return level == 0 || level == 2 ? level : -1;
+}
+
 // DK_VECTOR_EXP(NAME, VF, VI, ATTRIBUTES) defines `VF NAME(VF v)`: e^v for a vector of floats VF
 // (VI: the int vector of the same lanes), Cephes' single-precision method (S. L. Moshier):
 // v = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two parts for an exact product), e^r by a degree-7
