@@ -272,29 +272,29 @@ int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v
 // the exponent bits (in two factors, so that n = ±127, ±128 stays in range). Relative error about 1e-7 (1-2 ulp) over the whole range. Below -87.34 gives
 // 0, above 88.72 gives +inf, NaN stays NaN. Vector body only: a short tail goes through it in a
 // zero-padded vector, so every element of every CPU's version gets the same bits.
-#define EXP_KERNEL(NAME, LANES, ATTRIBUTES)                                                        \
+#define EXP_KERNEL(NAME, LANES, ATTRIBUTES)                                                         \
     typedef float NAME##_vf __attribute__((ext_vector_type(LANES)));                                \
     typedef int NAME##_vi __attribute__((ext_vector_type(LANES)));                                  \
     DK_VECTOR_EXP(NAME##_exp, NAME##_vf, NAME##_vi, ATTRIBUTES)                                     \
-    /* e^v with NaN lanes kept as they are (the vector formula leaves them unspecified) */        \
-    ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_exp_nan(NAME##_vf v) {   \
+    /* e^v with NaN lanes kept as they are (the vector formula leaves them unspecified) */          \
+    ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_exp_nan(NAME##_vf v) { \
         NAME##_vi bits = (NAME##_vi)NAME##_exp(v), nan = v != v;                                    \
         return (NAME##_vf)((bits & ~nan) | (nan & (NAME##_vi)v));                                   \
     }                                                                                               \
-    /* Whole vectors are loaded and stored directly (a constant-size copy is one instruction); */ \
-    /* a short tail goes through a zero-padded vector. */                                          \
-    ATTRIBUTES static void NAME(float *x, size_t n) {                                     \
+    /* Whole vectors are loaded and stored directly (a constant-size copy is one instruction); */   \
+    /* a short tail goes through a zero-padded vector. */                                           \
+    ATTRIBUTES static void NAME(float *x, size_t n) {                                               \
         size_t j = 0;                                                                               \
         for (; j + LANES <= n; j += LANES) {                                                        \
             NAME##_vf v;                                                                            \
             memcpy(&v, x + j, sizeof v);                                                            \
-            v = NAME##_exp_nan(v);                                                              \
+            v = NAME##_exp_nan(v);                                                                  \
             memcpy(x + j, &v, sizeof v);                                                            \
         }                                                                                           \
         if (j < n) {                                                                                \
             NAME##_vf v = 0.0f;                                                                     \
             memcpy(&v, x + j, (n - j) * sizeof(float));                                             \
-            v = NAME##_exp_nan(v);                                                              \
+            v = NAME##_exp_nan(v);                                                                  \
             memcpy(x + j, &v, (n - j) * sizeof(float));                                             \
         }                                                                                           \
     }
@@ -306,8 +306,7 @@ EXP_KERNEL(exp_avx2, 8, __attribute__((target("avx2"))))
 #endif
 EXP_KERNEL(exp_sse2, 4, )
 
-/// The widest version this CPU runs, chosen once.
-static exp_fn exp_kernel(void) {
+void dk_exp_inplace(float *x, size_t n) {
     static exp_fn chosen = 0;
     exp_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
     if (!f) {
@@ -319,10 +318,8 @@ static exp_fn exp_kernel(void) {
 #endif
         __atomic_store_n(&chosen, f, __ATOMIC_RELAXED);
     }
-    return f;
+    f(x, n);
 }
-
-void dk_exp_inplace(float *x, size_t n) { exp_kernel()(x, n); }
 
 int dk_exp_inplace_level(int level, float *x, size_t n) {
 #if defined(__x86_64__)

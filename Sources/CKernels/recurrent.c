@@ -19,7 +19,7 @@
     typedef int NAME##_vi __attribute__((ext_vector_type(LANES)));                                    \
     /* e^v (the same formula as dk_exp_inplace); NaN left to callers */                            \
     DK_VECTOR_EXP(NAME##_exp, NAME##_vf, NAME##_vi, ATTRIBUTES)                                       \
-    /* kind 0: sigmoid, 1: tanh, 2: SiLU x·sigmoid(x) */                                                                    \
+    /* kind 0: sigmoid, 1: tanh, 2: SiLU x·sigmoid(x) */                                             \
     ATTRIBUTES __attribute__((always_inline)) static inline NAME##_vf NAME##_activate(NAME##_vf v, int kind) { \
         NAME##_vi vbits = (NAME##_vi)v, result;                                                       \
         if (kind == 0) {                                                                              \
