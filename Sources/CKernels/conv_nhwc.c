@@ -5,8 +5,8 @@
 // accumulated straight from the input rows (no im2col), with the bias, ReLU and the store to the
 // next layer's buffer in the same pass.
 //
-// The AVX-512 path is chosen from cpuid once; other CPUs run the portable loops, which the
-// compiler vectorises for its baseline.
+// The AVX-512 path, or the AVX2 + FMA one at half the width, is chosen from cpuid once; other
+// CPUs run the portable loops, which the compiler vectorises for its baseline.
 
 #include "vector_common.h"
 #include "dk_conv.h"
@@ -178,6 +178,19 @@ typedef struct {
     int relu;
 } conv_tile_args;
 
+/// The tile arguments of convolution `s` (the same for both instruction sets).
+static conv_tile_args tile_args(const dk_conv_shape *s, const float *x, const float *w, const float *b, float *y, int relu) {
+    const int undilated = s->dilation_w == 1;
+    return (conv_tile_args){
+        .x = x, .w = w, .bias = b, .y = y, .padded = s->padded_out, .out_channels = s->out_channels, .out_w = s->out_w,
+        .in_row_step = s->stride_h * s->in_row_stride, .out_row_stride = s->out_row_stride,
+        .taps_h = s->kernel_h, .taps_w = undilated ? 1 : s->kernel_w,
+        .run = undilated ? s->kernel_w * s->channels : s->channels,
+        .tap_row_step = s->dilation_h * s->in_row_stride, .tap_col_step = s->dilation_w * s->channels,
+        .pixel_step = s->stride_w * s->channels, .relu = relu,
+    };
+}
+
 /// One tile: `P` output pixels from flat index `first` (row-major over the output, so a tile may
 /// wrap from one row to the next) × `V` vectors of output channels from vector `v0`. `P` and `V`
 /// are constants at every call site, so the accumulators live in registers and the inner loop
@@ -296,15 +309,7 @@ DK_AVX512 static void conv_avx512(const dk_conv_shape *s, const float *x, const 
     // with channels in the lanes, cnn-tiny's (8 outputs) 2.9 µs against 5.0 µs; with 16 outputs
     // the scatters make it slower (9.7 µs against 8.2 µs).
     if (s->channels == 1 && s->stride_w == 1 && s->out_channels <= 8) { conv_gray_avx512(s, x, w, b, y, relu); return; }
-    const int undilated = s->dilation_w == 1;
-    const conv_tile_args a = {
-        .x = x, .w = w, .bias = b, .y = y, .padded = s->padded_out, .out_channels = s->out_channels, .out_w = s->out_w,
-        .in_row_step = s->stride_h * s->in_row_stride, .out_row_stride = s->out_row_stride,
-        .taps_h = s->kernel_h, .taps_w = undilated ? 1 : s->kernel_w,
-        .run = undilated ? s->kernel_w * s->channels : s->channels,
-        .tap_row_step = s->dilation_h * s->in_row_stride, .tap_col_step = s->dilation_w * s->channels,
-        .pixel_step = s->stride_w * s->channels, .relu = relu,
-    };
+    const conv_tile_args a = tile_args(s, x, w, b, y, relu);
     const size_t vectors = s->padded_out / 16, pixels = s->out_h * s->out_w;
     for (size_t v0 = 0; v0 < vectors; v0 += 4) {
         const int V = vectors - v0 < 4 ? (int)(vectors - v0) : 4;
@@ -373,24 +378,190 @@ DK_AVX512 static void pool_avx512(const dk_pool_shape *s, const float *x, float 
 }
 #endif
 
+#if defined(__x86_64__)
+// MARK: AVX2
+
+/// The AVX-512 tiles at half the width, for CPUs without AVX-512 (AMD before Zen 4, Intel client
+/// cores): 8 output channels per vector, and 16 vector registers, so at most 12 accumulators. No
+/// pixels-in-lanes kernel for one-channel images: 8-lane vectors already hold LeNet-5's 6 outputs
+/// (its 16-lane vectors were 6/16 busy), except where the pooling is fused, below.
+#define DK_AVX2 __attribute__((target("avx2,fma")))
+
+/// Lanes below `n` of 8 set (all from 8 up, none at 0 or below), as a load/store mask.
+DK_TILE_INLINE DK_AVX2 __m256i lanes8(long n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// `conv_tile` with `V` vectors of 8 output channels from vector `v0` (in eights).
+DK_TILE_INLINE DK_AVX2 void conv_tile_avx2(const conv_tile_args *a, size_t first, size_t v0, const int P, const int V) {
+    const float *xs[8];
+    float *ys[8];
+    for (int p = 0; p < P; p++) {
+        const size_t oy = (first + p) / a->out_w, ox = (first + p) % a->out_w;
+        xs[p] = a->x + oy * a->in_row_step + ox * a->pixel_step;
+        ys[p] = a->y + oy * a->out_row_stride + ox * a->out_channels;
+    }
+    __m256 acc[8][3];
+    for (int j = 0; j < V; j++) {
+        const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + (v0 + j) * 8) : _mm256_setzero_ps();
+        for (int p = 0; p < P; p++) acc[p][j] = b;
+    }
+    const float *w = a->w + v0 * 8;
+    for (size_t ky = 0; ky < a->taps_h; ky++) {
+        for (size_t kx = 0; kx < a->taps_w; kx++) {
+            const size_t tap = ky * a->tap_row_step + kx * a->tap_col_step;
+            for (size_t t = 0; t < a->run; t++, w += a->padded) {
+                __m256 wv[3];
+                for (int j = 0; j < V; j++) wv[j] = _mm256_loadu_ps(w + 8 * j);
+                for (int p = 0; p < P; p++) {
+                    const __m256 v = _mm256_broadcast_ss(xs[p] + tap + t);
+                    for (int j = 0; j < V; j++) acc[p][j] = _mm256_fmadd_ps(v, wv[j], acc[p][j]);
+                }
+            }
+        }
+    }
+    for (int p = 0; p < P; p++) {
+        for (int j = 0; j < V; j++) {
+            __m256 v = acc[p][j];
+            if (a->relu) v = _mm256_max_ps(v, _mm256_setzero_ps());  // NaN becomes 0 (the second operand)
+            const size_t column = (v0 + j) * 8;
+            if (column + 8 <= a->out_channels) _mm256_storeu_ps(ys[p] + column, v);
+            else _mm256_maskstore_ps(ys[p] + column, lanes8((long)(a->out_channels - column)), v);
+        }
+    }
+}
+
+#define DK_TILE_AVX2_CASE(P, V) case P: conv_tile_avx2(a, first, v0, P, V); break;
+
+DK_AVX2 static void conv_tiles_avx2_1(const conv_tile_args *a, size_t first, size_t v0, int pixels) {
+    switch (pixels) {
+        DK_TILE_AVX2_CASE(1, 1) DK_TILE_AVX2_CASE(2, 1) DK_TILE_AVX2_CASE(3, 1) DK_TILE_AVX2_CASE(4, 1)
+        DK_TILE_AVX2_CASE(5, 1) DK_TILE_AVX2_CASE(6, 1) DK_TILE_AVX2_CASE(7, 1) DK_TILE_AVX2_CASE(8, 1)
+    }
+}
+DK_AVX2 static void conv_tiles_avx2_2(const conv_tile_args *a, size_t first, size_t v0, int pixels) {
+    switch (pixels) {
+        DK_TILE_AVX2_CASE(1, 2) DK_TILE_AVX2_CASE(2, 2) DK_TILE_AVX2_CASE(3, 2) DK_TILE_AVX2_CASE(4, 2)
+        DK_TILE_AVX2_CASE(5, 2) DK_TILE_AVX2_CASE(6, 2)
+    }
+}
+DK_AVX2 static void conv_tiles_avx2_3(const conv_tile_args *a, size_t first, size_t v0, int pixels) {
+    switch (pixels) { DK_TILE_AVX2_CASE(1, 3) DK_TILE_AVX2_CASE(2, 3) DK_TILE_AVX2_CASE(3, 3) DK_TILE_AVX2_CASE(4, 3) }
+}
+
+DK_AVX2 static void conv_avx2(const dk_conv_shape *s, const float *x, const float *w, const float *b, float *y, int relu) {
+    const conv_tile_args a = tile_args(s, x, w, b, y, relu);
+    const size_t vectors = s->padded_out / 8, pixels = s->out_h * s->out_w;
+    for (size_t v0 = 0; v0 < vectors; v0 += 3) {
+        const int V = vectors - v0 < 3 ? (int)(vectors - v0) : 3;
+        const size_t widest = V == 1 ? 8 : V == 2 ? 6 : 4;  // 8-12 accumulators
+        for (size_t first = 0; first < pixels; first += widest) {
+            const int tile = (int)(pixels - first < widest ? pixels - first : widest);
+            switch (V) {
+                case 1: conv_tiles_avx2_1(&a, first, v0, tile); break;
+                case 2: conv_tiles_avx2_2(&a, first, v0, tile); break;
+                default: conv_tiles_avx2_3(&a, first, v0, tile); break;
+            }
+        }
+    }
+}
+
+/// `conv_gray_pool_tile` at 8 lanes: two convolution rows × up to 8 columns from x0 for `O` ≤ 4
+/// output channels, pooled 2×2 in registers; the even lanes hold the up to 4 pooled pixels.
+DK_TILE_INLINE DK_AVX2 void conv_gray_pool_tile_avx2(const dk_conv_shape *s, const float *x, const float *w, const float *b,
+                                                      float *y, size_t py, size_t x0, size_t o0, const int O, int relu) {
+    const size_t pairs = s->out_w / 2 - x0 / 2 < 4 ? s->out_w / 2 - x0 / 2 : 4;
+    const __m256i columns = lanes8((long)(2 * pairs));
+    __m256 top[4], bottom[4];
+    for (int o = 0; o < O; o++) top[o] = bottom[o] = _mm256_set1_ps(b ? b[o0 + o] : 0.0f);
+    for (size_t ky = 0; ky < s->kernel_h; ky++) {
+        const float *upper = x + (2 * py * s->stride_h + ky * s->dilation_h) * s->in_row_stride + x0;
+        const float *lower = upper + s->stride_h * s->in_row_stride;
+        for (size_t kx = 0; kx < s->kernel_w; kx++) {
+            const __m256 a = _mm256_maskload_ps(upper + kx * s->dilation_w, columns);
+            const __m256 c = _mm256_maskload_ps(lower + kx * s->dilation_w, columns);
+            const float *wk = w + (ky * s->kernel_w + kx) * s->padded_out + o0;
+            for (int o = 0; o < O; o++) {
+                const __m256 wv = _mm256_broadcast_ss(wk + o);
+                top[o] = _mm256_fmadd_ps(a, wv, top[o]);
+                bottom[o] = _mm256_fmadd_ps(c, wv, bottom[o]);
+            }
+        }
+    }
+    const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7), evens = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    float *out = y + py * s->out_row_stride + (x0 / 2) * s->out_channels + o0;
+    for (int o = 0; o < O; o++) {
+        const __m256 v = _mm256_max_ps(top[o], bottom[o]);
+        __m256 m = _mm256_max_ps(v, _mm256_permutevar8x32_ps(v, next));
+        if (relu) m = _mm256_max_ps(m, _mm256_setzero_ps());
+        float pooled[8];
+        _mm256_storeu_ps(pooled, _mm256_permutevar8x32_ps(m, evens));
+        for (size_t k = 0; k < pairs; k++) out[k * s->out_channels + o] = pooled[k];
+    }
+}
+
+#define DK_GRAY_POOL_AVX2_CASE(O) case O: conv_gray_pool_tile_avx2(s, x, w, b, y, py, x0, o0, O, relu); break;
+
+DK_AVX2 static void conv_gray_pool_avx2(const dk_conv_shape *s, const float *x, const float *w, const float *b, float *y, int relu) {
+    for (size_t py = 0; py < s->out_h / 2; py++)
+        for (size_t x0 = 0; x0 + 1 < s->out_w; x0 += 8)
+            for (size_t o0 = 0; o0 < s->out_channels; o0 += 4) {
+                switch (s->out_channels - o0 < 4 ? (int)(s->out_channels - o0) : 4) {
+                    DK_GRAY_POOL_AVX2_CASE(1) DK_GRAY_POOL_AVX2_CASE(2) DK_GRAY_POOL_AVX2_CASE(3) DK_GRAY_POOL_AVX2_CASE(4)
+                }
+            }
+}
+
+/// `pool_avx512` at 8 lanes.
+DK_AVX2 static void pool_avx2(const dk_pool_shape *s, const float *x, float *y, int average, int relu) {
+    const size_t channels = s->channels;
+    const __m256 area = _mm256_set1_ps((float)(s->kernel_h * s->kernel_w));
+    for (size_t oy = 0; oy < s->out_h; oy++) {
+        for (size_t ox = 0; ox < s->out_w; ox++) {
+            size_t i0, i1, j0, j1;
+            pool_window(s, oy, ox, &i0, &i1, &j0, &j1);
+            float *yo = y + oy * s->out_row_stride + ox * channels;
+            for (size_t c = 0; c < channels; c += 8) {
+                const __m256i mask = lanes8((long)(channels - c));
+                __m256 acc = average ? _mm256_setzero_ps() : _mm256_set1_ps(-INFINITY);
+                for (size_t i = i0; i < i1; i++)
+                    for (size_t j = j0; j < j1; j++) {
+                        const __m256 v = _mm256_maskload_ps(x + i * s->in_row_stride + j * channels + c, mask);
+                        acc = average ? _mm256_add_ps(acc, v) : _mm256_max_ps(v, acc);
+                    }
+                if (average) acc = _mm256_div_ps(acc, area);
+                if (relu) acc = _mm256_max_ps(acc, _mm256_setzero_ps());
+                _mm256_maskstore_ps(yo + c, mask, acc);
+            }
+        }
+    }
+}
+#endif
+
 // MARK: Dispatch
 
+/// The level every call without one runs: 2 (AVX-512), 1 (AVX2 + FMA) or 0, chosen once.
+static int best_level(void) {
+    static int level = -1;  // every thread computes the same value
+    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (l < 0) { l = dk_choose_level(-1); __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
+    return l;
+}
 
 void dk_conv2d_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
                     const float *bias_padded, float *y, int relu) {
-    static int level = -1;  // chosen once; every thread computes the same value
-    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
-    if (l < 0) { l = dk_cpu_has_avx512() ? 2 : 0; __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
-    if (dk_conv2d_nhwc_level(l, shape, x, w_packed, bias_padded, y, relu) != 0)
+    if (dk_conv2d_nhwc_level(best_level(), shape, x, w_packed, bias_padded, y, relu) != 0)
         conv_portable(shape, x, w_packed, bias_padded, y, relu);  // weights not padded to whole vectors
 }
 
 int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
                          const float *bias_padded, float *y, int relu) {
-    if (level == 0) { conv_portable(shape, x, w_packed, bias_padded, y, relu); return 0; }
+    const int l = dk_choose_level(level);
+    if (l == 0) { conv_portable(shape, x, w_packed, bias_padded, y, relu); return 0; }
 #if defined(__x86_64__)
-    if (level == 2 && dk_cpu_has_avx512() && shape->padded_out % 16 == 0 && shape->padded_out >= shape->out_channels) {
-        conv_avx512(shape, x, w_packed, bias_padded, y, relu);
+    if (l > 0 && shape->padded_out % 16 == 0 && shape->padded_out >= shape->out_channels) {
+        if (l == 2) conv_avx512(shape, x, w_packed, bias_padded, y, relu);
+        else conv_avx2(shape, x, w_packed, bias_padded, y, relu);
         return 0;
     }
 #endif
@@ -399,16 +570,18 @@ int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, 
 
 void dk_conv2d_maxpool2_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
                              const float *bias_padded, float *y, int relu) {
-    if (dk_conv2d_maxpool2_nhwc_level(2, shape, x, w_packed, bias_padded, y, relu) != 0)
+    if (dk_conv2d_maxpool2_nhwc_level(best_level(), shape, x, w_packed, bias_padded, y, relu) != 0)
         conv_maxpool2_portable(shape, x, w_packed, bias_padded, y, relu);
 }
 
 int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
                                   const float *bias_padded, float *y, int relu) {
-    if (level == 0) { conv_maxpool2_portable(shape, x, w_packed, bias_padded, y, relu); return 0; }
+    const int l = dk_choose_level(level);
+    if (l == 0) { conv_maxpool2_portable(shape, x, w_packed, bias_padded, y, relu); return 0; }
 #if defined(__x86_64__)
-    if (level == 2 && dk_cpu_has_avx512() && shape->channels == 1 && shape->stride_w == 1) {
-        conv_gray_pool_avx512(shape, x, w_packed, bias_padded, y, relu);
+    if (l > 0 && shape->channels == 1 && shape->stride_w == 1) {
+        if (l == 2) conv_gray_pool_avx512(shape, x, w_packed, bias_padded, y, relu);
+        else conv_gray_pool_avx2(shape, x, w_packed, bias_padded, y, relu);
         return 0;
     }
 #endif
@@ -416,16 +589,15 @@ int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const f
 }
 
 void dk_pool2d_nhwc(const dk_pool_shape *shape, const float *x, float *y, int average, int relu) {
-    static int level = -1;
-    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
-    if (l < 0) { l = dk_cpu_has_avx512() ? 2 : 0; __atomic_store_n(&level, l, __ATOMIC_RELAXED); }
-    dk_pool2d_nhwc_level(l, shape, x, y, average, relu);
+    dk_pool2d_nhwc_level(best_level(), shape, x, y, average, relu);
 }
 
 int dk_pool2d_nhwc_level(int level, const dk_pool_shape *shape, const float *x, float *y, int average, int relu) {
-    if (level == 0) { pool_portable(shape, x, y, average, relu); return 0; }
+    const int l = dk_choose_level(level);
+    if (l == 0) { pool_portable(shape, x, y, average, relu); return 0; }
 #if defined(__x86_64__)
-    if (level == 2 && dk_cpu_has_avx512()) { pool_avx512(shape, x, y, average, relu); return 0; }
+    if (l == 2) { pool_avx512(shape, x, y, average, relu); return 0; }
+    if (l == 1) { pool_avx2(shape, x, y, average, relu); return 0; }
 #endif
     return -1;
 }

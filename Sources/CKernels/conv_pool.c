@@ -11,8 +11,8 @@
 //
 // With few input channels a convolution is a short dot product (K = C·R·S, 9 for a grayscale
 // 3×3) per output: the inner loops run over 16 output channels per vector, with the input value
-// broadcast (16 lanes busy whatever C is). The two code paths share their loops: the AVX-512
-// entry points inline the same functions under `target("avx512f")`.
+// broadcast (16 lanes busy whatever C is). The three code paths share their loops: the AVX2 and
+// AVX-512 entry points inline the same functions under `target(...)`.
 //
 // Letters: C input channels, H×W input, O output channels (Op: O rounded up to 16), R×S kernel,
 // K = C·R·S, P×Q convolution output, U×V pooled output.
@@ -151,8 +151,10 @@ DK_INLINE void pool_image(const context *c) {
     }
 }
 
+/// `tile`: convolution outputs per register tile (a constant at each call site): 8 with
+/// AVX-512's 32 vector registers, 4 with AVX2's 16 (each 16-lane accumulator takes two there).
 DK_INLINE void forward_images(const context *c, int images, const float *x, const float *w, const float *bias, float *y,
-                              int32_t *argmax) {
+                              int32_t *argmax, const int tile) {
     const dk_conv_pool_shape *s = c->s;
     const size_t o_count = (size_t)s->out_channels, image_size = (size_t)s->channels * s->in_h * s->in_w;
     for (size_t o = 0; o < o_count; o++) {
@@ -162,7 +164,10 @@ DK_INLINE void forward_images(const context *c, int images, const float *x, cons
     for (int n = 0; n < images; n++) {
         load_image(c, x + (size_t)n * image_size);
         size_t t = 0;
-        for (; t + 8 <= c->pq; t += 8) conv_tile(c, t, 8);
+        if (tile == 8)
+            for (; t + 8 <= c->pq; t += 8) conv_tile(c, t, 8);
+        else
+            for (; t + 4 <= c->pq; t += 4) conv_tile(c, t, 4);
         for (; t < c->pq; t++) conv_tile(c, t, 1);
         pool_image(c);
         // [U·V][Op] → [O][U·V]
@@ -225,26 +230,22 @@ DK_INLINE void backward_images(const context *c, int images, const float *x, con
     }
 }
 
-static void forward_portable(const context *c, int images, const float *x, const float *w, const float *bias, float *y,
-                             int32_t *argmax) {
-    forward_images(c, images, x, w, bias, y, argmax);
-}
-static void backward_portable(const context *c, int images, const float *x, const int32_t *argmax, const float *grad,
-                              float *dw, float *db) {
-    backward_images(c, images, x, argmax, grad, dw, db);
-}
+// One copy of the loops per instruction set; the AVX2 copy also fuses the multiply-adds.
+#define CONV_POOL_LEVEL(NAME, TILE, ATTRIBUTES)                                                                           \
+    ATTRIBUTES static void forward_##NAME(const context *c, int images, const float *x, const float *w, const float *bias, \
+                                          float *y, int32_t *argmax) {                                                  \
+        forward_images(c, images, x, w, bias, y, argmax, TILE);                                                         \
+    }                                                                                                                   \
+    ATTRIBUTES static void backward_##NAME(const context *c, int images, const float *x, const int32_t *argmax,         \
+                                           const float *grad, float *dw, float *db) {                                   \
+        backward_images(c, images, x, argmax, grad, dw, db);                                                            \
+    }
 
+CONV_POOL_LEVEL(portable, 8, )
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void forward_avx512(const context *c, int images, const float *x, const float *w,
-                                                              const float *bias, float *y, int32_t *argmax) {
-    forward_images(c, images, x, w, bias, y, argmax);
-}
-__attribute__((target("avx512f"))) static void backward_avx512(const context *c, int images, const float *x,
-                                                               const int32_t *argmax, const float *grad, float *dw, float *db) {
-    backward_images(c, images, x, argmax, grad, dw, db);
-}
+CONV_POOL_LEVEL(avx2, 4, __attribute__((target("avx2,fma"))))
+CONV_POOL_LEVEL(avx512, 8, __attribute__((target("avx512f"))))
 #endif
-
 
 int dk_conv_relu_maxpool_forward(int level, const dk_conv_pool_shape *shape, int images, const float *x, const float *w,
                                  const float *bias, float *y, int32_t *argmax) {
@@ -253,6 +254,7 @@ int dk_conv_relu_maxpool_forward(int level, const dk_conv_pool_shape *shape, int
     if (l < 0 || context_init(&c, shape) != 0) return -1;
 #if defined(__x86_64__)
     if (l == 2) forward_avx512(&c, images, x, w, bias, y, argmax);
+    else if (l == 1) forward_avx2(&c, images, x, w, bias, y, argmax);
     else
 #endif
         forward_portable(&c, images, x, w, bias, y, argmax);
@@ -267,6 +269,7 @@ int dk_conv_relu_maxpool_backward(int level, const dk_conv_pool_shape *shape, in
     if (l < 0 || context_init(&c, shape) != 0) return -1;
 #if defined(__x86_64__)
     if (l == 2) backward_avx512(&c, images, x, argmax, grad, dw, db);
+    else if (l == 1) backward_avx2(&c, images, x, argmax, grad, dw, db);
     else
 #endif
         backward_portable(&c, images, x, argmax, grad, dw, db);

@@ -5,8 +5,8 @@
 // window goes through scalar code: the even and odd columns of a row pair are split
 // with two-source permutes, the pairs compared with masks, and the winners' indices blended the
 // same way; the backward pass builds each output row pair's 32 values from four masks and
-// interleaves them back with the same permutes. Both paths make the same comparisons in the same
-// order, so their outputs are identical.
+// interleaves them back with the same permutes. The AVX2 path is the same at 8 windows. All
+// paths make the same comparisons in the same order, so their outputs are identical.
 
 #include "vector_common.h"
 #include "dk_max_pool_train.h"
@@ -137,6 +137,88 @@ __attribute__((target("avx512f"))) static void pool2x2_backward_avx512(const flo
         }
     }
 }
+#define AVX2_TARGET __attribute__((target("avx2")))
+
+/// Lanes below `n` of 8 set (all from n = 8 up, none at 0 or below), as a load/store mask.
+AVX2_TARGET static inline __m256i lanes8(long n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// Lanes 0, 2, 4, ..., 14 (`odd` 0: the even columns) or 1, 3, ..., 15 of the 16 floats lo, hi.
+AVX2_TARGET static inline __m256 columns8(__m256 lo, __m256 hi, int odd) {
+    const __m256 mixed = odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/// The AVX-512 loops at half the width: 8 windows at a time, masked loads and stores for a
+/// shorter run; comparison masks are all-ones lanes here, so `index - mask` adds 1 where set.
+AVX2_TARGET static void pool2x2_forward_avx2(const float *x, float *y, int32_t *argmax, size_t planes, size_t h, size_t w,
+                                             int relu) {
+    const size_t p = h / 2, q = w / 2;
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), none = _mm256_set1_epi32(-1);
+    const __m256 zero = _mm256_setzero_ps();
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *src = x + plane * h * w;
+        float *dst = y + plane * p * q;
+        int32_t *idx = argmax + plane * p * q;
+        for (size_t oy = 0; oy < p; oy++) {
+            const float *r0 = src + 2 * oy * w, *r1 = r0 + w;
+            const int32_t base = (int32_t)(2 * oy * w);
+            for (size_t ox = 0; ox < q; ox += 8) {
+                const long n = q - ox < 8 ? (long)(q - ox) : 8;
+                const __m256i lanes = lanes8(n), first = lanes8(2 * n), second = lanes8(2 * n - 8);
+                const __m256 t0 = _mm256_maskload_ps(r0 + 2 * ox, first), t1 = _mm256_maskload_ps(r0 + 2 * ox + 8, second);
+                const __m256 b0 = _mm256_maskload_ps(r1 + 2 * ox, first), b1 = _mm256_maskload_ps(r1 + 2 * ox + 8, second);
+                const __m256 a = columns8(t0, t1, 0), b = columns8(t0, t1, 1), c = columns8(b0, b1, 0), d = columns8(b0, b1, 1);
+                const __m256 right_top = _mm256_cmp_ps(b, a, _CMP_GT_OQ), right_bottom = _mm256_cmp_ps(d, c, _CMP_GT_OQ);
+                const __m256 top = _mm256_blendv_ps(a, b, right_top), bottom = _mm256_blendv_ps(c, d, right_bottom);
+                const __m256 down = _mm256_cmp_ps(bottom, top, _CMP_GT_OQ);
+                const __m256 best = _mm256_blendv_ps(top, bottom, down);
+                const __m256i column = _mm256_add_epi32(_mm256_set1_epi32(base + (int32_t)(2 * ox)), even);
+                const __m256i top_index = _mm256_sub_epi32(column, _mm256_castps_si256(right_top));
+                const __m256i bottom_index = _mm256_sub_epi32(_mm256_add_epi32(column, _mm256_set1_epi32((int32_t)w)),
+                                                              _mm256_castps_si256(right_bottom));
+                const __m256i winner = _mm256_blendv_epi8(top_index, bottom_index, _mm256_castps_si256(down));
+                const __m256 active = relu ? _mm256_cmp_ps(best, zero, _CMP_GT_OQ) : _mm256_castsi256_ps(none);
+                _mm256_maskstore_ps(dst + oy * q + ox, lanes, _mm256_and_ps(best, active));
+                _mm256_maskstore_epi32(idx + oy * q + ox, lanes, _mm256_blendv_epi8(none, winner, _mm256_castps_si256(active)));
+            }
+        }
+    }
+}
+
+AVX2_TARGET static void pool2x2_backward_avx2(const float *grad, const int32_t *argmax, float *dx, size_t planes, size_t h,
+                                              size_t w) {
+    const size_t p = h / 2, q = w / 2;
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1), row = _mm256_set1_epi32((int32_t)w);
+    for (size_t plane = 0; plane < planes; plane++) {
+        const float *g = grad + plane * p * q;
+        const int32_t *won = argmax + plane * p * q;
+        float *d = dx + plane * h * w;
+        for (size_t oy = 0; oy < p; oy++) {
+            float *d0 = d + 2 * oy * w, *d1 = d0 + w;
+            for (size_t ox = 0; ox < q; ox += 8) {
+                const long n = q - ox < 8 ? (long)(q - ox) : 8;
+                const __m256i lanes = lanes8(n), first = lanes8(2 * n), second = lanes8(2 * n - 8);
+                const __m256 v = _mm256_maskload_ps(g + oy * q + ox, lanes);
+                const __m256i winner = _mm256_maskload_epi32(won + oy * q + ox, lanes);
+                const __m256i top_left = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(2 * oy * w + 2 * ox)), even);
+                const __m256i bottom_left = _mm256_add_epi32(top_left, row);
+#define DK_WHERE(position) _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(winner, position)))
+                const __m256 tl = DK_WHERE(top_left), tr = DK_WHERE(_mm256_add_epi32(top_left, one));
+                const __m256 bl = DK_WHERE(bottom_left), br = DK_WHERE(_mm256_add_epi32(bottom_left, one));
+#undef DK_WHERE
+                // Interleave left and right: unpack within 128-bit halves, then put the halves in order.
+                const __m256 top_lo = _mm256_unpacklo_ps(tl, tr), top_hi = _mm256_unpackhi_ps(tl, tr);
+                const __m256 bottom_lo = _mm256_unpacklo_ps(bl, br), bottom_hi = _mm256_unpackhi_ps(bl, br);
+                _mm256_maskstore_ps(d0 + 2 * ox, first, _mm256_permute2f128_ps(top_lo, top_hi, 0x20));
+                _mm256_maskstore_ps(d0 + 2 * ox + 8, second, _mm256_permute2f128_ps(top_lo, top_hi, 0x31));
+                _mm256_maskstore_ps(d1 + 2 * ox, first, _mm256_permute2f128_ps(bottom_lo, bottom_hi, 0x20));
+                _mm256_maskstore_ps(d1 + 2 * ox + 8, second, _mm256_permute2f128_ps(bottom_lo, bottom_hi, 0x31));
+            }
+        }
+    }
+}
 #endif
 
 
@@ -146,6 +228,7 @@ int dk_max_pool2x2_forward(int level, const float *x, float *y, int32_t *argmax,
     if (l < 0) return -1;
 #if defined(__x86_64__)
     if (l == 2) { pool2x2_forward_avx512(x, y, argmax, planes, h, w, relu); return 0; }
+    if (l == 1) { pool2x2_forward_avx2(x, y, argmax, planes, h, w, relu); return 0; }
 #endif
     forward_portable(x, y, argmax, planes, h, w, relu);
     return 0;
@@ -157,6 +240,7 @@ int dk_max_pool2x2_backward(int level, const float *grad, const int32_t *argmax,
     if (l < 0 || h % 2 != 0 || w % 2 != 0) return -1;
 #if defined(__x86_64__)
     if (l == 2) { pool2x2_backward_avx512(grad, argmax, dx, planes, h, w); return 0; }
+    if (l == 1) { pool2x2_backward_avx2(grad, argmax, dx, planes, h, w); return 0; }
 #endif
     backward_portable(grad, argmax, dx, planes, h, w);
     return 0;

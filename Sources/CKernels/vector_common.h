@@ -14,13 +14,26 @@ static inline int dk_cpu_has_avx512(void) {
 #endif
 }
 
-/// For kernels with a portable level (0) and an AVX-512 one (2): the level to run. -1 picks the
-/// best this CPU has; a forced level it lacks (or an unknown one) gives -1.
+/// Whether the CPU runs AVX2 code with fused multiply-adds (0 off x86-64).
+static inline int dk_cpu_has_avx2_fma(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+/// For kernels with a portable level (0), an AVX2 + FMA one (1) and an AVX-512 one (2): the
+/// level to run. -1 picks the best this CPU has; a forced level it lacks (or an unknown one)
+/// gives -1.
 static inline int dk_choose_level(int level) {
-    const int avx512 = dk_cpu_has_avx512();
-    if (level < 0) return avx512 ? 2 : 0;
-    if (level == 2 && !avx512) return -1;
-    return level == 0 || level == 2 ? level : -1;
+    const int avx512 = dk_cpu_has_avx512(), avx2 = dk_cpu_has_avx2_fma();
+    if (level < 0) return avx512 ? 2 : avx2 ? 1 : 0;
+    if (level == 0) return 0;
+    if (level == 1) return avx2 ? 1 : -1;
+    if (level == 2) return avx512 ? 2 : -1;
+    return -1;
 }
 
 // DK_VECTOR_EXP(NAME, VF, VI, ATTRIBUTES) defines `VF NAME(VF v)`: e^v for a vector of floats VF

@@ -141,7 +141,7 @@ import Testing
         (0..<(c * h * w)).map { i in let (ch, y0, x0) = (i / (h * w), i / w % h, i % w); return y[(y0 * w + x0) * c + ch] }
     }
 
-    @Test(arguments: [0, 2] as [Int32])
+    @Test(arguments: [0, 1, 2] as [Int32])
     func convolutionMatchesConv2d(level: Int32) throws {
         var g = SeededGenerator(seed: 21)
         // (in, out, kernel, stride, padding, dilation, height, width); one input channel with at
@@ -180,7 +180,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [0, 2] as [Int32])
+    @Test(arguments: [0, 1, 2] as [Int32])
     func convolutionWithPoolingMatchesConv2dThenMaxPool(level: Int32) throws {
         var g = SeededGenerator(seed: 23)
         // (out, kernel, padding, dilation, height, width): one input channel, stride 1; odd sides,
@@ -210,7 +210,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [0, 2] as [Int32])
+    @Test(arguments: [0, 1, 2] as [Int32])
     func poolingMatchesMaxAndAveragePooling(level: Int32) throws {
         var g = SeededGenerator(seed: 22)
         for (c, kernel, stride, padding, h, w) in [(6, 2, 2, 0, 28, 28), (17, 2, 2, 0, 7, 9), (17, 3, 2, 1, 9, 10), (40, 2, 1, 1, 5, 6), (3, 3, 3, 0, 10, 11)] {

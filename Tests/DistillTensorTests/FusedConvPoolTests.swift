@@ -36,8 +36,8 @@ import Testing
         Case(x: [1, 1, 8, 8], weight: [1, 1, 3, 3], bias: true, config: .init(stride: (2, 2)), pool: .init(kernel: (2, 2))),
     ]
 
-    /// Code paths to test: portable loops always, AVX-512 where this CPU has it.
-    static let levels: [Int32] = [0] + (dk_cpu_has_avx512_level() ? [2] : [])
+    /// Code paths to test: portable loops always, AVX2 and AVX-512 where this CPU has them.
+    static let levels: [Int32] = [0] + [1, 2].filter(fusedLevelRuns)
 
     /// Random multiples of `step` in [-limit, limit]·step: sums of their products are exact in
     /// Float at these sizes whatever their order, so both paths compute the same convolution bit
@@ -190,11 +190,11 @@ import Testing
     }
 }
 
-/// Whether the AVX-512 level of the fused kernel runs on this CPU.
-private func dk_cpu_has_avx512_level() -> Bool {
+/// Whether `level` of the fused kernel runs on this CPU.
+private func fusedLevelRuns(_ level: Int32) -> Bool {
     var shape = dk_conv_pool_shape(channels: 1, in_h: 2, in_w: 2, out_channels: 1, kernel_h: 1, kernel_w: 1, stride_h: 1, stride_w: 1,
                                    pad_h: 0, pad_w: 0, dilation_h: 1, dilation_w: 1, conv_h: 2, conv_w: 2, pool_h: 2, pool_w: 2,
                                    pool_stride_h: 2, pool_stride_w: 2, pool_pad_h: 0, pool_pad_w: 0, out_h: 1, out_w: 1)
     var x: [Float] = [1, 2, 3, 4], w: [Float] = [1], y: [Float] = [0]
-    return dk_conv_relu_maxpool_forward(2, &shape, 1, &x, &w, nil, &y, nil) == 0
+    return dk_conv_relu_maxpool_forward(level, &shape, 1, &x, &w, nil, &y, nil) == 0
 }

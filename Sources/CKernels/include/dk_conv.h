@@ -27,7 +27,7 @@ typedef struct dk_conv_shape {
 void dk_conv2d_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
                     const float *bias_padded, float *y, int relu);
 
-/// `dk_conv2d_nhwc` with one code path forced (0: portable, 2: AVX-512), for tests; returns -1
+/// `dk_conv2d_nhwc` with one code path forced (0: portable, 1: AVX2 + FMA, 2: AVX-512), for tests; returns -1
 /// (and does nothing) when this CPU lacks it.
 int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
                          const float *bias_padded, float *y, int relu);
@@ -41,7 +41,7 @@ int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, 
 void dk_conv2d_maxpool2_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
                              const float *bias_padded, float *y, int relu);
 
-/// `dk_conv2d_maxpool2_nhwc` with one code path forced (0: portable, 2: AVX-512), for tests;
+/// `dk_conv2d_maxpool2_nhwc` with one code path forced (0: portable, 1: AVX2 + FMA, 2: AVX-512), for tests;
 /// returns -1 (and does nothing) when this CPU or this shape lacks it.
 int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
                                   const float *bias_padded, float *y, int relu);
@@ -60,7 +60,7 @@ typedef struct dk_pool_shape {
 /// the unpadded input.
 void dk_pool2d_nhwc(const dk_pool_shape *shape, const float *x, float *y, int average, int relu);
 
-/// `dk_pool2d_nhwc` with one code path forced (0: portable, 2: AVX-512), for tests; returns -1
+/// `dk_pool2d_nhwc` with one code path forced (0: portable, 1: AVX2 + FMA, 2: AVX-512), for tests; returns -1
 /// (and does nothing) when this CPU lacks it.
 int dk_pool2d_nhwc_level(int level, const dk_pool_shape *shape, const float *x, float *y, int average, int relu);
 

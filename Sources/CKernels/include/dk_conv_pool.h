@@ -28,7 +28,7 @@ typedef struct dk_conv_pool_shape {
 /// window in row-major order (strict `>`), as `Tensor.maxPool2d` resolves them.
 /// argmax [images, O, out_h, out_w] (skipped when NULL) receives the winner's index in the
 /// convolution's P×Q plane, or -1 where the ReLU zeroed the output.
-/// `level`: -1 the best this CPU runs, 0 portable, 2 AVX-512 (for tests). Returns 0, or -1 when
+/// `level`: -1 the best this CPU runs, 0 portable, 1 AVX2, 2 AVX-512 (for tests). Returns 0, or -1 when
 /// the level is not available or memory ran out (nothing written then).
 int dk_conv_relu_maxpool_forward(int level, const dk_conv_pool_shape *shape, int images, const float *x, const float *w,
                                  const float *bias, float *y, int32_t *argmax);

@@ -14,7 +14,7 @@
 /// pair's larger (the right one only when strictly greater), then the bottom pair's likewise,
 /// and the bottom one only when strictly greater than the top one: so ties go to the first in
 /// row-major order and a NaN in the first position of a pair wins that pair.
-/// `level`: -1 the best this CPU runs, 0 portable, 2 AVX-512 (for tests). Returns 0, or -1 when
+/// `level`: -1 the best this CPU runs, 0 portable, 1 AVX2, 2 AVX-512 (for tests). Returns 0, or -1 when
 /// the level is not available (nothing written then).
 int dk_max_pool2x2_forward(int level, const float *x, float *y, int32_t *argmax, size_t planes, size_t h, size_t w,
                            int relu);

@@ -362,7 +362,7 @@ public func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil
 }
 
 /// `conv2dReLUMaxPool2d` with the choice made by the caller (tests compare the two): `fused`
-/// runs the fused kernel at `level` (-1: the best this CPU runs, 0: portable loops, 2: AVX-512),
+/// runs the fused kernel at `level` (-1: the best this CPU runs, 0: portable loops, 1: AVX2, 2: AVX-512),
 /// otherwise (or when the fused kernel cannot run) `conv2d` on `path`, then `maxPool2dReLU`.
 func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pool: Pool2dConfig,
                          fused: Bool, path: ConvolutionPath, level: Int32 = -1) -> Tensor {
