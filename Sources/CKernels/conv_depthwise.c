@@ -6,8 +6,10 @@
 // copied once into a zero-padded scratch plane whose columns are split by stride phase (column
 // c goes to phase c % stride, slot c / stride), so every kernel tap reads the output row's inputs
 // as one contiguous run whatever the stride; the outputs of a row are then computed 16 at a
-// time in registers (AVX-512, masked at the row's end) and the activation is applied to the
-// finished plane while it is still in cache.
+// time in registers (AVX-512, masked at the row's end; elsewhere the plain loops, vectorised for
+// AVX2 + FMA where the CPU has it) and the activation is applied to the finished plane while it
+// is still in cache.
+#include "vector_common.h"
 #include "dk_conv_depthwise.h"
 #include "dk_kernels.h"
 #include "dk_recurrent.h"
@@ -51,25 +53,22 @@ static inline __attribute__((always_inline)) void activation_body(float *y, size
 __attribute__((target("avx512f"))) static void activation_avx512(float *y, size_t n, int activation, float lo, float hi) {
     activation_body(y, n, activation, lo, hi);
 }
+__attribute__((target("avx2,fma"))) static void activation_avx2(float *y, size_t n, int activation, float lo, float hi) {
+    activation_body(y, n, activation, lo, hi);
+}
 #endif
 static void activation_portable(float *y, size_t n, int activation, float lo, float hi) {
     activation_body(y, n, activation, lo, hi);
 }
 
-static int has_avx512(void) {
-#if defined(__x86_64__)
+/// The widest level this CPU runs (2 AVX-512, 1 AVX2 + FMA, 0 portable), read once.
+static int cpu_level(void) {
     static int known = -1;
     int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
-        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
-    }
+    if (v < 0) { v = dk_choose_level(-1); __atomic_store_n(&known, v, __ATOMIC_RELAXED); }
     return v;
-#else
-    return 0;
-#endif
 }
+static int has_avx512(void) { return cpu_level() == 2; }
 
 void dk_activation_inplace(float *y, size_t n, int activation, float lo, float hi) {
     switch (activation) {
@@ -79,7 +78,8 @@ void dk_activation_inplace(float *y, size_t n, int activation, float lo, float h
     default: break;
     }
 #if defined(__x86_64__)
-    if (has_avx512()) { activation_avx512(y, n, activation, lo, hi); return; }
+    if (cpu_level() == 2) { activation_avx512(y, n, activation, lo, hi); return; }
+    if (cpu_level() == 1) { activation_avx2(y, n, activation, lo, hi); return; }
 #endif
     activation_portable(y, n, activation, lo, hi);
 }
@@ -184,8 +184,10 @@ static void tap_offsets(const dk_window_shape *s, padded_plane p, size_t *offset
     }
 }
 
-static void depthwise_portable(const dk_window_shape *s, const float *x, const float *w, const float *bias, float *y,
-                               size_t first, size_t end, float *buf) {
+/// The depthwise loops, written for the compiler to vectorise: inlined into a portable and an
+/// AVX2 + FMA wrapper (AVX-512 has its own register-blocked kernel below).
+static inline __attribute__((always_inline)) void depthwise_loops(const dk_window_shape *s, const float *x, const float *w,
+                                                                  const float *bias, float *y, size_t first, size_t end, float *buf) {
     padded_plane p = padded_extents(s);
     size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
     size_t offsets[max_taps];
@@ -208,6 +210,18 @@ static void depthwise_portable(const dk_window_shape *s, const float *x, const f
         }
     }
 }
+
+static void depthwise_portable(const dk_window_shape *s, const float *x, const float *w, const float *bias, float *y,
+                               size_t first, size_t end, float *buf) {
+    depthwise_loops(s, x, w, bias, y, first, end, buf);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void depthwise_avx2(const dk_window_shape *s, const float *x, const float *w,
+                                                               const float *bias, float *y, size_t first, size_t end, float *buf) {
+    depthwise_loops(s, x, w, bias, y, first, end, buf);
+}
+#endif
 
 #if defined(__x86_64__)
 /// One output plane from the padded input plane `buf`, 16 outputs of 4 rows at a time: four
@@ -362,6 +376,13 @@ int dk_depthwise_conv2d_level(int level, const dk_window_shape *s, const float *
 #else
         return -1;
 #endif
+    } else if (level == 1) {
+#if defined(__x86_64__)
+        if (cpu_level() < 1) return -1;
+        depthwise_avx2(s, x, w, bias, y, first, end, scratch);
+#else
+        return -1;
+#endif
     } else if (level == 0) {
         depthwise_portable(s, x, w, bias, y, first, end, scratch);
     } else {
@@ -379,7 +400,8 @@ void dk_depthwise_conv2d(const dk_window_shape *s, const float *x, const float *
     // The activation runs plane by plane, while each output plane is still in cache.
     for (size_t plane = first; plane < end; plane++) {
 #if defined(__x86_64__)
-        if (has_avx512()) depthwise_avx512(s, x, w, bias, y, plane, plane + 1, scratch);
+        if (cpu_level() == 2) depthwise_avx512(s, x, w, bias, y, plane, plane + 1, scratch);
+        else if (cpu_level() == 1) depthwise_avx2(s, x, w, bias, y, plane, plane + 1, scratch);
         else
 #endif
             depthwise_portable(s, x, w, bias, y, plane, plane + 1, scratch);

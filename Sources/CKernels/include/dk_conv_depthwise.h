@@ -45,7 +45,7 @@ void dk_depthwise_conv2d(const dk_window_shape *shape, const float *x, const flo
                          float *y, size_t first_plane, size_t end_plane, int activation, float lo, float hi,
                          float *scratch);
 
-/// `dk_depthwise_conv2d` with the portable loop forced (level 0) or AVX-512 (level 2), for
+/// `dk_depthwise_conv2d` with the portable loop forced (level 0), AVX2 + FMA (1) or AVX-512 (2), for
 /// tests; returns -1 (and does nothing) when this CPU lacks the level.
 int dk_depthwise_conv2d_level(int level, const dk_window_shape *shape, const float *x, const float *w,
                               const float *bias, float *y, size_t first_plane, size_t end_plane, int activation,
