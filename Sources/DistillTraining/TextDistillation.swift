@@ -99,7 +99,8 @@ struct TeacherTextVectors {
         let texts = [corpus.train.descriptions, corpus.train.summaries, corpus.test.descriptions, corpus.test.summaries]
         log("computing the teacher's vectors of \(texts.map(\.count).reduce(0, +)) texts once (\(teacher.name))")
         let started = Date()
-        // In chunks of 512 texts, for a progress bar over the whole set.
+        // In chunks of 512 texts, for a progress bar over the whole set (a multiple of
+        // `embeddingBatch`: a student's batches are the same as without chunks).
         let total = texts.map(\.count).reduce(0, +)
         let progress = ProgressBar(title: "teacher vectors", total: total, quiet: quiet)
         var done = 0
@@ -378,10 +379,17 @@ public enum TextDistillation {
         return (out, truncated)
     }
 
+    /// Texts per batch when a student embeds a split. `distill eval` embeds in the same batches, so
+    /// that it reproduces text-kd's figures exactly: a text's vector may differ in its last bit with
+    /// its batch (BLAS kernels can sum a product's rows differently by their position in the block,
+    /// as OpenBLAS's AVX2 kernels do), and a retrieval rank can turn on such a tie.
+    static let embeddingBatch = 256
+
     /// The L2-normalised vectors of `ids` [n, L] through `model`, in batches. A `bert:` student
     /// runs through `plan` (built from its current weights when nil): its texts packed without
     /// padding, no graph.
-    static func normalizedVectors(_ model: Module, ids: Tensor, plan: TransformerInferencePlan? = nil, batchSize: Int = 256) -> Tensor {
+    static func normalizedVectors(_ model: Module, ids: Tensor, plan: TransformerInferencePlan? = nil,
+                                  batchSize: Int = embeddingBatch) -> Tensor {
         if let encoder = TransformerStudentSpec.encoder(of: model) {
             return transformerVectors(model as! Sequential, ids: ids, plan: plan ?? TransformerInferencePlan(encoder), batchSize: batchSize)
         }

@@ -181,7 +181,9 @@ public enum TextEvaluation {
         let texts = try TextCorpus.debianPackages(corpus, trainLimit: trainLimit, testLimit: testLimit)
         var truncated = 0
         let encoder = TextTeacher(name: model.name, parameterCount: model.parameterCount, bytes: model.bytes, tokenizer: model.tokenizer) { batch in
-            let (vectors, cut) = try model.embed(batch, 32, length)
+            // A student in text-kd's batches (see `TextDistillation.embeddingBatch`); the teacher in
+            // padded batches of 32.
+            let (vectors, cut) = try model.embed(batch, model.isStudent ? TextDistillation.embeddingBatch : 32, length)
             truncated += cut
             return vectors
         }
