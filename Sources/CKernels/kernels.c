@@ -170,82 +170,98 @@ void dk_linear_small(const float *x, const float *w, const float *b, float *y,
 }
 
 // A fully connected layer on many rows with weights packed as [in][padded_out] (the transpose of
-// PyTorch's [out][in], zero-padded to whole vectors): four rows by 64 outputs per block, in 16
-// AVX-512 accumulators, so each weight vector loaded feeds four rows. Explicit fused
-// multiply-adds (this kernel trades bit-equality with the scalar formula for speed; results
-// agree with a BLAS product to float rounding).
+// PyTorch's [out][in], zero-padded to whole vectors): four rows by BLOCK vectors of outputs per
+// block in 4·BLOCK accumulators, so each weight vector loaded feeds four rows: 4 × 4 vectors of
+// 16 with AVX-512's 32 registers, 4 × 2 vectors of 8 with AVX2's 16. Explicit fused multiply-adds
+// (this kernel trades bit-equality with the scalar formula for speed; results agree with a BLAS
+// product to float rounding). Macros rather than functions for the stores: a function taking a
+// 64-byte vector has a different calling convention with and without AVX-512.
 #if defined(__x86_64__)
 typedef float dk_v16 __attribute__((ext_vector_type(16)));
+typedef float dk_v8 __attribute__((ext_vector_type(8)));
 
-__attribute__((target("avx512f")))
-static inline void packed_store(float *y, dk_v16 v, const float *b, size_t columns, int relu) {
-    if (b) { dk_v16 bv; memcpy(&bv, b, sizeof bv); v += bv; }
-    if (relu) v = __builtin_elementwise_max(v, (dk_v16)0.0f);
-    if (columns == 16) { memcpy(y, &v, 64); return; }  // a constant size: one vector store
-    for (size_t c = 0; c < columns; c++) y[c] = v[c];
-}
+/// y[0..<columns] = v (+ b) (then ReLU): a whole vector with one store, a short one lane by lane.
+#define PACKED_STORE(VT, LANES, y, v, b, columns, relu)                                                       \
+    do {                                                                                                       \
+        VT out_ = (v);                                                                                         \
+        if (b) { VT bv_; memcpy(&bv_, (b), sizeof bv_); out_ += bv_; }                                          \
+        if (relu) out_ = __builtin_elementwise_max(out_, (VT)0.0f);                                            \
+        if ((columns) == LANES) memcpy((y), &out_, sizeof out_);                                               \
+        else for (size_t c_ = 0; c_ < (columns); c_++) (y)[c_] = out_[c_];                                     \
+    } while (0)
 
-__attribute__((target("avx512f")))
-static void linear_packed_avx512(const float *x, const float *wt, const float *bp, float *y,
-                                 size_t rows, size_t in, size_t out, size_t padded, int relu) {
-    for (size_t c0 = 0; c0 < padded; c0 += 64) {
-        const size_t vectors = (padded - c0) / 16 < 4 ? (padded - c0) / 16 : 4;
-        size_t r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            dk_v16 acc[4][4];
-            for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = (dk_v16)0.0f;
-            const float *x0 = x + r * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
-            if (vectors == 4) {  // constant trip counts: clang unrolls this into 16 FMAs per k
-                for (size_t k = 0; k < in; k++) {
-                    const float *wk = wt + k * padded + c0;
-                    const float xs[4] = { x0[k], x1[k], x2[k], x3[k] };
-                    dk_v16 w[4];
-                    memcpy(w, wk, sizeof w);
-                    for (int i = 0; i < 4; i++)
-                        for (int j = 0; j < 4; j++) acc[i][j] = __builtin_elementwise_fma((dk_v16)xs[i], w[j], acc[i][j]);
-                }
-            } else {
-                for (size_t k = 0; k < in; k++) {
-                    const float *wk = wt + k * padded + c0;
-                    const float xs[4] = { x0[k], x1[k], x2[k], x3[k] };
-                    for (size_t j = 0; j < vectors; j++) {
-                        dk_v16 w; memcpy(&w, wk + 16 * j, 64);
-                        for (int i = 0; i < 4; i++) acc[i][j] = __builtin_elementwise_fma((dk_v16)xs[i], w, acc[i][j]);
-                    }
-                }
-            }
-            for (int i = 0; i < 4; i++)
-                for (size_t j = 0; j < vectors; j++) {
-                    size_t col = c0 + 16 * j;
-                    if (col >= out) break;
-                    packed_store(y + (r + i) * out + col, acc[i][j], bp ? bp + col : 0, out - col < 16 ? out - col : 16, relu);
-                }
-        }
-        for (; r < rows; r++) {
-            dk_v16 acc[4] = { (dk_v16)0.0f, (dk_v16)0.0f, (dk_v16)0.0f, (dk_v16)0.0f };
-            const float *xr = x + r * in;
-            for (size_t k = 0; k < in; k++) {
-                const float *wk = wt + k * padded + c0;
-                dk_v16 a = (dk_v16)xr[k];
-                for (size_t j = 0; j < vectors; j++) { dk_v16 w; memcpy(&w, wk + 16 * j, 64); acc[j] = __builtin_elementwise_fma(a, w, acc[j]); }
-            }
-            for (size_t j = 0; j < vectors; j++) {
-                size_t col = c0 + 16 * j;
-                if (col >= out) break;
-                packed_store(y + r * out + col, acc[j], bp ? bp + col : 0, out - col < 16 ? out - col : 16, relu);
-            }
-        }
+#define LINEAR_PACKED_KERNEL(NAME, VT, LANES, BLOCK, ATTRIBUTES)                                                \
+    ATTRIBUTES static void NAME(const float *x, const float *wt, const float *bp, float *y, size_t rows,       \
+                                size_t in, size_t out, size_t padded, int relu) {                              \
+        for (size_t c0 = 0; c0 < padded; c0 += BLOCK * LANES) {                                                \
+            const size_t vectors = (padded - c0) / LANES < BLOCK ? (padded - c0) / LANES : BLOCK;              \
+            size_t r = 0;                                                                                      \
+            for (; r + 4 <= rows; r += 4) {                                                                    \
+                VT acc[4][BLOCK];                                                                              \
+                for (int i = 0; i < 4; i++) for (int j = 0; j < BLOCK; j++) acc[i][j] = (VT)0.0f;               \
+                const float *x0 = x + r * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;                     \
+                if (vectors == BLOCK) { /* constant trip counts: clang unrolls this into 4·BLOCK FMAs per k */ \
+                    for (size_t k = 0; k < in; k++) {                                                          \
+                        const float *wk = wt + k * padded + c0;                                                \
+                        const float xs[4] = { x0[k], x1[k], x2[k], x3[k] };                                    \
+                        VT w[BLOCK];                                                                           \
+                        memcpy(w, wk, sizeof w);                                                               \
+                        for (int i = 0; i < 4; i++)                                                            \
+                            for (int j = 0; j < BLOCK; j++) acc[i][j] = __builtin_elementwise_fma((VT)xs[i], w[j], acc[i][j]); \
+                    }                                                                                          \
+                } else {                                                                                       \
+                    for (size_t k = 0; k < in; k++) {                                                          \
+                        const float *wk = wt + k * padded + c0;                                                \
+                        const float xs[4] = { x0[k], x1[k], x2[k], x3[k] };                                    \
+                        for (size_t j = 0; j < vectors; j++) {                                                 \
+                            VT w; memcpy(&w, wk + LANES * j, sizeof w);                                        \
+                            for (int i = 0; i < 4; i++) acc[i][j] = __builtin_elementwise_fma((VT)xs[i], w, acc[i][j]); \
+                        }                                                                                      \
+                    }                                                                                          \
+                }                                                                                              \
+                for (int i = 0; i < 4; i++)                                                                    \
+                    for (size_t j = 0; j < vectors; j++) {                                                     \
+                        size_t col = c0 + LANES * j;                                                           \
+                        if (col >= out) break;                                                                 \
+                        PACKED_STORE(VT, LANES, y + (r + i) * out + col, acc[i][j], bp ? bp + col : 0,         \
+                                     out - col < LANES ? out - col : LANES, relu);                             \
+                    }                                                                                          \
+            }                                                                                                  \
+            for (; r < rows; r++) {                                                                            \
+                VT acc[BLOCK];                                                                                 \
+                for (int j = 0; j < BLOCK; j++) acc[j] = (VT)0.0f;                                             \
+                const float *xr = x + r * in;                                                                  \
+                for (size_t k = 0; k < in; k++) {                                                              \
+                    const float *wk = wt + k * padded + c0;                                                    \
+                    VT a = (VT)xr[k];                                                                          \
+                    for (size_t j = 0; j < vectors; j++) {                                                     \
+                        VT w; memcpy(&w, wk + LANES * j, sizeof w);                                            \
+                        acc[j] = __builtin_elementwise_fma(a, w, acc[j]);                                      \
+                    }                                                                                          \
+                }                                                                                              \
+                for (size_t j = 0; j < vectors; j++) {                                                         \
+                    size_t col = c0 + LANES * j;                                                               \
+                    if (col >= out) break;                                                                     \
+                    PACKED_STORE(VT, LANES, y + r * out + col, acc[j], bp ? bp + col : 0,                      \
+                                 out - col < LANES ? out - col : LANES, relu);                                 \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
     }
-}
+
+LINEAR_PACKED_KERNEL(linear_packed_avx512, dk_v16, 16, 4, __attribute__((target("avx512f"))))
+LINEAR_PACKED_KERNEL(linear_packed_avx2, dk_v8, 8, 2, __attribute__((target("avx2,fma"))))
 #endif
 
-int dk_linear_packed_available(void) { return dk_cpu_has_avx512(); }
+int dk_linear_packed_level(void) { return dk_choose_level(-1); }
 
 int dk_linear_packed(const float *x, const float *wt, const float *b_padded, float *y,
                      size_t rows, size_t in, size_t out, size_t padded, int relu) {
 #if defined(__x86_64__)
-    if (dk_linear_packed_available() && padded % 16 == 0 && padded >= out) {
-        linear_packed_avx512(x, wt, b_padded, y, rows, in, out, padded, relu);
+    const int level = dk_choose_level(-1);
+    if (level > 0 && padded % 16 == 0 && padded >= out) {
+        if (level == 2) linear_packed_avx512(x, wt, b_padded, y, rows, in, out, padded, relu);
+        else linear_packed_avx2(x, wt, b_padded, y, rows, in, out, padded, relu);
         return 0;
     }
 #endif

@@ -189,7 +189,7 @@ public final class InferencePlan: RowPredictor, @unchecked Sendable {
             return
         }
         // Many rows: the packed AVX-512 kernel (on this thread: `predict` splits the rows); BLAS on
-        // CPUs without AVX-512.
+        // other CPUs (with AVX2, BLAS is faster at these row counts: see `dk_linear_packed_level`).
         if Self.packedKernel {
             layer.packedWeight.withUnsafeBufferPointer { w in
                 (layer.packedBias ?? []).withUnsafeBufferPointer { b in
@@ -212,7 +212,7 @@ public final class InferencePlan: RowPredictor, @unchecked Sendable {
     }
 
     /// Whether this CPU runs the packed many-row kernel (AVX-512); the weights are packed only then.
-    static let packedKernel = dk_linear_packed_available() == 1
+    static let packedKernel = dk_linear_packed_level() == 2
 
     /// Multiply-adds (all layers) from which the rows are split across the workers.
     static let minimumSplitWork = 1 << 22

@@ -108,8 +108,9 @@ extension InferencePlanTests {
 }
 
 extension LinearKernelTests {
-    /// The packed many-row kernel (AVX-512 only; skipped elsewhere) against a Double reference, with
-    /// row counts off the four-row blocks and output counts off the 16-lane vectors and 64-wide blocks.
+    /// The packed many-row kernel (AVX-512 or AVX2, whichever this CPU has; skipped elsewhere) against
+    /// a Double reference, with row counts off the four-row blocks and output counts off the vectors and
+    /// blocks.
     @Test func packedKernelComputesTheLayer() throws {
         var g = SeededGenerator(seed: 6)
         for (rows, inputs, outputs) in [(13, 37, 10), (8, 784, 64), (5, 20, 70), (4, 3, 1)] {
@@ -124,7 +125,7 @@ extension LinearKernelTests {
                 let status = b.withUnsafeBufferPointer { bias in
                     dk_linear_packed(x, packed, useBias ? bias.baseAddress : nil, &y, rows, inputs, outputs, padded, relu ? 1 : 0)
                 }
-                guard status == 0 else { return }  // no AVX-512 here: the plan uses BLAS
+                guard status == 0 else { return }  // neither AVX-512 nor AVX2 here: callers use BLAS
                 let expected = referenceLayer(x, w, useBias ? b : nil, rows: rows, inputs: inputs, outputs: outputs, relu: relu)
                 assertClose(y, expected, atol: 1e-4, rtol: 1e-5, "\(rows)x\(inputs)->\(outputs), bias \(useBias), relu \(relu)")
             }

@@ -15,15 +15,18 @@ void dk_adam_update(float *w, const float *g, float *m, float *v, size_t n,
 void dk_linear_small(const float *x, const float *w, const float *b, float *y,
                      size_t rows, size_t in, size_t out, int relu);
 
-/// A fully connected layer on many rows, AVX-512 only: weights packed as wt[in][padded] (the
-/// transpose of [out][in], columns zero-padded to `padded`, a multiple of 16), bias padded the
+/// A fully connected layer on many rows, AVX-512 or AVX2 + FMA: weights packed as wt[in][padded]
+/// (the transpose of [out][in], columns zero-padded to `padded`, a multiple of 16), bias padded the
 /// same way (or NULL); y[r][o] for o < out, then max(y, 0) when `relu`. Uses fused multiply-adds.
-/// Returns -1 (and does nothing) without AVX-512, so the caller uses BLAS instead.
+/// Returns -1 (and does nothing) on other CPUs, so the caller uses BLAS instead.
 int dk_linear_packed(const float *x, const float *wt, const float *b_padded, float *y,
                      size_t rows, size_t in, size_t out, size_t padded, int relu);
 
-/// 1 when this CPU can run `dk_linear_packed` (AVX-512), else 0.
-int dk_linear_packed_available(void);
+/// How this CPU runs `dk_linear_packed`: 2 with AVX-512, 1 with AVX2 + FMA, 0 not at all (-1).
+/// Measured on an AVX2-only AMD EPYC: the AVX2 kernel beats OpenBLAS for a few rows (an LSTM's
+/// batch-1 steps took 0.55 of the time) but not for hundreds (an MLP at 256 rows: 7% slower), so
+/// callers use it there for few rows only.
+int dk_linear_packed_level(void);
 
 /// `dk_linear_small` with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
 /// returns -1 (and does nothing) when this CPU lacks it.

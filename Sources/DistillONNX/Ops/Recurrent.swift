@@ -6,7 +6,7 @@ import Foundation
 //
 // A recurrent node runs as a fused loop over buffers allocated once per call: the input
 // projection X·Wᵀ + biases of a block of time steps is one GEMM, then each step is one recurrent
-// product H·Rᵀ (`dk_linear_packed` over Rᵀ packed once per weight; BLAS on CPUs without AVX-512)
+// product H·Rᵀ (`dk_linear_packed` over Rᵀ packed once per weight; BLAS on CPUs without AVX-512, and with AVX2 past 16 rows a step)
 // and one pass over the gates with vector sigmoid and tanh (Sources/CKernels/recurrent.c). Batch
 // rows never interact, so a large batch splits its rows across the cores, each core running the
 // whole sequence for its rows.
@@ -155,7 +155,8 @@ extension ONNXOps {
         // hidden units are split across the cores when R is large enough to be worth it.
         let perRow = steps * directions * rows * (inputSize + hidden)
         let chunks = batch >= 2 && batch * perRow >= 1 << 21 ? Swift.min(Parallel.workers, batch) : 1
-        let packable = dk_linear_packed_available() == 1
+        // Packed products with AVX-512; with AVX2 only for a few rows per step, where they beat BLAS.
+        let packable = dk_linear_packed_level() == 2 || (dk_linear_packed_level() == 1 && batch <= 16)
         let unitParts = chunks == 1 && packable && rows * hidden >= 1 << 15 && (cell != .gru || linearBeforeReset)
             ? Swift.max(1, Swift.min(Parallel.workers, hidden / 32)) : 1
         let parts = (0..<unitParts).map { k in (hidden * k / unitParts)..<(hidden * (k + 1) / unitParts) }
