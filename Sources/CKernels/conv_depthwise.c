@@ -5,10 +5,9 @@
 // im2col + GEMM to pay: one GEMM per channel with a single output row. Here each input plane is
 // copied once into a zero-padded scratch plane whose columns are split by stride phase (column
 // c goes to phase c % stride, slot c / stride), so every kernel tap reads the output row's inputs
-// as one contiguous run whatever the stride; the outputs of a row are then computed 16 at a
-// time in registers (AVX-512, masked at the row's end; elsewhere the plain loops, vectorised for
-// AVX2 + FMA where the CPU has it) and the activation is applied to the finished plane while it
-// is still in cache.
+// as one contiguous run whatever the stride; the outputs of a row are then computed 16 (AVX-512)
+// or 8 (AVX2 + FMA) at a time in registers, masked at the row's end, and the activation is
+// applied to the finished plane while it is still in cache.
 #include "vector_common.h"
 #include "dk_conv_depthwise.h"
 #include "dk_kernels.h"
@@ -184,10 +183,8 @@ static void tap_offsets(const dk_window_shape *s, padded_plane p, size_t *offset
     }
 }
 
-/// The depthwise loops, written for the compiler to vectorise: inlined into a portable and an
-/// AVX2 + FMA wrapper (AVX-512 has its own register-blocked kernel below).
-static inline __attribute__((always_inline)) void depthwise_loops(const dk_window_shape *s, const float *x, const float *w,
-                                                                  const float *bias, float *y, size_t first, size_t end, float *buf) {
+static void depthwise_portable(const dk_window_shape *s, const float *x, const float *w, const float *bias, float *y,
+                               size_t first, size_t end, float *buf) {
     padded_plane p = padded_extents(s);
     size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
     size_t offsets[max_taps];
@@ -211,15 +208,64 @@ static inline __attribute__((always_inline)) void depthwise_loops(const dk_windo
     }
 }
 
-static void depthwise_portable(const dk_window_shape *s, const float *x, const float *w, const float *bias, float *y,
-                               size_t first, size_t end, float *buf) {
-    depthwise_loops(s, x, w, bias, y, first, end, buf);
+#if defined(__x86_64__)
+/// `depthwise_plane_avx512` at 8 lanes (AVX2 + FMA): 8 outputs of 4 rows at a time, masked loads
+/// and stores at a row's end, each weight broadcast from memory (16 registers cannot hold 25).
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+depthwise_plane_avx2(const dk_window_shape *s, padded_plane p, const size_t *offsets, const float *k, float bias,
+                     const float *buf, float *yp, size_t taps) {
+    const __m256 b = _mm256_set1_ps(bias);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    size_t row_step = s->stride_h * p.row_stride;
+    for (size_t oy = 0; oy < s->out_h; oy += 4) {
+        size_t rows = s->out_h - oy < 4 ? s->out_h - oy : 4;
+        const float *base = buf + oy * row_step;
+        float *out = yp + oy * s->out_w;
+        for (size_t j = 0; j < s->out_w; j += 8) {
+            const size_t n = s->out_w - j < 8 ? s->out_w - j : 8;
+            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+            if (rows == 4) {
+                __m256 acc0 = b, acc1 = b, acc2 = b, acc3 = b;
+                for (size_t t = 0; t < taps; t++) {
+                    const float *src = base + offsets[t] + j;
+                    const __m256 kv = _mm256_broadcast_ss(k + t);
+                    acc0 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src, mask), acc0);
+                    acc1 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + row_step, mask), acc1);
+                    acc2 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + 2 * row_step, mask), acc2);
+                    acc3 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + 3 * row_step, mask), acc3);
+                }
+                _mm256_maskstore_ps(out + j, mask, acc0);
+                _mm256_maskstore_ps(out + s->out_w + j, mask, acc1);
+                _mm256_maskstore_ps(out + 2 * s->out_w + j, mask, acc2);
+                _mm256_maskstore_ps(out + 3 * s->out_w + j, mask, acc3);
+                continue;
+            }
+            for (size_t r = 0; r < rows; r++) {  // the plane's last rows
+                __m256 acc = b;
+                for (size_t t = 0; t < taps; t++)
+                    acc = _mm256_fmadd_ps(_mm256_broadcast_ss(k + t), _mm256_maskload_ps(base + r * row_step + offsets[t] + j, mask), acc);
+                _mm256_maskstore_ps(out + r * s->out_w + j, mask, acc);
+            }
+        }
+    }
 }
 
-#if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) static void depthwise_avx2(const dk_window_shape *s, const float *x, const float *w,
                                                                const float *bias, float *y, size_t first, size_t end, float *buf) {
-    depthwise_loops(s, x, w, bias, y, first, end, buf);
+    padded_plane p = padded_extents(s);
+    size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
+    size_t offsets[max_taps];
+    tap_offsets(s, p, offsets);
+    for (size_t plane = first; plane < end; plane++) {
+        size_t c = plane % s->channels;
+        const float *k = w + c * taps;
+        float b = bias ? bias[c] : 0.0f;
+        float *yp = y + plane * out_plane;
+        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 0);
+        if (taps == 9) depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, 9);
+        else if (taps == 25) depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, 25);
+        else depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, taps);
+    }
 }
 #endif
 
