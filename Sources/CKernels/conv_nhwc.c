@@ -517,9 +517,35 @@ DK_AVX2 static void conv_gray_pool_avx2(const dk_conv_shape *s, const float *x, 
             }
 }
 
+/// `pool_2x2_avx512` at 8 lanes.
+DK_AVX2 static void pool_2x2_avx2(const dk_pool_shape *s, const float *x, float *y, int average, int relu) {
+    const size_t channels = s->channels;
+    const __m256 quarter = _mm256_set1_ps(4.0f);
+    for (size_t oy = 0; oy < s->out_h; oy++) {
+        const float *r0 = x + 2 * oy * s->in_row_stride, *r1 = r0 + s->in_row_stride;
+        float *yo = y + oy * s->out_row_stride;
+        for (size_t ox = 0; ox < s->out_w; ox++) {
+            const size_t left = 2 * ox * channels, right = left + channels;
+            for (size_t c = 0; c < channels; c += 8) {
+                const __m256i mask = lanes8((long)(channels - c));
+                const __m256 a = _mm256_maskload_ps(r0 + left + c, mask), b = _mm256_maskload_ps(r0 + right + c, mask);
+                const __m256 d = _mm256_maskload_ps(r1 + left + c, mask), e = _mm256_maskload_ps(r1 + right + c, mask);
+                __m256 v = average ? _mm256_div_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a, b), d), e), quarter)
+                                   : _mm256_max_ps(_mm256_max_ps(e, d), _mm256_max_ps(b, a));
+                if (relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+                _mm256_maskstore_ps(yo + ox * channels + c, mask, v);
+            }
+        }
+    }
+}
+
 /// `pool_avx512` at 8 lanes.
 DK_AVX2 static void pool_avx2(const dk_pool_shape *s, const float *x, float *y, int average, int relu) {
     const size_t channels = s->channels;
+    if (s->kernel_h == 2 && s->kernel_w == 2 && s->stride_h == 2 && s->stride_w == 2 && s->pad_h == 0 && s->pad_w == 0) {
+        pool_2x2_avx2(s, x, y, average, relu);
+        return;
+    }
     const __m256 area = _mm256_set1_ps((float)(s->kernel_h * s->kernel_w));
     for (size_t oy = 0; oy < s->out_h; oy++) {
         for (size_t ox = 0; ox < s->out_w; ox++) {
