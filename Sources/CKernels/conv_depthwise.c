@@ -127,11 +127,26 @@ __attribute__((target("avx512f"))) static void strided_copy_avx512(float *dst, c
     }
     for (; i < count; i++) dst[i] = from[i * stride];
 }
+
+/// `strided_copy_avx512` at 8 lanes: stride 2 by two loads, a shuffle picking the even lanes of
+/// each 128-bit half and a permute putting the halves' pairs in order.
+__attribute__((target("avx2"))) static void strided_copy_avx2(float *dst, const float *from, size_t count, size_t stride,
+                                                              size_t available) {
+    size_t i = 0;
+    if (stride == 2) {
+        for (; i + 8 <= count && 2 * i + 16 <= available; i += 8) {
+            __m256 a = _mm256_loadu_ps(from + 2 * i), b = _mm256_loadu_ps(from + 2 * i + 8);
+            __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
+            _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))));
+        }
+    }
+    for (; i < count; i++) dst[i] = from[i * stride];
+}
 #endif
 
 /// Copies plane `x` [height, width] into `buf`, padded with `pad`, columns split by stride phase.
 /// Inlined into each kernel, so that its copies are vectorised for that kernel's target; `vector`:
-/// the kernel runs with AVX-512, and so may the strided copies.
+/// the kernel runs with AVX-512 (2) or AVX2 (1), and so may the strided copies.
 static inline __attribute__((always_inline)) void fill_padded(const dk_window_shape *s, padded_plane p, const float *x, float *buf,
                                                               float pad, int vector) {
     size_t span_w = (s->out_w - 1) * s->stride_w + (s->kernel_w - 1) * s->dilation_w + 1;
@@ -159,7 +174,8 @@ static inline __attribute__((always_inline)) void fill_padded(const dk_window_sh
             fill(dst, lo, pad);
             size_t start = lo * sw + phase - s->pad_left;  // the image column of slot lo
 #if defined(__x86_64__)
-            if (vector) strided_copy_avx512(dst + lo, src + start, hi - lo, sw, s->width - start);
+            if (vector == 2) strided_copy_avx512(dst + lo, src + start, hi - lo, sw, s->width - start);
+            else if (vector == 1) strided_copy_avx2(dst + lo, src + start, hi - lo, sw, s->width - start);
             else
 #endif
                 strided_copy_portable(dst + lo, src + start, hi - lo, sw);
@@ -209,13 +225,48 @@ static void depthwise_portable(const dk_window_shape *s, const float *x, const f
 }
 
 #if defined(__x86_64__)
+/// 4 rows × 8 outputs of `depthwise_plane_avx2`: `whole` (a constant after inlining) for 8
+/// outputs, with plain loads and stores; otherwise `mask` covers the row's last outputs (masked
+/// loads cost several plain ones on AMD's cores: 11% of MobileNet v2's depthwise time was spent
+/// waiting on them).
+__attribute__((target("avx2,fma"), always_inline)) static inline void depthwise_tile_avx2(
+    const int whole, __m256i mask, __m256 b, const size_t *offsets, const float *k, size_t taps, const float *src0,
+    size_t row_step, float *out, size_t out_w) {
+    __m256 acc0 = b, acc1 = b, acc2 = b, acc3 = b;
+    for (size_t t = 0; t < taps; t++) {
+        const float *src = src0 + offsets[t];
+        const __m256 kv = _mm256_broadcast_ss(k + t);
+        if (whole) {
+            acc0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(src), acc0);
+            acc1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(src + row_step), acc1);
+            acc2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(src + 2 * row_step), acc2);
+            acc3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(src + 3 * row_step), acc3);
+        } else {
+            acc0 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src, mask), acc0);
+            acc1 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + row_step, mask), acc1);
+            acc2 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + 2 * row_step, mask), acc2);
+            acc3 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + 3 * row_step, mask), acc3);
+        }
+    }
+    if (whole) {
+        _mm256_storeu_ps(out, acc0);
+        _mm256_storeu_ps(out + out_w, acc1);
+        _mm256_storeu_ps(out + 2 * out_w, acc2);
+        _mm256_storeu_ps(out + 3 * out_w, acc3);
+    } else {
+        _mm256_maskstore_ps(out, mask, acc0);
+        _mm256_maskstore_ps(out + out_w, mask, acc1);
+        _mm256_maskstore_ps(out + 2 * out_w, mask, acc2);
+        _mm256_maskstore_ps(out + 3 * out_w, mask, acc3);
+    }
+}
+
 /// `depthwise_plane_avx512` at 8 lanes (AVX2 + FMA): 8 outputs of 4 rows at a time, masked loads
 /// and stores at a row's end, each weight broadcast from memory (16 registers cannot hold 25).
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
 depthwise_plane_avx2(const dk_window_shape *s, padded_plane p, const size_t *offsets, const float *k, float bias,
                      const float *buf, float *yp, size_t taps) {
     const __m256 b = _mm256_set1_ps(bias);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     size_t row_step = s->stride_h * p.row_stride;
     for (size_t oy = 0; oy < s->out_h; oy += 4) {
         size_t rows = s->out_h - oy < 4 ? s->out_h - oy : 4;
@@ -223,21 +274,10 @@ depthwise_plane_avx2(const dk_window_shape *s, padded_plane p, const size_t *off
         float *out = yp + oy * s->out_w;
         for (size_t j = 0; j < s->out_w; j += 8) {
             const size_t n = s->out_w - j < 8 ? s->out_w - j : 8;
-            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+            const __m256i mask = dk_lanes8((long)n);
             if (rows == 4) {
-                __m256 acc0 = b, acc1 = b, acc2 = b, acc3 = b;
-                for (size_t t = 0; t < taps; t++) {
-                    const float *src = base + offsets[t] + j;
-                    const __m256 kv = _mm256_broadcast_ss(k + t);
-                    acc0 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src, mask), acc0);
-                    acc1 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + row_step, mask), acc1);
-                    acc2 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + 2 * row_step, mask), acc2);
-                    acc3 = _mm256_fmadd_ps(kv, _mm256_maskload_ps(src + 3 * row_step, mask), acc3);
-                }
-                _mm256_maskstore_ps(out + j, mask, acc0);
-                _mm256_maskstore_ps(out + s->out_w + j, mask, acc1);
-                _mm256_maskstore_ps(out + 2 * s->out_w + j, mask, acc2);
-                _mm256_maskstore_ps(out + 3 * s->out_w + j, mask, acc3);
+                if (n == 8) depthwise_tile_avx2(1, mask, b, offsets, k, taps, base + j, row_step, out + j, s->out_w);
+                else depthwise_tile_avx2(0, mask, b, offsets, k, taps, base + j, row_step, out + j, s->out_w);
                 continue;
             }
             for (size_t r = 0; r < rows; r++) {  // the plane's last rows
@@ -261,7 +301,7 @@ __attribute__((target("avx2,fma"))) static void depthwise_avx2(const dk_window_s
         const float *k = w + c * taps;
         float b = bias ? bias[c] : 0.0f;
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 0);
+        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 1);
         if (taps == 9) depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, 9);
         else if (taps == 25) depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, 25);
         else depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, taps);
@@ -324,7 +364,7 @@ __attribute__((target("avx512f"))) static void depthwise_avx512(const dk_window_
         const float *k = w + c * taps;
         float b = bias ? bias[c] : 0.0f;
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 1);
+        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 2);
         if (taps == 9) depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, 9);
         else if (taps == 25) depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, 25);
         else depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, taps);
@@ -368,7 +408,7 @@ __attribute__((target("avx512f"))) static void max_pool_avx512(const dk_window_s
     const __m512 low = _mm512_set1_ps(-__builtin_inff()), nan = _mm512_set1_ps(__builtin_nanf(""));
     for (size_t plane = first; plane < end; plane++) {
         float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff(), 1);
+        fill_padded(s, p, x + plane * s->height * s->width, buf, -__builtin_inff(), 2);
         for (size_t oy = 0; oy < s->out_h; oy++) {
             float *out = yp + oy * s->out_w;
             const float *base = buf + oy * s->stride_h * p.row_stride;

@@ -387,16 +387,6 @@ DK_AVX512 static void pool_avx512(const dk_pool_shape *s, const float *x, float 
 /// (its 16-lane vectors were 6/16 busy), except where the pooling is fused, below.
 #define DK_AVX2 __attribute__((target("avx2,fma")))
 
-/// Lanes below `n` of 8 set (all from 8 up, none at 0 or below), as a load/store mask.
-DK_TILE_INLINE DK_AVX2 __m256i lanes8(long n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/// Loops over a tile's pixels and vectors, unrolled before the accumulators are assigned registers:
-/// at -O2 (SwiftPM's release setting) clang otherwise kept a copy of each AVX2 accumulator on the
-/// stack, stored after every multiply-add (cnn-tiny's second convolution: 16.0 µs, 5.0 µs unrolled).
-#define DK_UNROLLED _Pragma("clang loop unroll(full)")
-
 /// `conv_tile` with `V` vectors of 8 output channels from vector `v0` (in eights).
 DK_TILE_INLINE DK_AVX2 void conv_tile_avx2(const conv_tile_args *a, size_t first, size_t v0, const int P, const int V) {
     const float *xs[8];
@@ -431,7 +421,7 @@ DK_TILE_INLINE DK_AVX2 void conv_tile_avx2(const conv_tile_args *a, size_t first
             if (a->relu) v = _mm256_max_ps(v, _mm256_setzero_ps());  // NaN becomes 0 (the second operand)
             const size_t column = (v0 + j) * 8;
             if (column + 8 <= a->out_channels) _mm256_storeu_ps(ys[p] + column, v);
-            else _mm256_maskstore_ps(ys[p] + column, lanes8((long)(a->out_channels - column)), v);
+            else _mm256_maskstore_ps(ys[p] + column, dk_lanes8((long)(a->out_channels - column)), v);
         }
     }
 }
@@ -476,7 +466,7 @@ DK_AVX2 static void conv_avx2(const dk_conv_shape *s, const float *x, const floa
 DK_TILE_INLINE DK_AVX2 void conv_gray_pool_tile_avx2(const dk_conv_shape *s, const float *x, const float *w, const float *b,
                                                       float *y, size_t py, size_t x0, size_t o0, const int O, int relu) {
     const size_t pairs = s->out_w / 2 - x0 / 2 < 4 ? s->out_w / 2 - x0 / 2 : 4;
-    const __m256i columns = lanes8((long)(2 * pairs));
+    const __m256i columns = dk_lanes8((long)(2 * pairs));
     __m256 top[4], bottom[4];
     DK_UNROLLED for (int o = 0; o < O; o++) top[o] = bottom[o] = _mm256_set1_ps(b ? b[o0 + o] : 0.0f);
     for (size_t ky = 0; ky < s->kernel_h; ky++) {
@@ -527,7 +517,7 @@ DK_AVX2 static void pool_2x2_avx2(const dk_pool_shape *s, const float *x, float 
         for (size_t ox = 0; ox < s->out_w; ox++) {
             const size_t left = 2 * ox * channels, right = left + channels;
             for (size_t c = 0; c < channels; c += 8) {
-                const __m256i mask = lanes8((long)(channels - c));
+                const __m256i mask = dk_lanes8((long)(channels - c));
                 const __m256 a = _mm256_maskload_ps(r0 + left + c, mask), b = _mm256_maskload_ps(r0 + right + c, mask);
                 const __m256 d = _mm256_maskload_ps(r1 + left + c, mask), e = _mm256_maskload_ps(r1 + right + c, mask);
                 __m256 v = average ? _mm256_div_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a, b), d), e), quarter)
@@ -553,7 +543,7 @@ DK_AVX2 static void pool_avx2(const dk_pool_shape *s, const float *x, float *y, 
             pool_window(s, oy, ox, &i0, &i1, &j0, &j1);
             float *yo = y + oy * s->out_row_stride + ox * channels;
             for (size_t c = 0; c < channels; c += 8) {
-                const __m256i mask = lanes8((long)(channels - c));
+                const __m256i mask = dk_lanes8((long)(channels - c));
                 __m256 acc = average ? _mm256_setzero_ps() : _mm256_set1_ps(-INFINITY);
                 for (size_t i = i0; i < i1; i++)
                     for (size_t j = j0; j < j1; j++) {

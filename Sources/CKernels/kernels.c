@@ -175,7 +175,13 @@ void dk_linear_small(const float *x, const float *w, const float *b, float *y,
 // 16 with AVX-512's 32 registers, 4 × 2 vectors of 8 with AVX2's 16. Explicit fused multiply-adds
 // (this kernel trades bit-equality with the scalar formula for speed; results agree with a BLAS
 // product to float rounding). Macros rather than functions for the stores: a function taking a
-// 64-byte vector has a different calling convention with and without AVX-512.
+// 64-byte vector has a different calling convention with and without AVX-512. A single row (a
+// recurrent cell's step at batch 1) has only BLOCK independent sums; with ODD_SUMS (AVX2's 2
+// vectors) the odd inputs go to a second set, added at the end. Measured on an AMD EPYC (AVX2,
+// `distill bench onnx`, batch 1, two threads): with a loop of run-time length over the lone row's
+// vectors clang kept its sums on the stack, a store after every multiply-add (67% of the LSTM's
+// profile on two instructions); with constant trip counts and two sums the LSTM went from 522 to
+// 346 µs, the GRU from 480 to 220-254 µs.
 #if defined(__x86_64__)
 typedef float dk_v16 __attribute__((ext_vector_type(16)));
 typedef float dk_v8 __attribute__((ext_vector_type(8)));
@@ -190,7 +196,7 @@ typedef float dk_v8 __attribute__((ext_vector_type(8)));
         else for (size_t c_ = 0; c_ < (columns); c_++) (y)[c_] = out_[c_];                                     \
     } while (0)
 
-#define LINEAR_PACKED_KERNEL(NAME, VT, LANES, BLOCK, ATTRIBUTES)                                                \
+#define LINEAR_PACKED_KERNEL(NAME, VT, LANES, BLOCK, ODD_SUMS, ATTRIBUTES)                                          \
     ATTRIBUTES static void NAME(const float *x, const float *wt, const float *bp, float *y, size_t rows,       \
                                 size_t in, size_t out, size_t padded, int relu) {                              \
         for (size_t c0 = 0; c0 < padded; c0 += BLOCK * LANES) {                                                \
@@ -228,10 +234,28 @@ typedef float dk_v8 __attribute__((ext_vector_type(8)));
                     }                                                                                          \
             }                                                                                                  \
             for (; r < rows; r++) {                                                                            \
-                VT acc[BLOCK];                                                                                 \
-                for (int j = 0; j < BLOCK; j++) acc[j] = (VT)0.0f;                                             \
+                VT acc[BLOCK], odd[BLOCK];                                                                     \
+                for (int j = 0; j < BLOCK; j++) acc[j] = odd[j] = (VT)0.0f;                                    \
                 const float *xr = x + r * in;                                                                  \
-                for (size_t k = 0; k < in; k++) {                                                              \
+                size_t k = 0;                                                                                  \
+                if (vectors == BLOCK) { /* constant trip counts: the accumulators stay in registers */         \
+                    for (; ODD_SUMS && k + 2 <= in; k += 2) { /* two sums: twice the independent FMAs */       \
+                        VT a = (VT)xr[k], b = (VT)xr[k + 1], w[BLOCK], v[BLOCK];                               \
+                        memcpy(w, wt + k * padded + c0, sizeof w);                                             \
+                        memcpy(v, wt + (k + 1) * padded + c0, sizeof v);                                       \
+                        for (int j = 0; j < BLOCK; j++) {                                                      \
+                            acc[j] = __builtin_elementwise_fma(a, w[j], acc[j]);                               \
+                            odd[j] = __builtin_elementwise_fma(b, v[j], odd[j]);                               \
+                        }                                                                                      \
+                    }                                                                                          \
+                    for (; k < in; k++) {                                                                      \
+                        VT a = (VT)xr[k], w[BLOCK];                                                            \
+                        memcpy(w, wt + k * padded + c0, sizeof w);                                             \
+                        for (int j = 0; j < BLOCK; j++) acc[j] = __builtin_elementwise_fma(a, w[j], acc[j]);   \
+                    }                                                                                          \
+                    if (ODD_SUMS) for (int j = 0; j < BLOCK; j++) acc[j] += odd[j];                            \
+                }                                                                                              \
+                for (; k < in; k++) {                                                                          \
                     const float *wk = wt + k * padded + c0;                                                    \
                     VT a = (VT)xr[k];                                                                          \
                     for (size_t j = 0; j < vectors; j++) {                                                     \
@@ -249,8 +273,8 @@ typedef float dk_v8 __attribute__((ext_vector_type(8)));
         }                                                                                                      \
     }
 
-LINEAR_PACKED_KERNEL(linear_packed_avx512, dk_v16, 16, 4, __attribute__((target("avx512f"))))
-LINEAR_PACKED_KERNEL(linear_packed_avx2, dk_v8, 8, 2, __attribute__((target("avx2,fma"))))
+LINEAR_PACKED_KERNEL(linear_packed_avx512, dk_v16, 16, 4, 0, __attribute__((target("avx512f"))))
+LINEAR_PACKED_KERNEL(linear_packed_avx2, dk_v8, 8, 2, 1, __attribute__((target("avx2,fma"))))
 #endif
 
 int dk_linear_packed_level(void) { return dk_choose_level(-1); }

@@ -139,11 +139,6 @@ __attribute__((target("avx512f"))) static void pool2x2_backward_avx512(const flo
 }
 #define AVX2_TARGET __attribute__((target("avx2")))
 
-/// Lanes below `n` of 8 set (all from n = 8 up, none at 0 or below), as a load/store mask.
-AVX2_TARGET static inline __m256i lanes8(long n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /// Lanes 0, 2, 4, ..., 14 (`odd` 0: the even columns) or 1, 3, ..., 15 of the 16 floats lo, hi.
 AVX2_TARGET static inline __m256 columns8(__m256 lo, __m256 hi, int odd) {
     const __m256 mixed = odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
@@ -166,7 +161,7 @@ AVX2_TARGET static void pool2x2_forward_avx2(const float *x, float *y, int32_t *
             const int32_t base = (int32_t)(2 * oy * w);
             for (size_t ox = 0; ox < q; ox += 8) {
                 const long n = q - ox < 8 ? (long)(q - ox) : 8;
-                const __m256i lanes = lanes8(n), first = lanes8(2 * n), second = lanes8(2 * n - 8);
+                const __m256i lanes = dk_lanes8(n), first = dk_lanes8(2 * n), second = dk_lanes8(2 * n - 8);
                 const __m256 t0 = _mm256_maskload_ps(r0 + 2 * ox, first), t1 = _mm256_maskload_ps(r0 + 2 * ox + 8, second);
                 const __m256 b0 = _mm256_maskload_ps(r1 + 2 * ox, first), b1 = _mm256_maskload_ps(r1 + 2 * ox + 8, second);
                 const __m256 a = columns8(t0, t1, 0), b = columns8(t0, t1, 1), c = columns8(b0, b1, 0), d = columns8(b0, b1, 1);
@@ -199,7 +194,7 @@ AVX2_TARGET static void pool2x2_backward_avx2(const float *grad, const int32_t *
             float *d0 = d + 2 * oy * w, *d1 = d0 + w;
             for (size_t ox = 0; ox < q; ox += 8) {
                 const long n = q - ox < 8 ? (long)(q - ox) : 8;
-                const __m256i lanes = lanes8(n), first = lanes8(2 * n), second = lanes8(2 * n - 8);
+                const __m256i lanes = dk_lanes8(n), first = dk_lanes8(2 * n), second = dk_lanes8(2 * n - 8);
                 const __m256 v = _mm256_maskload_ps(g + oy * q + ox, lanes);
                 const __m256i winner = _mm256_maskload_epi32(won + oy * q + ox, lanes);
                 const __m256i top_left = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(2 * oy * w + 2 * ox)), even);

@@ -36,6 +36,21 @@ static inline int dk_choose_level(int level) {
     return -1;
 }
 
+/// Loops over a register tile's rows, pixels or vectors, unrolled before the accumulators are
+/// assigned registers: at -O2 (SwiftPM's release setting) clang otherwise kept a copy of each AVX2
+/// accumulator on the stack, stored after every multiply-add (cnn-tiny's second convolution:
+/// 16.0 µs, 5.0 µs unrolled).
+#define DK_UNROLLED _Pragma("clang loop unroll(full)")
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/// Lanes below `n` of 8 set (all from n = 8 up, none at 0 or below), as an AVX2 load/store mask.
+__attribute__((target("avx2"), always_inline)) static inline __m256i dk_lanes8(long n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 // DK_VECTOR_EXP(NAME, VF, VI, ATTRIBUTES) defines `VF NAME(VF v)`: e^v for a vector of floats VF
 // (VI: the int vector of the same lanes), Cephes' single-precision method (S. L. Moshier):
 // v = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two parts for an exact product), e^r by a degree-7

@@ -271,11 +271,12 @@ public final class ONNXModel: @unchecked Sendable {
     /// 0 turns chunking off. A task-local so that tests can compare both ways in one process.
     @TaskLocal static var chunkImages: Int = ProcessInfo.processInfo.environment["DISTILL_ONNX_CHUNK"].flatMap(Int.init) ?? 8
 
-    /// Whether 1×1 convolutions run on the direct AVX-512 kernel (`dk_pointwise_conv`,
-    /// Sources/CKernels/conv_pointwise.c) where the CPU has it: on unless
-    /// `DISTILL_ONNX_POINTWISE=blas` (BLAS GEMMs, the path before, to compare). A task-local so
-    /// that tests can compare both paths in one process.
-    @TaskLocal static var directPointwise: Bool = ProcessInfo.processInfo.environment["DISTILL_ONNX_POINTWISE"] != "blas"
+    /// Which kernel runs 1×1 convolutions: -1 the direct one (`dk_pointwise_conv`,
+    /// Sources/CKernels/conv_pointwise.c) at the best level this CPU has, AVX-512 or AVX2 + FMA; 2
+    /// or 1 that level (for tests; BLAS where the CPU lacks it); 0 BLAS GEMMs, the path before,
+    /// also chosen by `DISTILL_ONNX_POINTWISE=blas` to compare. A task-local so that tests can
+    /// compare the paths in one process.
+    @TaskLocal static var pointwiseKernel: Int32 = ProcessInfo.processInfo.environment["DISTILL_ONNX_POINTWISE"] == "blas" ? 0 : -1
 
     /// Whether `name` is an initializer or a value `plan` computed at load.
     func isConstant(_ name: String, _ plan: ExecutionPlan) -> Bool { initializers[name] != nil || plan.constants[name] != nil }

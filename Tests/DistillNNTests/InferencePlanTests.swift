@@ -110,10 +110,10 @@ extension InferencePlanTests {
 extension LinearKernelTests {
     /// The packed many-row kernel (AVX-512 or AVX2, whichever this CPU has; skipped elsewhere) against
     /// a Double reference, with row counts off the four-row blocks and output counts off the vectors and
-    /// blocks.
+    /// blocks; single rows with odd and even input counts (AVX2's two sums of a lone row).
     @Test func packedKernelComputesTheLayer() throws {
         var g = SeededGenerator(seed: 6)
-        for (rows, inputs, outputs) in [(13, 37, 10), (8, 784, 64), (5, 20, 70), (4, 3, 1)] {
+        for (rows, inputs, outputs) in [(13, 37, 10), (8, 784, 64), (5, 20, 70), (4, 3, 1), (1, 129, 40), (1, 128, 512), (1, 1, 3)] {
             for (useBias, relu) in [(true, true), (false, false)] {
                 let padded = (outputs + 15) / 16 * 16
                 let x = (0..<(rows * inputs)).map { _ in Float.random(in: -1...1, using: &g) }

@@ -5,9 +5,10 @@ import DistillTestSupport
 import Foundation
 import Testing
 
-// The direct 1×1 convolution kernel (Sources/CKernels/conv_pointwise.c) against the BLAS path it
-// replaces (`ONNXModel.directPointwise` off): the same sums in another order, so equal within
-// float rounding; Relu's and Clip's NaN rules exactly.
+// The direct 1×1 convolution kernel (Sources/CKernels/conv_pointwise.c), at every level this CPU
+// has (AVX2 + FMA, AVX-512), against the BLAS path it replaces (`ONNXModel.pointwiseKernel` 0):
+// the same sums in another order, so equal within float rounding; Relu's and Clip's NaN rules
+// exactly.
 
 /// Deterministic values in [-1, 1).
 private func values(_ count: Int, seed: UInt64) -> [Float] {
@@ -15,21 +16,27 @@ private func values(_ count: Int, seed: UInt64) -> [Float] {
     return (0..<count).map { _ in Float.random(in: -1..<1, using: &g) }
 }
 
-/// `pointwiseConv2d` on the direct kernel (`direct`) or on BLAS.
-private func pointwise(direct: Bool, _ x: Tensor, _ w: Tensor, _ b: Tensor?, gate: Tensor? = nil, residual: Tensor? = nil,
+/// The kernel's levels this CPU runs: 1 (AVX2 + FMA), 2 (AVX-512).
+private let levels: [Int32] = [1, 2].filter { level in
+    var (w, x, y): (Float, Float, Float) = (1, 1, 0)
+    return dk_pointwise_conv_level(level, 1, 1, 1, &w, &x, nil, nil, &y, 0, 0, 0) == 0 && y == 1
+}
+
+/// `pointwiseConv2d` on the direct kernel at `level`, or on BLAS (level 0).
+private func pointwise(level: Int32, _ x: Tensor, _ w: Tensor, _ b: Tensor?, gate: Tensor? = nil, residual: Tensor? = nil,
                        activation: FusedActivation?) -> Tensor {
-    ONNXModel.$directPointwise.withValue(direct) {
+    ONNXModel.$pointwiseKernel.withValue(level) {
         ONNXOps.pointwiseConv2d(x, w, b, gate: gate, residual: residual, activation: activation)
     }
 }
 
-@Suite("ONNX direct 1×1 convolution kernel", .enabled(if: dk_pointwise_conv_available() != 0, "the kernel needs AVX-512"))
+@Suite("ONNX direct 1×1 convolution kernel", .enabled(if: !levels.isEmpty, "the kernel needs AVX2 + FMA or AVX-512"))
 struct PointwiseKernelTests {
     @Test("Odd channel counts, pixel tails, bias, residual, gate and every fused activation match the BLAS path")
     func matchesBLAS() throws {
-        // (images, input channels, output channels, height, width): tails of the 8-row and
-        // 48-pixel tiles on both sides, one pixel, one channel, and a column block boundary
-        // (k + m = 1,060: one 48-pixel strip per block, so 1,000 pixels cross 21).
+        // (images, input channels, output channels, height, width): tails of the 8- and 6-row
+        // and 48- and 16-pixel tiles on both sides, one pixel, one channel, and a column block
+        // boundary (k + m = 1,060: one strip per block, so 1,000 pixels cross 21 or 63).
         let shapes = [(2, 1, 1, 1, 1), (1, 3, 7, 1, 47), (3, 16, 9, 7, 7), (2, 33, 17, 5, 13), (1, 5, 8, 4, 12),
                       (2, 24, 144, 6, 8), (1, 96, 24, 14, 14), (1, 1000, 60, 20, 50)]
         let activations: [FusedActivation?] = [nil, .relu, .clip(0, 6), .clip(-0.25, 0.5), .sigmoid, .silu, .hardSwish]
@@ -45,10 +52,13 @@ struct PointwiseKernelTests {
                 let withBias = a % 2 == 0 ? bias : nil
                 let withResidual = a % 3 == 1 ? residual : nil
                 let withGate = a % 4 == 3 ? gate : nil
-                let got = pointwise(direct: true, x, weight, withBias, gate: withGate, residual: withResidual, activation: activation)
-                let want = pointwise(direct: false, x, weight, withBias, gate: withGate, residual: withResidual, activation: activation)
-                #expect(got.shape == [n, m, h, w])
-                assertClose(got.scalars, want.scalars, atol: tolerance, rtol: tolerance, "shape \(index), activation \(activation?.description ?? "none")")
+                let want = pointwise(level: 0, x, weight, withBias, gate: withGate, residual: withResidual, activation: activation)
+                for level in levels {
+                    let got = pointwise(level: level, x, weight, withBias, gate: withGate, residual: withResidual, activation: activation)
+                    #expect(got.shape == [n, m, h, w])
+                    assertClose(got.scalars, want.scalars, atol: tolerance, rtol: tolerance,
+                                "level \(level), shape \(index), activation \(activation?.description ?? "none")")
+                }
             }
         }
     }
@@ -59,12 +69,14 @@ struct PointwiseKernelTests {
         xs[4] = .nan; xs[57] = .nan  // image 0: channel 0, pixel 4 and channel 1, pixel 7
         let x = Tensor(shape: [2, 3, 5, 10], scalars: xs)
         let weight = Tensor(shape: [9, 3, 1, 1], scalars: values(27, seed: 8))
-        for activation in [FusedActivation.relu, .clip(0, 6)] {
-            let got = pointwise(direct: true, x, weight, nil, activation: activation)
-            let want = pointwise(direct: false, x, weight, nil, activation: activation)
-            #expect(got.scalars.map(\.isNaN) == want.scalars.map(\.isNaN), "\(activation)")
-            #expect(got.scalars.filter(\.isNaN).count == (activation == .relu ? 0 : 2 * 9))
-            assertClose(got.scalars.map { $0.isNaN ? 0 : $0 }, want.scalars.map { $0.isNaN ? 0 : $0 }, atol: 1e-5, rtol: 1e-5)
+        for level in levels {
+            for activation in [FusedActivation.relu, .clip(0, 6)] {
+                let got = pointwise(level: level, x, weight, nil, activation: activation)
+                let want = pointwise(level: 0, x, weight, nil, activation: activation)
+                #expect(got.scalars.map(\.isNaN) == want.scalars.map(\.isNaN), "\(activation)")
+                #expect(got.scalars.filter(\.isNaN).count == (activation == .relu ? 0 : 2 * 9))
+                assertClose(got.scalars.map { $0.isNaN ? 0 : $0 }, want.scalars.map { $0.isNaN ? 0 : $0 }, atol: 1e-5, rtol: 1e-5)
+            }
         }
     }
 
@@ -89,8 +101,10 @@ struct PointwiseKernelTests {
                                        initializers: inits, opset: 17))
         #expect(model.optimizedPlan.steps.map(\.label) == ["Conv+Clip", "Conv[grouped]+Clip", "Conv+Add"])
         let feeds = ["x": ONNXValue.float(Tensor(shape: [3, c, 7, 9], scalars: values(3 * c * 63, seed: 9)))]
-        let fused = try ONNXModel.$directPointwise.withValue(true) { try model.run(feeds, extra: [], observe: nil, optimized: true) }
-        let written = try ONNXModel.$directPointwise.withValue(false) { try model.run(feeds, extra: [], observe: nil, optimized: false) }
-        assertClose(fused["y"]!.floatTensor!.scalars, written["y"]!.floatTensor!.scalars, atol: 1e-5, rtol: 1e-5)
+        let written = try ONNXModel.$pointwiseKernel.withValue(0) { try model.run(feeds, extra: [], observe: nil, optimized: false) }
+        for level in levels {
+            let fused = try ONNXModel.$pointwiseKernel.withValue(level) { try model.run(feeds, extra: [], observe: nil, optimized: true) }
+            assertClose(fused["y"]!.floatTensor!.scalars, written["y"]!.floatTensor!.scalars, atol: 1e-5, rtol: 1e-5, "level \(level)")
+        }
     }
 }

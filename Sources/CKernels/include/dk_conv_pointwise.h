@@ -17,12 +17,18 @@
 /// cache). Products are summed in k order from bias + residual, so results differ from a GEMM
 /// library's only by rounding.
 ///
-/// AVX-512 with fused multiply-adds. Returns -1 (and does nothing) when the CPU lacks AVX-512,
-/// for the caller to use BLAS instead; 0 otherwise.
+/// AVX-512 (tiles of 8 channels × 48 pixels) or AVX2 + FMA (4 × 24), whichever is the best this
+/// CPU has. Returns -1 (and does nothing) when the CPU has neither, for the caller to use BLAS
+/// instead; 0 otherwise.
 int dk_pointwise_conv(size_t m, size_t channels, size_t pixels, const float *w, const float *x, const float *bias,
                       const float *residual, float *y, int activation, float lo, float hi);
 
-/// 1 when this CPU can run `dk_pointwise_conv` (AVX-512), else 0.
+/// `dk_pointwise_conv` at a given level, for tests: AVX2 + FMA (1), AVX-512 (2), or -1 for the
+/// best. Returns -1 (and does nothing) when this CPU lacks the level; there is no portable level 0.
+int dk_pointwise_conv_level(int level, size_t m, size_t channels, size_t pixels, const float *w, const float *x,
+                            const float *bias, const float *residual, float *y, int activation, float lo, float hi);
+
+/// 1 when this CPU can run `dk_pointwise_conv` (AVX2 + FMA or AVX-512), else 0.
 int dk_pointwise_conv_available(void);
 
 #endif

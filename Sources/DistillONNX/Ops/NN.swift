@@ -189,8 +189,8 @@ extension ONNXOps {
     }
 
     /// A 1×1 convolution with stride 1 and no padding, W [M, C] · X [C, H·W] per image, images
-    /// split across the workers. On CPUs with AVX-512 (unless `ONNXModel.directPointwise` is
-    /// off), each image runs on `dk_pointwise_conv` (Sources/CKernels/conv_pointwise.c): tiles of
+    /// split across the workers. On CPUs with AVX-512 or AVX2 + FMA (unless `ONNXModel.pointwiseKernel`
+    /// is 0), each image runs on `dk_pointwise_conv` (Sources/CKernels/conv_pointwise.c): tiles of
     /// output channels × pixels in registers, bias, residual and Relu/Clip applied before the
     /// one store. Otherwise GEMMs straight into the output (no unfolding, no reordering) over
     /// blocks of columns, each block's bias preloaded and its activation applied while it is in
@@ -206,7 +206,7 @@ extension ONNXOps {
         let xs = SharedPointer(x.data), ws = SharedPointer(w.data), ys = SharedPointer(out.data)
         let bs = b.map { SharedPointer($0.data) }, gs = gate.map { SharedPointer($0.data) }
         let rs = residual.map { SharedPointer($0.data) }
-        let direct = ONNXModel.directPointwise && dk_pointwise_conv_available() != 0
+        let level = ONNXModel.pointwiseKernel
         let kind = activation?.kind ?? 0, lo = activation?.lo ?? 0, hi = activation?.hi ?? 0
         Parallel.forEachChunk(n, chunks: Parallel.workers) { _, images in
             let scaled = gs == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: m * ch)
@@ -219,9 +219,9 @@ extension ONNXOps {
                     for o in 0..<m { for k in 0..<ch { scaled[o * ch + k] = ws.p[o * ch + k] * g[k] } }
                     weight = UnsafePointer(scaled)
                 }
-                if direct {
-                    _ = dk_pointwise_conv(m, ch, area, weight, xs.p + image * ch * area, bs?.p, rs.map { $0.p + image * m * area },
-                                          y, kind, lo, hi)
+                // -1: the CPU lacks the level, or the packing buffer could not be allocated: BLAS then.
+                if level != 0, dk_pointwise_conv_level(level, m, ch, area, weight, xs.p + image * ch * area, bs?.p, rs.map { $0.p + image * m * area },
+                                                   y, kind, lo, hi) == 0 {
                     continue
                 }
                 // Column blocks of about 256 KiB of output: each block's bias or residual is

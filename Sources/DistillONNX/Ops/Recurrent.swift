@@ -156,7 +156,8 @@ extension ONNXOps {
         let perRow = steps * directions * rows * (inputSize + hidden)
         let chunks = batch >= 2 && batch * perRow >= 1 << 21 ? Swift.min(Parallel.workers, batch) : 1
         // Packed products with AVX-512; with AVX2 only for a few rows per step, where they beat BLAS.
-        let packable = dk_linear_packed_level() == 2 || (dk_linear_packed_level() == 1 && batch <= 16)
+        let packedLevel = dk_linear_packed_level()
+        let packable = packedLevel == 2 || (packedLevel == 1 && batch <= 16)
         let unitParts = chunks == 1 && packable && rows * hidden >= 1 << 15 && (cell != .gru || linearBeforeReset)
             ? Swift.max(1, Swift.min(Parallel.workers, hidden / 32)) : 1
         let parts = (0..<unitParts).map { k in (hidden * k / unitParts)..<(hidden * (k + 1) / unitParts) }
