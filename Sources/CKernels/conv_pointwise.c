@@ -7,7 +7,8 @@
 // input channel k with 3 loads of x[k, strip] and 8 broadcasts of w[o, k]: 11 loads per 24 fused
 // multiply-adds, and the strip of x (channels × 48 floats: 3 KiB at 16 channels, 180 KiB at 960)
 // is read from memory once and from cache for every later block of rows. Row and pixel tails are
-// the same tile with fewer rows or masked vectors.
+// the same tile with fewer rows or masked vectors. The AVX2 version (below) works the same way
+// with tiles of 6 × 16 and x copied into contiguous strips first.
 #include "dk_conv_depthwise.h"
 #include "dk_conv_pointwise.h"
 #include "vector_common.h"
@@ -21,6 +22,19 @@
 enum { block_rows = 8, strip_vectors = 3, strip_pixels = 16 * strip_vectors };
 
 #if defined(__x86_64__)
+
+/// Pixels per column block: a multiple of `strip` such that the block's x (channels × width) and
+/// y (m × width) fit in about 256 KiB of a core's cache; at least one strip.
+static size_t column_width(size_t channels, size_t m, size_t strip) {
+    size_t width = (size_t)(1 << 16) / (channels + m) / strip * strip;
+    return width < strip ? strip : width;
+}
+
+/// Whether the tiles apply `activation` in registers (Relu, Clip, none); the others run as a pass
+/// over each block while it is in cache.
+static int activation_in_registers(int activation) {
+    return activation == DK_ACTIVATION_NONE || activation == DK_ACTIVATION_RELU || activation == DK_ACTIVATION_CLIP;
+}
 
 /// The mask of the first `n` lanes (n ≤ 16).
 static inline __mmask16 lanes(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
@@ -98,13 +112,11 @@ __attribute__((target("avx512f"))) static void tile_any(int rows, int vectors, i
 __attribute__((target("avx512f"))) static void pointwise_avx512(size_t m, size_t channels, size_t pixels, const float *w,
                                                                 const float *x, const float *bias, const float *residual,
                                                                 float *y, int activation, float lo, float hi) {
-    int in_registers = activation == DK_ACTIVATION_NONE || activation == DK_ACTIVATION_RELU || activation == DK_ACTIVATION_CLIP;
+    int in_registers = activation_in_registers(activation);
     int tile_activation = in_registers ? activation : DK_ACTIVATION_NONE;
-    // Column blocks whose x (channels × width) and y (m × width) fit in about 256 KiB of this
-    // core's cache: x is read from memory by the first block of rows and from cache by the
-    // others, and each row of y is written in one contiguous run per block.
-    size_t width = (size_t)(1 << 16) / (channels + m) / strip_pixels * strip_pixels;
-    if (width < strip_pixels) width = strip_pixels;
+    // Column blocks in cache: x is read from memory by the first block of rows and from cache by
+    // the others, and each row of y is written in one contiguous run per block.
+    size_t width = column_width(channels, m, strip_pixels);
     for (size_t block = 0; block < pixels; block += width) {
         size_t block_end = pixels - block < width ? pixels : block + width;
         for (size_t o = 0; o < m; o += block_rows) {
@@ -196,12 +208,11 @@ __attribute__((target("avx2,fma"))) static void tile_avx2_any(int rows, int vali
 __attribute__((target("avx2,fma"))) static int pointwise_avx2(size_t m, size_t channels, size_t pixels, const float *w,
                                                               const float *x, const float *bias, const float *residual,
                                                               float *y, int activation, float lo, float hi) {
-    int in_registers = activation == DK_ACTIVATION_NONE || activation == DK_ACTIVATION_RELU || activation == DK_ACTIVATION_CLIP;
+    int in_registers = activation_in_registers(activation);
     int tile_activation = in_registers ? activation : DK_ACTIVATION_NONE;
-    // Column blocks whose packed x (channels × width) and y (m × width) fit in about 256 KiB.
-    size_t width = (size_t)(1 << 16) / (channels + m) / avx2_strip * avx2_strip;
-    if (width < avx2_strip) width = avx2_strip;
-    if (width > (pixels + avx2_strip - 1) / avx2_strip * avx2_strip) width = (pixels + avx2_strip - 1) / avx2_strip * avx2_strip;
+    // Column blocks in cache (the packed copy of x, channels × width, no larger than the image).
+    size_t width = column_width(channels, m, avx2_strip), whole = (pixels + avx2_strip - 1) / avx2_strip * avx2_strip;
+    if (width > whole) width = whole;
     float *packed = aligned_alloc(64, channels * width * sizeof(float));
     if (!packed) return -1;
     for (size_t block = 0; block < pixels; block += width) {
