@@ -226,9 +226,10 @@ static void depthwise_portable(const dk_window_shape *s, const float *x, const f
 
 #if defined(__x86_64__)
 /// 4 rows × 8 outputs of `depthwise_plane_avx2`: `whole` (a constant after inlining) for 8
-/// outputs, with plain loads and stores; otherwise `mask` covers the row's last outputs (masked
-/// loads cost several plain ones on AMD's cores: 11% of MobileNet v2's depthwise time was spent
-/// waiting on them).
+/// outputs, with plain loads and stores; otherwise `mask` covers the row's last outputs. Masked
+/// loads cost several plain ones on AMD's cores: on an AMD EPYC, MobileNet v2's depthwise nodes
+/// (batch 256, `DISTILL_PROFILE=1`) took 4.7-5.1 s with masked loads everywhere and scalar
+/// stride-2 copies, 2.9-3.8 s with plain loads and `strided_copy_avx2` (a noisy host; two runs each).
 __attribute__((target("avx2,fma"), always_inline)) static inline void depthwise_tile_avx2(
     const int whole, __m256i mask, __m256 b, const size_t *offsets, const float *k, size_t taps, const float *src0,
     size_t row_step, float *out, size_t out_w) {
