@@ -256,8 +256,6 @@ __attribute__((target("avx2,fma"))) static int pointwise_avx2(size_t m, size_t c
 }
 #endif
 
-int dk_pointwise_conv_available(void) { return dk_choose_level(-1) > 0; }
-
 int dk_pointwise_conv_level(int level, size_t m, size_t channels, size_t pixels, const float *w, const float *x,
                             const float *bias, const float *residual, float *y, int activation, float lo, float hi) {
     level = dk_choose_level(level);
@@ -269,9 +267,4 @@ int dk_pointwise_conv_level(int level, size_t m, size_t channels, size_t pixels,
     (void)activation; (void)lo; (void)hi;
 #endif
     return -1;
-}
-
-int dk_pointwise_conv(size_t m, size_t channels, size_t pixels, const float *w, const float *x, const float *bias,
-                      const float *residual, float *y, int activation, float lo, float hi) {
-    return dk_pointwise_conv_level(-1, m, channels, pixels, w, x, bias, residual, y, activation, lo, hi);
 }

@@ -271,7 +271,7 @@ public final class ONNXModel: @unchecked Sendable {
     /// 0 turns chunking off. A task-local so that tests can compare both ways in one process.
     @TaskLocal static var chunkImages: Int = ProcessInfo.processInfo.environment["DISTILL_ONNX_CHUNK"].flatMap(Int.init) ?? 8
 
-    /// Which kernel runs 1×1 convolutions: -1 the direct one (`dk_pointwise_conv`,
+    /// Which kernel runs 1×1 convolutions: -1 the direct one (`dk_pointwise_conv_level`,
     /// Sources/CKernels/conv_pointwise.c) at the best level this CPU has, AVX-512 or AVX2 + FMA; 2
     /// or 1 that level (for tests; BLAS where the CPU lacks it); 0 BLAS GEMMs, the path before,
     /// also chosen by `DISTILL_ONNX_POINTWISE=blas` to compare. A task-local so that tests can

@@ -10,25 +10,19 @@
 ///
 /// MobileNet's and EfficientNet's expand and project layers have few input channels (16 to 960)
 /// against many pixels: a GEMM library packs both operands on every call and writes the output
-/// before a separate pass adds the residual and activates it. Here each block of 48 pixels of x
-/// (channels × 48 floats) is read straight from the image and stays in cache while every block
-/// of 8 output channels is accumulated in registers; bias, residual, Relu and Clip are applied
+/// before a separate pass adds the residual and activates it. Here each strip of pixels of x
+/// (channels × 48 or 16 floats) stays in cache while every block of output channels is
+/// accumulated in registers; bias, residual, Relu and Clip are applied
 /// there before the single store (Sigmoid, SiLU and HardSwish right after, on the block while in
 /// cache). Products are summed in k order from bias + residual, so results differ from a GEMM
 /// library's only by rounding.
 ///
-/// AVX-512 (tiles of 8 channels × 48 pixels) or AVX2 + FMA (4 × 24), whichever is the best this
-/// CPU has. Returns -1 (and does nothing) when the CPU has neither, for the caller to use BLAS
-/// instead; 0 otherwise.
-int dk_pointwise_conv(size_t m, size_t channels, size_t pixels, const float *w, const float *x, const float *bias,
-                      const float *residual, float *y, int activation, float lo, float hi);
-
-/// `dk_pointwise_conv` at a given level, for tests: AVX2 + FMA (1), AVX-512 (2), or -1 for the
-/// best. Returns -1 (and does nothing) when this CPU lacks the level; there is no portable level 0.
+/// `level`: -1 for the best this CPU has, AVX-512 (2: tiles of 8 channels × 48 pixels read
+/// straight from the image) or AVX2 + FMA (1: tiles of 6 × 16 over a packed copy of each column
+/// block); or that level, for tests. There is no portable level: returns -1 (and does nothing)
+/// when this CPU lacks the level, or when the AVX2 level's packing buffer cannot be allocated,
+/// for the caller to use BLAS instead; 0 otherwise.
 int dk_pointwise_conv_level(int level, size_t m, size_t channels, size_t pixels, const float *w, const float *x,
                             const float *bias, const float *residual, float *y, int activation, float lo, float hi);
-
-/// 1 when this CPU can run `dk_pointwise_conv` (AVX2 + FMA or AVX-512), else 0.
-int dk_pointwise_conv_available(void);
 
 #endif

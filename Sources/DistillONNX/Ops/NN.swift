@@ -190,7 +190,7 @@ extension ONNXOps {
 
     /// A 1×1 convolution with stride 1 and no padding, W [M, C] · X [C, H·W] per image, images
     /// split across the workers. On CPUs with AVX-512 or AVX2 + FMA (unless `ONNXModel.pointwiseKernel`
-    /// is 0), each image runs on `dk_pointwise_conv` (Sources/CKernels/conv_pointwise.c): tiles of
+    /// is 0), each image runs on `dk_pointwise_conv_level` (Sources/CKernels/conv_pointwise.c): tiles of
     /// output channels × pixels in registers, bias, residual and Relu/Clip applied before the
     /// one store. Otherwise GEMMs straight into the output (no unfolding, no reordering) over
     /// blocks of columns, each block's bias preloaded and its activation applied while it is in
