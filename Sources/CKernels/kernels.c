@@ -180,8 +180,8 @@ void dk_linear_small(const float *x, const float *w, const float *b, float *y,
 // vectors) the odd inputs go to a second set, added at the end. Measured on an AMD EPYC (AVX2,
 // `distill bench onnx`, batch 1, two threads): with a loop of run-time length over the lone row's
 // vectors clang kept its sums on the stack, a store after every multiply-add (67% of the LSTM's
-// profile on two instructions); with constant trip counts and two sums the LSTM went from 522 to
-// 346 µs, the GRU from 480 to 220-254 µs.
+// profile on two instructions); with constant trip counts and two sums, alternating binaries, the
+// LSTM went from 451-637 to 240-265 µs per sample, the GRU from 396-476 to 172-228 µs.
 #if defined(__x86_64__)
 typedef float dk_v16 __attribute__((ext_vector_type(16)));
 typedef float dk_v8 __attribute__((ext_vector_type(8)));
