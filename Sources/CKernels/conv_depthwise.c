@@ -291,23 +291,29 @@ depthwise_plane_avx2(const dk_window_shape *s, padded_plane p, const size_t *off
     }
 }
 
-__attribute__((target("avx2,fma"))) static void depthwise_avx2(const dk_window_shape *s, const float *x, const float *w,
-                                                               const float *bias, float *y, size_t first, size_t end, float *buf) {
-    padded_plane p = padded_extents(s);
-    size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
-    size_t offsets[max_taps];
-    tap_offsets(s, p, offsets);
-    for (size_t plane = first; plane < end; plane++) {
-        size_t c = plane % s->channels;
-        const float *k = w + c * taps;
-        float b = bias ? bias[c] : 0.0f;
-        float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 1);
-        if (taps == 9) depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, 9);
-        else if (taps == 25) depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, 25);
-        else depthwise_plane_avx2(s, p, offsets, k, b, buf, yp, taps);
+// DEPTHWISE_PLANES(NAME, PLANE, VECTOR, ATTRIBUTES) defines NAME, the planes first..<end of a
+// depthwise convolution: each plane copied into `buf` with its padding (`fill_padded` at level
+// VECTOR), then PLANE over it, inlined with 9 and 25 taps as constants.
+#define DEPTHWISE_PLANES(NAME, PLANE, VECTOR, ATTRIBUTES)                                                      \
+    ATTRIBUTES static void NAME(const dk_window_shape *s, const float *x, const float *w, const float *bias,   \
+                                float *y, size_t first, size_t end, float *buf) {                              \
+        padded_plane p = padded_extents(s);                                                                    \
+        size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;                              \
+        size_t offsets[max_taps];                                                                              \
+        tap_offsets(s, p, offsets);                                                                            \
+        for (size_t plane = first; plane < end; plane++) {                                                     \
+            size_t c = plane % s->channels;                                                                    \
+            const float *k = w + c * taps;                                                                     \
+            float b = bias ? bias[c] : 0.0f;                                                                   \
+            float *yp = y + plane * out_plane;                                                                 \
+            fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, VECTOR);                            \
+            if (taps == 9) PLANE(s, p, offsets, k, b, buf, yp, 9);                                             \
+            else if (taps == 25) PLANE(s, p, offsets, k, b, buf, yp, 25);                                      \
+            else PLANE(s, p, offsets, k, b, buf, yp, taps);                                                    \
+        }                                                                                                      \
     }
-}
+
+DEPTHWISE_PLANES(depthwise_avx2, depthwise_plane_avx2, 1, __attribute__((target("avx2,fma"))))
 #endif
 
 #if defined(__x86_64__)
@@ -354,23 +360,7 @@ depthwise_plane_avx512(const dk_window_shape *s, padded_plane p, const size_t *o
     }
 }
 
-__attribute__((target("avx512f"))) static void depthwise_avx512(const dk_window_shape *s, const float *x, const float *w,
-                                                                const float *bias, float *y, size_t first, size_t end, float *buf) {
-    padded_plane p = padded_extents(s);
-    size_t taps = s->kernel_h * s->kernel_w, out_plane = s->out_h * s->out_w;
-    size_t offsets[max_taps];
-    tap_offsets(s, p, offsets);
-    for (size_t plane = first; plane < end; plane++) {
-        size_t c = plane % s->channels;
-        const float *k = w + c * taps;
-        float b = bias ? bias[c] : 0.0f;
-        float *yp = y + plane * out_plane;
-        fill_padded(s, p, x + plane * s->height * s->width, buf, 0.0f, 2);
-        if (taps == 9) depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, 9);
-        else if (taps == 25) depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, 25);
-        else depthwise_plane_avx512(s, p, offsets, k, b, buf, yp, taps);
-    }
-}
+DEPTHWISE_PLANES(depthwise_avx512, depthwise_plane_avx512, 2, __attribute__((target("avx512f"))))
 #endif
 
 // MARK: Max pooling: the same padded plane (padding -infinity), max instead of multiply-add.
