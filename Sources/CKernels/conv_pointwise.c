@@ -11,6 +11,7 @@
 // with tiles of 6 × 16 and x copied into contiguous strips first.
 #include "dk_conv_depthwise.h"
 #include "dk_conv_pointwise.h"
+#include "conv_private.h"
 #include "vector_common.h"
 
 #include <stdlib.h>
@@ -152,9 +153,10 @@ __attribute__((target("avx512f"))) static void pointwise_avx512(size_t m, size_t
 enum { avx2_rows = 6, avx2_strip = 16 };
 
 /// One AVX2 tile: `rows` ≤ avx2_rows output channels × one strip of 16 pixels, of which the
-/// first `valid` are stored; `xs` is the strip's packed copy [channels][16].
+/// first `valid` are stored; `xs` is the strip's packed copy [channels][16]; rows of y and of
+/// the residual are `y_stride` floats apart.
 __attribute__((target("avx2,fma"), always_inline)) static inline void tile_avx2(
-    const int rows, int valid, size_t channels, size_t pixels, const float *w, const float *xs, const float *bias,
+    const int rows, int valid, size_t channels, size_t y_stride, const float *w, const float *xs, const float *bias,
     const float *residual, float *y, int activation, float lo, float hi) {
     __m256 acc[avx2_rows][2];
     const __m256i mask0 = dk_lanes8(valid), mask1 = dk_lanes8(valid - 8);
@@ -163,7 +165,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile_avx2(
         __m256 b = _mm256_set1_ps(bias ? bias[r] : 0.0f);
         acc[r][0] = acc[r][1] = b;
         if (residual) {
-            const float *rr = residual + r * pixels;
+            const float *rr = residual + r * y_stride;
             acc[r][0] = _mm256_add_ps(b, whole ? _mm256_loadu_ps(rr) : _mm256_maskload_ps(rr, mask0));
             acc[r][1] = _mm256_add_ps(b, whole ? _mm256_loadu_ps(rr + 8) : _mm256_maskload_ps(rr + 8, mask1));
         }
@@ -184,30 +186,31 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile_avx2(
             __m256 a = acc[r][v];
             if (activation == DK_ACTIVATION_RELU) a = _mm256_max_ps(a, zero);
             else if (activation == DK_ACTIVATION_CLIP) a = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a));
-            if (whole) _mm256_storeu_ps(y + r * pixels + 8 * v, a);
-            else _mm256_maskstore_ps(y + r * pixels + 8 * v, v == 0 ? mask0 : mask1, a);
+            if (whole) _mm256_storeu_ps(y + r * y_stride + 8 * v, a);
+            else _mm256_maskstore_ps(y + r * y_stride + 8 * v, v == 0 ? mask0 : mask1, a);
         }
     }
 }
 
 /// `tile_avx2` for rows 1...avx2_rows, each compiled with its row count as a constant.
-__attribute__((target("avx2,fma"))) static void tile_avx2_any(int rows, int valid, size_t channels, size_t pixels,
+__attribute__((target("avx2,fma"))) static void tile_avx2_any(int rows, int valid, size_t channels, size_t y_stride,
                                                               const float *w, const float *xs, const float *bias,
                                                               const float *residual, float *y, int activation, float lo, float hi) {
     switch (rows) {
-    case 1: tile_avx2(1, valid, channels, pixels, w, xs, bias, residual, y, activation, lo, hi); return;
-    case 2: tile_avx2(2, valid, channels, pixels, w, xs, bias, residual, y, activation, lo, hi); return;
-    case 3: tile_avx2(3, valid, channels, pixels, w, xs, bias, residual, y, activation, lo, hi); return;
-    case 4: tile_avx2(4, valid, channels, pixels, w, xs, bias, residual, y, activation, lo, hi); return;
-    case 5: tile_avx2(5, valid, channels, pixels, w, xs, bias, residual, y, activation, lo, hi); return;
-    default: tile_avx2(6, valid, channels, pixels, w, xs, bias, residual, y, activation, lo, hi); return;
+    case 1: tile_avx2(1, valid, channels, y_stride, w, xs, bias, residual, y, activation, lo, hi); return;
+    case 2: tile_avx2(2, valid, channels, y_stride, w, xs, bias, residual, y, activation, lo, hi); return;
+    case 3: tile_avx2(3, valid, channels, y_stride, w, xs, bias, residual, y, activation, lo, hi); return;
+    case 4: tile_avx2(4, valid, channels, y_stride, w, xs, bias, residual, y, activation, lo, hi); return;
+    case 5: tile_avx2(5, valid, channels, y_stride, w, xs, bias, residual, y, activation, lo, hi); return;
+    default: tile_avx2(6, valid, channels, y_stride, w, xs, bias, residual, y, activation, lo, hi); return;
     }
 }
 
-/// Returns -1 (having done nothing) when the packing buffer cannot be allocated.
-__attribute__((target("avx2,fma"))) static int pointwise_avx2(size_t m, size_t channels, size_t pixels, const float *w,
-                                                              const float *x, const float *bias, const float *residual,
-                                                              float *y, int activation, float lo, float hi) {
+/// `dk_pointwise_avx2_strided` (conv_private.h) once the CPU is known to have AVX2 + FMA.
+__attribute__((target("avx2,fma"))) static int pointwise_avx2(size_t m, size_t channels, size_t pixels, size_t x_stride,
+                                                              size_t y_stride, const float *w, const float *x,
+                                                              const float *bias, const float *residual, float *y,
+                                                              int activation, float lo, float hi) {
     int in_registers = activation_in_registers(activation);
     int tile_activation = in_registers ? activation : DK_ACTIVATION_NONE;
     // Column blocks in cache (the packed copy of x, channels × width, no larger than the image).
@@ -220,7 +223,7 @@ __attribute__((target("avx2,fma"))) static int pointwise_avx2(size_t m, size_t c
         size_t strips = (block_end - block + avx2_strip - 1) / avx2_strip;
         // x[k, block + 16s + i] → packed[s][k][i], zeros past the image's last pixel.
         for (size_t k = 0; k < channels; k++) {
-            const float *row = x + k * pixels;
+            const float *row = x + k * x_stride;
             for (size_t s = 0; s < strips; s++) {
                 size_t start = block + avx2_strip * s, n = block_end - start < avx2_strip ? block_end - start : avx2_strip;
                 float *dst = packed + (s * channels + k) * avx2_strip;
@@ -240,15 +243,15 @@ __attribute__((target("avx2,fma"))) static int pointwise_avx2(size_t m, size_t c
                 size_t start = block + avx2_strip * s;
                 int valid = block_end - start < avx2_strip ? (int)(block_end - start) : avx2_strip;
                 const float *xs = packed + s * channels * avx2_strip;
-                const float *ro = residual ? residual + o * pixels + start : NULL;
-                float *yo = y + o * pixels + start;
+                const float *ro = residual ? residual + o * y_stride + start : NULL;
+                float *yo = y + o * y_stride + start;
                 // The full tile is the common case: called with constant extents directly.
-                if (rows == avx2_rows) tile_avx2(avx2_rows, valid, channels, pixels, wo, xs, bo, ro, yo, tile_activation, lo, hi);
-                else tile_avx2_any(rows, valid, channels, pixels, wo, xs, bo, ro, yo, tile_activation, lo, hi);
+                if (rows == avx2_rows) tile_avx2(avx2_rows, valid, channels, y_stride, wo, xs, bo, ro, yo, tile_activation, lo, hi);
+                else tile_avx2_any(rows, valid, channels, y_stride, wo, xs, bo, ro, yo, tile_activation, lo, hi);
             }
         }
         if (!in_registers) {
-            for (size_t o = 0; o < m; o++) dk_activation_inplace(y + o * pixels + block, block_end - block, activation, lo, hi);
+            for (size_t o = 0; o < m; o++) dk_activation_inplace(y + o * y_stride + block, block_end - block, activation, lo, hi);
         }
     }
     free(packed);
@@ -256,12 +259,24 @@ __attribute__((target("avx2,fma"))) static int pointwise_avx2(size_t m, size_t c
 }
 #endif
 
+int dk_pointwise_avx2_strided(size_t m, size_t channels, size_t pixels, size_t x_stride, size_t y_stride, const float *w,
+                              const float *x, const float *bias, const float *residual, float *y, int activation,
+                              float lo, float hi) {
+#if defined(__x86_64__)
+    if (dk_cpu_has_avx2_fma()) return pointwise_avx2(m, channels, pixels, x_stride, y_stride, w, x, bias, residual, y, activation, lo, hi);
+#else
+    (void)m; (void)channels; (void)pixels; (void)x_stride; (void)y_stride; (void)w; (void)x; (void)bias; (void)residual;
+    (void)y; (void)activation; (void)lo; (void)hi;
+#endif
+    return -1;
+}
+
 int dk_pointwise_conv_level(int level, size_t m, size_t channels, size_t pixels, const float *w, const float *x,
                             const float *bias, const float *residual, float *y, int activation, float lo, float hi) {
     level = dk_choose_level(level);
 #if defined(__x86_64__)
     if (level == 2) { pointwise_avx512(m, channels, pixels, w, x, bias, residual, y, activation, lo, hi); return 0; }
-    if (level == 1) return pointwise_avx2(m, channels, pixels, w, x, bias, residual, y, activation, lo, hi);
+    if (level == 1) return pointwise_avx2(m, channels, pixels, pixels, pixels, w, x, bias, residual, y, activation, lo, hi);
 #else
     (void)m; (void)channels; (void)pixels; (void)w; (void)x; (void)bias; (void)residual; (void)y;
     (void)activation; (void)lo; (void)hi;

@@ -39,7 +39,7 @@ enum BatchChunks {
         // kernels already work image by image (1×1 Convs as one GEMM per image, depthwise ones
         // plane by plane), so chunks lose nothing; the engine's other convolutions gather the
         // batch into large GEMMs that small chunks would shrink (ResNet-18 ran slower in chunks).
-        let depthwise = plan.steps.contains { step in
+        let depthwise = plan.steps.flatMap { $0.block?.layers ?? [$0] }.contains { step in
             guard step.node.opType == "Conv", step.node.inputs.count >= 2, case .float(let w)? = constant(step.node.inputs[1]),
                   w.rank == 4, w.shape[1] == 1, w.shape[0] > 1 else { return false }
             return (try? step.node.attributes.int("group", 1)) == w.shape[0]
@@ -57,10 +57,10 @@ enum BatchChunks {
                 // Both operands are either batch-major or constant; at least one is batch-major.
             } else {
                 // Input 0 carries the images; weights and limits are constants; a fused gate
-                // (input 3) and residual (input 4) are images too.
+                // and residual are images too (`PlannedStep.readsImage`).
                 guard batchMajor.contains(node.inputs[0]) else { return false }
                 for (i, name) in node.inputs.enumerated().dropFirst() where !name.isEmpty {
-                    guard (i >= 3 && step.isFused) ? batchMajor.contains(name) : isConstant(name) else { return false }
+                    guard step.readsImage(at: i) ? batchMajor.contains(name) : isConstant(name) else { return false }
                 }
             }
             batchMajor.insert(node.outputs[0])
@@ -71,6 +71,7 @@ enum BatchChunks {
     /// The operator-specific conditions: image-wise attributes and constant shape requests.
     private static func accepts(_ step: PlannedStep, _ constant: (String) -> ONNXValue?) -> Bool {
         let node = step.node
+        if step.block != nil { return true }  // 1×1 and depthwise Convs: image by image
         guard unary.contains(node.opType) || binary.contains(node.opType) else { return false }
         let a = node.attributes
         switch node.opType {

@@ -48,14 +48,25 @@ struct PlannedStep {
     /// added in the Conv's output pass before `activation`. The Add runs as written when the
     /// shapes turn out otherwise (broadcasting).
     var residual: Node? = nil
+    /// The layers of an inverted residual block this step runs as one (`node` is then the
+    /// block's, see `InvertedResidualBlock`).
+    var block: InvertedResidualBlock? = nil
     /// "Conv+Relu", "Conv+Add+Relu" and the like: the profile's key.
     var label: String {
+        if let block { return "[" + block.layers.map(\.label).joined(separator: " → ") + "]" }
         let grouped = node.opType == "Conv" && ((try? node.attributes.int("group", 1)) ?? 1) != 1
         let op = (gate == nil ? "" : "Mul+") + (grouped ? "Conv[grouped]" : node.opType) + (residual == nil ? "" : "+Add")
         return activation.map { "\(op)+\($0)" } ?? op
     }
     /// Whether the step runs a Conv with something folded into it.
     var isFused: Bool { activation != nil || gate != nil || residual != nil }
+    /// Whether input `i` of the step's node is an image (batch-major) rather than a constant, for
+    /// a step that is not an operator as written: a fused Conv's gate (3) and residual (4), a
+    /// block's input (0) and residual.
+    func readsImage(at i: Int) -> Bool {
+        if block != nil { return i == 0 || i == InvertedResidualBlock.residualInput }
+        return i == 0 || (i >= 3 && isFused)
+    }
 }
 
 /// The graph as it runs: nodes after the load-time optimisations, the values computed at load
@@ -197,8 +208,53 @@ enum GraphOptimizer {
             }
             planned[i] = step
         }
+        fuseInvertedResiduals(&planned, removed: &removed, soleReader: soleReader, constant)
         let kept = planned.indices.filter { !removed.contains($0) }.map { planned[$0] }
         return ExecutionPlan(steps: kept, constants: constants, inputs: inputs, initializers: initializers)
+    }
+
+    /// [1×1 Conv →] depthwise Conv → 1×1 Conv, each reading only the one before (MobileNet v2's
+    /// inverted residual block, with what the passes above folded into each: activations, the
+    /// projection's residual Add): one step, run band by band (`ONNXOps.invertedResidual`). The
+    /// shapes that decide whether the fused kernel applies are known only at run time; the step
+    /// runs the layers one by one otherwise.
+    static func fuseInvertedResiduals(_ planned: inout [PlannedStep], removed: inout Set<Int>, soleReader: (String) -> Int?,
+                                      _ constant: (String) -> ONNXValue?) {
+        var producer: [String: Int] = [:]
+        for i in planned.indices where !removed.contains(i) { for name in planned[i].node.outputs where !name.isEmpty { producer[name] = i } }
+        /// The step's constant 4-D weight when it is a plain or fused Conv with no gate, reading one image input.
+        func convWeight(_ i: Int) -> Tensor? {
+            let step = planned[i], node = step.node
+            guard !removed.contains(i), step.block == nil, step.gate == nil, node.opType == "Conv", node.domain.isEmpty,
+                  node.outputs.count == 1, !node.outputs[0].isEmpty, node.inputs.count >= 2, !node.inputs[0].isEmpty,
+                  node.inputs.count <= 3 || (node.inputs.count == 5 && node.inputs[3].isEmpty && step.residual != nil),
+                  case .float(let w)? = constant(node.inputs[1]), w.rank == 4,
+                  node.inputs.count < 3 || node.inputs[2].isEmpty || constant(node.inputs[2]) != nil else { return nil }
+            return w
+        }
+        func bias(_ node: Node) -> String { node.inputs.count >= 3 ? node.inputs[2] : "" }
+        for d in planned.indices {
+            guard let wd = convWeight(d), planned[d].residual == nil, wd.shape[1] == 1,
+                  (try? planned[d].node.attributes.int("group", 1)) == wd.shape[0] else { continue }
+            let depthwise = planned[d]
+            guard let p = soleReader(depthwise.node.outputs[0]), let wp = convWeight(p), wp.shape[2] == 1, wp.shape[3] == 1,
+                  planned[p].node.inputs[0] == depthwise.node.outputs[0] else { continue }
+            let project = planned[p]
+            var layers = [depthwise, project], expandInputs = ["", ""], input = depthwise.node.inputs[0]
+            if let x = producer[input], let we = convWeight(x), planned[x].residual == nil, we.shape[2] == 1, we.shape[3] == 1,
+               soleReader(input) == d {
+                layers.insert(planned[x], at: 0)
+                expandInputs = [planned[x].node.inputs[1], bias(planned[x].node)]
+                input = planned[x].node.inputs[0]
+                removed.insert(x)
+            }
+            let residual = project.residual == nil ? "" : project.node.inputs[4]
+            let inputs = [input] + expandInputs + [depthwise.node.inputs[1], bias(depthwise.node), project.node.inputs[1], bias(project.node), residual]
+            let node = Node(index: depthwise.node.index, name: depthwise.node.name, opType: InvertedResidualBlock.opType, domain: "",
+                            inputs: inputs, outputs: project.node.outputs, attributes: depthwise.node.attributes, opset: depthwise.node.opset)
+            planned[p] = PlannedStep(node: node, activation: nil, block: InvertedResidualBlock(layers: layers))
+            removed.insert(d)
+        }
     }
 
     // MARK: Rewrites

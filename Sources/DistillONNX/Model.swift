@@ -482,7 +482,9 @@ public final class ONNXModel: @unchecked Sendable {
             do {
                 let started = ONNXProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
                 let context = OpContext(node: node, inputs: values)
-                if planned.isFused {
+                if let block = planned.block {
+                    results = try ONNXOps.invertedResidual(context, block: block)
+                } else if planned.isFused {
                     results = try ONNXOps.fusedConvolution(context, step: planned)
                 } else {
                     guard let kernel = ONNXOps.kernel(for: node) else {

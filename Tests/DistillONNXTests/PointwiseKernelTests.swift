@@ -99,7 +99,7 @@ struct PointwiseKernelTests {
         ]
         let model = try load(makeModel(nodes: nodes, inputs: [tensorInfo("x", [nil, c, 7, 9])], outputs: [tensorInfo("y", [nil, c, 7, 9])],
                                        initializers: inits, opset: 17))
-        #expect(model.optimizedPlan.steps.map(\.label) == ["Conv+Clip", "Conv[grouped]+Clip", "Conv+Add"])
+        #expect(model.optimizedPlan.steps.map(\.label) == ["[Conv+Clip → Conv[grouped]+Clip → Conv+Add]"])
         let feeds = ["x": ONNXValue.float(Tensor(shape: [3, c, 7, 9], scalars: values(3 * c * 63, seed: 9)))]
         let written = try ONNXModel.$pointwiseKernel.withValue(0) { try model.run(feeds, extra: [], observe: nil, optimized: false) }
         for level in levels {
