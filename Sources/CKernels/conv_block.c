@@ -22,6 +22,10 @@
 #define DK_BLOCK_BAND_BYTES (256 * 1024)
 #endif
 
+#ifndef DK_BLOCK_BAND_PIXELS
+#define DK_BLOCK_BAND_PIXELS 96
+#endif
+
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -67,14 +71,16 @@ __attribute__((target("avx2"))) static void to_pixel_major(const float *src, siz
 
 /// One band's depthwise convolution from `padded` (pixel-major, `columns` floats·e per row;
 /// padded row j is the band's input row j, column q image column q − pad_left) into `out`
-/// (channel-major, [e][out_rows · out_w]): 8 output pixels × 8 channels per tile, the taps
-/// summed in the order `dk_depthwise_conv2d` sums them (from the bias, kernel row by row).
-/// `weights`: [e / 8][taps][8], the filters regrouped 8 channels to a vector.
+/// (channel-major: out_rows · out_w floats of each channel, channels `plane` floats apart): 8
+/// output pixels × 8 channels per tile, the taps summed in the order `dk_depthwise_conv2d` sums
+/// them (from the bias, kernel row by row). `weights`: [e / 8][taps][8], the filters regrouped 8
+/// channels to a vector.
 __attribute__((target("avx2,fma"))) static void depthwise_pixel_major(const dk_window_shape *s, size_t out_rows,
                                                                       const float *padded, size_t columns,
                                                                       const float *weights, const float *bias,
-                                                                      int activation, float lo, float hi, float *out) {
-    const size_t e = s->channels, taps = s->kernel_h * s->kernel_w, plane = out_rows * s->out_w;
+                                                                      int activation, float lo, float hi, float *out,
+                                                                      size_t plane) {
+    const size_t e = s->channels, taps = s->kernel_h * s->kernel_w;
     const __m256 zero = _mm256_setzero_ps(), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     for (size_t c = 0; c < e; c += 8) {
         const float *wc = weights + c * taps;
@@ -114,7 +120,7 @@ __attribute__((target("avx2,fma"))) static void depthwise_pixel_major(const dk_w
         }
     }
     if (activation != DK_ACTIVATION_NONE && activation != DK_ACTIVATION_RELU && activation != DK_ACTIVATION_CLIP) {
-        dk_activation_inplace(out, e * plane, activation, lo, hi);
+        for (size_t c = 0; c < e; c++) dk_activation_inplace(out + c * plane, out_rows * s->out_w, activation, lo, hi);
     }
 }
 #endif
@@ -131,13 +137,18 @@ int dk_inverted_residual(const dk_window_shape *s, size_t channels, size_t outpu
     // of 8 outputs, whose extra lanes read past the row and are not stored).
     const size_t reach = (s->kernel_h - 1) * s->dilation_h + 1;
     const size_t columns = (s->out_w + 7) / 8 * 8 * s->stride_w + (s->kernel_w - 1) * s->dilation_w;
-    const size_t row_floats = columns * e, budget_rows = DK_BLOCK_BAND_BYTES / sizeof(float) / row_floats;
+    const size_t row_floats = columns * e;
+    if (row_floats > ((size_t)1 << 24) / reach) return -1;  // one band over 64 MiB: a hostile window
+    const size_t budget_rows = DK_BLOCK_BAND_BYTES / sizeof(float) / row_floats;
     size_t band = budget_rows > reach ? (budget_rows - reach) / sh + 1 : 1;
+    // At least DK_BLOCK_BAND_PIXELS output pixels a band, whatever the budget: the 1×1 kernels'
+    // tiles are 16 pixels wide, and each band streams the projection's weights once.
+    band = max_size(band, (DK_BLOCK_BAND_PIXELS + s->out_w - 1) / s->out_w);
     band = min_size(band, end_row - first_row);
     const size_t span = (band - 1) * sh + reach;  // padded rows of a whole band
 
     const size_t padded_floats = span * row_floats, fresh_floats = expand.weight ? e * min_size(span, h) * w : 0;
-    const size_t convolved_floats = e * band * s->out_w, weight_floats = e * taps;
+    const size_t convolved_floats = project.weight ? e * band * s->out_w : 0, weight_floats = e * taps;
     float *memory = aligned_alloc(64, ((padded_floats + fresh_floats + convolved_floats + weight_floats) * sizeof(float) + 63) / 64 * 64);
     if (!memory) return -1;
     float *padded = memory, *fresh = padded + padded_floats, *convolved = fresh + fresh_floats, *weights = convolved + convolved_floats;
@@ -186,9 +197,14 @@ int dk_inverted_residual(const dk_window_shape *s, size_t channels, size_t outpu
             }
         }
         previous_base = base; previous_span = rows;
-        depthwise_pixel_major(s, r1 - r0, padded, columns, weights, depthwise.bias, depthwise.activation, depthwise.lo,
-                              depthwise.hi, convolved);
+        if (!project.weight) {  // the band's rows straight into y
+            depthwise_pixel_major(s, r1 - r0, padded, columns, weights, depthwise.bias, depthwise.activation, depthwise.lo,
+                                  depthwise.hi, y + r0 * s->out_w, out_plane);
+            continue;
+        }
         const size_t n = (r1 - r0) * s->out_w;
+        depthwise_pixel_major(s, r1 - r0, padded, columns, weights, depthwise.bias, depthwise.activation, depthwise.lo,
+                              depthwise.hi, convolved, n);
         status = dk_pointwise_avx2_strided(outputs, e, n, n, out_plane, project.weight, convolved, project.bias,
                                            residual ? residual + r0 * s->out_w : NULL, y + r0 * s->out_w,
                                            project.activation, project.lo, project.hi);

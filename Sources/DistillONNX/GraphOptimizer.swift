@@ -213,11 +213,12 @@ enum GraphOptimizer {
         return ExecutionPlan(steps: kept, constants: constants, inputs: inputs, initializers: initializers)
     }
 
-    /// [1×1 Conv →] depthwise Conv → 1×1 Conv, each reading only the one before (MobileNet v2's
-    /// inverted residual block, with what the passes above folded into each: activations, the
-    /// projection's residual Add): one step, run band by band (`ONNXOps.invertedResidual`). The
-    /// shapes that decide whether the fused kernel applies are known only at run time; the step
-    /// runs the layers one by one otherwise.
+    /// [1×1 Conv →] depthwise Conv [→ 1×1 Conv], each reading only the one before, at least two of
+    /// them (MobileNet v2's inverted residual block, and EfficientNet's expansion and depthwise
+    /// layers, whose output squeeze-excitation reads), with what the passes above folded into
+    /// each (activations, the projection's residual Add): one step, run band by band
+    /// (`ONNXOps.invertedResidual`). The shapes that decide whether the fused kernel applies are
+    /// known only at run time; the step runs the layers one by one otherwise.
     static func fuseInvertedResiduals(_ planned: inout [PlannedStep], removed: inout Set<Int>, soleReader: (String) -> Int?,
                                       _ constant: (String) -> ONNXValue?) {
         var producer: [String: Int] = [:]
@@ -232,28 +233,28 @@ enum GraphOptimizer {
                   node.inputs.count < 3 || node.inputs[2].isEmpty || constant(node.inputs[2]) != nil else { return nil }
             return w
         }
+        func isOneByOne(_ w: Tensor) -> Bool { w.shape[2] == 1 && w.shape[3] == 1 }
         func bias(_ node: Node) -> String { node.inputs.count >= 3 ? node.inputs[2] : "" }
         for d in planned.indices {
             guard let wd = convWeight(d), planned[d].residual == nil, wd.shape[1] == 1,
                   (try? planned[d].node.attributes.int("group", 1)) == wd.shape[0] else { continue }
-            let depthwise = planned[d]
-            guard let p = soleReader(depthwise.node.outputs[0]), let wp = convWeight(p), wp.shape[2] == 1, wp.shape[3] == 1,
-                  planned[p].node.inputs[0] == depthwise.node.outputs[0] else { continue }
-            let project = planned[p]
-            var layers = [depthwise, project], expandInputs = ["", ""], input = depthwise.node.inputs[0]
-            if let x = producer[input], let we = convWeight(x), planned[x].residual == nil, we.shape[2] == 1, we.shape[3] == 1,
-               soleReader(input) == d {
-                layers.insert(planned[x], at: 0)
-                expandInputs = [planned[x].node.inputs[1], bias(planned[x].node)]
-                input = planned[x].node.inputs[0]
-                removed.insert(x)
-            }
-            let residual = project.residual == nil ? "" : project.node.inputs[4]
-            let inputs = [input] + expandInputs + [depthwise.node.inputs[1], bias(depthwise.node), project.node.inputs[1], bias(project.node), residual]
+            let depthwise = planned[d], output = depthwise.node.outputs[0], input = depthwise.node.inputs[0]
+            var project: Int?, expand: Int?
+            if let p = soleReader(output), let wp = convWeight(p), isOneByOne(wp), planned[p].node.inputs[0] == output { project = p }
+            if let x = producer[input], let we = convWeight(x), planned[x].residual == nil, isOneByOne(we), soleReader(input) == d { expand = x }
+            guard project != nil || expand != nil else { continue }
+            let expandNode = expand.map { planned[$0].node }, projectNode = project.map { planned[$0].node }
+            let residual = project.flatMap { planned[$0].residual == nil ? nil : projectNode!.inputs[4] } ?? ""
+            let inputs = [expandNode?.inputs[0] ?? input, expandNode?.inputs[1] ?? "", expandNode.map(bias) ?? "",
+                          depthwise.node.inputs[1], bias(depthwise.node), projectNode?.inputs[1] ?? "", projectNode.map(bias) ?? "", residual]
             let node = Node(index: depthwise.node.index, name: depthwise.node.name, opType: InvertedResidualBlock.opType, domain: "",
-                            inputs: inputs, outputs: project.node.outputs, attributes: depthwise.node.attributes, opset: depthwise.node.opset)
-            planned[p] = PlannedStep(node: node, activation: nil, block: InvertedResidualBlock(layers: layers))
-            removed.insert(d)
+                            inputs: inputs, outputs: projectNode?.outputs ?? depthwise.node.outputs, attributes: depthwise.node.attributes,
+                            opset: depthwise.node.opset)
+            let block = InvertedResidualBlock(expand: expand.map { planned[$0] }, depthwise: depthwise, project: project.map { planned[$0] })
+            // The step runs where the last layer did (a residual is computed before it).
+            let last = project ?? d
+            planned[last] = PlannedStep(node: node, activation: nil, block: block)
+            removed.formUnion([expand, project == nil ? nil : d].compactMap { $0 })
         }
     }
 

@@ -23,7 +23,12 @@ private struct Block {
     var channels = 8, expanded = 48, outputs = 8, height = 9, width = 11
     var kernel = 3, stride = 1, pads = [1, 1, 1, 1]
     var expand = true, residual = true
+    /// false: the block ends at the depthwise layer (EfficientNet's, whose output squeeze-excitation reads).
+    var project = true
+    /// SiLU (x·Sigmoid(x), applied after the tiles) instead of Clip (in registers).
+    var silu = false
 
+    var outChannels: Int { project ? outputs : (expand ? expanded : channels) }
     var outHeight: Int { (height + pads[0] + pads[2] - kernel) / stride + 1 }
     var outWidth: Int { (width + pads[1] + pads[3] - kernel) / stride + 1 }
 
@@ -32,22 +37,24 @@ private struct Block {
         var nodes: [Onnx_NodeProto] = []
         var inits = [floatTensor("lo", [], [0]), floatTensor("hi", [], [6])]
         var current = "x"
+        func activation(_ input: String, _ output: String) -> [Onnx_NodeProto] {
+            silu ? [makeNode("Sigmoid", [input], [output + "s"]), makeNode("Mul", [input, output + "s"], [output])]
+                 : [makeNode("Clip", [input, "lo", "hi"], [output])]
+        }
         if expand {
-            nodes += [makeNode("Conv", ["x", "wexp", "bexp"], ["c1"], name: "expand"), makeNode("Clip", ["c1", "lo", "hi"], ["a1"])]
+            nodes += [makeNode("Conv", ["x", "wexp", "bexp"], ["c1"], name: "expand")] + activation("c1", "a1")
             inits += [floatTensor("wexp", [e, channels, 1, 1], values(e * channels, seed: 1)), floatTensor("bexp", [e], values(e, seed: 2))]
             current = "a1"
         }
-        nodes += [
-            makeNode("Conv", [current, "wdw", "bdw"], ["c2"], name: "depthwise",
-                     [intAttribute("group", e), intsAttribute("pads", pads), intsAttribute("strides", [stride, stride])]),
-            makeNode("Clip", ["c2", "lo", "hi"], ["a2"]),
-            makeNode("Conv", ["a2", "wproj", "bproj"], [residual ? "c3" : "y"], name: "project"),
-        ]
-        if residual { nodes.append(makeNode("Add", ["x", "c3"], ["y"])) }
+        nodes += [makeNode("Conv", [current, "wdw", "bdw"], ["c2"], name: "depthwise",
+                           [intAttribute("group", e), intsAttribute("pads", pads), intsAttribute("strides", [stride, stride])])]
+        nodes += activation("c2", project ? "a2" : "y")
+        if project { nodes.append(makeNode("Conv", ["a2", "wproj", "bproj"], [residual ? "c3" : "y"], name: "project")) }
+        if project && residual { nodes.append(makeNode("Add", ["x", "c3"], ["y"])) }
         inits += [floatTensor("wdw", [e, 1, kernel, kernel], values(e * kernel * kernel, seed: 3)), floatTensor("bdw", [e], values(e, seed: 4)),
                   floatTensor("wproj", [outputs, e, 1, 1], values(outputs * e, seed: 5)), floatTensor("bproj", [outputs], values(outputs, seed: 6))]
         return try load(makeModel(nodes: nodes, inputs: [tensorInfo("x", [nil, channels, height, width])],
-                                  outputs: [tensorInfo("y", [nil, outputs, outHeight, outWidth])], initializers: inits, opset: 17))
+                                  outputs: [tensorInfo("y", [nil, outChannels, outHeight, outWidth])], initializers: inits, opset: 17))
     }
 
     func input(_ n: Int, seed: UInt64 = 9) -> [String: ONNXValue] {
@@ -71,6 +78,11 @@ struct InvertedResidualTests {
         #expect(model.optimizedPlan.steps.map(\.label) == ["[Conv+Clip → Conv[grouped]+Clip → Conv+Add]"])
         let noExpand = try Block(expand: false, residual: false).model()
         #expect(noExpand.optimizedPlan.steps.map(\.label) == ["[Conv[grouped]+Clip → Conv]"])
+        let noProject = try Block(project: false, silu: true).model()
+        #expect(noProject.optimizedPlan.steps.map(\.label) == ["[Conv+SiLU → Conv[grouped]+SiLU]"])
+        // A depthwise Conv alone stays as it is.
+        let alone = try Block(expand: false, project: false).model()
+        #expect(alone.optimizedPlan.steps.map(\.label) == ["Conv[grouped]+Clip"])
     }
 
     @Test("Fused equals the layers one by one and the written graph: bands, strides, pads, kernels, batch 1",
@@ -88,6 +100,11 @@ struct InvertedResidualTests {
             Block(channels: 8, expanded: 24, outputs: 16, height: 7, width: 7, pads: [0, 0, 0, 0], residual: false),
             Block(channels: 16, outputs: 8, height: 20, width: 17, expand: false, residual: false),
             Block(channels: 32, outputs: 16, height: 112, width: 30, stride: 2, expand: false, residual: false),
+            // EfficientNet's: SiLU, 5×5, no projection; a 7×7 image with many channels (one band
+            // of the budget would be under a row: the band's floor of pixels applies).
+            Block(channels: 8, expanded: 48, height: 14, width: 14, kernel: 5, stride: 2, pads: [2, 2, 2, 2], project: false, silu: true),
+            Block(channels: 16, expanded: 1152, height: 7, width: 7, kernel: 5, pads: [2, 2, 2, 2], project: false, silu: true),
+            Block(channels: 8, expanded: 32, outputs: 8, height: 9, width: 9, silu: true),
         ]
         for (i, block) in blocks.enumerated() {
             let model = try block.model()
@@ -97,7 +114,7 @@ struct InvertedResidualTests {
                 let fused = try output(model, feeds, fused: true)
                 let layers = try output(model, feeds, fused: false)
                 let written = try ONNXModel.$pointwiseKernel.withValue(0) { try output(model, feeds, fused: false, optimized: false) }
-                #expect(fused.shape == [n, block.outputs, block.outHeight, block.outWidth], "block \(i)")
+                #expect(fused.shape == [n, block.outChannels, block.outHeight, block.outWidth], "block \(i)")
                 // The same kernels sum in the same order on AVX2 hosts; AVX-512 ones run the
                 // layers on their own 1×1 kernel, which rounds differently.
                 if dk_linear_packed_level() == 1 { #expect(fused.scalars == layers.scalars, "block \(i), batch \(n)") }

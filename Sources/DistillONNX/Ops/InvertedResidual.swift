@@ -3,18 +3,29 @@ import DistillTensor
 import Foundation
 
 /// MobileNet v2's inverted residual block as one step: a 1×1 Conv expanding the channels (absent
-/// in the first block), a depthwise Conv, a 1×1 Conv projecting back, with their activations and
-/// the residual Add the graph optimiser folded into each (`GraphOptimizer.fuseInvertedResiduals`).
+/// in the first block), a depthwise Conv, a 1×1 Conv projecting back (absent in EfficientNet's
+/// blocks, where squeeze-excitation reads the depthwise output), with their activations and the
+/// residual Add the graph optimiser folded into each (`GraphOptimizer.fuseInvertedResiduals`).
 ///
 /// The step's node reads, by position: 0 the block's input, 1-2 the expansion's weight and bias,
 /// 3-4 the depthwise weight and bias, 5-6 the projection's weight and bias, 7 the residual ("" for
-/// each one absent); `layers` are the steps it replaces, in order.
+/// each one absent).
 struct InvertedResidualBlock {
     static let opType = "InvertedResidual"
     static let residualInput = 7
 
+    /// The steps the block replaces, in order (an array: a `PlannedStep` holds its block).
     let layers: [PlannedStep]
-    var hasExpansion: Bool { layers.count == 3 }
+    private let hasExpansion: Bool
+
+    init(expand: PlannedStep?, depthwise: PlannedStep, project: PlannedStep?) {
+        layers = [expand, depthwise, project].compactMap { $0 }
+        hasExpansion = expand != nil
+    }
+
+    var expand: PlannedStep? { hasExpansion ? layers[0] : nil }
+    var depthwise: PlannedStep { layers[hasExpansion ? 1 : 0] }
+    var project: PlannedStep? { layers.count == (hasExpansion ? 3 : 2) ? layers[layers.count - 1] : nil }
 }
 
 extension ONNXOps {
@@ -45,14 +56,17 @@ extension ONNXOps {
     /// The fused run, or nil when the block's tensors do not have the shapes it needs (the caller
     /// then runs the layers one by one).
     private static func fusedInvertedResidual(_ c: OpContext, block: InvertedResidualBlock) throws -> Tensor? {
-        let layers = block.layers
-        let (expand, depthwise, project) = (block.hasExpansion ? layers[0] : nil, layers[layers.count - 2], layers[layers.count - 1])
-        guard case .float(let x)? = c.inputs[0], x.rank == 4,
-              let wd = floatInput(c, 3), wd.rank == 4, wd.shape[1] == 1,
-              let wp = floatInput(c, 5), wp.rank == 4, wp.shape[2] == 1, wp.shape[3] == 1 else { return nil }
-        let (n, channels, e, m) = (x.shape[0], x.shape[1], wd.shape[0], wp.shape[0])
-        guard e % 8 == 0, wp.shape[1] == e, (try? depthwise.node.attributes.int("group", 1)) == e,
-              let bd = optionalFloatInput(c, 4, count: e), let bp = optionalFloatInput(c, 6, count: m) else { return nil }
+        let (expand, depthwise, project) = (block.expand, block.depthwise, block.project)
+        guard case .float(let x)? = c.inputs[0], x.rank == 4, let wd = floatInput(c, 3), wd.rank == 4, wd.shape[1] == 1 else { return nil }
+        let (n, channels, e) = (x.shape[0], x.shape[1], wd.shape[0])
+        guard e % 8 == 0, (try? depthwise.node.attributes.int("group", 1)) == e, let bd = optionalFloatInput(c, 4, count: e) else { return nil }
+        var wp: Tensor?, bp: Tensor??
+        if project != nil {
+            guard let w = floatInput(c, 5), w.rank == 4, w.shape[1] == e, w.shape[2] == 1, w.shape[3] == 1 else { return nil }
+            wp = w; bp = optionalFloatInput(c, 6, count: w.shape[0])
+            guard bp != nil else { return nil }
+        }
+        let m = wp?.shape[0] ?? e
         var we: Tensor?, be: Tensor??
         if let expand {
             guard let w = floatInput(c, 1), w.shape == [e, channels, 1, 1], isPointwise(expand, input: [x.shape[2], x.shape[3]]) else { return nil }
@@ -64,7 +78,7 @@ extension ONNXOps {
         let kernel = Array(wd.shape[2...])
         guard let dwGeometry = try? WindowGeometry(OpContext(node: depthwise.node, inputs: []), input: Array(x.shape[2...]), kernel: kernel),
               dwGeometry.output.allSatisfy({ $0 > 0 }), let window = windowShape(Tensor(uninitializedShape: [1, e, x.shape[2], x.shape[3]]), dwGeometry, kernel),
-              isPointwise(project, input: dwGeometry.output) else { return nil }
+              project.map({ isPointwise($0, input: dwGeometry.output) }) ?? true else { return nil }
         let outShape = [n, m] + dwGeometry.output
         var residual: Tensor?
         if !c.node.inputs[InvertedResidualBlock.residualInput].isEmpty {
@@ -74,7 +88,7 @@ extension ONNXOps {
         try checkedShape(outShape, elementBytes: 4)
         let (area, outArea) = (x.shape[2] * x.shape[3], dwGeometry.output.reduce(1, *))
         let perImage = [CheckedSize.product([e, channels, area]), CheckedSize.product([e, kernel[0], kernel[1], outArea]),
-                        CheckedSize.product([m, e, outArea])]
+                        CheckedSize.product([project == nil ? 0 : m, e, outArea])]
         try checkWork(perImage.reduce(Optional(0)) { sum, part in sum.flatMap { s in part.flatMap { CheckedSize.add(s, $0) } } }
                           .flatMap { CheckedSize.multiply($0, n) }, "the inverted residual block", limit: Limits.maxMultiplyAdds)
         if n == 0 { return Tensor(uninitializedShape: outShape) }
@@ -86,8 +100,8 @@ extension ONNXOps {
         let tasks = n * parts
         let xs = SharedPointer(x.data), ys = SharedPointer(y.data), rs = residual.map { SharedPointer($0.data) }
         let weights = [we, wd, wp].map { $0.map { SharedPointer($0.data) } }
-        let biases = [be ?? nil, bd, bp].map { $0.map { SharedPointer($0.data) } }
-        let activations = [expand?.activation, depthwise.activation, project.activation]
+        let biases = [be ?? nil, bd, bp ?? nil].map { $0.map { SharedPointer($0.data) } }
+        let activations = [expand?.activation, depthwise.activation, project?.activation]
         let status = UnsafeMutablePointer<Int32>.allocate(capacity: tasks)
         status.initialize(repeating: 0, count: tasks)
         defer { status.deallocate() }
