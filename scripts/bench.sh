@@ -44,9 +44,11 @@ if want imported; then
     mkdir -p "$models"
     [ -f "$models/gradient_boosting.onnx" ] || "$python" scripts/export_bench_models.py "$models" 2>/dev/null
     # IMPORTED_PAIRS alternating pairs (ours, then onnxruntime) per case, default 3: the table
-    # gives each side's median time and the median of the pairs' ratios.
+    # gives each side's median time and the median of the pairs' ratios. IMPORTED_CASES
+    # ("model:batch ...") picks some of the cases.
     pairs=${IMPORTED_PAIRS:-3}
-    for case in resnet18:256 mobilenet_v2:256 efficientnet_b0:256 lstm:1 lstm:256 gru:1 random_forest:1 random_forest:256 gradient_boosting:1; do
+    cases=${IMPORTED_CASES:-"resnet18:256 mobilenet_v2:256 efficientnet_b0:256 lstm:1 lstm:256 gru:1 random_forest:1 random_forest:256 gradient_boosting:1"}
+    for case in $cases; do
         model=${case%%:*} batch=${case##*:}
         for pair in $(seq 1 "$pairs"); do
             echo "imported $model batch $batch, pair $pair: load $(cut -d' ' -f1 /proc/loadavg)" >&2

@@ -30,7 +30,8 @@ struct InvertedResidualBlock {
 
 extension ONNXOps {
     /// The block band by band on `dk_inverted_residual` (Sources/CKernels/conv_block.c), the
-    /// images (or, for fewer images than workers, bands of rows) split across the workers; the
+    /// images (or, for fewer images than workers, parts of their rows) taken by the workers one
+    /// at a time; the
     /// expanded tensor (6× the block's input) is never written whole. When the shapes or the CPU
     /// do not allow it, the layers run one by one as the optimiser left them, with the same
     /// results and errors as before the fusion.
@@ -106,7 +107,10 @@ extension ONNXOps {
         status.initialize(repeating: 0, count: tasks)
         defer { status.deallocate() }
         let statuses = SharedPointer(status)
-        Parallel.forEachChunk(tasks, chunks: Swift.min(tasks, Parallel.workers)) { _, range in
+        // One task a chunk: with more chunks than threads, each thread takes the next task when
+        // done with its last (a core slowed by another tenant no longer holds the other back at
+        // every block's end).
+        Parallel.forEachChunk(tasks, chunks: Swift.min(tasks, 1024)) { _, range in
             func stage(_ i: Int) -> dk_conv_stage {
                 dk_conv_stage(weight: weights[i].map { UnsafePointer($0.p) }, bias: biases[i].map { UnsafePointer($0.p) },
                               activation: activations[i]?.kind ?? 0, lo: activations[i]?.lo ?? 0, hi: activations[i]?.hi ?? 0)

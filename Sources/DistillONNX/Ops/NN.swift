@@ -208,7 +208,8 @@ extension ONNXOps {
         let rs = residual.map { SharedPointer($0.data) }
         let level = ONNXModel.pointwiseKernel
         let kind = activation?.kind ?? 0, lo = activation?.lo ?? 0, hi = activation?.hi ?? 0
-        Parallel.forEachChunk(n, chunks: Parallel.workers) { _, images in
+        // An image a chunk, taken by the threads as they come free (see `invertedResidual`).
+        Parallel.forEachChunk(n, chunks: Swift.min(n, 1024)) { _, images in
             let scaled = gs == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: m * ch)
             defer { scaled?.deallocate() }
             for image in images {
