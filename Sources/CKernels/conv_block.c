@@ -1,10 +1,10 @@
 // MobileNet v2's inverted residual block (1×1 expansion, depthwise, 1×1 projection) fused, one
 // image at a time, band of output rows by band. See dk_conv_block.h for the contract.
 //
-// Per band: the expansion's new rows are computed into `fresh` (channel-major, by the AVX2 1×1
-// kernel), then transposed 8 channels × 8 pixels at a time into `padded`: the band's input rows
-// pixel-major ([row][column][channel]), with zero rows and columns where the window reaches
-// past the image. The depthwise convolution then runs with each vector holding 8 channels of one
+// Per band: the expansion's new rows are computed straight into `padded`, the band's input rows
+// pixel-major ([row][column][channel]), with zero rows and columns where the window reaches past
+// the image (without an expansion, the input's rows are transposed there 8 channels × 8 pixels
+// at a time). The depthwise convolution then runs with each vector holding 8 channels of one
 // pixel, so that it uses every lane whatever the image's width (MobileNet's late layers are 14
 // and 7 pixels wide; one plane at a time, as `dk_depthwise_conv2d` runs, their rows fill one
 // masked vector) and needs no copy of each plane into a padded buffer. Its 8 × 8 results are
@@ -66,6 +66,66 @@ __attribute__((target("avx2"))) static void to_pixel_major(const float *src, siz
         for (; x < width; x++) {
             for (int i = 0; i < 8; i++) dst[x * e + c + i] = s[i * channel_stride + x];
         }
+    }
+}
+
+/// Pixels of x packed per column block by `expand_pixel_major`: about 64 KiB of x at a time.
+static size_t expand_block_pixels(size_t channels) {
+    size_t width = (size_t)(1 << 14) / (channels ? channels : 1) / 8 * 8;
+    return width < 8 ? 8 : width;
+}
+
+/// The expansion e = act(W_e · x + b_e) of n consecutive pixels of x (channel-major, channels
+/// `x_stride` apart), stored pixel-major: pixel p (image row p / w, column p % w of the band)
+/// at dst + (p / w)·row_floats + (p % w)·e, columns from `copied` on not stored. Tiles of 8
+/// pixels × 8 output channels; the sums in the order of the channel-major 1×1 kernel (from the
+/// bias, input channels ascending), so the values are the same to the bit. `wt`: W_e regrouped
+/// as [e / 8][channels][8]; `xs`: scratch of channels × expand_block_pixels(channels) floats.
+__attribute__((target("avx2,fma"))) static void expand_pixel_major(size_t e, size_t channels, const float *wt,
+                                                                   const float *bias, const float *x, size_t x_stride,
+                                                                   size_t n, size_t w, size_t copied, float *dst,
+                                                                   size_t row_floats, int activation, float lo, float hi,
+                                                                   float *xs) {
+    const __m256 zero = _mm256_setzero_ps(), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const size_t width = expand_block_pixels(channels);
+    for (size_t block = 0; block < n; block += width) {
+        const size_t block_end = min_size(n, block + width), strips = (block_end - block + 7) / 8;
+        // x[k, block + 8s + i] → xs[s][k][i], zeros past the last pixel.
+        for (size_t k = 0; k < channels; k++) {
+            const float *row = x + k * x_stride;
+            for (size_t strip = 0; strip < strips; strip++) {
+                const size_t start = block + 8 * strip, valid = min_size(8, block_end - start);
+                float *to = xs + (strip * channels + k) * 8;
+                if (valid == 8) _mm256_storeu_ps(to, _mm256_loadu_ps(row + start));
+                else { for (size_t i = 0; i < 8; i++) to[i] = i < valid ? row[start + i] : 0.0f; }
+            }
+        }
+        for (size_t o = 0; o < e; o += 8) {
+            const float *wo = wt + o * channels;
+            const __m256 b = bias ? _mm256_loadu_ps(bias + o) : zero;
+            for (size_t strip = 0; strip < strips; strip++) {
+                const float *xk = xs + strip * channels * 8;
+                __m256 acc[8];
+                DK_UNROLLED for (int i = 0; i < 8; i++) acc[i] = b;
+                for (size_t k = 0; k < channels; k++) {
+                    const __m256 wv = _mm256_loadu_ps(wo + k * 8);
+                    DK_UNROLLED for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(xk + k * 8 + i), acc[i]);
+                }
+                const size_t start = block + 8 * strip, valid = min_size(8, block_end - start);
+                for (size_t i = 0; i < valid; i++) {
+                    const size_t p = start + i, column = p % w;
+                    if (column >= copied) continue;
+                    __m256 a = acc[i];
+                    // Relu: NaN becomes 0; Clip: NaN stays NaN (as the channel-major kernel gives).
+                    if (activation == DK_ACTIVATION_RELU) a = _mm256_max_ps(a, zero);
+                    else if (activation == DK_ACTIVATION_CLIP) a = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a));
+                    _mm256_storeu_ps(dst + (p / w) * row_floats + column * e + o, a);
+                }
+            }
+        }
+    }
+    if (activation != DK_ACTIVATION_NONE && activation != DK_ACTIVATION_RELU && activation != DK_ACTIVATION_CLIP) {
+        for (size_t r = 0; r < (n + w - 1) / w; r++) dk_activation_inplace(dst + r * row_floats, copied * e, activation, lo, hi);
     }
 }
 
@@ -146,14 +206,21 @@ int dk_inverted_residual(const dk_window_shape *s, size_t channels, size_t outpu
     band = max_size(band, (DK_BLOCK_BAND_PIXELS + s->out_w - 1) / s->out_w);
     band = min_size(band, end_row - first_row);
     const size_t span = (band - 1) * sh + reach;  // padded rows of a whole band
+    if (span > ((size_t)1 << 24) / row_floats) return -1;  // a band over 64 MiB: a hostile stride
 
-    const size_t padded_floats = span * row_floats, fresh_floats = expand.weight ? e * min_size(span, h) * w : 0;
+    const size_t padded_floats = span * row_floats, packed_floats = expand.weight ? channels * expand_block_pixels(channels) : 0;
     const size_t convolved_floats = project.weight ? e * band * s->out_w : 0, weight_floats = e * taps;
-    float *memory = aligned_alloc(64, ((padded_floats + fresh_floats + convolved_floats + weight_floats) * sizeof(float) + 63) / 64 * 64);
+    const size_t expand_floats = expand.weight ? e * channels : 0;
+    const size_t total = padded_floats + packed_floats + convolved_floats + weight_floats + expand_floats;
+    float *memory = aligned_alloc(64, (total * sizeof(float) + 63) / 64 * 64);
     if (!memory) return -1;
-    float *padded = memory, *fresh = padded + padded_floats, *convolved = fresh + fresh_floats, *weights = convolved + convolved_floats;
+    float *padded = memory, *packed = padded + padded_floats, *convolved = packed + packed_floats;
+    float *weights = convolved + convolved_floats, *expand_weights = weights + weight_floats;
     for (size_t c = 0; c < e; c++) {
         for (size_t t = 0; t < taps; t++) weights[(c / 8 * taps + t) * 8 + c % 8] = depthwise.weight[c * taps + t];
+    }
+    for (size_t o = 0; o < expand_floats / (channels ? channels : 1); o++) {
+        for (size_t k = 0; k < channels; k++) expand_weights[(o / 8 * channels + k) * 8 + o % 8] = expand.weight[o * channels + k];
     }
     // Columns left of the image and right of it are zero in every row (set once: rows move as
     // wholes and image rows are written over the image columns only).
@@ -183,17 +250,13 @@ int dk_inverted_residual(const dk_window_shape *s, size_t channels, size_t outpu
         if (compute_hi > compute_lo && copied > 0) {
             const size_t first_row_in = (size_t)(base + (long)compute_lo), n = compute_hi - compute_lo;
             const float *src = x + first_row_in * w;
-            size_t channel_stride = h * w;
+            float *dst = padded + compute_lo * row_floats + left * e;
+            // Image columns past `copied` fall outside the window and are not stored.
             if (expand.weight) {
-                status = dk_pointwise_avx2_strided(e, channels, n * w, h * w, n * w, expand.weight, src, expand.bias, NULL,
-                                                   fresh, expand.activation, expand.lo, expand.hi);
-                src = fresh; channel_stride = n * w;
-            }
-            if (status != 0) break;
-            // Image columns left of the padded row's first (a pad_left below 0 cannot occur:
-            // pads are unsigned) are none; columns past `copied` fall outside the window.
-            for (size_t j = 0; j < n; j++) {
-                to_pixel_major(src + j * w, channel_stride, e, copied, padded + (compute_lo + j) * row_floats + left * e);
+                expand_pixel_major(e, channels, expand_weights, expand.bias, src, h * w, n * w, w, copied, dst, row_floats,
+                                   expand.activation, expand.lo, expand.hi, packed);
+            } else {
+                for (size_t j = 0; j < n; j++) to_pixel_major(src + j * w, h * w, e, copied, dst + j * row_floats);
             }
         }
         previous_base = base; previous_span = rows;

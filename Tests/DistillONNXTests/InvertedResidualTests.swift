@@ -105,6 +105,8 @@ struct InvertedResidualTests {
             Block(channels: 8, expanded: 48, height: 14, width: 14, kernel: 5, stride: 2, pads: [2, 2, 2, 2], project: false, silu: true),
             Block(channels: 16, expanded: 1152, height: 7, width: 7, kernel: 5, pads: [2, 2, 2, 2], project: false, silu: true),
             Block(channels: 8, expanded: 32, outputs: 8, height: 9, width: 9, silu: true),
+            // Padding wider than the image: bands of nothing but padding rows, stride 3.
+            Block(channels: 8, expanded: 16, outputs: 8, height: 5, width: 6, stride: 3, pads: [7, 9, 4, 2], residual: false),
         ]
         for (i, block) in blocks.enumerated() {
             let model = try block.model()
