@@ -14,6 +14,7 @@
 #include "conv_private.h"
 #include "vector_common.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,10 +70,13 @@ __attribute__((target("avx2"))) static void to_pixel_major(const float *src, siz
     }
 }
 
+/// Most pixels `expand_pixel_major` packs per column block.
+#define DK_EXPAND_MAX_BLOCK 1024
+
 /// Pixels of x packed per column block by `expand_pixel_major`: about 64 KiB of x at a time.
 static size_t expand_block_pixels(size_t channels) {
     size_t width = (size_t)(1 << 14) / (channels ? channels : 1) / 8 * 8;
-    return width < 8 ? 8 : width;
+    return width < 8 ? 8 : width > DK_EXPAND_MAX_BLOCK ? DK_EXPAND_MAX_BLOCK : width;
 }
 
 /// The expansion e = act(W_e · x + b_e) of n consecutive pixels of x (channel-major, channels
@@ -90,6 +94,12 @@ __attribute__((target("avx2,fma"))) static void expand_pixel_major(size_t e, siz
     const size_t width = expand_block_pixels(channels);
     for (size_t block = 0; block < n; block += width) {
         const size_t block_end = min_size(n, block + width), strips = (block_end - block + 7) / 8;
+        // Where each pixel of the block is stored (SIZE_MAX: not stored), found once per block.
+        size_t offsets[DK_EXPAND_MAX_BLOCK];
+        for (size_t p = block, row = block / w, column = block % w; p < block_end; p++) {
+            offsets[p - block] = column < copied ? row * row_floats + column * e : SIZE_MAX;
+            if (++column == w) { column = 0; row++; }
+        }
         // x[k, block + 8s + i] → xs[s][k][i], zeros past the last pixel.
         for (size_t k = 0; k < channels; k++) {
             const float *row = x + k * x_stride;
@@ -111,15 +121,14 @@ __attribute__((target("avx2,fma"))) static void expand_pixel_major(size_t e, siz
                     const __m256 wv = _mm256_loadu_ps(wo + k * 8);
                     DK_UNROLLED for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(xk + k * 8 + i), acc[i]);
                 }
-                const size_t start = block + 8 * strip, valid = min_size(8, block_end - start);
-                for (size_t i = 0; i < valid; i++) {
-                    const size_t p = start + i, column = p % w;
-                    if (column >= copied) continue;
+                const size_t first = 8 * strip, valid = min_size(8, block_end - block - first);
+                DK_UNROLLED for (size_t i = 0; i < 8; i++) {
+                    if (i >= valid || offsets[first + i] == SIZE_MAX) continue;
                     __m256 a = acc[i];
                     // Relu: NaN becomes 0; Clip: NaN stays NaN (as the channel-major kernel gives).
                     if (activation == DK_ACTIVATION_RELU) a = _mm256_max_ps(a, zero);
                     else if (activation == DK_ACTIVATION_CLIP) a = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a));
-                    _mm256_storeu_ps(dst + (p / w) * row_floats + column * e + o, a);
+                    _mm256_storeu_ps(dst + offsets[first + i] + o, a);
                 }
             }
         }
