@@ -31,10 +31,9 @@ struct InvertedResidualBlock {
 extension ONNXOps {
     /// The block band by band on `dk_inverted_residual` (Sources/CKernels/conv_block.c), the
     /// images (or, for fewer images than workers, parts of their rows) taken by the workers one
-    /// at a time; the
-    /// expanded tensor (6× the block's input) is never written whole. When the shapes or the CPU
-    /// do not allow it, the layers run one by one as the optimiser left them, with the same
-    /// results and errors as before the fusion.
+    /// at a time; the expanded tensor (6× the block's input) is never written whole. When the
+    /// shapes or the CPU do not allow it, the layers run one by one as the optimiser left them,
+    /// with the same results and errors as before the fusion.
     static func invertedResidual(_ c: OpContext, block: InvertedResidualBlock) throws -> [ONNXValue] {
         if ONNXModel.blockFusion, let y = try fusedInvertedResidual(c, block: block) { return [.float(y)] }
         var values: [String: ONNXValue] = [:]
