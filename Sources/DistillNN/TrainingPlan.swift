@@ -1,4 +1,6 @@
+import CKernels
 import DistillTensor
+import Foundation
 
 /// The forward and backward passes of an MLP student (a `LinearChain`: `Linear` layers, each
 /// optionally followed by `ReLU`) for training, with the first layer split across the cores.
@@ -20,7 +22,13 @@ import DistillTensor
 /// - The first layer's outputs are cut into a fixed number of blocks (eight), and each core takes a run of them:
 ///   those rows of its weight (the same rows `Adam` updates on that core), their activations,
 ///   errors and gradient. The runs follow the cores' measured speed (`BlockBalance`), so a core
-///   the host slows down gets fewer blocks. Each core reads its own copy of the batch.
+///   the host slows down gets fewer blocks. Each core reads its own copy of the batch. Where
+///   `denseKernel` is set, each core multiplies the batch by its whole run at once, going forward
+///   and back, on kernels whose every result is one fixed chain of multiply-adds whatever the
+///   run (`dk_dense_forward`, `dk_dense_weight_gradient`); otherwise by one BLAS product per
+///   block, since a BLAS product's bits depend on its shape. BLAS packs the batch again for each
+///   product: eight times each way, which on an AVX2 host took as long as the multiply-adds
+///   (`perf`; BENCHMARKS.md, "kd-offline").
 /// - The second layer is split along its inputs to match: each block adds its share of
 ///   the second layer's pre-activation (a partial sum) and, going back, computes that block of
 ///   the second layer's weight gradient and of the first layer's error.
@@ -40,15 +48,16 @@ public final class TrainingPlan: @unchecked Sendable {
     /// Values per example going in and coming out.
     public let inputSize: Int, outputSize: Int
     private var cores: [Core] = []
+    /// Each thread's buffers: its copy of the batch, its run's activations and errors.
+    private var workers: [Worker] = []
+    /// The runs of blocks each thread took going forward; going back uses the same ones (the
+    /// run's activations are in that thread's buffers).
+    private var runs: [Range<Int>] = [0..<1]
     /// Outputs of the layers between the first and the last, `rows × outputs` (nil for those two:
     /// the first's live in the cores' blocks, the last's in each call's logits tensor).
     private var hiddenActivations: [UnsafeMutablePointer<Float>?] = []
     private var errors: [UnsafeMutablePointer<Float>] = []
     private var rowCapacity = 0
-    /// Each thread's copy of the batch (`threadInputRows × inputSize`; thread 0 may read the
-    /// caller's instead).
-    private var threadInputs: [UnsafeMutablePointer<Float>] = []
-    private var threadInputRows = 0
     /// What the last `forward` saw: the caller's batch (kept alive: the caller's thread reads it
     /// again going back), its logits and how the first layer was split.
     private var parts = 1
@@ -62,21 +71,36 @@ public final class TrainingPlan: @unchecked Sendable {
     /// back. `Adam` updates the weight's rows by `BlockBalance.firstLayer`, the default.
     public let balance: BlockBalance
 
+    /// Whether the first layer runs on the fixed-order kernels (one product per core's run), or
+    /// on a BLAS product per block. The two round differently; each gives the same bits for any
+    /// assignment of blocks to cores.
+    public let denseKernel: Bool
+
+    /// The default for `denseKernel`: on where AVX2 + FMA is the CPU's best level (measured
+    /// faster there: BENCHMARKS.md), off on AVX-512 CPUs (their BLAS kernels not yet compared)
+    /// and where the kernels do not run. `DISTILL_TRAIN_KERNEL=1` or `0` chooses.
+    public static let denseKernelByDefault: Bool = {
+        guard dk_linear_packed_level() >= 1 else { return false }
+        if let forced = ProcessInfo.processInfo.environment["DISTILL_TRAIN_KERNEL"] { return forced != "0" }
+        return dk_linear_packed_level() == 1
+    }()
+
     /// Plans `model` for examples of `exampleShape`, or returns nil when it is not a trainable
     /// `LinearChain` of that input size.
-    public init?(_ model: Module, exampleShape: [Int], balance: BlockBalance = .firstLayer) {
+    public init?(_ model: Module, exampleShape: [Int], balance: BlockBalance = .firstLayer, denseKernel: Bool = TrainingPlan.denseKernelByDefault) {
         guard let chain = LinearChain(model), !chain.hasDropout,
               chain.layers.allSatisfy({ $0.weight.requiresGrad && ($0.bias?.requiresGrad ?? true) }),
               chain.layers[0].inputs == exampleShape.reduce(1, *) else { return nil }
         layers = chain.layers
         self.balance = balance
+        self.denseKernel = denseKernel && dk_linear_packed_level() >= 1
         inputSize = layers[0].inputs
         outputSize = layers[layers.count - 1].outputs
         weightGrads = layers.map { Tensor(uninitializedShape: $0.weight.shape) }
         biasGrads = layers.map { l in l.bias.map { Tensor(uninitializedShape: $0.shape) } }
     }
 
-    deinit { (hiddenActivations.compactMap { $0 } + errors + threadInputs).forEach { $0.deallocate() } }
+    deinit { (hiddenActivations.compactMap { $0 } + errors).forEach { $0.deallocate() } }
 
     /// Output of layer `k` (> 0) in the last forward pass.
     private func activation(_ k: Int) -> UnsafeMutablePointer<Float> { k == layers.count - 1 ? logits!.data : hiddenActivations[k]! }
@@ -108,13 +132,15 @@ public final class TrainingPlan: @unchecked Sendable {
         let out = Tensor(uninitializedShape: [n, outputSize])
         logits = out
         let single = layers.count == 1
-        eachThread { thread, blocks in
+        runs = parts == 1 ? [0..<1] : balance.assignment(threads: min(Parallel.workers, parts))
+        forEachRun(measure: true) { thread, blocks in
             // The caller's thread reads the caller's batch; any other fills its own copy once.
-            let batch: UnsafeMutablePointer<Float>
-            if let callerBatch, thread == 0 { batch = callerBatch.p } else { batch = self.threadInputs[thread]; fill(batch) }
+            let worker = self.workers[thread]
+            if let callerBatch, thread == 0 { worker.input = callerBatch.p } else { worker.input = worker.copy; fill(worker.copy) }
+            worker.forwardFirst(first, columns: self.columns(blocks), blocks: blocks.map(self.block), rows: n, kernel: self.denseKernel)
             for b in blocks {
-                self.cores[b].input = batch
-                self.cores[b].forwardFirst(first, block: self.block(b), rows: n, second: single ? nil : self.layers[1], logits: single ? out.data : nil)
+                self.cores[b].share(worker, block: self.block(b), rows: n, second: single ? nil : self.layers[1],
+                                    logits: single ? out.data : nil, logitsWidth: first.outputs)
             }
         }
         if !single {  // the second layer's pre-activation: bias plus the cores' shares
@@ -157,20 +183,24 @@ public final class TrainingPlan: @unchecked Sendable {
         }
         let secondError = SharedPointer(error), G = SharedPointer(gradient.data)
         let first = layers[0], second = layers.count > 1 ? layers[1] : nil
-        eachThread { _, blocks in
+        forEachRun(measure: true) { thread, blocks in
+            let worker = self.workers[thread]
             for b in blocks {
-                self.cores[b].backwardFirst(first, block: self.block(b), rows: n, second: second, secondError: secondError.p,
-                                            logitsGradient: G.p, targets: targets)
+                worker.errorShare(block: self.block(b), rows: n, second: second, secondError: secondError.p,
+                                  logitsGradient: G.p, logitsWidth: first.outputs, targets: targets)
             }
+            worker.backwardFirst(first, blocks: blocks.map(self.block), rows: n, targets: targets, kernel: self.denseKernel)
         }
     }
 
-    /// Runs `body(thread, blocks)` with the first layer's blocks shared among the threads by
-    /// their measured speed (`BlockBalance.firstLayer`, which `Adam` follows for the weight's
-    /// rows), or on the calling thread when the layer is not split.
-    private func eachThread(_ body: @Sendable (Int, Range<Int>) -> Void) {
-        if parts == 1 { body(0, 0..<1) } else { Parallel.forEachBalancedRun(balance, body) }
+    /// Runs `body(thread, blocks)` for each thread's run in `runs` (on the calling thread alone
+    /// when the layer is not split), timing the threads for `balance` when `measure` is set.
+    private func forEachRun(measure: Bool, _ body: @Sendable (Int, Range<Int>) -> Void) {
+        if runs.count == 1 { body(0, runs[0]) } else { Parallel.forEachRun(runs, of: balance, measure: measure, body) }
     }
+
+    /// The first layer's outputs that the run of `blocks` covers.
+    private func columns(_ blocks: Range<Int>) -> Range<Int> { block(blocks.lowerBound).lowerBound..<block(blocks.upperBound - 1).upperBound }
 
     /// Block `b` of the first layer's outputs: the rows of its weight that `Adam` updates as part
     /// `b` of that weight, on the same thread.
@@ -193,14 +223,9 @@ public final class TrainingPlan: @unchecked Sendable {
     private func reserve(rows n: Int) {
         while cores.count < parts { cores.append(Core()) }
         let threads = parts == 1 ? 1 : min(Parallel.workers, parts)
-        if n > threadInputRows || threadInputs.count < threads {
-            threadInputs.forEach { $0.deallocate() }
-            threadInputRows = max(n, threadInputRows)
-            threadInputs = (0..<threads).map { _ in .allocate(capacity: threadInputRows * inputSize) }
-        }
-        for b in 0..<parts {
-            cores[b].reserve(rows: n, block: block(b).count, secondWidth: layers.count > 1 ? layers[1].outputs : 0)
-        }
+        while workers.count < threads { workers.append(Worker()) }
+        for worker in workers.prefix(threads) { worker.reserve(rows: n, inputs: inputSize, outputs: layers[0].outputs, kernel: denseKernel) }
+        for b in 0..<parts { cores[b].reserve(rows: n, secondWidth: layers.count > 1 ? layers[1].outputs : 0) }
         guard n > rowCapacity else { return }
         (hiddenActivations.compactMap { $0 } + errors).forEach { $0.deallocate() }
         hiddenActivations = layers.indices.map { k in k == 0 || k == layers.count - 1 ? nil : .allocate(capacity: n * layers[k].outputs) }
@@ -229,64 +254,120 @@ public final class TrainingPlan: @unchecked Sendable {
     /// the cores (`distill bench kd --cached-teacher`: 128 × 784 × 64 gained 1.4× from two).
     static let minimumSplitWork = 1 << 21
 
-    /// One block of the first layer's outputs, in buffers that only its thread writes.
-    final class Core {
-        private var rowCapacity = 0, blockCapacity = 0
-        /// The batch this block read going forward (its thread's copy, or the caller's).
+    /// One thread's buffers, written by that thread only: its copy of the batch, its run's
+    /// activations (after ReLU) and errors going back (`rows × run width`), and the kernel's
+    /// repacked weights.
+    final class Worker {
+        private var rowCapacity = 0, inputCapacity = 0, outputCapacity = 0, packedCapacity = 0
+        /// The batch this thread read going forward: `copy`, or the caller's tensor.
         var input: UnsafeMutablePointer<Float>!
-        /// The block's activations after ReLU, and its error going back (`rows × block`).
+        var copy: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
         var hidden: UnsafeMutablePointer<Float> = .allocate(capacity: 0), hiddenError: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
+        var packed: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
+        /// The first layer's outputs of the run this thread took in the last forward pass.
+        private(set) var columns = 0..<0
+
+        func reserve(rows: Int, inputs: Int, outputs: Int, kernel: Bool) {
+            let packing = kernel ? dk_dense_forward_scratch(outputs, inputs) : 0
+            if packing > packedCapacity {
+                packed.deallocate()
+                packedCapacity = packing
+                packed = .allocate(capacity: packing)
+            }
+            guard rows > rowCapacity || inputs > inputCapacity || outputs > outputCapacity else { return }
+            [copy, hidden, hiddenError].forEach { $0.deallocate() }
+            rowCapacity = max(rows, rowCapacity); inputCapacity = max(inputs, inputCapacity); outputCapacity = max(outputs, outputCapacity)
+            copy = .allocate(capacity: rowCapacity * inputCapacity)
+            hidden = .allocate(capacity: rowCapacity * outputCapacity)
+            hiddenError = .allocate(capacity: rowCapacity * outputCapacity)
+        }
+
+        deinit { [copy, hidden, hiddenError, packed].forEach { $0.deallocate() } }
+
+        /// The run's outputs of the first layer: `hidden = input · W1[columns]ᵀ + b` (then ReLU),
+        /// in one kernel call or one BLAS product per block (`blocks`: the run's column ranges).
+        func forwardFirst(_ first: LinearChain.Layer, columns: Range<Int>, blocks: [Range<Int>], rows: Int, kernel: Bool) {
+            self.columns = columns
+            let width = columns.count, inputs = first.inputs, weights = first.weight.data + columns.lowerBound * inputs
+            if kernel {
+                let done = dk_dense_forward(input, rows, inputs, weights, width, first.bias.map { UnsafePointer($0.data + columns.lowerBound) },
+                                            hidden, width, first.relu ? 1 : 0, packed)
+                precondition(done == 0, "dk_dense_forward: not available on this CPU")
+                return
+            }
+            if let bias = first.bias { for r in 0..<rows { (hidden + r * width).update(from: bias.data + columns.lowerBound, count: width) } }
+            for block in blocks {
+                BLAS.sgemm(transposeB: true, m: rows, n: block.count, k: inputs, a: input, lda: inputs, b: first.weight.data + block.lowerBound * inputs,
+                           ldb: inputs, beta: first.bias == nil ? 0 : 1, c: hidden + (block.lowerBound - columns.lowerBound), ldc: width, split: .none)
+            }
+            if first.relu { clampNegatives(hidden, rows * width) }
+        }
+
+    /// Block `block`'s columns of the run's error (from the second layer's error, or the
+        /// logits' gradient for a one-layer model), and of the second layer's weight gradient.
+        func errorShare(block: Range<Int>, rows: Int, second: LinearChain.Layer?, secondError: UnsafeMutablePointer<Float>,
+                        logitsGradient: UnsafeMutablePointer<Float>, logitsWidth: Int, targets: [Target]) {
+            let width = block.count, runWidth = columns.count, offset = block.lowerBound - columns.lowerBound
+            if let second {
+                let out = second.outputs, w2 = targets[1].weight
+                // ∂W2[:, block] = errorᵀ · hidden_block;  hiddenError_block = error · W2[:, block]
+                BLAS.sgemm(transposeA: true, m: out, n: width, k: rows, a: secondError, lda: out, b: hidden + offset, ldb: runWidth,
+                           beta: w2.add ? 1 : 0, c: w2.pointer + block.lowerBound, ldc: second.inputs, split: .none)
+                BLAS.sgemm(m: rows, n: width, k: out, a: secondError, lda: out, b: second.weight.data + block.lowerBound,
+                           ldb: second.inputs, c: hiddenError + offset, ldc: runWidth, split: .none)
+            } else {
+                for r in 0..<rows { (hiddenError + r * runWidth + offset).update(from: logitsGradient + r * logitsWidth + block.lowerBound, count: width) }
+            }
+        }
+
+        /// The gradients of the run's rows of the first layer, from `hiddenError` (filled by
+        /// `errorShare` for each of the run's blocks).
+        func backwardFirst(_ first: LinearChain.Layer, blocks: [Range<Int>], rows: Int, targets: [Target], kernel: Bool) {
+            let width = columns.count, inputs = first.inputs
+            if first.relu { maskInactive(hiddenError, hidden, rows * width) }
+            let w1 = targets[0].weight
+            if kernel {
+                let done = dk_dense_weight_gradient(hiddenError, width, input, rows, inputs, width, w1.pointer + columns.lowerBound * inputs, w1.add ? 1 : 0)
+                precondition(done == 0, "dk_dense_weight_gradient: not available on this CPU")
+            } else {
+                for block in blocks {
+                    BLAS.sgemm(transposeA: true, m: block.count, n: inputs, k: rows, a: hiddenError + (block.lowerBound - columns.lowerBound), lda: width,
+                               b: input, ldb: inputs, beta: w1.add ? 1 : 0, c: w1.pointer + block.lowerBound * inputs, ldc: inputs, split: .none)
+                }
+            }
+            if let b1 = targets[0].bias {
+                TrainingPlan.sumRows(hiddenError, rows: rows, width: width, into: GradientTarget(pointer: b1.pointer + columns.lowerBound, add: b1.add))
+            }
+        }
+    }
+
+    /// One block of the first layer's outputs: its share of the second layer's pre-activation,
+    /// in a buffer only the thread that runs the block writes.
+    final class Core {
+        private var capacity = 0
         /// The block's share of the second layer's pre-activation (`rows × outputs of layer 2`).
         var secondShare: UnsafeMutablePointer<Float> = .allocate(capacity: 0)
 
-        func reserve(rows: Int, block: Int, secondWidth: Int) {
-            guard rows > rowCapacity || block > blockCapacity else { return }
-            [hidden, hiddenError, secondShare].forEach { $0.deallocate() }
-            rowCapacity = max(rows, rowCapacity); blockCapacity = max(block, blockCapacity)
-            hidden = .allocate(capacity: rowCapacity * blockCapacity)
-            hiddenError = .allocate(capacity: rowCapacity * blockCapacity)
-            secondShare = .allocate(capacity: rowCapacity * max(secondWidth, 1))
+        func reserve(rows: Int, secondWidth: Int) {
+            guard rows * max(secondWidth, 1) > capacity else { return }
+            secondShare.deallocate()
+            capacity = rows * max(secondWidth, 1)
+            secondShare = .allocate(capacity: capacity)
         }
 
-        deinit { [hidden, hiddenError, secondShare].forEach { $0.deallocate() } }
+        deinit { secondShare.deallocate() }
 
-        /// This block of the first layer, then its share of the second layer's pre-activation
-        /// (or, for a one-layer model, its columns of the logits).
-        func forwardFirst(_ first: LinearChain.Layer, block: Range<Int>, rows: Int, second: LinearChain.Layer?, logits: UnsafeMutablePointer<Float>?) {
-            let width = block.count, inputs = first.inputs
-            if let bias = first.bias { for r in 0..<rows { (hidden + r * width).update(from: bias.data + block.lowerBound, count: width) } }
-            BLAS.sgemm(transposeB: true, m: rows, n: width, k: inputs, a: input, lda: inputs, b: first.weight.data + block.lowerBound * inputs,
-                       ldb: inputs, beta: first.bias == nil ? 0 : 1, c: hidden, ldc: width, split: .none)
-            if first.relu { clampNegatives(hidden, rows * width) }
-            if let second {  // share = hidden_block · W2[:, block]ᵀ
-                BLAS.sgemm(transposeB: true, m: rows, n: second.outputs, k: width, a: hidden, lda: width,
+        /// This block's share of the second layer's pre-activation, `hidden_block · W2[:, block]ᵀ`
+        /// (or, for a one-layer model, its columns of the logits), from the block's columns of the
+        /// activations of the run `worker` computed.
+        func share(_ worker: Worker, block: Range<Int>, rows: Int, second: LinearChain.Layer?,
+                   logits: UnsafeMutablePointer<Float>?, logitsWidth: Int) {
+            let width = block.count, runWidth = worker.columns.count, hidden = worker.hidden + (block.lowerBound - worker.columns.lowerBound)
+            if let second {
+                BLAS.sgemm(transposeB: true, m: rows, n: second.outputs, k: width, a: hidden, lda: runWidth,
                            b: second.weight.data + block.lowerBound, ldb: second.inputs, c: secondShare, ldc: second.outputs, split: .none)
             } else if let logits {
-                for r in 0..<rows { (logits + r * first.outputs + block.lowerBound).update(from: hidden + r * width, count: width) }
-            }
-        }
-
-        /// The gradients of this block: of the second layer's weight columns (from its error),
-        /// and of the first layer's weight rows and bias.
-        func backwardFirst(_ first: LinearChain.Layer, block: Range<Int>, rows: Int, second: LinearChain.Layer?,
-                           secondError: UnsafeMutablePointer<Float>, logitsGradient: UnsafeMutablePointer<Float>, targets: [Target]) {
-            let width = block.count, inputs = first.inputs
-            if let second {
-                let out = second.outputs, w2 = targets[1].weight
-                // ∂W2[:, block] = errorᵀ · hidden_block;  hiddenError = error · W2[:, block]
-                BLAS.sgemm(transposeA: true, m: out, n: width, k: rows, a: secondError, lda: out, b: hidden, ldb: width,
-                           beta: w2.add ? 1 : 0, c: w2.pointer + block.lowerBound, ldc: second.inputs, split: .none)
-                BLAS.sgemm(m: rows, n: width, k: out, a: secondError, lda: out, b: second.weight.data + block.lowerBound,
-                           ldb: second.inputs, c: hiddenError, ldc: width, split: .none)
-            } else {
-                for r in 0..<rows { (hiddenError + r * width).update(from: logitsGradient + r * first.outputs + block.lowerBound, count: width) }
-            }
-            if first.relu { maskInactive(hiddenError, hidden, rows * width) }
-            let w1 = targets[0].weight
-            BLAS.sgemm(transposeA: true, m: width, n: inputs, k: rows, a: hiddenError, lda: width, b: input, ldb: inputs,
-                       beta: w1.add ? 1 : 0, c: w1.pointer + block.lowerBound * inputs, ldc: inputs, split: .none)
-            if let b1 = targets[0].bias {
-                TrainingPlan.sumRows(hiddenError, rows: rows, width: width, into: GradientTarget(pointer: b1.pointer + block.lowerBound, add: b1.add))
+                for r in 0..<rows { (logits + r * logitsWidth + block.lowerBound).update(from: hidden + r * runWidth, count: width) }
             }
         }
     }

@@ -95,7 +95,13 @@ extension Parallel {
     /// `t` is the same thread at every call), timing each thread from the call's start to the end
     /// of its run, and records the times in `balance` when `measure` is set.
     public static func forEachBalancedRun(_ balance: BlockBalance, measure: Bool = true, _ body: @Sendable (Int, Range<Int>) -> Void) {
-        let runs = balance.assignment(threads: min(workers, balance.blocks))
+        forEachRun(balance.assignment(threads: min(workers, balance.blocks)), of: balance, measure: measure, body)
+    }
+
+    /// Runs `body(thread, runs[thread])` for each of `runs` (an assignment `balance` gave
+    /// earlier: a second pass over the blocks that must keep the first pass's threads), timing
+    /// and recording as `forEachBalancedRun` does.
+    public static func forEachRun(_ runs: [Range<Int>], of balance: BlockBalance, measure: Bool, _ body: @Sendable (Int, Range<Int>) -> Void) {
         guard runs.count > 1 else { body(0, runs[0]); return }
         let start = DispatchTime.now().uptimeNanoseconds
         let times = TimesPerThread(count: runs.count)

@@ -1,3 +1,4 @@
+import CKernels
 import DistillNN
 import DistillTensor
 import DistillTestSupport
@@ -19,9 +20,14 @@ import Testing
 
     func gradients(_ model: Module) -> [[Float]] { model.trainableParameters().map { $0.grad?.scalars ?? [] } }
 
+    /// The first layer's two implementations: the fixed-order kernels (where the CPU runs them)
+    /// and a BLAS product per block.
+    static let firstLayerPaths = dk_linear_packed_level() >= 1 ? [true, false] : [false]
+
     @Test(arguments: [("mlp:784-64-10", 128), ("mlp:784-64-10", 3), ("mlp:784-10", 300), ("mlp:64-128-32-10", 300),
-                      ("mlp:64-128-32-10", 5), ("mlp:37-19-7", 40)])
-    func gradientsMatchTheGraph(spec: String, rows: Int) throws {
+                      ("mlp:64-128-32-10", 5), ("mlp:37-19-7", 40), ("mlp:37-100-7", 200)], firstLayerPaths)
+    func gradientsMatchTheGraph(_ model: (spec: String, rows: Int), kernel: Bool) throws {
+        let (spec, rows) = model
         let model = try ModelZoo.build(spec, seed: 3)
         let inputs = Int(spec.dropFirst(4).split(separator: "-")[0])!
         let shape = inputs == 784 ? [1, 28, 28] : [inputs]
@@ -32,7 +38,7 @@ import Testing
         let expected = gradients(model)
 
         model.trainableParameters().forEach { $0.grad = nil }
-        let plan = try #require(TrainingPlan(model, exampleShape: shape))
+        let plan = try #require(TrainingPlan(model, exampleShape: shape, denseKernel: kernel))
         let logits = plan.forward(x)
         assertClose(logits.scalars, expectedLogits.scalars, atol: 1e-5, rtol: 1e-5, "\(spec) logits at batch \(rows)")
         loss(logits, seed: 9).backward()
@@ -50,7 +56,7 @@ import Testing
         }
     }
 
-    @Test func theNumberOfThreadsDoesNotChangeABit() throws {
+    @Test(arguments: firstLayerPaths) func theNumberOfThreadsDoesNotChangeABit(kernel: Bool) throws {
         let saved = Parallel.workers
         defer { Parallel.workers = saved }
         let x = input(128, [784], seed: 8)
@@ -58,7 +64,7 @@ import Testing
         for workers in [1, 2, 4] {
             Parallel.workers = workers
             let model = try ModelZoo.build("mlp:784-64-10", seed: 2)
-            let plan = try #require(TrainingPlan(model, exampleShape: [784]))
+            let plan = try #require(TrainingPlan(model, exampleShape: [784], denseKernel: kernel))
             let logits = plan.forward(x)
             loss(logits, seed: 3).backward()
             plan.backward(try #require(logits.grad))
@@ -69,7 +75,7 @@ import Testing
 
     /// The cores' runs of blocks follow their measured speed; which core runs a block must not
     /// change a bit of the logits or the gradients.
-    @Test func whichCoreRunsABlockDoesNotChangeABit() throws {
+    @Test(arguments: firstLayerPaths) func whichCoreRunsABlockDoesNotChangeABit(kernel: Bool) throws {
         let x = input(128, [784], seed: 5)
         var runs: [[[Float]]] = []
         for slowThread in [1, 0] {
@@ -80,7 +86,7 @@ import Testing
             let skewed = balance.assignment(threads: 2)
             #expect(skewed[slowThread].count == 1, "the slow thread keeps one block: \(skewed)")
             let model = try ModelZoo.build("mlp:784-64-10", seed: 2)
-            let plan = try #require(TrainingPlan(model, exampleShape: [784], balance: balance))
+            let plan = try #require(TrainingPlan(model, exampleShape: [784], balance: balance, denseKernel: kernel))
             let logits = plan.forward(x)
             loss(logits, seed: 3).backward()
             plan.backward(try #require(logits.grad))
@@ -114,5 +120,52 @@ import Testing
         let frozen = try ModelZoo.build("mlp:3-4-2", seed: 0)
         frozen.trainableParameters()[0].requiresGrad = false
         #expect(TrainingPlan(frozen, exampleShape: [3]) == nil, "a frozen weight")
+    }
+
+    /// The fixed-order kernels: every result is one chain of fused multiply-adds from 0 (then the
+    /// bias and ReLU), so it equals that chain written out with `fma`, whatever the number of
+    /// rows and outputs in the call (odd sizes reach every tile's edge).
+    @Test(arguments: [(1, 5, 3), (7, 37, 13), (13, 784, 64), (130, 17, 9)])
+    func denseKernelsComputeOneFixedChainPerResult(rows: Int, inputs: Int, outputs: Int) throws {
+        guard dk_linear_packed_level() >= 1 else { return }
+        var g = SeededGenerator(seed: UInt64(rows * inputs))
+        let x = Tensor.randomNormal([rows, inputs], using: &g).scalars, w = Tensor.randomNormal([outputs, inputs], using: &g).scalars
+        let b = Tensor.randomNormal([outputs], using: &g).scalars, e = Tensor.randomNormal([rows, outputs], using: &g).scalars
+        var forward: [Float] = [], expected: [Float] = []
+        for r in 0..<rows {
+            for j in 0..<outputs {
+                var s: Float = 0
+                for k in 0..<inputs { s = s.addingProduct(x[r * inputs + k], w[j * inputs + k]) }
+                let v = s + b[j]
+                expected.append(v > 0 ? v : 0)
+            }
+        }
+        var gradientExpected: [Float] = []
+        for j in 0..<outputs {
+            for i in 0..<inputs {
+                var s: Float = 0
+                for r in 0..<rows { s = s.addingProduct(e[r * outputs + j], x[r * inputs + i]) }
+                gradientExpected.append(1 + s)  // added to a gradient of ones
+            }
+        }
+        // Whole, and in runs of 1, 2 and 5 outputs: the same bits.
+        for run in [outputs, 1, 2, 5] {
+            forward = Array(repeating: -1, count: rows * outputs)
+            var gradient = [Float](repeating: 1, count: outputs * inputs)
+            var scratch = [Float](repeating: 0, count: dk_dense_forward_scratch(outputs, inputs))
+            forward.withUnsafeMutableBufferPointer { y in
+                gradient.withUnsafeMutableBufferPointer { gw in
+                    for start in stride(from: 0, to: outputs, by: run) {
+                        let count = min(run, outputs - start)
+                        #expect(dk_dense_forward(x, rows, inputs, Array(w[(start * inputs)...]), count, Array(b[start...]),
+                                                 y.baseAddress! + start, outputs, 1, &scratch) == 0)
+                        #expect(dk_dense_weight_gradient(Array(e[start...]), outputs, x, rows, inputs, count,
+                                                         gw.baseAddress! + start * inputs, 1) == 0)
+                    }
+                }
+            }
+            #expect(forward.map(\.bitPattern) == expected.map(\.bitPattern), "forward, runs of \(run)")
+            #expect(gradient.map(\.bitPattern) == gradientExpected.map(\.bitPattern), "weight gradient, runs of \(run)")
+        }
     }
 }
