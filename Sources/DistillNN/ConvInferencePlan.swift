@@ -127,12 +127,14 @@ struct ConvStack {
         let spanH = input.height + 2 * ph - kh, spanW = input.width + 2 * pw - kw
         guard spanH >= 0, spanW >= 0 else { return false }
         let output = Activation(channels: input.channels, height: spanH / sh + 1, width: spanW / sw + 1)
-        // A grayscale first layer's 2×2 max-pooling runs inside the convolution (its pixels-in-lanes
-        // kernel pools in registers). Measured (thread CPU time per image): LeNet-5's first
-        // convolution and pooling 3.0 µs against 3.9 µs apart, cnn-tiny's 2.1 µs against 3.2 µs.
+        // A 2×2 max-pooling runs inside the convolution before it, which pools in registers: a
+        // grayscale first layer's on every vector CPU, others' where the CPU has the kernel
+        // (`dk_conv2d_maxpool2_nhwc_is_fused`). Measured (thread CPU time per image): LeNet-5's
+        // first convolution and pooling 3.0 µs against 3.9 µs apart, cnn-tiny's 2.1 µs against 3.2 µs.
         if !average, (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0), let k = stages.indices.last,
            case .convolution(let shape, let weight, let bias, false) = stages[k].operation,
-           shape.channels == 1, shape.stride_w == 1, shape.out_channels <= 8 {
+           shape.channels == 1 ? shape.stride_w == 1 && shape.out_channels <= 8
+                               : withUnsafePointer(to: shape, dk_conv2d_maxpool2_nhwc_is_fused) == 1 {
             stages[k].operation = .convolution(shape, weight: weight, bias: bias, pooled: true)
             activations[activations.count - 1] = output
             return true

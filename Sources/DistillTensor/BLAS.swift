@@ -1,5 +1,6 @@
 import CBLASLoader
 import Foundation
+import Synchronization
 
 /// Matrix products through OpenBLAS, with kernels chosen for this CPU.
 ///
@@ -109,6 +110,26 @@ public enum Parallel {
         pool.run(chunks) { c in body(c, (count * c / chunks)..<(count * (c + 1) / chunks)) }
     }
 
+    /// Runs `body(thread, items)` over `0..<count` in runs of `group` items, each run taken by
+    /// whichever of `threads` threads is free next (`thread` < `threads` picks per-thread
+    /// scratch). For independent items (a CNN's images): the two cores of a shared VM do not
+    /// always run at the same speed, and with fixed halves the fast one waits for the slow one.
+    /// Only for work whose result does not depend on which thread does it.
+    public static func forEachShared(_ count: Int, group: Int, threads: Int, _ body: @Sendable (Int, Range<Int>) -> Void) {
+        precondition(group >= 1, "Parallel.forEachShared: group \(group)")
+        let threads = max(1, min(threads, workers, (count + group - 1) / group))
+        if count == 0 { return }
+        if threads == 1 { body(0, 0..<count); return }
+        let next = SharedCounter()
+        pool.run(threads) { t in
+            while true {
+                let start = next.take(group)
+                if start >= count { return }
+                body(t, start..<min(start + group, count))
+            }
+        }
+    }
+
     /// The threads that run chunks besides the caller: `workers - 1` of them (none with
     /// `DISTILL_THREADS=1`: everything then runs on the calling thread), made on first use.
     private static let pool = WorkerPool(workers: workers - 1)
@@ -144,4 +165,11 @@ public struct TensorError: Error, CustomStringConvertible, LocalizedError, Equat
     public init(_ message: String) { self.message = message }
     public var description: String { message }
     public var errorDescription: String? { message }
+}
+
+/// A counter threads take runs of work from (`Parallel.forEachShared`).
+private final class SharedCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    /// The counter's value before adding `n`.
+    func take(_ n: Int) -> Int { value.wrappingAdd(n, ordering: .relaxed).oldValue }
 }

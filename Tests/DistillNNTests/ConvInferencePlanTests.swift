@@ -183,28 +183,34 @@ import Testing
     @Test(arguments: [0, 1, 2] as [Int32])
     func convolutionWithPoolingMatchesConv2dThenMaxPool(level: Int32) throws {
         var g = SeededGenerator(seed: 23)
-        // (out, kernel, padding, dilation, height, width): one input channel, stride 1; odd sides,
-        // rows of more than 16 columns (two register tiles), more than 8 outputs (two groups).
-        for (cout, k, p, d, h, w) in [(6, 5, 2, 1, 28, 28), (8, 3, 1, 1, 13, 11), (3, 2, 0, 1, 9, 35), (8, 3, 1, 2, 6, 40), (13, 3, 1, 1, 7, 7)] {
-            let x = Tensor.randomNormal([1, 1, h, w], using: &g)
-            let weight = Tensor.randomNormal([cout, 1, k, k], using: &g), bias = Tensor.randomNormal([cout], using: &g)
+        // (in, out, kernel, padding, dilation, height, width), stride 1. One input channel (the
+        // grayscale kernels): odd sides, rows of more than 16 columns (two register tiles), more
+        // than 8 outputs (two groups), whole vectors of outputs (channels in the lanes). Several
+        // (the AVX2 tiles with pooling): one, two and three vectors of outputs, a partial one.
+        for (cin, cout, k, p, d, h, w) in [(1, 6, 5, 2, 1, 28, 28), (1, 8, 3, 1, 1, 13, 11), (1, 3, 2, 0, 1, 9, 35), (1, 8, 3, 1, 2, 6, 40),
+                                           (1, 13, 3, 1, 1, 7, 7), (1, 16, 3, 1, 1, 15, 9), (8, 16, 3, 1, 1, 14, 14), (6, 16, 5, 0, 1, 14, 14),
+                                           (3, 5, 3, 1, 1, 9, 11), (4, 24, 3, 0, 2, 11, 10), (2, 8, 2, 0, 1, 7, 9)] {
+            let x = Tensor.randomNormal([1, cin, h, w], using: &g)
+            let weight = Tensor.randomNormal([cout, cin, k, k], using: &g), bias = Tensor.randomNormal([cout], using: &g)
             let config = Conv2dConfig(padding: (p, p), dilation: (d, d))
             let convolved = conv2d(x, weight: weight, bias: bias, config: config)
             let expected = convolved.maxPool2d(Pool2dConfig(kernel: (2, 2))).scalars.map { max($0, 0) }
             let (oh, ow) = (convolved.shape[2], convolved.shape[3])
             let padded = (cout + 15) / 16 * 16
-            var packed = [Float](repeating: 0, count: k * k * padded)
-            for o in 0..<cout { for j in 0..<(k * k) { packed[j * padded + o] = weight.data[o * k * k + j] } }
+            var packed = [Float](repeating: 0, count: k * k * cin * padded)
+            for o in 0..<cout { for c in 0..<cin { for j in 0..<(k * k) {
+                packed[(j * cin + c) * padded + o] = weight.data[(o * cin + c) * k * k + j]
+            } } }
             let paddedBias = (0..<padded).map { $0 < cout ? bias.data[$0] : 0 }
             let rowStride = (ow / 2 + 1) * cout
             var y = [Float](repeating: .nan, count: oh / 2 * rowStride)
-            var shape = dk_conv_shape(channels: 1, in_row_stride: w + 2 * p, kernel_h: k, kernel_w: k, stride_h: 1, stride_w: 1,
+            var shape = dk_conv_shape(channels: cin, in_row_stride: (w + 2 * p) * cin, kernel_h: k, kernel_w: k, stride_h: 1, stride_w: 1,
                                       dilation_h: d, dilation_w: d, out_channels: cout, padded_out: padded, out_h: oh, out_w: ow,
                                       out_row_stride: rowStride)
             let status = dk_conv2d_maxpool2_nhwc_level(level, &shape, nhwc(x, padH: p, padW: p), packed, paddedBias, &y, 1)
-            guard status == 0 else { try #require(level > 0, "the portable path always runs"); return }
+            guard status == 0 else { try #require(level > 0, "the portable path always runs"); continue }
             let dense = (0..<(oh / 2 * (ow / 2) * cout)).map { i in y[(i / (ow / 2 * cout)) * rowStride + i % (ow / 2 * cout)] }
-            assertClose(nchw(dense, c: cout, h: oh / 2, w: ow / 2), expected, atol: 1e-4, rtol: 1e-4, "level \(level): 1→\(cout) k\(k) p\(p) d\(d) \(h)×\(w)")
+            assertClose(nchw(dense, c: cout, h: oh / 2, w: ow / 2), expected, atol: 1e-4, rtol: 1e-4, "level \(level): \(cin)→\(cout) k\(k) p\(p) d\(d) \(h)×\(w)")
             #expect((0..<(oh / 2)).allSatisfy { r in (ow / 2 * cout..<rowStride).allSatisfy { y[r * rowStride + $0].isNaN } },
                     "level \(level): wrote past the row's values")
         }

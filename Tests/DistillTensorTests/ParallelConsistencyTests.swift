@@ -36,6 +36,24 @@ import Testing
         #expect(counts.runs.allSatisfy { $0 == 1 })
     }
 
+    /// Shared runs cover every item exactly once, in runs of at most `group` items, each on a
+    /// thread index below the number asked for (per-thread scratch relies on it).
+    @Test func sharedRunsCoverEveryItemOnce() {
+        final class Record: @unchecked Sendable { var runs = [Int](repeating: 0, count: 1003); var badRun = false; let lock = NSLock() }
+        for (count, group, threads) in [(1003, 4, 2), (1003, 1, 8), (3, 4, 2), (0, 4, 2)] {
+            let record = Record()
+            Parallel.forEachShared(count, group: group, threads: threads) { t, range in
+                record.lock.lock()
+                for i in range { record.runs[i] += 1 }
+                if range.count > group || range.isEmpty || t >= threads { record.badRun = true }
+                record.lock.unlock()
+            }
+            #expect(record.runs.prefix(count).allSatisfy { $0 == 1 } && record.runs.dropFirst(count).allSatisfy { $0 == 0 },
+                    "\(count) items in runs of \(group)")
+            #expect(!record.badRun, "\(count) items in runs of \(group) on \(threads) threads")
+        }
+    }
+
     @Test func softmaxOfManyRowsMatchesNaive() {
         let x = Tensor.testNormal([1024, 10], seed: 200, scale: 3, requiresGrad: false)
         let rows = x.scalars

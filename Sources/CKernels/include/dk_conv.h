@@ -35,9 +35,9 @@ int dk_conv2d_nhwc_level(int level, const dk_conv_shape *shape, const float *x, 
 /// `dk_conv2d_nhwc` then a 2×2 max-pooling at stride 2 (floor: a last odd row or column of the
 /// convolution is dropped), then max(y, 0) when `relu`, in one pass: the convolution's output
 /// never reaches memory. `shape->out_h` and `out_w` are the convolution's extent;
-/// `shape->out_row_stride` is the pooled output's row stride. Vectorised for AVX-512 when the
-/// input has one channel and rows have stride 1 (a grayscale image's first layer), portable
-/// loops otherwise.
+/// `shape->out_row_stride` is the pooled output's row stride. Vectorised (AVX-512 or AVX2) when the
+/// input has one channel and rows have stride 1 (a grayscale image's first layer), for AVX2 when
+/// it has several; portable loops otherwise.
 void dk_conv2d_maxpool2_nhwc(const dk_conv_shape *shape, const float *x, const float *w_packed,
                              const float *bias_padded, float *y, int relu);
 
@@ -45,6 +45,11 @@ void dk_conv2d_maxpool2_nhwc(const dk_conv_shape *shape, const float *x, const f
 /// returns -1 (and does nothing) when this CPU or this shape lacks it.
 int dk_conv2d_maxpool2_nhwc_level(int level, const dk_conv_shape *shape, const float *x, const float *w_packed,
                                   const float *bias_padded, float *y, int relu);
+
+/// 1 when `dk_conv2d_maxpool2_nhwc` has a fused kernel for `shape` on this CPU (one input channel
+/// with AVX2 or AVX-512; several with AVX2), 0 when it would run the portable loops: a plan then
+/// keeps the convolution and the pooling apart.
+int dk_conv2d_maxpool2_nhwc_is_fused(const dk_conv_shape *shape);
 
 /// The sizes of one pooling of one image.
 typedef struct dk_pool_shape {
