@@ -538,7 +538,8 @@ DK_TILE_INLINE DK_AVX2 void conv_gray_pool_tile_avx2(const dk_conv_shape *s, con
 
 #define DK_GRAY_POOL_AVX2_CASE(O) case O: conv_gray_pool_tile_avx2(s, x, w, b, y, py, x0, o0, O, relu); break;
 
-/// The other way round from `conv_gray_pool_tile_avx2`, for 8 or more output channels: the lanes
+/// The other way round from `conv_gray_pool_tile_avx2`, when the output channels fill whole vectors
+/// (`gray_pool_by_channels`): the lanes
 /// are 8 output channels from o0, and each of `P` ≤ 3 pooled pixels from px0 keeps its 2×2
 /// window's four sums in registers (12 accumulators), fed by broadcast input values. The pooled
 /// vector is already a pixel's NHWC channels, so it is stored as is: the column-lane kernel's
