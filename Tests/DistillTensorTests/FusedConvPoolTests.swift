@@ -32,6 +32,10 @@ import Testing
         // dilation, a non-square kernel, uneven stride and padding, a 3×2 pool
         Case(x: [3, 4, 11, 9], weight: [9, 4, 3, 2], bias: true, config: .init(stride: (1, 2), padding: (2, 1), dilation: (2, 1)),
              pool: .init(kernel: (3, 2), stride: (2, 1))),
+        // two input channels on the row-pair route (stride 1, 2×2 pool, rows of at most 32)
+        Case(x: [3, 2, 10, 12], weight: [17, 2, 3, 3], bias: true, config: .init(padding: (1, 1)), pool: .init(kernel: (2, 2))),
+        // rows wider than 32: the general route
+        Case(x: [2, 1, 6, 40], weight: [4, 1, 3, 3], bias: true, config: .init(padding: (1, 1)), pool: .init(kernel: (2, 2))),
         // one image, one output channel, stride 2 in both
         Case(x: [1, 1, 8, 8], weight: [1, 1, 3, 3], bias: true, config: .init(stride: (2, 2)), pool: .init(kernel: (2, 2))),
     ]
