@@ -248,8 +248,10 @@ static entry *lookup(const dk_dnnl_shape *s, enum kind kind) {
     return e && e->primitive ? e : NULL;
 }
 
-/// Runs `e` on this thread with the caller's arrays `pointers` (in `e->args` order).
-static int run(const entry *e, void *const *pointers) {
+/// Runs `e` on this thread with the caller's arrays `pointers` (in `e->args` order). Bit i of
+/// `reordered`: argument i's reorder already ran on this thread, into its scratch slot (i), for
+/// the same array (the backward passes share the output gradient's).
+static int run(const entry *e, void *const *pointers, unsigned reordered) {
     if (p_omp_set_num_threads) p_omp_set_num_threads(1);
     if (!thread_stream && p_dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags) != dnnl_success) {
         thread_stream = NULL;
@@ -264,7 +266,7 @@ static int run(const entry *e, void *const *pointers) {
         if (a->reorder && status == 0) {
             void *buffer = scratch(i, p_dnnl_memory_desc_get_size(&a->inner));
             status |= !buffer || p_dnnl_memory_create(&inner[i], &a->inner, engine, buffer) != dnnl_success;
-            if (status == 0 && !a->is_output) {
+            if (status == 0 && !a->is_output && !(reordered & (1u << i))) {
                 dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, user[i]}, {DNNL_ARG_TO, inner[i]}};
                 status |= p_dnnl_primitive_execute(a->reorder, thread_stream, 2, r) != dnnl_success;
             }
@@ -307,7 +309,7 @@ int dk_dnnl_conv_forward(const dk_dnnl_shape *shape, const float *src, const flo
     if (!e) return -1;
     // Arguments in `build`'s order: src, weights, [bias,] dst.
     void *pointers[4] = {(void *)src, (void *)weights, bias ? (void *)bias : dst, dst};
-    return run(e, pointers);
+    return run(e, pointers, 0);
 }
 
 int dk_dnnl_conv_backward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *diff_dst,
@@ -317,11 +319,15 @@ int dk_dnnl_conv_backward(const dk_dnnl_shape *shape, const float *src, const fl
     if ((diff_src && !data) || (diff_weights && !grads)) return -1;
     if (data) {
         void *pointers[3] = {(void *)diff_dst, (void *)weights, diff_src};
-        if (run(data, pointers) != 0) return -1;
+        if (run(data, pointers, 0) != 0) return -1;
     }
     if (grads) {
+        // diff_dst is argument 0 of both: when both passes want it in the same blocked layout,
+        // the data pass's reorder (still in scratch slot 0) serves this one too.
+        const argument *mine = &grads->args[0], *theirs = data ? &data->args[0] : NULL;
+        const unsigned shared = theirs && mine->reorder && theirs->reorder && p_dnnl_memory_desc_equal(&mine->inner, &theirs->inner);
         void *pointers[4] = {(void *)diff_dst, (void *)src, diff_weights, diff_bias};
-        if (run(grads, pointers) != 0) return -1;
+        if (run(grads, pointers, shared) != 0) return -1;
     }
     if (diff_bias && !diff_weights) {  // the bias gradient alone: sums of diff_dst per channel
         int plane = shape->p * shape->q;
