@@ -77,8 +77,9 @@ public final class TrainingPlan: @unchecked Sendable {
     public let denseKernel: Bool
 
     /// The default for `denseKernel`: on where AVX2 + FMA is the CPU's best level (measured
-    /// faster there: BENCHMARKS.md), off on AVX-512 CPUs (their BLAS kernels not yet compared)
-    /// and where the kernels do not run. `DISTILL_TRAIN_KERNEL=1` or `0` chooses.
+    /// faster there: BENCHMARKS.md), off on AVX-512 CPUs (OpenBLAS's AVX-512 products measured
+    /// faster there: 286K-323K against 242K-298K samples/s, BENCHMARKS.md, "AVX-512 again") and
+    /// where the kernels do not run. `DISTILL_TRAIN_KERNEL=1` or `0` chooses.
     public static let denseKernelByDefault: Bool = {
         guard dk_linear_packed_level() >= 1 else { return false }
         if let forced = ProcessInfo.processInfo.environment["DISTILL_TRAIN_KERNEL"] { return forced != "0" }
