@@ -149,8 +149,8 @@ extension ONNXOps {
 extension ONNXModel {
     /// Whether MobileNet v2's inverted residual blocks run fused (`ONNXOps.invertedResidual`),
     /// on AVX2 + FMA kernels: by default on CPUs whose best level is AVX2 (where it was measured
-    /// faster: BENCHMARKS.md), off on AVX-512 ones (their own 1×1 kernel, not yet compared) and
-    /// when `DISTILL_ONNX_POINTWISE=blas` asks for BLAS. `DISTILL_ONNX_BLOCKS=1` or `0` chooses.
+    /// faster: BENCHMARKS.md), off on AVX-512 ones (their own kernels measured faster there:
+    /// BENCHMARKS.md, "AVX-512 again") and when `DISTILL_ONNX_POINTWISE=blas` asks for BLAS. `DISTILL_ONNX_BLOCKS=1` or `0` chooses.
     /// A task-local so that tests can compare both ways in one process.
     @TaskLocal static var blockFusion: Bool = {
         let environment = ProcessInfo.processInfo.environment
