@@ -137,25 +137,7 @@ public enum Parallel {
     /// Worker threads for DistillKit's own loops (convolutions, pooling, large GEMMs): the
     /// `DISTILL_THREADS` environment variable when set, else the number of active cores (shared
     /// out among the ranks mpirun started on this host, so that they do not oversubscribe it).
-    /// 1 inside `serially`.
-    public static var workers: Int {
-        get { serialScope ? 1 : configuredWorkers }
-        set { configuredWorkers = newValue }
-    }
-
-    /// Runs `body` with every loop it starts on this thread kept on this thread (`workers` reads
-    /// 1 there, and the worker pool is not used): for independent jobs run side by side, one per
-    /// core, such as `distill demo`'s two students. Results are the same bits as with the pool,
-    /// wherever the work's split depends on its size only (every split of DistillKit's own;
-    /// `TrainingPlanTests` checks the MLP's for 1, 2 and 4 workers).
-    public static func serially<T>(_ body: () throws -> T) rethrows -> T {
-        try $serialScope.withValue(true, operation: body)
-    }
-
-    /// Whether the current thread is inside `serially`.
-    @TaskLocal static var serialScope = false
-
-    nonisolated(unsafe) private static var configuredWorkers: Int = {
+    nonisolated(unsafe) public static var workers: Int = {
         let environment = ProcessInfo.processInfo.environment
         if let text = environment["DISTILL_THREADS"], let n = Int(text), n >= 1 { return min(n, 256) }
         let ranksHere = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init).map { max(1, $0) } ?? 1

@@ -16,8 +16,8 @@ import Synchronization
 /// started its index by the time the caller finishes index 0 (asleep, or preempted by the OS) does
 /// the caller run it instead. Which thread runs which index
 /// never changes a result. One job runs at a time: a call made while another job is running (from
-/// a worker, or from a second thread), inside `Parallel.serially`, or on a pool without threads,
-/// runs its indices inline on the calling thread.
+/// a worker, or from a second thread), or on a pool without threads, runs its indices inline on
+/// the calling thread.
 final class WorkerPool: @unchecked Sendable {
     /// How long an idle worker spins before it sleeps.
     static let spinNanoseconds: UInt64 = 200_000
@@ -60,8 +60,7 @@ final class WorkerPool: @unchecked Sendable {
     /// the caller, index `k + 1` on worker `k`.
     func run(_ count: Int, _ body: (Int) -> Void) {
         precondition(count >= 0 && count <= Self.maxCount, "WorkerPool.run: \(count) indices")
-        guard count > 1, threadCount > 0, !Parallel.serialScope,
-              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+        guard count > 1, threadCount > 0, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for i in 0 ..< count { body(i) }
             return
         }

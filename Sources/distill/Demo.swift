@@ -49,6 +49,8 @@ struct Demo: ParsableCommand {
         scratch.options.seed = seed
         scratch.options.quiet = quiet
         scratch.output = root.appendingPathComponent("scratch").path
+        if !quiet { log("== training the student from scratch (\(student), \(studentEpochs) epochs)") }
+        let scratchResult = try ExperimentRunner.run(scratch, preloaded: data)
 
         var kd = scratch
         kd.teachers = [teacherFile.path]
@@ -56,8 +58,8 @@ struct Demo: ParsableCommand {
         kdTerm.temperature = 2
         kd.losses = [kdTerm, LossTerm(.ce, weight: 0.5)]
         kd.output = root.appendingPathComponent("distilled").path
-
-        let (scratchResult, kdResult) = try trainStudents(scratch: scratch, distilled: kd, data: data)
+        if !quiet { log("== distilling the teacher into the student (same initialisation and batch order)") }
+        let kdResult = try ExperimentRunner.run(kd, preloaded: data)
 
         guard let teacherRow = kdResult.rows.first(where: { $0.role == "teacher" }),
               var scratchRow = scratchResult.rows.last, var kdRow = kdResult.rows.last else { return }
@@ -79,49 +81,4 @@ struct Demo: ParsableCommand {
                      Double(teacherRow.parameters) / Double(kdRow.parameters), gain >= 0 ? "beats" : "trails", abs(gain), minutes))
         print("Run folders: \(root.path)/{teacher,scratch,distilled}")
     }
-
-    /// The two students. With two or more cores they train side by side, one core each
-    /// (`Parallel.serially`): a 128-row step of this small MLP gains far less from a second core
-    /// than a second run does (BENCHMARKS.md, "AVX-512 again"), and the results are the same bits
-    /// either way. The scratch run is then quiet; the distilled run shows its progress.
-    private func trainStudents(scratch: Experiment, distilled: Experiment, data: (train: LabeledDataset, test: LabeledDataset)) throws
-        -> (ExperimentRunner.Result, ExperimentRunner.Result) {
-        // Under mpirun the ranks train each run together, one run at a time.
-        guard Parallel.workers >= 2, (try? Distributed.world)?.size == 1 else {
-            if !quiet { log("== training the student from scratch (\(student), \(studentEpochs) epochs)") }
-            let scratchResult = try ExperimentRunner.run(scratch, preloaded: data)
-            if !quiet { log("== distilling the teacher into the student (same initialisation and batch order)") }
-            return (scratchResult, try ExperimentRunner.run(distilled, preloaded: data))
-        }
-        if !quiet {
-            log("== training the student (\(student), \(studentEpochs) epochs) from scratch and distilled from the teacher, "
-                + "side by side on one core each (same initialisation and batch order); progress below is the distilled run's")
-        }
-        var quietScratch = scratch
-        quietScratch.options.quiet = true
-        let runs = ReadOnly([quietScratch, distilled])  // each thread copies its own run out
-        let results = Slots<Swift.Result<ExperimentRunner.Result, Error>>(count: 2)
-        DispatchQueue.concurrentPerform(iterations: 2) { k in
-            let run = runs.value[k]
-            let result = Swift.Result { try Parallel.serially { try ExperimentRunner.run(run, preloaded: data) } }
-            results.set(k, result)
-        }
-        let done = results.values
-        return (try done[0]!.get(), try done[1]!.get())
-    }
-}
-
-/// One result per thread, each slot written by its own thread, read after all have finished.
-private final class Slots<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Value?]
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-    func set(_ k: Int, _ value: Value) { lock.withLock { slots[k] = value } }
-    var values: [Value?] { lock.withLock { slots } }
-}
-
-/// A value only read after it is shared with other threads.
-private final class ReadOnly<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }

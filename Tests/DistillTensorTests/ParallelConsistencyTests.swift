@@ -36,25 +36,6 @@ import Testing
         #expect(counts.runs.allSatisfy { $0 == 1 })
     }
 
-    /// Inside `Parallel.serially` every loop stays on the calling thread, in chunk order, and
-    /// `workers` reads 1.
-    @Test func serialScopesKeepEveryChunkOnTheCaller() {
-        final class Record: @unchecked Sendable { var chunks: [Int] = []; var onCaller = true; let lock = NSLock() }
-        let record = Record()
-        let caller = pthread_self()
-        Parallel.serially {
-            #expect(Parallel.workers == 1)
-            Parallel.forEachChunk(64, chunks: 8) { c, _ in
-                record.lock.withLock { record.chunks.append(c); record.onCaller = record.onCaller && pthread_equal(pthread_self(), caller) != 0 }
-            }
-            Parallel.forEachShared(64, group: 4, threads: 4) { t, _ in
-                record.lock.withLock { record.onCaller = record.onCaller && t == 0 && pthread_equal(pthread_self(), caller) != 0 }
-            }
-        }
-        #expect(record.chunks == Array(0..<8))
-        #expect(record.onCaller)
-    }
-
     /// Shared runs cover every item exactly once, in runs of at most `group` items, each on a
     /// thread index below the number asked for (per-thread scratch relies on it).
     @Test func sharedRunsCoverEveryItemOnce() {

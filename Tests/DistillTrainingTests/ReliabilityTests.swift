@@ -234,37 +234,6 @@ import Testing
         #expect(one.student.stateDict().mapValues(\.scalars) == four.student.stateDict().mapValues(\.scalars))
     }
 
-    /// `distill demo` trains its two students side by side, one core each, each run in
-    /// `Parallel.serially`: the same weights as the same runs one after the other on the pool.
-    @Test func runsSideBySideInSerialScopesGiveTheSameWeights() throws {
-        var e = Self.experiment(epochs: 2, output: nil)
-        e.student = "mlp:8-2048-3"  // large enough for the TrainingPlan to split its first layer
-        e.options.batchSize = 128
-        var other = e
-        other.options.seed = e.options.seed + 4
-        final class Shared: @unchecked Sendable {
-            let runs: [Experiment], data: LabeledDataset
-            var weights = [[String: [Float]]?](repeating: nil, count: 2)
-            var workers: [Int] = []
-            let lock = NSLock()
-            init(_ runs: [Experiment], _ data: LabeledDataset) { self.runs = runs; self.data = data }
-        }
-        let shared = Shared([e, other], try Self.blobs(count: 300))
-        let pooled = try shared.runs.map { try ExperimentRunner.run($0, preloaded: (shared.data, shared.data)).student.stateDict().mapValues(\.scalars) }
-        DispatchQueue.concurrentPerform(iterations: 2) { k in
-            let weights = try? Parallel.serially {
-                let workers = Parallel.workers
-                shared.lock.withLock { shared.workers.append(workers) }
-                return try ExperimentRunner.run(shared.runs[k], preloaded: (shared.data, shared.data)).student.stateDict().mapValues(\.scalars)
-            }
-            shared.lock.withLock { shared.weights[k] = weights }
-        }
-        #expect(shared.workers == [1, 1])
-        #expect(shared.weights[0] == pooled[0])
-        #expect(shared.weights[1] == pooled[1])
-        #expect(pooled[0] != pooled[1], "the two runs should differ (another seed)")
-    }
-
     /// MLP students trained on their logits go through a TrainingPlan; convolutions (and feature
     /// losses, dropout: `TrainingPlanTests`) through the graph.
     @Test func mlpStudentsTrainThroughAPlan() throws {
