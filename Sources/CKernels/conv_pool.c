@@ -458,23 +458,29 @@ DK_INLINE int row_pairs_backward(const dk_conv_pool_shape *s, int images, const 
 }
 
 // One copy of the loops per instruction set; the AVX2 copy also fuses the multiply-adds.
-// Each returns 0, or -1 when the row-pair route's scratch could not be allocated.
+// The route is chosen before any scratch is allocated, so the row-pair route never pays for the
+// general route's scratch. Each returns 0, or -1 when the scratch could not be allocated.
 #define CONV_POOL_LEVEL(NAME, TILE, SPECIALIZE, ATTRIBUTES)                                                            \
-    ATTRIBUTES static int forward_##NAME(const context *c, int images, const float *x, const float *w, const float *bias, \
-                                         float *y, int32_t *argmax) {                                                  \
-        if (row_pairs_apply(c->s)) {                                                                                   \
-            const dk_conv_pool_shape *s = c->s;                                                                        \
+    ATTRIBUTES static int forward_##NAME(const dk_conv_pool_shape *s, int images, const float *x, const float *w,      \
+                                         const float *bias, float *y, int32_t *argmax) {                               \
+        if (row_pairs_apply(s)) {                                                                                      \
             if (SPECIALIZE && s->channels == 1 && s->kernel_h == 3 && s->kernel_w == 3)                                \
                 return row_pairs_forward(s, images, x, w, bias, y, argmax, 1, 3, 3);                                   \
             return row_pairs_forward(s, images, x, w, bias, y, argmax, s->channels, s->kernel_h, s->kernel_w);         \
         }                                                                                                              \
-        forward_images(c, images, x, w, bias, y, argmax, TILE);                                                        \
+        context c;                                                                                                     \
+        if (context_init(&c, s) != 0) return -1;                                                                       \
+        forward_images(&c, images, x, w, bias, y, argmax, TILE);                                                       \
+        free(c.block);                                                                                                 \
         return 0;                                                                                                      \
     }                                                                                                                  \
-    ATTRIBUTES static int backward_##NAME(const context *c, int images, const float *x, const int32_t *argmax,         \
-                                          const float *grad, float *dw, float *db) {                                   \
-        if (row_pairs_apply(c->s)) return row_pairs_backward(c->s, images, x, argmax, grad, dw, db);                   \
-        backward_images(c, images, x, argmax, grad, dw, db);                                                           \
+    ATTRIBUTES static int backward_##NAME(const dk_conv_pool_shape *s, int images, const float *x,                     \
+                                          const int32_t *argmax, const float *grad, float *dw, float *db) {            \
+        if (row_pairs_apply(s)) return row_pairs_backward(s, images, x, argmax, grad, dw, db);                         \
+        context c;                                                                                                     \
+        if (context_init(&c, s) != 0) return -1;                                                                       \
+        backward_images(&c, images, x, argmax, grad, dw, db);                                                          \
+        free(c.block);                                                                                                 \
         return 0;                                                                                                      \
     }
 
@@ -490,31 +496,21 @@ CONV_POOL_LEVEL(avx512, 8, 1, __attribute__((target("avx512f"))))
 int dk_conv_relu_maxpool_forward(int level, const dk_conv_pool_shape *shape, int images, const float *x, const float *w,
                                  const float *bias, float *y, int32_t *argmax) {
     const int l = dk_choose_level(level);
-    context c;
-    if (l < 0 || context_init(&c, shape) != 0) return -1;
-    int status;
+    if (l < 0) return -1;
 #if defined(__x86_64__)
-    if (l == 2) status = forward_avx512(&c, images, x, w, bias, y, argmax);
-    else if (l == 1) status = forward_avx2(&c, images, x, w, bias, y, argmax);
-    else
+    if (l == 2) return forward_avx512(shape, images, x, w, bias, y, argmax);
+    if (l == 1) return forward_avx2(shape, images, x, w, bias, y, argmax);
 #endif
-        status = forward_portable(&c, images, x, w, bias, y, argmax);
-    free(c.block);
-    return status;
+    return forward_portable(shape, images, x, w, bias, y, argmax);
 }
 
 int dk_conv_relu_maxpool_backward(int level, const dk_conv_pool_shape *shape, int images, const float *x,
                                   const int32_t *argmax, const float *grad, float *dw, float *db) {
     const int l = dk_choose_level(level);
-    context c;
-    if (l < 0 || context_init(&c, shape) != 0) return -1;
-    int status;
+    if (l < 0) return -1;
 #if defined(__x86_64__)
-    if (l == 2) status = backward_avx512(&c, images, x, argmax, grad, dw, db);
-    else if (l == 1) status = backward_avx2(&c, images, x, argmax, grad, dw, db);
-    else
+    if (l == 2) return backward_avx512(shape, images, x, argmax, grad, dw, db);
+    if (l == 1) return backward_avx2(shape, images, x, argmax, grad, dw, db);
 #endif
-        status = backward_portable(&c, images, x, argmax, grad, dw, db);
-    free(c.block);
-    return status;
+    return backward_portable(shape, images, x, argmax, grad, dw, db);
 }
