@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -61,7 +62,13 @@ enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
 static void choose_coretype(void) {
     const char *user = getenv("OPENBLAS_CORETYPE");
     if (user && *user) {
-        snprintf(choice, sizeof choice, "OPENBLAS_CORETYPE=%s set by the user; left as is", user);
+        /* Kept, but said when it leaves AVX-512 unused: some machines preset an older core in
+           their environment (seen: Haswell on an AVX-512 EPYC, where SkylakeX's kernels made the
+           MLP's distillation step 1.6x faster, BENCHMARKS.md). */
+        const int avx512_core = strcasecmp(user, "SkylakeX") == 0 || strcasecmp(user, "Cooperlake") == 0
+                                || strcasecmp(user, "SapphireRapids") == 0;
+        snprintf(choice, sizeof choice, "OPENBLAS_CORETYPE=%s set by the user; left as is%s", user,
+                 dk_cpu_has_avx512() && !avx512_core ? " (this CPU has AVX-512: unset it to use OpenBLAS's SkylakeX kernels)" : "");
         return;
     }
     const char *core = NULL;

@@ -193,11 +193,8 @@ extension TeacherOutputs {
             guard experiment.options.shift == 0 && !experiment.options.flip else {
                 throw TensorError("\(path): the outputs hold \(file.views) augmented views; the views are replayed, so drop --shift/--flip")
             }
-            guard let seed = file.record["seed"].flatMap(UInt64.init) else {
-                throw TensorError("\(path): \(file.views) views but no augmentation record (\(path).json or safetensors metadata with seed, shift, flip); write it with distill cache-teacher --views")
-            }
-            let shift = Int(file.record["shift"] ?? "0") ?? 0, flip = file.record["flip"] == "true" || file.record["flip"] == "1"
-            transfer = try augmentedViews(train, views: file.views, shift: shift, flip: flip, seed: seed)
+            let augmentation = try file.viewAugmentation()
+            transfer = try augmentedViews(train, views: file.views, shift: augmentation.shift, flip: augmentation.flip, seed: augmentation.seed)
             rows = (0..<file.views).flatMap { k in rows.map { k * file.rows + $0 } }
             values = values.reshaped([file.views * file.rows, file.classes])
         }

@@ -402,7 +402,20 @@ public enum SweepRunner {
         guard base.target == nil else { throw TensorError("a sweep compares classifiers; --target (regression) is not supported by distill sweep") }
         base.teachers = base.teachers.map(RunFolder.modelFile)
         guard !base.teachers.isEmpty || base.teacherOutputs != nil else {
-            throw TensorError("a sweep distils every student: give --teacher (a model from `distill train`)")
+            throw TensorError("a sweep distils every student: give --teacher (a model from `distill train`) or --teacher-outputs (cached logits)")
+        }
+        // Cached outputs of K augmented views (`cache-teacher --views K`): each distilled run
+        // replays the views (their augmentation, not --shift/--flip) for 1/K of the epochs, so the
+        // two runs of a pair take the same number of steps; the scratch twin gets the views'
+        // augmentation online unless --shift/--flip say otherwise.
+        var views = 1, viewShift = 0, viewFlip = false
+        if let path = base.teacherOutputs {
+            guard base.teachers.isEmpty else { throw TensorError("give either --teacher (\(base.teachers[0])) or --teacher-outputs (\(path)), not both") }
+            let file = try TeacherOutputs.read(path, array: base.teacherOutputsArray)
+            if file.views > 1 {
+                views = file.views
+                (viewShift, viewFlip, _) = try file.viewAugmentation()
+            }
         }
         guard settings.distillation.contains(where: { $0.method != .ce }) else { throw TensorError("the distilled runs need a distillation loss (kd, dkd, ...), not ce alone") }
         let trainRows = min(data.train.count, base.trainLimit ?? data.train.count)
@@ -445,12 +458,17 @@ public enum SweepRunner {
                 distilled.options.seed = seed
                 distilled.losses = settings.distillation
                 _ = distilled.options.chooseSizes(trainingRows: trainRows)
+                if views > 1 {
+                    if scratch.options.shift == 0 && !scratch.options.flip { (scratch.options.shift, scratch.options.flip) = (viewShift, viewFlip) }
+                    (distilled.options.shift, distilled.options.flip) = (0, false)
+                    distilled.options.epochs = max(1, (distilled.options.epochs + views - 1) / views)
+                }
                 distilled.output = runs.appendingPathComponent("distilled").path
                 do {
                     try scratch.validate()
                     try distilled.validate()
                 } catch let error as TensorError { throw TensorError("student '\(student.name.prefix(80))': \(error.message)") }
-                epochs = distilled.options.epochs
+                epochs = scratch.options.epochs
                 seeds.append(SeedPlan(seed: seed, scratch: scratch, distilled: distilled,
                                       fingerprint: canonical(["scratch": withoutOutput(scratch.json), "distilled": withoutOutput(distilled.json)])))
             }

@@ -61,6 +61,15 @@ public enum TeacherOutputs {
         /// Columns (classes, or outputs for regression).
         public var classes: Int { values.shape[values.rank - 1] }
 
+        /// How the views of a `[K, N, C]` file were made (`cache-teacher --views K`), from its
+        /// record; throws when the record is missing, since the views could not be regenerated.
+        public func viewAugmentation() throws -> (shift: Int, flip: Bool, seed: UInt64) {
+            guard let seed = record["seed"].flatMap(UInt64.init) else {
+                throw TensorError("\(path): \(views) views but no augmentation record (\(path).json or safetensors metadata with seed, shift, flip); write it with distill cache-teacher --views")
+            }
+            return (Int(record["shift"] ?? "0") ?? 0, record["flip"] == "true" || record["flip"] == "1", seed)
+        }
+
         /// Where row `row` of view `view` is, in words.
         func location(view: Int, row: Int, column: Int? = nil) -> String {
             var s = values.rank == 3 ? "view \(view), row \(row)" : "row \(row)"

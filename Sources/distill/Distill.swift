@@ -128,6 +128,19 @@ struct ONNXTeacherFlags: ParsableArguments {
     }
 }
 
+/// Cached teacher outputs instead of a teacher model, for `kd` and `sweep`.
+struct TeacherOutputsFlags: ParsableArguments {
+    @Option(help: "Cached teacher outputs instead of a teacher model: .npy, .npz, .safetensors or .csv, one row per training sample (see distill cache-teacher).") var teacherOutputs: String?
+    @Option(help: "What --teacher-outputs holds: logits or probs (probabilities at temperature 1, e.g. predict_proba).") var teacherOutputsKind = TeacherOutputs.Kind.logits
+    @Option(help: "The array to use from a multi-array .npz or .safetensors --teacher-outputs file.") var teacherOutputsArray: String?
+
+    func apply(to e: inout Experiment) {
+        e.teacherOutputs = teacherOutputs
+        e.teacherOutputsKind = teacherOutputsKind
+        e.teacherOutputsArray = teacherOutputsArray
+    }
+}
+
 /// Runs an experiment (or resumes the one in `--resume`) and prints the summary.
 func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
     var experiment = experiment

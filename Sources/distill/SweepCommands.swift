@@ -37,6 +37,11 @@ struct Sweep: ParsableCommand {
         sweep.html (table, Pareto plots, training curves). A killed sweep continues with the same
         command plus --resume.
 
+        Instead of --teacher, --teacher-outputs gives the teacher's cached logits (distill
+        cache-teacher). A file of K augmented views (cache-teacher --views K) is replayed by each
+        distilled run for 1/K of the epochs, so that both runs of a pair take the same number of
+        steps; the scratch twin sees the views' augmentation online unless --shift/--flip are given.
+
         Students: a comma-separated list with brace lists (mlp:784-{32,64,128}-10), presets
         (lenet5, cnn-tiny), YAML model files, or a YAML file with a `students:` list whose entries
         may override epochs, batch_size, learning_rate, optimizer, schedule, weight_decay, ...
@@ -50,6 +55,7 @@ struct Sweep: ParsableCommand {
     @Flag(help: "Continue the sweep in --output: keep its finished students, continue the interrupted run.") var resume = false
     @Option(help: "Seconds spent timing each trained student (half at batch 1, half at batch 256).") var speedSeconds = 1.0
     @Flag(help: "Also quantize each distilled student to int8 (as distill quantize does) and measure it: the *_int8 columns.") var int8 = false
+    @OptionGroup var cachedTeacher: TeacherOutputsFlags
     @OptionGroup var distillation: DistillationFlags
     @OptionGroup var flags: SearchDataFlags
 
@@ -58,6 +64,7 @@ struct Sweep: ParsableCommand {
     func run() throws {
         var settings = SweepSettings(output: URL(fileURLWithPath: output))
         settings.base = flags.experiment()
+        cachedTeacher.apply(to: &settings.base)
         if let epochs { settings.base.options.epochs = epochs }
         if let shift { settings.base.options.shift = shift }
         if flip { settings.base.options.flip = true }

@@ -72,21 +72,17 @@ struct KD: ParsableCommand {
     @Option(help: "Student layer for feature methods (dotted name, e.g. 2).") var studentLayer: [String] = []
     @Option(help: "Teacher layer for feature methods (dotted name, e.g. 5).") var teacherLayer: [String] = []
     @Flag(help: "Distill without labels: no cross-entropy term (α = 1).") var labelFree = false
-    @Option(help: "Cached teacher outputs instead of a teacher model: .npy, .npz, .safetensors or .csv, one row per training sample (see distill cache-teacher).") var teacherOutputs: String?
-    @Option(help: "What --teacher-outputs holds: logits or probs (probabilities at temperature 1, e.g. predict_proba).") var teacherOutputsKind = TeacherOutputs.Kind.logits
-    @Option(help: "The array to use from a multi-array .npz or .safetensors --teacher-outputs file.") var teacherOutputsArray: String?
+    @OptionGroup var cachedTeacher: TeacherOutputsFlags
     @Option(help: "Keep labels for the first N training rows only; the rest is transfer data labelled by the teacher (CE on labelled rows, KD on all).") var labelLimit: Int?
     @Option(help: "Mixup α: add as many mixed inputs (λ ~ Beta(α, α)) to each batch, labelled by the teacher (needs --teacher).") var mixup: Float?
     @OptionGroup var teacherReading: ONNXTeacherFlags
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {
-        guard !teacher.isEmpty || teacherOutputs != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
+        guard !teacher.isEmpty || cachedTeacher.teacherOutputs != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
         var e = Experiment()
         e.teachers = teacher
-        e.teacherOutputs = teacherOutputs
-        e.teacherOutputsKind = teacherOutputsKind
-        e.teacherOutputsArray = teacherOutputsArray
+        cachedTeacher.apply(to: &e)
         e.labelLimit = labelLimit
         e.mixup = mixup
         e.onnxTeacher = try teacherReading.options

@@ -77,6 +77,21 @@ struct ErrorPathTests {
         #expect(parse.error.contains("Usage: distill train"), "stderr: \(parse.error)")
     }
 
+    /// `distill sweep --teacher-outputs`: a missing file, or a teacher given twice, is an error
+    /// naming it before any training.
+    @Test func sweepWithCachedOutputsChecksThemFirst() throws {
+        let folder = try scratch()
+        var csv = "a,b,label\n"
+        for i in 0..<100 { csv += "\(Double(i % 7) / 7),\(Double(i % 3) / 3),\(i % 2)\n" }
+        try Data(csv.utf8).write(to: folder.appendingPathComponent("data.csv"))
+        let common = ["sweep", "--data", "data.csv", "--label", "label", "--students", "mlp:2-8-2", "--seeds", "1", "--quiet"]
+        let missing = try runDistill(common + ["--teacher-outputs", "views.npy"], in: folder)
+        #expect(missing.status == 1 && missing.error.contains("views.npy"), "stderr: \(missing.error)")
+        let both = try runDistill(common + ["--teacher-outputs", "views.npy", "--teacher", "t.safetensors"], in: folder)
+        #expect(both.status == 1 && both.error.contains("t.safetensors") && both.error.contains("not both"), "stderr: \(both.error)")
+        #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("runs").path))
+    }
+
     /// A fresh empty folder, so that relative paths in the cases never exist.
     func scratch() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-cli-\(getpid())-\(UUID().uuidString.prefix(8))")

@@ -453,22 +453,27 @@ struct SweepRunTests {
         return (try images(train), try images(test))
     }
 
-    /// On image data the sweep runs the teacher once for all its distilled runs; the runs read
-    /// those logits and train exactly as with the teacher in the loop.
-    @Test func sharedTeacherLogitsGiveTheSameRuns() throws {
-        let images = try Self.digitsImages()
+    /// A teacher trained on `digitsImages`, as the path of its model file.
+    static func imageTeacher(_ images: (train: LabeledDataset, test: LabeledDataset), name: String) throws -> String {
         var t = Experiment()
         t.data = "digits-images.npz"
         t.student = "mlp:64-64-10"
         t.options.epochs = 3
         t.options.quiet = true
-        t.output = temporaryFolder("image-teacher").path
-        let teacher = RunFolder(URL(fileURLWithPath: t.output!)).finalModel.path
+        t.output = temporaryFolder(name).path
         _ = try ExperimentRunner.run(t, preloaded: images)
+        return RunFolder(URL(fileURLWithPath: t.output!)).finalModel.path
+    }
+
+    /// On image data the sweep runs the teacher once for all its distilled runs; the runs read
+    /// those logits and train exactly as with the teacher in the loop.
+    @Test func sharedTeacherLogitsGiveTheSameRuns() throws {
+        let images = try Self.digitsImages()
+        let teacher = try Self.imageTeacher(images, name: "image-teacher")
 
         let folder = temporaryFolder("shared")
         var s = SweepSettings(output: folder)
-        s.base.data = t.data
+        s.base.data = "digits-images.npz"
         s.base.teachers = [teacher]
         s.base.options.epochs = 2
         s.base.options.quiet = true
@@ -487,6 +492,48 @@ struct SweepRunTests {
         direct.output = temporaryFolder("shared-direct").path
         let run = try ExperimentRunner.run(direct, preloaded: images)
         #expect(swept.seedRows[0].accuracy == run.training.test.accuracy)
+    }
+
+    /// `--teacher-outputs` with K cached augmented views (as `distill cache-teacher --views K`
+    /// writes them): each distilled run replays the views for 1/K of the epochs, the same number
+    /// of steps as its scratch twin, which gets the views' augmentation online. The distilled run
+    /// equals `distill kd` on the same file for those epochs.
+    @Test func cachedViewsGiveDistilledRunsAsManyStepsAsScratch() throws {
+        let images = try Self.digitsImages()
+        let teacher = try loadTeacher(try Self.imageTeacher(images, name: "views-teacher"))
+        let views = 2
+        let inputs = try TeacherOutputs.augmentedViews(images.train, views: views, shift: 1, flip: false, seed: 5)
+        let logits = try TeacherOutputs.compute(teacher, inputs: inputs).reshaped([views, images.train.count, 10])
+        let folder = temporaryFolder("views")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let file = folder.appendingPathComponent("views.npy").path
+        try TeacherOutputs.write(logits, to: file, record: ["views": "2", "shift": "1", "flip": "false", "seed": "5"])
+
+        var s = SweepSettings(output: folder.appendingPathComponent("sweep"))
+        s.base.data = "digits-images.npz"
+        s.base.teacherOutputs = file
+        s.base.options.epochs = 4
+        s.base.options.quiet = true
+        s.students = [SweepStudent(spec: "mlp:64-16-10")]
+        s.seeds = 1
+        s.speedSeconds = 0.01
+        s.preloaded = images
+        let swept = try SweepRunner.run(s)
+        let runs = s.output.appendingPathComponent("runs/\(StudentList.folderName("mlp:64-16-10"))/seed-0")
+        let scratch = try RunFolder(runs.appendingPathComponent("scratch")).readConfig()
+        let distilled = try RunFolder(runs.appendingPathComponent("distilled")).readConfig()
+        #expect(scratch["epochs"] as? Int == 4 && scratch["shift"] as? Int == 1 && scratch["flip"] as? Bool == false)
+        #expect(distilled["epochs"] as? Int == 2 && distilled["shift"] as? Int == 0 && distilled["flip"] as? Bool == false)
+        #expect(RunFolder(runs.appendingPathComponent("distilled")).readMetrics().count == 2)
+
+        var direct = s.base
+        direct.student = "mlp:64-16-10"
+        direct.losses = s.distillation
+        direct.options.epochs = 2
+        direct.output = temporaryFolder("views-direct").path
+        let run = try ExperimentRunner.run(direct, preloaded: images)
+        #expect(swept.seedRows[0].accuracy == run.training.test.accuracy)
+        #expect(swept.seedRows[0].accuracy > 0.5 && swept.seedRows[0].accuracyScratch > 0.5, "\(swept.seedRows[0].accuracy), \(swept.seedRows[0].accuracyScratch)")
     }
 
     /// `distill fit` on the digits: candidates train on the training rows minus a validation
