@@ -465,6 +465,19 @@ struct SweepRunTests {
         return RunFolder(URL(fileURLWithPath: t.output!)).finalModel.path
     }
 
+    /// A one-seed sweep of mlp:64-16-10 on `digitsImages`, without its teacher.
+    static func imageSweep(_ folder: URL, images: (train: LabeledDataset, test: LabeledDataset), epochs: Int) -> SweepSettings {
+        var s = SweepSettings(output: folder)
+        s.base.data = "digits-images.npz"
+        s.base.options.epochs = epochs
+        s.base.options.quiet = true
+        s.students = [SweepStudent(spec: "mlp:64-16-10")]
+        s.seeds = 1
+        s.speedSeconds = 0.01
+        s.preloaded = images
+        return s
+    }
+
     /// On image data the sweep runs the teacher once for all its distilled runs; the runs read
     /// those logits and train exactly as with the teacher in the loop.
     @Test func sharedTeacherLogitsGiveTheSameRuns() throws {
@@ -472,15 +485,8 @@ struct SweepRunTests {
         let teacher = try Self.imageTeacher(images, name: "image-teacher")
 
         let folder = temporaryFolder("shared")
-        var s = SweepSettings(output: folder)
-        s.base.data = "digits-images.npz"
+        var s = Self.imageSweep(folder, images: images, epochs: 2)
         s.base.teachers = [teacher]
-        s.base.options.epochs = 2
-        s.base.options.quiet = true
-        s.students = [SweepStudent(spec: "mlp:64-16-10")]
-        s.seeds = 1
-        s.speedSeconds = 0.01
-        s.preloaded = images
         let swept = try SweepRunner.run(s)
         #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent("teacher_logits.npy").path))
         let config = try RunFolder(folder.appendingPathComponent("runs/\(StudentList.folderName("mlp:64-16-10"))/seed-0/distilled")).readConfig()
@@ -509,15 +515,8 @@ struct SweepRunTests {
         let file = folder.appendingPathComponent("views.npy").path
         try TeacherOutputs.write(logits, to: file, record: ["views": "2", "shift": "1", "flip": "false", "seed": "5"])
 
-        var s = SweepSettings(output: folder.appendingPathComponent("sweep"))
-        s.base.data = "digits-images.npz"
+        var s = Self.imageSweep(folder.appendingPathComponent("sweep"), images: images, epochs: 4)
         s.base.teacherOutputs = file
-        s.base.options.epochs = 4
-        s.base.options.quiet = true
-        s.students = [SweepStudent(spec: "mlp:64-16-10")]
-        s.seeds = 1
-        s.speedSeconds = 0.01
-        s.preloaded = images
         let swept = try SweepRunner.run(s)
         let runs = s.output.appendingPathComponent("runs/\(StudentList.folderName("mlp:64-16-10"))/seed-0")
         let scratch = try RunFolder(runs.appendingPathComponent("scratch")).readConfig()
