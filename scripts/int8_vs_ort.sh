@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Test accuracy of DistillKit's int8 against onnxruntime's own int8 on several students: for each
 # student spec and seed, train 2 epochs on Fashion-MNIST, `distill quantize` it (1,000 calibration
-# images), export the float student to ONNX and quantize that with onnxruntime
-# (scripts/ort_int8_reference.py: quantize_static, QDQ, per-channel, the same number of calibration
-# images), then print float32, DistillKit int8 and onnxruntime int8 accuracy and the mean difference.
+# images; with the default compensated weight rounding and with --rounding nearest), export the
+# float student to ONNX and quantize that with onnxruntime (scripts/ort_int8_reference.py:
+# quantize_static, QDQ, per-channel, the same number of calibration images), then print float32,
+# both DistillKit int8s and onnxruntime int8: accuracy, and agreement (the share of test images on
+# which the int8 model predicts the float model's class), with the mean differences.
 #   DISTILL=.build/release/distill SEEDS="1 2 3 4" STUDENTS="mlp:784-64-10 lenet5" scripts/int8_vs_ort.sh
 # Needs the test venv (.venv: numpy, onnx, onnxruntime). Finished students are kept in $OUT and skipped.
 set -euo pipefail
@@ -15,10 +17,12 @@ mkdir -p "$out"
 for seed in ${SEEDS:-1 2 3 4}; do
     for spec in ${STUDENTS:-mlp:784-64-10 lenet5}; do
         name="${spec//:/_}-$seed"
+        [ -f "$out/$name/best.safetensors" ] || "$distill" train --model "$spec" --epochs 2 --seed "$seed" --quiet --output "$out/$name" > /dev/null
+        for rounding in compensated nearest; do
+            [ -f "$out/$name.$rounding.json" ] || "$distill" quantize "$out/$name/best.safetensors" --calibration fashion-mnist --samples 1000 \
+                --rounding "$rounding" --output "$out/$name-int8-$rounding.safetensors" --json > "$out/$name.$rounding.json"
+        done
         [ -f "$out/$name.ort.json" ] && continue
-        "$distill" train --model "$spec" --epochs 2 --seed "$seed" --quiet --output "$out/$name" > /dev/null
-        "$distill" quantize "$out/$name/best.safetensors" --calibration fashion-mnist --samples 1000 \
-            --output "$out/$name-int8.safetensors" --json > "$out/$name.quantize.json"
         "$distill" export "$out/$name/best.safetensors" --onnx "$out/$name.onnx" > /dev/null
         "$python" scripts/ort_int8_reference.py "$out/$name.onnx" --output "$out/$name.ort.onnx" --samples 1000 \
             > "$out/$name.ort.json" 2> /dev/null
@@ -27,16 +31,24 @@ done
 "$python" - "$out" <<'PY'
 import glob, json, os, statistics, sys
 out = sys.argv[1]
-diffs = []
-print("| student, seed | float32 | DistillKit int8 (calibration) | onnxruntime int8 | difference |")
-print("| --- | --- | --- | --- | --- |")
-for q_path in sorted(glob.glob(os.path.join(out, "*.quantize.json"))):
-    name = os.path.basename(q_path)[: -len(".quantize.json")]
-    q, o = json.load(open(q_path)), json.load(open(os.path.join(out, name + ".ort.json")))
-    d = (q["accuracy_int8"] - o["accuracy"]) * 100
-    diffs.append(d)
-    print(f"| {name} | {q['accuracy'] * 100:.2f}% | {q['accuracy_int8'] * 100:.2f}% ({q['calibration']}) | {o['accuracy'] * 100:.2f}% | {d:+.2f} |")
-print(f"\n{len(diffs)} students: DistillKit's int8 minus onnxruntime's, mean {statistics.mean(diffs):+.3f} points, "
-      f"median {statistics.median(diffs):+.3f}, ahead on {sum(d > 0 for d in diffs)}, level on {sum(d == 0 for d in diffs)}, "
-      f"behind on {sum(d < 0 for d in diffs)}")
+rows = []
+for c_path in sorted(glob.glob(os.path.join(out, "*.compensated.json"))):
+    name = os.path.basename(c_path)[: -len(".compensated.json")]
+    c, n, o = (json.load(open(os.path.join(out, f"{name}.{kind}.json"))) for kind in ("compensated", "nearest", "ort"))
+    rows.append((name, c, n, o))
+print("| student, seed | float32 | int8, compensated | int8, nearest | onnxruntime int8 | agreement with float32: compensated / nearest / onnxruntime |")
+print("| --- | --- | --- | --- | --- | --- |")
+for name, c, n, o in rows:
+    print(f"| {name} | {c['accuracy'] * 100:.2f}% | {c['accuracy_int8'] * 100:.2f}% | {n['accuracy_int8'] * 100:.2f}% | {o['accuracy'] * 100:.2f}% "
+          f"| {c['agreement'] * 100:.2f} / {n['agreement'] * 100:.2f} / {o['agreement'] * 100:.2f}% |")
+def summary(label, diffs):
+    print(f"{label}: mean {statistics.mean(diffs):+.3f} points, median {statistics.median(diffs):+.3f}, "
+          f"ahead on {sum(d > 0 for d in diffs)}, level on {sum(d == 0 for d in diffs)}, behind on {sum(d < 0 for d in diffs)}")
+print(f"\n{len(rows)} students.")
+summary("accuracy, compensated int8 minus onnxruntime's", [(c["accuracy_int8"] - o["accuracy"]) * 100 for _, c, _, o in rows])
+summary("accuracy, nearest int8 minus onnxruntime's", [(n["accuracy_int8"] - o["accuracy"]) * 100 for _, _, n, o in rows])
+summary("agreement, compensated minus onnxruntime's", [(c["agreement"] - o["agreement"]) * 100 for _, c, _, o in rows])
+summary("agreement, compensated minus nearest", [(c["agreement"] - n["agreement"]) * 100 for _, c, n, _ in rows])
+print("mean disagreement with float32 (% of test images): compensated %.3f, nearest %.3f, onnxruntime %.3f" % tuple(
+    statistics.mean((1 - r[k]["agreement"]) * 100 for r in [dict(c=c, n=n, o=o) for _, c, n, o in rows]) for k in ("c", "n", "o")))
 PY

@@ -5,7 +5,8 @@ same number of Fashion-MNIST training images, then scored on the 10,000 test ima
 and batch 256 on two threads (random inputs, as scripts/ort_reference.py times).
 
 Run:  python scripts/ort_int8_reference.py FLOAT.onnx --output INT8.onnx [--samples 1000] [--seed 0]
-Prints one JSON object: accuracy, latency_us_p50 (batch 1), samples_per_second (batch 256), bytes.
+Prints one JSON object: accuracy, agreement (the fraction of test images on which the int8 model's class is the
+float model's), latency_us_p50 (batch 1), samples_per_second (batch 256), bytes.
 Needs numpy, onnx and onnxruntime (the test venv, .venv, has them). DISTILL_FASHION_MNIST names the
 folder of the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist).
 """
@@ -65,12 +66,15 @@ def main():
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(args.output, options, providers=["CPUExecutionProvider"])
-    logits = np.concatenate([session.run(None, {name: test_x[i:i + 1000]})[0] for i in range(0, len(test_x), 1000)])
-    accuracy = float((logits.argmax(axis=1) == test_y).mean())
+    def predictions(scoring):
+        return np.concatenate([scoring.run(None, {name: test_x[i:i + 1000]})[0] for i in range(0, len(test_x), 1000)]).argmax(axis=1)
+    int8 = predictions(session)
+    accuracy = float((int8 == test_y).mean())
+    agreement = float((int8 == predictions(ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"]))).mean())
     latency, _ = timed(session, 1, 5000)
     _, rate = timed(session, 256, 200)
     print(json.dumps({"model": args.output, "onnxruntime": ort.__version__, "threads": args.threads, "samples": args.samples,
-                      "accuracy": accuracy, "latency_us_p50": latency, "samples_per_second": rate,
+                      "accuracy": accuracy, "agreement": agreement, "latency_us_p50": latency, "samples_per_second": rate,
                       "bytes": os.path.getsize(args.output)}, sort_keys=True))
 
 

@@ -30,6 +30,16 @@ public enum CalibrationMethod: String, CaseIterable, Sendable {
     case percentile
 }
 
+/// How weights are rounded to int8.
+public enum WeightRounding: String, CaseIterable, Sendable {
+    /// Each weight to its nearest step.
+    case nearest
+    /// Rounding errors compensated along the calibration data (GPTQ) and biases corrected for the
+    /// mean shift (ErrorCompensatingQuantization.swift): the int8 layer's outputs, not its weights,
+    /// kept close to the float layer's.
+    case compensated
+}
+
 /// A weight quantized per output channel, symmetric: `w[o][...] ≈ scales[o] · values[o][...]`
 /// with values in −127...127 (−128 is never used, so the range is symmetric).
 public struct QuantizedWeight: Sendable, Equatable {
@@ -271,9 +281,10 @@ public enum Quantizer {
     /// Quantizes `model` (evaluation mode) for examples of `exampleShape`, calibrating activation
     /// ranges on `samples` ([N, ...exampleShape], already standardised for a tabular model) with
     /// both methods and keeping the one whose int8 student classifies `labels` best (min/max on a
-    /// tie). Returns the student and each method's calibration accuracy. Throws for a layer int8
-    /// students do not cover or samples of the wrong shape.
-    public static func quantize(_ model: Module, info: SavedModelDescription, samples: Tensor, labels: [Int]) throws
+    /// tie). Weights are rounded as `rounding` says. Returns the student and each method's calibration
+    /// accuracy. Throws for a layer int8 students do not cover or samples of the wrong shape.
+    public static func quantize(_ model: Module, info: SavedModelDescription, samples: Tensor, labels: [Int],
+                                rounding: WeightRounding = .compensated) throws
         -> (student: QuantizedStudent, calibrations: [Calibration]) {
         guard samples.rank >= 2, Array(samples.shape.dropFirst()) == info.inputShape || samples.count == samples.shape[0] * info.inputShape.reduce(1, *) else {
             throw TensorError("calibration samples of shape \(Array(samples.shape.dropFirst())) do not fit a model taking \(info.inputShape)")
@@ -298,8 +309,9 @@ public enum Quantizer {
         }
         var candidates: [(QuantizedStudent, Calibration)] = []
         for method in CalibrationMethod.allCases {
-            let student = QuantizedStudent(info: info, input: input.quantization(method),
-                                           layers: quantizedLayers(layers, ranges: observers.mapValues { $0.quantization(method) }),
+            let ranges = observers.mapValues { $0.quantization(method) }, inputRange = input.quantization(method)
+            let refined = rounding == .compensated ? refinedWeights(layers, input: inputRange, ranges: ranges, samples: x) : [:]
+            let student = QuantizedStudent(info: info, input: inputRange, layers: quantizedLayers(layers, ranges: ranges, refined: refined),
                                            calibration: method)
             let plan = try QuantizedPlan(student)
             let logits = plan(x)
@@ -311,17 +323,21 @@ public enum Quantizer {
         return (best.0, candidates.map(\.1))
     }
 
-    /// The folded layers with their weights quantized and each computational layer's output
-    /// stored as `ranges[k]` (the last linear layer keeps float output).
-    static func quantizedLayers(_ layers: [FoldedLayer], ranges: [Int: ActivationQuantization]) -> [QuantizedLayer] {
+    /// The folded layers with their weights quantized (`refined[k]`'s weight and bias where given,
+    /// nearest rounding otherwise) and each computational layer's output stored as `ranges[k]`
+    /// (the last linear layer keeps float output).
+    static func quantizedLayers(_ layers: [FoldedLayer], ranges: [Int: ActivationQuantization],
+                                refined: [Int: (weight: QuantizedWeight, bias: [Float])] = [:]) -> [QuantizedLayer] {
         let lastComputational = layers.lastIndex { if case .linear = $0 { return true }; if case .convolution = $0 { return true }; return false }
         return layers.enumerated().map { k, layer in
             let output = ranges[k] ?? ActivationQuantization(low: 0, high: 1)
             switch layer {
             case .linear(let w, let b, let relu):
-                return .linear(weight: QuantizedWeight(quantizing: w), bias: b?.scalars, relu: relu, output: k == lastComputational ? nil : output)
+                return .linear(weight: refined[k]?.weight ?? QuantizedWeight(quantizing: w), bias: refined[k]?.bias ?? b?.scalars, relu: relu,
+                               output: k == lastComputational ? nil : output)
             case .convolution(let w, let b, let c, let relu):
-                return .convolution(weight: QuantizedWeight(quantizing: w), bias: b?.scalars, stride: [c.stride.0, c.stride.1],
+                return .convolution(weight: refined[k]?.weight ?? QuantizedWeight(quantizing: w), bias: refined[k]?.bias ?? b?.scalars,
+                                    stride: [c.stride.0, c.stride.1],
                                     padding: [c.padding.0, c.padding.1], relu: relu, output: output)
             case .maxPool(let c): return .maxPool(kernel: [c.kernel.0, c.kernel.1], stride: [c.stride.0, c.stride.1], padding: [c.padding.0, c.padding.1])
             case .avgPool(let c): return .avgPool(kernel: [c.kernel.0, c.kernel.1], stride: [c.stride.0, c.stride.1], padding: [c.padding.0, c.padding.1])

@@ -79,7 +79,9 @@ final class FoldedPool: Module {
 extension Quantizer {
     /// The quantization-aware student of `model` for the int8 student `student` (from `quantize`
     /// on the same model): `model`'s folded layers with fake quantization where `student`'s plan
-    /// rounds, with `student`'s activation ranges. Its parameters are fresh copies (training it
+    /// rounds, with `student`'s activation ranges. It starts from the float weights and biases,
+    /// rounded to their nearest steps (not from a compensated student's weights: fine-tuning is
+    /// the other way to the same end). Its parameters are fresh copies (training it
     /// leaves `model` alone); it is in training mode. Throws when `student` was not quantized
     /// from `model` (the layer lists differ).
     public static func quantizationAwareStudent(of model: Module, for student: QuantizedStudent) throws -> Sequential {

@@ -16,10 +16,15 @@ public enum StudentQuantization {
         public var spec: String
         public var parameters: Int
         public var calibration: CalibrationMethod
+        public var rounding: WeightRounding
         public var calibrations: [Quantizer.Calibration]
         public var samples: Int
         /// Test accuracy (fractions of 1) of the float model and of the int8 student.
         public var accuracy: Double, accuracyInt8: Double
+        /// Fraction of test rows on which the int8 student's top-1 class is the float model's:
+        /// how faithfully it reproduces the float model, which accuracy alone hides (an int8 model
+        /// can gain as many rows by chance as it loses).
+        public var agreement: Double
         /// Bytes of the state (float32: 4 per parameter and buffer; int8: see `QuantizedStudent.stateBytes`) and of the files.
         public var bytes: Int, bytesInt8: Int, fileBytes: Int, fileBytesInt8: Int
         public var kernel: String
@@ -30,9 +35,9 @@ public enum StudentQuantization {
         public var suggestsQAT: Bool { qat == nil && (accuracy - accuracyInt8) * 100 > StudentQuantization.qatSuggestionPoints }
 
         public var json: [String: Any] {
-            var j: [String: Any] = ["output": output.path, "spec": spec, "params": parameters, "calibration": calibration.rawValue,
+            var j: [String: Any] = ["output": output.path, "spec": spec, "params": parameters, "calibration": calibration.rawValue, "rounding": rounding.rawValue,
              "calibration_accuracy": Dictionary(uniqueKeysWithValues: calibrations.map { ($0.method.rawValue, $0.accuracy) }),
-             "samples": samples, "accuracy": accuracy, "accuracy_int8": accuracyInt8, "bytes": bytes, "bytes_int8": bytesInt8,
+             "samples": samples, "accuracy": accuracy, "accuracy_int8": accuracyInt8, "agreement": agreement, "bytes": bytes, "bytes_int8": bytesInt8,
              "file_bytes": fileBytes, "file_bytes_int8": fileBytesInt8, "kernel": kernel, "suggest_qat": suggestsQAT]
             if let qat {
                 j["accuracy_int8_ptq"] = accuracyInt8
@@ -49,8 +54,8 @@ public enum StudentQuantization {
             guard let qat else {
                 var text = """
                 wrote \(output.path): int8 \(spec), \(parameters) parameters, kernel \(kernel)
-                calibration: \(calibration.rawValue) (accuracy on the \(samples) calibration samples: \(tried))
-                \(String(format: "test accuracy: float32 %.2f%%, int8 %.2f%% (%+.2f points)", accuracy * 100, accuracyInt8 * 100, (accuracyInt8 - accuracy) * 100))
+                calibration: \(calibration.rawValue) (accuracy on the \(samples) calibration samples: \(tried)); weight rounding: \(rounding.rawValue)
+                \(String(format: "test accuracy: float32 %.2f%%, int8 %.2f%% (%+.2f points); int8 predicts the float model's class on %.2f%% of the test rows", accuracy * 100, accuracyInt8 * 100, (accuracyInt8 - accuracy) * 100, agreement * 100))
                 \(bytesLine)
                 """
                 if suggestsQAT {
@@ -136,7 +141,7 @@ public enum StudentQuantization {
     /// holds whichever int8 student, post-training or fine-tuned, classifies the validation rows
     /// better (the post-training one on a tie); both test accuracies are reported.
     public static func run(modelAt model: URL, data: String, labelColumn: String? = nil, samples: Int = 1000, seed: UInt64 = 0,
-                           output: URL, qat: QuantizationAwareSettings? = nil) throws -> Report {
+                           rounding: WeightRounding = .compensated, output: URL, qat: QuantizationAwareSettings? = nil) throws -> Report {
         guard (1...maxSamples).contains(samples) else { throw TensorError("--samples \(samples): must be in 1...\(maxSamples)") }
         try qat?.validate()
         if let teacher = qat?.teacher, !FileManager.default.fileExists(atPath: RunFolder.modelFile(teacher)) {
@@ -163,9 +168,10 @@ public enum StudentQuantization {
         let order = Array(0..<train.count).shuffled(using: &g)
         let rows = Array(order.prefix(samples))
         let (student, calibrations) = try Quantizer.quantize(net, info: SavedModelDescription(info), samples: train.rows(rows),
-                                                             labels: rows.map { train.labels[$0] })
+                                                             labels: rows.map { train.labels[$0] }, rounding: rounding)
         let quantized = try QuantizedModel(student)
-        let floatReport = try evaluate(net, on: test), int8Report = try evaluate(quantized, on: test)
+        let floatReport = try evaluate(net, on: test)
+        let int8Report = try evaluate(quantized, on: test, teacher: ModuleTeacher(try SavedModel.load(model).model, name: info.spec))
         var written = student, outcome: QuantizationAwareOutcome? = nil
         if let qat {
             // Validation rows: the end of the shuffle, set aside before any fine-tuning.
@@ -200,8 +206,9 @@ public enum StudentQuantization {
         }
         try written.save(to: output)
         func size(_ url: URL) -> Int { ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int) ?? 0 }
-        return Report(output: output, spec: info.spec, parameters: net.parameterCount, calibration: student.calibration,
+        return Report(output: output, spec: info.spec, parameters: net.parameterCount, calibration: student.calibration, rounding: rounding,
                       calibrations: calibrations, samples: rows.count, accuracy: floatReport.accuracy, accuracyInt8: int8Report.accuracy,
+                      agreement: int8Report.teacherAgreement ?? 0,
                       bytes: net.stateBytes, bytesInt8: written.stateBytes, fileBytes: size(model), fileBytesInt8: size(output),
                       kernel: QuantizedPlan.kernelDescription, qat: outcome)
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillTensor
+import DistillNN
 import DistillTraining
 import Foundation
 
@@ -198,4 +199,5 @@ func printJSON(_ object: Any) {
 
 extension OptimizerKind: ExpressibleByArgument {}
 extension ScheduleKind: ExpressibleByArgument {}
+extension WeightRounding: ExpressibleByArgument {}
 extension TeacherOutputs.Kind: ExpressibleByArgument {}

@@ -11,6 +11,9 @@ struct Quantize: ParsableCommand {
         Post-training quantization: weights per output channel (symmetric int8), activations per \
         tensor with ranges calibrated on --samples rows of the training split (min/max and \
         percentile ranges are both tried; the one with the better accuracy on those rows is kept). \
+        Weights are rounded so that each layer's outputs on those rows, not its weights, stay \
+        closest to the float layer's (GPTQ, then a bias correction of the mean shift; \
+        --rounding nearest rounds each weight to its nearest step instead). \
         Prints the float32 and int8 test accuracy, the bytes and the calibration chosen. The int8 \
         file works with `distill eval`, `distill bench infer` and `distill export --onnx` (QDQ).
 
@@ -25,6 +28,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Label column of a .csv file.") var label: String?
     @Option(help: "Calibration samples, drawn from the training split.") var samples = 1000
     @Option(help: "Seed of the sample draw (and of a .csv file's validation split).") var seed: UInt64 = 0
+    @Option(help: "Weight rounding: compensated (errors compensated along the calibration rows, biases corrected) or nearest.") var rounding: WeightRounding = .compensated
     @Option(help: "The int8 model file to write (.safetensors).") var output: String
     @Flag(help: "Also fine-tune with fake quantization (quantization-aware training), distilling from the float teacher; report both and write the better.") var qat = false
     @Option(help: "Epochs of quantization-aware fine-tuning (with --qat).") var qatEpochs: Int?
@@ -61,7 +65,7 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         let report = try StudentQuantization.run(modelAt: URL(fileURLWithPath: model), data: calibration, labelColumn: label,
-                                                 samples: samples, seed: seed, output: URL(fileURLWithPath: output), qat: settings)
+                                                 samples: samples, seed: seed, rounding: rounding, output: URL(fileURLWithPath: output), qat: settings)
         if json { printJSON(report.json) } else { print(report.text) }
     }
 }

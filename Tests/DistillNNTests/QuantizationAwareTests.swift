@@ -34,7 +34,8 @@ import Testing
             let samples = Tensor.testUniform([300] + shape, seed: 9, low: -1, high: 1, requiresGrad: false)
             let logits = withNoGrad { model(samples) }
             let info = SavedModelDescription(spec: name, inputShape: shape, numClasses: logits.shape[1], extra: [:])
-            let student = try Quantizer.quantize(model, info: info, samples: samples, labels: logits.argmaxLastAxis()).student
+            // Fake quantization rounds each weight to its nearest step: the same student as nearest rounding.
+            let student = try Quantizer.quantize(model, info: info, samples: samples, labels: logits.argmaxLastAxis(), rounding: .nearest).student
             let qat = try Quantizer.quantizationAwareStudent(of: model, for: student)
             #expect(qat.isTraining)
             // Its parameters are copies: the float model's stay out of any optimizer step.
