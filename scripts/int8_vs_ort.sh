@@ -49,6 +49,6 @@ summary("accuracy, compensated int8 minus onnxruntime's", [(c["accuracy_int8"] -
 summary("accuracy, nearest int8 minus onnxruntime's", [(n["accuracy_int8"] - o["accuracy"]) * 100 for _, _, n, o in rows])
 summary("agreement, compensated minus onnxruntime's", [(c["agreement"] - o["agreement"]) * 100 for _, c, _, o in rows])
 summary("agreement, compensated minus nearest", [(c["agreement"] - n["agreement"]) * 100 for _, c, n, _ in rows])
-print("mean disagreement with float32 (% of test images): compensated %.3f, nearest %.3f, onnxruntime %.3f" % tuple(
-    statistics.mean((1 - r[k]["agreement"]) * 100 for r in [dict(c=c, n=n, o=o) for _, c, n, o in rows]) for k in ("c", "n", "o")))
+disagreement = {k: statistics.mean((1 - r[i]["agreement"]) * 100 for r in rows) for k, i in (("compensated", 1), ("nearest", 2), ("onnxruntime", 3))}
+print("mean disagreement with float32, in percent of the test images: " + ", ".join(f"{k} {v:.3f}" for k, v in disagreement.items()))
 PY
