@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from ort_reference import timed_calls  # this folder's script: the same timing loop
+from ort_reference import timed_calls, warm_up  # this folder's script: the same warm-up and timing loop
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 FASHION = Path(os.environ.get("DISTILL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -42,8 +42,7 @@ class Samples(CalibrationDataReader):
 
 def timed(session, batch, calls):
     feeds = {session.get_inputs()[0].name: np.random.default_rng(1).random((batch, 1, 28, 28), dtype=np.float32)}
-    for _ in range(50 if batch == 1 else 5):
-        session.run(None, feeds)
+    warm_up(session, feeds, 50 if batch == 1 else 5)
     times, total = timed_calls(session, feeds, calls)
     return times[len(times) // 2], calls * batch / total
 

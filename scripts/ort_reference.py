@@ -33,6 +33,16 @@ def feeds_for(session, batch):
     return feeds
 
 
+def warm_up(session, feeds, calls, seconds=0.5):
+    """Runs `session` at least `calls` times and for at least `seconds`, as `distill bench` warms up (a
+    process's first half second runs slower on the 2-core VMs); returns the mean time per call in s."""
+    start, done = time.perf_counter(), 0
+    while done < calls or time.perf_counter() - start < seconds:
+        session.run(None, feeds)
+        done += 1
+    return (time.perf_counter() - start) / done
+
+
 def timed_calls(session, feeds, calls):
     """Runs `session` `calls` times on `feeds`: each call's time in µs (sorted) and the total in s."""
     times = []
@@ -58,11 +68,7 @@ def main():
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
     feeds = feeds_for(session, args.batch)
-    warmup = 50 if args.batch == 1 else 2
-    start = time.perf_counter()
-    for _ in range(warmup):
-        session.run(None, feeds)
-    per_call = (time.perf_counter() - start) / warmup
+    per_call = warm_up(session, feeds, 50 if args.batch == 1 else 2)
     calls = args.calls or max(5, int(3 / max(per_call, 1e-7)))
     times, total = timed_calls(session, feeds, calls)
     pick = lambda p: times[min(len(times) - 1, int(len(times) * p))]

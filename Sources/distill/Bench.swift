@@ -181,14 +181,22 @@ struct BenchGEMM: ParsableCommand {
     }
 }
 
-/// Times `calls` calls of `call` on a batch of `batch` (after `warmup` untimed calls; nil calls:
+/// The least time `timeCalls` warms up for. A process's first half second runs slower on the
+/// 2-core VMs: the MLP's batch 256 timed over its first 2,000 calls ran at 2.4-2.7M samples/s,
+/// and at 3.7-4.0M after half a second of warm-up (three runs of each, back to back;
+/// scripts/ort_reference.py warms onnxruntime up as long).
+let minimumWarmupNanoseconds: UInt64 = 500_000_000
+
+/// Times `calls` calls of `call` on a batch of `batch` (after at least `warmup` untimed calls and
+/// `minimumWarmupNanoseconds`; nil calls:
 /// as many as fit in about three seconds, at least five): per-call latency percentiles in µs and
 /// samples per second over the whole timed run.
 func timeCalls(batch: Int, calls: Int?, warmup: Int, _ call: () -> Void) -> [String: Double] {
     func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
     let warmStart = now()
-    for _ in 0..<max(warmup, 1) { call() }
-    let perCall = Double(now() - warmStart) / 1e9 / Double(max(warmup, 1))
+    var warmed = 0
+    while warmed < max(warmup, 1) || now() - warmStart < minimumWarmupNanoseconds { call(); warmed += 1 }
+    let perCall = Double(now() - warmStart) / 1e9 / Double(warmed)
     let count = calls ?? max(5, Int(3 / max(perCall, 1e-7)))
     var times: [Double] = []
     times.reserveCapacity(count)
