@@ -30,47 +30,13 @@ extension Quantizer {
     /// Calibration rows per forward pass while collecting statistics (bounds the memory).
     static let refinementBatch = 250
 
-    /// The int8 path simulated in float: the input and each stored activation rounded to its bytes,
-    /// each computational layer with its dequantized weight and its (corrected) bias.
+    /// The int8 path as `forward` simulates it in float: the input and each stored activation
+    /// rounded to its bytes, each refined layer with its dequantized weight and corrected bias.
     struct SimulatedInt8 {
         var input: ActivationQuantization
         var ranges: [Int: ActivationQuantization]
         var weights: [Int: Tensor] = [:]
-        var biases: [Int: Tensor?] = [:]
-    }
-
-    /// The input of layer `k` for `x`: along the float path when `int8` is nil, along the simulated
-    /// int8 path otherwise (layers before `k` only; average poolings re-round to the last range,
-    /// as the int8 plan does).
-    static func layerInput(of k: Int, _ layers: [FoldedLayer], _ x: Tensor, int8: SimulatedInt8?) -> Tensor {
-        func rounded(_ t: Tensor, _ q: ActivationQuantization?) -> Tensor {
-            guard let q, int8 != nil else { return t }
-            return t.fakeQuantized(scale: q.scale, zeroPoint: q.zeroPoint)
-        }
-        return withNoGrad {
-            var range = int8?.input
-            var y = rounded(x, range)
-            for (j, layer) in layers.prefix(k).enumerated() {
-                switch layer {
-                case .linear(let w, let b, let relu):
-                    if y.rank > 2 { y = y.flattened() }
-                    y = linear(y, weight: int8?.weights[j] ?? w, bias: int8?.biases[j] ?? b)
-                    if relu { y = y.relu() }
-                    range = int8?.ranges[j]
-                    y = rounded(y, range)
-                case .convolution(let w, let b, let config, let relu):
-                    y = conv2d(y, weight: int8?.weights[j] ?? w, bias: int8?.biases[j] ?? b, config: config)
-                    if relu { y = y.relu() }
-                    range = int8?.ranges[j]
-                    y = rounded(y, range)
-                case .maxPool(let c): y = y.maxPool2d(c)
-                case .avgPool(let c): y = rounded(y.avgPool2d(c), range)
-                case .globalAvgPool: y = rounded(y.globalAvgPool2d(), range)
-                case .flatten: y = y.flattened()
-                }
-            }
-            return y
-        }
+        var biases: [Int: Tensor] = [:]
     }
 
     /// The rows a layer's weight multiplies: `x` itself ([N, in]) for a linear layer, the image
@@ -124,14 +90,14 @@ extension Quantizer {
                     if let kernel { return patchRows(t, kernel: kernel, config: config) }
                     return t.rank > 2 ? t.flattened() : t
                 }
-                let xf = rowsOf(layerInput(of: k, layers, batch, int8: nil)), xq = rowsOf(layerInput(of: k, layers, batch, int8: int8))
+                let xf = rowsOf(forward(layers, batch, count: k)), xq = rowsOf(forward(layers, batch, count: k, int8: int8))
                 rows += xq.shape[0]
-                for (t, sums) in [(xf, 0), (xq, 1)] {
+                func addColumnSums(_ t: Tensor, to sums: inout [Double]) {
                     let p = t.data
-                    for r in 0..<t.shape[0] { for i in 0..<width {
-                        if sums == 0 { meanFloat[i] += Double(p[r * width + i]) } else { meanInt8[i] += Double(p[r * width + i]) }
-                    } }
+                    for r in 0..<t.shape[0] { for i in 0..<width { sums[i] += Double(p[r * width + i]) } }
                 }
+                addColumnSums(xf, to: &meanFloat)
+                addColumnSums(xq, to: &meanInt8)
                 if compensate {
                     let product = withNoGrad { xq.transposed(0, 1).matmul(xq) }
                     let h = product.data
@@ -179,7 +145,7 @@ extension Quantizer {
                 let q = Swift.max(-127, Swift.min(127, (w[base + i] / scale).rounded(.toNearestOrEven)))
                 values[base + i] = Int8(q)
                 let error = (w[base + i] - q * scale) / u[i * n + i]
-                for j in (i + 1)..<Swift.max(i + 1, n) { w[base + j] -= error * u[i * n + j] }
+                for j in (i + 1)..<n { w[base + j] -= error * u[i * n + j] }
             }
         }
         return QuantizedWeight(shape: weight.shape, values: values, scales: nearest.scales)
@@ -199,7 +165,7 @@ enum SymmetricMatrix {
                 guard pivot > 0, pivot.isFinite else { return false }
                 let d = pivot.squareRoot()
                 l[j * n + j] = d
-                for i in (j + 1)..<Swift.max(j + 1, n) {
+                for i in (j + 1)..<n {
                     var s = a[i * n + j]
                     for k in 0..<j { s -= l[i * n + k] * l[j * n + k] }
                     l[i * n + j] = s / d
@@ -223,12 +189,12 @@ enum SymmetricMatrix {
             // U_ij = −(Σ_{i<k≤j} R_ik U_kj) / R_ii, summed as rows of U scaled by R_ik.
             for i in stride(from: n - 1, through: 0, by: -1) {
                 let rii = l[(n - 1 - i) * n + (n - 1 - i)]
-                for k in (i + 1)..<Swift.max(i + 1, n) {
+                for k in (i + 1)..<n {
                     let rik = l[(n - 1 - i) * n + (n - 1 - k)]
                     guard rik != 0 else { continue }
                     for j in k..<n { u[i * n + j] -= rik * u[k * n + j] }
                 }
-                for j in (i + 1)..<Swift.max(i + 1, n) { u[i * n + j] /= rii }
+                for j in (i + 1)..<n { u[i * n + j] /= rii }
                 u[i * n + i] = 1 / rii
             }
         }

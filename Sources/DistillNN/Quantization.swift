@@ -218,25 +218,38 @@ public enum Quantizer {
         return layers
     }
 
-    /// Runs `layers` in float on `x` ([N, ...]); calls `record(k, y)` with the output of each
-    /// linear or convolution layer k (after its ReLU).
-    static func forward(_ layers: [FoldedLayer], _ x: Tensor, record: (Int, Tensor) -> Void = { _, _ in }) -> Tensor {
-        withNoGrad {
-            var y = x
-            for (k, layer) in layers.enumerated() {
+    /// Runs the first `count` of `layers` (all when nil) on `x` ([N, ...]): in float, or along the
+    /// int8 path simulated in float when `int8` is given (the input and each stored activation
+    /// rounded to their bytes, average poolings re-rounded to the last range as the int8 plan does,
+    /// `int8`'s weights and biases where it has them). Calls `record(k, y)` with the output of each
+    /// linear or convolution layer k (after its ReLU and rounding).
+    static func forward(_ layers: [FoldedLayer], _ x: Tensor, count: Int? = nil, int8: SimulatedInt8? = nil,
+                        record: (Int, Tensor) -> Void = { _, _ in }) -> Tensor {
+        func rounded(_ t: Tensor, _ q: ActivationQuantization?) -> Tensor {
+            guard let q else { return t }
+            return t.fakeQuantized(scale: q.scale, zeroPoint: q.zeroPoint)
+        }
+        return withNoGrad {
+            var range = int8?.input
+            var y = rounded(x, range)
+            for (k, layer) in layers.prefix(count ?? layers.count).enumerated() {
                 switch layer {
                 case .linear(let w, let b, let relu):
                     if y.rank > 2 { y = y.flattened() }
-                    y = linear(y, weight: w, bias: b)
+                    y = linear(y, weight: int8?.weights[k] ?? w, bias: int8?.biases[k] ?? b)
                     if relu { y = y.relu() }
+                    range = int8?.ranges[k]
+                    y = rounded(y, range)
                     record(k, y)
                 case .convolution(let w, let b, let config, let relu):
-                    y = conv2d(y, weight: w, bias: b, config: config)
+                    y = conv2d(y, weight: int8?.weights[k] ?? w, bias: int8?.biases[k] ?? b, config: config)
                     if relu { y = y.relu() }
+                    range = int8?.ranges[k]
+                    y = rounded(y, range)
                     record(k, y)
                 case .maxPool(let c): y = y.maxPool2d(c)
-                case .avgPool(let c): y = y.avgPool2d(c)
-                case .globalAvgPool: y = y.globalAvgPool2d()
+                case .avgPool(let c): y = rounded(y.avgPool2d(c), range)
+                case .globalAvgPool: y = rounded(y.globalAvgPool2d(), range)
                 case .flatten: y = y.flattened()
                 }
             }
