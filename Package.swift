@@ -20,7 +20,7 @@ let package = Package(
         // OpenBLAS, loaded at run time after choosing its CPU kernels (see Sources/CBLASLoader/blas_loader.c).
         .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
         // oneDNN's convolutions, loaded at run time when installed (see Sources/CDNNLLoader/dnnl_conv.c).
-        .target(name: "CDNNLLoader", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CDNNLLoader", dependencies: ["CKernels"], linkerSettings: [.linkedLibrary("dl")]),
         // Open MPI, loaded at run time only under mpirun (see Sources/CMPILoader/mpi_loader.c).
         .target(name: "CMPILoader", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "DistillTensor", dependencies: ["CBLASLoader", "CKernels", "CDNNLLoader", "CMPILoader"]),

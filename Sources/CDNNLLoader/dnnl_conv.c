@@ -9,6 +9,7 @@
 // across its own workers, so that results depend on the chunking only, never on thread timing.
 #define _GNU_SOURCE
 #include "dnnl_conv.h"
+#include "dk_max_pool_train.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -179,6 +180,10 @@ static dnnl_primitive_desc_t forward_descriptor(const dk_dnnl_shape *s, int bias
 }
 
 static void build(entry *e) {
+    // oneDNN sizes a primitive's work split for the OpenMP threads it sees when the primitive is
+    // created (the weight gradient's reduction, for one): one, as every call runs on one thread.
+    // Created for two and run on one, the weight gradient took 2.7 times as long (measured).
+    if (p_omp_set_num_threads) p_omp_set_num_threads(1);
     const dk_dnnl_shape *s = &e->shape;
     dnnl_primitive_attr_t attr;
     if (p_dnnl_primitive_attr_create(&attr) != dnnl_success) return;
@@ -248,10 +253,11 @@ static entry *lookup(const dk_dnnl_shape *s, enum kind kind) {
     return e && e->primitive ? e : NULL;
 }
 
-/// Runs `e` on this thread with the caller's arrays `pointers` (in `e->args` order). Bit i of
-/// `reordered`: argument i's reorder already ran on this thread, into its scratch slot (i), for
-/// the same array (the backward passes share the output gradient's).
-static int run(const entry *e, void *const *pointers, unsigned reordered) {
+/// Runs `e` on this thread with the caller's arrays `pointers` (in `e->args` order, plain
+/// layouts); an argument whose layout differs goes through this thread's scratch slot i. Bit i of
+/// `ready`: argument i is already in its primitive layout in that slot (the backward passes share
+/// the output gradient's); an output with a NULL pointer is left there, in the primitive's layout.
+static int run(const entry *e, void *const *pointers, unsigned ready) {
     if (p_omp_set_num_threads) p_omp_set_num_threads(1);
     if (!thread_stream && p_dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags) != dnnl_success) {
         thread_stream = NULL;
@@ -262,17 +268,18 @@ static int run(const entry *e, void *const *pointers, unsigned reordered) {
     int status = 0;
     for (int i = 0; i < e->count && status == 0; i++) {
         const argument *a = &e->args[i];
-        status |= p_dnnl_memory_create(&user[i], &a->user, engine, pointers[i]) != dnnl_success;
+        if (pointers[i]) status |= p_dnnl_memory_create(&user[i], &a->user, engine, pointers[i]) != dnnl_success;
         if (a->reorder && status == 0) {
             void *buffer = scratch(i, p_dnnl_memory_desc_get_size(&a->inner));
             status |= !buffer || p_dnnl_memory_create(&inner[i], &a->inner, engine, buffer) != dnnl_success;
-            if (status == 0 && !a->is_output && !(reordered & (1u << i))) {
+            if (status == 0 && !a->is_output && !(ready & (1u << i))) {
                 dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, user[i]}, {DNNL_ARG_TO, inner[i]}};
-                status |= p_dnnl_primitive_execute(a->reorder, thread_stream, 2, r) != dnnl_success;
+                status |= !user[i] || p_dnnl_primitive_execute(a->reorder, thread_stream, 2, r) != dnnl_success;
             }
         }
         exec[i].arg = a->id;
         exec[i].memory = inner[i] ? inner[i] : user[i];
+        status |= !exec[i].memory;
     }
     int count = e->count;
     size_t pad_size = p_dnnl_memory_desc_get_size(&e->scratchpad);
@@ -286,7 +293,7 @@ static int run(const entry *e, void *const *pointers, unsigned reordered) {
     if (status == 0) status |= p_dnnl_primitive_execute(e->primitive, thread_stream, count, exec) != dnnl_success;
     for (int i = 0; i < e->count && status == 0; i++) {
         const argument *a = &e->args[i];
-        if (!a->reorder || !a->is_output) continue;
+        if (!a->reorder || !a->is_output || !user[i]) continue;
         dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, inner[i]}, {DNNL_ARG_TO, user[i]}};
         status |= p_dnnl_primitive_execute(a->reorder, thread_stream, 2, r) != dnnl_success;
     }
@@ -343,6 +350,64 @@ int dk_dnnl_conv_backward(const dk_dnnl_shape *shape, const float *src, const fl
     return 0;
 }
 
+// ---- Activations kept in the primitives' blocked layout -------------------------------------------
+
+/// Whether `md` is the `n×c×h×w` tensor of `like` in layout `tag`.
+static int has_layout(const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like, dnnl_format_tag_t tag) {
+    dnnl_memory_desc_t blocked;
+    return p_dnnl_memory_desc_init_by_tag(&blocked, like->ndims, like->dims, dnnl_f32, tag) == dnnl_success
+           && p_dnnl_memory_desc_equal(md, &blocked);
+}
+
+int dk_dnnl_channel_block(const dk_dnnl_shape *shape, int with_bias) {
+    const entry *forward = lookup(shape, with_bias ? kForwardBias : kForward);
+    const entry *data = lookup(shape, kBackwardData);
+    const entry *grads = lookup(shape, with_bias ? kBackwardWeightsBias : kBackwardWeights);
+    if (!forward || !data || !grads) return 0;
+    const argument *dst = &forward->args[forward->count - 1], *data_diff_dst = &data->args[0], *grads_diff_dst = &grads->args[0];
+    if (!dst->reorder || !p_dnnl_memory_desc_equal(&dst->inner, &data_diff_dst->inner)
+        || !p_dnnl_memory_desc_equal(&dst->inner, &grads_diff_dst->inner))
+        return 0;
+    const struct { dnnl_format_tag_t tag; int block; } layouts[] = {{dnnl_nChw16c, 16}, {dnnl_nChw8c, 8}};
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
+        if (shape->o % layouts[i].block == 0 && has_layout(&dst->inner, &dst->user, layouts[i].tag)) return layouts[i].block;
+    return 0;
+}
+
+int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
+                                      const float *bias, float *pooled, int32_t *argmax) {
+    entry *e = lookup(shape, bias ? kForwardBias : kForward);
+    if (!e) return -1;
+    // src, weights, [bias,] dst: the output is left in its blocked layout, in scratch slot `out`.
+    const int out = e->count - 1;
+    void *pointers[4] = {(void *)src, (void *)weights, NULL, NULL};
+    if (bias) pointers[2] = (void *)bias;
+    if (run(e, pointers, 0) != 0) return -1;
+    const float *blocked = scratch(out, p_dnnl_memory_desc_get_size(&e->args[out].inner));
+    return dk_max_pool2x2_blocked_forward(blocked, (size_t)shape->n, (size_t)shape->o, (size_t)shape->p, (size_t)shape->q,
+                                          (size_t)block, 1, pooled, argmax);
+}
+
+int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
+                                       const float *pooled_grad, const int32_t *argmax, float *diff_src, float *diff_weights,
+                                       float *diff_bias) {
+    entry *data = diff_src ? lookup(shape, kBackwardData) : NULL;
+    entry *grads = lookup(shape, diff_bias ? kBackwardWeightsBias : kBackwardWeights);
+    if ((diff_src && !data) || !grads) return -1;
+    // The output gradient, routed to the winners straight into its blocked layout in scratch
+    // slot 0, where both passes read their argument 0.
+    float *diff_dst = scratch(0, p_dnnl_memory_desc_get_size(&grads->args[0].inner));
+    if (!diff_dst || dk_max_pool2x2_blocked_backward(pooled_grad, argmax, (size_t)shape->n, (size_t)shape->o, (size_t)shape->p,
+                                                     (size_t)shape->q, (size_t)block, diff_dst) != 0)
+        return -1;
+    if (data) {  // diff_dst, weights, diff_src
+        void *pointers[3] = {NULL, (void *)weights, diff_src};
+        if (run(data, pointers, 1u) != 0) return -1;
+    }
+    void *pointers[4] = {NULL, (void *)src, diff_weights, diff_bias};  // diff_dst, src, diff_weights, [diff_bias]
+    return run(grads, pointers, 1u);
+}
+
 #else  // built without oneDNN's headers: the convolutions always use the im2col path
 
 int dk_dnnl_load(char *message, int capacity) {
@@ -358,6 +423,19 @@ int dk_dnnl_conv_forward(const dk_dnnl_shape *shape, const float *src, const flo
 int dk_dnnl_conv_backward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *diff_dst,
                           float *diff_src, float *diff_weights, float *diff_bias) {
     (void)shape; (void)src; (void)weights; (void)diff_dst; (void)diff_src; (void)diff_weights; (void)diff_bias;
+    return -1;
+}
+
+int dk_dnnl_channel_block(const dk_dnnl_shape *shape, int with_bias) { (void)shape; (void)with_bias; return 0; }
+int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
+                                      const float *bias, float *pooled, int32_t *argmax) {
+    (void)shape; (void)block; (void)src; (void)weights; (void)bias; (void)pooled; (void)argmax;
+    return -1;
+}
+int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
+                                       const float *pooled_grad, const int32_t *argmax, float *diff_src, float *diff_weights,
+                                       float *diff_bias) {
+    (void)shape; (void)block; (void)src; (void)weights; (void)pooled_grad; (void)argmax; (void)diff_src; (void)diff_weights; (void)diff_bias;
     return -1;
 }
 

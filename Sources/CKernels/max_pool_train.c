@@ -10,6 +10,7 @@
 
 #include "vector_common.h"
 #include "dk_max_pool_train.h"
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -238,5 +239,128 @@ int dk_max_pool2x2_backward(int level, const float *grad, const int32_t *argmax,
     if (l == 1) { pool2x2_backward_avx2(grad, argmax, dx, planes, h, w); return 0; }
 #endif
     backward_portable(grad, argmax, dx, planes, h, w);
+    return 0;
+}
+
+// ---- Blocked [images][channels/block][h][w][block] input (oneDNN's nChw16c / nChw8c) -------------
+
+/// One image's channel block: the windows of `block` channels side by side (one lane each, the
+/// same rule as `pool_window`), written to the plain [channels, p, q] output and argmax.
+__attribute__((always_inline)) static inline void blocked_forward_block(const float *plane, size_t block, size_t h, size_t w,
+                                                                       int relu, float *y, int32_t *argmax) {
+    const size_t p = h / 2, q = w / 2;
+    float best[16];
+    int32_t winner[16];
+    for (size_t oy = 0; oy < p; oy++)
+        for (size_t ox = 0; ox < q; ox++) {
+            const int32_t top_left = (int32_t)(2 * oy * w + 2 * ox);
+            const float *a = plane + (size_t)top_left * block, *b = a + block, *c = a + w * block, *d = c + block;
+            for (size_t lane = 0; lane < block; lane++) {
+                const int right_top = b[lane] > a[lane], right_bottom = d[lane] > c[lane];
+                const float top = right_top ? b[lane] : a[lane], bottom = right_bottom ? d[lane] : c[lane];
+                const int down = bottom > top;
+                const float most = down ? bottom : top;
+                const int32_t won = top_left + (down ? (int32_t)w + right_bottom : right_top);
+                const int active = !relu || most > 0;
+                best[lane] = active ? most : 0;
+                winner[lane] = active ? won : -1;
+            }
+            for (size_t lane = 0; lane < block; lane++) {
+                y[lane * p * q + oy * q + ox] = best[lane];
+                argmax[lane * p * q + oy * q + ox] = winner[lane];
+            }
+        }
+}
+
+__attribute__((always_inline)) static inline void blocked_forward(const float *x, size_t images, size_t channels, size_t h, size_t w,
+                                                                 size_t block, int relu, float *y, int32_t *argmax) {
+    const size_t blocks = channels / block, pq = (h / 2) * (w / 2);
+    for (size_t img = 0; img < images; img++)
+        for (size_t cb = 0; cb < blocks; cb++) {
+            const size_t first = img * channels + cb * block;
+            blocked_forward_block(x + (img * blocks + cb) * h * w * block, block, h, w, relu, y + first * pq, argmax + first * pq);
+        }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void blocked_forward_avx512(const float *x, size_t images, size_t channels, size_t h,
+                                                                     size_t w, size_t block, int relu, float *y, int32_t *argmax) {
+    if (block == 16) blocked_forward(x, images, channels, h, w, 16, relu, y, argmax);
+    else blocked_forward(x, images, channels, h, w, 8, relu, y, argmax);
+}
+__attribute__((target("avx2"))) static void blocked_forward_avx2(const float *x, size_t images, size_t channels, size_t h,
+                                                                size_t w, size_t block, int relu, float *y, int32_t *argmax) {
+    if (block == 16) blocked_forward(x, images, channels, h, w, 16, relu, y, argmax);
+    else blocked_forward(x, images, channels, h, w, 8, relu, y, argmax);
+}
+#endif
+
+int dk_max_pool2x2_blocked_forward(const float *x, size_t images, size_t channels, size_t h, size_t w, size_t block, int relu,
+                                   float *y, int32_t *argmax) {
+    if ((block != 8 && block != 16) || channels % block != 0) return -1;
+#if defined(__x86_64__)
+    if (dk_cpu_has_avx512()) { blocked_forward_avx512(x, images, channels, h, w, block, relu, y, argmax); return 0; }
+    if (dk_cpu_has_avx2_fma()) { blocked_forward_avx2(x, images, channels, h, w, block, relu, y, argmax); return 0; }
+#endif
+    blocked_forward(x, images, channels, h, w, block, relu, y, argmax);
+    return 0;
+}
+
+/// One image's channel block of the backward pass: every position of the window written, the
+/// gradient at the winner and 0 at the other three (dense stores, lane by lane).
+__attribute__((always_inline)) static inline void blocked_backward_block(const float *grad, const int32_t *argmax, size_t block,
+                                                                        size_t h, size_t w, float *d) {
+    const size_t p = h / 2, q = w / 2, pq = p * q;
+    if (h % 2 != 0 || w % 2 != 0) memset(d, 0, h * w * block * sizeof(float));  // the rows and columns no window covers
+    float g[16];
+    int32_t won[16];
+    for (size_t oy = 0; oy < p; oy++)
+        for (size_t ox = 0; ox < q; ox++) {
+            const int32_t top_left = (int32_t)(2 * oy * w + 2 * ox), bottom_left = top_left + (int32_t)w;
+            for (size_t lane = 0; lane < block; lane++) {
+                g[lane] = grad[lane * pq + oy * q + ox];
+                won[lane] = argmax[lane * pq + oy * q + ox];
+            }
+            float *tl = d + (size_t)top_left * block, *tr = tl + block, *bl = d + (size_t)bottom_left * block, *br = bl + block;
+            for (size_t lane = 0; lane < block; lane++) {
+                tl[lane] = won[lane] == top_left ? g[lane] : 0;
+                tr[lane] = won[lane] == top_left + 1 ? g[lane] : 0;
+                bl[lane] = won[lane] == bottom_left ? g[lane] : 0;
+                br[lane] = won[lane] == bottom_left + 1 ? g[lane] : 0;
+            }
+        }
+}
+
+__attribute__((always_inline)) static inline void blocked_backward(const float *grad, const int32_t *argmax, size_t images, size_t channels,
+                                                                  size_t h, size_t w, size_t block, float *dx) {
+    const size_t blocks = channels / block, pq = (h / 2) * (w / 2);
+    for (size_t img = 0; img < images; img++)
+        for (size_t cb = 0; cb < blocks; cb++) {
+            const size_t first = (img * channels + cb * block) * pq;
+            blocked_backward_block(grad + first, argmax + first, block, h, w, dx + (img * blocks + cb) * h * w * block);
+        }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void blocked_backward_avx512(const float *grad, const int32_t *argmax, size_t images,
+                                                                      size_t channels, size_t h, size_t w, size_t block, float *dx) {
+    if (block == 16) blocked_backward(grad, argmax, images, channels, h, w, 16, dx);
+    else blocked_backward(grad, argmax, images, channels, h, w, 8, dx);
+}
+__attribute__((target("avx2"))) static void blocked_backward_avx2(const float *grad, const int32_t *argmax, size_t images,
+                                                                 size_t channels, size_t h, size_t w, size_t block, float *dx) {
+    if (block == 16) blocked_backward(grad, argmax, images, channels, h, w, 16, dx);
+    else blocked_backward(grad, argmax, images, channels, h, w, 8, dx);
+}
+#endif
+
+int dk_max_pool2x2_blocked_backward(const float *grad, const int32_t *argmax, size_t images, size_t channels, size_t h, size_t w,
+                                    size_t block, float *dx) {
+    if ((block != 8 && block != 16) || channels % block != 0) return -1;
+#if defined(__x86_64__)
+    if (dk_cpu_has_avx512()) { blocked_backward_avx512(grad, argmax, images, channels, h, w, block, dx); return 0; }
+    if (dk_cpu_has_avx2_fma()) { blocked_backward_avx2(grad, argmax, images, channels, h, w, block, dx); return 0; }
+#endif
+    blocked_backward(grad, argmax, images, channels, h, w, block, dx);
     return 0;
 }

@@ -95,3 +95,57 @@ import Testing
         #expect(fused.scalars.contains(0) && fused.scalars.contains { $0 > 0 }, "the test should cover both sides of ReLU")
     }
 }
+
+// conv → ReLU → 2×2 max-pool with oneDNN's output left blocked (`conv2dBlockedReLUMaxPool2d`)
+// against `conv2d` on oneDNN then `maxPool2dReLU`: the same primitives and pooling rule, so the
+// same bits, forward and every gradient.
+@Suite struct BlockedConvolutionPoolTests {
+    static func run(blocked: Bool, x xShape: [Int], weight wShape: [Int], bias: Bool, config: Conv2dConfig,
+                    inputGradient: Bool = true) -> (y: [Float], dx: [Float]?, dw: [Float], db: [Float]?)? {
+        let x = Tensor.testNormal(xShape, seed: 311, requiresGrad: inputGradient)
+        let w = Tensor.testNormal(wShape, seed: 312, scale: 0.3, requiresGrad: true)
+        let b = bias ? Tensor.testNormal([wShape[0]], seed: 313, requiresGrad: true) : nil
+        let pool = Pool2dConfig(kernel: (2, 2))
+        let plain = { conv2d(x, weight: w, bias: b, config: config, path: .oneDNN).maxPool2dReLU(pool) }
+        guard let y = blocked ? conv2dBlockedReLUMaxPool2d(x, weight: w, bias: b, config: config, pool: pool) : plain() else { return nil }
+        y.backward(Tensor.testNormal(y.shape, seed: 314, requiresGrad: false))
+        return (y.scalars, x.grad?.scalars, w.grad!.scalars, b?.grad?.scalars)
+    }
+
+    static let cases: [ConvolutionPathTests.Case] = [
+        .init(x: [128, 32, 14, 14], weight: [64, 32, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),  // cnn-small, layer 2
+        .init(x: [19, 32, 14, 14], weight: [64, 32, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),  // batch not a multiple of 8
+        .init(x: [5, 16, 11, 9], weight: [32, 16, 3, 3], bias: false, config: Conv2dConfig(padding: (1, 1))),  // odd extents: last row, column dropped
+        .init(x: [3, 16, 12, 12], weight: [32, 16, 3, 3], bias: true, config: Conv2dConfig(stride: (2, 2), padding: (1, 1))),
+    ]
+
+    @Test(.enabled(if: ConvolutionPath.oneDNNAvailable, "oneDNN (libdnnl.so.2) is not installed: only the im2col path runs"),
+          arguments: cases)
+    func sameBitsAsThePlainRoute(_ c: ConvolutionPathTests.Case) throws {
+        let blocked = try #require(Self.run(blocked: true, x: c.x, weight: c.weight, bias: c.bias, config: c.config),
+                                   "oneDNN keeps no channel-blocked output for \(c)")
+        let plain = try #require(Self.run(blocked: false, x: c.x, weight: c.weight, bias: c.bias, config: c.config))
+        #expect(blocked.y == plain.y, "forward")
+        #expect(blocked.dx! == plain.dx!, "input gradient")
+        #expect(blocked.dw == plain.dw, "weight gradient")
+        if c.bias { #expect(blocked.db! == plain.db!, "bias gradient") }
+        #expect(blocked.y.contains(0) && blocked.y.contains { $0 > 0 }, "the case should cover both sides of ReLU")
+    }
+
+    /// A layer whose input is data asks for the weight gradient only.
+    @Test(.enabled(if: ConvolutionPath.oneDNNAvailable, "oneDNN (libdnnl.so.2) is not installed: only the im2col path runs"))
+    func weightGradientAlone() throws {
+        let c = Self.cases[1]
+        let blocked = try #require(Self.run(blocked: true, x: c.x, weight: c.weight, bias: true, config: c.config, inputGradient: false))
+        let plain = try #require(Self.run(blocked: false, x: c.x, weight: c.weight, bias: true, config: c.config, inputGradient: false))
+        #expect(blocked.dx == nil)
+        #expect(blocked.dw == plain.dw && blocked.db! == plain.db!)
+    }
+
+    /// Other pools, and a CPU or library without the blocked layout, take the plain route.
+    @Test func otherPoolsAreNotTaken() {
+        let x = Tensor.testNormal([2, 8, 8, 8], seed: 315), w = Tensor.testNormal([16, 8, 3, 3], seed: 316)
+        #expect(conv2dBlockedReLUMaxPool2d(x, weight: w, bias: nil, config: Conv2dConfig(padding: (1, 1)),
+                                           pool: Pool2dConfig(kernel: (3, 3), stride: (2, 2))) == nil)
+    }
+}

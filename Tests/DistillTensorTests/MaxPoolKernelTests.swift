@@ -76,4 +76,47 @@ import Testing
         var dx = [Float](repeating: 0, count: 9)
         #expect(dk_max_pool2x2_backward(0, [1], [0], &dx, 1, 3, 3) == -1, "odd extents are not tiled: refused")
     }
+
+    /// `plain` [images, channels, h, w] rearranged as [images][channels/block][h][w][block].
+    static func blocked(_ plain: [Float], images: Int, channels: Int, h: Int, w: Int, block: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: plain.count)
+        for img in 0..<images { for c in 0..<channels { for k in 0..<(h * w) {
+            out[((img * (channels / block) + c / block) * h * w + k) * block + c % block] = plain[(img * channels + c) * h * w + k]
+        } } }
+        return out
+    }
+
+    /// The blocked kernels (oneDNN's nChw16c and nChw8c, `dk_dnnl_conv_relu_maxpool_forward`)
+    /// give the plain kernel's values and winners, and the plain backward pass's gradient, blocked.
+    @Test(arguments: [8, 16])
+    func blockedLayoutMatchesThePlainKernel(block: Int) {
+        for (images, h, w) in [(3, 14, 14), (2, 9, 11), (1, 2, 2)] {
+            let channels = 2 * block
+            let x = Self.plane(images * channels * h * w, seed: UInt64(block * 1000 + h))
+            let count = images * channels * (h / 2) * (w / 2)
+            for relu in [false, true] {
+                var y = [Float](repeating: 7, count: count), argmax = [Int32](repeating: 7, count: count)
+                var by = y, bargmax = argmax
+                #expect(dk_max_pool2x2_forward(0, x, &y, &argmax, images * channels, h, w, relu ? 1 : 0) == 0)
+                let xb = Self.blocked(x, images: images, channels: channels, h: h, w: w, block: block)
+                #expect(dk_max_pool2x2_blocked_forward(xb, images, channels, h, w, block, relu ? 1 : 0, &by, &bargmax) == 0)
+                #expect(by.map(\.bitPattern) == y.map(\.bitPattern), "block \(block), \(images)×\(channels)×\(h)×\(w), relu \(relu)")
+                #expect(bargmax == argmax, "block \(block), \(images)×\(channels)×\(h)×\(w), relu \(relu)")
+                // Backward: the plain adjoint (odd extents: the rows and columns no window covers stay 0).
+                let grad = (0..<count).map { Float($0 % 13) - 6.5 }
+                var dx = [Float](repeating: 0, count: x.count)
+                for (k, won) in argmax.enumerated() where won >= 0 {
+                    let plane = k / ((h / 2) * (w / 2))
+                    dx[plane * h * w + Int(won)] = grad[k]
+                }
+                var dxb = [Float](repeating: 9, count: x.count)
+                #expect(dk_max_pool2x2_blocked_backward(grad, argmax, images, channels, h, w, block, &dxb) == 0)
+                #expect(dxb == Self.blocked(dx, images: images, channels: channels, h: h, w: w, block: block), "block \(block), \(h)×\(w)")
+            }
+        }
+        var x: [Float] = [0, 0, 0, 0], y: [Float] = [0], dx: [Float] = [0, 0, 0, 0]
+        var argmax: [Int32] = [0]
+        #expect(dk_max_pool2x2_blocked_forward(&x, 1, 1, 2, 2, 4, 1, &y, &argmax) == -1, "block 4 is refused")
+        #expect(dk_max_pool2x2_blocked_backward(&y, &argmax, 1, 12, 2, 2, 8, &dx) == -1, "channels not a multiple of the block are refused")
+    }
 }

@@ -25,4 +25,16 @@ int dk_max_pool2x2_forward(int level, const float *x, float *y, int32_t *argmax,
 int dk_max_pool2x2_backward(int level, const float *grad, const int32_t *argmax, float *dx, size_t planes, size_t h,
                             size_t w);
 
+/// `dk_max_pool2x2_forward` of a tensor held blocked, [images][channels/block][h][w][block]
+/// (oneDNN's nChw16c for block 16, nChw8c for 8): y [images, channels, h/2, w/2] and argmax
+/// (index in the h×w plane, or -1) come out plain, with the same values and winners as pooling
+/// the plain tensor. `block` is 8 or 16 and divides `channels`; returns 0, or -1 otherwise.
+int dk_max_pool2x2_blocked_forward(const float *x, size_t images, size_t channels, size_t h, size_t w, size_t block, int relu,
+                                   float *y, int32_t *argmax);
+
+/// Its adjoint: dx (blocked like x, [images][channels/block][h][w][block]) receives each
+/// window's gradient at its winner and 0 everywhere else. Returns 0, or -1 as above.
+int dk_max_pool2x2_blocked_backward(const float *grad, const int32_t *argmax, size_t images, size_t channels, size_t h, size_t w,
+                                    size_t block, float *dx);
+
 #endif

@@ -367,7 +367,9 @@ public func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil
 func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pool: Pool2dConfig,
                          fused: Bool, path: ConvolutionPath, level: Int32 = -1) -> Tensor {
     let unfused = { conv2d(x, weight: weight, bias: bias, config: config, path: path).maxPool2dReLU(pool) }
-    guard fused, !(GradMode.isEnabled && x.requiresGrad), config.groups == 1 else { return unfused() }
+    guard fused, !(GradMode.isEnabled && x.requiresGrad), config.groups == 1 else {
+        return path == .oneDNN ? conv2dBlockedReLUMaxPool2d(x, weight: weight, bias: bias, config: config, pool: pool) ?? unfused() : unfused()
+    }
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
     if let bias { precondition(bias.shape == [geo.o], "conv2dReLUMaxPool2d: bias \(bias.shape) for \(geo.o) output channels") }
     let outShape = pool.outputShape([geo.n, geo.o, geo.p, geo.q], op: "conv2dReLUMaxPool2d")
@@ -446,4 +448,70 @@ func conv2dReLUMaxPoolBackward(x: Tensor, weight: Tensor, hasBias: Bool, config:
         return (dw!, db)
     }
     return (sumOfChunks(partialW, chunks: chunks, shape: weight.shape), hasBias ? sumOfChunks(partialB, chunks: chunks, shape: [geo.o]) : nil)
+}
+
+/// The blocked route of `conv2dReLUMaxPool2d` for a layer oneDNN runs
+/// (`dk_dnnl_conv_relu_maxpool_forward`): the convolution's output stays in oneDNN's blocked
+/// layout, where the pooling reads it, and the pooled gradient goes straight back into that
+/// layout, so the two reorders around the output and the full-size plain output are gone. nil
+/// when it does not apply: the pool is not 2×2/2, or the primitives do not share one
+/// channel-blocked layout for the output (`dk_dnnl_channel_block`). The same primitives and
+/// pooling rule as `conv2d` then `maxPool2dReLU`, chunk for chunk, so the same bits.
+func conv2dBlockedReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pool: Pool2dConfig) -> Tensor? {
+    guard config.groups == 1, pool == Pool2dConfig(kernel: (2, 2)), x.rank == 4, weight.rank == 4 else { return nil }
+    let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
+    guard geo.n > 0, geo.p >= 2, geo.q >= 2 else { return nil }
+    if let bias { precondition(bias.shape == [geo.o], "conv2dReLUMaxPool2d: bias \(bias.shape) for \(geo.o) output channels") }
+    var probe = geo.dnnlShape(images: (geo.n + ConvGeometry.batchChunks - 1) / ConvGeometry.batchChunks)
+    let block = dk_dnnl_channel_block(&probe, bias == nil ? 0 : 1)
+    guard block > 0 else { return nil }
+    let out = Tensor(uninitializedShape: [geo.n, geo.o, geo.p / 2, geo.q / 2])
+    var argmax = [Int32](repeating: 0, count: out.count)
+    let failed = argmax.withUnsafeMutableBufferPointer { winners -> Bool in
+        let xs = SharedPointer(x.data), ws = SharedPointer(weight.data), os = SharedPointer(out.data)
+        let bs = bias.map { SharedPointer($0.data) }, am = SharedPointer(winners.baseAddress!)
+        let imageSize = geo.c * geo.h * geo.w, pooledSize = out.count / geo.n
+        return anyChunkFails(geo.n, chunks: ConvGeometry.batchChunks) { _, range in
+            var shape = geo.dnnlShape(images: range.count)
+            let first = range.lowerBound
+            return dk_dnnl_conv_relu_maxpool_forward(&shape, block, xs.p + first * imageSize, ws.p, bs?.p, os.p + first * pooledSize,
+                                                     am.p + first * pooledSize)
+        }
+    }
+    if failed { return nil }
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    return Tensor.result(out, inputs: inputs, .conv2dBlockedReLUMaxPool(config, block: block, argmax: argmax))
+}
+
+/// The gradients of `conv2dBlockedReLUMaxPool2d`, chunk by chunk as the forward pass ran; the
+/// chunks' weight and bias gradients are summed in order.
+func conv2dBlockedReLUMaxPoolBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, block: Int32,
+                                      argmax: [Int32], grad: Tensor, needInput: Bool) -> (Tensor?, Tensor, Tensor?) {
+    let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
+    let dx = needInput ? Tensor(uninitializedShape: x.shape) : nil
+    let chunks = Swift.max(1, Swift.min(ConvGeometry.batchChunks, geo.n))
+    let partialW = UnsafeMutablePointer<Float>.allocate(capacity: chunks * weight.count)
+    let partialB = UnsafeMutablePointer<Float>.allocate(capacity: chunks * geo.o)
+    defer { partialW.deallocate(); partialB.deallocate() }
+    let failed = argmax.withUnsafeBufferPointer { winners -> Bool in
+        let xs = SharedPointer(x.data), ws = SharedPointer(weight.data), gs = SharedPointer(grad.data)
+        let dxs = dx.map { SharedPointer($0.data) }, pws = SharedPointer(partialW), pbs = SharedPointer(partialB)
+        let am = SharedPointer(UnsafeMutablePointer(mutating: winners.baseAddress!))
+        let imageSize = geo.c * geo.h * geo.w, pooledSize = grad.count / geo.n
+        return anyChunkFails(geo.n, chunks: chunks) { chunk, range in
+            var shape = geo.dnnlShape(images: range.count)
+            let first = range.lowerBound
+            return dk_dnnl_conv_relu_maxpool_backward(&shape, block, xs.p + first * imageSize, ws.p, gs.p + first * pooledSize,
+                                                      am.p + first * pooledSize, dxs.map { $0.p + first * imageSize },
+                                                      pws.p + chunk * weight.count, hasBias ? pbs.p + chunk * geo.o : nil)
+        }
+    }
+    if failed {  // no scratch memory: the plain route, from the full-size gradient
+        let convGrad = maxPool2dBackward(grad, inputShape: [geo.n, geo.o, geo.p, geo.q], argmax: argmax,
+                                         tiled: geo.p == 2 * grad.shape[2] && geo.q == 2 * grad.shape[3])
+        let (dx, dw, db) = conv2dBackward(x: x, weight: weight, hasBias: hasBias, config: config, path: .im2col, cols: nil,
+                                          grad: convGrad, needInput: needInput, needWeight: true)
+        return (dx, dw!, db)
+    }
+    return (dx, sumOfChunks(partialW, chunks: chunks, shape: weight.shape), hasBias ? sumOfChunks(partialB, chunks: chunks, shape: [geo.o]) : nil)
 }
