@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "DistillNN", dependencies: ["DistillTensor", "CKernels"]),
         // zlib, for gzipped IDX files and deflated .npz entries (Debian's zlib1g-dev).
         .systemLibrary(name: "SystemZlib", path: "Sources/SystemZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "DistillData", dependencies: ["DistillTensor", "SystemZlib"]),
+        .target(name: "DistillData", dependencies: ["DistillTensor", "CKernels", "SystemZlib"]),
         // ONNX: protobuf code generated from onnx.proto (scripts/onnx/generate.sh), import and export.
         .target(name: "DistillONNX", dependencies: ["DistillTensor", "DistillNN", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Shipping a student without ONNX: C source, Core ML and LiteRT (TFLite) files.

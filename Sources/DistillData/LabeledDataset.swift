@@ -1,3 +1,4 @@
+import CKernels
 import DistillTensor
 import Foundation
 
@@ -144,17 +145,8 @@ public struct LabeledDataset: Sendable {
             for (row, i) in indices.enumerated() { (destination + row * rowSize).update(from: source + i * rowSize, count: rowSize) }
         case .unitBytes(let bytes):
             bytes.withUnsafeBufferPointer { source in
-                for (row, i) in indices.enumerated() {
-                    let from = source.baseAddress! + i * rowSize, to = destination + row * rowSize
-                    // 16 at a time (a row of the batch loader's critical path): the same division, so the same bits.
-                    var k = 0
-                    while k + 16 <= rowSize {
-                        let bytes = UnsafeRawPointer(from + k).loadUnaligned(as: SIMD16<UInt8>.self)
-                        UnsafeMutableRawPointer(to + k).storeBytes(of: SIMD16<Float>(bytes) / 255, as: SIMD16<Float>.self)
-                        k += 16
-                    }
-                    while k < rowSize { to[k] = Float(from[k]) / 255; k += 1 }
-                }
+                let rows = indices.map { Int64($0) }
+                dk_gather_unit_bytes(source.baseAddress!, rowSize, rows, rows.count, destination)
             }
         }
     }

@@ -1,6 +1,7 @@
 #ifndef DK_KERNELS_H
 #define DK_KERNELS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /// One Adam update of n parameters, in place (PyTorch's formula, L2 decay `l2` added to the
 /// gradient): m = b1*m + (1-b1)*g', v = b2*v + (1-b2)*g'*g', w -= step_size*m / (sqrt(v)*inv_sqrt_c2 + eps)
@@ -46,5 +47,10 @@ void dk_exp_inplace(float *x, size_t n);
 /// `dk_exp_inplace` with one instruction set forced (0: SSE2, 1: AVX2, 2: AVX-512), for tests;
 /// returns -1 (and does nothing) when this CPU lacks it.
 int dk_exp_inplace_level(int level, float *x, size_t n);
+
+/// destination[r][k] = source[rows[r]][k] / 255 for `count` rows of `row_size` bytes: a batch of
+/// 8-bit examples (`LabeledDataset`), with each row's cache lines requested a few rows before it
+/// is read (rows are drawn at random from the dataset, so each one starts with a cache miss).
+void dk_gather_unit_bytes(const uint8_t *source, size_t row_size, const int64_t *rows, size_t count, float *destination);
 
 #endif
