@@ -376,8 +376,9 @@ int dk_dnnl_channel_block(const dk_dnnl_shape *shape, int with_bias) {
 
 int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
                                       const float *bias, float *pooled, int32_t *argmax) {
+    // Each chunk's shape is a primitive of its own: its layout is checked, not assumed.
     entry *e = lookup(shape, bias ? kForwardBias : kForward);
-    if (!e) return -1;
+    if (!e || dk_dnnl_channel_block(shape, bias != NULL) != block) return -1;
     // src, weights, [bias,] dst: the output is left in its blocked layout, in scratch slot `out`.
     const int out = e->count - 1;
     void *pointers[4] = {(void *)src, (void *)weights, NULL, NULL};
@@ -393,7 +394,7 @@ int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, int block, co
                                        float *diff_bias) {
     entry *data = diff_src ? lookup(shape, kBackwardData) : NULL;
     entry *grads = lookup(shape, diff_bias ? kBackwardWeightsBias : kBackwardWeights);
-    if ((diff_src && !data) || !grads) return -1;
+    if ((diff_src && !data) || !grads || dk_dnnl_channel_block(shape, diff_bias != NULL) != block) return -1;
     // The output gradient, routed to the winners straight into its blocked layout in scratch
     // slot 0, where both passes read their argument 0.
     float *diff_dst = scratch(0, p_dnnl_memory_desc_get_size(&grads->args[0].inner));
