@@ -374,11 +374,12 @@ int dk_dnnl_channel_block(const dk_dnnl_shape *shape, int with_bias) {
     return 0;
 }
 
-int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
-                                      const float *bias, float *pooled, int32_t *argmax) {
-    // Each chunk's shape is a primitive of its own: its layout is checked, not assumed.
+int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *bias,
+                                      float *pooled, int32_t *argmax) {
+    // Each chunk's shape is a primitive of its own: its layout is looked up, not assumed.
     entry *e = lookup(shape, bias ? kForwardBias : kForward);
-    if (!e || dk_dnnl_channel_block(shape, bias != NULL) != block) return -1;
+    const int block = dk_dnnl_channel_block(shape, bias != NULL);
+    if (!e || block == 0) return -1;
     // src, weights, [bias,] dst: the output is left in its blocked layout, in scratch slot `out`.
     const int out = e->count - 1;
     void *pointers[4] = {(void *)src, (void *)weights, NULL, NULL};
@@ -389,12 +390,12 @@ int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, int block, con
                                           (size_t)block, 1, pooled, argmax);
 }
 
-int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
-                                       const float *pooled_grad, const int32_t *argmax, float *diff_src, float *diff_weights,
-                                       float *diff_bias) {
+int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *pooled_grad,
+                                       const int32_t *argmax, float *diff_src, float *diff_weights, float *diff_bias) {
     entry *data = diff_src ? lookup(shape, kBackwardData) : NULL;
     entry *grads = lookup(shape, diff_bias ? kBackwardWeightsBias : kBackwardWeights);
-    if ((diff_src && !data) || !grads || dk_dnnl_channel_block(shape, diff_bias != NULL) != block) return -1;
+    const int block = dk_dnnl_channel_block(shape, diff_bias != NULL);
+    if ((diff_src && !data) || !grads || block == 0) return -1;
     // The output gradient, routed to the winners straight into its blocked layout in scratch
     // slot 0, where both passes read their argument 0.
     float *diff_dst = scratch(0, p_dnnl_memory_desc_get_size(&grads->args[0].inner));
@@ -428,15 +429,14 @@ int dk_dnnl_conv_backward(const dk_dnnl_shape *shape, const float *src, const fl
 }
 
 int dk_dnnl_channel_block(const dk_dnnl_shape *shape, int with_bias) { (void)shape; (void)with_bias; return 0; }
-int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
-                                      const float *bias, float *pooled, int32_t *argmax) {
-    (void)shape; (void)block; (void)src; (void)weights; (void)bias; (void)pooled; (void)argmax;
+int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *bias,
+                                      float *pooled, int32_t *argmax) {
+    (void)shape; (void)src; (void)weights; (void)bias; (void)pooled; (void)argmax;
     return -1;
 }
-int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
-                                       const float *pooled_grad, const int32_t *argmax, float *diff_src, float *diff_weights,
-                                       float *diff_bias) {
-    (void)shape; (void)block; (void)src; (void)weights; (void)pooled_grad; (void)argmax; (void)diff_src; (void)diff_weights; (void)diff_bias;
+int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *pooled_grad,
+                                       const int32_t *argmax, float *diff_src, float *diff_weights, float *diff_bias) {
+    (void)shape; (void)src; (void)weights; (void)pooled_grad; (void)argmax; (void)diff_src; (void)diff_weights; (void)diff_bias;
     return -1;
 }
 

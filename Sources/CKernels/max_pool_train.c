@@ -282,30 +282,6 @@ __attribute__((always_inline)) static inline void blocked_forward(const float *x
         }
 }
 
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void blocked_forward_avx512(const float *x, size_t images, size_t channels, size_t h,
-                                                                     size_t w, size_t block, int relu, float *y, int32_t *argmax) {
-    if (block == 16) blocked_forward(x, images, channels, h, w, 16, relu, y, argmax);
-    else blocked_forward(x, images, channels, h, w, 8, relu, y, argmax);
-}
-__attribute__((target("avx2"))) static void blocked_forward_avx2(const float *x, size_t images, size_t channels, size_t h,
-                                                                size_t w, size_t block, int relu, float *y, int32_t *argmax) {
-    if (block == 16) blocked_forward(x, images, channels, h, w, 16, relu, y, argmax);
-    else blocked_forward(x, images, channels, h, w, 8, relu, y, argmax);
-}
-#endif
-
-int dk_max_pool2x2_blocked_forward(const float *x, size_t images, size_t channels, size_t h, size_t w, size_t block, int relu,
-                                   float *y, int32_t *argmax) {
-    if ((block != 8 && block != 16) || channels % block != 0) return -1;
-#if defined(__x86_64__)
-    if (dk_cpu_has_avx512()) { blocked_forward_avx512(x, images, channels, h, w, block, relu, y, argmax); return 0; }
-    if (dk_cpu_has_avx2_fma()) { blocked_forward_avx2(x, images, channels, h, w, block, relu, y, argmax); return 0; }
-#endif
-    blocked_forward(x, images, channels, h, w, block, relu, y, argmax);
-    return 0;
-}
-
 /// One image's channel block of the backward pass: every position of the window written, the
 /// gradient at the winner and 0 at the other three (dense stores, lane by lane).
 __attribute__((always_inline)) static inline void blocked_backward_block(const float *grad, const int32_t *argmax, size_t block,
@@ -342,17 +318,33 @@ __attribute__((always_inline)) static inline void blocked_backward(const float *
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void blocked_backward_avx512(const float *grad, const int32_t *argmax, size_t images,
-                                                                      size_t channels, size_t h, size_t w, size_t block, float *dx) {
-    if (block == 16) blocked_backward(grad, argmax, images, channels, h, w, 16, dx);
-    else blocked_backward(grad, argmax, images, channels, h, w, 8, dx);
-}
-__attribute__((target("avx2"))) static void blocked_backward_avx2(const float *grad, const int32_t *argmax, size_t images,
-                                                                 size_t channels, size_t h, size_t w, size_t block, float *dx) {
-    if (block == 16) blocked_backward(grad, argmax, images, channels, h, w, 16, dx);
-    else blocked_backward(grad, argmax, images, channels, h, w, 8, dx);
-}
+/// Both blocked kernels compiled for one instruction set, the block size a constant in each call
+/// so that the lane loops vectorise.
+#define BLOCKED_KERNELS(SUFFIX, TARGET)                                                                              \
+    TARGET static void blocked_forward_##SUFFIX(const float *x, size_t images, size_t channels, size_t h, size_t w,  \
+                                                size_t block, int relu, float *y, int32_t *argmax) {                 \
+        if (block == 16) blocked_forward(x, images, channels, h, w, 16, relu, y, argmax);                          \
+        else blocked_forward(x, images, channels, h, w, 8, relu, y, argmax);                                       \
+    }                                                                                                                \
+    TARGET static void blocked_backward_##SUFFIX(const float *grad, const int32_t *argmax, size_t images,           \
+                                                 size_t channels, size_t h, size_t w, size_t block, float *dx) {     \
+        if (block == 16) blocked_backward(grad, argmax, images, channels, h, w, 16, dx);                           \
+        else blocked_backward(grad, argmax, images, channels, h, w, 8, dx);                                        \
+    }
+BLOCKED_KERNELS(avx512, __attribute__((target("avx512f"))))
+BLOCKED_KERNELS(avx2, __attribute__((target("avx2"))))
 #endif
+
+int dk_max_pool2x2_blocked_forward(const float *x, size_t images, size_t channels, size_t h, size_t w, size_t block, int relu,
+                                   float *y, int32_t *argmax) {
+    if ((block != 8 && block != 16) || channels % block != 0) return -1;
+#if defined(__x86_64__)
+    if (dk_cpu_has_avx512()) { blocked_forward_avx512(x, images, channels, h, w, block, relu, y, argmax); return 0; }
+    if (dk_cpu_has_avx2_fma()) { blocked_forward_avx2(x, images, channels, h, w, block, relu, y, argmax); return 0; }
+#endif
+    blocked_forward(x, images, channels, h, w, block, relu, y, argmax);
+    return 0;
+}
 
 int dk_max_pool2x2_blocked_backward(const float *grad, const int32_t *argmax, size_t images, size_t channels, size_t h, size_t w,
                                     size_t block, float *dx) {

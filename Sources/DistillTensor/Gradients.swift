@@ -13,7 +13,7 @@ enum BackwardRule {
     case matmul, linear
     case conv2d(Conv2dConfig, path: ConvolutionPath, cols: TensorStorage?), maxPool2d(argmax: [Int32], tiled: Bool), avgPool2d(Pool2dConfig)
     case conv2dReLUMaxPool(Conv2dConfig, pool: Pool2dConfig, level: Int32, argmax: [Int32])
-    case conv2dBlockedReLUMaxPool(Conv2dConfig, block: Int32, argmax: [Int32])
+    case conv2dBlockedReLUMaxPool(Conv2dConfig, argmax: [Int32])
     case batchNorm(xhat: Tensor, invStd: [Float], training: Bool)
     case layerNorm(xhat: Tensor, invStd: [Float])
     case maskedMeanPool(weights: [Float]), l2Normalize(norms: [Float], epsilon: Float)
@@ -138,9 +138,9 @@ extension BackwardRule {
             let (dw, db) = conv2dReLUMaxPoolBackward(x: x[0], weight: x[1], hasBias: x.count > 2, config: config, pool: pool,
                                                      level: level, argmax: argmax, grad: g)
             return [nil, x[1].requiresGrad ? dw : nil, x.count > 2 && x[2].requiresGrad ? db : nil]
-        case .conv2dBlockedReLUMaxPool(let config, let block, let argmax):
-            let (dx, dw, db) = conv2dBlockedReLUMaxPoolBackward(x: x[0], weight: x[1], hasBias: x.count > 2, config: config, block: block,
-                                                                argmax: argmax, grad: g, needInput: x[0].requiresGrad)
+        case .conv2dBlockedReLUMaxPool(let config, let argmax):
+            let (dx, dw, db) = conv2dBlockedReLUMaxPoolBackward(x: x[0], weight: x[1], hasBias: x.count > 2, config: config, argmax: argmax,
+                                                                grad: g, needInput: x[0].requiresGrad)
             return [dx, x[1].requiresGrad ? dw : nil, x.count > 2 && x[2].requiresGrad ? db : nil]
         case .maxPool2d(let argmax, let tiled): return [maxPool2dBackward(g, inputShape: x[0].shape, argmax: argmax, tiled: tiled)]
         case .avgPool2d(let config): return [avgPool2dBackward(g, inputShape: x[0].shape, config: config)]

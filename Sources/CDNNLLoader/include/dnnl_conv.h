@@ -47,15 +47,14 @@ int dk_dnnl_conv_backward(const dk_dnnl_shape *shape, const float *src, const fl
 int dk_dnnl_channel_block(const dk_dnnl_shape *shape, int with_bias);
 
 /// pooled [n, o, p/2, q/2] = maxpool(relu(conv(src) + bias)), argmax as `dk_max_pool2x2_forward`
-/// gives it; `block` from `dk_dnnl_channel_block`. Returns 0 or -1.
-int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
-                                      const float *bias, float *pooled, int32_t *argmax);
+/// gives it. Returns 0, or -1 (also when `dk_dnnl_channel_block` is 0 for this shape).
+int dk_dnnl_conv_relu_maxpool_forward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *bias,
+                                      float *pooled, int32_t *argmax);
 
 /// The gradients from pooled_grad and the forward pass's argmax: diff_src in plain NCHW (skipped
 /// when NULL), diff_weights [o, c, r, s] and diff_bias [o] (skipped when NULL), all overwritten.
 /// Returns 0 or -1.
-int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, int block, const float *src, const float *weights,
-                                       const float *pooled_grad, const int32_t *argmax, float *diff_src, float *diff_weights,
-                                       float *diff_bias);
+int dk_dnnl_conv_relu_maxpool_backward(const dk_dnnl_shape *shape, const float *src, const float *weights, const float *pooled_grad,
+                                       const int32_t *argmax, float *diff_src, float *diff_weights, float *diff_bias);
 
 #endif

@@ -463,8 +463,7 @@ func conv2dBlockedReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor?, conf
     guard geo.n > 0, geo.p >= 2, geo.q >= 2 else { return nil }
     if let bias { precondition(bias.shape == [geo.o], "conv2dReLUMaxPool2d: bias \(bias.shape) for \(geo.o) output channels") }
     var probe = geo.dnnlShape(images: (geo.n + ConvGeometry.batchChunks - 1) / ConvGeometry.batchChunks)
-    let block = dk_dnnl_channel_block(&probe, bias == nil ? 0 : 1)
-    guard block > 0 else { return nil }
+    guard dk_dnnl_channel_block(&probe, bias == nil ? 0 : 1) > 0 else { return nil }  // before allocating anything
     let out = Tensor(uninitializedShape: [geo.n, geo.o, geo.p / 2, geo.q / 2])
     var argmax = [Int32](repeating: 0, count: out.count)
     let failed = argmax.withUnsafeMutableBufferPointer { winners -> Bool in
@@ -474,19 +473,19 @@ func conv2dBlockedReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor?, conf
         return anyChunkFails(geo.n, chunks: ConvGeometry.batchChunks) { _, range in
             var shape = geo.dnnlShape(images: range.count)
             let first = range.lowerBound
-            return dk_dnnl_conv_relu_maxpool_forward(&shape, block, xs.p + first * imageSize, ws.p, bs?.p, os.p + first * pooledSize,
+            return dk_dnnl_conv_relu_maxpool_forward(&shape, xs.p + first * imageSize, ws.p, bs?.p, os.p + first * pooledSize,
                                                      am.p + first * pooledSize)
         }
     }
     if failed { return nil }
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
-    return Tensor.result(out, inputs: inputs, .conv2dBlockedReLUMaxPool(config, block: block, argmax: argmax))
+    return Tensor.result(out, inputs: inputs, .conv2dBlockedReLUMaxPool(config, argmax: argmax))
 }
 
 /// The gradients of `conv2dBlockedReLUMaxPool2d`, chunk by chunk as the forward pass ran; the
 /// chunks' weight and bias gradients are summed in order.
-func conv2dBlockedReLUMaxPoolBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, block: Int32,
-                                      argmax: [Int32], grad: Tensor, needInput: Bool) -> (Tensor?, Tensor, Tensor?) {
+func conv2dBlockedReLUMaxPoolBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, argmax: [Int32], grad: Tensor,
+                                      needInput: Bool) -> (Tensor?, Tensor, Tensor?) {
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
     let dx = needInput ? Tensor(uninitializedShape: x.shape) : nil
     let chunks = Swift.max(1, Swift.min(ConvGeometry.batchChunks, geo.n))
@@ -501,7 +500,7 @@ func conv2dBlockedReLUMaxPoolBackward(x: Tensor, weight: Tensor, hasBias: Bool, 
         return anyChunkFails(geo.n, chunks: chunks) { chunk, range in
             var shape = geo.dnnlShape(images: range.count)
             let first = range.lowerBound
-            return dk_dnnl_conv_relu_maxpool_backward(&shape, block, xs.p + first * imageSize, ws.p, gs.p + first * pooledSize,
+            return dk_dnnl_conv_relu_maxpool_backward(&shape, xs.p + first * imageSize, ws.p, gs.p + first * pooledSize,
                                                       am.p + first * pooledSize, dxs.map { $0.p + first * imageSize },
                                                       pws.p + chunk * weight.count, hasBias ? pbs.p + chunk * geo.o : nil)
         }
