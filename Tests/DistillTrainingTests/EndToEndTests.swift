@@ -123,6 +123,36 @@ struct EndToEndTests {
             #expect(error.message.contains("training sample 5"), "\(error.message)")
         }
     }
+
+    /// `distill demo`'s job on the subset, with a small MLP teacher: three rows, the teacher's
+    /// best epoch picked on held-out training rows (never on the test set), scratch and distilled
+    /// students of one spec, and a second run that reuses the cached teacher.
+    @Test func demoJobPicksTheTeacherOnValidationRowsAndReusesIt() throws {
+        var job = DemoJob(output: temporaryFolder("demo"))
+        job.teacher = "mlp:784-128-10"
+        job.student = "mlp:784-32-10"
+        job.teacherEpochs = 3
+        job.studentEpochs = 2
+        job.quiet = true
+        let first = try job.run(on: data)
+        #expect(first.trainedTeacher)
+        #expect(first.rows.map(\.role) == ["teacher", "scratch", "distilled"])
+        #expect(first.rows.map(\.spec) == ["mlp:784-128-10", "mlp:784-32-10", "mlp:784-32-10"])
+        #expect(first.teacher.accuracy > 0.6 && first.distilled.accuracy > 0.5)
+        let summary = try #require(JSONSerialization.jsonObject(
+            with: Data(contentsOf: job.output.appendingPathComponent("teacher/summary.json"))) as? [String: Any])
+        let validation = try #require(summary["validation"] as? [String: Any], "the teacher's best epoch must be picked on validation rows")
+        #expect(validation["rows"] as? Int == Int((Double(data.train.count) * DemoJob.teacherValidationShare).rounded()))
+        #expect(summary["best_test_accuracy"] == nil, "no model may be picked on the test set")
+        #expect(FileManager.default.fileExists(atPath: job.output.appendingPathComponent("summary.txt").path))
+
+        let teacherBytes = try Data(contentsOf: job.teacherFile)
+        let second = try job.run(on: data)
+        #expect(!second.trainedTeacher)
+        #expect(try Data(contentsOf: job.teacherFile) == teacherBytes)
+        #expect(second.teacher.accuracy == first.teacher.accuracy)
+        #expect(second.distilled.accuracy == first.distilled.accuracy, "same seed, same teacher: the same student")
+    }
 }
 
 @Suite("Experiment files and loss terms")

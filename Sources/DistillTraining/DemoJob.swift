@@ -1,0 +1,91 @@
+import DistillData
+import DistillTensor
+import Foundation
+
+/// The main job (`distill demo`): a teacher, a student trained from scratch and the same student
+/// distilled from the teacher, side by side on one dataset.
+///
+/// - The teacher is trained once and cached in `output/teacher`; a later run reuses it.
+///   `teacherValidationShare` of the training rows are held out to pick its best epoch, so the
+///   test set is scored, never used to choose.
+/// - The student is trained twice from the same initialisation and batch order (same seed): from
+///   scratch with cross-entropy, and distilled from the teacher's soft targets (T = 2,
+///   0.5·T²·KL + 0.5·CE). Both rows report the last epoch's student.
+public struct DemoJob: Sendable {
+    public var output: URL
+    public var teacher = "cnn-small"
+    public var student = "mlp:784-64-10"
+    public var teacherEpochs = 8
+    public var studentEpochs = 60
+    public var seed: UInt64 = 0
+    public var retrainTeacher = false
+    public var quiet = false
+
+    /// The share of the training rows (5,000 of Fashion-MNIST's 60,000) held out to pick the
+    /// teacher's best epoch.
+    public static let teacherValidationShare = 1.0 / 12
+
+    public init(output: URL) { self.output = output }
+
+    public struct Result: Sendable {
+        public var teacher: ModelSummary, scratch: ModelSummary, distilled: ModelSummary
+        /// Whether this run trained the teacher (false: the cached one was reused).
+        public var trainedTeacher: Bool
+        public var minutes: Double
+        /// Distilled minus scratch test accuracy, in points.
+        public var gainPoints: Double { (distilled.accuracy - scratch.accuracy) * 100 }
+        public var rows: [ModelSummary] { [teacher, scratch, distilled] }
+    }
+
+    public var teacherFile: URL { output.appendingPathComponent("teacher/best.safetensors") }
+
+    /// Runs the three trainings on `data` (nil: Fashion-MNIST, loaded inside the timed run) and
+    /// writes `summary.txt` next to their run folders.
+    public func run(on data: (train: LabeledDataset, test: LabeledDataset)? = nil) throws -> Result {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let data = try data ?? FashionMNIST.load()
+        let trainTeacher = retrainTeacher || !FileManager.default.fileExists(atPath: teacherFile.path)
+        if trainTeacher {
+            if !quiet { log("== training the teacher (\(teacher), \(teacherEpochs) epochs); it is cached in \(teacherFile.path)") }
+            var t = Experiment()
+            t.student = teacher
+            t.options.epochs = teacherEpochs
+            t.options.seed = seed
+            t.options.quiet = quiet
+            t.validation = Self.teacherValidationShare
+            t.output = output.appendingPathComponent("teacher").path
+            _ = try ExperimentRunner.run(t, preloaded: data)
+        } else if !quiet {
+            log("== reusing the cached teacher \(teacherFile.path) (--retrain-teacher to train it again)")
+        }
+
+        var scratch = Experiment()
+        scratch.student = student
+        scratch.options.epochs = studentEpochs
+        scratch.options.seed = seed
+        scratch.options.quiet = quiet
+        scratch.output = output.appendingPathComponent("scratch").path
+        if !quiet { log("== training the student from scratch (\(student), \(studentEpochs) epochs)") }
+        let scratchResult = try ExperimentRunner.run(scratch, preloaded: data)
+
+        var kd = scratch
+        kd.teachers = [teacherFile.path]
+        var kdTerm = LossTerm(.kd, weight: 0.5)
+        kdTerm.temperature = 2
+        kd.losses = [kdTerm, LossTerm(.ce, weight: 0.5)]
+        kd.output = output.appendingPathComponent("distilled").path
+        if !quiet { log("== distilling the teacher into the student (same initialisation and batch order)") }
+        let kdResult = try ExperimentRunner.run(kd, preloaded: data)
+
+        guard let teacherRow = kdResult.rows.first(where: { $0.role == "teacher" }),
+              var scratchRow = scratchResult.rows.last, var kdRow = kdResult.rows.last else {
+            throw TensorError("distill demo: the runs returned no summary rows")
+        }
+        scratchRow.role = "scratch"
+        kdRow.role = "distilled"
+        let result = Result(teacher: teacherRow, scratch: scratchRow, distilled: kdRow, trainedTeacher: trainTeacher,
+                            minutes: Double(DispatchTime.now().uptimeNanoseconds - started) / 60e9)
+        try AtomicFile.write(Data((summaryTable(result.rows) + "\n").utf8), to: output.appendingPathComponent("summary.txt"))
+        return result
+    }
+}
