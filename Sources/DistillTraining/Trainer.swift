@@ -51,20 +51,26 @@ public struct TrainingOptions: Sendable {
     ///   of 320,000 rows or more at batch 128: Fashion-MNIST keeps its 10).
     public mutating func chooseSizes(trainingRows rows: Int) -> String? {
         guard epochsFromData || batchSizeFromData else { return nil }
-        var chosen: [String] = []
+        // The note names only the rules applied: a run with given epochs gets no word on steps.
+        var chosen: [String] = [], rules: [String] = [], options: [String] = []
         if batchSizeFromData {
             var size = 16
             while size < 128 && size * 2 * 32 <= rows { size *= 2 }
             batchSize = size
             chosen.append("batch size \(size)")
+            rules.append("about 32 batches an epoch, 16 to 128 rows each")
+            options.append("--batch-size")
         }
         if epochsFromData {
             let stepsPerEpoch = max(1, (rows + batchSize - 1) / batchSize)
             let wanted = (Self.targetSteps + stepsPerEpoch - 1) / stepsPerEpoch
             epochs = min(max(wanted, Self.chosenEpochs.lowerBound), Self.chosenEpochs.upperBound)
             chosen.append("\(epochs) epochs")
+            rules.append("about \(Self.targetSteps) optimizer steps, at least \(Self.chosenEpochs.lowerBound) epochs")
+            options.append("--epochs")
         }
-        return "\(chosen.joined(separator: ", ")) for \(rows) training rows (about \(Self.targetSteps) optimizer steps, at least \(Self.chosenEpochs.lowerBound) epochs); --epochs and --batch-size choose them"
+        return "\(chosen.joined(separator: ", ")) for \(rows) training rows (\(rules.joined(separator: "; "))); "
+            + "\(options.joined(separator: " and ")) \(options.count == 1 ? "chooses it" : "choose them")"
     }
 
     public var augmentation: Augmentation? {

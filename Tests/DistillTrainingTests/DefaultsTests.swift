@@ -25,8 +25,11 @@ struct DefaultsTests {
     func givenSizesAreKept() {
         let epochsGiven = Self.chosen(rows: 1_347) { $0.epochs = 3 }
         #expect(epochsGiven.epochs == 3 && epochsGiven.batch == 32)
+        // The note names only the rule that was applied.
+        #expect(epochsGiven.note == "batch size 32 for 1347 training rows (about 32 batches an epoch, 16 to 128 rows each); --batch-size chooses it")
         let batchGiven = Self.chosen(rows: 1_347) { $0.batchSize = 64 }
         #expect(batchGiven.batch == 64 && batchGiven.epochs == 2_500 / 22 + 1)
+        #expect(batchGiven.note?.hasSuffix("(about 2500 optimizer steps, at least 10 epochs); --epochs chooses it") == true)
         let bare = TrainingOptions()  // a library user's options: fixed 10 epochs of 128
         var copy = bare
         #expect(copy.chooseSizes(trainingRows: 10) == nil && copy.epochs == 10 && copy.batchSize == 128)
