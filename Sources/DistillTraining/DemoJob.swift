@@ -1,4 +1,5 @@
 import DistillData
+import DistillNN
 import DistillTensor
 import Foundation
 
@@ -39,16 +40,41 @@ public struct DemoJob: Sendable {
 
     public var teacherFile: URL { output.appendingPathComponent("teacher/best.safetensors") }
 
+    /// The teacher's and the student's specs, resolved (a `.yaml` model file becomes its layer
+    /// list) and checked: settings that cannot work are refused naming the demo's own options, and
+    /// so are models that do not fit `data`, before anything trains, so that a bad student does
+    /// not cost the teacher's minute of training first.
+    public func checkedSpecs(for data: LabeledDataset) throws -> (teacher: String, student: String) {
+        for (value, option) in [(teacherEpochs, "teacher-epochs"), (studentEpochs, "student-epochs")]
+        where !(1...Experiment.maxEpochs).contains(value) {
+            throw TensorError("--\(option) must be 1...\(Experiment.maxEpochs), got \(value)")
+        }
+        let what = "on Fashion-MNIST (examples \(data.exampleShape), \(data.numClasses) classes)"
+        func checked(_ spec: String, _ option: String) throws -> String {
+            do {
+                let resolved = try Experiment.resolveModelSpec(spec)
+                let model = try ModelZoo.build(resolved, inputShape: data.exampleShape, numClasses: data.numClasses, seed: seed)
+                _ = try ModelShapes.check(model, inputShape: data.exampleShape, numClasses: data.numClasses,
+                                          what: "--\(option) '\(spec.prefix(80))' \(what)")
+                return resolved
+            } catch let error as TensorError where !error.message.hasPrefix("--\(option) ") {
+                throw TensorError("--\(option) '\(spec.prefix(80))': \(error.message)")
+            }
+        }
+        return (try checked(teacher, "teacher"), try checked(student, "student"))
+    }
+
     /// Runs the three trainings on `data` (nil: Fashion-MNIST, loaded inside the timed run) and
     /// writes `summary.txt` next to their run folders.
     public func run(on data: (train: LabeledDataset, test: LabeledDataset)? = nil) throws -> Result {
         let started = DispatchTime.now().uptimeNanoseconds
         let data = try data ?? FashionMNIST.load()
+        let specs = try checkedSpecs(for: data.train)
         let trainTeacher = retrainTeacher || !FileManager.default.fileExists(atPath: teacherFile.path)
         if trainTeacher {
             if !quiet { log("== training the teacher (\(teacher), \(teacherEpochs) epochs); it is cached in \(teacherFile.path)") }
             var t = Experiment()
-            t.student = teacher
+            t.student = specs.teacher
             t.options.epochs = teacherEpochs
             t.options.seed = seed
             t.options.quiet = quiet
@@ -60,7 +86,7 @@ public struct DemoJob: Sendable {
         }
 
         var scratch = Experiment()
-        scratch.student = student
+        scratch.student = specs.student
         scratch.options.epochs = studentEpochs
         scratch.options.seed = seed
         scratch.options.quiet = quiet

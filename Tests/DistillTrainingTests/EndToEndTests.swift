@@ -153,6 +153,24 @@ struct EndToEndTests {
         #expect(second.teacher.accuracy == first.teacher.accuracy)
         #expect(second.distilled.accuracy == first.distilled.accuracy, "same seed, same teacher: the same student")
     }
+
+    /// A student that does not fit the data, or epochs out of range, fail before the teacher's
+    /// training, naming the demo's option: no run folder is written.
+    @Test(arguments: [
+        ("mlp:784-64-5", 8, 60, "--student 'mlp:784-64-5'"), ("nonsense", 8, 60, "--student 'nonsense': unknown model"),
+        ("mlp:784-64-10", 0, 60, "--teacher-epochs must be 1...100000, got 0"),
+        ("mlp:784-64-10", 8, 0, "--student-epochs must be 1...100000, got 0"),
+    ])
+    func demoJobRefusesBadSettingsBeforeTraining(student: String, teacherEpochs: Int, studentEpochs: Int, message: String) {
+        var job = DemoJob(output: temporaryFolder("demo-bad"))
+        job.student = student
+        job.teacherEpochs = teacherEpochs
+        job.studentEpochs = studentEpochs
+        job.quiet = true
+        #expect(throws: TensorError.self) { _ = try job.run(on: data) }
+        do { _ = try job.run(on: data) } catch { #expect("\(error)".contains(message), "\(error)") }
+        #expect(!FileManager.default.fileExists(atPath: job.output.appendingPathComponent("teacher").path))
+    }
 }
 
 @Suite("Experiment files and loss terms")
