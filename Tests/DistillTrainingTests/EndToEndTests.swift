@@ -118,9 +118,10 @@ struct EndToEndTests {
         features.data[5 * 784 + 3] = .nan
         let bad = try LabeledDataset(features: features, labels: data.train.labels, numClasses: 10)
         let e = experiment(epochs: 1)
-        #expect(throws: TrainingError.self) { try ExperimentRunner.run(e, preloaded: (bad, data.test)) }
-        do { _ = try ExperimentRunner.run(e, preloaded: (bad, data.test)) } catch let error as TrainingError {
-            #expect(error.message.contains("training sample 5"), "\(error.message)")
+        // Refused before the first step, naming the row and the feature.
+        #expect(throws: TensorError.self) { try ExperimentRunner.run(e, preloaded: (bad, data.test)) }
+        do { _ = try ExperimentRunner.run(e, preloaded: (bad, data.test)) } catch let error as TensorError {
+            #expect(error.message.contains("(training rows): row 5 holds nan (feature 3)"), "\(error.message)")
         }
     }
 

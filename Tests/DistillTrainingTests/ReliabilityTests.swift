@@ -51,7 +51,7 @@ import Testing
         var e = Self.experiment(epochs: 1, output: nil)
         e.data = Self.file("npz-nan-features.npz").path
         e.student = "mlp:4-8-3"
-        expectMessage(["non-finite input value in training sample 5", "epoch 1, step"]) { _ = try ExperimentRunner.run(e) }
+        expectMessage(["npz-nan-features.npz (training rows): row 5 holds nan", "features must be finite"]) { _ = try ExperimentRunner.run(e) }
     }
 
     @Test func aTeacherWithNaNWeightsIsRefused() throws {

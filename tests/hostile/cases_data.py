@@ -289,11 +289,11 @@ def npz_cases():
         npz_case("x-y-row-mismatch", dataset_npz(y_train=np.zeros(50, np.int64)), ["y_train", "50"]),
         npz_case("x-test-feature-shape", dataset_npz(x_test=np.zeros((20, 5), np.float32)), ["x_test"]),
         npz_case("x-5d", dataset_npz(x_train=np.zeros((60, 1, 2, 2, 1), np.float32)), ["x_test"]),
-        # Non-finite features: a test split is refused when read; a training row stops training at its first batch.
+        # Non-finite features: a test split is refused when read, a training row before the first step.
         npz_case("x-test-inf", dataset_npz(x_test=np.where(np.arange(80).reshape(20, 4) == 13, np.inf, 0).astype(np.float32)),
                  ["test split", "row 3 holds inf"], args=TRAIN_NPZ),
         Case("npz", "x-train-nan", TRAIN_NPZ, {"d.npz": dataset_npz(x_train=np.where(np.arange(240).reshape(60, 4) == 30, np.nan, 0).astype(np.float32))},
-             ["non-finite", "sample 7"]),
+             ["training rows", "row 7 holds nan"]),
         npz_case("y-2d", dataset_npz(y_train=np.zeros((60, 3), np.int64)), ["y_train", "[60, 3]"]),
         npz_case("missing-x-test", dataset_npz(x_test=None), ["x_test"]),
         npz_case("x-complex", dataset_npz(x_train=np.zeros((60, 4), np.complex64)), ["x_train", "unsupported dtype"]),

@@ -54,7 +54,7 @@ def cases():
              {"m.safetensors": model(), "d.npz": npz(x_train=np.ones((10, 4), np.float32), y_train=np.arange(10) % 3,
                                                      x_test=np.full((5, 4), np.nan, np.float32), y_test=np.arange(5) % 3)}, ["d.npz"]),
         Case("run-data", "nan-train-input", TRAIN, {"d.npz": npz(x_train=np.full((10, 4), np.nan, np.float32), y_train=np.arange(10) % 3,
-                                                               x_test=np.ones((5, 4), np.float32), y_test=np.arange(5) % 3)}, ["sample"]),
+                                                               x_test=np.ones((5, 4), np.float32), y_test=np.arange(5) % 3)}, ["training rows", "row 0 holds nan"]),
         Case("run-data", "lr-diverges", TRAIN + ["--lr", "1e30", "--output", "run"], DATA, ["no checkpoint had been written yet", "run"]),
     ]
     return out
