@@ -56,7 +56,8 @@ public final class BatchLoader: Sendable {
     public let dropLast: Bool
     /// Applied to each batch as it is built; nil for none.
     public let augmentation: Augmentation?
-    /// Whether the next batch is built in the background.
+    /// Whether the next batch is built in the background. Without it, each batch is built on
+    /// the calling thread when asked for, its rows copied by all of `Parallel`'s workers.
     public let prefetch: Bool
 
     /// Throws when `batchSize < 1`, or when `augmentation` is given for features that are not
@@ -118,7 +119,16 @@ public final class BatchLoader: Sendable {
     func makeBatch(_ position: BatchPosition, order: [Int]) -> Batch {
         let lo = position.batch * batchSize, hi = min(order.count, lo + batchSize)
         let indices = Array(order[lo..<hi])
-        var inputs = dataset.rows(indices)
+        var inputs: Tensor
+        if prefetch {  // on the background thread: the workers are the caller's
+            inputs = dataset.rows(indices)
+        } else {
+            inputs = Tensor(uninitializedShape: [indices.count] + dataset.exampleShape)
+            let size = dataset.exampleSize, out = SharedPointer(inputs.data), dataset = dataset
+            Parallel.forChunks(indices.count, costPerItem: size) { rows in
+                dataset.copyRows(indices[rows], into: out.p + rows.lowerBound * size)
+            }
+        }
         if let augmentation, !augmentation.operations.isEmpty {
             var generator = SeededGenerator(seed: SeededGenerator.mix(start: Self.seedStream, [seed, 0x4155_4755, UInt64(bitPattern: Int64(position.epoch)),
                                                                                       UInt64(bitPattern: Int64(position.batch))]))

@@ -47,6 +47,23 @@ func summary(_ b: Batch) -> [String] {
         #expect(a.order(epoch: 1).sorted() == Array(0..<10))
     }
 
+    /// Batches large enough for the cores to share the copy (built on the calling thread) hold
+    /// the same rows as those built in the background, for float and byte storage alike.
+    @Test func rowsCopiedByTheWorkersMatchTheBackgroundBuilder() throws {
+        let rows = 300, width = 784
+        let bytes = (0..<rows * width).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        let labels = (0..<rows).map { $0 % 10 }
+        let stored = try LabeledDataset(unitBytes: bytes, shape: [rows, width], labels: labels, numClasses: 10)
+        let floats = try LabeledDataset(features: stored.rows(Array(0..<rows)), labels: labels, numClasses: 10)
+        for data in [stored, floats] {
+            let background = try BatchLoader(dataset: data, batchSize: 128, seed: 3)
+            let caller = try BatchLoader(dataset: data, batchSize: 128, seed: 3, prefetch: false)
+            let a = Array(try background.batches(epochs: 0..<2)), b = Array(try caller.batches(epochs: 0..<2))
+            #expect(a.map(summary) == b.map(summary))
+            #expect(b[0].inputs.scalars == data.rows(b[0].indices).scalars)
+        }
+    }
+
     @Test func resumingMatchesAFullRun() throws {
         let data = try imageDataset(11)
         let augmentation = try Augmentation([.shift(maxPixels: 1), .horizontalFlip(probability: 0.5)])
