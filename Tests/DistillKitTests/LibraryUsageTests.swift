@@ -19,4 +19,17 @@ struct LibraryUsageTests {
         #expect(withNoGrad { net(x) }.shape == [2, 3])
         #expect(data.count == 2 && onnx.inputs.count == 1)
     }
+
+    /// The README's `DemoJob` call: its settings are checked against the data before anything
+    /// trains (the whole job is run by EndToEndTests on a subset).
+    @Test("distill demo is a library call")
+    func demoJob() throws {
+        var job = DemoJob(output: URL(fileURLWithPath: "runs/demo"))
+        job.student = "mlp:784-32-10"
+        let images = try LabeledDataset(features: Tensor.zeros([2, 1, 28, 28]), labels: [0, 1], numClasses: 10)
+        let specs = try job.checkedSpecs(for: images)
+        #expect(specs.teacher == "cnn-small" && specs.student == "mlp:784-32-10")
+        job.studentEpochs = 0
+        #expect(throws: TensorError.self) { _ = try job.checkedSpecs(for: images) }
+    }
 }
