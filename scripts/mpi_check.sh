@@ -182,13 +182,15 @@ if [ $status -eq 0 ] || [ $status -eq 124 ] || ! grep -q "distill fit runs as on
 fi
 echo "mpi_check: distill fit under mpirun stops (exit $status): $(grep -m1 -o 'distill fit runs as one process[^;]*' <<<"$message")"
 
-# 7. A rank killed in the middle of an epoch. 1,000 steps of 8 rows an epoch (about 0.4 s), so
-# that the signal lands well inside epoch 2 of 3; checkpoints are written at each epoch's end.
-long=(kd --teacher "$work/teacher" --student mlp:784-64-10 --data fashion-mnist --train-limit 8000 --batch-size 8 --seed 1 --epochs 3)
+# 7. A rank killed in the middle of an epoch. 6,000 steps of 8 rows an epoch (about 1 s), so that
+# the signal, sent when rank 0 prints step 601 of epoch 2 (its 10% progress line), lands well
+# inside epoch 2 of 3 even on a fast host (with 1,000 steps an epoch, epoch 2 once ended before the
+# signal landed); checkpoints are written at each epoch's end.
+long=(kd --teacher "$work/teacher" --student mlp:784-64-10 --data fashion-mnist --train-limit 48000 --batch-size 8 --seed 1 --epochs 3)
 "${mpirun[@]}" "$distill" "${long[@]}" --quiet --output "$work/uninterrupted" >/dev/null
 
 # interrupt_rank1 SIGNAL NAME: runs `long` on 2 ranks into $work/NAME (log: $work/NAME.log),
-# sends SIGNAL to rank 1 once rank 0's progress shows step 101 of epoch 2, and waits (at most 60 s)
+# sends SIGNAL to rank 1 once rank 0's progress shows step 601 of epoch 2, and waits (at most 60 s)
 # for mpirun to end; sets `status` (mpirun's exit status) and `seconds` (from the signal to the end).
 interrupt_rank1() {
   local signal=$1 name=$2 log="$work/$2.log" victim="" deadline=$((SECONDS + 120))
@@ -196,18 +198,23 @@ interrupt_rank1() {
   # MPI_CHECK_RUN marks this job's processes, to find rank 1 among every process of the host.
   MPI_CHECK_RUN=$name mpirun -np 2 -x DISTILL_THREADS -x MPI_CHECK_RUN "$distill" "${long[@]}" --output "$work/$name" >"$log" 2>&1 &
   local job=$!
-  until grep -q "epoch 2/3 .* 101/1000" "$log"; do
-    kill -0 $job 2>/dev/null || fail "$name: the 2-rank run ended before epoch 2 reached step 101: $(tail -5 "$log")"
-    [ $SECONDS -lt $deadline ] || { kill $job; fail "$name: epoch 2 did not reach step 101 within 120 s"; }
+  # Rank 1 is found first, while epoch 1 runs: looking through every process of the host takes
+  # time that must not fall between step 601 and the signal.
+  until [ -n "$victim" ]; do
+    kill -0 $job 2>/dev/null || fail "$name: the 2-rank run ended before rank 1 was found: $(tail -5 "$log")"
+    [ $SECONDS -lt $deadline ] || { kill $job; fail "$name: no process of rank 1 found within 120 s"; }
+    for environ in /proc/[0-9]*/environ; do
+      # -z: the variables are separated by NUL bytes; processes may end while this looks.
+      if grep -qzx "MPI_CHECK_RUN=$name" "$environ" 2>/dev/null && grep -qzx "OMPI_COMM_WORLD_RANK=1" "$environ" 2>/dev/null; then
+        victim=${environ#/proc/}; victim=${victim%/environ}
+      fi
+    done
+  done
+  until grep -q "epoch 2/3 .* 601/6000" "$log"; do
+    kill -0 $job 2>/dev/null || fail "$name: the 2-rank run ended before epoch 2 reached step 601: $(tail -5 "$log")"
+    [ $SECONDS -lt $deadline ] || { kill $job; fail "$name: epoch 2 did not reach step 601 within 120 s"; }
     sleep 0.02
   done
-  for environ in /proc/[0-9]*/environ; do
-    # -z: the variables are separated by NUL bytes; processes may end while this looks.
-    if grep -qzx "MPI_CHECK_RUN=$name" "$environ" 2>/dev/null && grep -qzx "OMPI_COMM_WORLD_RANK=1" "$environ" 2>/dev/null; then
-      victim=${environ#/proc/}; victim=${victim%/environ}
-    fi
-  done
-  [ -n "$victim" ] || { kill $job; fail "$name: no process of rank 1 found"; }
   local start=$(date +%s.%N)
   kill "-$signal" "$victim"
   deadline=$((SECONDS + 60))
@@ -233,7 +240,7 @@ interrupt_rank1 KILL killed
 [ $status -ne 0 ] || fail "killed: mpirun exited 0 after rank 1 was killed"
 grep -q "process rank 1 .*exited on signal 9" "$work/killed.log" || fail "killed: mpirun's message does not name rank 1: $(tail -8 "$work/killed.log")"
 resumes_identically killed
-echo "mpi_check: rank 1 killed (SIGKILL) at step 101+ of epoch 2: the job stopped $seconds s later (exit $status): $(grep -m1 -o 'mpirun noticed that process rank 1 .*' "$work/killed.log"); resumed from epoch 1's checkpoint: weights identical to the uninterrupted run's"
+echo "mpi_check: rank 1 killed (SIGKILL) at step 601+ of epoch 2: the job stopped $seconds s later (exit $status): $(grep -m1 -o 'mpirun noticed that process rank 1 .*' "$work/killed.log"); resumed from epoch 1's checkpoint: weights identical to the uninterrupted run's"
 
 interrupt_rank1 TERM stopped
 [ $status -eq 143 ] || fail "stopped: expected exit 143 (128 + SIGTERM), got $status: $(tail -8 "$work/stopped.log")"
