@@ -119,6 +119,12 @@ public struct LabeledDataset: Sendable {
         }
     }
 
+    /// True when every value is finite whatever the file held: 8-bit values decode to `0...1`.
+    public var isFiniteByConstruction: Bool {
+        if case .unitBytes = storage { return true }
+        return false
+    }
+
     /// Number of examples (`featureShape[0]`).
     public var count: Int { featureShape[0] }
     /// Shape of one example (`featureShape` without the first axis).
