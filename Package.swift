@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module map (dependencies point one way):
-//   CBLASLoader -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX, DistillExport, DistillText} -> DistillTraining -> {DistillKit (library), distill (CLI)}
+//   CKernels -> {CBLASLoader, CDNNLLoader} -> DistillTensor -> DistillNN (+ CKernels) -> {DistillData, DistillONNX, DistillExport, DistillText} -> DistillTraining -> {DistillKit (library), distill (CLI)}
 let package = Package(
     name: "DistillKit",
     products: [
@@ -18,7 +18,7 @@ let package = Package(
     ],
     targets: [
         // OpenBLAS, loaded at run time after choosing its CPU kernels (see Sources/CBLASLoader/blas_loader.c).
-        .target(name: "CBLASLoader", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CBLASLoader", dependencies: ["CKernels"], linkerSettings: [.linkedLibrary("dl")]),
         // oneDNN's convolutions, loaded at run time when installed (see Sources/CDNNLLoader/dnnl_conv.c).
         .target(name: "CDNNLLoader", dependencies: ["CKernels"], linkerSettings: [.linkedLibrary("dl")]),
         // Open MPI, loaded at run time only under mpirun (see Sources/CMPILoader/mpi_loader.c).

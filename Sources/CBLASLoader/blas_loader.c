@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "blas_loader.h"
+#include "dk_cpu.h"
 
 #include <dlfcn.h>
 #include <malloc.h>
@@ -72,12 +73,20 @@ static void choose_coretype(void) {
         return;
     }
     const char *core = NULL;
-    if (dk_cpu_has_avx512()) core = "SkylakeX";
-    else if (dk_cpu_has_avx2_fma()) core = "Haswell";
+    // DISTILL_MAX_CPU_ISA (dk_cpu.h) caps the choice: "avx2" gives Haswell, "scalar" Prescott (SSE3).
+    const int limit = dk_cpu_isa_limit();
+    const int capped = limit == 0 || limit == 1;
+    if (dk_cpu_has_avx512() && !capped) core = "SkylakeX";
+    else if (dk_cpu_has_avx2_fma() && limit != 0) core = "Haswell";
+    else if (limit == 0) core = "Prescott";
     if (core) {
         setenv("OPENBLAS_CORETYPE", core, 1);
-        snprintf(choice, sizeof choice, "OPENBLAS_CORETYPE=%s chosen from the CPU's features (%s)", core,
-                 strcmp(core, "SkylakeX") == 0 ? "AVX-512" : "AVX2+FMA");
+        if (capped && (dk_cpu_has_avx512() || (limit == 0 && dk_cpu_has_avx2_fma())))
+            snprintf(choice, sizeof choice, "OPENBLAS_CORETYPE=%s chosen from DISTILL_MAX_CPU_ISA=%s (the CPU has %s)", core,
+                     limit == 1 ? "avx2" : "scalar", dk_cpu_has_avx512() ? "AVX-512" : "AVX2+FMA");
+        else
+            snprintf(choice, sizeof choice, "OPENBLAS_CORETYPE=%s chosen from the CPU's features (%s)", core,
+                     strcmp(core, "SkylakeX") == 0 ? "AVX-512" : "AVX2+FMA");
     } else {
         snprintf(choice, sizeof choice, "no AVX2: OpenBLAS's own CPU detection");
     }

@@ -9,6 +9,7 @@
 // across its own workers, so that results depend on the chunking only, never on thread timing.
 #define _GNU_SOURCE
 #include "dnnl_conv.h"
+#include "dk_cpu.h"
 #include "dk_max_pool_train.h"
 
 #include <dlfcn.h>
@@ -43,6 +44,11 @@ static char description[256] = "oneDNN not loaded yet";
 static dnnl_engine_t engine;
 
 static void load_once(void) {
+    // DISTILL_MAX_CPU_ISA (dk_cpu.h) reaches oneDNN's JIT through its own variable, read when
+    // its first primitive is made; a value the user set is left as is.
+    const int limit = dk_cpu_isa_limit();
+    const char *user = getenv("ONEDNN_MAX_CPU_ISA");
+    if ((limit == 0 || limit == 1) && !(user && *user)) setenv("ONEDNN_MAX_CPU_ISA", limit == 1 ? "AVX2" : "SSE41", 1);
     void *handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         snprintf(description, sizeof description,

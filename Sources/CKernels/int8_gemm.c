@@ -8,6 +8,7 @@
 
 #include "dk_int8.h"
 #include "int8_private.h"
+#include "vector_common.h"
 
 #include <math.h>
 #include <string.h>
@@ -235,10 +236,8 @@ typedef void (*linear_fn)(const uint8_t *, size_t, size_t, size_t, const int8_t 
 
 static int cpu_level(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
-        && __builtin_cpu_supports("avx512vnni")) return 2;
-    if (__builtin_cpu_supports("avx2")) return 1;
+    if (dk_cpu_has_avx512_vnni()) return 2;
+    if (dk_cpu_has_avx2_fma()) return 1;
 #endif
     return 0;
 }

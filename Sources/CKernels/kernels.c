@@ -72,9 +72,8 @@ static void adam_flushing_subnormals(adam_fn f, float *w, const float *g, float 
 
 static adam_fn pick_adam(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return adam_avx512;
-    if (__builtin_cpu_supports("avx2")) return adam_avx2;
+    if (dk_cpu_has_avx512()) return adam_avx512;
+    if (dk_cpu_has_avx2_fma()) return adam_avx2;
 #endif
     return adam_sse2;
 }
@@ -158,9 +157,8 @@ LINEAR_KERNEL(linear_sse2, 4, )
 
 static linear_fn pick_linear(int level) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (level >= 2 && __builtin_cpu_supports("avx512f")) return linear_avx512;
-    if (level >= 1 && __builtin_cpu_supports("avx2")) return linear_avx2;
+    if (level >= 2 && dk_cpu_has_avx512()) return linear_avx512;
+    if (level >= 1 && dk_cpu_has_avx2_fma()) return linear_avx2;
 #endif
     (void)level;
     return linear_sse2;
@@ -317,9 +315,8 @@ int dk_adam_update_level(int level, float *w, const float *g, float *m, float *v
                          float b1, float b2, float l2, float step_size, float inv_sqrt_c2, float eps) {
     adam_fn f = 0;
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (level == 2 && __builtin_cpu_supports("avx512f")) f = adam_avx512;
-    if (level == 1 && __builtin_cpu_supports("avx2")) f = adam_avx2;
+    if (level == 2 && dk_cpu_has_avx512()) f = adam_avx512;
+    if (level == 1 && dk_cpu_has_avx2_fma()) f = adam_avx2;
 #endif
     if (level == 0) f = adam_sse2;
     if (!f) return -1;
@@ -371,8 +368,7 @@ void dk_exp_inplace(float *x, size_t n) {
     exp_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
     if (!f) {
 #if defined(__x86_64__)
-        __builtin_cpu_init();
-        f = __builtin_cpu_supports("avx512f") ? exp_avx512 : __builtin_cpu_supports("avx2") ? exp_avx2 : exp_sse2;
+        f = dk_cpu_has_avx512() ? exp_avx512 : dk_cpu_has_avx2_fma() ? exp_avx2 : exp_sse2;
 #else
         f = exp_sse2;
 #endif
@@ -383,9 +379,8 @@ void dk_exp_inplace(float *x, size_t n) {
 
 int dk_exp_inplace_level(int level, float *x, size_t n) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (level == 2) { if (!__builtin_cpu_supports("avx512f")) return -1; exp_avx512(x, n); return 0; }
-    if (level == 1) { if (!__builtin_cpu_supports("avx2")) return -1; exp_avx2(x, n); return 0; }
+    if (level == 2) { if (!dk_cpu_has_avx512()) return -1; exp_avx512(x, n); return 0; }
+    if (level == 1) { if (!dk_cpu_has_avx2_fma()) return -1; exp_avx2(x, n); return 0; }
 #else
     if (level != 0) return -1;
 #endif

@@ -66,9 +66,8 @@ typedef void (*activation_fn)(int, float *, size_t);
 /// The widest level this CPU runs: 2 (AVX-512), 1 (AVX2 + FMA) or 0 (SSE2).
 static int cpu_level(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    if (dk_cpu_has_avx512()) return 2;
+    if (dk_cpu_has_avx2_fma()) return 1;
 #endif
     return 0;
 }

@@ -127,9 +127,8 @@ TRANSFORMER_KERNELS(tf_sse2, 4, )
 /// The widest level this CPU runs: 2 (AVX-512), 1 (AVX2 + FMA) or 0 (SSE2).
 static int tf_cpu_level(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    if (dk_cpu_has_avx512()) return 2;
+    if (dk_cpu_has_avx2_fma()) return 1;
 #endif
     return 0;
 }

@@ -4,21 +4,35 @@
 #ifndef DK_VECTOR_COMMON_H
 #define DK_VECTOR_COMMON_H
 
-/// Whether the CPU runs AVX-512F code (read once per call site from cpuid; 0 off x86-64).
+#include "dk_cpu.h"
+
+/// Whether the CPU runs AVX-512F code and DISTILL_MAX_CPU_ISA allows it (dk_cpu.h; 0 off x86-64).
 static inline int dk_cpu_has_avx512(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return dk_cpu_isa_limit() != 0 && dk_cpu_isa_limit() != 1 && __builtin_cpu_supports("avx512f") ? 1 : 0;
 #else
     return 0;
 #endif
 }
 
-/// Whether the CPU runs AVX2 code with fused multiply-adds (0 off x86-64).
+/// Whether the CPU runs AVX-512 with the byte and word instructions and VNNI (`vpdpbusd`), and
+/// DISTILL_MAX_CPU_ISA allows AVX-512.
+static inline int dk_cpu_has_avx512_vnni(void) {
+#if defined(__x86_64__)
+    return dk_cpu_has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+           && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+/// Whether the CPU runs AVX2 code with fused multiply-adds and DISTILL_MAX_CPU_ISA allows it (0
+/// off x86-64).
 static inline int dk_cpu_has_avx2_fma(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    return dk_cpu_isa_limit() != 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 #else
     return 0;
 #endif

@@ -31,7 +31,7 @@ struct BenchTrain: ParsableCommand {
         let rate = try measureRate(batch: batch, steps: steps, repeats: repeats, warmup: 5) { try bench.trainer.takeSteps(1) }
         printReport([
             "workload": "train", "model": model, "batch": batch, "samples_per_second": rate, "path": bench.path,
-            "params": bench.trainer.student.parameterCount, "threads": Parallel.workers, "blas": BLAS.kernelDescription,
+            "params": bench.trainer.student.parameterCount, "threads": Parallel.workers, "blas": BLAS.kernelDescription, "kernels": CPUFeatures.kernelDescription,
             "convolution": ConvolutionPath.description, "peak_memory_bytes": peakMemoryBytes(),
         ], json: json)
     }
@@ -65,7 +65,7 @@ struct BenchKD: ParsableCommand {
         printReport([
             "workload": cachedTeacher ? "kd-offline" : "kd-online", "teacher": teacher, "student": student, "batch": batch,
             "samples_per_second": rate, "path": bench.path,
-            "threads": Parallel.workers, "blas": BLAS.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
+            "threads": Parallel.workers, "blas": BLAS.kernelDescription, "kernels": CPUFeatures.kernelDescription, "peak_memory_bytes": peakMemoryBytes(),
             "convolution": ConvolutionPath.description,
         ], json: json)
     }
@@ -141,7 +141,7 @@ struct BenchInfer: ParsableCommand {
         let predict: (Tensor) -> Tensor = plan.map { p in { p($0) } }
             ?? statistics.map { s in { net(try! s.apply(to: $0)) } } ?? { net($0) }
         var report: [String: Any] = ["workload": batch == 1 ? "infer-b1" : "infer-b\(batch)", "model": model, "batch": batch,
-                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription,
+                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription, "kernels": CPUFeatures.kernelDescription,
                                      "path": plan == nil ? int8PlanDescription(net) ?? "module" : "inference-plan", "standardizes_inputs": statistics != nil]
         withNoGrad {
             report.merge(timeCalls(batch: batch, calls: calls, warmup: 200) { _ = predict(x) }) { $1 }
@@ -168,7 +168,7 @@ struct BenchGEMM: ParsableCommand {
         let a = Tensor.randomUniform([m, k], using: &g), b = Tensor.randomUniform(transposeB ? [n, k] : [k, n], using: &g)
         let c = Tensor.zeros([m, n])
         var report: [String: Any] = ["workload": "gemm", "m": m, "n": n, "k": k, "transpose_b": transposeB,
-                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription]
+                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription, "kernels": CPUFeatures.kernelDescription]
         for split in [false, true] {
             let rate = measureRate(batch: 1, steps: calls, repeats: 5, warmup: 20) {
                 BLAS.sgemm(transposeB: transposeB, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: transposeB ? k : n,

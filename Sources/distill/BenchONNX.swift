@@ -22,7 +22,7 @@ struct BenchONNX: ParsableCommand {
         let onnx = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
         let feeds = try Dictionary(uniqueKeysWithValues: onnx.inputs.map { ($0.name, try randomInput(for: $0)) })
         var report: [String: Any] = ["workload": "onnx-b\(batch)", "model": model, "batch": batch,
-                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription]
+                                     "threads": Parallel.workers, "blas": BLAS.kernelDescription, "kernels": CPUFeatures.kernelDescription]
         var failure: Error?
         let timing = timeCalls(batch: batch, calls: calls, warmup: batch == 1 ? 50 : 2) {
             do { _ = try onnx.run(feeds) } catch { failure = failure ?? error }

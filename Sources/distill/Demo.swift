@@ -24,7 +24,7 @@ struct Demo: ParsableCommand {
     @Flag(help: "No progress output.") var quiet = false
 
     func run() throws {
-        if !quiet { log("BLAS kernels: \(BLAS.kernelDescription); \(Parallel.workers) worker threads") }
+        if !quiet { log("BLAS kernels: \(BLAS.kernelDescription); DistillKit's kernels: \(CPUFeatures.kernelDescription); \(Parallel.workers) worker threads") }
         var job = DemoJob(output: URL(fileURLWithPath: output))
         job.student = student
         job.teacherEpochs = teacherEpochs

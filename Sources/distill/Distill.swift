@@ -12,13 +12,14 @@ struct Distill: ParsableCommand {
         discussion: "Start with `distill demo`: a teacher, a scratch student and a distilled student on Fashion-MNIST, side by side.",
         subcommands: [Demo.self, Train.self, KD.self, Eval.self, Run.self, Bench.self, Export.self, Inspect.self, CacheTeacher.self, DataReportCommand.self, Quantize.self, Sweep.self, Fit.self, DataCommand.self, Embed.self, TextKD.self])
 
-    /// ParsableCommand's `main`, except that OpenBLAS is loaded once for every command (a clear
-    /// error with install advice where it is missing), and a run stopped by Ctrl-C (after saving
+    /// ParsableCommand's `main`, except that `DISTILL_MAX_CPU_ISA` is checked and OpenBLAS loaded
+    /// once for every command (a clear error, with install advice where OpenBLAS is missing), and a run stopped by Ctrl-C (after saving
     /// its checkpoint) exits with 128 + the signal, 130 for SIGINT, as shells expect.
     static func main() {
         var command: ParsableCommand
         do { command = try parseAsRoot() } catch { exitWithMessage(for: error) }
         do {
+            try CPUFeatures.checkEnvironment()
             try BLAS.ensureLoaded()
             try command.run()
         } catch let interrupted as TrainingInterrupted {
