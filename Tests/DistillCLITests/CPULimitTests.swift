@@ -19,8 +19,9 @@ struct CPULimitTests {
     }
 
     @Test func avx2CapsEveryKernelFamily() throws {
-        // The uncapped run says what this CPU has; the cap can only lower it.
-        let native = try Self.report(["DISTILL_MAX_CPU_ISA": ""])
+        // The uncapped run says what this CPU has; the cap can only lower it. OPENBLAS_CORETYPE
+        // and ONEDNN_MAX_CPU_ISA are cleared: this test process may have set them for itself.
+        let native = try Self.report(["DISTILL_MAX_CPU_ISA": "", "OPENBLAS_CORETYPE": "", "ONEDNN_MAX_CPU_ISA": ""])
         let nativeKernels = try #require(native["kernels"] as? String)
         #expect(["avx512", "avx2", "scalar"].contains(nativeKernels), "\(nativeKernels)")
         let capped = try Self.report(["DISTILL_MAX_CPU_ISA": "avx2", "OPENBLAS_CORETYPE": "", "ONEDNN_MAX_CPU_ISA": ""], training: true)
