@@ -14,6 +14,7 @@ enum BackwardRule {
     case conv2d(Conv2dConfig, path: ConvolutionPath, cols: TensorStorage?), maxPool2d(argmax: [Int32], tiled: Bool), avgPool2d(Pool2dConfig)
     case conv2dReLUMaxPool(Conv2dConfig, pool: Pool2dConfig, level: Int32, argmax: [Int32])
     case conv2dBlockedReLUMaxPool(Conv2dConfig, argmax: [Int32])
+    case conv2dWinogradReLUMaxPool(Conv2dConfig, winners: [UInt8], kept: TensorStorage?)
     case batchNorm(xhat: Tensor, invStd: [Float], training: Bool)
     case layerNorm(xhat: Tensor, invStd: [Float])
     case maskedMeanPool(weights: [Float]), l2Normalize(norms: [Float], epsilon: Float)
@@ -142,6 +143,10 @@ extension BackwardRule {
             let (dx, dw, db) = conv2dBlockedReLUMaxPoolBackward(x: x[0], weight: x[1], hasBias: x.count > 2, config: config, argmax: argmax,
                                                                 grad: g, needInput: x[0].requiresGrad)
             return [dx, x[1].requiresGrad ? dw : nil, x.count > 2 && x[2].requiresGrad ? db : nil]
+        case .conv2dWinogradReLUMaxPool(let config, let winners, let kept):
+            let (dx, dw, db) = conv2dWinogradReLUMaxPoolBackward(x: x[0], weight: x[1], hasBias: x.count > 2, config: config, winners: winners,
+                                                                 kept: kept, grad: g, needInput: x[0].requiresGrad, needWeight: x[1].requiresGrad)
+            return [dx, dw, x.count > 2 && x[2].requiresGrad ? db : nil]
         case .maxPool2d(let argmax, let tiled): return [maxPool2dBackward(g, inputShape: x[0].shape, argmax: argmax, tiled: tiled)]
         case .avgPool2d(let config): return [avgPool2dBackward(g, inputShape: x[0].shape, config: config)]
         case .batchNorm(let xhat, let invStd, let training):

@@ -1,3 +1,4 @@
+import CKernels
 @testable import DistillTensor
 import DistillTestSupport
 import Testing
@@ -69,6 +70,41 @@ import Testing
             let first = Self.run(path, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
             let second = Self.run(path, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
             #expect(first.y == second.y && first.dx! == second.dx! && first.dw == second.dw && first.db! == second.db!, "\(c)")
+        }
+    }
+
+    /// Winograd's F(2×2, 3×3) (ConvWinograd.swift) against im2col, forward and every gradient:
+    /// cnn-small's second layer with a batch that splits unevenly, odd extents (a last tile half
+    /// outside the image), output channels not a multiple of 16 (the kernel's last column
+    /// vector alone), channel counts not a multiple of 8 (OpenBLAS's products), one image.
+    static let winogradCases: [Case] = [
+        Case(x: [19, 32, 14, 14], weight: [64, 32, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),
+        Case(x: [5, 16, 11, 9], weight: [24, 16, 3, 3], bias: false, config: Conv2dConfig(padding: (1, 1))),
+        Case(x: [3, 12, 7, 6], weight: [10, 12, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),
+        Case(x: [1, 8, 3, 5], weight: [8, 8, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),
+    ]
+
+    @Test(arguments: winogradCases)
+    func winogradMatchesIm2col(_ c: Case) {
+        let geometry = ConvGeometry(input: c.x, weight: c.weight, config: c.config)
+        #expect(WinogradConvolution.accepts(geometry))
+        let winograd = Self.run(.winograd, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+        let reference = Self.run(.im2col, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+        assertClose(winograd.y, reference.y, atol: 1e-4, rtol: 1e-4, "forward")
+        assertClose(winograd.dx!, reference.dx!, atol: 1e-4, rtol: 1e-4, "input gradient")
+        assertClose(winograd.dw, reference.dw, atol: 2e-3, rtol: 1e-4, "weight gradient")
+        if c.bias { assertClose(winograd.db!, reference.db!, atol: 2e-3, rtol: 1e-4, "bias gradient") }
+        let alone = Self.run(.winograd, x: c.x, weight: c.weight, bias: c.bias, config: c.config, inputGradient: false)
+        #expect(alone.dx == nil && alone.dw == winograd.dw, "the weight gradient without the input's")
+    }
+
+    /// Other shapes on the Winograd path run on the preferred one (the same bits as asking for it).
+    @Test func winogradLeavesOtherShapesToThePreferredPath() {
+        for c in [Self.cases[0], Self.cases[2], Self.cases[3], Self.cases[4]] {
+            #expect(!WinogradConvolution.accepts(ConvGeometry(input: c.x, weight: c.weight, config: c.config)), "\(c)")
+            let a = Self.run(.winograd, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+            let b = Self.run(.preferred, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+            #expect(a.y == b.y && a.dx! == b.dx! && a.dw == b.dw, "\(c)")
         }
     }
 
@@ -147,5 +183,65 @@ import Testing
         let x = Tensor.testNormal([2, 8, 8, 8], seed: 315), w = Tensor.testNormal([16, 8, 3, 3], seed: 316)
         #expect(conv2dBlockedReLUMaxPool2d(x, weight: w, bias: nil, config: Conv2dConfig(padding: (1, 1)),
                                            pool: Pool2dConfig(kernel: (3, 3), stride: (2, 2))) == nil)
+    }
+}
+
+// conv → ReLU → 2×2 max-pool through Winograd's output transform (`conv2dWinogradReLUMaxPool2d`)
+// against `conv2d` on the Winograd path then `maxPool2dReLU`: the same bits, forward and every
+// gradient, including odd extents (the last row and column of the convolution's output dropped
+// by the pooling) and channels that go through OpenBLAS's products.
+@Suite struct WinogradConvolutionPoolTests {
+    static func run(pooled: Bool, _ c: ConvolutionPathTests.Case, inputGradient: Bool = true) -> (y: [Float], dx: [Float]?, dw: [Float], db: [Float]?)? {
+        let x = Tensor.testNormal(c.x, seed: 321, requiresGrad: inputGradient)
+        let w = Tensor.testNormal(c.weight, seed: 322, scale: 0.3, requiresGrad: true)
+        let b = c.bias ? Tensor.testNormal([c.weight[0]], seed: 323, requiresGrad: true) : nil
+        let pool = Pool2dConfig(kernel: (2, 2))
+        let plain = { conv2d(x, weight: w, bias: b, config: c.config, path: .winograd).maxPool2dReLU(pool) }
+        guard let y = pooled ? conv2dWinogradReLUMaxPool2d(x, weight: w, bias: b, config: c.config, pool: pool) : plain() else { return nil }
+        y.backward(Tensor.testNormal(y.shape, seed: 324, requiresGrad: false))
+        return (y.scalars, x.grad?.scalars, w.grad!.scalars, b?.grad?.scalars)
+    }
+
+    static let cases: [ConvolutionPathTests.Case] = [
+        .init(x: [19, 32, 14, 14], weight: [64, 32, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),  // cnn-small, layer 2
+        .init(x: [5, 16, 11, 9], weight: [24, 16, 3, 3], bias: false, config: Conv2dConfig(padding: (1, 1))),
+        .init(x: [3, 12, 6, 7], weight: [10, 12, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1))),
+    ]
+
+    @Test(arguments: cases)
+    func sameBitsAsThePlainRoute(_ c: ConvolutionPathTests.Case) throws {
+        let pooled = try #require(Self.run(pooled: true, c), "the Winograd route does not take \(c)")
+        let plain = try #require(Self.run(pooled: false, c))
+        #expect(pooled.y == plain.y, "forward")
+        #expect(pooled.dx! == plain.dx!, "input gradient")
+        #expect(pooled.dw == plain.dw, "weight gradient")
+        // The bias gradient adds the same values in another order (the pooled ones, not the full-size gradient's).
+        if c.bias { assertClose(pooled.db!, plain.db!, atol: 1e-4, rtol: 1e-5, "bias gradient") }
+        #expect(pooled.y.contains(0) && pooled.y.contains { $0 > 0 }, "the case should cover both sides of ReLU")
+        let alone = try #require(Self.run(pooled: true, c, inputGradient: false))
+        #expect(alone.dx == nil && alone.dw == plain.dw, "the weight gradient without the input's")
+    }
+
+    /// The pooling rule of the output transform against `maxPool2dReLU` on the same four
+    /// outputs, NaNs included: a window of NaNs or of non-positive values gives 0 and no winner,
+    /// a tie goes to the first in row-major order. The transformed products m are made so
+    /// that the tile's outputs are exactly the four values (m₀₀ = a, m₀₃ = -b, m₃₀ = -c, m₃₃ = d
+    /// give Aᵀ m A = [a b; c d]).
+    @Test func nanAndTiesFollowMaxPoolReLU() {
+        let windows: [[Float]] = [[.nan, 2, 1, 1], [.nan, .nan, .nan, .nan], [3, 3, 1, 1], [-1, -2, -3, -4], [0, 0, 0, 0],
+                                  [1, 5, 5, 2], [1, 2, .nan, 7], [-0.5, .nan, 0.25, -1]]
+        let channels = windows.count
+        var m = [Float](repeating: 0, count: 16 * channels)
+        for (c, v) in windows.enumerated() {
+            m[0 * channels + c] = v[0]; m[3 * channels + c] = -v[1]; m[12 * channels + c] = -v[2]; m[15 * channels + c] = v[3]
+        }
+        var y = [Float](repeating: -7, count: channels), winners = [UInt8](repeating: 9, count: channels)
+        var scratch = [Float](repeating: 0, count: dk_winograd_train_scratch(2, 2, channels))
+        dk_winograd_train_output_pool(m, nil, 1, channels, 2, 2, &y, &winners, &scratch)
+        let reference = Tensor(shape: [1, channels, 2, 2], scalars: Array(windows.joined())).maxPool2dReLU(Pool2dConfig(kernel: (2, 2)))
+        #expect(y.map(\.bitPattern) == reference.scalars.map(\.bitPattern))
+        #expect(y == [0, 0, 3, 0, 0, 5, 2, 0.25])
+        let none = UInt8(DK_WINOGRAD_NO_WINNER)
+        #expect(winners == [none, none, 0, none, none, 1, 1, 2])
     }
 }

@@ -1,4 +1,4 @@
-import DistillTensor
+@testable import DistillTensor
 import DistillTestSupport
 import Foundation
 import Testing
@@ -197,13 +197,16 @@ let productCases: [GradCase] = [
 
 private func convCase(_ name: String, n: Int = 2, c: Int, hw: (Int, Int), o: Int, kernel: (Int, Int) = (3, 3),
                       config: Conv2dConfig = .init(), bias: Bool, seed: UInt64,
-                      inputGrad: Bool = true, weightGrad: Bool = true) -> GradCase {
+                      inputGrad: Bool = true, weightGrad: Bool = true, path: ConvolutionPath? = nil) -> GradCase {
     GradCase(name, {
         var t = [Tensor.testNormal([n, c, hw.0, hw.1], seed: seed, requiresGrad: inputGrad),
                  Tensor.testNormal([o, c / config.groups, kernel.0, kernel.1], seed: seed + 1, scale: 0.5, requiresGrad: weightGrad)]
         if bias { t.append(.testNormal([o], seed: seed + 2)) }
         return t
-    }) { x in conv2d(x[0], weight: x[1], bias: x.count > 2 ? x[2] : nil, config: config) }
+    }) { x in
+        guard let path else { return conv2d(x[0], weight: x[1], bias: x.count > 2 ? x[2] : nil, config: config) }
+        return conv2d(x[0], weight: x[1], bias: x.count > 2 ? x[2] : nil, config: config, path: path)
+    }
 }
 
 let convCases: [GradCase] = [
@@ -212,6 +215,8 @@ let convCases: [GradCase] = [
     convCase("conv2d batch of 3 (uneven chunks)", n: 3, c: 2, hw: (4, 4), o: 2, bias: true, seed: 106),
     convCase("conv2d stride 2", c: 2, hw: (7, 6), o: 3, config: .init(stride: (2, 2)), bias: true, seed: 109),
     convCase("conv2d padding 1", c: 2, hw: (4, 5), o: 3, config: .init(padding: (1, 1)), bias: false, seed: 112),
+    // Winograd F(2×2, 3×3) (ConvWinograd.swift): 8 channels, odd extents
+    convCase("conv2d Winograd", c: 8, hw: (5, 4), o: 8, config: .init(padding: (1, 1)), bias: true, seed: 127, path: .winograd),
     convCase("conv2d stride 2 padding 1", c: 2, hw: (6, 5), o: 2, config: .init(stride: (2, 2), padding: (1, 1)), bias: true, seed: 115),
     convCase("conv2d dilation 2", c: 2, hw: (7, 7), o: 2, config: .init(padding: (1, 1), dilation: (2, 2)), bias: true, seed: 118),
     convCase("conv2d groups 2", c: 4, hw: (4, 4), o: 4, config: .init(padding: (1, 1), groups: 2), bias: true, seed: 121),

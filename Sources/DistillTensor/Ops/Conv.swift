@@ -1,5 +1,6 @@
 // 2-D convolution (cross-correlation, as in PyTorch): oneDNN's primitives when the library is
-// installed, else im2col + GEMM.
+// installed, else im2col + GEMM; on AVX2 CPUs, 3×3 layers at stride 1 with padding 1 go through
+// Winograd's F(2×2, 3×3) instead (ConvWinograd.swift).
 //
 // Measured on this kind of machine (one thread, the cnn-small teacher's second layer, 32→64
 // channels on 14×14, per 128 images, thread CPU time): oneDNN 6.7 ms forward, 7.2 ms weight
@@ -26,6 +27,9 @@ public enum ConvolutionPath: String, Sendable, CaseIterable {
     case oneDNN = "onednn"
     /// Unfolding into columns, then one BLAS GEMM per chunk and group.
     case im2col
+    /// Winograd's F(2×2, 3×3) (`WinogradConvolution`), for the 3×3 convolutions it takes; any
+    /// other runs on `preferred`.
+    case winograd
 
     /// The path for convolutions with one group: oneDNN when it loads, unless the environment
     /// says `DISTILL_CONV=im2col`.
@@ -34,6 +38,13 @@ public enum ConvolutionPath: String, Sendable, CaseIterable {
         return dk_dnnl_load(nil, 0) == 0 ? .oneDNN : .im2col
     }()
 
+    /// The path for a convolution of these operands: `winograd` where it applies and the
+    /// environment allows it, else `preferred`.
+    static func preferred(input: [Int], weight: [Int], config: Conv2dConfig) -> ConvolutionPath {
+        guard WinogradConvolution.enabled, input.count == 4, weight.count == 4 else { return preferred }
+        return WinogradConvolution.accepts(ConvGeometry(input: input, weight: weight, config: config)) ? .winograd : preferred
+    }
+
     /// Whether oneDNN loaded (whatever `preferred` says).
     public static var oneDNNAvailable: Bool { dk_dnnl_load(nil, 0) == 0 }
 
@@ -41,15 +52,16 @@ public enum ConvolutionPath: String, Sendable, CaseIterable {
     /// "im2col + BLAS (oneDNN could not be loaded ...)".
     public static var description: String {
         let library = String(cString: dk_dnnl_description())
+        let winograd = WinogradConvolution.enabled ? "; 3×3 at stride 1, 8+ channels: Winograd F(2×2, 3×3)" : ""
         switch preferred {
         case .oneDNN:
             // The implementation oneDNN picks for a typical layer (cnn-small's second).
             var shape = dk_dnnl_shape(n: 16, c: 32, h: 14, w: 14, o: 64, r: 3, s: 3, p: 14, q: 14,
                                       stride_h: 1, stride_w: 1, pad_h: 1, pad_w: 1, dilation_h: 1, dilation_w: 1)
             let implementation = dk_dnnl_forward_implementation(&shape).map { String(cString: $0) } ?? "no implementation for 3x3"
-            return "\(library) (\(implementation)); grouped convolutions: im2col + BLAS"
-        case .im2col:
-            return oneDNNAvailable ? "im2col + BLAS (DISTILL_CONV=im2col; \(library) is installed)" : "im2col + BLAS (\(library))"
+            return "\(library) (\(implementation))\(winograd); grouped convolutions: im2col + BLAS"
+        case .im2col, .winograd:
+            return oneDNNAvailable ? "im2col + BLAS (DISTILL_CONV=im2col; \(library) is installed)" : "im2col + BLAS (\(library))\(winograd)"
         }
     }
 }
@@ -175,7 +187,7 @@ struct ConvGeometry {
 ///
 /// Runs on `ConvolutionPath.preferred` (oneDNN where installed) when groups = 1, else im2col.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, config: Conv2dConfig = .init()) -> Tensor {
-    conv2d(x, weight: weight, bias: bias, config: config, path: .preferred)
+    conv2d(x, weight: weight, bias: bias, config: config, path: .preferred(input: x.shape, weight: weight.shape, config: config))
 }
 
 /// `conv2d` on a chosen path (tests compare the two). oneDNN takes convolutions with one group;
@@ -188,6 +200,13 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pa
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
     if let bias { precondition(bias.shape == [geo.o], "conv2d: bias \(bias.shape) for \(geo.o) output channels") }
     let out = Tensor(uninitializedShape: [geo.n, geo.o, geo.p, geo.q])
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    if path == .winograd && WinogradConvolution.accepts(geo) {  // the transformed input is kept for the weight gradient
+        let kept = GradMode.isEnabled && weight.requiresGrad ? TensorStorage(count: WinogradConvolution.keptCount(geo)) : nil
+        WinogradConvolution.forward(geo, x: x.data, weight: weight.data, bias: bias?.data, into: out.data, kept: kept?.pointer)
+        return Tensor.result(out, inputs: inputs, .conv2d(config, path: .winograd, cols: kept))
+    }
+    let path = path == .winograd ? ConvolutionPath.preferred : path
     let xs = SharedPointer(x.data), ws = SharedPointer(weight.data), os = SharedPointer(out.data)
     let bs = bias.map { SharedPointer($0.data) }
     let dnnl = path == .oneDNN && geo.groups == 1
@@ -224,7 +243,6 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pa
             }
         }
     }
-    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
     return Tensor.result(out, inputs: inputs, .conv2d(config, path: path, cols: keptCols))
 }
 
@@ -234,6 +252,10 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pa
 func conv2dBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, path: ConvolutionPath, cols: TensorStorage?,
                     grad: Tensor, needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
+    if path == .winograd {
+        return WinogradConvolution.backward(geo, x: x.data, weight: weight.data, grad: .full(grad.data), kept: cols?.pointer,
+                                            hasBias: hasBias, needInput: needInput, needWeight: needWeight)
+    }
     let dx = needInput ? Tensor.zeros(x.shape) : nil
     let chunks = Swift.max(1, Swift.min(ConvGeometry.batchChunks, geo.n))
     // Each chunk computes its own weight and bias gradients; they are summed at the end.
@@ -358,7 +380,8 @@ public enum FusedConvolutionPool {
 public func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, config: Conv2dConfig = .init(),
                                 pool: Pool2dConfig) -> Tensor {
     let fused = FusedConvolutionPool.enabled && FusedConvolutionPool.accepts(x, weight: weight, config: config)
-    return conv2dReLUMaxPool2d(x, weight: weight, bias: bias, config: config, pool: pool, fused: fused, path: .preferred)
+    return conv2dReLUMaxPool2d(x, weight: weight, bias: bias, config: config, pool: pool, fused: fused,
+                               path: .preferred(input: x.shape, weight: weight.shape, config: config))
 }
 
 /// `conv2dReLUMaxPool2d` with the choice made by the caller (tests compare the two): `fused`
@@ -368,7 +391,11 @@ func conv2dReLUMaxPool2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Con
                          fused: Bool, path: ConvolutionPath, level: Int32 = -1) -> Tensor {
     let unfused = { conv2d(x, weight: weight, bias: bias, config: config, path: path).maxPool2dReLU(pool) }
     guard fused, !(GradMode.isEnabled && x.requiresGrad), config.groups == 1 else {
-        return path == .oneDNN ? conv2dBlockedReLUMaxPool2d(x, weight: weight, bias: bias, config: config, pool: pool) ?? unfused() : unfused()
+        switch path {
+        case .oneDNN: return conv2dBlockedReLUMaxPool2d(x, weight: weight, bias: bias, config: config, pool: pool) ?? unfused()
+        case .winograd: return conv2dWinogradReLUMaxPool2d(x, weight: weight, bias: bias, config: config, pool: pool) ?? unfused()
+        case .im2col: return unfused()
+        }
     }
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
     if let bias { precondition(bias.shape == [geo.o], "conv2dReLUMaxPool2d: bias \(bias.shape) for \(geo.o) output channels") }

@@ -1,0 +1,387 @@
+// Winograd F(2×2, 3×3) transforms for training a 3×3 convolution (see dk_conv_winograd_train.h).
+//
+// Each image is first copied channels-innermost into a scratch buffer (with the zero border the
+// padding needs), so that every transform is a loop over contiguous channels, which the compiler
+// vectorises; the AVX2 and AVX-512 entry points inline the same loops under `target(...)`.
+// The transforms: additions and halvings only, with contraction off (the same bits at every
+// instruction set); the products use explicit fused multiply-adds.
+
+#include <string.h>
+#include "vector_common.h"
+#include "dk_conv_winograd_train.h"
+
+#pragma clang fp contract(off)
+
+#define DK_INLINE static inline __attribute__((always_inline))
+
+static size_t tiles_along(size_t extent) { return (extent + 1) / 2; }
+
+size_t dk_winograd_train_scratch(size_t height, size_t width, size_t channels) {
+    return (2 * tiles_along(height) + 2) * (2 * tiles_along(width) + 2) * channels;
+}
+
+/// Copies image [C][H][W] into `hwc` [rows][cols][C] at row and column `border`, zero elsewhere.
+/// Eight channels at a time, so that the eight source rows and the destination stay in L1 (one
+/// channel at a time wrote each value to its own cache line: a third of the transform's time).
+DK_INLINE void to_channels_last(const float *restrict image, size_t C, size_t H, size_t W, float *restrict hwc,
+                                 size_t rows, size_t cols, size_t border) {
+    const size_t row = cols * C;
+    for (size_t i = 0; i < rows; i++) {
+        float *line = hwc + i * row;
+        if (i < border || i >= H + border) {
+            memset(line, 0, row * sizeof(float));
+            continue;
+        }
+        memset(line, 0, border * C * sizeof(float));
+        memset(line + (W + border) * C, 0, (cols - W - border) * C * sizeof(float));
+    }
+    const size_t plane = H * W;
+    for (size_t c0 = 0; c0 < C; c0 += 8) {
+        const size_t lanes = C - c0 < 8 ? C - c0 : 8;
+        for (size_t i = 0; i < H; i++) {
+            const float *src = image + c0 * plane + i * W;
+            float *dst = hwc + ((i + border) * cols + border) * C + c0;
+            for (size_t j = 0; j < W; j++)
+                for (size_t l = 0; l < lanes; l++) dst[j * C + l] = src[l * plane + j];
+        }
+    }
+}
+
+/// v = Bᵀ d B for the tiles of one image, from its copy `hwc` [rows][cols][C] with a border of
+/// one; the image's first tile goes to `out`, position k of the tile to out + k·plane.
+DK_INLINE void input_tiles(const float *restrict hwc, size_t C, size_t th, size_t tw, size_t cols, float *restrict out,
+                           size_t plane) {
+    for (size_t ty = 0; ty < th; ty++)
+        for (size_t tx = 0; tx < tw; tx++) {
+            const float *restrict p = hwc + (2 * ty * cols + 2 * tx) * C;
+            float *restrict o = out + (ty * tw + tx) * C;
+            for (size_t c = 0; c < C; c++) {
+                float d[4][4], r[4][4];
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) d[i][j] = p[(i * cols + j) * C + c];
+                for (int j = 0; j < 4; j++) {  // r = Bᵀ d
+                    r[0][j] = d[0][j] - d[2][j];
+                    r[1][j] = d[1][j] + d[2][j];
+                    r[2][j] = d[2][j] - d[1][j];
+                    r[3][j] = d[1][j] - d[3][j];
+                }
+                for (int i = 0; i < 4; i++) {  // r B
+                    o[(i * 4 + 0) * plane + c] = r[i][0] - r[i][2];
+                    o[(i * 4 + 1) * plane + c] = r[i][1] + r[i][2];
+                    o[(i * 4 + 2) * plane + c] = r[i][2] - r[i][1];
+                    o[(i * 4 + 3) * plane + c] = r[i][1] - r[i][3];
+                }
+            }
+        }
+}
+
+/// g = A dy Aᵀ for the 2×2 blocks of one image's output gradient, from its copy `hwc` with a
+/// border of one (as `input_tiles`).
+DK_INLINE void grad_tiles(const float *restrict hwc, size_t C, size_t th, size_t tw, size_t cols, float *restrict out,
+                          size_t plane) {
+    for (size_t ty = 0; ty < th; ty++)
+        for (size_t tx = 0; tx < tw; tx++) {
+            const float *restrict p = hwc + ((2 * ty + 1) * cols + 2 * tx + 1) * C;
+            float *restrict o = out + (ty * tw + tx) * C;
+            for (size_t c = 0; c < C; c++) {
+                const float d00 = p[c], d01 = p[C + c], d10 = p[cols * C + c], d11 = p[(cols + 1) * C + c];
+                const float r[4][2] = {{d00, d01}, {d00 + d10, d01 + d11}, {d00 - d10, d01 - d11}, {-d10, -d11}};  // A dy
+                for (int i = 0; i < 4; i++) {  // (A dy) Aᵀ
+                    o[(i * 4 + 0) * plane + c] = r[i][0];
+                    o[(i * 4 + 1) * plane + c] = r[i][0] + r[i][1];
+                    o[(i * 4 + 2) * plane + c] = r[i][0] - r[i][1];
+                    o[(i * 4 + 3) * plane + c] = -r[i][1];
+                }
+            }
+        }
+}
+
+/// The 2×2 outputs Aᵀ m A of one tile and channel, each plus `b`, in row-major order. The same
+/// operations in the same order for the plain and the pooled outputs (the same bits).
+DK_INLINE void tile_outputs(const float *restrict in, size_t plane, size_t c, float b, float y[4]) {
+    float s[2][4];
+    for (int j = 0; j < 4; j++) {  // s = Aᵀ m
+        const float m0 = in[j * plane + c], m1 = in[(4 + j) * plane + c];
+        const float m2 = in[(8 + j) * plane + c], m3 = in[(12 + j) * plane + c];
+        s[0][j] = m0 + m1 + m2;
+        s[1][j] = m1 - m2 - m3;
+    }
+    for (int a = 0; a < 2; a++) {  // s A
+        y[2 * a] = s[a][0] + s[a][1] + s[a][2] + b;
+        y[2 * a + 1] = s[a][1] - s[a][2] - s[a][3] + b;
+    }
+}
+
+DK_INLINE void input_body(const float *restrict x, size_t images, size_t C, size_t H, size_t W, float *restrict v,
+                          float *restrict scratch) {
+    const size_t th = tiles_along(H), tw = tiles_along(W), rows = 2 * th + 2, cols = 2 * tw + 2;
+    const size_t plane = images * th * tw * C;
+    for (size_t n = 0; n < images; n++) {
+        to_channels_last(x + n * C * H * W, C, H, W, scratch, rows, cols, 1);
+        input_tiles(scratch, C, th, tw, cols, v + n * th * tw * C, plane);
+    }
+}
+
+DK_INLINE void output_body(const float *restrict m, const float *restrict bias, size_t images, size_t C, size_t H,
+                           size_t W, float *restrict y, float *restrict scratch) {
+    const size_t th = tiles_along(H), tw = tiles_along(W), cols = 2 * tw;
+    const size_t plane = images * th * tw * C;
+    for (size_t n = 0; n < images; n++) {
+        for (size_t ty = 0; ty < th; ty++)
+            for (size_t tx = 0; tx < tw; tx++) {
+                const float *restrict in = m + ((n * th + ty) * tw + tx) * C;
+                float *restrict q = scratch + (2 * ty * cols + 2 * tx) * C;
+                for (size_t c = 0; c < C; c++) {
+                    float out[4];
+                    tile_outputs(in, plane, c, bias ? bias[c] : 0.0f, out);
+                    q[c] = out[0];
+                    q[C + c] = out[1];
+                    q[cols * C + c] = out[2];
+                    q[(cols + 1) * C + c] = out[3];
+                }
+            }
+        float *image = y + n * C * H * W;
+        for (size_t c = 0; c < C; c++)
+            for (size_t i = 0; i < H; i++) {
+                const float *src = scratch + i * cols * C + c;
+                float *dst = image + (c * H + i) * W;
+                for (size_t j = 0; j < W; j++) dst[j] = src[j * C];
+            }
+    }
+}
+
+/// The pooled outputs: max over each tile's four outputs (the first of equals in row-major
+/// order), then ReLU; `winners` gets the winner's place in the tile (0-3), or
+/// DK_WINOGRAD_NO_WINNER where the maximum is not positive (the output is 0 and passes no gradient).
+DK_INLINE void output_pool_body(const float *restrict m, const float *restrict bias, size_t images, size_t C, size_t H,
+                                size_t W, float *restrict y, unsigned char *restrict winners, float *restrict scratch) {
+    const size_t th = tiles_along(H), tw = tiles_along(W), ph = H / 2, pw = W / 2;
+    const size_t plane = images * th * tw * C;
+    unsigned char *places = (unsigned char *)(scratch + ph * pw * C);
+    for (size_t n = 0; n < images; n++) {
+        for (size_t ty = 0; ty < ph; ty++)
+            for (size_t tx = 0; tx < pw; tx++) {
+                const float *restrict in = m + ((n * th + ty) * tw + tx) * C;
+                float *restrict q = scratch + (ty * pw + tx) * C;
+                unsigned char *restrict place = places + (ty * pw + tx) * C;
+                for (size_t c = 0; c < C; c++) {
+                    float out[4];
+                    tile_outputs(in, plane, c, bias ? bias[c] : 0.0f, out);
+                    // maxPool2dReLU's 2×2 rule (max_pool_train.c): each row's right value wins only
+                    // when greater, then the bottom row's winner only when greater
+                    const int right_top = out[1] > out[0], right_bottom = out[3] > out[2];
+                    const float top = right_top ? out[1] : out[0], bottom = right_bottom ? out[3] : out[2];
+                    const int down = bottom > top;
+                    const float best = down ? bottom : top;
+                    const int at = down ? 2 + right_bottom : right_top;
+                    const int wins = best > 0.0f;
+                    q[c] = wins ? best : 0.0f;
+                    place[c] = wins ? (unsigned char)at : DK_WINOGRAD_NO_WINNER;
+                }
+            }
+        for (size_t c = 0; c < C; c++)
+            for (size_t i = 0; i < ph * pw; i++) {
+                y[(n * C + c) * ph * pw + i] = scratch[i * C + c];
+                winners[(n * C + c) * ph * pw + i] = places[i * C + c];
+            }
+    }
+}
+
+/// The output gradient's transforms for one image's copy `hwc` (border of one): g = A dy Aᵀ and
+/// v = Bᵀ dy B, each when asked for.
+DK_INLINE void grad_transforms(const float *restrict hwc, size_t n, size_t C, size_t th, size_t tw, size_t cols,
+                               size_t plane, float *restrict g, float *restrict v) {
+    if (g) grad_tiles(hwc, C, th, tw, cols, g + n * th * tw * C, plane);
+    if (v) input_tiles(hwc, C, th, tw, cols, v + n * th * tw * C, plane);
+}
+
+DK_INLINE void output_grad_body(const float *restrict dy, size_t images, size_t C, size_t H, size_t W,
+                                float *restrict g, float *restrict v, float *restrict scratch) {
+    const size_t th = tiles_along(H), tw = tiles_along(W), rows = 2 * th + 2, cols = 2 * tw + 2;
+    const size_t plane = images * th * tw * C;
+    for (size_t n = 0; n < images; n++) {
+        to_channels_last(dy + n * C * H * W, C, H, W, scratch, rows, cols, 1);
+        grad_transforms(scratch, n, C, th, tw, cols, plane, g, v);
+    }
+}
+
+DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *restrict winners, size_t images, size_t C,
+                              size_t H, size_t W, float *restrict g, float *restrict v, float *restrict scratch) {
+    const size_t th = tiles_along(H), tw = tiles_along(W), rows = 2 * th + 2, cols = 2 * tw + 2;
+    const size_t plane = images * th * tw * C, ph = H / 2, pw = W / 2;
+    for (size_t n = 0; n < images; n++) {
+        memset(scratch, 0, rows * cols * C * sizeof(float));
+        for (size_t c = 0; c < C; c++)
+            for (size_t ty = 0; ty < ph; ty++)
+                for (size_t tx = 0; tx < pw; tx++) {
+                    const size_t at = ((n * C + c) * ph + ty) * pw + tx;
+                    const unsigned place = winners[at];
+                    if (place > 3) continue;
+                    scratch[((2 * ty + 1 + place / 2) * cols + 2 * tx + 1 + place % 2) * C + c] = dy[at];
+                }
+        grad_transforms(scratch, n, C, th, tw, cols, plane, g, v);
+    }
+}
+
+#if defined(__x86_64__)
+// The products between the transforms, for AVX2 (the level where this path is chosen): C [m, n]
+// (=, or += with accumulate) Σ_k A(i, k) · B[k, n], A read with strides (a[i·ai + k·ak]: V for
+// the convolutions, the transformed gradient read transposed for dU), B and C row-major with n a
+// multiple of 8. Register tiles of 6 rows × 16 columns (12 accumulators), each A value broadcast,
+// B's rows (at most 64 × 64 floats) staying in L1: no packing, which OpenBLAS spent 10% of the
+// step on for these short products (K = 32 or 64).
+typedef float dk_v8 __attribute__((vector_size(32), aligned(4)));
+
+__attribute__((target("avx2,fma"))) DK_INLINE void product_tile(int rows, int vectors, size_t k, const float *a, size_t ai,
+                                                               size_t ak, const float *b, size_t ldb, float *c, size_t ldc,
+                                                               int accumulate) {
+    dk_v8 acc[6][2];
+    DK_UNROLLED for (int r = 0; r < 6; r++) DK_UNROLLED for (int v = 0; v < 2; v++) acc[r][v] = (dk_v8){0};
+    for (size_t p = 0; p < k; p++) {
+        dk_v8 bv[2];
+        DK_UNROLLED for (int v = 0; v < 2; v++) if (v < vectors) bv[v] = *(const dk_v8 *)(b + p * ldb + 8 * v);
+        DK_UNROLLED for (int r = 0; r < 6; r++) {
+            if (r >= rows) break;
+            const dk_v8 x = (dk_v8)_mm256_broadcast_ss(a + r * ai + p * ak);
+            DK_UNROLLED for (int v = 0; v < 2; v++) if (v < vectors) acc[r][v] = __builtin_elementwise_fma(x, bv[v], acc[r][v]);
+        }
+    }
+    DK_UNROLLED for (int r = 0; r < 6; r++) {
+        if (r >= rows) break;
+        DK_UNROLLED for (int v = 0; v < 2; v++) {
+            if (v >= vectors) break;
+            dk_v8 *out = (dk_v8 *)(c + r * ldc + 8 * v);
+            *out = accumulate ? *out + acc[r][v] : acc[r][v];
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void product_avx2(size_t m, size_t n, size_t k, const float *a, size_t ai, size_t ak,
+                                                            const float *b, size_t ldb, float *c, size_t ldc, int accumulate) {
+    for (size_t i = 0; i < m; i += 6) {
+        const int rows = m - i < 6 ? (int)(m - i) : 6;
+        for (size_t j = 0; j < n; j += 16) {
+            const int vectors = n - j >= 16 ? 2 : 1;
+            const float *at = a + i * ai, *bt = b + j;
+            float *ct = c + i * ldc + j;
+            // constant tile shapes, so that each is unrolled into registers
+            if (rows == 6 && vectors == 2) product_tile(6, 2, k, at, ai, ak, bt, ldb, ct, ldc, accumulate);
+            else if (vectors == 2) product_tile(rows, 2, k, at, ai, ak, bt, ldb, ct, ldc, accumulate);
+            else product_tile(rows, 1, k, at, ai, ak, bt, ldb, ct, ldc, accumulate);
+        }
+    }
+}
+#endif
+
+int dk_winograd_train_products_apply(size_t n) {
+#if defined(__x86_64__)
+    return dk_cpu_has_avx2_fma() && n % 8 == 0;
+#else
+    (void)n;
+    return 0;
+#endif
+}
+
+void dk_winograd_train_products(size_t positions, size_t m, size_t n, size_t k, const float *a, size_t ai, size_t ak,
+                                size_t a_step, const float *b, size_t b_step, float *c, size_t c_step, int accumulate) {
+#if defined(__x86_64__)
+    for (size_t q = 0; q < positions; q++)
+        product_avx2(m, n, k, a + q * a_step, ai, ak, b + q * b_step, n, c + q * c_step, n, accumulate);
+#endif
+}
+
+#if defined(__x86_64__)
+#define DK_LEVELS(NAME, PARAMS, ARGS)                                                      \
+    __attribute__((target("avx512f"))) static void NAME##_avx512 PARAMS { NAME##_body ARGS; } \
+    __attribute__((target("avx2,fma"))) static void NAME##_avx2 PARAMS { NAME##_body ARGS; }  \
+    static void NAME##_portable PARAMS { NAME##_body ARGS; }                               \
+    static void NAME##_best PARAMS {                                                       \
+        if (dk_cpu_has_avx512()) NAME##_avx512 ARGS;                                       \
+        else if (dk_cpu_has_avx2_fma()) NAME##_avx2 ARGS;                                  \
+        else NAME##_portable ARGS;                                                         \
+    }
+#else
+#define DK_LEVELS(NAME, PARAMS, ARGS) \
+    static void NAME##_best PARAMS { NAME##_body ARGS; }
+#endif
+
+DK_LEVELS(input, (const float *x, size_t images, size_t C, size_t H, size_t W, float *v, float *scratch),
+          (x, images, C, H, W, v, scratch))
+DK_LEVELS(output, (const float *m, const float *bias, size_t images, size_t C, size_t H, size_t W, float *y, float *scratch),
+          (m, bias, images, C, H, W, y, scratch))
+DK_LEVELS(output_pool, (const float *m, const float *bias, size_t images, size_t C, size_t H, size_t W, float *y,
+                        unsigned char *winners, float *scratch),
+          (m, bias, images, C, H, W, y, winners, scratch))
+DK_LEVELS(output_grad, (const float *dy, size_t images, size_t C, size_t H, size_t W, float *g, float *v, float *scratch),
+          (dy, images, C, H, W, g, v, scratch))
+DK_LEVELS(pool_grad, (const float *dy, const unsigned char *winners, size_t images, size_t C, size_t H, size_t W, float *g,
+                      float *v, float *scratch),
+          (dy, winners, images, C, H, W, g, v, scratch))
+
+void dk_winograd_train_input(const float *x, size_t images, size_t channels, size_t height, size_t width, float *v,
+                             float *scratch) {
+    input_best(x, images, channels, height, width, v, scratch);
+}
+
+void dk_winograd_train_output(const float *m, const float *bias, size_t images, size_t channels, size_t height,
+                              size_t width, float *y, float *scratch) {
+    output_best(m, bias, images, channels, height, width, y, scratch);
+}
+
+void dk_winograd_train_output_pool(const float *m, const float *bias, size_t images, size_t channels, size_t height,
+                                   size_t width, float *y, unsigned char *winners, float *scratch) {
+    output_pool_best(m, bias, images, channels, height, width, y, winners, scratch);
+}
+
+void dk_winograd_train_output_grad(const float *dy, size_t images, size_t channels, size_t height, size_t width,
+                                   float *g, float *v, float *scratch) {
+    output_grad_best(dy, images, channels, height, width, g, v, scratch);
+}
+
+void dk_winograd_train_pool_grad(const float *dy, const unsigned char *winners, size_t images, size_t channels,
+                                 size_t height, size_t width, float *g, float *v, float *scratch) {
+    pool_grad_best(dy, winners, images, channels, height, width, g, v, scratch);
+}
+
+void dk_winograd_train_weights(const float *w, size_t out_channels, size_t in_channels, int rotated, float *u) {
+    const size_t O = out_channels, C = in_channels;
+    const size_t ins = rotated ? O : C, outs = rotated ? C : O;
+    for (size_t o = 0; o < O; o++)
+        for (size_t c = 0; c < C; c++) {
+            const float *k = w + (o * C + c) * 9;
+            float g[3][3], t[4][3];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) g[i][j] = rotated ? k[(2 - i) * 3 + (2 - j)] : k[i * 3 + j];
+            for (int j = 0; j < 3; j++) {  // t = G g
+                t[0][j] = g[0][j];
+                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+                t[3][j] = g[2][j];
+            }
+            const size_t in = rotated ? o : c, out = rotated ? c : o;
+            for (int i = 0; i < 4; i++) {  // t Gᵀ
+                const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+                for (int j = 0; j < 4; j++) u[((size_t)(i * 4 + j) * ins + in) * outs + out] = r[j];
+            }
+        }
+}
+
+void dk_winograd_train_weight_grad(const float *du, size_t out_channels, size_t in_channels, float *dw) {
+    const size_t O = out_channels, C = in_channels, plane = O * C;
+    for (size_t o = 0; o < O; o++)
+        for (size_t c = 0; c < C; c++) {
+            float d[4][4], e[3][4];
+            for (int k = 0; k < 16; k++) d[k / 4][k % 4] = du[k * plane + o * C + c];
+            for (int j = 0; j < 4; j++) {  // e = Gᵀ du
+                e[0][j] = d[0][j] + 0.5f * (d[1][j] + d[2][j]);
+                e[1][j] = 0.5f * (d[1][j] - d[2][j]);
+                e[2][j] = 0.5f * (d[1][j] + d[2][j]) + d[3][j];
+            }
+            float *out = dw + (o * C + c) * 9;
+            for (int i = 0; i < 3; i++) {  // e G
+                out[i * 3 + 0] = e[i][0] + 0.5f * (e[i][1] + e[i][2]);
+                out[i * 3 + 1] = 0.5f * (e[i][1] - e[i][2]);
+                out[i * 3 + 2] = 0.5f * (e[i][1] + e[i][2]) + e[i][3];
+            }
+        }
+}
