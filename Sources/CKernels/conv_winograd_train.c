@@ -20,9 +20,65 @@ size_t dk_winograd_train_scratch(size_t height, size_t width, size_t channels) {
     return (2 * tiles_along(height) + 2) * (2 * tiles_along(width) + 2) * channels;
 }
 
+/// Eight floats (unaligned loads and stores), for the 8×8 transposes below.
+typedef float dk_v8 __attribute__((vector_size(32), aligned(4)));
+
+/// Transposes the 8×8 block r (8 rows of 8) in place.
+DK_INLINE void transpose8(dk_v8 r[8]) {
+    dk_v8 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int k = 0; k < 2; k++) {
+            u[i + 2 * k] = __builtin_shufflevector(t[i + k], t[i + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * k + 1] = __builtin_shufflevector(t[i + k], t[i + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int k = 0; k < 4; k++) {
+        r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/// dst[p·C + c] = src[c·plane + p] for `pixels` pixels and C channels: planes to channels-last,
+/// 8×8 blocks at a time (a value at a time, each store went to its own cache line).
+DK_INLINE void planes_to_channels_last(const float *restrict src, size_t plane, size_t pixels, size_t C, float *restrict dst) {
+    size_t c = 0;
+    for (; c + 8 <= C; c += 8) {
+        size_t p = 0;
+        for (; p + 8 <= pixels; p += 8) {
+            dk_v8 r[8];
+            for (int i = 0; i < 8; i++) r[i] = *(const dk_v8 *)(src + (c + i) * plane + p);
+            transpose8(r);
+            for (int i = 0; i < 8; i++) *(dk_v8 *)(dst + (p + i) * C + c) = r[i];
+        }
+        for (; p < pixels; p++)
+            for (size_t i = 0; i < 8; i++) dst[p * C + c + i] = src[(c + i) * plane + p];
+    }
+    for (; c < C; c++)
+        for (size_t p = 0; p < pixels; p++) dst[p * C + c] = src[c * plane + p];
+}
+
+/// The inverse: dst[c·plane + p] = src[p·C + c].
+DK_INLINE void channels_last_to_planes(const float *restrict src, size_t pixels, size_t C, float *restrict dst, size_t plane) {
+    size_t c = 0;
+    for (; c + 8 <= C; c += 8) {
+        size_t p = 0;
+        for (; p + 8 <= pixels; p += 8) {
+            dk_v8 r[8];
+            for (int i = 0; i < 8; i++) r[i] = *(const dk_v8 *)(src + (p + i) * C + c);
+            transpose8(r);
+            for (int i = 0; i < 8; i++) *(dk_v8 *)(dst + (c + i) * plane + p) = r[i];
+        }
+        for (; p < pixels; p++)
+            for (size_t i = 0; i < 8; i++) dst[(c + i) * plane + p] = src[p * C + c + i];
+    }
+    for (; c < C; c++)
+        for (size_t p = 0; p < pixels; p++) dst[c * plane + p] = src[p * C + c];
+}
+
 /// Copies image [C][H][W] into `hwc` [rows][cols][C] at row and column `border`, zero elsewhere.
-/// Eight channels at a time, so that the eight source rows and the destination stay in L1 (one
-/// channel at a time wrote each value to its own cache line: a third of the transform's time).
 DK_INLINE void to_channels_last(const float *restrict image, size_t C, size_t H, size_t W, float *restrict hwc,
                                  size_t rows, size_t cols, size_t border) {
     const size_t row = cols * C;
@@ -35,16 +91,8 @@ DK_INLINE void to_channels_last(const float *restrict image, size_t C, size_t H,
         memset(line, 0, border * C * sizeof(float));
         memset(line + (W + border) * C, 0, (cols - W - border) * C * sizeof(float));
     }
-    const size_t plane = H * W;
-    for (size_t c0 = 0; c0 < C; c0 += 8) {
-        const size_t lanes = C - c0 < 8 ? C - c0 : 8;
-        for (size_t i = 0; i < H; i++) {
-            const float *src = image + c0 * plane + i * W;
-            float *dst = hwc + ((i + border) * cols + border) * C + c0;
-            for (size_t j = 0; j < W; j++)
-                for (size_t l = 0; l < lanes; l++) dst[j * C + l] = src[l * plane + j];
-        }
-    }
+    for (size_t i = 0; i < H; i++)
+        planes_to_channels_last(image + i * W, H * W, W, C, hwc + ((i + border) * cols + border) * C);
 }
 
 /// v = Bᵀ d B for the tiles of one image, from its copy `hwc` [rows][cols][C] with a border of
@@ -140,13 +188,7 @@ DK_INLINE void output_body(const float *restrict m, const float *restrict bias, 
                     q[(cols + 1) * C + c] = out[3];
                 }
             }
-        float *image = y + n * C * H * W;
-        for (size_t c = 0; c < C; c++)
-            for (size_t i = 0; i < H; i++) {
-                const float *src = scratch + i * cols * C + c;
-                float *dst = image + (c * H + i) * W;
-                for (size_t j = 0; j < W; j++) dst[j] = src[j * C];
-            }
+        for (size_t i = 0; i < H; i++) channels_last_to_planes(scratch + i * cols * C, W, C, y + n * C * H * W + i * W, H * W);
     }
 }
 
@@ -179,11 +221,9 @@ DK_INLINE void output_pool_body(const float *restrict m, const float *restrict b
                     place[c] = wins ? (unsigned char)at : DK_WINOGRAD_NO_WINNER;
                 }
             }
+        channels_last_to_planes(scratch, ph * pw, C, y + n * C * ph * pw, ph * pw);
         for (size_t c = 0; c < C; c++)
-            for (size_t i = 0; i < ph * pw; i++) {
-                y[(n * C + c) * ph * pw + i] = scratch[i * C + c];
-                winners[(n * C + c) * ph * pw + i] = places[i * C + c];
-            }
+            for (size_t i = 0; i < ph * pw; i++) winners[(n * C + c) * ph * pw + i] = places[i * C + c];
     }
 }
 
@@ -230,8 +270,6 @@ DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *res
 // multiple of 8. Register tiles of 6 rows × 16 columns (12 accumulators), each A value broadcast,
 // B's rows (at most 64 × 64 floats) staying in L1: no packing, which OpenBLAS spent 10% of the
 // step on for these short products (K = 32 or 64).
-typedef float dk_v8 __attribute__((vector_size(32), aligned(4)));
-
 __attribute__((target("avx2,fma"))) DK_INLINE void product_tile(int rows, int vectors, size_t k, const float *a, size_t ai,
                                                                size_t ak, const float *b, size_t ldb, float *c, size_t ldc,
                                                                int accumulate) {
@@ -258,16 +296,22 @@ __attribute__((target("avx2,fma"))) DK_INLINE void product_tile(int rows, int ve
 
 __attribute__((target("avx2,fma"))) static void product_avx2(size_t m, size_t n, size_t k, const float *a, size_t ai, size_t ak,
                                                             const float *b, size_t ldb, float *c, size_t ldc, int accumulate) {
-    for (size_t i = 0; i < m; i += 6) {
-        const int rows = m - i < 6 ? (int)(m - i) : 6;
-        for (size_t j = 0; j < n; j += 16) {
-            const int vectors = n - j >= 16 ? 2 : 1;
-            const float *at = a + i * ai, *bt = b + j;
-            float *ct = c + i * ldc + j;
-            // constant tile shapes, so that each is unrolled into registers
-            if (rows == 6 && vectors == 2) product_tile(6, 2, k, at, ai, ak, bt, ldb, ct, ldc, accumulate);
-            else if (vectors == 2) product_tile(rows, 2, k, at, ai, ak, bt, ldb, ct, ldc, accumulate);
-            else product_tile(rows, 1, k, at, ai, ak, bt, ldb, ct, ldc, accumulate);
+    // In runs of at most 64 along k, so that the A and B rows a run reads stay in L1 while every
+    // register tile of C passes over them (the weight gradient's k is a block's tile count).
+    for (size_t k0 = 0; k0 < k; k0 += 64) {
+        const size_t kn = k - k0 < 64 ? k - k0 : 64;
+        const int add = accumulate || k0 > 0;
+        for (size_t i = 0; i < m; i += 6) {
+            const int rows = m - i < 6 ? (int)(m - i) : 6;
+            for (size_t j = 0; j < n; j += 16) {
+                const int vectors = n - j >= 16 ? 2 : 1;
+                const float *at = a + i * ai + k0 * ak, *bt = b + k0 * ldb + j;
+                float *ct = c + i * ldc + j;
+                // constant tile shapes, so that each is unrolled into registers
+                if (rows == 6 && vectors == 2) product_tile(6, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else if (vectors == 2) product_tile(rows, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else product_tile(rows, 1, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+            }
         }
     }
 }

@@ -35,12 +35,17 @@ import Testing
     @Test(.enabled(if: ConvolutionPath.oneDNNAvailable, "oneDNN (libdnnl.so.2) is not installed: only the im2col path runs"),
           arguments: cases)
     func oneDNNMatchesIm2col(_ c: Case) {
-        let dnnl = Self.run(.oneDNN, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
+        Self.expectMatchesIm2col(.oneDNN, c)
+    }
+
+    /// `path`'s forward pass and gradients against im2col's, to float rounding.
+    static func expectMatchesIm2col(_ path: ConvolutionPath, _ c: Case) {
+        let tested = Self.run(path, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
         let reference = Self.run(.im2col, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
-        assertClose(dnnl.y, reference.y, atol: 1e-4, rtol: 1e-4, "forward")
-        assertClose(dnnl.dx!, reference.dx!, atol: 1e-4, rtol: 1e-4, "input gradient")
-        assertClose(dnnl.dw, reference.dw, atol: 2e-3, rtol: 1e-4, "weight gradient")
-        if c.bias { assertClose(dnnl.db!, reference.db!, atol: 2e-3, rtol: 1e-4, "bias gradient") }
+        assertClose(tested.y, reference.y, atol: 1e-4, rtol: 1e-4, "forward")
+        assertClose(tested.dx!, reference.dx!, atol: 1e-4, rtol: 1e-4, "input gradient")
+        assertClose(tested.dw, reference.dw, atol: 2e-3, rtol: 1e-4, "weight gradient")
+        if c.bias { assertClose(tested.db!, reference.db!, atol: 2e-3, rtol: 1e-4, "bias gradient") }
     }
 
     /// A first layer (input that needs no gradient) asks oneDNN for the weight gradient only.
@@ -88,12 +93,8 @@ import Testing
     func winogradMatchesIm2col(_ c: Case) {
         let geometry = ConvGeometry(input: c.x, weight: c.weight, config: c.config)
         #expect(WinogradConvolution.accepts(geometry))
+        Self.expectMatchesIm2col(.winograd, c)
         let winograd = Self.run(.winograd, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
-        let reference = Self.run(.im2col, x: c.x, weight: c.weight, bias: c.bias, config: c.config)
-        assertClose(winograd.y, reference.y, atol: 1e-4, rtol: 1e-4, "forward")
-        assertClose(winograd.dx!, reference.dx!, atol: 1e-4, rtol: 1e-4, "input gradient")
-        assertClose(winograd.dw, reference.dw, atol: 2e-3, rtol: 1e-4, "weight gradient")
-        if c.bias { assertClose(winograd.db!, reference.db!, atol: 2e-3, rtol: 1e-4, "bias gradient") }
         let alone = Self.run(.winograd, x: c.x, weight: c.weight, bias: c.bias, config: c.config, inputGradient: false)
         #expect(alone.dx == nil && alone.dw == winograd.dw, "the weight gradient without the input's")
     }
