@@ -17,11 +17,13 @@
 static size_t tiles_along(size_t extent) { return (extent + 1) / 2; }
 
 size_t dk_winograd_train_scratch(size_t height, size_t width, size_t channels) {
-    return (2 * tiles_along(height) + 2) * (2 * tiles_along(width) + 2) * channels;
+    // the padded image, then (pool_grad) the pooled gradient and its winners' places, with room to spare
+    return (2 * tiles_along(height) + 2) * (2 * tiles_along(width) + 2) * channels + 2 * (height / 2) * (width / 2) * channels;
 }
 
 /// Eight floats (unaligned loads and stores), for the 8×8 transposes below.
 typedef float dk_v8 __attribute__((vector_size(32), aligned(4)));
+typedef int dk_i8 __attribute__((vector_size(32), aligned(4)));
 
 /// Transposes the 8×8 block r (8 rows of 8) in place.
 DK_INLINE void transpose8(dk_v8 r[8]) {
@@ -248,17 +250,50 @@ DK_INLINE void output_grad_body(const float *restrict dy, size_t images, size_t 
 DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *restrict winners, size_t images, size_t C,
                               size_t H, size_t W, float *restrict g, float *restrict v, float *restrict scratch) {
     const size_t th = tiles_along(H), tw = tiles_along(W), rows = 2 * th + 2, cols = 2 * tw + 2;
-    const size_t plane = images * th * tw * C, ph = H / 2, pw = W / 2;
+    const size_t plane = images * th * tw * C, ph = H / 2, pw = W / 2, windows = ph * pw;
+    // scratch: the output gradient [rows][cols][C] (border of one), then the pooled gradient and
+    // the winners channels-last, [windows][C] each
+    float *restrict pooled = scratch + rows * cols * C;
+    float *restrict places = pooled + windows * C;  // as floats, so that the selects below vectorise
     for (size_t n = 0; n < images; n++) {
-        memset(scratch, 0, rows * cols * C * sizeof(float));
+        const float *image = dy + n * C * windows;
+        const unsigned char *image_winners = winners + n * C * windows;
+        planes_to_channels_last(image, windows, windows, C, pooled);
         for (size_t c = 0; c < C; c++)
-            for (size_t ty = 0; ty < ph; ty++)
-                for (size_t tx = 0; tx < pw; tx++) {
-                    const size_t at = ((n * C + c) * ph + ty) * pw + tx;
-                    const unsigned place = winners[at];
-                    if (place > 3) continue;
-                    scratch[((2 * ty + 1 + place / 2) * cols + 2 * tx + 1 + place % 2) * C + c] = dy[at];
+            for (size_t w = 0; w < windows; w++) places[w * C + c] = (float)image_winners[c * windows + w];
+        // zero what no window covers: the border, and a last row or column the pooling dropped
+        for (size_t i = 0; i < rows; i++) {
+            float *line = scratch + i * cols * C;
+            if (i == 0 || i > 2 * ph) {
+                memset(line, 0, cols * C * sizeof(float));
+                continue;
+            }
+            memset(line, 0, C * sizeof(float));
+            memset(line + (2 * pw + 1) * C, 0, (cols - 2 * pw - 1) * C * sizeof(float));
+        }
+        // each window's four outputs: the pooled gradient at the winner, zero elsewhere
+        for (size_t ty = 0; ty < ph; ty++)
+            for (size_t tx = 0; tx < pw; tx++) {
+                const float *restrict value = pooled + (ty * pw + tx) * C;
+                const float *restrict place = places + (ty * pw + tx) * C;
+                float *restrict top = scratch + ((2 * ty + 1) * cols + 2 * tx + 1) * C, *restrict bottom = top + cols * C;
+                size_t c = 0;
+                for (; c + 8 <= C; c += 8) {  // explicit vectors: the compiler left this loop scalar
+                    const dk_i8 x = (dk_i8)(*(const dk_v8 *)(value + c));
+                    const dk_v8 at = *(const dk_v8 *)(place + c);
+                    *(dk_v8 *)(top + c) = (dk_v8)(x & (at == 0.0f));
+                    *(dk_v8 *)(top + C + c) = (dk_v8)(x & (at == 1.0f));
+                    *(dk_v8 *)(bottom + c) = (dk_v8)(x & (at == 2.0f));
+                    *(dk_v8 *)(bottom + C + c) = (dk_v8)(x & (at == 3.0f));
                 }
+                for (; c < C; c++) {
+                    const float x = value[c], at = place[c];
+                    top[c] = at == 0.0f ? x : 0.0f;
+                    top[C + c] = at == 1.0f ? x : 0.0f;
+                    bottom[c] = at == 2.0f ? x : 0.0f;
+                    bottom[C + c] = at == 3.0f ? x : 0.0f;
+                }
+            }
         grad_transforms(scratch, n, C, th, tw, cols, plane, g, v);
     }
 }
