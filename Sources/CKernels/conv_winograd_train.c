@@ -43,41 +43,25 @@ DK_INLINE void transpose8(dk_v8 r[8]) {
     }
 }
 
-/// dst[p·C + c] = src[c·plane + p] for `pixels` pixels and C channels: planes to channels-last,
-/// 8×8 blocks at a time (a value at a time, each store went to its own cache line).
-DK_INLINE void planes_to_channels_last(const float *restrict src, size_t plane, size_t pixels, size_t C, float *restrict dst) {
-    size_t c = 0;
-    for (; c + 8 <= C; c += 8) {
-        size_t p = 0;
-        for (; p + 8 <= pixels; p += 8) {
+/// dst[j·ld_dst + i] = src[i·ld_src + j] for i < rows, j < cols: between planes ([C][pixels]) and
+/// channels-last ([pixels][C]) in 8×8 blocks (a value at a time, each store went to its own
+/// cache line: a third of the transforms' time).
+DK_INLINE void transpose(const float *restrict src, size_t ld_src, size_t rows, size_t cols, float *restrict dst,
+                         size_t ld_dst) {
+    size_t i = 0;
+    for (; i + 8 <= rows; i += 8) {
+        size_t j = 0;
+        for (; j + 8 <= cols; j += 8) {
             dk_v8 r[8];
-            for (int i = 0; i < 8; i++) r[i] = *(const dk_v8 *)(src + (c + i) * plane + p);
+            for (int k = 0; k < 8; k++) r[k] = *(const dk_v8 *)(src + (i + k) * ld_src + j);
             transpose8(r);
-            for (int i = 0; i < 8; i++) *(dk_v8 *)(dst + (p + i) * C + c) = r[i];
+            for (int k = 0; k < 8; k++) *(dk_v8 *)(dst + (j + k) * ld_dst + i) = r[k];
         }
-        for (; p < pixels; p++)
-            for (size_t i = 0; i < 8; i++) dst[p * C + c + i] = src[(c + i) * plane + p];
+        for (; j < cols; j++)
+            for (size_t k = 0; k < 8; k++) dst[j * ld_dst + i + k] = src[(i + k) * ld_src + j];
     }
-    for (; c < C; c++)
-        for (size_t p = 0; p < pixels; p++) dst[p * C + c] = src[c * plane + p];
-}
-
-/// The inverse: dst[c·plane + p] = src[p·C + c].
-DK_INLINE void channels_last_to_planes(const float *restrict src, size_t pixels, size_t C, float *restrict dst, size_t plane) {
-    size_t c = 0;
-    for (; c + 8 <= C; c += 8) {
-        size_t p = 0;
-        for (; p + 8 <= pixels; p += 8) {
-            dk_v8 r[8];
-            for (int i = 0; i < 8; i++) r[i] = *(const dk_v8 *)(src + (p + i) * C + c);
-            transpose8(r);
-            for (int i = 0; i < 8; i++) *(dk_v8 *)(dst + (c + i) * plane + p) = r[i];
-        }
-        for (; p < pixels; p++)
-            for (size_t i = 0; i < 8; i++) dst[(c + i) * plane + p] = src[p * C + c + i];
-    }
-    for (; c < C; c++)
-        for (size_t p = 0; p < pixels; p++) dst[c * plane + p] = src[p * C + c];
+    for (; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) dst[j * ld_dst + i] = src[i * ld_src + j];
 }
 
 /// Copies image [C][H][W] into `hwc` [rows][cols][C] at row and column `border`, zero elsewhere.
@@ -94,7 +78,7 @@ DK_INLINE void to_channels_last(const float *restrict image, size_t C, size_t H,
         memset(line + (W + border) * C, 0, (cols - W - border) * C * sizeof(float));
     }
     for (size_t i = 0; i < H; i++)
-        planes_to_channels_last(image + i * W, H * W, W, C, hwc + ((i + border) * cols + border) * C);
+        transpose(image + i * W, H * W, C, W, hwc + ((i + border) * cols + border) * C, C);
 }
 
 /// v = Bᵀ d B for the tiles of one image, from its copy `hwc` [rows][cols][C] with a border of
@@ -190,7 +174,7 @@ DK_INLINE void output_body(const float *restrict m, const float *restrict bias, 
                     q[(cols + 1) * C + c] = out[3];
                 }
             }
-        for (size_t i = 0; i < H; i++) channels_last_to_planes(scratch + i * cols * C, W, C, y + n * C * H * W + i * W, H * W);
+        for (size_t i = 0; i < H; i++) transpose(scratch + i * cols * C, C, W, C, y + n * C * H * W + i * W, H * W);
     }
 }
 
@@ -223,7 +207,7 @@ DK_INLINE void output_pool_body(const float *restrict m, const float *restrict b
                     place[c] = wins ? (unsigned char)at : DK_WINOGRAD_NO_WINNER;
                 }
             }
-        channels_last_to_planes(scratch, ph * pw, C, y + n * C * ph * pw, ph * pw);
+        transpose(scratch, C, ph * pw, C, y + n * C * ph * pw, ph * pw);
         for (size_t c = 0; c < C; c++)
             for (size_t i = 0; i < ph * pw; i++) winners[(n * C + c) * ph * pw + i] = places[i * C + c];
     }
@@ -258,7 +242,7 @@ DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *res
     for (size_t n = 0; n < images; n++) {
         const float *image = dy + n * C * windows;
         const unsigned char *image_winners = winners + n * C * windows;
-        planes_to_channels_last(image, windows, windows, C, pooled);
+        transpose(image, windows, C, windows, pooled, C);
         for (size_t c = 0; c < C; c++)
             for (size_t w = 0; w < windows; w++) places[w * C + c] = (float)image_winners[c * windows + w];
         // zero what no window covers: the border, and a last row or column the pooling dropped
