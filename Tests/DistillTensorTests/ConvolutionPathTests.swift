@@ -99,6 +99,14 @@ import Testing
         #expect(alone.dx == nil && alone.dw == winograd.dw, "the weight gradient without the input's")
     }
 
+    /// An empty batch gives an empty output and zero weight and bias gradients, on every path.
+    @Test(arguments: ConvolutionPath.allCases)
+    func emptyBatch(_ path: ConvolutionPath) {
+        let r = Self.run(path, x: [0, 8, 4, 4], weight: [8, 8, 3, 3], bias: true, config: Conv2dConfig(padding: (1, 1)))
+        #expect(r.y.isEmpty && r.dx!.isEmpty)
+        #expect(r.dw == [Float](repeating: 0, count: 8 * 8 * 9) && r.db! == [Float](repeating: 0, count: 8))
+    }
+
     /// Other shapes on the Winograd path run on the preferred one (the same bits as asking for it).
     @Test func winogradLeavesOtherShapesToThePreferredPath() {
         for c in [Self.cases[0], Self.cases[2], Self.cases[3], Self.cases[4]] {

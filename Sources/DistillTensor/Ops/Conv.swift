@@ -252,6 +252,9 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, config: Conv2dConfig, pa
 func conv2dBackward(x: Tensor, weight: Tensor, hasBias: Bool, config: Conv2dConfig, path: ConvolutionPath, cols: TensorStorage?,
                     grad: Tensor, needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let geo = ConvGeometry(input: x.shape, weight: weight.shape, config: config)
+    if geo.n == 0 {  // an empty batch: no chunk runs, so none would write its partial sums
+        return (needInput ? Tensor.zeros(x.shape) : nil, needWeight ? Tensor.zeros(weight.shape) : nil, hasBias ? Tensor.zeros([geo.o]) : nil)
+    }
     if path == .winograd {
         return WinogradConvolution.backward(geo, x: x.data, weight: weight.data, grad: .full(grad.data), kept: cols?.pointer,
                                             hasBias: hasBias, needInput: needInput, needWeight: needWeight)

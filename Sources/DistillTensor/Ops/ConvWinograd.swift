@@ -73,12 +73,13 @@ enum WinogradConvolution {
         case pooled(UnsafePointer<Float>, winners: UnsafePointer<UInt8>)
     }
 
-    /// The gradients (dx, dweight, dbias), those asked for. `kept`: the forward pass's transformed
-    /// input, or nil to transform x again.
+    /// The gradients (dx, dweight, dbias), those asked for, for a batch of at least one image.
+    /// `kept`: the forward pass's transformed input, or nil to transform x again.
     static func backward(_ geo: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, grad: OutputGradient,
                          kept: UnsafePointer<Float>?, hasBias: Bool, needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?, Tensor?) {
+        precondition(geo.n > 0, "WinogradConvolution.backward: an empty batch")
         let dx = needInput ? Tensor(uninitializedShape: [geo.n, geo.c, geo.h, geo.w]) : nil
-        let chunks = Swift.max(1, Swift.min(ConvGeometry.batchChunks, geo.n))
+        let chunks = Swift.min(ConvGeometry.batchChunks, geo.n)
         let weightCount = geo.o * geo.c * 9
         let partialW = UnsafeMutablePointer<Float>.allocate(capacity: chunks * weightCount)
         let partialB = UnsafeMutablePointer<Float>.allocate(capacity: chunks * geo.o)
@@ -140,9 +141,8 @@ enum WinogradConvolution {
                 }
             }
         }
-        let used = Swift.min(chunks, Swift.max(geo.n, 1))
-        let dweight = needWeight ? sumOfChunks(partialW, chunks: used, shape: [geo.o, geo.c, 3, 3]) : nil
-        let dbias = hasBias ? sumOfChunks(partialB, chunks: used, shape: [geo.o]) : nil
+        let dweight = needWeight ? sumOfChunks(partialW, chunks: chunks, shape: [geo.o, geo.c, 3, 3]) : nil
+        let dbias = hasBias ? sumOfChunks(partialB, chunks: chunks, shape: [geo.o]) : nil
         return (dx, dweight, dbias)
     }
 
