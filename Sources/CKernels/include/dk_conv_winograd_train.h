@@ -7,7 +7,8 @@
 // Neural Networks", CVPR 2016; the matrices Bᵀ, G, Aᵀ are in dk_conv_winograd.h), for training:
 // the forward pass and both gradients. Each 2×2 block of outputs ("tile") comes from a 4×4 input
 // patch; between the transforms, each pass is 16 matrix products, one per position k of the
-// 4×4 transformed tile, which the caller runs with BLAS:
+// 4×4 transformed tile (`dk_winograd_train_products` below, or BLAS for channel counts it does
+// not take):
 //   forward        M_k [tiles × O] = V_k [tiles × C] · U_k [C × O],        V = Bᵀ d B, U = G g Gᵀ,
 //                  y = Aᵀ M A (+ bias), cropped to H×W;
 //   input grad     the forward pass of dY through the kernel rotated by 180° with C and O swapped;

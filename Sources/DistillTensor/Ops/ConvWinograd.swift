@@ -21,7 +21,7 @@ enum WinogradConvolution {
     static let minimumChannels = 8
 
     /// Tiles per block (images of 14×14: 4 images, 196 tiles; 32 → 64 channels, 1.2 MB of
-    /// transformed input and products).
+    /// transformed input and products: in L2).
     static let tilesPerBlock = 256
 
     /// Whether `geo` is a convolution this path runs: 3×3, stride 1, padding 1, no dilation, one
