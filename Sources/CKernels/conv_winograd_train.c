@@ -283,55 +283,90 @@ DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *res
 }
 
 #if defined(__x86_64__)
-// The products between the transforms, for AVX2 (the level where this path is chosen): C [m, n]
-// (=, or += with accumulate) Σ_k A(i, k) · B[k, n], A read with strides (a[i·ai + k·ak]: V for
-// the convolutions, the transformed gradient read transposed for dU), B and C row-major with n a
-// multiple of 8. Register tiles of 6 rows × 16 columns (12 accumulators), each A value broadcast,
-// B's rows (at most 64 × 64 floats) staying in L1: no packing, which OpenBLAS spent 10% of the
-// step on for these short products (K = 32 or 64).
-__attribute__((target("avx2,fma"))) DK_INLINE void product_tile(int rows, int vectors, size_t k, const float *a, size_t ai,
-                                                               size_t ak, const float *b, size_t ldb, float *c, size_t ldc,
-                                                               int accumulate) {
-    dk_v8 acc[6][2];
-    DK_UNROLLED for (int r = 0; r < 6; r++) DK_UNROLLED for (int v = 0; v < 2; v++) acc[r][v] = (dk_v8){0};
-    for (size_t p = 0; p < k; p++) {
-        dk_v8 bv[2];
-        DK_UNROLLED for (int v = 0; v < 2; v++) if (v < vectors) bv[v] = *(const dk_v8 *)(b + p * ldb + 8 * v);
-        DK_UNROLLED for (int r = 0; r < 6; r++) {
-            if (r >= rows) break;
-            const dk_v8 x = (dk_v8)_mm256_broadcast_ss(a + r * ai + p * ak);
-            DK_UNROLLED for (int v = 0; v < 2; v++) if (v < vectors) acc[r][v] = __builtin_elementwise_fma(x, bv[v], acc[r][v]);
-        }
+// The products between the transforms: C [m, n] (=, or += with accumulate) Σ_k A(i, k) · B[k, n],
+// A read with strides (a[i·ai + k·ak]: V for the convolutions, the transformed gradient read
+// transposed for dU), B and C row-major with n a multiple of 8. Register tiles of ROWS rows ×
+// VECTORS vectors, each A value broadcast, B's rows (at most 64 × 64 floats) staying in L1: no
+// packing, which OpenBLAS spent 10% of the step on for these short products (K = 32 or 64).
+// Every element is one chain of multiply-adds along k in the same order at both widths (runs of
+// 64, each added to C), so the AVX2 and AVX-512 levels give the same bits.
+#define DK_PRODUCT_TILE(NAME, TARGET, VEC, LANES, BROADCAST)                                                       \
+    __attribute__((target(TARGET))) DK_INLINE void NAME(int rows, int vectors, size_t k, const float *a, size_t ai, \
+                                                        size_t ak, const float *b, size_t ldb, float *c, size_t ldc,  \
+                                                        int accumulate) {                                            \
+        VEC acc[12][4];                                                                                              \
+        DK_UNROLLED for (int r = 0; r < 12; r++) DK_UNROLLED for (int v = 0; v < 4; v++) acc[r][v] = (VEC){0};       \
+        for (size_t p = 0; p < k; p++) {                                                                             \
+            VEC bv[4];                                                                                               \
+            DK_UNROLLED for (int v = 0; v < 4; v++) if (v < vectors) bv[v] = *(const VEC *)(b + p * ldb + LANES * v); \
+            DK_UNROLLED for (int r = 0; r < 12; r++) {                                                               \
+                if (r >= rows) break;                                                                                \
+                const VEC x = (VEC)BROADCAST(a + r * ai + p * ak);                                                   \
+                DK_UNROLLED for (int v = 0; v < 4; v++) if (v < vectors) acc[r][v] = __builtin_elementwise_fma(x, bv[v], acc[r][v]); \
+            }                                                                                                        \
+        }                                                                                                            \
+        DK_UNROLLED for (int r = 0; r < 12; r++) {                                                                   \
+            if (r >= rows) break;                                                                                    \
+            DK_UNROLLED for (int v = 0; v < 4; v++) {                                                                \
+                if (v >= vectors) break;                                                                             \
+                VEC *out = (VEC *)(c + r * ldc + LANES * v);                                                         \
+                *out = accumulate ? *out + acc[r][v] : acc[r][v];                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
     }
-    DK_UNROLLED for (int r = 0; r < 6; r++) {
-        if (r >= rows) break;
-        DK_UNROLLED for (int v = 0; v < 2; v++) {
-            if (v >= vectors) break;
-            dk_v8 *out = (dk_v8 *)(c + r * ldc + 8 * v);
-            *out = accumulate ? *out + acc[r][v] : acc[r][v];
-        }
-    }
-}
 
+typedef float dk_v16 __attribute__((vector_size(64), aligned(4)));
+static inline __attribute__((target("avx512f"))) __m512 broadcast16(const float *x) { return _mm512_set1_ps(*x); }
+DK_PRODUCT_TILE(product_tile_avx2, "avx2,fma", dk_v8, 8, _mm256_broadcast_ss)
+DK_PRODUCT_TILE(product_tile_avx512, "avx512f", dk_v16, 16, broadcast16)
+
+// Runs of at most 64 along k, so that the A and B rows a run reads stay in L1 while every
+// register tile of C passes over them (the weight gradient's k is a block's tile count). AVX2:
+// tiles of 6 rows × 2 vectors (12 of the 16 registers accumulate). AVX-512 (n a multiple of 16):
+// 6 × 4 where 64 columns remain, else 12 × 2 or 12 × 1 (24 of the 32 registers).
 __attribute__((target("avx2,fma"))) static void product_avx2(size_t m, size_t n, size_t k, const float *a, size_t ai, size_t ak,
                                                             const float *b, size_t ldb, float *c, size_t ldc, int accumulate) {
-    // In runs of at most 64 along k, so that the A and B rows a run reads stay in L1 while every
-    // register tile of C passes over them (the weight gradient's k is a block's tile count).
     for (size_t k0 = 0; k0 < k; k0 += 64) {
         const size_t kn = k - k0 < 64 ? k - k0 : 64;
         const int add = accumulate || k0 > 0;
         for (size_t i = 0; i < m; i += 6) {
             const int rows = m - i < 6 ? (int)(m - i) : 6;
             for (size_t j = 0; j < n; j += 16) {
-                const int vectors = n - j >= 16 ? 2 : 1;
                 const float *at = a + i * ai + k0 * ak, *bt = b + k0 * ldb + j;
                 float *ct = c + i * ldc + j;
                 // constant tile shapes, so that each is unrolled into registers
-                if (rows == 6 && vectors == 2) product_tile(6, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
-                else if (vectors == 2) product_tile(rows, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
-                else product_tile(rows, 1, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                if (rows == 6 && n - j >= 16) product_tile_avx2(6, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else if (n - j >= 16) product_tile_avx2(rows, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else product_tile_avx2(rows, 1, kn, at, ai, ak, bt, ldb, ct, ldc, add);
             }
         }
+    }
+}
+
+__attribute__((target("avx512f"))) static void product_avx512(size_t m, size_t n, size_t k, const float *a, size_t ai,
+                                                              size_t ak, const float *b, size_t ldb, float *c, size_t ldc,
+                                                              int accumulate) {
+    for (size_t k0 = 0; k0 < k; k0 += 64) {
+        const size_t kn = k - k0 < 64 ? k - k0 : 64;
+        const int add = accumulate || k0 > 0;
+        size_t j = 0;
+        for (; n - j >= 64; j += 64)
+            for (size_t i = 0; i < m; i += 6) {
+                const int rows = m - i < 6 ? (int)(m - i) : 6;
+                const float *at = a + i * ai + k0 * ak, *bt = b + k0 * ldb + j;
+                float *ct = c + i * ldc + j;
+                if (rows == 6) product_tile_avx512(6, 4, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else product_tile_avx512(rows, 4, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+            }
+        for (; j < n; j += 32)
+            for (size_t i = 0; i < m; i += 12) {
+                const int rows = m - i < 12 ? (int)(m - i) : 12;
+                const float *at = a + i * ai + k0 * ak, *bt = b + k0 * ldb + j;
+                float *ct = c + i * ldc + j;
+                if (rows == 12 && n - j >= 32) product_tile_avx512(12, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else if (n - j >= 32) product_tile_avx512(rows, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else product_tile_avx512(rows, 1, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+            }
     }
 }
 #endif
@@ -345,11 +380,21 @@ int dk_winograd_train_products_apply(size_t n) {
 #endif
 }
 
-void dk_winograd_train_products(size_t positions, size_t m, size_t n, size_t k, const float *a, size_t ai, size_t ak,
-                                size_t a_step, const float *b, size_t b_step, float *c, size_t c_step, int accumulate) {
+int dk_winograd_train_products(int level, size_t positions, size_t m, size_t n, size_t k, const float *a, size_t ai,
+                               size_t ak, size_t a_step, const float *b, size_t b_step, float *c, size_t c_step,
+                               int accumulate) {
 #if defined(__x86_64__)
-    for (size_t q = 0; q < positions; q++)
-        product_avx2(m, n, k, a + q * a_step, ai, ak, b + q * b_step, n, c + q * c_step, n, accumulate);
+    if (level < 0) level = dk_cpu_has_avx512() && n % 16 == 0 ? 2 : 1;
+    if (!dk_winograd_train_products_apply(n) || dk_choose_level(level) != level || (level == 2 && n % 16 != 0)) return -1;
+    for (size_t q = 0; q < positions; q++) {
+        if (level == 2) product_avx512(m, n, k, a + q * a_step, ai, ak, b + q * b_step, n, c + q * c_step, n, accumulate);
+        else product_avx2(m, n, k, a + q * a_step, ai, ak, b + q * b_step, n, c + q * c_step, n, accumulate);
+    }
+    return 0;
+#else
+    (void)level, (void)positions, (void)m, (void)n, (void)k, (void)a, (void)ai, (void)ak, (void)a_step, (void)b;
+    (void)b_step, (void)c, (void)c_step, (void)accumulate;
+    return -1;
 #endif
 }
 

@@ -254,3 +254,42 @@ import Testing
         #expect(winners == [none, none, 0, none, none, 1, 1, 2])
     }
 }
+
+// The Winograd products (`dk_winograd_train_products`) at each instruction-set level the CPU has,
+// on random shapes and both ways of reading A (rows, as V is read; columns, as the transformed
+// gradient is read for dU): every level gives the same bits, and those match a double-precision
+// reference to float rounding. k runs past 64 (the kernel's runs along k), m past a register
+// tile's rows, n over every tile width.
+@Suite struct WinogradProductTests {
+    @Test(arguments: [8, 16, 24, 32, 48, 64, 80, 128])
+    func levelsAgreeBitForBitAndWithTheReference(_ n: Int) throws {
+        var g = SeededGenerator(seed: UInt64(n))
+        let positions = 2, m = Int.random(in: 1...30, using: &g), k = Int.random(in: 1...140, using: &g)
+        let accumulate = Bool.random(using: &g), transposed = n % 16 == 0
+        let (ai, ak) = transposed ? (1, m) : (k, 1)
+        let random = { (count: Int) in (0..<count).map { _ in Float.random(in: -1...1, using: &g) } }
+        let a = random(positions * m * k), b = random(positions * k * n), start = random(positions * m * n)
+        var results: [Int32: [Float]] = [:]
+        for level: Int32 in [1, 2] {
+            var c = start
+            guard dk_winograd_train_products(level, positions, m, n, k, a, ai, ak, m * k, b, k * n, &c, m * n, accumulate ? 1 : 0) == 0
+            else { continue }
+            results[level] = c
+        }
+        guard dk_winograd_train_products_apply(n) == 1 else { return }
+        let narrow = try #require(results[1], "m \(m) n \(n) k \(k)")
+        if let wide = results[2] {
+            let differing = zip(wide, narrow).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "AVX-512 and AVX2 differ on \(differing) of \(wide.count) values (m \(m) n \(n) k \(k))")
+        }
+        for q in 0..<positions {
+            for i in 0..<m {
+                for j in 0..<n {
+                    var sum = accumulate ? Double(start[q * m * n + i * n + j]) : 0
+                    for l in 0..<k { sum += Double(a[q * m * k + i * ai + l * ak]) * Double(b[q * k * n + l * n + j]) }
+                    #expect(abs(Double(narrow[q * m * n + i * n + j]) - sum) <= 1e-5 * Double(k + 1))
+                }
+            }
+        }
+    }
+}

@@ -64,13 +64,16 @@ void dk_winograd_train_weights(const float *w, size_t out_channels, size_t in_ch
 void dk_winograd_train_weight_grad(const float *du, size_t out_channels, size_t in_channels, float *dw);
 
 /// Whether `dk_winograd_train_products` runs on this CPU for products n columns wide: AVX2 with
-/// FMA and n a multiple of 8.
+/// FMA (AVX-512 used where present and n is a multiple of 16) and n a multiple of 8.
 int dk_winograd_train_products_apply(size_t n);
 
 /// For each of `positions` products q: C_q [m, n] = (accumulate ? C_q : 0) + A_q · B_q, where
 /// A_q(i, l) = a[q·a_step + i·ai + l·ak] (l < k), B_q = b + q·b_step and C_q = c + q·c_step are
-/// row-major with n columns. Only where `dk_winograd_train_products_apply(n)`.
-void dk_winograd_train_products(size_t positions, size_t m, size_t n, size_t k, const float *a, size_t ai, size_t ak,
-                                size_t a_step, const float *b, size_t b_step, float *c, size_t c_step, int accumulate);
+/// row-major with n columns. level: -1 the widest this CPU has, 1 AVX2, 2 AVX-512 (n a multiple
+/// of 16); both give the same bits. Returns 0, or -1 (nothing done) where the level does not run
+/// here or `dk_winograd_train_products_apply(n)` is 0.
+int dk_winograd_train_products(int level, size_t positions, size_t m, size_t n, size_t k, const float *a, size_t ai,
+                               size_t ak, size_t a_step, const float *b, size_t b_step, float *c, size_t c_step,
+                               int accumulate);
 
 #endif

@@ -14,4 +14,8 @@ int dk_cpu_isa_limit(void);
 /// with FMA) or 0 (SSE2 on x86-64, portable C elsewhere).
 int dk_cpu_kernel_level(void);
 
+/// 1 where the CPU runs each 512-bit multiply-add as two 256-bit halves (AMD Zen 4), so that
+/// AVX-512 code does no more arithmetic per cycle there than AVX2 code; 0 elsewhere.
+int dk_cpu_splits_avx512(void);
+
 #endif

@@ -179,10 +179,7 @@ enum WinogradConvolution {
     /// M_k [tiles, co] = V_k [tiles, ci] · U_k [ci, co] for the 16 positions k.
     private static func products(tiles: Int, _ v: UnsafePointer<Float>, inputChannels ci: Int, _ u: UnsafePointer<Float>,
                                  outputChannels co: Int, into m: UnsafeMutablePointer<Float>) {
-        if dk_winograd_train_products_apply(co) == 1 {
-            dk_winograd_train_products(16, tiles, co, ci, v, ci, 1, tiles * ci, u, ci * co, m, tiles * co, 0)
-            return
-        }
+        if dk_winograd_train_products(-1, 16, tiles, co, ci, v, ci, 1, tiles * ci, u, ci * co, m, tiles * co, 0) == 0 { return }
         for k in 0..<16 {
             BLAS.sgemm(m: tiles, n: co, k: ci, a: v + k * tiles * ci, lda: ci, b: u + k * ci * co, ldb: co,
                        c: m + k * tiles * co, ldc: co, split: .none)
@@ -192,11 +189,8 @@ enum WinogradConvolution {
     /// dU_k [O, C] (+)= Ĝ_kᵀ [O, tiles] · V_k [tiles, C] for the 16 positions k.
     private static func weightProducts(tiles: Int, _ g: UnsafePointer<Float>, _ v: UnsafePointer<Float>, accumulate: Bool,
                                        _ geo: ConvGeometry, into du: UnsafeMutablePointer<Float>) {
-        if dk_winograd_train_products_apply(geo.c) == 1 {
-            dk_winograd_train_products(16, geo.o, geo.c, tiles, g, 1, geo.o, tiles * geo.o, v, tiles * geo.c,
-                                       du, geo.o * geo.c, accumulate ? 1 : 0)
-            return
-        }
+        if dk_winograd_train_products(-1, 16, geo.o, geo.c, tiles, g, 1, geo.o, tiles * geo.o, v, tiles * geo.c,
+                                      du, geo.o * geo.c, accumulate ? 1 : 0) == 0 { return }
         for k in 0..<16 {
             BLAS.sgemm(transposeA: true, m: geo.o, n: geo.c, k: tiles, a: g + k * tiles * geo.o, lda: geo.o,
                        b: v + k * tiles * geo.c, ldb: geo.c, beta: accumulate ? 1 : 0,
@@ -207,18 +201,20 @@ enum WinogradConvolution {
 
 extension WinogradConvolution {
     /// Whether `ConvolutionPath.preferred(input:weight:config:)` picks this path for the layers it
-    /// takes: where AVX2 is the widest instruction set the kernels may use (measured 1.1× faster
-    /// than oneDNN's AVX2 convolutions over cnn-small's whole training step, BENCHMARKS.md), and
-    /// on AVX-512 CPUs only when oneDNN is missing (its AVX-512 convolutions measured faster than
-    /// this path). `DISTILL_WINOGRAD=0` or `1` in the environment turns it off or on (on: wherever
-    /// AVX2 runs); `DISTILL_CONV=im2col` or `onednn`, which name one path for every layer, turn it off.
+    /// takes: where AVX2 is the widest instruction set the kernels may use (cnn-small's training
+    /// step measured 1.21× faster than with oneDNN's AVX2 convolutions), on CPUs that run AVX-512
+    /// as two 256-bit halves (AMD Zen 4: 1.27× faster than oneDNN's AVX-512 convolutions), and
+    /// elsewhere only when oneDNN is missing (on Intel's AVX-512 cores oneDNN measured faster; all
+    /// in BENCHMARKS.md). `DISTILL_WINOGRAD=0` or `1` in the environment turns it off or on (on:
+    /// wherever AVX2 runs); `DISTILL_CONV=im2col` or `onednn`, which name one path for every layer,
+    /// turn it off.
     static let enabled: Bool = {
         let environment = ProcessInfo.processInfo.environment
         guard dk_winograd_train_products_apply(8) == 1, !["im2col", "onednn"].contains(environment["DISTILL_CONV"]?.lowercased()) else {
             return false
         }
         if let forced = environment["DISTILL_WINOGRAD"] { return forced != "0" }
-        return dk_cpu_kernel_level() == 1 || ConvolutionPath.preferred == .im2col
+        return dk_cpu_kernel_level() == 1 || dk_cpu_splits_avx512() == 1 || ConvolutionPath.preferred == .im2col
     }()
 }
 
