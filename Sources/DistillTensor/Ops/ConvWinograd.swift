@@ -4,7 +4,7 @@
 // tile) between transforms of the input, the output and the weight
 // (`Sources/CKernels/include/dk_conv_winograd_train.h` has the formulas). The products need 16
 // multiply-adds per tile where the direct convolution needs 36; they run in a kernel of ours
-// (`dk_winograd_train_products`, no packing: these products are short) or, for channel counts
+// (`dk_winograd_train_products`, AVX2 or AVX-512, no packing: these products are short) or, for channel counts
 // it does not take, OpenBLAS's GEMM.
 //
 // Chunks as on the other paths (`ConvGeometry.batchChunks`, weight gradients summed in chunk
@@ -203,7 +203,7 @@ extension WinogradConvolution {
     /// Whether `ConvolutionPath.preferred(input:weight:config:)` picks this path for the layers it
     /// takes: where AVX2 is the widest instruction set the kernels may use (cnn-small's training
     /// step measured 1.21× faster than with oneDNN's AVX2 convolutions), on CPUs that run AVX-512
-    /// as two 256-bit halves (AMD Zen 4: 1.27× faster than oneDNN's AVX-512 convolutions), and
+    /// as two 256-bit halves (AMD Zen 4: 1.30× faster than with oneDNN's AVX-512 convolutions), and
     /// elsewhere only when oneDNN is missing (on Intel's AVX-512 cores oneDNN measured faster; all
     /// in BENCHMARKS.md). `DISTILL_WINOGRAD=0` or `1` in the environment turns it off or on (on:
     /// wherever AVX2 runs); `DISTILL_CONV=im2col` or `onednn`, which name one path for every layer,
