@@ -120,3 +120,26 @@ import Testing
         #expect(dk_max_pool2x2_blocked_backward(&y, &argmax, 1, 12, 2, 2, 8, &dx) == -1, "channels not a multiple of the block are refused")
     }
 }
+
+// Byte images decoded for a batch (`dk_gather_unit_bytes`, Sources/CKernels/kernels.c): every
+// level gives Float(byte) / 255 exactly, for all 256 byte values, rows gathered out of order and
+// repeated, with row lengths that leave vector tails.
+@Suite struct GatherUnitBytesTests {
+    @Test(arguments: [1, 17, 784, 785])
+    func everyLevelDecodesEveryByteExactly(_ rowSize: Int) {
+        let rowCount = Swift.max(2, 2 * 256 / rowSize + 1)
+        let source: [UInt8] = (0..<(rowCount * rowSize)).map { (i: Int) -> UInt8 in UInt8((i * 7 + i / 256) % 256) }
+        let rows: [Int64] = Array((0..<rowCount).reversed().map(Int64.init)) + [1, 1, 0]
+        var expected: [Float] = []
+        for r in rows { expected += source[Int(r) * rowSize..<(Int(r) + 1) * rowSize].map { (b: UInt8) -> Float in Float(b) / 255 } }
+        #expect(Set(source).count == 256 || rowCount * rowSize < 256)
+        var ran: [Int32] = []
+        for level: Int32 in [0, 1, 2] {
+            var destination = [Float](repeating: .nan, count: rows.count * rowSize)
+            guard dk_gather_unit_bytes_level(level, source, rowSize, rows, rows.count, &destination) == 0 else { continue }
+            ran.append(level)
+            #expect(destination.map { (x: Float) in x.bitPattern } == expected.map { (x: Float) in x.bitPattern }, "level \(level), rows of \(rowSize)")
+        }
+        #expect(ran.contains(0))
+    }
+}

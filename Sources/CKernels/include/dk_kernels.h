@@ -55,4 +55,9 @@ int dk_exp_inplace_level(int level, float *x, size_t n);
 /// is read (rows are drawn at random from the dataset, so each one starts with a cache miss).
 void dk_gather_unit_bytes(const uint8_t *source, size_t row_size, const int64_t *rows, size_t count, float *destination);
 
+/// The same at a chosen level (-1 the widest this CPU has, 0 portable, 1 AVX2, 2 AVX-512), for
+/// tests: every level gives the same bits. Returns 0, or -1 where the level does not run here.
+int dk_gather_unit_bytes_level(int level, const uint8_t *source, size_t row_size, const int64_t *rows, size_t count,
+                               float *destination);
+
 #endif
