@@ -285,29 +285,29 @@ DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *res
 #if defined(__x86_64__)
 // The products between the transforms: C [m, n] (=, or += with accumulate) Σ_k A(i, k) · B[k, n],
 // A read with strides (a[i·ai + k·ak]: V for the convolutions, the transformed gradient read
-// transposed for dU), B and C row-major with n a multiple of 8. Register tiles of ROWS rows ×
-// VECTORS vectors, each A value broadcast, B's rows (at most 64 × 64 floats) staying in L1: no
-// packing, which OpenBLAS spent 10% of the step on for these short products (K = 32 or 64).
+// transposed for dU), B and C row-major with n a multiple of 8. Register tiles of `rows` rows ×
+// `vectors` vectors (at most MAX_ROWS × MAX_VECTORS), each A value broadcast, B's rows (at most 64 × 64
+// floats) staying in L1: no packing, which OpenBLAS spent 10% of the step on for these short products (K = 32 or 64).
 // Every element is one chain of multiply-adds along k in the same order at both widths (runs of
 // 64, each added to C), so the AVX2 and AVX-512 levels give the same bits.
-#define DK_PRODUCT_TILE(NAME, TARGET, VEC, LANES, BROADCAST)                                                       \
+#define DK_PRODUCT_TILE(NAME, TARGET, VEC, LANES, BROADCAST, MAX_ROWS, MAX_VECTORS)                                                    \
     __attribute__((target(TARGET))) DK_INLINE void NAME(int rows, int vectors, size_t k, const float *a, size_t ai, \
                                                         size_t ak, const float *b, size_t ldb, float *c, size_t ldc,  \
                                                         int accumulate) {                                            \
-        VEC acc[12][4];                                                                                              \
-        DK_UNROLLED for (int r = 0; r < 12; r++) DK_UNROLLED for (int v = 0; v < 4; v++) acc[r][v] = (VEC){0};       \
+        VEC acc[MAX_ROWS][MAX_VECTORS];                                                                              \
+        DK_UNROLLED for (int r = 0; r < MAX_ROWS; r++) DK_UNROLLED for (int v = 0; v < MAX_VECTORS; v++) acc[r][v] = (VEC){0}; \
         for (size_t p = 0; p < k; p++) {                                                                             \
-            VEC bv[4];                                                                                               \
-            DK_UNROLLED for (int v = 0; v < 4; v++) if (v < vectors) bv[v] = *(const VEC *)(b + p * ldb + LANES * v); \
-            DK_UNROLLED for (int r = 0; r < 12; r++) {                                                               \
+            VEC bv[MAX_VECTORS];                                                                                     \
+            DK_UNROLLED for (int v = 0; v < MAX_VECTORS; v++) if (v < vectors) bv[v] = *(const VEC *)(b + p * ldb + LANES * v); \
+            DK_UNROLLED for (int r = 0; r < MAX_ROWS; r++) {                                                         \
                 if (r >= rows) break;                                                                                \
                 const VEC x = (VEC)BROADCAST(a + r * ai + p * ak);                                                   \
-                DK_UNROLLED for (int v = 0; v < 4; v++) if (v < vectors) acc[r][v] = __builtin_elementwise_fma(x, bv[v], acc[r][v]); \
+                DK_UNROLLED for (int v = 0; v < MAX_VECTORS; v++) if (v < vectors) acc[r][v] = __builtin_elementwise_fma(x, bv[v], acc[r][v]); \
             }                                                                                                        \
         }                                                                                                            \
-        DK_UNROLLED for (int r = 0; r < 12; r++) {                                                                   \
+        DK_UNROLLED for (int r = 0; r < MAX_ROWS; r++) {                                                             \
             if (r >= rows) break;                                                                                    \
-            DK_UNROLLED for (int v = 0; v < 4; v++) {                                                                \
+            DK_UNROLLED for (int v = 0; v < MAX_VECTORS; v++) {                                                      \
                 if (v >= vectors) break;                                                                             \
                 VEC *out = (VEC *)(c + r * ldc + LANES * v);                                                         \
                 *out = accumulate ? *out + acc[r][v] : acc[r][v];                                                    \
@@ -317,8 +317,9 @@ DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *res
 
 typedef float dk_v16 __attribute__((vector_size(64), aligned(4)));
 static inline __attribute__((target("avx512f"))) __m512 broadcast16(const float *x) { return _mm512_set1_ps(*x); }
-DK_PRODUCT_TILE(product_tile_avx2, "avx2,fma", dk_v8, 8, _mm256_broadcast_ss)
-DK_PRODUCT_TILE(product_tile_avx512, "avx512f", dk_v16, 16, broadcast16)
+DK_PRODUCT_TILE(product_tile_avx2, "avx2,fma", dk_v8, 8, _mm256_broadcast_ss, 6, 2)
+DK_PRODUCT_TILE(product_tile_avx512, "avx512f", dk_v16, 16, broadcast16, 6, 4)
+DK_PRODUCT_TILE(product_tile_avx512_tall, "avx512f", dk_v16, 16, broadcast16, 12, 2)
 
 // Runs of at most 64 along k, so that the A and B rows a run reads stay in L1 while every
 // register tile of C passes over them (the weight gradient's k is a block's tile count). AVX2:
@@ -343,6 +344,21 @@ __attribute__((target("avx2,fma"))) static void product_avx2(size_t m, size_t n,
     }
 }
 
+// Fewer than 6 rows at AVX-512, each row count its own unrolled tile: clang leaves a tile of 4
+// vectors over a variable row count rolled, its accumulators on the stack.
+__attribute__((target("avx512f"))) static void product_rows_avx512(int rows, int vectors, size_t k, const float *a, size_t ai,
+                                                                   size_t ak, const float *b, size_t ldb, float *c,
+                                                                   size_t ldc, int accumulate) {
+#define DK_ROWS(R)                                                                                          \
+    case R:                                                                                                 \
+        if (vectors == 4) product_tile_avx512(R, 4, k, a, ai, ak, b, ldb, c, ldc, accumulate);              \
+        else if (vectors == 2) product_tile_avx512(R, 2, k, a, ai, ak, b, ldb, c, ldc, accumulate);         \
+        else product_tile_avx512(R, 1, k, a, ai, ak, b, ldb, c, ldc, accumulate);                           \
+        break;
+    switch (rows) { DK_ROWS(1) DK_ROWS(2) DK_ROWS(3) DK_ROWS(4) DK_ROWS(5) DK_ROWS(6) }
+#undef DK_ROWS
+}
+
 __attribute__((target("avx512f"))) static void product_avx512(size_t m, size_t n, size_t k, const float *a, size_t ai,
                                                               size_t ak, const float *b, size_t ldb, float *c, size_t ldc,
                                                               int accumulate) {
@@ -353,20 +369,22 @@ __attribute__((target("avx512f"))) static void product_avx512(size_t m, size_t n
         for (; n - j >= 64; j += 64)
             for (size_t i = 0; i < m; i += 6) {
                 const int rows = m - i < 6 ? (int)(m - i) : 6;
+                product_rows_avx512(rows, 4, kn, a + i * ai + k0 * ak, ai, ak, b + k0 * ldb + j, ldb, c + i * ldc + j, ldc, add);
+            }
+        for (; j < n; j += 32) {
+            const int vectors = n - j >= 32 ? 2 : 1;
+            size_t i = 0;
+            for (; m - i >= 12; i += 12) {
                 const float *at = a + i * ai + k0 * ak, *bt = b + k0 * ldb + j;
                 float *ct = c + i * ldc + j;
-                if (rows == 6) product_tile_avx512(6, 4, kn, at, ai, ak, bt, ldb, ct, ldc, add);
-                else product_tile_avx512(rows, 4, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                if (vectors == 2) product_tile_avx512_tall(12, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+                else product_tile_avx512_tall(12, 1, kn, at, ai, ak, bt, ldb, ct, ldc, add);
             }
-        for (; j < n; j += 32)
-            for (size_t i = 0; i < m; i += 12) {
-                const int rows = m - i < 12 ? (int)(m - i) : 12;
-                const float *at = a + i * ai + k0 * ak, *bt = b + k0 * ldb + j;
-                float *ct = c + i * ldc + j;
-                if (rows == 12 && n - j >= 32) product_tile_avx512(12, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
-                else if (n - j >= 32) product_tile_avx512(rows, 2, kn, at, ai, ak, bt, ldb, ct, ldc, add);
-                else product_tile_avx512(rows, 1, kn, at, ai, ak, bt, ldb, ct, ldc, add);
+            for (; i < m; i += 6) {  // the last rows, in tiles of at most 6
+                const int rows = m - i < 6 ? (int)(m - i) : 6;
+                product_rows_avx512(rows, vectors, kn, a + i * ai + k0 * ak, ai, ak, b + k0 * ldb + j, ldb, c + i * ldc + j, ldc, add);
             }
+        }
     }
 }
 #endif
