@@ -286,8 +286,9 @@ DK_INLINE void pool_grad_body(const float *restrict dy, const unsigned char *res
 // The products between the transforms: C [m, n] (=, or += with accumulate) Σ_k A(i, k) · B[k, n],
 // A read with strides (a[i·ai + k·ak]: V for the convolutions, the transformed gradient read
 // transposed for dU), B and C row-major with n a multiple of 8. Register tiles of `rows` rows ×
-// `vectors` vectors (at most MAX_ROWS × MAX_VECTORS), each A value broadcast, B's rows (at most 64 × 64
-// floats) staying in L1: no packing, which OpenBLAS spent 10% of the step on for these short products (K = 32 or 64).
+// `vectors` vectors (at most MAX_ROWS × MAX_VECTORS), each A value broadcast, B's rows (at most
+// 64 × 64 floats) staying in L1: no packing, which OpenBLAS spent 10% of the step on for these
+// short products (K = 32 or 64).
 // Every element is one chain of multiply-adds along k in the same order at both widths (runs of
 // 64, each added to C), so the AVX2 and AVX-512 levels give the same bits.
 #define DK_PRODUCT_TILE(NAME, TARGET, VEC, LANES, BROADCAST, MAX_ROWS, MAX_VECTORS)                                                    \

@@ -410,14 +410,13 @@ int dk_exp_inplace_level(int level, float *x, size_t n) {
 GATHER_UNIT_BYTES(gather_unit_bytes_portable, )
 #if defined(__x86_64__)
 GATHER_UNIT_BYTES(gather_unit_bytes_avx2, __attribute__((target("avx2,fma"))))
-GATHER_UNIT_BYTES(gather_unit_bytes_avx512, __attribute__((target("avx512f,avx512bw"))))
+GATHER_UNIT_BYTES(gather_unit_bytes_avx512, __attribute__((target("avx512f"))))
 #endif
 
 int dk_gather_unit_bytes_level(int level, const uint8_t *source, size_t row_size, const int64_t *rows, size_t count,
                                float *destination) {
     level = dk_choose_level(level);
 #if defined(__x86_64__)
-    if (level == 2 && !__builtin_cpu_supports("avx512bw")) level = 1;
     if (level == 2) { gather_unit_bytes_avx512(source, row_size, rows, count, destination); return 0; }
     if (level == 1) { gather_unit_bytes_avx2(source, row_size, rows, count, destination); return 0; }
 #endif
