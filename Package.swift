@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "DistillDataTests", dependencies: ["DistillData", "DistillTestSupport"], resources: [.copy("Malformed")]),
         .testTarget(name: "DistillTrainingTests", dependencies: ["DistillTraining", "DistillTestSupport"]),
         // The command line as users run it: help snapshots and one test per error path (needs the built binary).
-        .testTarget(name: "DistillCLITests", dependencies: ["DistillTestSupport"]),
+        .testTarget(name: "DistillCLITests", dependencies: ["DistillTestSupport"], exclude: ["HelpSnapshots"]),
         .testTarget(name: "DistillExportTests", dependencies: ["DistillExport", "DistillTraining", "DistillTestSupport"]),
         .testTarget(name: "DistillTextTests", dependencies: ["DistillText", "DistillTestSupport"]),
         .testTarget(name: "DistillONNXTests", dependencies: ["DistillONNX", "DistillTraining", "DistillTestSupport"],

@@ -78,6 +78,13 @@ cnn = [{"conv2d": {"in": 1, "out": 2, "kernel": 3, "padding": 1}}, {"batchnorm2d
        "global_avgpool2d", {"linear": {"in": 2, "out": 3}}]
 put("SavedModel", "cnn-layers.safetensors", safetensors({}, meta("layers:" + json.dumps(cnn, separators=(",", ":")), "1,6,6", 3)))
 put("SavedModel", "cnn-tiny.safetensors", safetensors({}, meta("cnn-tiny", "1,8,8", 3)))
+# Two int8 students (corpus/SavedModel/int8-mlp.safetensors and int8-cnn.safetensors) are not
+# written here: they are `distill quantize`'s output, so that the fuzzer starts from files the int8
+# reader accepts. They were made with
+#   distill train --model mlp:4-3-2 --data tiny.csv --label y --epochs 1 --output mlp
+#   distill quantize mlp/best.safetensors --calibration tiny.csv --label y --samples 20 --output int8-mlp.safetensors
+# (tiny.csv: 60 rows of 4 normal features, y = a + b > 0) and the same for the layer list
+#   [conv2d 1→2 3×3 padding 1, relu, maxpool2d 2, flatten, linear 18→2] on 60 random 1×6×6 images (.npz).
 put("Experiment", "cnn-layers.yaml", "data: x.npz\nstudent:\n  layers:\n" + "".join(f"    - {json.dumps(l)}\n" for l in cnn))
 
 put("CSV", "iris.csv", "sepal,petal,species\n5.1,1.4,setosa\n7.0,4.7,versicolor\n6.3,6.0,virginica\n")

@@ -173,6 +173,9 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
             if let output { quantization = output }
         }
         guard let last = stages.last, last.floatOutput else { throw fail("no linear layer gives the output") }
+        guard last.outputs == student.info.numClasses else {
+            throw fail("the last layer gives \(last.outputs) outputs, but distillkit.num_classes says \(student.info.numClasses) classes")
+        }
         linears = stages
         outputSize = last.outputs
         (self.activations, self.spatial) = (activations, spatial)

@@ -116,8 +116,9 @@ import Testing
         for (name, model, shape) in try QuantizationTests.models() {
             model.eval()
             let samples = Tensor.testUniform([300] + shape, seed: 9, low: -1, high: 1, requiresGrad: false)
-            let labels = withNoGrad { model(samples) }.argmaxLastAxis()
-            let info = SavedModelDescription(spec: name, inputShape: shape, numClasses: 10, extra: [:])
+            let logits = withNoGrad { model(samples) }
+            let labels = logits.argmaxLastAxis()
+            let info = SavedModelDescription(spec: name, inputShape: shape, numClasses: logits.shape[1], extra: [:])
             let x = Tensor.testUniform([200] + shape, seed: 10, low: -1, high: 1, requiresGrad: false)
             let expected = withNoGrad { model(x) }.scalars
             for rounding in WeightRounding.allCases {

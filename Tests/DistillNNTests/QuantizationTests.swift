@@ -237,6 +237,7 @@ import Testing
         }, "weight_scale")
         refused(edited { s in s.layers.remove(at: 6) }, "does not take")  // 24 features into a 30-input layer
         refused(edited { s in s.info.inputShape = [2, 1, 1] }, "larger than")
+        refused(edited { s in s.info.numClasses += 1 }, "num_classes says")
         #expect(String(decoding: data, as: UTF8.self).contains("\"dtype\":\"I8\""), "weights are stored as I8")
         var wrongMarker = data
         if let range = wrongMarker.range(of: Data("\"int8\"".utf8)) { wrongMarker.replaceSubrange(range, with: Data("\"int4\"".utf8)) }
