@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch side of the peak-memory comparison (issue 5): the same job as
+"""PyTorch side of the peak-memory comparison (BENCHMARKS.md): the same job as
 `distill kd --teacher T --student mlp:784-64-10 --epochs 1` on Fashion-MNIST, teacher cnn-small in the
 loop, read from Debian's dataset-fashion-mnist, batch 128, Adam 1e-3, KD T=4 alpha=0.9. Prints the
 process's peak resident memory. Run with the reference venv (../shared/bench/pytorch_reference.py)."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Data parallelism and sweeps under Open MPI against one process (issue 17), on 2,000 Fashion-MNIST
+# Data parallelism and sweeps under Open MPI against one process, on 2,000 Fashion-MNIST
 # rows, each check as one process and as `mpirun -np 2` with the same seed and global batch:
 #   1. `distill kd` for one epoch: max abs difference of the two students' weights (float
 #      summation order is the only difference, so it must stay tiny);

@@ -46,8 +46,11 @@ public enum ExperimentRunner {
 
     /// `world`: the ranks the run is split across; nil: `Distributed.world` (every rank mpirun
     /// started; one process otherwise). A sweep passes `Distributed.oneProcess` to each run.
+    /// `heldOutName` names the preloaded held-out rows in the epoch lines and `metrics.jsonl`
+    /// ("validation" when a caller such as `distill fit` preloads a validation split as them).
     public static func run(_ experiment: Experiment, resume: Bool = false,
-                           preloaded: (train: LabeledDataset, test: LabeledDataset)? = nil, world: Distributed? = nil) throws -> Result {
+                           preloaded: (train: LabeledDataset, test: LabeledDataset)? = nil, heldOutName: String = "test",
+                           world: Distributed? = nil) throws -> Result {
         var experiment = experiment
         experiment.teachers = experiment.teachers.map(RunFolder.modelFile)
         try experiment.validate()
@@ -142,7 +145,7 @@ public enum ExperimentRunner {
         let trainer = try Trainer(student: student, studentInfo: info, teachers: teachers, objective: objective,
                                   options: options, train: train, test: validation ?? test, run: run)
         trainer.world = world
-        if validation != nil { trainer.heldOutName = "validation" }
+        trainer.heldOutName = validation != nil ? "validation" : heldOutName
         var summary = try trainer.fit(resume: resume)
         // With a validation split: the last epoch's student and the best one scored on the test set, once.
         var bestModelTest: EvaluationReport? = nil

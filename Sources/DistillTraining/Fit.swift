@@ -235,7 +235,7 @@ final class ExperimentFitTrainer: FitTrainer {
         let resume = started.contains(c.name)
         started.insert(c.name)
         do {
-            return try ExperimentRunner.run(e, resume: resume, preloaded: (train, validation)).training.test.accuracy
+            return try ExperimentRunner.run(e, resume: resume, preloaded: (train, validation), heldOutName: "validation").training.test.accuracy
         } catch let interrupted as TrainingInterrupted {
             throw TrainingInterrupted(message: "fit interrupted (signal \(interrupted.signal)) while training \(c.name); distill fit starts again from scratch in a new --output", signal: interrupted.signal)
         }

@@ -80,7 +80,7 @@ public struct StudentSize: Sendable, Equatable {
     }
 }
 
-/// What a student gives at int8 (issue 15, item 3), for the sweep's `*_int8` columns.
+/// What a student gives at int8 (`distill quantize`), for the sweep's `*_int8` columns.
 public struct Int8Figures: Sendable, Equatable {
     public var bytes: Int
     /// Test accuracy, a fraction of 1.

@@ -128,8 +128,8 @@ public struct SweepRow: Equatable {
         }
     }
 
-    /// The row as `distill sweep --json` prints it (the keys issue 15 names; `*_int8` null until
-    /// int8 is wired; accuracies as fractions of 1).
+    /// The row as `distill sweep --json` prints it (its documented keys; `*_int8` null without
+    /// `--int8`; accuracies as fractions of 1).
     public var json: [String: Any] {
         var j: [String: Any] = ["spec": spec, "params": size.parameters, "bytes": size.bytes, "accuracy": accuracy, "accuracy_std": accuracyStd,
                                 "accuracy_scratch": accuracyScratch, "latency_us_p50": latencyMicrosecondsP50,
@@ -341,25 +341,33 @@ public enum SweepRunner {
                             minutes: minutes, fingerprint: seedPlan.fingerprint)
     }
 
-    /// The table `distill sweep` prints.
+    /// The table `distill sweep` prints; with `--int8`, the int8 student's accuracy, batch-1 latency
+    /// and batch-256 throughput stand before the Pareto column.
     public static func table(_ rows: [SweepRow]) -> String {
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
         let width = min(40, max(8, rows.map(\.name.count).max() ?? 8))
-        var lines = [pad("student", width) + "    params      bytes     FLOPs   scratch acc      distilled acc    gain  batch-1 µs  batch-256/s  pareto"]
+        let hasInt8 = rows.contains { $0.int8 != nil }
+        var lines = [pad("student", width) + "    params      bytes     FLOPs   scratch acc      distilled acc    gain  batch-1 µs  batch-256/s"
+                     + (hasInt8 ? "  int8 acc  int8 µs    int8 /s" : "") + "  pareto"]
         for r in rows {
             let flops = String((r.size.flops.map { String($0) } ?? "?").suffix(9))
             let flopsCell = String(repeating: " ", count: 9 - flops.count) + flops
             let pareto = [r.paretoLatency ? "latency" : nil, r.paretoBytes ? "bytes" : nil].compactMap { $0 }.joined(separator: ",")
-            lines.append(pad(String(r.name.prefix(width)), width) + String(format: " %9d %10d %@  %6.2f ± %4.2f%%  %6.2f ± %4.2f%%  %+5.2f  %10.1f  %11.0f  %@",
-                                                                           r.size.parameters, r.size.bytes, flopsCell, r.accuracyScratch * 100, r.accuracyScratchStd * 100,
-                                                                           r.accuracy * 100, r.accuracyStd * 100, (r.accuracy - r.accuracyScratch) * 100,
-                                                                           r.latencyMicrosecondsP50, r.samplesPerSecond, pareto.isEmpty ? "-" : pareto))
+            var line = pad(String(r.name.prefix(width)), width) + String(format: " %9d %10d %@  %6.2f ± %4.2f%%  %6.2f ± %4.2f%%  %+5.2f  %10.1f  %11.0f",
+                                                                          r.size.parameters, r.size.bytes, flopsCell, r.accuracyScratch * 100, r.accuracyScratchStd * 100,
+                                                                          r.accuracy * 100, r.accuracyStd * 100, (r.accuracy - r.accuracyScratch) * 100,
+                                                                          r.latencyMicrosecondsP50, r.samplesPerSecond)
+            if hasInt8 {
+                line += r.int8.map { String(format: "  %7.2f%%  %7.1f  %9.0f", $0.accuracy * 100, $0.latencyMicrosecondsP50, $0.samplesPerSecond) }
+                    ?? "         -        -          -"
+            }
+            lines.append(line + "  " + (pareto.isEmpty ? "-" : pareto))
         }
         return lines.joined(separator: "\n")
     }
 
     /// `sweep.csv`: one line per student; empty cells where a figure is unknown (FLOPs of a layer
-    /// the count does not cover, int8 until it is wired).
+    /// the count does not cover, the int8 columns without `--int8`).
     public static func csv(_ rows: [SweepRow]) -> String {
         func cell(_ s: String) -> String { s.contains(where: { ",\"\n".contains($0) }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
         func number(_ d: Double?) -> String { d.map { String($0) } ?? "" }

@@ -106,11 +106,25 @@ struct ParetoTests {
         #expect(abs(row.accuracyScratch - 0.72) < 1e-12 && row.latencyMicrosecondsP50 == 4 && row.seeds == 3)
         #expect(Set(row.json.keys) == ["spec", "params", "bytes", "bytes_int8", "accuracy", "accuracy_std", "accuracy_scratch", "accuracy_int8",
                                        "latency_us_p50", "latency_us_p50_int8", "samples_per_second", "samples_per_second_int8", "pareto"])
-        #expect(row.json["accuracy_int8"] is NSNull)  // not wired: null, never a made-up number
+        #expect(row.json["accuracy_int8"] is NSNull)  // without --int8: null, never a made-up number
         // A jsonl line reads back to the same row.
         let line = seedRow("s", bytes: 400, latency: 3, accuracy: 0.8)
         let data = try JSONSerialization.data(withJSONObject: line.json)
         #expect(SweepSeedRow(json: try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])) == line)
+    }
+}
+
+/// The printed table has int8 columns exactly when the sweep measured int8 (`--int8`).
+@Suite("The sweep's table")
+struct SweepTableTests {
+    @Test func int8ColumnsOnlyWithInt8Figures() {
+        var plain = seedRow("mlp:4-8-2", bytes: 400, latency: 3, accuracy: 0.8)
+        let without = SweepRunner.table([SweepRow([plain])])
+        #expect(!without.contains("int8"))
+        plain.int8 = Int8Figures(bytes: 120, accuracy: 0.7925, latencyMicrosecondsP50: 1.5, samplesPerSecond: 123_456)
+        let lines = SweepRunner.table([SweepRow([plain])]).split(separator: "\n")
+        #expect(lines.count == 2 && lines[0].contains("int8 acc") && lines[0].hasSuffix("pareto"))
+        #expect(lines[1].contains("79.25%") && lines[1].contains("1.5") && lines[1].contains("123456"))
     }
 }
 
@@ -555,6 +569,9 @@ struct SweepRunTests {
         let chosen = folder.appendingPathComponent("candidates/\(StudentList.folderName(result.outcome.chosen.name))/summary.json")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: chosen)) as? [String: Any])
         #expect((summary["test"] as? [String: Any])?["count"] as? Int == 135)
+        // ... and its metrics name them so: validation_accuracy, never test_accuracy.
+        let metrics = try String(contentsOf: chosen.deletingLastPathComponent().appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.contains("\"validation_accuracy\"") && !metrics.contains("\"test_accuracy\""))
         let (model, _) = try SavedModel.load(result.model)
         #expect(model.parameterCount == result.outcome.chosen.size.parameters)
         #expect(Set(result.json.keys).isSuperset(of: ["spec", "params", "bytes", "accuracy", "latency_us_p50", "met", "missed", "candidates", "minutes"]))
