@@ -301,7 +301,5 @@ public struct ExportGraph {
 /// Writes `data` to `url` through a temporary file in the same folder and a rename, so a reader
 /// sees the old file or the new one, never half of one.
 func writeAtomically(_ data: Data, to url: URL, format: String) throws {
-    do { try data.write(to: url, options: .atomic) } catch {
-        throw ExportError(format: format, "\(url.path): cannot write (\(error.localizedDescription))")
-    }
+    do { try AtomicFile.write(data, to: url) } catch let error as TensorError { throw ExportError(format: format, error.message) }
 }

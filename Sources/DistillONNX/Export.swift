@@ -57,9 +57,7 @@ public enum ONNXExport {
     public static func write(_ model: Module, inputShape: [Int], to url: URL, opset: Int = 17, metadata: [String: String] = [:],
                              preprocessing: Preprocessing = .init()) throws {
         let data = try serialize(model, inputShape: inputShape, opset: opset, metadata: metadata, preprocessing: preprocessing)
-        do { try data.write(to: url, options: .atomic) } catch {
-            throw ONNXError("\(url.path): cannot write (\(error.localizedDescription))")
-        }
+        do { try AtomicFile.write(data, to: url) } catch let error as TensorError { throw ONNXError(error.message) }
     }
 
     static func modelProto(_ model: Module, inputShape: [Int], opset: Int, metadata: [String: String], preprocessing: Preprocessing = .init(),

@@ -104,8 +104,6 @@ extension ONNXExport {
     public static func writeQDQ(_ student: QuantizedStudent, to url: URL, opset: Int = 17, metadata: [String: String] = [:],
                                 preprocessing: Preprocessing = .init()) throws {
         let data = try serializeQDQ(student, opset: opset, metadata: metadata, preprocessing: preprocessing)
-        do { try data.write(to: url, options: .atomic) } catch {
-            throw ONNXError("\(url.path): cannot write (\(error.localizedDescription))")
-        }
+        do { try AtomicFile.write(data, to: url) } catch let error as TensorError { throw ONNXError(error.message) }
     }
 }

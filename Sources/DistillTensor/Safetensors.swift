@@ -149,6 +149,10 @@ public enum AtomicFile {
     }
 
     public static func write(_ data: Data, to url: URL) throws {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+            throw TensorError("\(url.path): is a folder; name a file to write")
+        }
         let folder = url.deletingLastPathComponent()
         try OutputFolder.create(folder, what: "folder of \(url.lastPathComponent)")
         let temp = folder.appendingPathComponent(".\(url.lastPathComponent)\(temporarySuffix)\(getpid())")

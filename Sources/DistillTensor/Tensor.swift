@@ -75,17 +75,27 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// gradient, so blocks of 64 are screened with vector arithmetic first (`x · 0` is 0 for a
     /// finite x and NaN otherwise, and a NaN survives the sum); only a block that fails is
     /// searched element by element.
-    public var firstNonFiniteIndex: Int? {
+    public var firstNonFiniteIndex: Int? { firstIndex(squaring: false) }
+
+    /// Index of the first element whose square is not finite: NaN, ±Inf, or |x| above about
+    /// 1.8e19. Adam squares each gradient into its second moment, so a larger gradient would
+    /// leave that moment infinite and the weight frozen; the trainer stops on one instead.
+    public var firstIndexWithNonFiniteSquare: Int? { firstIndex(squaring: true) }
+
+    private func firstIndex(squaring: Bool) -> Int? {
         let p = storage.pointer, n = count
         var start = 0
         while start + 64 <= n {
             let block = UnsafeRawPointer(p + start)
             var acc = SIMD16<Float>()
-            for k in 0..<4 { acc += block.loadUnaligned(fromByteOffset: 64 * k, as: SIMD16<Float>.self) * 0 }
-            if any(acc .!= acc) { break }  // something in this block is not finite
+            for k in 0..<4 {
+                let v = block.loadUnaligned(fromByteOffset: 64 * k, as: SIMD16<Float>.self)
+                acc += (squaring ? v * v : v) * 0
+            }
+            if any(acc .!= acc) { break }  // something in this block fails
             start += 64
         }
-        for i in start..<n where !p[i].isFinite { return i }
+        for i in start..<n where !(squaring ? p[i] * p[i] : p[i]).isFinite { return i }
         return nil
     }
 

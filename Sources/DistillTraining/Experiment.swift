@@ -298,6 +298,7 @@ public struct Experiment {
         }
         try require((0...Self.maxShift).contains(o.shift), "shift", "0...\(Self.maxShift) pixels", o.shift)
         if let trainLimit { try require(trainLimit >= 1, "train_limit", "at least 1 (a run needs training rows)", trainLimit) }
+        if let output { try require(!output.isEmpty, "output", "a folder name", "an empty name") }
         if let labelLimit { try require(labelLimit >= 0, "label_limit", "non-negative", labelLimit) }
         if let validation { try require(validation > 0 && validation < 1, "validation", "a share of the training rows in (0, 1), e.g. 0.1", validation) }
         if let mixup { try require(mixup > 0 && mixup.isFinite, "mixup", "a positive finite α", mixup) }
@@ -336,6 +337,26 @@ public struct Experiment {
     }
 
     /// The resolved configuration, as written to config.json.
+    /// The settings (as `json` names them) in which this experiment differs from `recorded`, the
+    /// one a run folder's `config.json` holds: what `--resume` with a changed file would silently
+    /// ignore. The output folder is not a setting; epochs and batch size still to be chosen from
+    /// the data count only once chosen.
+    public func settingsDiffering(from recorded: Experiment) -> [String] {
+        var mine = json, theirs = recorded.json
+        var skipped = ["output"]
+        if options.epochsFromData { skipped.append("epochs") }
+        if options.batchSizeFromData { skipped.append("batch_size") }
+        for key in skipped { mine[key] = nil; theirs[key] = nil }
+        func text(_ value: Any?) -> String {
+            guard let value else { return "(not set)" }
+            let data = try? JSONSerialization.data(withJSONObject: [value], options: [.sortedKeys, .fragmentsAllowed])
+            return data.map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+        }
+        return Set(mine.keys).union(theirs.keys).sorted().filter { text(mine[$0]) != text(theirs[$0]) }.map {
+            "\($0): \(text(theirs[$0]).dropFirst().dropLast().prefix(80)) recorded, \(text(mine[$0]).dropFirst().dropLast().prefix(80)) now"
+        }
+    }
+
     public var json: [String: Any] {
         var j = options.json
         j["data"] = data

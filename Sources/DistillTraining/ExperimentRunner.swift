@@ -126,7 +126,7 @@ public enum ExperimentRunner {
 
         let run = experiment.output.map { RunFolder(URL(fileURLWithPath: $0)) }
         if let run, world.isMain {
-            try run.create()
+            try run.create(replacingEarlierRun: !resume)
             if !resume { try run.writeJSON(experiment.json, to: run.config) }
         }
         for (i, teacher) in teachers.enumerated() where !cachedOutputs && i < experiment.teachers.count {

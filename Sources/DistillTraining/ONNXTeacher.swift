@@ -60,12 +60,17 @@ public final class ONNXTeacher: Teacher {
         func numbers(_ key: String) throws -> [Float]? {
             guard let text = model.metadata[key] else { return nil }
             let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw TensorError("\(url.path): metadata \(key) = '\(text.prefix(200))' is not a list of numbers") }
+            guard !values.isEmpty, values.allSatisfy({ $0?.isFinite == true }) else {
+                throw TensorError("\(url.path): metadata \(key) = '\(text.prefix(200))' is not a list of finite numbers")
+            }
             return values.map { $0! }
         }
         self.inputMean = try inputMean ?? numbers("distillkit.input_mean")
         self.inputStd = try inputStd ?? numbers("distillkit.input_std")
-        if let s = self.inputStd, s.contains(where: { $0 <= 0 }) { throw TensorError("input standard deviations must be positive, got \(s)") }
+        // A subnormal std would turn [0, 1] inputs into infinities.
+        if let s = self.inputStd, s.contains(where: { !($0.isNormal && $0 > 0) }) {
+            throw TensorError("\(url.path): input standard deviations (distillkit.input_std or --teacher-input-std) must be positive normal numbers, got \(s.prefix(16))")
+        }
     }
 
     public var parameterCount: Int { model.parameterCount }
@@ -147,6 +152,9 @@ public final class ONNXTeacher: Teacher {
         } catch let e as ONNXError { throw TensorError(e.message) }
         guard let out = results[outputName]?.floatTensor, out.rank == 2 else {
             throw TensorError("\(model.source): output '\(outputName)' is \(results[outputName]?.typeDescription ?? "missing"), not FLOAT [N, C]")
+        }
+        guard out.shape[0] == x.shape[0] else {
+            throw TensorError("\(model.source): output '\(outputName.prefix(200))' has \(out.shape[0]) rows for \(x.shape[0]) input rows; a teacher gives one row of outputs per example")
         }
         var taps: [String: Tensor] = [:]
         for f in features {

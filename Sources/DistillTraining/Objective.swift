@@ -152,20 +152,33 @@ public final class DistillationObjective {
     /// Parameters of the adapters (trained alongside the student).
     public var adapterParameters: [Tensor] { adapters.keys.sorted().flatMap { adapters[$0]!.trainableParameters() } }
 
-    /// Creates the adapters FitNets needs, from one batch's student and teacher features.
+    /// Checks every feature layer pair on one batch's features (before the first step, so a pair
+    /// that cannot be compared is a clear error, not a failure inside a loss) and creates the
+    /// adapters FitNets needs from their shapes.
     public func prepareAdapters(studentFeatures: [String: Tensor], teacherFeatures: [String: Tensor], seed: UInt64) throws {
         var g = SeededGenerator(seed: seed ^ 0xADA9)
-        for term in terms where term.method == .fitnets {
+        for term in terms where term.method.usesFeatures {
+            let name = term.method.rawValue
             for (s, t) in zip(term.studentLayers, term.teacherLayers) {
-                let key = "\(s)->\(t)"
-                guard adapters[key] == nil, let fs = studentFeatures[s], let ft = teacherFeatures[t] else { continue }
-                if fs.rank == 4 && ft.rank == 4 {
-                    guard fs.shape[2...] == ft.shape[2...] else {
-                        throw TensorError("fitnets: student layer '\(s)' gives \(fs.shape), teacher layer '\(t)' gives \(ft.shape); their spatial sizes must match")
+                guard let fs = studentFeatures[s] else { throw TensorError("\(name): student layer '\(s)' produced no output") }
+                guard let ft = teacherFeatures[t] else { throw TensorError("\(name): teacher layer '\(t)' produced no output (feature losses read the first teacher's layers)") }
+                let pair = "student layer '\(s)' gives \(fs.shape), teacher layer '\(t)' gives \(ft.shape)"
+                switch term.method {
+                case .at:
+                    guard fs.rank >= 3 && ft.rank >= 3 else {
+                        throw TensorError("at: \(pair); attention transfer compares feature maps [N, C, H, W], so pick convolutional layers of both")
                     }
-                    adapters[key] = Conv2d(fs.shape[1], ft.shape[1], kernel: 1, generator: &g)
-                } else {
-                    adapters[key] = Linear(fs.count / fs.shape[0], ft.count / ft.shape[0], generator: &g)
+                    guard fs.shape[2...] == ft.shape[2...] else { throw TensorError("at: \(pair); their spatial sizes must match") }
+                case .fitnets:
+                    let key = "\(s)->\(t)"
+                    guard adapters[key] == nil else { continue }
+                    if fs.rank == 4 && ft.rank == 4 {
+                        guard fs.shape[2...] == ft.shape[2...] else { throw TensorError("fitnets: \(pair); their spatial sizes must match") }
+                        adapters[key] = Conv2d(fs.shape[1], ft.shape[1], kernel: 1, generator: &g)
+                    } else {  // vectors, or a feature map against a vector: a linear map of the flattened features
+                        adapters[key] = Linear(fs.count / fs.shape[0], ft.count / ft.shape[0], generator: &g)
+                    }
+                default: break  // sp, rkd and pkt compare any features with the same batch size
                 }
             }
         }
@@ -230,11 +243,12 @@ public final class DistillationObjective {
                     switch term.method {
                     case .fitnets:
                         guard let adapter = adapters[key] else { throw TensorError("fitnets: no adapter for \(key)") }
-                        let adapted = fs.rank == 4 ? adapter(fs) : adapter(fs.flattened())
-                        v = fitnetsLoss(student: adapted, teacher: fs.rank == 4 ? ft : ft.flattened())
+                        let maps = fs.rank == 4 && ft.rank == 4
+                        v = fitnetsLoss(student: adapter(maps ? fs : fs.flattened()), teacher: maps ? ft : ft.flattened())
                     case .at: v = attentionTransferLoss(student: fs, teacher: ft)
                     case .sp: v = similarityPreservingLoss(student: fs, teacher: ft)
-                    case .rkd: v = rkdLoss(student: fs, teacher: ft)
+                    case .rkd:  // relations need two rows; an epoch's last batch may hold one
+                        v = fs.shape[0] < 2 ? fs.sum().scaled(0) : rkdLoss(student: fs, teacher: ft)
                     default: v = pktLoss(student: fs, teacher: ft)
                     }
                     sum = sum.map { $0 + v } ?? v

@@ -122,7 +122,7 @@ public enum RegressionRunner {
         let run = e.output.map { RunFolder(URL(fileURLWithPath: $0)) }
         let isMain = try Distributed.world.isMain  // under mpirun, rank 0 alone writes the run folder
         if let run, isMain {
-            try run.create()
+            try run.create(replacingEarlierRun: !resume)
             if !resume { try run.writeJSON(e.json, to: run.config) }
         }
         let testTargets = test.targets.scalars, testFeatures = test.features

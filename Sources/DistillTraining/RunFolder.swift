@@ -35,10 +35,22 @@ public struct RunFolder: Sendable {
     /// its lock for the rest of this process (a second run writing the same folder at the same
     /// time is refused, naming the folder and the process that holds it), and removes temporary
     /// files that a killed run left behind.
-    public func create() throws {
+    ///
+    /// `replacingEarlierRun` (a run that starts afresh): an earlier run's checkpoint, metrics,
+    /// models, summaries and report in the folder are removed, so that a later `--resume` cannot
+    /// continue the earlier run's checkpoint under the new configuration, and no file of the
+    /// earlier run is taken for one of this run.
+    public func create(replacingEarlierRun: Bool = false) throws {
         try OutputFolder.create(url, what: "run folder")
         try RunFolder.lock(self)
         AtomicFile.removeLeftovers(in: url)
+        guard replacingEarlierRun else { return }
+        for file in [checkpoint, metrics, bestModel, finalModel, report, url.appendingPathComponent("summary.json"), url.appendingPathComponent("summary.txt")]
+        where FileManager.default.fileExists(atPath: file.path) {
+            do { try FileManager.default.removeItem(at: file) } catch {
+                throw TensorError("\(file.path): cannot remove the earlier run's file before starting afresh (\(error.localizedDescription))")
+            }
+        }
     }
 
     /// Open lock files by folder path; a lock is held until the process exits (the kernel

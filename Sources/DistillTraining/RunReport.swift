@@ -161,12 +161,14 @@ public struct RunReport {
     private func name(_ c: Int) -> String { c < classNames.count ? classNames[c] : String(c) }
 
     /// An inline SVG line chart of `points` (x ascending), 360×160 with min/max labels.
-    private func lineChart(_ points: [(Double, Double)], title: String) -> String {
+    private func lineChart(_ allPoints: [(Double, Double)], title: String) -> String {
+        // Points beyond ±1e15 (a diverging loss) would leave no scale to draw on: left out.
+        let points = allPoints.filter { abs($0.0) < 1e15 && abs($0.1) < 1e15 }
         guard let first = points.first, let last = points.last else { return "" }
         let width = 360.0, height = 160.0, left = 44.0, bottom = 20.0, top = 18.0
         let ys = points.map(\.1)
         var low = ys.min()!, high = ys.max()!
-        if high - low < 1e-9 { low -= 0.5; high += 0.5 }
+        if high - low < 1e-9 * max(1, abs(high)) { low -= 0.5 * max(1, abs(low)); high += 0.5 * max(1, abs(high)) }
         let span = max(last.0 - first.0, 1)
         func px(_ x: Double) -> Double { left + (x - first.0) / span * (width - left - 8) }
         func py(_ y: Double) -> Double { top + (high - y) / (high - low) * (height - top - bottom) }

@@ -157,7 +157,8 @@ public enum StudentQuantization {
             train = try train.standardized(with: statistics)
             test = try test.standardized(with: statistics)
         }
-        guard train.exampleSize == info.inputShape.reduce(1, *) else {
+        // The layers themselves must take the examples (a CNN takes [C, H, W], not the same count flat).
+        guard train.exampleSize == info.inputShape.reduce(1, *), (try? ModelShapes.check(net, inputShape: train.exampleShape)) != nil else {
             throw TensorError("calibration data \(data) has examples of shape \(train.exampleShape); \(model.path) takes \(info.inputShape)")
         }
         guard train.numClasses == info.numClasses else {

@@ -23,7 +23,10 @@ public enum Tabular {
     }
 
     public static func encode(_ statistics: FeatureStatistics) throws -> String {
-        String(decoding: try JSONEncoder().encode(statistics), as: UTF8.self)
+        // Sorted keys: the same statistics give the same bytes, so a model file is reproducible.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(statistics), as: UTF8.self)
     }
 
     public static func decode(_ text: String, source: String) throws -> FeatureStatistics {

@@ -184,6 +184,9 @@ public final class Trainer<Report: TestReport> {
         if objective.needsLabels && !train.isLabeled {
             throw TensorError("the losses include ce or dkd, which need labels; this training data has none")
         }
+        if (objective as? DistillationObjective)?.terms.contains(where: { $0.method == .dkd }) == true && (options.labelLimit != nil || options.mixup != nil) {
+            throw TensorError("dkd splits each row's target class from the others, so it needs every row's label; label_limit and mixup (--label-limit, --mixup) add rows without one: use kd or dist with them")
+        }
         self.student = student; self.studentInfo = studentInfo; self.teachers = teachers; self.objective = objective
         self.options = options; self.train = train; self.run = run; self.evaluate = evaluate
     }
@@ -449,8 +452,9 @@ public final class Trainer<Report: TestReport> {
         }
         defer { session.stepSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         for (name, parameter) in session.parameterNames {
-            if let g = parameter.grad, let i = g.firstNonFiniteIndex {
-                throw TrainingError(message: "non-finite gradient (\(g.data[i])) in \(name) at \(position.text), with a finite loss \(value); the weights were not updated\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
+            if let g = parameter.grad, let i = g.firstIndexWithNonFiniteSquare {
+                let what = g.data[i].isFinite ? "a gradient too large for float32 (\(g.data[i]): its square overflows)" : "non-finite gradient (\(g.data[i]))"
+                throw TrainingError(message: "\(what) in \(name) at \(position.text), with a finite loss \(value); the weights were not updated\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate, smaller loss weights or weight decay, or --gradient-clip.")
             }
         }
         if let clip = options.gradientClip { clipGradientNorm(optimizer.parameters, maxNorm: clip) }
@@ -461,6 +465,7 @@ public final class Trainer<Report: TestReport> {
     /// After a Ctrl-C or SIGTERM in the middle of an epoch: a checkpoint of this position, then stop.
     func checkpointAndStop(after position: StepPosition, sums: EpochSums, _ session: Session) throws {
         guard let run, let signal = session.signal, position.step + 1 < position.stepsPerEpoch else { return }
+        try requireFiniteOptimizerState(after: position.text, session)
         var state = RunFolder.CheckpointState(epochsDone: position.epoch, bestAccuracy: session.best, nextBatch: position.step + 1)
         state.sums = sums.checkpoint
         if session.world.isMain {
@@ -469,6 +474,14 @@ public final class Trainer<Report: TestReport> {
         try session.world.barrier()  // no rank stops before rank 0's checkpoint is written
         session.world.exitTogether()  // every rank stops here: not a failed rank (no MPI_Abort)
         throw interrupted(signal, "at epoch \(position.epoch + 1), after step \(position.step + 1) of \(position.stepsPerEpoch)", run)
+    }
+
+    /// Stops the run before a checkpoint would record a non-finite optimizer state: Adam squares
+    /// each gradient (weight decay included), and a second moment that overflowed freezes its
+    /// weight without any NaN in the loss or the weights.
+    func requireFiniteOptimizerState(after position: String, _ session: Session) throws {
+        guard let (name, _) = session.optimizer.stateDict().sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isFinite }) else { return }
+        throw TrainingError(message: "after \(position) the optimizer's state '\(name)' is no longer finite (a gradient or weight decay too large for float32); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate, weight decay or loss weights, or --gradient-clip.")
     }
 
     /// The end of an epoch: the test report, a metrics line, the best model, a checkpoint (and a
@@ -496,13 +509,15 @@ public final class Trainer<Report: TestReport> {
         do { report = try score(world) } catch let error as TensorError {
             throw TrainingError(message: "after epoch \(epoch + 1) the student's test outputs are not usable (\(error.message)); training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate or --gradient-clip.")
         }
-        let improved = report.score > session.best
-        session.best = max(session.best, report.score)
+        // The first epoch always writes best.safetensors, even at a score of 0.
+        let improved = epoch == 0 || report.score > session.best
+        if improved { session.best = report.score }
         var line: [String: Any] = ["epoch": epoch + 1, "train_loss": sums.meanLoss, "learning_rate": session.optimizer.learningRate,
                                    "seconds": seconds, "samples_per_second": Double(sums.seen) / seconds]
         line.merge(report.metrics.map { (named($0.key), $0.value) }) { _, new in new }
         line.merge(communication) { _, new in new }
         for (k, v) in sums.parts { line["loss_\(k)"] = v / Double(max(sums.seen, 1)) }
+        try requireFiniteOptimizerState(after: "epoch \(epoch + 1)", session)
         if let run, world.isMain {
             try save("metrics") { try run.appendMetrics(line, epoch: epoch + 1) }
             if improved { try save("best model") { try studentInfo.save(student, to: run.bestModel) } }

@@ -100,6 +100,10 @@ struct BenchTraining {
         options.epochs = 1
         options.quiet = true
         let model = try ModelZoo.build(spec, seed: 0)
+        try ModelShapes.check(model, inputShape: shape, numClasses: 10, what: "--student '\(spec.prefix(80))' on the benchmark's data (random [1, 28, 28] images, 10 classes)")
+        if case .model(let teacher, let name)? = teacher {
+            try ModelShapes.check(teacher, inputShape: shape, numClasses: 10, what: "--teacher '\(name.prefix(80))' on the benchmark's data (random [1, 28, 28] images, 10 classes)")
+        }
         trainer = try Trainer(student: model, studentInfo: SavedModel(spec: spec, inputShape: shape, numClasses: 10), teachers: teachers,
                               objective: try DistillationObjective(terms: losses), options: options, train: data, test: data.prefix(1), run: nil)
         trainer.usesTrainingPlan = !useModule
@@ -128,6 +132,9 @@ struct BenchInfer: ParsableCommand {
         let net: Module = try saved?.model ?? ModelZoo.build(model, seed: 0)
         net.eval()
         let exampleShape = saved?.info.inputShape ?? [1, 28, 28]
+        if saved == nil {
+            try ModelShapes.check(net, inputShape: exampleShape, what: "--model '\(model.prefix(80))' on the benchmark's random [1, 28, 28] images (time other input shapes with a saved .safetensors model)")
+        }
         if let onnx { try ONNXExport.write(net, inputShape: exampleShape, to: URL(fileURLWithPath: onnx)) }
         var g = SeededGenerator(seed: 1)
         let x = Tensor.randomUniform([batch] + exampleShape, using: &g)

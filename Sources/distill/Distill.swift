@@ -148,6 +148,12 @@ func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
     var experiment = experiment
     var resume = false
     if let folder = flags.resume {
+        // The settings come from the folder's config.json: any other option would be ignored.
+        let kept: Set<String> = ["--resume", "--quiet", "--json"]
+        let given = CommandLine.arguments.dropFirst(2).filter { $0.hasPrefix("--") && !kept.contains(String($0.prefix { $0 != "=" })) }
+        guard given.isEmpty else {
+            throw ValidationError("--resume \(folder) continues the run as its config.json records it, so \(given.joined(separator: ", ")) would be ignored; resume with --resume alone (and --quiet, --json), or start a new run with --output")
+        }
         experiment = try RunFolder(URL(fileURLWithPath: folder)).readExperiment()
         experiment.output = folder
         experiment.options.quiet = flags.quiet

@@ -48,6 +48,9 @@ struct Export: ParsableCommand {
             throw ValidationError("--opset \(opset): DistillKit writes opsets \(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)")
         }
         if let classNames, onnx != nil { throw ValidationError("--class-names '\(classNames.prefix(40))' is for --c, --coreml and --tflite") }
+        if let cSource, !cSource.lowercased().hasSuffix(".c") {
+            throw ValidationError("--c \(cSource.prefix(80)): name a .c file (its header is written beside it, same name, .h)")
+        }
         if let calibration, tflite == nil { throw ValidationError("--calibration \(calibration.prefix(80)) is for int8 students exported with --tflite") }
         if floatLogits, tflite == nil { throw ValidationError("--float-logits is for int8 students exported with --tflite") }
         guard (1...StudentQuantization.maxSamples).contains(samples) else { throw ValidationError("--samples \(samples): must be in 1...\(StudentQuantization.maxSamples)") }
@@ -135,7 +138,8 @@ extension Eval {
     func runONNX(inputMean: [Float]?, inputStd: [Float]?) throws {
         try BLAS.ensureLoaded()
         let onnxTeacher = try ONNXTeacher(url: URL(fileURLWithPath: model), inputMean: inputMean, inputStd: inputStd)
-        let (_, test) = try DataSource.load(data, labelColumn: label)
+        // A .csv is the test data itself: every row is scored (no validation split carved out).
+        let (_, test) = try DataSource.load(data, testData: FileKind(data) == .csv ? data : nil, labelColumn: label)
         try DataSource.requireFinite(test, name: "\(data) (test split)")
         try onnxTeacher.checkExampleShape(test.exampleShape)
         let module = onnxTeacher.asModule(classes: test.numClasses)

@@ -42,6 +42,8 @@ struct Quantize: ParsableCommand {
             throw ValidationError("--samples \(samples): must be in 1...\(StudentQuantization.maxSamples)")
         }
         guard output.lowercased().hasSuffix(".safetensors") else { throw ValidationError("--output \(output): name a .safetensors file") }
+        let same = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        guard same(output) != same(model) else { throw ValidationError("--output \(output) is the model being quantized; write the int8 student to another file") }
         if !qat {
             for (given, name) in [(qatEpochs != nil, "--qat-epochs"), (qatLearningRate != nil, "--qat-learning-rate"),
                                   (teacher != nil, "--teacher"), (trainLimit != nil, "--train-limit")] where given {

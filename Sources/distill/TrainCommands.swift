@@ -46,6 +46,9 @@ struct DistillationFlags: ParsableArguments {
 
     /// The loss terms; `labelFree` drops the cross-entropy (α = 1).
     func losses(labelFree: Bool = false, standardize: Bool = false, studentLayers: [String] = [], teacherLayers: [String] = []) throws -> [LossTerm] {
+        if labelFree && method == .dkd {
+            throw ValidationError("--label-free: dkd needs the labels (it splits each row's target class from the others); use kd or dist without labels")
+        }
         let alpha = labelFree ? 1 : alpha
         var term = LossTerm(method, weight: alpha)
         if let temperature { term.temperature = temperature } else if method == .kd { term.temperature = Self.defaultTemperature }
@@ -79,7 +82,7 @@ struct KD: ParsableCommand {
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {
-        guard !teacher.isEmpty || cachedTeacher.teacherOutputs != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
+        guard !teacher.isEmpty || cachedTeacher.teacherOutputs != nil || flags.resume != nil else { throw ValidationError("--teacher (a model from `distill train`) or --teacher-outputs (a file of cached outputs) is required") }
         var e = Experiment()
         e.teachers = teacher
         cachedTeacher.apply(to: &e)
@@ -111,7 +114,17 @@ struct Run: ParsableCommand {
         if let epochs { e.options.epochs = epochs }
         if let validation { e.validation = validation }
         if let output { e.output = output }
-        if let resume { e.output = resume }
+        if let resume {
+            // The run continues as config.json recorded it; a file edited since would be ignored.
+            let recorded = try RunFolder(URL(fileURLWithPath: resume)).readExperiment()
+            let changed = e.settingsDiffering(from: recorded)
+            guard changed.isEmpty else {
+                throw ValidationError("--resume \(resume) continues the run recorded in its config.json, but \(experiment) now differs: \(changed.prefix(6).joined(separator: "; "))\(changed.count > 6 ? "; and \(changed.count - 6) more" : ""). Undo the change, or start a new run with --output")
+            }
+            e = recorded
+            e.options.quiet = quiet
+            e.output = resume
+        }
         if e.output == nil { e.output = "runs/" + URL(fileURLWithPath: experiment).deletingPathExtension().lastPathComponent }
         try runExperiment(e, resume: resume != nil, source: experiment, json: json)
     }
@@ -121,7 +134,7 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a model: accuracy, top-5, per-class accuracy, confusion matrix, calibration, agreement with a teacher.")
     @Argument(help: "Model file (.safetensors, or .onnx: an ONNX classifier), or a run folder (its best.safetensors); or a text model (teacher, a sentence-transformers folder or a text-kd student) with --data CORPUS.csv.", transform: RunFolder.modelFile) var model: String
-    @Option(help: "Data: fashion-mnist, mnist, a .csv (with --label) or .npz file.") var data = "fashion-mnist"
+    @Option(help: "Data: fashion-mnist, mnist, a .csv (with --label; every row is scored) or .npz file (its test arrays).") var data = "fashion-mnist"
     @Option(help: "Label column of a .csv file.") var label: String?
     @Option(help: "Numeric target column of a .csv file, for a regression model (`distill train --target`): RMSE, MAE and R².")
     var target: String?
@@ -145,14 +158,16 @@ struct Eval: ParsableCommand {
         guard info.extra["task"] != "regression" else {
             throw ValidationError("\(model) is a regression model (distill train --target): evaluate it with --target COLUMN")
         }
-        var (_, test) = try DataSource.load(data, labelColumn: label)
+        // A .csv is the test data itself: every row is scored (no validation split carved out).
+        var (_, test) = try DataSource.load(data, testData: FileKind(data) == .csv ? data : nil, labelColumn: label)
         try DataSource.requireFinite(test, name: "\(data) (test split)")
         // A tabular model keeps the statistics it was trained with: raw rows are standardised here
         // (a teacher still gets the raw rows themselves).
         let statistics = try Tabular.statistics(of: info, source: model)
         let rawTest = test
         if let statistics { test = try test.standardized(with: statistics) }
-        guard test.exampleShape.reduce(1, *) == info.inputShape.reduce(1, *) else {
+        // The layers themselves must take the examples (a CNN takes [C, H, W], not the same count flat).
+        guard test.exampleShape.reduce(1, *) == info.inputShape.reduce(1, *), (try? ModelShapes.check(net, inputShape: test.exampleShape)) != nil else {
             throw ValidationError("\(model) expects inputs of shape \(info.inputShape); \(data) has \(test.exampleShape)")
         }
         let teacherModel = try teacher.map { path in
