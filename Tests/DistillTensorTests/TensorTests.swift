@@ -126,6 +126,20 @@ import Testing
     }
 }
 
+    /// The gradient screen: a value whose square overflows (|x| > ~1.8e19) is flagged as Adam
+    /// would see it, in any block or the tail, while 1e19 and non-finite values behave as expected.
+    @Test func findsTheFirstValueWhoseSquareOverflows() {
+        #expect(Tensor([Float](repeating: 1e19, count: 200)).firstIndexWithNonFiniteSquare == nil)
+        for bad in [0, 64, 199] {
+            for value in [Float(2e19), -1e30, .nan, .infinity] {
+                var scalars = [Float](repeating: 1, count: 200)
+                scalars[bad] = value
+                #expect(Tensor(scalars).firstIndexWithNonFiniteSquare == bad, "\(value) at \(bad)")
+            }
+        }
+        #expect(Tensor([1, 2e19]).firstNonFiniteIndex == nil)
+    }
+
 @Suite struct BroadcastTests {
     @Test func compatibleShapes() throws {
         #expect(try broadcastShape([2, 3], [3], op: "add") == [2, 3])

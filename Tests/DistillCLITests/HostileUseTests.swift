@@ -1,0 +1,117 @@
+import DistillTestSupport
+import Foundation
+import Testing
+
+/// Uses of the command line that once crashed, or silently did the wrong thing, each with the
+/// clear error or the behaviour it has now. All run on a 200-row table with 3 features and 2
+/// classes, and a teacher trained on it for 2 epochs.
+@Suite("CLI hostile use", .enabled(if: distillBinary != nil, "needs the distill binary (swift build)"))
+struct HostileUseTests {
+    /// A fresh folder holding data.csv and, trained on it, teacher/ (best.safetensors and the rest).
+    func folderWithTeacher() throws -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-hostile-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var csv = "a,b,c,label\n"
+        for i in 0..<200 {
+            let a = Double((i * 37) % 101) / 101, b = Double((i * 53) % 89) / 89, c = Double(i % 7) / 7
+            csv += "\(a),\(b),\(c),\(a + b > 1 ? 1 : 0)\n"
+        }
+        try Data(csv.utf8).write(to: folder.appendingPathComponent("data.csv"))
+        let trained = try runDistill(["train", "--data", "data.csv", "--label", "label", "--model", "mlp:3-16-2", "--epochs", "2",
+                                      "--output", "teacher", "--quiet"], in: folder)
+        try #require(trained.status == 0, "stderr: \(trained.error)")
+        return folder
+    }
+
+    func exists(_ folder: URL, _ path: String) -> Bool { FileManager.default.fileExists(atPath: folder.appendingPathComponent(path).path) }
+
+    @Test func aTwoEpochRunKeepsItsBestModel() throws {
+        let folder = try folderWithTeacher()
+        #expect(exists(folder, "teacher/best.safetensors") && exists(folder, "teacher/student.safetensors"))
+    }
+
+    /// DKD splits each row's target class from the others: rows without a label (--label-limit,
+    /// --mixup, --label-free) are refused before training instead of failing inside the loss.
+    @Test func dkdRefusesRowsWithoutLabels() throws {
+        let folder = try folderWithTeacher()
+        let common = ["kd", "--data", "data.csv", "--label", "label", "--teacher", "teacher/best.safetensors", "--student", "mlp:3-8-2",
+                      "--method", "dkd", "--epochs", "1", "--quiet"]
+        for (extra, status) in [(["--label-limit", "10"], Int32(1)), (["--mixup", "0.2"], 1), (["--label-free"], 64)] {
+            let result = try runDistill(common + extra + ["--output", "s"], in: folder)
+            #expect(result.status == status && result.error.contains("dkd") && result.error.contains(extra[0]), "\(extra): \(result.error)")
+            #expect(!exists(folder, "s/metrics.jsonl"), "\(extra) trained")
+        }
+    }
+
+    /// `--resume DIR` continues the run as recorded: a changed option or experiment file is
+    /// refused (it would have been ignored), and a fresh run into the same folder replaces the
+    /// earlier run's files instead of mixing with them.
+    @Test func resumeRefusesChangesAndAFreshRunReplacesTheOldOne() throws {
+        let folder = try folderWithTeacher()
+        let changed = try runDistill(["train", "--resume", "teacher", "--epochs", "3", "--quiet"], in: folder)
+        #expect(changed.status == 64 && changed.error.contains("--epochs") && changed.error.contains("--resume teacher"), "\(changed.error)")
+        let kd = try runDistill(["kd", "--resume", "teacher", "--quiet"], in: folder)
+        #expect(kd.status == 0, "kd --resume needs no --teacher: \(kd.error)")
+
+        func experiment(epochs: Int) throws {
+            try Data("data: data.csv\nlabel: label\nstudent: mlp:3-8-2\nepochs: \(epochs)\noutput: exp\n".utf8)
+                .write(to: folder.appendingPathComponent("exp.yaml"))
+        }
+        func metricLines() throws -> Int {
+            try String(contentsOf: folder.appendingPathComponent("exp/metrics.jsonl"), encoding: .utf8).split(separator: "\n").count
+        }
+        try experiment(epochs: 2)
+        #expect(try runDistill(["run", "exp.yaml", "--quiet"], in: folder).status == 0)
+        #expect(try metricLines() == 2)
+        try experiment(epochs: 3)
+        let edited = try runDistill(["run", "exp.yaml", "--resume", "exp", "--quiet"], in: folder)
+        #expect(edited.status == 64 && edited.error.contains("epochs: 2 recorded, 3 now"), "\(edited.error)")
+        try experiment(epochs: 1)
+        #expect(try runDistill(["run", "exp.yaml", "--quiet"], in: folder).status == 0)
+        #expect(try metricLines() == 1, "the fresh run kept the earlier run's epochs")
+    }
+
+    /// `distill eval` on a .csv scores every row (it used to score a 20% split).
+    @Test func evalScoresEveryRowOfATable() throws {
+        let folder = try folderWithTeacher()
+        let result = try runDistill(["eval", "teacher/best.safetensors", "--data", "data.csv", "--label", "label", "--json"], in: folder)
+        #expect(result.status == 0 && result.output.contains("\"count\":200"), "\(result.output) \(result.error)")
+    }
+
+    /// An ONNX teacher whose output width is not the data's class count is refused before
+    /// training, naming the file (it crashed inside the KD loss).
+    @Test func anONNXTeacherOfTheWrongWidthIsRefused() throws {
+        let folder = try folderWithTeacher()
+        var csv = "a,b,c,label\n"
+        for i in 0..<60 { csv += "\(Double(i % 5) / 5),\(Double(i % 3) / 3),0.5,\(i % 3)\n" }
+        try Data(csv.utf8).write(to: folder.appendingPathComponent("three.csv"))
+        #expect(try runDistill(["train", "--data", "three.csv", "--label", "label", "--model", "mlp:3-8-3", "--epochs", "1",
+                                "--output", "t3", "--quiet"], in: folder).status == 0)
+        #expect(try runDistill(["export", "t3/best.safetensors", "--onnx", "t3.onnx"], in: folder).status == 0)
+        let result = try runDistill(["kd", "--data", "data.csv", "--label", "label", "--teacher", "t3.onnx", "--student", "mlp:3-8-2",
+                                     "--epochs", "1", "--output", "s", "--quiet"], in: folder)
+        #expect(result.status == 1 && result.error.contains("t3.onnx") && result.error.contains("3 values per example")
+                && result.error.contains("2 classes"), "\(result.error)")
+    }
+
+    /// Output paths that would destroy the input or write the wrong kind of file are refused.
+    @Test func outputPathsAreChecked() throws {
+        let folder = try folderWithTeacher()
+        let before = try Data(contentsOf: folder.appendingPathComponent("teacher/best.safetensors"))
+        let same = try runDistill(["quantize", "teacher/best.safetensors", "--calibration", "data.csv", "--label", "label",
+                                   "--output", "teacher/best.safetensors"], in: folder)
+        #expect(same.status == 64 && same.error.contains("is the model being quantized"), "\(same.error)")
+        #expect(try Data(contentsOf: folder.appendingPathComponent("teacher/best.safetensors")) == before)
+        let header = try runDistill(["export", "teacher/best.safetensors", "--c", "model.h"], in: folder)
+        #expect(header.status == 64 && header.error.contains("--c model.h") && header.error.contains(".c file"), "\(header.error)")
+        let intoFolder = try runDistill(["export", "teacher/best.safetensors", "--onnx", "teacher"], in: folder)
+        #expect(intoFolder.status != 0 && intoFolder.error.contains("teacher"), "\(intoFolder.error)")
+        #expect(exists(folder, "teacher/config.json"), "the folder was replaced")
+    }
+
+    /// `distill bench` checks the student against the benchmark's data like training does.
+    @Test func benchChecksTheStudentShape() throws {
+        let result = try runDistill(["bench", "kd", "--teacher", "mlp:784-16-10", "--student", "mlp:784-8-7", "--steps", "1", "--repeats", "1"])
+        #expect(result.status == 1 && result.error.contains("mlp:784-8-7") && result.error.contains("10 classes"), "\(result.error)")
+    }
+}
