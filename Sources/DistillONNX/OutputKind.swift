@@ -4,11 +4,24 @@ import Foundation
 /// What a classifier's output holds. Distillation needs logits (or anything whose softmax is the
 /// teacher's distribution): probabilities read as logits are a different, flatter distribution,
 /// and nothing would say so. scikit-learn, XGBoost and LightGBM exports end in probabilities,
-/// PyTorch exports in logits, some in a LogSoftmax.
+/// PyTorch exports in logits, some in a LogSoftmax, Keras binary and multi-label heads in a Sigmoid.
 public enum ONNXOutputKind: String, Sendable, CaseIterable {
     case logits
     case probabilities = "probs"
     case logProbabilities = "logprobs"
+    /// One probability per class from its own sigmoid, each in [0, 1] without summing to 1: a
+    /// one-vs-rest head, or a binary classifier's single column (the positive class).
+    case sigmoid
+
+    /// "logits", "probabilities", ... for messages.
+    public var phrase: String {
+        switch self {
+        case .logits: return "logits"
+        case .probabilities: return "probabilities"
+        case .logProbabilities: return "log-probabilities"
+        case .sigmoid: return "per-class sigmoid probabilities"
+        }
+    }
 }
 
 /// The output kind the graph implies for one output, and the node that decided it.
@@ -58,6 +71,7 @@ extension ONNXModel {
             switch (node.domain, node.opType) {
             case ("", "Softmax"): return ONNXOutputKindEvidence(kind: .probabilities, reason: describe("Softmax"))
             case ("", "LogSoftmax"): return ONNXOutputKindEvidence(kind: .logProbabilities, reason: describe("LogSoftmax"))
+            case ("", "Sigmoid"): return ONNXOutputKindEvidence(kind: .sigmoid, reason: describe("Sigmoid"))
             case ("ai.onnx.ml", "Normalizer"):
                 let norm = (try? node.attributes.string("norm", "MAX")) ?? "MAX"
                 return ONNXOutputKindEvidence(kind: norm == "L1" ? .probabilities : .logits, reason: describe("Normalizer (\(norm))"))
@@ -136,5 +150,37 @@ extension ONNXOutputKind {
             if !probabilities && !logProbabilities { return nil }
         }
         return probabilities ? .probabilities : .logProbabilities
+    }
+
+    /// Whether every value of `values` lies in [0, 1] (within `tolerance`), as a sigmoid's do.
+    public static func allInUnitInterval(_ values: Tensor, tolerance: Double = 1e-3) -> Bool {
+        values.scalars.allSatisfy { Double($0) >= -tolerance && Double($0) <= 1 + tolerance }
+    }
+
+    /// Logits of the distribution `output` ([N, C]) of this kind stands for, as DistillKit's
+    /// losses read them: log p for probabilities and per-class sigmoids (softmax(log p) = p / Σp,
+    /// the one-vs-rest scores made a distribution), the values as they are otherwise. One column
+    /// is a binary classifier's positive class and becomes two, [negative, positive]: [0, z] for a
+    /// logit z (softmax gives [1 − σ(z), σ(z)]), [log(1 − p), log p] for a probability p.
+    public func logits(from output: Tensor) -> Tensor {
+        precondition(output.rank == 2, "logits(from:) takes [N, C]")
+        let n = output.shape[0]
+        if output.shape[1] == 1 {
+            let out = Tensor(uninitializedShape: [n, 2])
+            for r in 0..<n {
+                let v = output.data[r]
+                switch self {
+                case .logits: out.data[2 * r] = 0; out.data[2 * r + 1] = v
+                case .probabilities, .sigmoid, .logProbabilities:
+                    let p = Swift.min(Swift.max(self == .logProbabilities ? Foundation.exp(v) : v, 1e-12), 1 - 1e-7)
+                    out.data[2 * r] = Foundation.log(1 - p); out.data[2 * r + 1] = Foundation.log(p)
+                }
+            }
+            return out
+        }
+        switch self {
+        case .probabilities, .sigmoid: return withNoGrad { output.clamp(min: 1e-12).log() }
+        case .logits, .logProbabilities: return output
+        }
     }
 }

@@ -36,8 +36,13 @@ public final class ONNXTeacher: Teacher {
     public let inputMean: [Float]?
     public let inputStd: [Float]?
 
-    /// Whether the chosen output holds probabilities (turned into log-probabilities).
+    /// Whether the chosen output holds class probabilities (turned into log-probabilities); a
+    /// sigmoid is not counted: a regressor may bound its one value with one.
     public var outputIsProbability: Bool { (outputKind ?? declaredOutput ?? graphOutput.kind) == .probabilities }
+
+    /// How many classes an output `width` values wide stands for: one column is a binary
+    /// classifier's positive class (`ONNXOutputKind.logits(from:)` makes it two).
+    public static func classes(forWidth width: Int) -> Int { width == 1 ? 2 : width }
 
     public init(url: URL, inputMean: [Float]? = nil, inputStd: [Float]? = nil, outputKind declared: ONNXOutputKind? = nil) throws {
         let model = try ONNXModel(contentsOf: url)
@@ -122,9 +127,7 @@ public final class ONNXTeacher: Teacher {
     public func forward(_ inputs: Tensor, indices: [Int], features: [String]) throws -> (logits: Tensor, features: [String: Tensor]) {
         try checkExampleShape(Array(inputs.shape.dropFirst()))
         let (out, taps) = try run(normalized(inputs), features: features)
-        let kind = try settleOutputKind(out)
-        let logits = kind == .probabilities ? withNoGrad { out.clamp(min: 1e-12).log() } : out
-        return (logits, taps)
+        return (try settleOutputKind(out).logits(from: out), taps)
     }
 
     /// Runs the graph on `x`; a graph exported with a fixed batch size B runs on chunks of B rows,
@@ -182,16 +185,25 @@ public final class ONNXTeacher: Teacher {
             default: return "rows that are neither probabilities nor log-probabilities"
             }
         }
+        func fits(_ kind: ONNXOutputKind) -> Bool {
+            switch kind {
+            case .sigmoid: return ONNXOutputKind.allInUnitInterval(out)
+            // Logits may happen to lie in [0, 1] with one column; with two or more, rows that sum to 1 are not logits.
+            case .logits: return observed == nil || out.shape[1] < 2
+            // One column holds one probability per row, which need not sum to anything.
+            case .probabilities: return observed == .probabilities || (out.shape[1] == 1 && ONNXOutputKind.allInUnitInterval(out))
+            case .logProbabilities: return observed == .logProbabilities || (out.shape[1] == 1 && out.scalars.allSatisfy { $0 <= 1e-3 })
+            }
+        }
         let kind: ONNXOutputKind
         if let declared = declaredOutput {
-            guard declared == .logits || observed == declared else {
-                throw TensorError("\(source): --teacher-output \(declared.rawValue) was given, but the first batch has \(rows(observed))")
+            guard declared == .logits || fits(declared) else {
+                throw TensorError("\(source): --teacher-output \(declared.rawValue) was given, but the first batch has \(declared == .sigmoid ? "values outside [0, 1]" : rows(observed))")
             }
             kind = declared
         } else if let said = graphOutput.kind {
-            // Logits may happen to lie in [0, 1] with one column; with two or more, rows that sum to 1 are not logits.
-            guard said == observed || (said == .logits && (observed == nil || out.shape[1] < 2)) else {
-                throw TensorError("\(source): the graph ends in \(graphOutput.reason), which gives \(said == .logits ? "logits" : said == .probabilities ? "probabilities" : "log-probabilities"), but the first batch has \(rows(observed)); say which with --teacher-output logits|probs|logprobs")
+            guard fits(said) else {
+                throw TensorError("\(source): the graph ends in \(graphOutput.reason), which gives \(said.phrase), but the first batch has \(said == .sigmoid ? "values outside [0, 1]" : rows(observed)); say which with --teacher-output \(ONNXOutputKind.allCases.map(\.rawValue).joined(separator: "|"))")
             }
             kind = said
         } else {
@@ -204,8 +216,14 @@ public final class ONNXTeacher: Teacher {
     /// What the teacher's output holds and why, for the run's log and summary.
     public var outputDescription: String {
         let kind = outputKind ?? declaredOutput ?? graphOutput.kind
-        let what = kind == .probabilities ? "probabilities (DistillKit uses their logarithms as logits)"
-            : kind == .logProbabilities ? "log-probabilities (used as logits)" : kind == .logits ? "logits" : "not yet known"
+        let what: String
+        switch kind {
+        case .probabilities?: what = "probabilities (DistillKit uses their logarithms as logits)"
+        case .logProbabilities?: what = "log-probabilities (used as logits)"
+        case .sigmoid?: what = "per-class sigmoid probabilities (DistillKit uses their logarithms as logits: softmax gives them normalised; one column is the positive class of two)"
+        case .logits?: what = "logits"
+        case nil: what = "not yet known"
+        }
         let why = declaredOutput != nil ? "--teacher-output" : graphOutput.kind == nil ? "\(graphOutput.reason), decided by the numbers" : graphOutput.reason
         return "output '\(outputName.prefix(200))' holds \(what): \(why)\(outputKind != nil && declaredOutput == nil ? ", confirmed on the first batch" : "")"
     }

@@ -71,6 +71,60 @@ struct TeacherTests {
         #expect(zip(logits.scalars, expected).allSatisfy { Swift.abs($0 - $1) < 1e-5 })
     }
 
+    /// rows [N, 2] → Gemm(`classes` columns) → Sigmoid when `sigmoid`: a Keras-style binary
+    /// (one column) or one-vs-rest head.
+    func tabularHead(classes: Int, sigmoid: Bool) -> Onnx_ModelProto {
+        var nodes = [makeNode("Gemm", ["x", "W"], ["z"], name: "fc", [intAttribute("transB", 1)])]
+        if sigmoid { nodes.append(makeNode("Sigmoid", ["z"], ["p"], name: "sigmoid")) }
+        let weights: [Float] = classes == 1 ? [1, -1] : [1, 0, 0, 1, -1, -1]
+        return makeModel(nodes: nodes, inputs: [tensorInfo("x", [nil, 2])], outputs: [tensorInfo(sigmoid ? "p" : "z", [nil, classes])],
+                         initializers: [floatTensor("W", [classes, 2], weights)])
+    }
+
+    /// A Sigmoid head holds per-class probabilities, not logits (read as logits, their softmax is
+    /// nearly uniform and the teacher teaches nothing, silently): its logarithms are used, whose
+    /// softmax is the probabilities normalised. One column is a binary classifier's positive class.
+    @Test("sigmoid heads and single-column binary heads become two-or-more-class logits")
+    func sigmoidAndBinaryHeads() throws {
+        func sigma(_ z: Double) -> Double { 1 / (1 + Foundation.exp(-z)) }
+        let x = Tensor(shape: [2, 2], scalars: [2, 0, 0, 3])
+        let oneVsRest = try writeModel(tabularHead(classes: 3, sigmoid: true))
+        defer { try? FileManager.default.removeItem(at: oneVsRest.deletingLastPathComponent()) }
+        let multi = try ONNXTeacher(url: oneVsRest)
+        #expect(multi.graphOutput.kind == .sigmoid && !multi.outputIsProbability)
+        let logits = try multi.logits(x)
+        let expected = [2.0, 0, -2, 0, 3, -3].map { Float(Foundation.log(sigma($0))) }
+        #expect(logits.shape == [2, 3] && zip(logits.scalars, expected).allSatisfy { Swift.abs($0 - $1) < 1e-5 }, "\(logits.scalars)")
+        #expect(multi.outputDescription.contains("sigmoid"), "\(multi.outputDescription)")
+
+        for sigmoid in [true, false] {
+            let url = try writeModel(tabularHead(classes: 1, sigmoid: sigmoid))
+            defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+            let binary = try ONNXTeacher(url: url)
+            let out = try binary.logits(x)
+            // z = x0 − x1 = [2, −3]; softmax of the two logits must give [1 − σ(z), σ(z)].
+            #expect(out.shape == [2, 2])
+            for (row, z) in [2.0, -3.0].enumerated() {
+                let a = Double(out.data[2 * row]), b = Double(out.data[2 * row + 1])
+                let positive = Foundation.exp(b) / (Foundation.exp(a) + Foundation.exp(b))
+                #expect(Swift.abs(positive - sigma(z)) < 1e-5, "sigmoid \(sigmoid), row \(row): \(positive) vs \(sigma(z))")
+            }
+            try checkTeacher(binary, path: url.path, exampleShape: [2], numClasses: 2)
+            #expect(errorMessage { try checkTeacher(binary, path: url.path, exampleShape: [2], numClasses: 3) }.contains("read as 2 classes"))
+        }
+    }
+
+    /// A Sigmoid head whose numbers leave [0, 1] contradicts the graph: an error, not a guess; and
+    /// `--teacher-output sigmoid` is checked the same way.
+    @Test("a declared or graph-implied sigmoid output is checked against the numbers")
+    func sigmoidOutputChecked() throws {
+        let url = try writeModel(tabularHead(classes: 3, sigmoid: false))
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+        let declared = try ONNXTeacher(url: url, outputKind: .sigmoid)
+        #expect(errorMessage { _ = try declared.logits(Tensor(shape: [1, 2], scalars: [2, 0])) }.contains("--teacher-output sigmoid was given, but the first batch has values outside [0, 1]"))
+        #expect(try ONNXTeacherOptions.outputKind("sigmoid") == .sigmoid)
+    }
+
     @Test("models a teacher cannot use are refused when loaded")
     func refusals() throws {
         let twoInputs = makeModel(nodes: [makeNode("Add", ["a", "b"], ["y"])], inputs: [tensorInfo("a", [nil, 2]), tensorInfo("b", [nil, 2])],

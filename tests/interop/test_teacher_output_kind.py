@@ -148,3 +148,49 @@ def test_boosting_probabilities_become_logits(data, name, tmp_path):
                      "--student", "mlp:4-8-3", "--epochs", "1", "--json", "--quiet")
     teacher = [m for m in json.loads(result.stdout)["models"] if m["role"] == "teacher"][0]
     assert teacher["accuracy"] == float((probabilities(xt).argmax(1) == yt).mean())
+
+
+def sigmoid_head(weights, bias):
+    """x [N, 4] → Gemm → Sigmoid: a Keras-style binary head (one column, the positive class) or a
+    one-vs-rest head (one column per class), each value its own probability."""
+    classes = weights.shape[1]
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"]), helper.make_node("Sigmoid", ["z"], ["p"])]
+    inits = [helper.make_tensor("W", TensorProto.FLOAT, list(weights.shape), weights.astype(np.float32).ravel().tolist()),
+             helper.make_tensor("b", TensorProto.FLOAT, [classes], bias.astype(np.float32).ravel().tolist())]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_sigmoid_heads_become_logits(data, tmp_path):
+    """Sigmoid outputs are probabilities, not logits: a one-vs-rest head's become log p (softmax: p
+    normalised), a binary head's one column p becomes [log(1 − p), log p]; kd reports the teacher
+    accuracy onnxruntime gives (argmax of p, or p > 0.5)."""
+    from sklearn.linear_model import LogisticRegression
+    folder, x, xt, yt = data
+    y = blobs(300, 4)[1]
+    ovr = LogisticRegression(max_iter=500).fit(x, y)
+    (tmp_path / "ovr.onnx").write_bytes(sigmoid_head(ovr.coef_.T, ovr.intercept_))
+    distill("cache-teacher", "--teacher", tmp_path / "ovr.onnx", "--data", folder / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    p = ort.InferenceSession(str(tmp_path / "ovr.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), np.log(np.clip(p, 1e-12, None)), atol=1e-5, rtol=1e-5)
+
+    binary_train, binary_test = folder / "binary-train.csv", folder / "binary-test.csv"
+    write_csv(binary_train, x, (y == 0).astype(int), columns=["a", "b", "c", "d"])
+    write_csv(binary_test, xt, (yt == 0).astype(int), columns=["a", "b", "c", "d"])
+    binary = LogisticRegression(max_iter=500).fit(x, y == 0)
+    (tmp_path / "binary.onnx").write_bytes(sigmoid_head(binary.coef_.T, binary.intercept_))
+    session = ort.InferenceSession(str(tmp_path / "binary.onnx"))
+    distill("cache-teacher", "--teacher", tmp_path / "binary.onnx", "--data", binary_train, "--label", "label", "--out", tmp_path / "b.npy")
+    q = np.clip(session.run(None, {"x": x})[0][:, 0].astype(np.float64), 1e-12, 1 - 1e-7)
+    # Compared as probabilities: float32 sigmoids of two runtimes differ by ulps, which are whole
+    # percents of log p where p is 1e-5.
+    np.testing.assert_allclose(np.exp(np.load(tmp_path / "b.npy")), np.stack([1 - q, q], axis=1), atol=1e-6)
+    result = distill("kd", "--teacher", tmp_path / "binary.onnx", "--data", binary_train, "--test-data", binary_test, "--label", "label",
+                     "--student", "mlp:4-8-2", "--epochs", "1", "--json", "--output", tmp_path / "run")
+    teacher = [m for m in json.loads(result.stdout)["models"] if m["role"] == "teacher"][0]
+    expected = float(((session.run(None, {"x": xt})[0][:, 0] > 0.5) == (yt == 0)).mean())
+    assert teacher["accuracy"] == expected and expected > 0.8, (teacher["accuracy"], expected)
+    assert "sigmoid" in result.stderr, result.stderr
