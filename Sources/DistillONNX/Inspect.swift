@@ -86,20 +86,26 @@ public enum ModelInspector {
                             parameters: model.parameterCount, bytes: model.parameterBytes, flops: flops, flopsNote: note)
     }
 
-    /// Summarises a DistillKit model (through its ONNX export, so FLOPs are counted the same way).
+    /// Summarises a DistillKit model through its ONNX export, so FLOPs are counted the same way;
+    /// an int8 student through its QDQ export (`distill export q.safetensors --onnx`), whose
+    /// operators show the quantization.
     public static func summary(_ model: Module, spec: String, inputShape: [Int], source: String) -> InspectionSummary {
+        // `SavedModel.load` returns an int8 file as a Sequential holding its QuantizedModel.
+        let int8 = (model as? QuantizedModel) ?? ((model as? Sequential)?.layers.count == 1 ? (model as? Sequential)?.layers[0] as? QuantizedModel : nil)
         var summary: InspectionSummary
         do {
-            let onnx = try ONNXModel(data: try ONNXExport.serialize(model, inputShape: inputShape), source: source)
+            let graph = try int8.map { try ONNXExport.serializeQDQ($0.student) }
+                ?? ONNXExport.serialize(model, inputShape: inputShape)
+            let onnx = try ONNXModel(data: graph, source: source)
             summary = self.summary(onnx)
         } catch {
             summary = InspectionSummary(source: source, format: "", producer: "", inputs: [ONNXValueInfo(name: "input", type: .float, shape: [.named("N")] + inputShape.map { .fixed($0) })],
                                    outputs: [], operators: [], parameters: 0, bytes: 0, flops: nil, flopsNote: "\(error)")
         }
-        summary.format = "DistillKit model (\(spec))"
+        summary.format = int8 == nil ? "DistillKit model (\(spec))" : "DistillKit int8 model (\(spec))"
         summary.producer = ""
-        summary.parameters = model.parameterCount
-        summary.bytes = model.stateBytes
+        summary.parameters = int8?.student.parameterCount ?? model.parameterCount
+        summary.bytes = int8?.student.stateBytes ?? model.stateBytes
         return summary
     }
 

@@ -109,6 +109,17 @@ struct HostileUseTests {
         #expect(exists(folder, "teacher/config.json"), "the folder was replaced")
     }
 
+    /// `distill inspect` on an int8 student shows its QDQ graph, its parameters and int8 bytes
+    /// (it showed no operators and 0 parameters).
+    @Test func inspectDescribesAnInt8Student() throws {
+        let folder = try folderWithTeacher()
+        #expect(try runDistill(["quantize", "teacher/best.safetensors", "--calibration", "data.csv", "--label", "label",
+                                "--output", "q.safetensors"], in: folder).status == 0)
+        let result = try runDistill(["inspect", "q.safetensors"], in: folder)
+        #expect(result.status == 0 && result.output.contains("int8 model (mlp:3-16-2)") && result.output.contains("QuantizeLinear")
+                && result.output.contains("parameters: 98 (") && result.output.contains("logits: FLOAT[N,2]"), "\(result.output)")
+    }
+
     /// `distill bench` checks the student against the benchmark's data like training does.
     @Test func benchChecksTheStudentShape() throws {
         let result = try runDistill(["bench", "kd", "--teacher", "mlp:784-16-10", "--student", "mlp:784-8-7", "--steps", "1", "--repeats", "1"])
