@@ -114,7 +114,8 @@ struct TrainingFlags: ParsableArguments {
 
 /// How to read an ONNX teacher (input normalisation, output kind), for every command that takes a teacher.
 struct ONNXTeacherFlags: ParsableArguments {
-    @Option(help: "An ONNX teacher trained on normalised inputs: mean to subtract (one value, or one per channel, e.g. 0.485,0.456,0.406). Default: the model's distillkit.input_mean metadata.")
+    // Unconditional: a mean may be negative, and "-0.5" must not read as an option.
+    @Option(parsing: .unconditional, help: "An ONNX teacher trained on normalised inputs: mean to subtract (one value, or one per channel, e.g. 0.485,0.456,0.406). Default: the model's distillkit.input_mean metadata.")
     var teacherInputMean: String?
     @Option(help: "An ONNX teacher trained on normalised inputs: standard deviation to divide by (e.g. 0.229,0.224,0.225). Default: the model's distillkit.input_std metadata.")
     var teacherInputStd: String?
