@@ -336,7 +336,6 @@ public struct Experiment {
         return losses.first { $0.method == .kd }?.weight ?? 0
     }
 
-    /// The resolved configuration, as written to config.json.
     /// The settings (as `json` names them) in which this experiment differs from `recorded`, the
     /// one a run folder's `config.json` holds: what `--resume` with a changed file would silently
     /// ignore. The output folder is not a setting; epochs and batch size still to be chosen from
@@ -357,6 +356,7 @@ public struct Experiment {
         }
     }
 
+    /// The resolved configuration, as written to config.json.
     public var json: [String: Any] {
         var j = options.json
         j["data"] = data

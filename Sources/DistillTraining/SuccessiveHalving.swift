@@ -149,8 +149,9 @@ public struct SuccessiveHalving: Sendable {
         self.keepFraction = keepFraction
     }
 
-    /// Runs the search. `clock` gives the seconds spent so far (of `objective.budgetMinutes`);
-    /// `log` receives one line per training call.
+    /// Runs the search. `clock` gives the seconds spent so far of `objective.budgetMinutes`,
+    /// counted from the start of the whole job (measuring the candidates' latency comes out of
+    /// the same budget); `log` receives one line per training call.
     public func search(_ candidates: [FitCandidate], objective: FitObjective, trainer: FitTrainer,
                        clock: () -> Double, log: (String) -> Void = { _ in }) throws -> FitOutcome {
         guard !rungEpochs.isEmpty, zip(rungEpochs, rungEpochs.dropFirst()).allSatisfy({ $0 < $1 }), rungEpochs[0] >= 1 else {
@@ -175,7 +176,7 @@ public struct SuccessiveHalving: Sendable {
         func trainRung(_ i: Int, rung: Int, epochs: Int) throws {
             let c = trials[i].candidate
             let newEpochs = epochs - (trials[i].rungs.last?.epochs ?? 0)
-            let now = clock() - start
+            let now = clock()
             guard now < budget else { trials[i].stop = .budget; return }
             if observedWork > 0, now + observedSeconds / observedWork * work(c, epochs: newEpochs) > budget {
                 trials[i].stop = .budget
