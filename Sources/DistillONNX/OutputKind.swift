@@ -12,6 +12,10 @@ public enum ONNXOutputKind: String, Sendable, CaseIterable {
     /// One probability per class from its own sigmoid, each in [0, 1] without summing to 1: a
     /// one-vs-rest head, or a binary classifier's single column (the positive class).
     case sigmoid
+    /// An ONNX-ML SVMClassifier's decision values without probabilities (scikit-learn's SVC
+    /// without probability=True): for two classes (−f, f), where f > 0 means class 0; for K ≥ 3
+    /// classes the K(K−1)/2 one-vs-one values f₀₁, f₀₂, …, f₁₂, …, where fᵢⱼ > 0 votes for i.
+    case svmDecisions = "svm"
 
     /// "logits", "probabilities", ... for messages.
     public var phrase: String {
@@ -20,7 +24,21 @@ public enum ONNXOutputKind: String, Sendable, CaseIterable {
         case .probabilities: return "probabilities"
         case .logProbabilities: return "log-probabilities"
         case .sigmoid: return "per-class sigmoid probabilities"
+        case .svmDecisions: return "SVM decision values"
         }
+    }
+
+    /// How many classes an output `width` values wide stands for, nil when none: one column is a
+    /// binary classifier's positive class; SVM decisions hold a value per pair of classes.
+    public func classes(forWidth width: Int) -> Int? {
+        if self == .svmDecisions {
+            guard width >= 2 else { return nil }
+            if width == 2 { return 2 }
+            var k = 3
+            while k * (k - 1) / 2 < width { k += 1 }
+            return k * (k - 1) / 2 == width ? k : nil
+        }
+        return width == 1 ? 2 : width
     }
 }
 
@@ -78,6 +96,11 @@ extension ONNXModel {
             case ("ai.onnx.ml", "LinearClassifier"), ("ai.onnx.ml", "TreeEnsembleClassifier"), ("ai.onnx.ml", "SVMClassifier"):
                 let transform = (try? node.attributes.string("post_transform", "NONE")) ?? "NONE"
                 let what = describe("\(node.opType) (post_transform \(transform))")
+                // Support vectors without Platt coefficients: pairwise decision values, not a score per class.
+                if node.opType == "SVMClassifier", transform == "NONE", ((try? node.attributes.ints("vectors_per_class")) ?? nil)?.isEmpty == false,
+                   ((try? node.attributes.floats("prob_a")) ?? nil)?.isEmpty ?? true {
+                    return ONNXOutputKindEvidence(kind: .svmDecisions, reason: what)
+                }
                 switch transform {
                 case "SOFTMAX", "SOFTMAX_ZERO", "LOGISTIC": return ONNXOutputKindEvidence(kind: .probabilities, reason: what)
                 case "NONE":
@@ -162,15 +185,43 @@ extension ONNXOutputKind {
     /// the one-vs-rest scores made a distribution), the values as they are otherwise. One column
     /// is a binary classifier's positive class and becomes two, [negative, positive]: [0, z] for a
     /// logit z (softmax gives [1 − σ(z), σ(z)]), [log(1 − p), log p] for a probability p.
+    ///
+    /// SVM decisions become a score per class whose argmax is the SVM's own label: (f, −f) for two
+    /// classes; for more, scikit-learn's one-vs-rest decision function from the one-vs-one values,
+    /// votes + c / (3(|c| + 1)) with cᵢ the sum of i's signed decisions (a tie in votes goes to the
+    /// more confident class). They rank the classes; they are not calibrated probabilities.
     public func logits(from output: Tensor) -> Tensor {
         precondition(output.rank == 2, "logits(from:) takes [N, C]")
         let n = output.shape[0]
+        if self == .svmDecisions, let classes = classes(forWidth: output.shape[1]) {
+            let pairs = output.shape[1]
+            let out = Tensor(shape: [n, classes], scalars: [Float](repeating: 0, count: n * classes))
+            var confidence = [Double](repeating: 0, count: classes)
+            for r in 0..<n {
+                if classes == 2 {
+                    out.data[2 * r] = output.data[2 * r + 1]; out.data[2 * r + 1] = output.data[2 * r]
+                    continue
+                }
+                for i in 0..<classes { confidence[i] = 0 }
+                var pair = 0
+                for i in 0..<classes {
+                    for j in (i + 1)..<classes {
+                        let f = Double(output.data[r * pairs + pair])
+                        out.data[r * classes + (f > 0 ? i : j)] += 1
+                        confidence[i] += f; confidence[j] -= f
+                        pair += 1
+                    }
+                }
+                for i in 0..<classes { out.data[r * classes + i] += Float(confidence[i] / (3 * (abs(confidence[i]) + 1))) }
+            }
+            return out
+        }
         if output.shape[1] == 1 {
             let out = Tensor(uninitializedShape: [n, 2])
             for r in 0..<n {
                 let v = output.data[r]
                 switch self {
-                case .logits: out.data[2 * r] = 0; out.data[2 * r + 1] = v
+                case .logits, .svmDecisions: out.data[2 * r] = 0; out.data[2 * r + 1] = v
                 case .probabilities, .sigmoid, .logProbabilities:
                     let p = Swift.min(Swift.max(self == .logProbabilities ? Foundation.exp(v) : v, 1e-12), 1 - 1e-7)
                     out.data[2 * r] = Foundation.log(1 - p); out.data[2 * r + 1] = Foundation.log(p)
@@ -180,7 +231,7 @@ extension ONNXOutputKind {
         }
         switch self {
         case .probabilities, .sigmoid: return withNoGrad { output.clamp(min: 1e-12).log() }
-        case .logits, .logProbabilities: return output
+        case .logits, .logProbabilities, .svmDecisions: return output
         }
     }
 }

@@ -40,9 +40,9 @@ public final class ONNXTeacher: Teacher {
     /// sigmoid is not counted: a regressor may bound its one value with one.
     public var outputIsProbability: Bool { (outputKind ?? declaredOutput ?? graphOutput.kind) == .probabilities }
 
-    /// How many classes an output `width` values wide stands for: one column is a binary
-    /// classifier's positive class (`ONNXOutputKind.logits(from:)` makes it two).
-    public static func classes(forWidth width: Int) -> Int { width == 1 ? 2 : width }
+    /// How many classes an output `width` values wide stands for (`ONNXOutputKind.classes(forWidth:)`:
+    /// one column is a binary classifier's positive class, SVM decisions a value per pair of classes).
+    public func classes(forWidth width: Int) -> Int? { (outputKind ?? declaredOutput ?? graphOutput.kind ?? .logits).classes(forWidth: width) }
 
     public init(url: URL, inputMean: [Float]? = nil, inputStd: [Float]? = nil, outputKind declared: ONNXOutputKind? = nil) throws {
         let model = try ONNXModel(contentsOf: url)
@@ -130,6 +130,13 @@ public final class ONNXTeacher: Teacher {
         return (try settleOutputKind(out).logits(from: out), taps)
     }
 
+    /// The chosen output as the graph computes it, for `inputs` normalised like a teacher's: a
+    /// regressor's values, which are not logits of anything.
+    public func outputs(_ inputs: Tensor) throws -> Tensor {
+        try checkExampleShape(Array(inputs.shape.dropFirst()))
+        return try run(normalized(inputs), features: []).0
+    }
+
     /// Runs the graph on `x`; a graph exported with a fixed batch size B runs on chunks of B rows,
     /// the last one padded with copies of its last row and trimmed after.
     func run(_ x: Tensor, features: [String]) throws -> (Tensor, [String: Tensor]) {
@@ -193,12 +200,13 @@ public final class ONNXTeacher: Teacher {
             // One column holds one probability per row, which need not sum to anything.
             case .probabilities: return observed == .probabilities || (out.shape[1] == 1 && ONNXOutputKind.allInUnitInterval(out))
             case .logProbabilities: return observed == .logProbabilities || (out.shape[1] == 1 && out.scalars.allSatisfy { $0 <= 1e-3 })
+            case .svmDecisions: return ONNXOutputKind.svmDecisions.classes(forWidth: out.shape[1]) != nil
             }
         }
         let kind: ONNXOutputKind
         if let declared = declaredOutput {
             guard declared == .logits || fits(declared) else {
-                throw TensorError("\(source): --teacher-output \(declared.rawValue) was given, but the first batch has \(declared == .sigmoid ? "values outside [0, 1]" : rows(observed))")
+                throw TensorError("\(source): --teacher-output \(declared.rawValue) was given, but the first batch has \(declared == .sigmoid ? "values outside [0, 1]" : declared == .svmDecisions ? "\(out.shape[1]) values per row, not one per pair of classes" : rows(observed))")
             }
             kind = declared
         } else if let said = graphOutput.kind {
@@ -221,6 +229,7 @@ public final class ONNXTeacher: Teacher {
         case .probabilities?: what = "probabilities (DistillKit uses their logarithms as logits)"
         case .logProbabilities?: what = "log-probabilities (used as logits)"
         case .sigmoid?: what = "per-class sigmoid probabilities (DistillKit uses their logarithms as logits: softmax gives them normalised; one column is the positive class of two)"
+        case .svmDecisions?: what = "SVM decision values without probabilities (turned into per-class scores whose argmax is the SVM's label: a ranking, not calibrated; an SVC exported with probability=True teaches better)"
         case .logits?: what = "logits"
         case nil: what = "not yet known"
         }

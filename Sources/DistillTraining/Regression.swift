@@ -183,7 +183,7 @@ public enum RegressionRunner {
             predictions.reserveCapacity(rows.shape[0])
             for start in stride(from: 0, to: rows.shape[0], by: 1024) {
                 let part = Array(start..<min(start + 1024, rows.shape[0]))
-                let out = try onnx.logits(withNoGrad { rows.indexSelect(axis: 0, indices: part) })
+                let out = try onnx.outputs(withNoGrad { rows.indexSelect(axis: 0, indices: part) })
                 guard out.shape == [part.count, 1] else {
                     throw TensorError("\(path): the output '\(onnx.outputName)' has shape \(out.shape) for \(part.count) rows; a regression teacher gives [N, 1]")
                 }

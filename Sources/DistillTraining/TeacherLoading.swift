@@ -52,8 +52,10 @@ public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], 
         try onnx.checkExampleShape(exampleShape)
         if let numClasses {  // the graph's output width, on one example of zeros, before anything trains
             let (out, _) = try withNoGrad { try onnx.run(onnx.normalized(Tensor.zeros([1] + exampleShape)), features: []) }
-            guard ONNXTeacher.classes(forWidth: out.shape[1]) == numClasses else {
-                throw TensorError("\(path): output '\(onnx.outputName.prefix(200))' gives \(out.shape[1]) value\(out.shape[1] == 1 ? " (a binary classifier's, read as 2 classes)" : "s") per example; the data has \(numClasses) classes")
+            guard onnx.classes(forWidth: out.shape[1]) == numClasses else {
+                let reading = out.shape[1] == 1 ? " (a binary classifier's, read as 2 classes)"
+                    : onnx.graphOutput.kind == .svmDecisions ? " (SVM decisions, one per pair of classes: \(onnx.classes(forWidth: out.shape[1]).map { "\($0) classes" } ?? "no class count"))" : ""
+                throw TensorError("\(path): output '\(onnx.outputName.prefix(200))' gives \(out.shape[1]) value\(out.shape[1] == 1 ? "" : "s")\(reading) per example; the data has \(numClasses) classes")
             }
         }
     }

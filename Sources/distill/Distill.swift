@@ -119,7 +119,7 @@ struct ONNXTeacherFlags: ParsableArguments {
     var teacherInputMean: String?
     @Option(help: "An ONNX teacher trained on normalised inputs: standard deviation to divide by (e.g. 0.229,0.224,0.225). Default: the model's distillkit.input_std metadata.")
     var teacherInputStd: String?
-    @Option(help: "What an ONNX teacher's output holds: logits, probs, logprobs or sigmoid (one probability per class, or one column for a binary classifier's positive class). Default: what the graph says (Softmax, Sigmoid, a classifier's post_transform, ...), confirmed on the first batch.")
+    @Option(help: "What an ONNX teacher's output holds: logits, probs, logprobs, sigmoid (one probability per class, or one column for a binary classifier's positive class) or svm (an SVMClassifier's decision values). Default: what the graph says (Softmax, Sigmoid, a classifier's post_transform, ...), confirmed on the first batch.")
     var teacherOutput: String?
 
     var options: ONNXTeacherOptions {

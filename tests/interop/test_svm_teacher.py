@@ -1,8 +1,8 @@
 """scikit-learn support-vector machines as teachers: SVMClassifier and SVMRegressor exported by skl2onnx.
 
 `cache-teacher` must write what onnxruntime computes (log-probabilities for SVC(probability=True), whose
-output holds probabilities; the decision scores themselves otherwise, used as logits) within 1e-5, `kd`
-must report the teacher accuracy onnxruntime's scores give, and an SVR teacher's test RMSE must be
+output holds probabilities; the decision scores otherwise, as per-class scores whose argmax is the SVM's
+label) within 1e-5, `kd` must report the teacher accuracy onnxruntime gives, and an SVR teacher's test RMSE must be
 onnxruntime's. Covers every kernel (RBF, POLY, LINEAR, SIGMOID), NuSVC, binary and 3-class problems and
 a 10-class one on 64 features (scikit-learn's bundled digits).
 
@@ -54,18 +54,50 @@ def data(tmp_path_factory):
 
 
 def check_teacher(session, model, train, test, x, xt, yt, classes, tmp_path):
-    """cache-teacher's values and kd's teacher accuracy against onnxruntime's."""
+    """cache-teacher's values and kd's teacher accuracy against onnxruntime's. A binary SVC without
+    probabilities ends in the SVMClassifier's decisions (−f, f), where f > 0 means class 0: its
+    logits are (f, −f), and the teacher's accuracy is that of onnxruntime's label output."""
+    labels = lambda rows: session.run(None, {"x": rows})[0]
     scores = lambda rows: session.run(None, {"x": rows})[1]
     probabilities = model.get_params().get("probability") is True
+    binary_decisions = classes == 2 and not probabilities
     distill("cache-teacher", "--teacher", tmp_path / "t.onnx", "--data", train, "--label", "label", "--out", tmp_path / "t.npy")
-    expected = np.log(np.clip(scores(x), 1e-12, None)) if probabilities else scores(x)
+    expected = np.log(np.clip(scores(x), 1e-12, None)) if probabilities else scores(x)[:, ::-1] if binary_decisions else scores(x)
     cached = np.load(tmp_path / "t.npy")
     assert cached.shape == expected.shape
     np.testing.assert_allclose(cached, expected, atol=1e-5, rtol=1e-5)
+    if binary_decisions:
+        assert (cached.argmax(1) == labels(x)).all()
     result = distill("kd", "--teacher", tmp_path / "t.onnx", "--data", train, "--test-data", test, "--label", "label",
                      "--student", f"mlp:{x.shape[1]}-8-{classes}", "--epochs", "1", "--json", "--output", tmp_path / "run")
     teacher = [m for m in json.loads(result.stdout)["models"] if m["role"] == "teacher"][0]
-    assert teacher["accuracy"] == float((scores(xt).argmax(1) == yt).mean())
+    # (With three classes or more, skl2onnx's one-vs-rest scores break ties in votes by confidence, its label by index.)
+    predicted = labels(xt) if binary_decisions else scores(xt).argmax(1)
+    assert teacher["accuracy"] == float((predicted == yt).mean())
+
+
+@pytest.mark.parametrize("classes", [3, 4])
+def test_one_vs_one_decisions_become_class_scores(classes, tmp_path):
+    """SVC(decision_function_shape="ovo") exports the K(K−1)/2 pairwise decisions themselves: DistillKit
+    turns them into scikit-learn's one-vs-rest decision function (votes + scaled confidence), whose
+    argmax is onnxruntime's label."""
+    from sklearn.datasets import make_classification
+    from sklearn.svm import SVC
+    x, y = make_classification(n_samples=400, n_features=8, n_informative=5, n_classes=classes, n_clusters_per_class=1, random_state=0)
+    x = x.astype(np.float32)
+    write_csv(tmp_path / "train.csv", x[:300], y[:300])
+    write_csv(tmp_path / "test.csv", x[300:], y[300:])
+    model = SVC(decision_function_shape="ovo").fit(x[:300], y[:300])
+    session = export(model, 8, tmp_path / "t.onnx")
+    assert session.run(None, {"x": x[:1]})[1].shape == (1, classes * (classes - 1) // 2)
+    distill("cache-teacher", "--teacher", tmp_path / "t.onnx", "--data", tmp_path / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    model.decision_function_shape = "ovr"
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), model.decision_function(x[:300]), atol=1e-4)
+    result = distill("kd", "--teacher", tmp_path / "t.onnx", "--data", tmp_path / "train.csv", "--test-data", tmp_path / "test.csv",
+                     "--label", "label", "--student", f"mlp:8-8-{classes}", "--epochs", "1", "--json", "--output", tmp_path / "run")
+    teacher = [m for m in json.loads(result.stdout)["models"] if m["role"] == "teacher"][0]
+    assert teacher["accuracy"] == float((session.run(None, {"x": x[300:]})[0] == y[300:]).mean())
+    assert "SVM decision values" in result.stderr
 
 
 @pytest.mark.parametrize("name", list(classifiers()))
