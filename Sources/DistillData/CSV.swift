@@ -286,7 +286,7 @@ public struct CSVTable: Sendable {
         guard !cell.isEmpty else { throw DataError(file: name, at: location(row: r, column: c), "missing label") }
         guard let v = Double(cell), v.isFinite, v == v.rounded(), v >= 0, v < Double(numClasses) else {
             throw DataError(file: name, at: location(row: r, column: c),
-                            "label '\(abbreviated(cell))' is not a class index (an integer in 0..<\(numClasses)); for real-valued targets use CSVTable.readRegression")
+                            "label '\(abbreviated(cell))' is not a class index (an integer in 0..<\(numClasses)); for a real-valued target, train a regression model with --target COLUMN (CSVTable.readRegression in the library)")
         }
         return Int(v)
     }

@@ -82,7 +82,8 @@ extension NPZ {
     public static let classificationArrays = ["x_train", "y_train", "x_test", "y_test"]
 
     /// The training and test sets of a classification archive (`np.savez(f, x_train=..., y_train=...,
-    /// x_test=..., y_test=...)`): features `[N, ...]` of rank 2 or more, labels `[N]` of whole
+    /// x_test=..., y_test=...)`): features `[N, ...]` of rank 2 or more (uint8 images, rank 3 or
+    /// more, scaled from 0-255 to [0, 1]), labels `[N]` of whole
     /// numbers; the classes are 0 through the largest training label. Every error names the file and
     /// the array: a missing array, features without rows or without values per row, a label count
     /// different from the row count, test examples shaped differently from training examples, a
@@ -104,7 +105,14 @@ extension NPZ {
             return bytes
         }
         func features(_ key: String) throws -> Tensor {
-            let x = try NPY.decode(array(key), name: "\(path)[\(key).npy]", limits: limits)
+            let bytes = try array(key), name = "\(path)[\(key).npy]"
+            let x = try NPY.decode(bytes, name: name, limits: limits)
+            // uint8 images (Keras's datasets, PIL) hold 0-255; DistillKit's images are in [0, 1], as
+            // the built-in datasets load and as teachers are fed.
+            let dtype = try NPY.parseHeader(bytes, name: name, limits: limits).dtype
+            if x.rank >= 3 && dtype.kind == "u" && dtype.size == 1 {
+                for i in 0..<x.count { x.data[i] /= 255 }  // as the IDX reader: pixel / 255
+            }
             guard x.rank >= 2 else {
                 throw DataError(file: path, "'\(key)' has shape \(x.shape): features must be [N, F] or [N, ...], one row per example")
             }

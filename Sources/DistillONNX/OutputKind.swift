@@ -55,28 +55,43 @@ extension ONNXModel {
     /// Operators that pass their input's meaning through unchanged (a probability stays a probability).
     static let meaningPreserving: Set<String> = ["Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Dropout", "Mul", "Div"]
 
+    /// Operators that exporters end a probability computation with as often as a score one:
+    /// scikit-learn's GaussianNB (Exp), binary MLPClassifier and SGDClassifier ([1 − p, p]:
+    /// Concat), AdaBoost (Div), CalibratedClassifierCV (Sum). The graph does not say; the numbers do.
+    static let arithmetic: Set<String> = ["Add", "Sub", "Mul", "Div", "Sum", "Mean", "Exp", "Concat", "Clip", "Max", "Min", "Abs",
+                                          "Reciprocal", "Pow", "Where", "Slice", "Gather", "Transpose", "Expand", "Tile"]
+
     /// What output `value` holds by the graph's semantics: walks back from it through operators
     /// that keep the meaning (Identity, Cast, reshapes, Mul/Div by a constant) to the one that
-    /// decides (Softmax, LogSoftmax, Normalizer L1, an ONNX-ML classifier's post_transform, or any
-    /// other operator: logits).
-    public func outputKind(of value: String) -> ONNXOutputKindEvidence {
+    /// decides (Softmax, LogSoftmax, Sigmoid, Log of a Softmax or Sigmoid, Normalizer L1, an
+    /// ONNX-ML classifier's post_transform; arithmetic leaves it to the numbers; any other
+    /// operator, a Gemm or a Conv, gives logits).
+    public func outputKind(of value: String) -> ONNXOutputKindEvidence { walkToDecidingNode(from: value, path: [], underLog: false) }
+
+    /// `outputKind`'s walk; `underLog`: the walk passed one Log, and the kind is that of its input's
+    /// logarithm (probabilities become log-probabilities; anything else is for the numbers to decide).
+    private func walkToDecidingNode(from value: String, path start: [String], underLog: Bool) -> ONNXOutputKindEvidence {
         var name = value
-        var path: [String] = []
+        var path = start
+        func decided(_ kind: ONNXOutputKind?, _ reason: String) -> ONNXOutputKindEvidence {
+            guard underLog else { return ONNXOutputKindEvidence(kind: kind, reason: reason) }
+            return ONNXOutputKindEvidence(kind: kind == .probabilities || kind == .sigmoid ? .logProbabilities : nil, reason: reason)
+        }
         for _ in 0...nodes.count {
             guard let index = producerIndex[name] else {
-                return ONNXOutputKindEvidence(kind: .logits, reason: path.isEmpty ? "a graph input or constant" : chainDescription(path.reversed()))
+                return decided(.logits, path.isEmpty ? "a graph input or constant" : chainDescription(path.reversed()))
             }
             let node = nodes[index]
             let describe = { (what: String) in chainDescription(([what] + path).reversed()) }
             if node.domain.isEmpty, node.opType == "Div", node.inputs.count == 2, dividesByOwnSum(node.inputs[0], node.inputs[1]) {
                 // x / ReduceSum(x): a row normalisation, as a hand-written softmax or scikit-learn's KNN export ends.
-                return ONNXOutputKindEvidence(kind: .probabilities, reason: describe("Div by its own ReduceSum"))
+                return decided(.probabilities, describe("Div by its own ReduceSum"))
             }
             if Self.meaningPreserving.contains(node.opType) && node.domain.isEmpty {
                 // Mul and Div keep the meaning only by a constant (LightGBM's "× 1"); by a computed value they are arithmetic.
                 if node.opType == "Mul" || node.opType == "Div" {
                     guard node.inputs.count == 2, let constant = node.inputs.firstIndex(where: { isConstant($0) }), node.opType == "Mul" || constant == 1 else {
-                        return ONNXOutputKindEvidence(kind: .logits, reason: describe(node.opType))
+                        return decided(nil, describe(node.opType))
                     }
                     path.append(node.opType)
                     name = node.inputs[1 - constant]
@@ -87,29 +102,37 @@ extension ONNXModel {
                 continue
             }
             switch (node.domain, node.opType) {
-            case ("", "Softmax"): return ONNXOutputKindEvidence(kind: .probabilities, reason: describe("Softmax"))
-            case ("", "LogSoftmax"): return ONNXOutputKindEvidence(kind: .logProbabilities, reason: describe("LogSoftmax"))
-            case ("", "Sigmoid"): return ONNXOutputKindEvidence(kind: .sigmoid, reason: describe("Sigmoid"))
+            case ("", "Softmax"): return decided(.probabilities, describe("Softmax"))
+            case ("", "LogSoftmax"): return decided(.logProbabilities, describe("LogSoftmax"))
+            case ("", "Sigmoid"): return decided(.sigmoid, describe("Sigmoid"))
+            case ("", "Log"):
+                // log σ(z) (PyTorch's logsigmoid, one column: log P(positive)) and log softmax(z) are log-probabilities.
+                guard !underLog else { return decided(nil, describe("Log")) }
+                return walkToDecidingNode(from: node.inputs.first ?? "", path: path + ["Log"], underLog: true)
+            case ("ai.onnx.ml", "ArrayFeatureExtractor"):
+                return decided(nil, describe("ai.onnx.ml.ArrayFeatureExtractor"))
+            case ("", _) where Self.arithmetic.contains(node.opType):
+                return decided(nil, describe(node.opType))
             case ("ai.onnx.ml", "Normalizer"):
                 let norm = (try? node.attributes.string("norm", "MAX")) ?? "MAX"
-                return ONNXOutputKindEvidence(kind: norm == "L1" ? .probabilities : .logits, reason: describe("Normalizer (\(norm))"))
+                return decided(norm == "L1" ? .probabilities : .logits, describe("Normalizer (\(norm))"))
             case ("ai.onnx.ml", "LinearClassifier"), ("ai.onnx.ml", "TreeEnsembleClassifier"), ("ai.onnx.ml", "SVMClassifier"):
                 let transform = (try? node.attributes.string("post_transform", "NONE")) ?? "NONE"
                 let what = describe("\(node.opType) (post_transform \(transform))")
                 // Support vectors without Platt coefficients: pairwise decision values, not a score per class.
                 if node.opType == "SVMClassifier", transform == "NONE", ((try? node.attributes.ints("vectors_per_class")) ?? nil)?.isEmpty == false,
                    ((try? node.attributes.floats("prob_a")) ?? nil)?.isEmpty ?? true {
-                    return ONNXOutputKindEvidence(kind: .svmDecisions, reason: what)
+                    return decided(.svmDecisions, what)
                 }
                 switch transform {
-                case "SOFTMAX", "SOFTMAX_ZERO", "LOGISTIC": return ONNXOutputKindEvidence(kind: .probabilities, reason: what)
+                case "SOFTMAX", "SOFTMAX_ZERO", "LOGISTIC": return decided(.probabilities, what)
                 case "NONE":
                     // Linear scores are logits; summed tree leaves or SVM votes are whatever was stored.
-                    return ONNXOutputKindEvidence(kind: node.opType == "LinearClassifier" ? .logits : nil, reason: what)
-                default: return ONNXOutputKindEvidence(kind: .logits, reason: what)
+                    return decided(node.opType == "LinearClassifier" ? .logits : nil, what)
+                default: return decided(.logits, what)
                 }
             default:
-                return ONNXOutputKindEvidence(kind: .logits, reason: describe(node.domain.isEmpty ? node.opType : "\(node.domain).\(node.opType)"))
+                return decided(.logits, describe(node.domain.isEmpty ? node.opType : "\(node.domain).\(node.opType)"))
             }
         }
         return ONNXOutputKindEvidence(kind: nil, reason: "a cycle of meaning-preserving nodes")

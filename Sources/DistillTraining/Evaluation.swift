@@ -67,7 +67,7 @@ public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teach
         let inputs = dataset.rows(indices), labels = dataset.isLabeled ? indices.map { dataset.labels[$0] } : []
         let logits = withNoGrad { model(inputs) }
         guard logits.rank == 2, logits.shape[1] == classes else {
-            throw TensorError("the model outputs shape \(logits.shape), but the data has \(classes) classes")
+            throw TensorError("the model gives outputs of shape \(Array(logits.shape.dropFirst())) per example, but the data has \(classes) classes")
         }
         if let bad = logits.firstNonFiniteIndex {
             throw TensorError("the model's output for example \(start + bad / max(classes, 1)) is \(logits.data[bad]); the input holds NaN or infinite values, or values far outside what the model was trained on")

@@ -51,7 +51,7 @@ public struct Experiment {
         "epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "momentum", "schedule", "warmup_epochs",
         "gradient_clip", "seed", "shift", "flip", "output", "name",
         "teacher_outputs", "teacher_outputs_kind", "teacher_outputs_array", "label_limit", "mixup",
-        "teacher_input_mean", "teacher_input_std", "teacher_output",
+        "teacher_input_mean", "teacher_input_std", "teacher_output", "teacher_output_name",
     ]
 
     /// Reads an experiment file (YAML or JSON).
@@ -245,7 +245,8 @@ public struct Experiment {
             return values.map { $0! }
         }
         onnxTeacher = ONNXTeacherOptions(mean: try numbers("teacher_input_mean"), std: try numbers("teacher_input_std"),
-                                         output: try string("teacher_output").map(ONNXTeacherOptions.outputKind))
+                                         output: try string("teacher_output").map(ONNXTeacherOptions.outputKind),
+                                         outputName: try string("teacher_output_name"))
         labelLimit = try int("label_limit")
         mixup = try float("mixup")
         try validate()
@@ -305,7 +306,7 @@ public struct Experiment {
         try require(!data.isEmpty, "data", "a dataset name or file", data)
         try require(!student.isEmpty, "student", "a model spec", student)
         try onnxTeacher.validate()
-        if onnxTeacher.isSet && teachers.isEmpty { throw TensorError("teacher_input_mean/std and teacher_output (--teacher-input-mean/--teacher-input-std/--teacher-output) apply to a teacher model (--teacher)") }
+        if onnxTeacher.isSet && teachers.isEmpty { throw TensorError("teacher_input_mean/std, teacher_output and teacher_output_name (--teacher-input-mean/--teacher-input-std/--teacher-output/--teacher-output-name) apply to a teacher model (--teacher)") }
         guard !losses.isEmpty else { throw TensorError("'losses' is empty: give at least one, e.g. [{ce: {weight: 1}}]") }
         for term in losses { try term.validate() }
         if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
@@ -374,6 +375,7 @@ public struct Experiment {
         if let mean = onnxTeacher.mean { j["teacher_input_mean"] = mean.map(decimal) }
         if let std = onnxTeacher.std { j["teacher_input_std"] = std.map(decimal) }
         if let output = onnxTeacher.output { j["teacher_output"] = output.rawValue }
+        if let name = onnxTeacher.outputName { j["teacher_output_name"] = name }
         if let labelLimit { j["label_limit"] = labelLimit }
         if let mixup { j["mixup"] = decimal(mixup) }
         return j
@@ -382,15 +384,19 @@ public struct Experiment {
 
 /// How to read an ONNX teacher: `(x − mean) / std` for its inputs (one value, or one per
 /// channel, axis 1 of the batch; by default the model's `distillkit.input_mean`/`input_std`
-/// metadata), and what its output holds when the graph should be overruled (by default the
-/// graph's semantics decide, confirmed on the first batch).
+/// metadata), what its output holds when the graph should be overruled (by default the
+/// graph's semantics decide, confirmed on the first batch), and which output to read when the
+/// graph has several.
 public struct ONNXTeacherOptions: Sendable, Equatable {
     public var mean: [Float]?
     public var std: [Float]?
     public var output: ONNXOutputKind?
-    public init(mean: [Float]? = nil, std: [Float]? = nil, output: ONNXOutputKind? = nil) { self.mean = mean; self.std = std; self.output = output }
+    public var outputName: String?
+    public init(mean: [Float]? = nil, std: [Float]? = nil, output: ONNXOutputKind? = nil, outputName: String? = nil) {
+        self.mean = mean; self.std = std; self.output = output; self.outputName = outputName
+    }
 
-    public var isSet: Bool { mean != nil || std != nil || output != nil }
+    public var isSet: Bool { mean != nil || std != nil || output != nil || outputName != nil }
 
     /// `logits`, `probs` or `logprobs`.
     public static func outputKind(_ text: String) throws -> ONNXOutputKind {

@@ -44,7 +44,12 @@ public final class ONNXTeacher: Teacher {
     /// one column is a binary classifier's positive class, SVM decisions a value per pair of classes).
     public func classes(forWidth width: Int) -> Int? { (outputKind ?? declaredOutput ?? graphOutput.kind ?? .logits).classes(forWidth: width) }
 
-    public init(url: URL, inputMean: [Float]? = nil, inputStd: [Float]? = nil, outputKind declared: ONNXOutputKind? = nil) throws {
+    /// Output names that say "class scores", in order of preference, for a graph with several
+    /// FLOAT [N, C] outputs (PyTorch's `output_names`, skl2onnx's `probabilities`).
+    public static let scoreOutputNames = ["logits", "probabilities", "probs", "output_probability", "log_probs"]
+
+    public init(url: URL, inputMean: [Float]? = nil, inputStd: [Float]? = nil, outputKind declared: ONNXOutputKind? = nil,
+                outputName chosen: String? = nil) throws {
         let model = try ONNXModel(contentsOf: url)
         self.model = model
         name = "onnx (\(url.lastPathComponent))"
@@ -56,8 +61,24 @@ public final class ONNXTeacher: Teacher {
         }
         inputName = input.name
         let candidates = model.outputs.filter { $0.type == .float && ($0.shape?.count ?? 2) == 2 }
-        guard let output = candidates.first else {
+        let output: ONNXValueInfo
+        if let chosen {
+            guard let named = model.outputs.first(where: { $0.name == chosen }) else {
+                throw TensorError("\(url.path): --teacher-output-name '\(chosen.prefix(200))': no such output; outputs are \(listed(model.outputs))")
+            }
+            guard candidates.contains(where: { $0.name == chosen }) else {
+                throw TensorError("\(url.path): output '\(chosen.prefix(200))' is not FLOAT [N, C]; outputs are \(listed(model.outputs))")
+            }
+            output = named
+        } else if candidates.count == 1 {
+            output = candidates[0]
+        } else if let named = Self.scoreOutputNames.lazy.compactMap({ name in candidates.first { $0.name.lowercased() == name } }).first {
+            output = named
+        } else if candidates.isEmpty {
             throw TensorError("\(url.path): no FLOAT [N, C] output to use as logits; outputs are \(listed(model.outputs))")
+        } else {
+            // (embedding, logits) of one width would look alike: a guess could teach the embedding.
+            throw TensorError("\(url.path): \(candidates.count) FLOAT [N, C] outputs (\(listed(candidates))), none named \(Self.scoreOutputNames.joined(separator: ", ")); say which holds the class scores with --teacher-output-name (teacher_output_name in a config file; distill eval's model: --model-output-name)")
         }
         outputName = output.name
         graphOutput = model.outputKind(of: output.name)
@@ -96,7 +117,14 @@ public final class ONNXTeacher: Teacher {
         var advice = "the data does not fit the teacher"
         // A declared product that overflows fits no data (-1: never equal to a real count).
         let declaredCount = CheckedSize.product(declared.dropFirst().compactMap(\.value)) ?? -1
-        if declared.dropFirst().allSatisfy({ $0.value != nil }) && declaredCount == example.reduce(1, *) {
+        let declaredExample = declared.dropFirst().compactMap(\.value)
+        if declaredExample.count == example.count && example.count >= 2 && declaredExample.sorted() == example.sorted() {
+            // [H, W, C] against [C, H, W]: a reshape would scramble the channels; the axes need moving.
+            let dataIsChannelsLast = example.count == 3 && example[2] <= 4 && example[0] > 4
+            advice = dataIsChannelsLast
+                ? "the axes are in another order: the data's images are channels-last [H, W, C] and the teacher takes [C, H, W]; store them channels-first (NumPy: x.transpose(0, 3, 1, 2)); a reshape would scramble the channels"
+                : "the axes are in another order (DistillKit feeds images channels-first, [N, C, H, W]; a Keras/TensorFlow export takes [N, H, W, C]): re-export the teacher for channels-first input (tf2onnx --inputs-as-nchw INPUT, or a Transpose in front of the graph); a reshape would scramble the channels"
+        } else if declared.dropFirst().allSatisfy({ $0.value != nil }) && declaredCount == example.reduce(1, *) {
             advice = "only the layout differs: re-export the teacher to take \(givenText) (e.g. in PyTorch, export nn.Sequential(nn.Unflatten(1, ...), model) or nn.Sequential(nn.Flatten(), model) with a dummy input of that shape)"
         } else if example.reduce(1, *) != declaredCount {
             advice = "the teacher was trained on other data (\(declaredCount < 0 ? "an overflowing number of" : String(declaredCount)) values per example, the data has \(example.reduce(1, *)))"
@@ -211,7 +239,7 @@ public final class ONNXTeacher: Teacher {
             kind = declared
         } else if let said = graphOutput.kind {
             guard fits(said) else {
-                throw TensorError("\(source): the graph ends in \(graphOutput.reason), which gives \(said.phrase), but the first batch has \(said == .sigmoid ? "values outside [0, 1]" : rows(observed)); say which with --teacher-output \(ONNXOutputKind.allCases.map(\.rawValue).joined(separator: "|"))")
+                throw TensorError("\(source): the graph ends in \(graphOutput.reason), which gives \(said.phrase), but the first batch has \(said == .sigmoid ? "values outside [0, 1]" : rows(observed)); say which with --teacher-output \(ONNXOutputKind.allCases.map(\.rawValue).joined(separator: "|")) (distill eval's model: --model-output)")
             }
             kind = said
         } else {

@@ -24,13 +24,13 @@ public func loadTeacher(_ path: String, options: ONNXTeacherOptions = .init(), s
     switch FileKind(path) {
     case .safetensors:
         guard !options.isSet else {
-            throw TensorError("\(path): --teacher-input-mean/--teacher-input-std/--teacher-output are for ONNX teachers; a DistillKit model carries its own preprocessing and gives logits")
+            throw TensorError("\(path): --teacher-input-mean/--teacher-input-std/--teacher-output/--teacher-output-name are for ONNX teachers; a DistillKit model carries its own preprocessing and gives logits")
         }
         let (model, info) = try SavedModel.load(url)
         own = try Tabular.statistics(of: info, source: path)
         base = ModuleTeacher(model, name: "\(info.spec) (\(url.lastPathComponent))")
     case .onnx:
-        base = try ONNXTeacher(url: url, inputMean: options.mean, inputStd: options.std, outputKind: options.output)
+        base = try ONNXTeacher(url: url, inputMean: options.mean, inputStd: options.std, outputKind: options.output, outputName: options.outputName)
     default:
         throw TensorError("\(path): unsupported teacher format '.\(url.pathExtension)'; DistillKit reads .safetensors and .onnx models")
     }
@@ -83,8 +83,15 @@ public func warnIfNearChance(_ teacher: Teacher, path: String, on data: LabeledD
     for l in labels where l < counts.count { counts[l] += 1 }
     let chance = Double(counts.max() ?? 0) / Double(indices.count)  // always guessing the commonest class
     if accuracy < chance + 0.3 * (1 - chance) {
-        log(String(format: "WARNING: the teacher %@ scores %.1f%% on the first %d labelled training rows, near chance (%.1f%%). Is it fed what it was trained on? Check its input normalisation (--teacher-input-mean/--teacher-input-std, e.g. ImageNet's 0.485,0.456,0.406 and 0.229,0.224,0.225), the channel order (RGB or BGR) and the scale (DistillKit feeds images in [0, 1]; a teacher trained on 0-255 needs --teacher-input-std 0.00392157).",
-                   path, accuracy * 100, indices.count, chance * 100))
+        // Far below chance, the teacher is reading the inputs well but naming the classes differently.
+        let below = accuracy < 0.5 * min(chance, 1 / Double(data.numClasses) + 0.5 * chance)
+        let advice = below
+            ? "Far below chance, its classes are likely in another order than the data's labels (string labels are numbered in sorted order; a binary model may call the positive class 0): check the teacher's class order."
+            : data.exampleShape.count == 1
+            ? "Is it fed what it was trained on? Check the column order and scaling it expects (DistillKit feeds a table's columns in file order, as written, without the label column)."
+            : "Is it fed what it was trained on? Check its input normalisation (--teacher-input-mean/--teacher-input-std, e.g. ImageNet's 0.485,0.456,0.406 and 0.229,0.224,0.225), the channel order (RGB or BGR) and the scale (DistillKit feeds images in [0, 1]; a teacher trained on 0-255 needs --teacher-input-std 0.00392157)."
+        log(String(format: "WARNING: the teacher %@ scores %.1f%% on the first %d labelled training rows, %@ chance (%.1f%%). %@",
+                   path, accuracy * 100, indices.count, below ? "far below" : "near", chance * 100, advice))
     }
     return accuracy
 }

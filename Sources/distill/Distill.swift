@@ -121,12 +121,17 @@ struct ONNXTeacherFlags: ParsableArguments {
     var teacherInputStd: String?
     @Option(help: "What an ONNX teacher's output holds: logits, probs, logprobs, sigmoid (one probability per class, or one column for a binary classifier's positive class) or svm (an SVMClassifier's decision values). Default: what the graph says (Softmax, Sigmoid, a classifier's post_transform, ...), confirmed on the first batch.")
     var teacherOutput: String?
+    @Option(help: "Which output of an ONNX teacher holds the class scores, when the graph has several FLOAT [N, C] outputs. Default: the only one, else the one named logits, probabilities, probs, output_probability or log_probs.")
+    var teacherOutputName: String?
+
+    /// Whether any of the options was given.
+    var isSet: Bool { teacherInputMean != nil || teacherInputStd != nil || teacherOutput != nil || teacherOutputName != nil }
 
     var options: ONNXTeacherOptions {
         get throws {
             ONNXTeacherOptions(mean: try parseNumberList(teacherInputMean, option: "--teacher-input-mean"),
                                std: try parseNumberList(teacherInputStd, option: "--teacher-input-std"),
-                               output: try teacherOutput.map(ONNXTeacherOptions.outputKind))
+                               output: try teacherOutput.map(ONNXTeacherOptions.outputKind), outputName: teacherOutputName)
         }
     }
 }

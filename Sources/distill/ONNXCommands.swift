@@ -135,13 +135,13 @@ struct Inspect: ParsableCommand {
 
 extension Eval {
     /// `distill eval model.onnx`: the ONNX model is evaluated as a classifier on the test split.
-    func runONNX(inputMean: [Float]?, inputStd: [Float]?) throws {
+    func runONNX(inputMean: [Float]?, inputStd: [Float]?, output: ONNXOutputKind?, outputName: String?) throws {
         try BLAS.ensureLoaded()
-        let onnxTeacher = try ONNXTeacher(url: URL(fileURLWithPath: model), inputMean: inputMean, inputStd: inputStd)
+        let onnxTeacher = try ONNXTeacher(url: URL(fileURLWithPath: model), inputMean: inputMean, inputStd: inputStd, outputKind: output, outputName: outputName)
         // A .csv is the test data itself: every row is scored (no validation split carved out).
         let (_, test) = try DataSource.load(data, testData: FileKind(data) == .csv ? data : nil, labelColumn: label)
         try DataSource.requireFinite(test, name: "\(data) (test split)")
-        try onnxTeacher.checkExampleShape(test.exampleShape)
+        try checkTeacher(onnxTeacher, path: model, exampleShape: test.exampleShape, numClasses: test.numClasses)
         let module = onnxTeacher.asModule(classes: test.numClasses)
         let other = try teacher.map { path in
             let loaded = try loadTeacher(path, options: teacherReading.options)

@@ -142,6 +142,10 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Option(help: "An .onnx model trained on normalised images: mean to subtract (one value, or one per channel).") var inputMean: String?
     @Option(help: "An .onnx model trained on normalised images: standard deviation to divide by.") var inputStd: String?
+    @Option(help: "What the .onnx model's output holds: logits, probs, logprobs, sigmoid or svm (as --teacher-output for a teacher). Default: what the graph says, confirmed on the first batch.")
+    var modelOutput: String?
+    @Option(help: "Which output of the .onnx model holds the class scores, when it has several (as --teacher-output-name for a teacher).")
+    var modelOutputName: String?
     @OptionGroup var teacherReading: ONNXTeacherFlags
     @OptionGroup var text: TextEvalOptions
 
@@ -150,8 +154,15 @@ struct Eval: ParsableCommand {
             return try evaluateTextModel(textModel, data: data, options: text, json: json)
         }
         try refuseTextCorpus(model: model, data: data, options: text)
+        if teacher == nil, teacherReading.isSet {
+            throw ValidationError("--teacher-input-mean, --teacher-input-std, --teacher-output and --teacher-output-name read the --teacher model; for the model being evaluated use --input-mean, --input-std, --model-output and --model-output-name")
+        }
         if FileKind(model) == .onnx {
-            return try runONNX(inputMean: parseNumberList(inputMean, option: "--input-mean"), inputStd: parseNumberList(inputStd, option: "--input-std"))
+            return try runONNX(inputMean: parseNumberList(inputMean, option: "--input-mean"), inputStd: parseNumberList(inputStd, option: "--input-std"),
+                               output: modelOutput.map(ONNXTeacherOptions.outputKind), outputName: modelOutputName)
+        }
+        if inputMean != nil || inputStd != nil || modelOutput != nil || modelOutputName != nil {
+            throw ValidationError("--input-mean, --input-std, --model-output and --model-output-name are for an .onnx model; \(model) carries its own preprocessing and gives logits")
         }
         if let target { return try runRegression(target: target) }
         let (net, info) = try SavedModel.load(URL(fileURLWithPath: model))

@@ -51,6 +51,8 @@ struct ErrorPathTests {
         Case(arguments: ["train", "--target", "y"], status: 1, says: ["'target' (--target)", ".csv"]),
         Case(arguments: ["kd", "--teacher", "missing.safetensors"], status: 1, says: ["missing.safetensors", "does not exist"]),
         Case(arguments: ["eval", "missing.safetensors"], status: 1, says: ["missing.safetensors"]),
+        Case(arguments: ["eval", "m.onnx", "--teacher-output", "probs"], status: 64, says: ["--teacher-output", "--model-output"]),
+        Case(arguments: ["eval", "m.safetensors", "--model-output", "probs"], status: 64, says: ["--model-output", "m.safetensors"]),
         Case(arguments: ["run", "missing.yaml"], status: 1, says: ["missing.yaml"]),
         Case(arguments: ["inspect", "missing.onnx"], status: 1, says: ["missing.onnx"]),
         Case(arguments: ["export", "missing.safetensors", "--onnx", "out.onnx"], status: 1, says: ["missing.safetensors"]),

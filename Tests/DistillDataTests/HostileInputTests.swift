@@ -166,6 +166,23 @@ import Testing
         #expect(train.numClasses == 3 && test.labels == [2, 1, 0])
     }
 
+    /// uint8 images (Keras's datasets) hold 0-255 and are read in [0, 1], like the built-in
+    /// datasets; uint8 table columns (rank 2) keep their values.
+    @Test func npzUInt8ImagesAreScaledToTheUnitInterval() throws {
+        let dir = try TemporaryDirectory()
+        func uint8(_ values: [UInt8], shape: String) -> Data { Data(npyBytes(descr: "|u1", shape: shape, payload: values)) }
+        var arrays = try Self.goodArrays()
+        arrays["x_train"] = uint8((0..<24).map { UInt8($0 * 10 + 15) }, shape: "(6, 2, 2)")
+        arrays["x_test"] = uint8([255, 0, 51, 102, 0, 0, 0, 0, 0, 0, 0, 0], shape: "(3, 2, 2)")
+        let (train, test) = try NPZ.readClassification(Self.classificationArchive(arrays, in: dir))
+        #expect(test.rows([0]).scalars == [1, 0, 0.2, 0.4])
+        #expect(train.rows([0]).scalars.map { ($0 * 255).rounded() } == [15, 25, 35, 45])
+        arrays["x_train"] = uint8((0..<12).map { UInt8($0) }, shape: "(6, 2)")
+        arrays["x_test"] = uint8([200, 1, 2, 3, 4, 5], shape: "(3, 2)")
+        let (_, table) = try NPZ.readClassification(Self.classificationArchive(arrays, in: dir))
+        #expect(table.rows([0]).scalars == [200, 1])
+    }
+
     static let classificationCases: [(String, Data?, [String])] = [
         ("y_train", try! NPY.encode(ints: [0, 1, 2, 0, 1, 1 << 40], shape: [6]), ["y_train.npy", "label 1099511627776 of example 5", "65536"]),
         ("y_train", try! NPY.encode(ints: [0, 1, 2, 0, 1, -1], shape: [6]), ["y_train.npy", "label -1 of example 5 is negative"]),

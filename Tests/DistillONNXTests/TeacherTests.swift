@@ -125,6 +125,27 @@ struct TeacherTests {
         #expect(try ONNXTeacherOptions.outputKind("sigmoid") == .sigmoid)
     }
 
+    /// A graph with several FLOAT [N, C] outputs: the one named like class scores is read; none
+    /// named so is an error asking for --teacher-output-name (an (embedding, logits) pair of one
+    /// width would otherwise teach the embedding), which picks any by name.
+    @Test("the output to read, among several")
+    func outputChoice() throws {
+        func twoOutputs(_ first: String, _ second: String) -> Onnx_ModelProto {
+            makeModel(nodes: [makeNode("Relu", ["x"], [first], name: "relu"), makeNode("Neg", ["x"], [second], name: "neg")],
+                      inputs: [tensorInfo("x", [nil, 3])], outputs: [tensorInfo(first, [nil, 3]), tensorInfo(second, [nil, 3])])
+        }
+        let x = Tensor(shape: [1, 3], scalars: [1, -2, 3])
+        let named = try writeModel(twoOutputs("embedding", "logits"))
+        defer { try? FileManager.default.removeItem(at: named.deletingLastPathComponent()) }
+        #expect(try ONNXTeacher(url: named).logits(x).scalars == [-1, 2, -3])
+        let anonymous = try writeModel(twoOutputs("out0", "out1"))
+        defer { try? FileManager.default.removeItem(at: anonymous.deletingLastPathComponent()) }
+        let message = errorMessage { _ = try ONNXTeacher(url: anonymous) }
+        #expect(message.contains("2 FLOAT [N, C] outputs") && message.contains("--teacher-output-name"), "\(message)")
+        #expect(try ONNXTeacher(url: anonymous, outputName: "out1").logits(x).scalars == [-1, 2, -3])
+        #expect(errorMessage { _ = try ONNXTeacher(url: anonymous, outputName: "nope") }.contains("'nope': no such output"))
+    }
+
     @Test("models a teacher cannot use are refused when loaded")
     func refusals() throws {
         let twoInputs = makeModel(nodes: [makeNode("Add", ["a", "b"], ["y"])], inputs: [tensorInfo("a", [nil, 2]), tensorInfo("b", [nil, 2])],

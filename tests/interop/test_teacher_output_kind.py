@@ -68,16 +68,18 @@ def test_sklearn_probabilities_become_logits(data, name, tmp_path):
     assert "probabilities" in summary["teacher_outputs"][0]
 
 
-def softmax_model(then_add_zero):
+def softmax_model(then, then_op="MatMul"):
     """A softmax written out by hand (Gemm → Exp → ReduceSum → Div): a row normalisation, probabilities. With a
-    final Add of 0 the graph ends in arithmetic (logits, by the graph) while the numbers are still probabilities."""
+    final MatMul by the identity the graph ends in a layer (logits, by the graph) while the numbers are still
+    probabilities; with a final Add of 0 it ends in arithmetic, which leaves the kind to the numbers."""
     nodes = [helper.make_node("Gemm", ["x", "W"], ["z"]), helper.make_node("Exp", ["z"], ["e"]),
-             helper.make_node("ReduceSum", ["e", "axes"], ["s"], keepdims=1), helper.make_node("Div", ["e", "s"], ["p" if not then_add_zero else "q"])]
-    if then_add_zero:
-        nodes.append(helper.make_node("Add", ["q", "zero"], ["p"]))
+             helper.make_node("ReduceSum", ["e", "axes"], ["s"], keepdims=1), helper.make_node("Div", ["e", "s"], ["p" if not then else "q"])]
+    if then:
+        nodes.append(helper.make_node(then_op, ["q", "eye" if then_op == "MatMul" else "zero"], ["p"]))
     rng = np.random.default_rng(0)
     inits = [helper.make_tensor("W", TensorProto.FLOAT, [4, 3], (0.01 * rng.normal(size=12)).tolist()),
-             helper.make_tensor("axes", TensorProto.INT64, [1], [1]), helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
+             helper.make_tensor("axes", TensorProto.INT64, [1], [1]), helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("eye", TensorProto.FLOAT, [3, 3], np.eye(3).ravel().tolist())]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
                               [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -87,19 +89,63 @@ def softmax_model(then_add_zero):
 
 def test_a_handwritten_softmax_is_read_as_probabilities(data, tmp_path):
     folder, x, _, _ = data
-    (tmp_path / "p.onnx").write_bytes(softmax_model(then_add_zero=False))
+    (tmp_path / "p.onnx").write_bytes(softmax_model(then=False))
     distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
     p = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"x": x})[0]
     np.testing.assert_allclose(np.load(tmp_path / "t.npy"), np.log(p), atol=1e-5, rtol=1e-5)
 
 
+def test_arithmetic_at_the_end_leaves_the_kind_to_the_numbers(data, tmp_path):
+    folder, x, _, _ = data
+    (tmp_path / "p.onnx").write_bytes(softmax_model(then=True, then_op="Add"))
+    distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    p = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), np.log(p), atol=1e-5, rtol=1e-5)
+
+
+def stock_classifiers():
+    """scikit-learn classifiers whose exported probabilities end in arithmetic: GaussianNB (Exp), a binary
+    MLPClassifier and SGDClassifier (Concat of [1 − p, p]), AdaBoost (Div), CalibratedClassifierCV (Sum)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import AdaBoostClassifier
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.svm import LinearSVC
+    return {"gaussian-nb": GaussianNB(), "mlp": MLPClassifier((16,), max_iter=800, random_state=0),
+            "sgd-log": SGDClassifier(loss="log_loss", random_state=0), "adaboost": AdaBoostClassifier(n_estimators=10, random_state=0),
+            "calibrated": CalibratedClassifierCV(LinearSVC(), cv=3)}
+
+
+@pytest.mark.parametrize("name", list(stock_classifiers()))
+def test_stock_classifiers_ending_in_arithmetic(data, name, tmp_path):
+    import warnings
+    folder, x, xt, yt = data
+    y = blobs(300, 4)[1]
+    binary_train, binary_test = tmp_path / "train.csv", tmp_path / "test.csv"
+    write_csv(binary_train, x, (y == 0).astype(int), columns=["a", "b", "c", "d"])
+    write_csv(binary_test, xt, (yt == 0).astype(int), columns=["a", "b", "c", "d"])
+    model = stock_classifiers()[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, (y == 0).astype(int))
+    exported = skl2onnx.convert_sklearn(model, initial_types=[("x", FloatTensorType([None, 4]))], target_opset=17,
+                                        options={id(model): {"zipmap": False}})
+    (tmp_path / "m.onnx").write_bytes(exported.SerializeToString())
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    distill("cache-teacher", "--teacher", tmp_path / "m.onnx", "--data", binary_train, "--label", "label", "--out", tmp_path / "t.npy")
+    np.testing.assert_allclose(np.exp(np.load(tmp_path / "t.npy")), session.run(None, {"x": x})[1], atol=1e-5)
+    evaluated = distill("eval", tmp_path / "m.onnx", "--data", binary_test, "--label", "label", "--json")
+    assert json.loads(evaluated.stdout)["accuracy"] == float((session.run(None, {"x": xt})[1].argmax(1) == (yt == 0)).mean())
+
+
 def test_a_contradiction_between_graph_and_numbers_is_an_error(data, tmp_path):
     folder, x, _, _ = data
-    (tmp_path / "p.onnx").write_bytes(softmax_model(then_add_zero=True))
+    (tmp_path / "p.onnx").write_bytes(softmax_model(then=True))
     refused = distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
                       "--out", tmp_path / "t.npy", check=False)
     assert refused.returncode == 1
-    assert "the graph ends in Add" in refused.stderr and "probabilities" in refused.stderr and "--teacher-output" in refused.stderr
+    assert "the graph ends in MatMul" in refused.stderr and "probabilities" in refused.stderr and "--teacher-output" in refused.stderr
     distill("cache-teacher", "--teacher", tmp_path / "p.onnx", "--data", folder / "train.csv", "--label", "label",
             "--out", tmp_path / "t.npy", "--teacher-output", "probs")
     p = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"x": x})[0]
