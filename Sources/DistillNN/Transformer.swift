@@ -60,9 +60,22 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
             throw TensorError("transformer: layer norm epsilon must be positive, got \(layerNormEpsilon)")
         }
         let limit = 1 << 28
-        for (name, value) in [("vocabulary × hidden", vocabularySize * hiddenSize), ("hidden × intermediate", hiddenSize * intermediateSize),
-                              ("positions × hidden", maxPositions * hiddenSize)] where value > limit {
-            throw TensorError("transformer: \(name) = \(value) parameters in one matrix, over the \(limit) limit")
+        for (name, a, b) in [("vocabulary × hidden", vocabularySize, hiddenSize), ("hidden × intermediate", hiddenSize, intermediateSize),
+                             ("positions × hidden", maxPositions, hiddenSize)] {
+            guard let value = CheckedSize.product([a, b]), value <= limit else {
+                throw TensorError("transformer: \(name) = \(a) × \(b) parameters in one matrix, over the \(limit) limit")
+            }
+        }
+        // The whole model's weights (per layer: attention 4h² + 4h, feed-forward 2·h·i + h + i, two
+        // layer norms 4h), as float32, within the memory budget: a config saying a billion layers is
+        // an error here, not memory growing layer by layer.
+        let h = hiddenSize, i = intermediateSize
+        let tables = [vocabularySize, maxPositions, typeVocabularySize, 2].reduce(Optional(0)) { sum, n in sum.flatMap { CheckedSize.add($0, n) } }
+        let embeddings = tables.flatMap { CheckedSize.product([$0, h]) }
+        let perLayer = 4 * h * h + 2 * h * i + 9 * h + i  // h² and h·i are within the limit above
+        guard let embeddings, let total = CheckedSize.add(embeddings, CheckedSize.product([layers, perLayer]) ?? Int.max),
+              let bytes = CheckedSize.product([total, 4]), bytes <= MemoryBudget.limitBytes else {
+            throw TensorError("transformer: \(layers) layers of width \(h) need more than the memory budget of \(MemoryBudget.describe(MemoryBudget.limitBytes)) for their weights (set DISTILL_MAX_MEMORY to raise it)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import DistillData
+import DistillTensor
 import Foundation
 
 /// Debian's package descriptions as a text corpus: every package's section, one-line summary and
@@ -287,22 +288,20 @@ public enum DebianPackages {
                             statistics: statistics, sectionLabels: labels)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let recordURL = URL(fileURLWithPath: url.path + ".json")
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: recordURL.path, isDirectory: &isFolder), isFolder.boolValue {
+            throw TextError.invalidArgument("\(recordURL.path): is a folder; the corpus's record is written there, beside \(url.lastPathComponent)")
+        }
         try writeAtomically(Data(csv(entries).utf8), to: url)
-        try writeAtomically(try encoder.encode(record), to: URL(fileURLWithPath: url.path + ".json"))
+        try writeAtomically(try encoder.encode(record), to: recordURL)
         return record
     }
 
+    /// Writes `data` over the file `url` atomically; a folder there is an error, never replaced.
     static func writeAtomically(_ data: Data, to url: URL) throws {
-        let folder = url.deletingLastPathComponent()
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
-            try data.write(to: temporary)
-            if FileManager.default.fileExists(atPath: url.path) { _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary) } else {
-                try FileManager.default.moveItem(at: temporary, to: url)
-            }
-        } catch {
-            throw TextError.malformed(path: url.path, problem: "cannot write (\(error.localizedDescription))")
+        do { try AtomicFile.write(data, to: url) } catch let error as TensorError {
+            throw TextError.invalidArgument(error.message)
         }
     }
 }

@@ -105,7 +105,12 @@ extension WordPieceTokenizer {
         }
         var padID = ids["[PAD]"] ?? 0
         var configuredMaxLength: Int? = nil
-        if let padding = root["padding"] as? [String: Any], let id = padding["pad_id"].flatMap(integer), id >= 0 { padID = id }
+        if let padding = root["padding"] as? [String: Any], let value = padding["pad_id"], !(value is NSNull) {
+            guard let id = integer(value), known.contains(id) else {
+                throw malformed("\"padding.pad_id\" is \(String(describing: value).prefix(40)), not the id of a token in \"model.vocab\" or \"added_tokens\"")
+            }
+            padID = id
+        }
         if let truncation = root["truncation"] as? [String: Any], let length = truncation["max_length"].flatMap(integer), length > 0 {
             configuredMaxLength = length
         }

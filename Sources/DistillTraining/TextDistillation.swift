@@ -90,13 +90,25 @@ struct TeacherTextVectors {
     static func load(_ corpus: TextCorpus, teacher: TextTeacher, maxLength: Int, cache: URL?, writeCache: Bool = true, quiet: Bool,
                      log: (String) -> Void) throws -> TeacherTextVectors {
         let key = fingerprint(corpus, teacher: teacher.name, maxLength: maxLength)
-        if let cache, let data = try? Data(contentsOf: cache),
-           let (tensors, metadata) = try? Safetensors.decode(data, name: cache.path), metadata["fingerprint"] == key,
-           let v = names.map({ tensors[$0] }) as [Tensor?]?, v.allSatisfy({ $0 != nil }) {
-            log("teacher vectors: \(cache.path) (computed before for the same texts)")
-            return TeacherTextVectors(trainDescriptions: v[0]!, trainSummaries: v[1]!, testDescriptions: v[2]!, testSummaries: v[3]!)
-        }
         let texts = [corpus.train.descriptions, corpus.train.summaries, corpus.test.descriptions, corpus.test.summaries]
+        if let cache, FileManager.default.fileExists(atPath: cache.path) {
+            // Only a teacher-vector cache is read, or replaced: never a model, a corpus or a folder.
+            let existing = (try? Data(contentsOf: cache)).flatMap { try? Safetensors.decode($0, name: cache.path) }
+            guard let (tensors, metadata) = existing, let stored = metadata["fingerprint"] else {
+                throw TensorError("--teacher-cache \(cache.path): exists and is not a teacher-vector cache (a safetensors file with a 'fingerprint' entry that distill text-kd wrote); name another file, or remove it")
+            }
+            if stored == key {
+                let v = names.map { tensors[$0] }
+                let width = try teacher.embed(["a"]).shape.last ?? 0  // the teacher's vector width, from one short text
+                for (i, t) in v.enumerated() {
+                    guard let t, t.rank == 2, t.shape[0] == texts[i].count, t.shape[1] == width, t.isFinite else {
+                        throw TensorError("--teacher-cache \(cache.path): '\(names[i])' is \(v[i].map { "\($0.shape)\($0.isFinite ? "" : " with non-finite values")" } ?? "missing"), not [\(texts[i].count), \(width)] finite vectors of these texts; remove the file to compute them again")
+                    }
+                }
+                log("teacher vectors: \(cache.path) (computed before for the same texts)")
+                return TeacherTextVectors(trainDescriptions: v[0]!, trainSummaries: v[1]!, testDescriptions: v[2]!, testSummaries: v[3]!)
+            }
+        }
         log("computing the teacher's vectors of \(texts.map(\.count).reduce(0, +)) texts once (\(teacher.name))")
         let started = Date()
         // In chunks of 512 texts, for a progress bar over the whole set (a multiple of
@@ -318,7 +330,10 @@ public enum TextDistillation {
                 throw TextError.invalidArgument("unknown text student '\(settings.student.prefix(80))'; valid: bag:WIDTH (a token bag, e.g. bag:64), bert:LAYERS-WIDTH or bert:LAYERS-WIDTH-HEADS-FFN (a transformer, e.g. bert:2-384)")
             }
             let spec = resolveStudent(settings.student, vocabulary: teacher.tokenizer.vocabularySize, width: width)
-            return (try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed), spec, nil, nil)
+            let model = try ModelZoo.build(spec, inputShape: [settings.maxLength], numClasses: width, seed: settings.options.seed)
+            // It reads --max-length token ids per text and gives the teacher's width, before any step.
+            _ = try ModelShapes.check(model, inputShape: [settings.maxLength], numClasses: width, what: "--student \(settings.student.prefix(80)) (reading --max-length \(settings.maxLength) token ids)")
+            return (model, spec, nil, nil)
         }
         guard let teacherEncoder = teacher.encoder else {
             throw TextError.unsupported(path: "--student \(settings.student)", feature: "a bert: student of a teacher that is not a transformer (\(teacher.name))")

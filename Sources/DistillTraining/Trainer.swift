@@ -518,6 +518,11 @@ public final class Trainer<Report: TestReport> {
         line.merge(communication) { _, new in new }
         for (k, v) in sums.parts { line["loss_\(k)"] = v / Double(max(sums.seen, 1)) }
         try requireFiniteOptimizerState(after: "epoch \(epoch + 1)", session)
+        // A metric that is NaN or infinite (weights that diverged in the epoch's last steps) stops
+        // the run here, named, rather than as a failed write of metrics.jsonl.
+        if let (name, value) = line.sorted(by: { $0.key < $1.key }).first(where: { ($0.value as? Double)?.isFinite == false || ($0.value as? Float)?.isFinite == false }) {
+            throw TrainingError(message: "after epoch \(epoch + 1) the \(name) is \(value): the student's weights diverged; training stopped\(run.map { ", \($0.checkpointNote)" } ?? ""). Try a lower learning rate, smaller loss weights or --gradient-clip.")
+        }
         if let run, world.isMain {
             try save("metrics") { try run.appendMetrics(line, epoch: epoch + 1) }
             if improved { try save("best model") { try studentInfo.save(student, to: run.bestModel) } }

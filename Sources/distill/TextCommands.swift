@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillData
+import DistillTensor
 import DistillText
 import Foundation
 
@@ -167,7 +168,7 @@ struct TokenizeCommand: ParsableCommand {
         let seconds = Date().timeIntervalSince(t0)
         let truncated = rows.reduce(0) { $0 + ($1.wasTruncated ? 1 : 0) }
         let tokens = rows.reduce(0) { $0 + $1.ids.count }
-        let bytes = out.hasSuffix(".npy") ? npy(rows, pad: tokenizer.padID) : jsonl(rows)
+        let bytes = out.hasSuffix(".npy") ? try npy(rows, pad: tokenizer.padID) : jsonl(rows)
         do { try bytes.write(to: URL(fileURLWithPath: out)) } catch {
             throw TextError.malformed(path: out, problem: "cannot write (\(error.localizedDescription))")
         }
@@ -194,8 +195,13 @@ struct TokenizeCommand: ParsableCommand {
         return Data(out)
     }
 
-    private func npy(_ rows: [TokenizedText], pad: Int) -> Data {
+    private func npy(_ rows: [TokenizedText], pad: Int) throws -> Data {
         let length = rows.map(\.ids.count).max() ?? 0
+        // Every row is padded to the longest: one long row can make the array huge.
+        let size = CheckedSize.product([rows.count, length, MemoryLayout<Int32>.size])
+        guard let size, size <= MemoryBudget.limitBytes else {
+            throw ValidationError("--out \(out): \(rows.count) rows padded to the longest, \(length) tokens, take \(size.map { MemoryBudget.describe($0) } ?? "more than any memory"), beyond the memory budget of \(MemoryBudget.describe(MemoryBudget.limitBytes)); cut rows with a smaller --max-length, write .jsonl (no padding), or raise DISTILL_MAX_MEMORY")
+        }
         var header = "{'descr': '<i4', 'fortran_order': False, 'shape': (\(rows.count), \(length)), }"
         while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
         header += "\n"

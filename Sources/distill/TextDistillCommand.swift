@@ -62,8 +62,8 @@ struct TextKD: ParsableCommand {
         guard epochs >= 1 && epochs <= 10_000 else { throw ValidationError("--epochs \(epochs): must be 1...10000") }
         guard batchSize >= 1 && batchSize <= 1 << 16 else { throw ValidationError("--batch-size \(batchSize): must be 1...65536") }
         guard learningRate > 0 && learningRate.isFinite else { throw ValidationError("--lr \(learningRate): must be a positive number") }
-        guard cosineWeight >= 0 && mseWeight >= 0 && cosineWeight + mseWeight > 0 else {
-            throw ValidationError("--cosine-weight and --mse-weight must be ≥ 0 and not both 0")
+        guard cosineWeight >= 0 && mseWeight >= 0 && cosineWeight.isFinite && mseWeight.isFinite && cosineWeight + mseWeight > 0 else {
+            throw ValidationError("--cosine-weight \(cosineWeight) and --mse-weight \(mseWeight): must be finite numbers ≥ 0, not both 0")
         }
         guard hiddenWeight >= 0 && hiddenWeight.isFinite, sectionKd >= 0 && sectionKd.isFinite, attentionWeight >= 0 && attentionWeight.isFinite else {
             throw ValidationError("--hidden-weight, --attention-weight and --section-kd must be numbers ≥ 0")
