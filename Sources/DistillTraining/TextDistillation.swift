@@ -211,10 +211,19 @@ public struct TextStudent {
         guard let name = info.extra[tokenizerKey], info.inputShape.count == 1 else {
             throw TextError.malformed(path: file.path, problem: "a text student without its tokenizer (the tokenizer file name is not recorded)")
         }
-        let tokenizer = try WordPieceTokenizer(contentsOf: file.deletingLastPathComponent().appendingPathComponent(name))
+        let tokenizerFile = file.deletingLastPathComponent().appendingPathComponent(name)
+        let tokenizer = try WordPieceTokenizer(contentsOf: tokenizerFile)
+        // Every id the tokenizer can give must index the student's embedding table (a larger one
+        // would read past it).
+        let encoder = TransformerStudentSpec.encoder(of: model)
+        let bag = (model.layers.first as? TokenBag)
+        if let vocabulary = encoder?.config.vocabularySize ?? bag?.vocabulary, tokenizer.vocabularySize > vocabulary {
+            throw TextError.mismatch(path: tokenizerFile.path, otherPath: file.path,
+                                     problem: "the tokenizer has ids up to \(tokenizer.vocabularySize - 1), the student's vocabulary is \(vocabulary)")
+        }
         model.eval()
         return TextStudent(model: model, tokenizer: tokenizer, maxLength: info.inputShape[0], numClasses: info.numClasses,
-                           plan: TransformerStudentSpec.encoder(of: model).map { TransformerInferencePlan($0) })
+                           plan: encoder.map { TransformerInferencePlan($0) })
     }
 
     /// A saved model: `bert:` students are rebuilt from their spec here (`TransformerStudentSpec`),

@@ -120,6 +120,22 @@ struct HostileUseTests {
                 && result.output.contains("parameters: 98 (") && result.output.contains("logits: FLOAT[N,2]"), "\(result.output)")
     }
 
+    /// `data tokenize --out .npy` pads every row to the longest: the array is checked against
+    /// the memory budget before it is made (one long row asked for gigabytes).
+    @Test func tokenizeChecksThePaddedSize() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-tokenize-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Data("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nword\n".utf8).write(to: folder.appendingPathComponent("vocab.txt"))
+        var csv = "text\n" + String(repeating: "word ", count: 2_000) + "\n"
+        for _ in 0..<200 { csv += "word\n" }
+        try Data(csv.utf8).write(to: folder.appendingPathComponent("in.csv"))
+        let arguments = ["data", "tokenize", "--tokenizer", "vocab.txt", "--data", "in.csv", "--column", "text", "--max-length", "5000", "--out", "ids.npy"]
+        let refused = try runDistill(arguments, in: folder, environment: ["DISTILL_MAX_MEMORY": "1m"])
+        #expect(refused.status == 64 && refused.error.contains("memory budget") && refused.error.contains("--max-length"), "\(refused.error)")
+        #expect(!exists(folder, "ids.npy"))
+        #expect(try runDistill(arguments, in: folder).status == 0)
+    }
+
     /// `distill bench` checks the student against the benchmark's data like training does.
     @Test func benchChecksTheStudentShape() throws {
         let result = try runDistill(["bench", "kd", "--teacher", "mlp:784-16-10", "--student", "mlp:784-8-7", "--steps", "1", "--repeats", "1"])

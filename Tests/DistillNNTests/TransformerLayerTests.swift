@@ -193,3 +193,20 @@ private func expectLayerGradients(_ label: String, _ module: Module, input: Tens
         #expect(levels >= 1)
     }
 }
+
+/// A transformer's size comes from a config file: products are checked, and the whole model's
+/// weights must fit the memory budget before a layer is built (a billion layers grew memory).
+@Suite struct TransformerConfigLimitTests {
+    @Test func hugeConfigsAreRefusedBeforeBuilding() {
+        var config = TransformerConfig.miniLML6
+        #expect((try? config.validate()) != nil)
+        config.layers = 1_000_000_000
+        #expect(throws: TensorError.self) { try config.validate() }
+        config = .miniLML6
+        config.typeVocabularySize = Int.max / 2
+        #expect(throws: TensorError.self) { try config.validate() }
+        config = .miniLML6
+        config.vocabularySize = 1 << 62
+        #expect(throws: TensorError.self) { try config.validate() }
+    }
+}

@@ -167,6 +167,24 @@ func tokenizerJSON(vocabulary: [String], modelType: String = "WordPiece") -> Str
         }
     }
 
+    /// padding.pad_id must be one of the tokenizer's ids: 2^31 crashed `data tokenize --out .npy`
+    /// (int32), and an id past the vocabulary was written as padding without a word.
+    @Test func padIDMustBeAToken() throws {
+        for bad in ["2147483648", "5000000", "-1", "1.5", "\"x\""] {
+            let folder = try temporaryTokenizerFolder()
+            let file = folder.appendingPathComponent("tokenizer.json")
+            let text = tokenizerJSON(vocabulary: smallVocabulary).replacingOccurrences(of: "\"padding\": null", with: "\"padding\": {\"pad_id\": \(bad)}")
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let error = #expect(throws: TextError.self) { try WordPieceTokenizer(contentsOf: file) }
+            #expect(error?.description.contains("padding.pad_id") == true, "\(bad): \(String(describing: error))")
+        }
+        let folder = try temporaryTokenizerFolder()
+        let file = folder.appendingPathComponent("tokenizer.json")
+        try tokenizerJSON(vocabulary: smallVocabulary).replacingOccurrences(of: "\"padding\": null", with: "\"padding\": {\"pad_id\": 4}")
+            .write(to: file, atomically: true, encoding: .utf8)
+        #expect(try WordPieceTokenizer(contentsOf: file).padID == 4)
+    }
+
     @Test func otherTokenizerModelsAreRefused() throws {
         let folder = try temporaryTokenizerFolder(modelType: "BPE")
         let error = #expect(throws: TextError.self) { try WordPieceTokenizer(contentsOf: folder) }

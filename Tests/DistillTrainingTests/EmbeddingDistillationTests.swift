@@ -49,10 +49,9 @@ import Testing
         }
     }
 
-    /// End to end on a small made-up corpus whose teacher is a fixed random token bag: the
-    /// distilled student's vectors come close to the teacher's and retrieve as well.
-    @Test func distilsATokenBagTeacher() throws {
-        let dir = try TemporaryDirectory()
+    /// A made-up corpus of 300 texts in three sections (corpus.csv, vocab.txt in `dir`) and a
+    /// teacher that is a fixed random token bag; `largestCall` records its largest batch.
+    func bagTeacherFixture(in dir: TemporaryDirectory) throws -> (TextTeacher, WordPieceTokenizer, URL, Box<Int>) {
         let words = (0..<40).map { "w\($0)" }
         try dir.write("vocab.txt", text: (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words).joined(separator: "\n") + "\n")
         let tokenizer = try WordPieceTokenizer(contentsOf: dir.file("vocab.txt"))
@@ -71,11 +70,51 @@ import Testing
         let teacherBag = TokenBag(vocabulary: tokenizer.vocabularySize, bigramBuckets: 0, dimension: 8, outputs: 16, generator: &tg)
         let largestCall = Box(0)
         let teacher = TextTeacher(name: "bag teacher", parameterCount: teacherBag.parameterCount, bytes: teacherBag.parameterCount * 4,
-                                  tokenizer: tokenizer) { texts in
+                                  tokenizer: tokenizer, tokenizerFile: dir.file("vocab.txt")) { texts in
             largestCall.value = max(largestCall.value, texts.count)
             let ids = TextDistillation.tokenIDs(texts, tokenizer: tokenizer, maxLength: 16).ids
             return withNoGrad { teacherBag(ids) / teacherBag(ids).pow(2).sum(axis: 1, keepDims: true).sqrt() }
         }
+        return (teacher, tokenizer, corpus, largestCall)
+    }
+
+    /// Files that text-kd must not trust or replace: a --teacher-cache that is not a cache (the
+    /// corpus itself), a cache whose vectors were cut, a student whose tokenizer gives ids past
+    /// its vocabulary, a plain student that does not read --max-length ids.
+    @Test func refusesFilesItCannotTrust() throws {
+        let dir = try TemporaryDirectory()
+        let (teacher, tokenizer, corpus, _) = try bagTeacherFixture(in: dir)
+        var settings = TextDistillationSettings(corpus: corpus, student: "bag:\(tokenizer.vocabularySize)-0-8-16")
+        settings.maxLength = 16
+        settings.options.epochs = 1
+        settings.options.quiet = true
+        settings.teacherCache = corpus
+        let before = try Data(contentsOf: corpus)
+        expectMessage(["--teacher-cache", "not a teacher-vector cache"]) { _ = try TextDistillation.run(settings, teacher: teacher) }
+        #expect(try Data(contentsOf: corpus) == before)
+
+        settings.teacherCache = dir.file("vectors.safetensors")
+        settings.output = dir.file("run")
+        _ = try TextDistillation.run(settings, teacher: teacher)
+        var (tensors, metadata) = try Safetensors.decode(try Data(contentsOf: dir.file("vectors.safetensors")), name: "vectors")
+        tensors["test_summaries"] = tensors["test_summaries"]!.slice(axis: 0, start: 0, length: 3)
+        try Safetensors.save(tensors, to: dir.file("vectors.safetensors"), metadata: metadata)
+        settings.output = nil
+        expectMessage(["vectors.safetensors", "'test_summaries' is [3, 16], not [60, 16]"]) { _ = try TextDistillation.run(settings, teacher: teacher) }
+
+        try dir.write("run/vocab.txt", text: try String(contentsOf: dir.file("vocab.txt"), encoding: .utf8) + "extra1\nextra2\n")
+        expectMessage(["vocab.txt", "the student's vocabulary is \(tokenizer.vocabularySize)"]) { _ = try TextStudent.load(dir.file("run")) }
+
+        try FileManager.default.removeItem(at: dir.file("vectors.safetensors"))
+        settings.student = "mlp:5-16"
+        expectMessage(["--student mlp:5-16", "does not take examples of shape [16]"]) { _ = try TextDistillation.run(settings, teacher: teacher) }
+    }
+
+    /// End to end on a small made-up corpus whose teacher is a fixed random token bag: the
+    /// distilled student's vectors come close to the teacher's and retrieve as well.
+    @Test func distilsATokenBagTeacher() throws {
+        let dir = try TemporaryDirectory()
+        let (teacher, tokenizer, corpus, largestCall) = try bagTeacherFixture(in: dir)
         var settings = TextDistillationSettings(corpus: corpus, student: "bag:\(tokenizer.vocabularySize)-0-8-16")
         settings.maxLength = 16
         settings.options.epochs = 30
