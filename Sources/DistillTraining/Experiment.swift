@@ -56,9 +56,10 @@ public struct Experiment {
 
     /// Reads an experiment file (YAML or JSON).
     public static func load(_ url: URL) throws -> Experiment {
-        let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw TensorError("\(url.path): cannot read experiment file (\(error.localizedDescription))")
+        // A regular file of at most 1 MiB (a folder, device or FIFO is named as such), in UTF-8.
+        let bytes = try InputFile.read(url, what: "experiment file", limit: 1 << 20)
+        guard let text = String(data: bytes, encoding: .utf8) else {
+            throw TensorError("\(url.path): cannot read experiment file: not UTF-8 text")
         }
         return try parse(yaml: text, name: url.path)
     }
@@ -94,6 +95,10 @@ public struct Experiment {
             // Yams traps on a mapping whose key is a list or a map (found by fuzz/FuzzExperiment).
             if let complexKey {
                 throw TensorError("\(name): line \((complexKey.mark?.line).map(String.init) ?? "?"): a key is itself a list or a map; settings are written `name: value`")
+            }
+            // A key given twice would silently keep the last value.
+            if let (key, line) = firstDuplicateKey(node) {
+                throw TensorError("\(name): line \(line.map(String.init) ?? "?"): '\(key.prefix(80))' is set twice; keep one")
             }
             return try Yams.load(yaml: text)
         } catch let error as TensorError { throw error } catch {
@@ -140,6 +145,22 @@ public struct Experiment {
 
     /// Counts `node` and its descendants against `budget` (false when it runs out), and notes the
     /// first mapping with a key that is not a scalar.
+    /// The first key that a mapping in `node` holds twice, with its line (the node count is
+    /// bounded before this walk).
+    private static func firstDuplicateKey(_ node: Node) -> (String, Int?)? {
+        switch node {
+        case .scalar: return nil
+        case .sequence(let s): return s.lazy.compactMap(firstDuplicateKey).first
+        case .mapping(let m):
+            var seen = Set<String>()
+            for (k, v) in m {
+                if let key = k.scalar?.string, !seen.insert(key).inserted { return (key, k.mark?.line) }
+                if let inner = firstDuplicateKey(v) { return inner }
+            }
+            return nil
+        }
+    }
+
     private static func countNodes(_ node: Node, budget: inout Int, complexKey: inout Node.Mapping?) -> Bool {
         budget -= 1
         guard budget >= 0 else { return false }
@@ -203,6 +224,10 @@ public struct Experiment {
         target = try string("target")
         trainLimit = try int("train_limit")
         validation = try float("validation").map(decimal)
+        if map["teacher"] != nil && map["teachers"] != nil {
+            throw TensorError("both 'teacher' and 'teachers' are set; give one (a list of teachers goes in either)")
+        }
+        _ = try string("name")  // a label for the reader, not used; a string all the same
         if let t = map["teacher"] ?? map["teachers"] {
             if let s = t as? String { teachers = [s] } else if let a = t as? [Any] { teachers = a.map { "\($0)" } }
             else { throw TensorError("'teacher' must be a model file or a list of them") }
@@ -289,6 +314,9 @@ public struct Experiment {
         }
         let o = options
         try require((1...Self.maxEpochs).contains(o.epochs), "epochs", "1...\(Self.maxEpochs)", o.epochs)
+        guard losses.isEmpty || losses.contains(where: { $0.weight > 0 }) else {
+            throw TensorError("'losses': every weight is 0 (\(losses.map { "\($0.method.rawValue) \($0.weight)" }.joined(separator: ", "))), so nothing would be learned; give at least one a positive weight")
+        }
         try require((1...Self.maxBatchSize).contains(o.batchSize), "batch_size", "1...\(Self.maxBatchSize)", o.batchSize)
         try require(o.learningRate > 0 && o.learningRate.isFinite, "learning_rate", "a positive finite number", o.learningRate)
         try require(o.weightDecay >= 0 && o.weightDecay.isFinite, "weight_decay", "a non-negative finite number", o.weightDecay)

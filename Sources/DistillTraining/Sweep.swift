@@ -405,7 +405,9 @@ public enum SweepRunner {
     static func prepare(_ settings: SweepSettings, data: (train: LabeledDataset, test: LabeledDataset)) throws -> [StudentPlan] {
         guard (1...SweepSettings.maxSeeds).contains(settings.seeds) else { throw TensorError("--seeds \(settings.seeds): must be 1...\(SweepSettings.maxSeeds)") }
         guard !settings.students.isEmpty else { throw TensorError("--students: no students given") }
-        guard settings.speedSeconds > 0 && settings.speedSeconds.isFinite else { throw TensorError("the speed measurement needs a positive time, got \(settings.speedSeconds) s") }
+        guard settings.speedSeconds > 0 && settings.speedSeconds <= 600 else {
+            throw TensorError("the speed measurement (--speed-seconds) takes (0, 600] seconds per student, got \(settings.speedSeconds)")
+        }
         var base = settings.base
         guard base.target == nil else { throw TensorError("a sweep compares classifiers; --target (regression) is not supported by distill sweep") }
         base.teachers = base.teachers.map(RunFolder.modelFile)

@@ -59,7 +59,12 @@ struct Sweep: ParsableCommand {
     @OptionGroup var distillation: DistillationFlags
     @OptionGroup var flags: SearchDataFlags
 
-    func validate() throws { try distillation.requireLogitMethod() }
+    func validate() throws {
+        try distillation.requireLogitMethod()
+        guard speedSeconds > 0 && speedSeconds <= 600 else {
+            throw ValidationError("--speed-seconds \(speedSeconds): must be in (0, 600] seconds per student")
+        }
+    }
 
     func run() throws {
         var settings = SweepSettings(output: URL(fileURLWithPath: output))

@@ -94,6 +94,26 @@ import Testing
         }
     }
 
+    /// Settings that would silently lose a value or train nothing: a key set twice, `teacher` and
+    /// `teachers` together, every loss weight 0, a map where a string goes; and files that are not
+    /// regular UTF-8 files.
+    @Test func ambiguousExperimentFilesAreRefused() throws {
+        let cases: [(String, [String])] = [
+            ("student: mlp:4-8-3\nepochs: 2\nepochs: 5\n", ["line 3", "'epochs' is set twice"]),
+            ("teacher: a.safetensors\nteachers: [b.safetensors]\n", ["both 'teacher' and 'teachers'"]),
+            ("teacher: a.safetensors\nlosses: [{kd: {weight: 0}}, {ce: {weight: 0}}]\n", ["every weight is 0", "kd 0.0, ce 0.0"]),
+            ("name: {x: 1}\n", ["'name' must be a string"]),
+        ]
+        for (text, fragments) in cases {
+            expectMessage(["x.yaml"] + fragments, text) { try Experiment.parse(yaml: text, name: "x.yaml").validate() }
+        }
+        let dir = try TemporaryDirectory()
+        try Data([0x65, 0x70, 0x6F, 0x63, 0x68, 0x73, 0x3A, 0x20, 0xE9, 0x0A]).write(to: dir.file("latin1.yaml"))
+        expectMessage(["latin1.yaml", "not UTF-8"]) { _ = try Experiment.load(dir.file("latin1.yaml")) }
+        expectMessage([dir.url.path, "is a folder"]) { _ = try Experiment.load(dir.url) }
+        expectMessage(["/dev/zero", "is a device"]) { _ = try Experiment.load(URL(fileURLWithPath: "/dev/zero")) }
+    }
+
     @Test func realExperimentFilesStayFarBelowTheDepthLimit() throws {
         let examples = Self.malformed.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("examples")
         for name in try FileManager.default.contentsOfDirectory(atPath: examples.path) where name.hasSuffix(".yaml") {
