@@ -74,15 +74,19 @@ public struct SweepSeedRow: Equatable {
     /// line is then not kept, and the student is trained again).
     public init?(json j: [String: Any]) {
         func number(_ k: String) -> Double? { (j[k] as? NSNumber).map(\.doubleValue).flatMap { $0.isFinite ? $0 : nil } }
+        func fraction(_ k: String) -> Double? { number(k).flatMap { (0...1).contains($0) ? $0 : nil } }
+        func positive(_ k: String) -> Double? { number(k).flatMap { $0 > 0 ? $0 : nil } }
+        func count(_ k: String) -> Int? { (j[k] as? Int).flatMap { $0 >= 0 ? $0 : nil } }
+        // A line edited by hand (an accuracy of 1e308, -5 parameters) is not kept: the student is trained again.
         guard let name = j["name"] as? String, let spec = j["spec"] as? String, let seed = j["seed"] as? Int, seed >= 0,
-              let params = j["params"] as? Int, let bytes = j["bytes"] as? Int, let accuracy = number("accuracy"),
-              let scratch = number("accuracy_scratch"), let latency = number("latency_us_p50"), let rate = number("samples_per_second"),
+              let params = count("params"), let bytes = count("bytes"), let accuracy = fraction("accuracy"),
+              let scratch = fraction("accuracy_scratch"), let latency = positive("latency_us_p50"), let rate = positive("samples_per_second"),
               let fingerprint = j["fingerprint"] as? String else { return nil }
         self.name = name; self.spec = spec; self.seed = UInt64(seed)
         size = StudentSize(parameters: params, bytes: bytes, flops: j["flops"] as? Int)
         self.accuracy = accuracy; accuracyScratch = scratch
         speed = StudentSpeed(latencyMicrosecondsP50: latency, samplesPerSecond: rate, path: j["inference_path"] as? String ?? "")
-        if let b = j["bytes_int8"] as? Int, let a = number("accuracy_int8"), let l = number("latency_us_p50_int8"), let s = number("samples_per_second_int8") {
+        if let b = count("bytes_int8"), let a = fraction("accuracy_int8"), let l = positive("latency_us_p50_int8"), let s = positive("samples_per_second_int8") {
             int8 = Int8Figures(bytes: b, accuracy: a, latencyMicrosecondsP50: l, samplesPerSecond: s)
         }
         minutes = number("minutes") ?? 0
@@ -207,8 +211,12 @@ public enum SweepRunner {
         var kept: [SweepSeedRow] = []
         let runsFolder = settings.output.appendingPathComponent("runs")
         if world.isMain {
-            if !settings.resume && (FileManager.default.fileExists(atPath: jsonl.path) || FileManager.default.fileExists(atPath: runsFolder.path)) {
+            let holdsSweep = FileManager.default.fileExists(atPath: jsonl.path) || FileManager.default.fileExists(atPath: runsFolder.path)
+            if !settings.resume && holdsSweep {
                 throw TensorError("\(settings.output.path) already holds a sweep (\(jsonlName) or runs/); add --resume to continue it, or choose another --output")
+            }
+            if settings.resume && !holdsSweep {
+                throw TensorError("--resume: \(settings.output.path) holds no sweep to resume (no \(jsonlName), no runs/); check --output, or start the sweep without --resume")
             }
             if FileManager.default.fileExists(atPath: jsonl.path) {
                 let lines = readLines(jsonl)

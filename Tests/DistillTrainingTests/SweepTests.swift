@@ -111,6 +111,12 @@ struct ParetoTests {
         let line = seedRow("s", bytes: 400, latency: 3, accuracy: 0.8)
         let data = try JSONSerialization.data(withJSONObject: line.json)
         #expect(SweepSeedRow(json: try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])) == line)
+        // A line edited to impossible figures is not kept (its student is trained again).
+        for (key, value) in [("accuracy", 1e308 as Any), ("accuracy_scratch", -0.1), ("params", -5), ("latency_us_p50", 0)] {
+            var edited = line.json
+            edited[key] = value
+            #expect(SweepSeedRow(json: edited) == nil, "\(key) \(value)")
+        }
     }
 }
 
@@ -433,6 +439,9 @@ struct SweepRunTests {
         let firstEpoch = try #require(interrupted.readMetrics().first)
 
         expectError(containing: "--resume") { try SweepRunner.run(try settings(folder, students: students)) }
+        var elsewhere = try settings(temporaryFolder("no-sweep-here"), students: students)
+        elsewhere.resume = true
+        expectError(containing: "holds no sweep to resume") { try SweepRunner.run(elsewhere) }
         var again = try settings(folder, students: students)
         again.resume = true
         let resumed = try SweepRunner.run(again)
