@@ -174,6 +174,8 @@ public enum FitRunner {
         experiment = try SharedTeacherLogits(folder: settings.output, train: split.train, quiet: quiet).sharing(experiment)
         let trainer = ExperimentFitTrainer(base: experiment, train: split.train, validation: split.validation, test: data.test,
                                            folder: candidatesFolder)
+        // The budget counts from the start of the job, as the search's clock does.
+        trainer.deadline = DispatchTime(uptimeNanoseconds: started + UInt64(settings.objective.budgetMinutes * 60e9))
         if !quiet {
             log("fit: \(candidates.count) \(settings.family.rawValue) candidates; \(split.train.count) training rows, \(split.validation.count) validation rows held out for the choice; budget \(settings.objective.budgetMinutes) min")
         }
@@ -220,6 +222,8 @@ final class ExperimentFitTrainer: FitTrainer {
     let train: LabeledDataset, validation: LabeledDataset, test: LabeledDataset
     let folder: URL
     private var started: Set<String> = []
+    /// When the search's budget runs out: a candidate still training then stops after its epoch.
+    var deadline: DispatchTime?
 
     init(base: Experiment, train: LabeledDataset, validation: LabeledDataset, test: LabeledDataset, folder: URL) {
         self.base = base; self.train = train; self.validation = validation; self.test = test; self.folder = folder
@@ -231,6 +235,7 @@ final class ExperimentFitTrainer: FitTrainer {
         var e = base
         e.student = c.spec
         e.options.epochs = epochs
+        e.options.deadline = deadline
         e.output = runFolder(c).url.path
         let resume = started.contains(c.name)
         started.insert(c.name)

@@ -44,6 +44,12 @@ final class StopRequest: @unchecked Sendable {
 
 /// A run stopped by SIGINT or SIGTERM after saving a checkpoint; `--resume` continues it at the
 /// next batch. The CLI exits with `exitStatus`, 128 + the signal (130 for Ctrl-C), as shells expect.
+/// A run stopped at `TrainingOptions.deadline`, after `epochsDone` epochs (checkpoint written).
+public struct TrainingDeadlinePassed: Error, CustomStringConvertible {
+    public let epochsDone: Int
+    public var description: String { "the time budget ran out after epoch \(epochsDone)" }
+}
+
 public struct TrainingInterrupted: Error, CustomStringConvertible, LocalizedError {
     public let message: String
     public let signal: Int32

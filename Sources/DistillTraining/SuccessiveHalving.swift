@@ -183,7 +183,11 @@ public struct SuccessiveHalving: Sendable {
                 return
             }
             let t0 = clock()
-            let accuracy = try trainer.train(c, toEpochs: epochs)
+            let accuracy: Double
+            do { accuracy = try trainer.train(c, toEpochs: epochs) } catch is TrainingDeadlinePassed {
+                trials[i].stop = .budget  // the budget ran out in the middle of this rung
+                return
+            }
             observedSeconds += clock() - t0
             observedWork += work(c, epochs: newEpochs)
             trials[i].rungs.append((epochs, accuracy))

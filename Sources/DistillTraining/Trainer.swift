@@ -36,6 +36,10 @@ public struct TrainingOptions: Sendable {
     public var labelLimit: Int? = nil
     /// Mixup α: each batch is enlarged by as many mixed inputs (λ ~ Beta(α, α)), labelled by the teacher only.
     public var mixup: Float? = nil
+    /// When set, a run still going at this time stops after the epoch that ends past it (its
+    /// checkpoint written) with `TrainingDeadlinePassed`: `distill fit`'s time budget. Not a
+    /// setting of the run (never in config.json).
+    public var deadline: DispatchTime? = nil
     public init() {}
 
     /// Optimizer steps a run without given epochs aims for: the digits example (1,347 rows) needs
@@ -249,6 +253,9 @@ public final class Trainer<Report: TestReport> {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             throughput.append(Double(sums.seen) / seconds)
             lastReport = try endEpoch(epoch, sums: sums, seconds: seconds, session)
+            if let deadline = options.deadline, epoch + 1 < options.epochs, DispatchTime.now() >= deadline {
+                throw TrainingDeadlinePassed(epochsDone: epoch + 1)
+            }
         }
         let final = try lastReport ?? score(session.world)
         if let run, session.world.isMain { try studentInfo.save(student, to: run.finalModel) }

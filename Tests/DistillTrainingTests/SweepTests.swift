@@ -208,6 +208,8 @@ private final class FakeTrainer: FitTrainer {
     var calls: [(name: String, epochs: Int)] = []
     var testCalls: [String] = []
     var testAnswer: Double
+    /// A call that ends past this fake time throws `TrainingDeadlinePassed`, as a real run stops.
+    var deadline: Double?
     /// Validation accuracy after `epochs` epochs in all; `accuracy(_:epochs:)` unless given.
     let curve: (FitCandidate, Int) -> Double
 
@@ -225,6 +227,7 @@ private final class FakeTrainer: FitTrainer {
         #expect(epochs > before, "a rung trains further, never again from the start")
         clock += Double(epochs - before) * Double(c.size.flops!) / 1e4
         calls.append((c.name, epochs))
+        if let deadline, clock > deadline { throw TrainingDeadlinePassed(epochsDone: epochs - 1) }
         return curve(c, epochs)
     }
 
@@ -310,6 +313,24 @@ struct SuccessiveHalvingTests {
         #expect(limited.clock <= budgetSeconds, "spent \(limited.clock) s of a \(budgetSeconds) s budget")
         #expect(limited.calls.count < unlimited.calls.count)
         #expect(outcome.trials.contains { $0.stop == .budget })
+    }
+
+    /// A candidate whose rung the deadline cuts (a real run stops after the epoch that passes it)
+    /// is stopped by the budget, and its unfinished rung is not recorded.
+    @Test func aRungCutByTheDeadlineIsStoppedByTheBudget() throws {
+        let first = fakeCandidates().sorted { $0.isSmaller(than: $1) }[0]
+        let probe = FakeTrainer()
+        _ = try probe.train(first, toEpochs: search.rungEpochs[0])
+        let trainer = FakeTrainer()
+        trainer.deadline = probe.clock * 1.001
+        let outcome = try search.search(fakeCandidates(), objective: FitObjective(minAccuracy: 0.999, budgetMinutes: 600), trainer: trainer, clock: { trainer.clock })
+        #expect(outcome.chosen == first && outcome.trials.filter { !$0.rungs.isEmpty }.count == 1)
+        #expect(outcome.trials.filter { $0.stop == .budget }.count == outcome.trials.count - 1)
+        let none = FakeTrainer()
+        none.deadline = 0
+        expectError(containing: "ended before any candidate was trained") {
+            _ = try search.search(fakeCandidates(), objective: FitObjective(minAccuracy: 0.999, budgetMinutes: 600), trainer: none, clock: { none.clock })
+        }
     }
 
     @Test func unmetObjectiveReturnsTheClosestWithItsMiss() throws {
