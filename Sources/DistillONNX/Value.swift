@@ -352,7 +352,9 @@ extension ONNXValue {
             case .bool: return .int(IntTensor(shape: shape, values: littleEndianArray(raw, count: count, as: UInt8.self).map { $0 != 0 ? 1 : 0 }, type: type))
             default: break
             }
-            throw ONNXError("\(what): element type \(type) is not supported")
+            // float64 weights come from models exported for float64 inputs (skl2onnx's DoubleTensorType).
+            let advice = type == .double ? " (DistillKit runs float32; re-export with float inputs, e.g. skl2onnx's FloatTensorType)" : ""
+            throw ONNXError("\(what): element type \(type) is not supported\(advice)")
         }
         switch type {
         case .float:

@@ -75,7 +75,7 @@ public final class ONNXTeacher: Teacher {
         } else if let named = Self.scoreOutputNames.lazy.compactMap({ name in candidates.first { $0.name.lowercased() == name } }).first {
             output = named
         } else if candidates.isEmpty {
-            throw TensorError("\(url.path): no FLOAT [N, C] output to use as logits; outputs are \(listed(model.outputs))")
+            throw TensorError("\(url.path): no FLOAT [N, C] output to use as logits; outputs are \(listed(model.outputs)) (a head giving [N, C, 1, 1] or [N, 1, C] needs a Flatten before the output: torch.flatten(x, 1) in PyTorch)")
         } else {
             // (embedding, logits) of one width would look alike: a guess could teach the embedding.
             throw TensorError("\(url.path): \(candidates.count) FLOAT [N, C] outputs (\(listed(candidates))), none named \(Self.scoreOutputNames.joined(separator: ", ")); say which holds the class scores with --teacher-output-name (teacher_output_name in a config file; distill eval's model: --model-output-name)")

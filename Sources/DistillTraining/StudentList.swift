@@ -94,8 +94,8 @@ public enum StudentList {
 
     /// A YAML file: a student list (`students:`) or a model file (`layers:`, one student).
     public static func load(_ path: String) throws -> [SweepStudent] {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch { throw TensorError("\(path): cannot read the student list") }
+        let bytes = try InputFile.read(URL(fileURLWithPath: path), what: "the student list", limit: 1 << 20)
+        guard let text = String(data: bytes, encoding: .utf8) else { throw TensorError("\(path): cannot read the student list: not UTF-8 text") }
         guard let map = try Experiment.loadYAML(text, name: path) as? [String: Any] else {
             throw TensorError("\(path): a student list is a YAML map with a 'students' list (or a model file with 'layers')")
         }
@@ -133,7 +133,9 @@ public enum StudentList {
             if name != nil && specs.count > 1 { throw TensorError("\(place): a 'name' names one student; this entry expands to \(specs.count)") }
             for spec in specs {
                 let student = SweepStudent(spec: spec, name: name ?? (spec.hasPrefix("layers:") ? "layers-\(shortHash(spec))" : spec), overrides: overrides)
-                _ = try student.apply(to: Experiment())  // the overrides' values, checked now
+                do { _ = try student.apply(to: Experiment()) } catch let error as TensorError {  // the overrides' values, checked now
+                    throw TensorError("\(place): \(error.message)")
+                }
                 students.append(student)
             }
         }

@@ -169,9 +169,7 @@ struct TokenizeCommand: ParsableCommand {
         let truncated = rows.reduce(0) { $0 + ($1.wasTruncated ? 1 : 0) }
         let tokens = rows.reduce(0) { $0 + $1.ids.count }
         let bytes = out.hasSuffix(".npy") ? try npy(rows, pad: tokenizer.padID) : jsonl(rows)
-        do { try bytes.write(to: URL(fileURLWithPath: out)) } catch {
-            throw TextError.malformed(path: out, problem: "cannot write (\(error.localizedDescription))")
-        }
+        try AtomicFile.write(bytes, to: URL(fileURLWithPath: out))
         if json {
             print("{\"rows\": \(rows.count), \"tokens\": \(tokens), \"truncated\": \(truncated), \"max_length\": \(maxLength), \"seconds\": \(String(format: "%.3f", seconds))}")
         } else {

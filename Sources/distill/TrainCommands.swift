@@ -151,6 +151,11 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         if let textModel = try TextModelFile.load(model) {
+            let unused = [("--label", label), ("--target", target), ("--teacher", teacher), ("--input-mean", inputMean), ("--input-std", inputStd),
+                          ("--model-output", modelOutput), ("--model-output-name", modelOutputName)].filter { $0.1 != nil }.map(\.0)
+            guard unused.isEmpty && !teacherReading.isSet else {
+                throw ValidationError("\(model) is a text model, scored on a corpus by retrieval and sections: \((unused + (teacherReading.isSet ? ["--teacher-*"] : [])).joined(separator: ", ")) do not apply")
+            }
             return try evaluateTextModel(textModel, data: data, options: text, json: json)
         }
         try refuseTextCorpus(model: model, data: data, options: text)
