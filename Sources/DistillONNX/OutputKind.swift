@@ -138,6 +138,16 @@ extension ONNXModel {
         return ONNXOutputKindEvidence(kind: nil, reason: "a cycle of meaning-preserving nodes")
     }
 
+    /// The class labels of the graph's ONNX-ML classifier (`classlabels_ints` or
+    /// `classlabels_strings`, in its output's column order), when it has one: scikit-learn keeps
+    /// the labels it was trained on (1, 2, 3; "ant", "bee").
+    public var classifierLabels: [String]? {
+        let classifiers: Set<String> = ["LinearClassifier", "TreeEnsembleClassifier", "SVMClassifier"]
+        guard let node = nodes.first(where: { $0.domain == "ai.onnx.ml" && classifiers.contains($0.opType) }) else { return nil }
+        if let ints = (try? node.attributes.ints("classlabels_ints")) ?? nil { return ints.map(String.init) }
+        return (try? node.attributes.strings("classlabels_strings")) ?? nil
+    }
+
     /// Whether `divisor` is ReduceSum(`numerator`) (looking through Identity, Cast and reshapes on both sides).
     func dividesByOwnSum(_ numerator: String, _ divisor: String) -> Bool {
         func source(_ name: String) -> String {

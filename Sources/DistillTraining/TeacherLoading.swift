@@ -55,7 +55,10 @@ public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], 
             guard onnx.classes(forWidth: out.shape[1]) == numClasses else {
                 let reading = out.shape[1] == 1 ? " (a binary classifier's, read as 2 classes)"
                     : onnx.graphOutput.kind == .svmDecisions ? " (SVM decisions, one per pair of classes: \(onnx.classes(forWidth: out.shape[1]).map { "\($0) classes" } ?? "no class count"))" : ""
-                throw TensorError("\(path): output '\(onnx.outputName.prefix(200))' gives \(out.shape[1]) value\(out.shape[1] == 1 ? "" : "s")\(reading) per example; the data has \(numClasses) classes")
+                // scikit-learn trained on labels 1, 2, 3 gives 3 columns; DistillKit numbers classes by label value (0...3: 4 classes).
+                let labels = onnx.model.classifierLabels.flatMap { $0 != (0..<$0.count).map(String.init) ? $0 : nil }
+                let relabel = labels.map { "; the model's classes are \($0.prefix(12).joined(separator: ", "))\($0.count > 12 ? ", ..." : "") (its classifier's class labels), while DistillKit numbers the data's classes by label: whole numbers by value from 0, strings in sorted order over the rows given. Give data whose labels are exactly these classes (whole numbers relabelled 0...\($0.count - 1) in this order)" } ?? ""
+                throw TensorError("\(path): output '\(onnx.outputName.prefix(200))' gives \(out.shape[1]) value\(out.shape[1] == 1 ? "" : "s")\(reading) per example; the data has \(numClasses) classes\(relabel)")
             }
         }
     }

@@ -240,3 +240,23 @@ def test_sigmoid_heads_become_logits(data, tmp_path):
     expected = float(((session.run(None, {"x": xt})[0][:, 0] > 0.5) == (yt == 0)).mean())
     assert teacher["accuracy"] == expected and expected > 0.8, (teacher["accuracy"], expected)
     assert "sigmoid" in result.stderr, result.stderr
+
+
+def test_class_labels_that_are_not_0_to_k_are_named(data, tmp_path):
+    """scikit-learn trained on labels 1, 2, 3 gives three columns; DistillKit numbers the data's classes by
+    value (0...3: four). The refusal names the model's own labels and how to relabel the data."""
+    from sklearn.linear_model import LogisticRegression
+    folder, x, _, _ = data
+    y = blobs(300, 4)[1] + 1
+    write_csv(tmp_path / "train.csv", x, y, columns=["a", "b", "c", "d"])
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    exported = skl2onnx.convert_sklearn(model, initial_types=[("x", FloatTensorType([None, 4]))], target_opset=17,
+                                        options={id(model): {"zipmap": False}})
+    (tmp_path / "m.onnx").write_bytes(exported.SerializeToString())
+    refused = distill("cache-teacher", "--teacher", tmp_path / "m.onnx", "--data", tmp_path / "train.csv", "--label", "label",
+                      "--out", tmp_path / "t.npy", check=False)
+    assert refused.returncode == 1
+    assert "the model's classes are 1, 2, 3" in refused.stderr and "relabelled 0...2" in refused.stderr, refused.stderr
+    write_csv(tmp_path / "relabelled.csv", x, y - 1, columns=["a", "b", "c", "d"])
+    distill("cache-teacher", "--teacher", tmp_path / "m.onnx", "--data", tmp_path / "relabelled.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    np.testing.assert_allclose(np.exp(np.load(tmp_path / "t.npy")), model.predict_proba(x), atol=1e-5)
