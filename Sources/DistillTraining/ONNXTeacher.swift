@@ -213,10 +213,13 @@ public final class ONNXTeacher: Teacher {
         if let outputKind { return outputKind }
         let observed = ONNXOutputKind.observed(in: out)
         let source = "\(model.source): output '\(outputName.prefix(200))'"
-        func rows(_ kind: ONNXOutputKind?) -> String {
-            switch kind {
-            case .probabilities?: return "rows of probabilities (in [0, 1], summing to 1)"
-            case .logProbabilities?: return "rows of log-probabilities (exponentials summing to 1)"
+        /// What the first batch holds, said against what `expected` needs.
+        func found(against expected: ONNXOutputKind) -> String {
+            switch (expected, observed) {
+            case (.sigmoid, _): return "values outside [0, 1]"
+            case (.svmDecisions, _): return "\(out.shape[1]) values per row, not one per pair of classes"
+            case (_, .probabilities?): return "rows of probabilities (in [0, 1], summing to 1)"
+            case (_, .logProbabilities?): return "rows of log-probabilities (exponentials summing to 1)"
             default: return "rows that are neither probabilities nor log-probabilities"
             }
         }
@@ -234,12 +237,12 @@ public final class ONNXTeacher: Teacher {
         let kind: ONNXOutputKind
         if let declared = declaredOutput {
             guard declared == .logits || fits(declared) else {
-                throw TensorError("\(source): --teacher-output \(declared.rawValue) was given, but the first batch has \(declared == .sigmoid ? "values outside [0, 1]" : declared == .svmDecisions ? "\(out.shape[1]) values per row, not one per pair of classes" : rows(observed))")
+                throw TensorError("\(source): --teacher-output \(declared.rawValue) was given, but the first batch has \(found(against: declared))")
             }
             kind = declared
         } else if let said = graphOutput.kind {
             guard fits(said) else {
-                throw TensorError("\(source): the graph ends in \(graphOutput.reason), which gives \(said.phrase), but the first batch has \(said == .sigmoid ? "values outside [0, 1]" : rows(observed)); say which with --teacher-output \(ONNXOutputKind.allCases.map(\.rawValue).joined(separator: "|")) (distill eval's model: --model-output)")
+                throw TensorError("\(source): the graph ends in \(graphOutput.reason), which gives \(said.phrase), but the first batch has \(found(against: said)); say which with --teacher-output \(ONNXOutputKind.allCases.map(\.rawValue).joined(separator: "|")) (distill eval's model: --model-output)")
             }
             kind = said
         } else {

@@ -138,8 +138,7 @@ extension Eval {
     func runONNX(inputMean: [Float]?, inputStd: [Float]?, output: ONNXOutputKind?, outputName: String?) throws {
         try BLAS.ensureLoaded()
         let onnxTeacher = try ONNXTeacher(url: URL(fileURLWithPath: model), inputMean: inputMean, inputStd: inputStd, outputKind: output, outputName: outputName)
-        // A .csv is the test data itself: every row is scored (no validation split carved out).
-        let (_, test) = try DataSource.load(data, testData: FileKind(data) == .csv ? data : nil, labelColumn: label)
+        let test = try testData()
         try DataSource.requireFinite(test, name: "\(data) (test split)")
         try checkTeacher(onnxTeacher, path: model, exampleShape: test.exampleShape, numClasses: test.numClasses)
         let module = onnxTeacher.asModule(classes: test.numClasses)

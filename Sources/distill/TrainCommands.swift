@@ -174,8 +174,7 @@ struct Eval: ParsableCommand {
         guard info.extra["task"] != "regression" else {
             throw ValidationError("\(model) is a regression model (distill train --target): evaluate it with --target COLUMN")
         }
-        // A .csv is the test data itself: every row is scored (no validation split carved out).
-        var (_, test) = try DataSource.load(data, testData: FileKind(data) == .csv ? data : nil, labelColumn: label)
+        var test = try testData()
         try DataSource.requireFinite(test, name: "\(data) (test split)")
         // A tabular model keeps the statistics it was trained with: raw rows are standardised here
         // (a teacher still gets the raw rows themselves).
@@ -202,6 +201,12 @@ struct Eval: ParsableCommand {
 }
 
 extension Eval {
+    /// The examples `--data` names to score: a .csv is the test data itself, every row (no
+    /// validation split carved out); a dataset or .npz its test split.
+    func testData() throws -> LabeledDataset {
+        try DataSource.load(data, testData: FileKind(data) == .csv ? data : nil, labelColumn: label).test
+    }
+
     /// A regression model on every row of a CSV file: raw rows in (the model standardises them
     /// with its stored statistics), errors in the target's units.
     func runRegression(target: String) throws {
