@@ -148,6 +148,16 @@ public struct SavedModel {
         self.spec = spec; self.inputShape = inputShape; self.numClasses = numClasses; self.extra = extra
     }
 
+    /// The metadata key a run's `checkpoint.safetensors` (weights and optimizer state, for
+    /// `--resume`) always has, and a model file never has.
+    public static let checkpointKey = "distillkit.epochs_done"
+
+    /// What to say of a safetensors file that is a run's checkpoint rather than a model.
+    public static func checkpointAdvice(_ name: String) -> String {
+        let folder = URL(fileURLWithPath: name).deletingLastPathComponent().path
+        return "\(name): a training checkpoint (the weights with the optimizer's state, kept for --resume), not a model file; use the run's model: \(folder) or \(folder)/best.safetensors"
+    }
+
     var metadata: [String: String] {
         var m = extra
         m["distillkit.spec"] = spec
@@ -181,6 +191,7 @@ public struct SavedModel {
         }
         let (tensors, meta) = try Safetensors.decode(data, name: name)
         guard let spec = meta["distillkit.spec"] else {
+            if meta[SavedModel.checkpointKey] != nil { throw TensorError(SavedModel.checkpointAdvice(name)) }
             throw TensorError("\(name): a safetensors file without DistillKit's model description (distillkit.spec); save models with `distill train` or `distill kd`")
         }
         // The description is untrusted: every value is parsed strictly and checked against the

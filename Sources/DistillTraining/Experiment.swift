@@ -337,6 +337,7 @@ public struct Experiment {
         if onnxTeacher.isSet && teachers.isEmpty { throw TensorError("teacher_input_mean/std, teacher_output and teacher_output_name (--teacher-input-mean/--teacher-input-std/--teacher-output/--teacher-output-name) apply to a teacher model (--teacher)") }
         guard !losses.isEmpty else { throw TensorError("'losses' is empty: give at least one, e.g. [{ce: {weight: 1}}]") }
         for term in losses { try term.validate() }
+        if losses.contains(where: { $0.method == .dkd }) && (labelLimit != nil || mixup != nil) { throw TensorError(LossTerm.dkdNeedsEveryLabel) }
         if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
         if teacherOutputs != nil && !teachers.isEmpty { throw TensorError("give either a teacher model or cached teacher outputs, not both") }
         if target != nil { try validateRegression() }

@@ -49,20 +49,23 @@ public enum FitFamily: String, CaseIterable, Sendable {
     }
 }
 
-/// Sizes on the command line: `100000`, `100k`, `1.5M` (k = 1,000, M = 1,000,000; `Ki`/`Mi` are
-/// 1,024 and 1,048,576).
+/// Sizes on the command line: `100000`, `100k`, `1.5M`, `2G` (k, M, G = 1,000, 1,000,000,
+/// 1,000,000,000; `Ki`, `Mi`, `Gi` are powers of 1,024), with an optional `B`. Only decimal numbers:
+/// `0x10` and `inf` are refused.
 public enum ByteCount {
     public static func parse(_ text: String, option: String = "--max-bytes") throws -> Int {
         let t = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Double)] = [("Ki", 1024), ("Mi", 1_048_576), ("k", 1e3), ("K", 1e3), ("M", 1e6)]
+        let units: [(String, Double)] = [("Ki", 1024), ("Mi", 1_048_576), ("Gi", 1_073_741_824), ("k", 1e3), ("K", 1e3), ("M", 1e6), ("G", 1e9)]
         var number = t, scale = 1.0
         if number.hasSuffix("B") || number.hasSuffix("b") { number.removeLast() }
         for (suffix, value) in units where number.hasSuffix(suffix) {
             number = String(number.dropLast(suffix.count)); scale = value
             break
         }
-        guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value > 0, value * scale <= 1e15 else {
-            throw TensorError("\(option) '\(text.prefix(40))': write a positive size in bytes, e.g. 100000, 100k or 1.5M")
+        number = number.trimmingCharacters(in: .whitespaces)
+        guard number.wholeMatch(of: /[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?/) != nil || number.wholeMatch(of: /[0-9]+\./) != nil,
+              let value = Double(number), value > 0, value * scale <= 1e15 else {
+            throw TensorError("\(option) '\(text.prefix(40))': write a positive size in bytes, e.g. 100000, 100k, 1.5M or 2G")
         }
         return Int((value * scale).rounded())
     }

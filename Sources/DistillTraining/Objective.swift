@@ -25,6 +25,9 @@ public struct LossTerm: Sendable, Equatable {
     /// Layer names (dotted paths) for feature methods; empty means the logits.
     public var studentLayers: [String] = [], teacherLayers: [String] = []
 
+    /// Why dkd is refused with rows that have no label.
+    static let dkdNeedsEveryLabel = "dkd splits each row's target class from the others, so it needs every row's label; label_limit and mixup (--label-limit, --mixup) add rows without one: use kd or dist with them"
+
     /// A term with the method's usual settings: DIST (Huang et al. 2022) uses T = 1 and β = 1.
     public init(_ method: Method, weight: Float = 1) {
         self.method = method; self.weight = weight

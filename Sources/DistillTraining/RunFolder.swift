@@ -152,7 +152,7 @@ public struct RunFolder: Sendable {
         for (k, v) in student.stateDict() { tensors["student.\(k)"] = v }
         for (k, v) in optimizer.stateDict() { tensors["optimizer.\(k)"] = v }
         for (i, a) in adapters.enumerated() { tensors["adapter.\(i)"] = a }
-        var metadata = ["distillkit.epochs_done": String(state.epochsDone), "distillkit.best_accuracy": String(state.bestAccuracy)]
+        var metadata = [SavedModel.checkpointKey: String(state.epochsDone), "distillkit.best_accuracy": String(state.bestAccuracy)]
         if state.nextBatch > 0 {
             metadata["distillkit.next_batch"] = String(state.nextBatch)
             // Doubles print in their shortest round-tripping form, so the sums come back exactly.
@@ -179,7 +179,7 @@ public struct RunFolder: Sendable {
         func part(_ prefix: String) -> [String: Tensor] {
             Dictionary(uniqueKeysWithValues: tensors.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
         }
-        var state = CheckpointState(epochsDone: Int(meta["distillkit.epochs_done"] ?? "0") ?? 0,
+        var state = CheckpointState(epochsDone: Int(meta[SavedModel.checkpointKey] ?? "0") ?? 0,
                                     bestAccuracy: Double(meta["distillkit.best_accuracy"] ?? "0") ?? 0,
                                     nextBatch: Int(meta["distillkit.next_batch"] ?? "0") ?? 0)
         for (k, v) in meta where k.hasPrefix("distillkit.sum.") { state.sums[String(k.dropFirst(15))] = Double(v) }

@@ -116,6 +116,12 @@ public struct SweepRow: Equatable {
     /// On the frontier of distilled accuracy against batch-1 latency, and against bytes.
     public var paretoLatency = false, paretoBytes = false
 
+    /// An accuracy (a fraction) as a percentage: "87.34 ± 0.12%" over several seeds, "87.34%" for
+    /// one (its standard deviation says nothing).
+    public func percent(_ mean: Double, std: Double) -> String {
+        seeds > 1 ? String(format: "%.2f ± %.2f%%", mean * 100, std * 100) : String(format: "%.2f%%", mean * 100)
+    }
+
     /// Summarises the rows of one student (at least one).
     public init(_ rows: [SweepSeedRow]) {
         let first = rows[0]
@@ -316,7 +322,7 @@ public enum SweepRunner {
             return SweepReport.Curves(name: plan.student.name, scratch: scratch, distilled: distilled)
         }
         let report = SweepReport(title: "Sweep of \(rows.count) students on \(settings.base.data)", rows: rows, curves: curves,
-                                 settings: describe(settings), int8Wired: settings.int8 != nil)
+                                 settings: describe(settings), int8Measured: settings.int8 != nil)
         try AtomicFile.write(Data(report.html.utf8), to: settings.output.appendingPathComponent(htmlName))
         try RankQueue.release(world)
         return result
@@ -361,10 +367,14 @@ public enum SweepRunner {
             let flops = String((r.size.flops.map { String($0) } ?? "?").suffix(9))
             let flopsCell = String(repeating: " ", count: 9 - flops.count) + flops
             let pareto = [r.paretoLatency ? "latency" : nil, r.paretoBytes ? "bytes" : nil].compactMap { $0 }.joined(separator: ",")
-            var line = pad(String(r.name.prefix(width)), width) + String(format: " %9d %10d %@  %6.2f ± %4.2f%%  %6.2f ± %4.2f%%  %+5.2f  %10.1f  %11.0f",
-                                                                          r.size.parameters, r.size.bytes, flopsCell, r.accuracyScratch * 100, r.accuracyScratchStd * 100,
-                                                                          r.accuracy * 100, r.accuracyStd * 100, (r.accuracy - r.accuracyScratch) * 100,
-                                                                          r.latencyMicrosecondsP50, r.samplesPerSecond)
+            func accuracyCell(_ mean: Double, _ std: Double) -> String {
+                let text = r.percent(mean, std: std)
+                return String(repeating: " ", count: max(0, 15 - text.count)) + text
+            }
+            var line = pad(String(r.name.prefix(width)), width) + String(format: " %9d %10d %@ %@ %@  %+5.2f  %10.1f  %11.0f",
+                                                                          r.size.parameters, r.size.bytes, flopsCell,
+                                                                          accuracyCell(r.accuracyScratch, r.accuracyScratchStd), accuracyCell(r.accuracy, r.accuracyStd),
+                                                                          (r.accuracy - r.accuracyScratch) * 100, r.latencyMicrosecondsP50, r.samplesPerSecond)
             if hasInt8 {
                 line += r.int8.map { String(format: "  %7.2f%%  %7.1f  %9.0f", $0.accuracy * 100, $0.latencyMicrosecondsP50, $0.samplesPerSecond) }
                     ?? "         -        -          -"
@@ -504,7 +514,12 @@ public enum SweepRunner {
         let folder = RunFolder(URL(fileURLWithPath: experiment.output!))
         var resume = false
         if FileManager.default.fileExists(atPath: folder.checkpoint.path), let saved = try? folder.readConfig() {
-            resume = canonical(withoutOutput(saved)) == canonical(withoutOutput(experiment.json))
+            let current = withoutOutput(experiment.json)
+            resume = canonical(withoutOutput(saved)) == canonical(current)
+            if !resume, let moved = relocated(saved, to: experiment, sweep: settings.output), canonical(withoutOutput(moved)) == canonical(current) {
+                try folder.writeJSON(experiment.json, to: folder.config)  // its record follows the folder
+                resume = true
+            }
             if !resume && !experiment.options.quiet { log("sweep: \(folder.url.path) was trained with other settings; starting it again") }
         }
         do {
@@ -515,6 +530,25 @@ public enum SweepRunner {
         } catch let error as TensorError {
             throw TensorError("\(folder.url.path): \(error.message)")
         }
+    }
+
+    /// A run's recorded settings as they read after its sweep folder moved to `sweep`: the shared
+    /// teacher logits (`SharedTeacherLogits`) it recorded at the folder's old place are the ones
+    /// now at the new place. Nil when `saved` does not lie at the same place within the old folder.
+    static func relocated(_ saved: [String: Any], to experiment: Experiment, sweep: URL) -> [String: Any]? {
+        let root = sweep.standardizedFileURL.path + "/"
+        guard let output = experiment.output.map({ URL(fileURLWithPath: $0).standardizedFileURL.path }), output.hasPrefix(root),
+              let savedOutput = (saved["output"] as? String).map({ URL(fileURLWithPath: $0).standardizedFileURL.path }) else { return nil }
+        let inside = String(output.dropFirst(root.count))
+        guard savedOutput.hasSuffix("/" + inside) else { return nil }
+        let oldRoot = String(savedOutput.dropLast(inside.count))
+        var moved = saved
+        if let file = saved["teacher_outputs"] as? String, let now = experiment.teacherOutputs,
+           URL(fileURLWithPath: file).standardizedFileURL.path.hasPrefix(oldRoot),
+           URL(fileURLWithPath: now).standardizedFileURL.path == root + URL(fileURLWithPath: file).standardizedFileURL.path.dropFirst(oldRoot.count) {
+            moved["teacher_outputs"] = now
+        }
+        return moved
     }
 
     static func withoutOutput(_ json: [String: Any]) -> [String: Any] {

@@ -21,10 +21,10 @@ public struct SweepReport {
     /// (setting, value) pairs shown above the table.
     public var settings: [(String, String)]
     /// Whether the `*_int8` columns are measured (otherwise the table says they are not yet).
-    public var int8Wired: Bool
+    public var int8Measured: Bool
 
-    public init(title: String, rows: [SweepRow], curves: [Curves], settings: [(String, String)], int8Wired: Bool) {
-        self.title = title; self.rows = rows; self.curves = curves; self.settings = settings; self.int8Wired = int8Wired
+    public init(title: String, rows: [SweepRow], curves: [Curves], settings: [(String, String)], int8Measured: Bool) {
+        self.title = title; self.rows = rows; self.curves = curves; self.settings = settings; self.int8Measured = int8Measured
     }
 
     /// (epoch, test accuracy %) from a run's `metrics.jsonl` lines.
@@ -44,20 +44,19 @@ public struct SweepReport {
     }
 
     private var tableSection: String {
-        var s = "<h2>Students</h2>\n<p>Test accuracy is the mean ± standard deviation over seeds; latency (batch 1, median) and throughput (batch 256) are medians over seeds, through the inference plan a deployed student runs. ★ marks the Pareto frontier: no other student is both at least as accurate (distilled) and at least as fast (latency) or as small (bytes).</p>\n"
+        var s = "<h2>Students</h2>\n<p>Test accuracy is the mean ± standard deviation over seeds (the accuracy alone for one seed); latency (batch 1, median) and throughput (batch 256) are medians over seeds, through the inference plan a deployed student runs. ★ marks the Pareto frontier: no other student is both at least as accurate (distilled) and at least as fast (latency) or as small (bytes).</p>\n"
         s += "<table><tr><th class=l>student</th><th>parameters</th><th>bytes</th><th>FLOPs</th><th>scratch</th><th>distilled</th><th>gain</th><th>batch-1 latency</th><th>batch-256 throughput</th><th>int8 bytes</th><th>int8 accuracy</th><th>int8 latency</th><th>int8 throughput</th><th>frontier: latency</th><th>frontier: bytes</th></tr>\n"
         for r in rows {
             let int8 = r.int8.map {
                 ["\($0.bytes)", String(format: "%.2f%%", $0.accuracy * 100), String(format: "%.1f µs", $0.latencyMicrosecondsP50), String(format: "%.0f/s", $0.samplesPerSecond)]
             } ?? Array(repeating: "—", count: 4)
             s += "<tr><td class=l title=\"\(SVGChart.escape(r.spec))\">\(SVGChart.escape(r.name))</td><td>\(r.size.parameters)</td><td>\(r.size.bytes)</td><td>\(r.size.flops.map(String.init) ?? "?")</td>"
-            s += String(format: "<td>%.2f ± %.2f%%</td><td>%.2f ± %.2f%%</td><td>%+.2f</td><td>%.1f µs</td><td>%.0f/s</td>",
-                        r.accuracyScratch * 100, r.accuracyScratchStd * 100, r.accuracy * 100, r.accuracyStd * 100,
-                        (r.accuracy - r.accuracyScratch) * 100, r.latencyMicrosecondsP50, r.samplesPerSecond)
+            s += "<td>\(r.percent(r.accuracyScratch, std: r.accuracyScratchStd))</td><td>\(r.percent(r.accuracy, std: r.accuracyStd))</td>"
+            s += String(format: "<td>%+.2f</td><td>%.1f µs</td><td>%.0f/s</td>", (r.accuracy - r.accuracyScratch) * 100, r.latencyMicrosecondsP50, r.samplesPerSecond)
             s += int8.map { "<td>\($0)</td>" }.joined() + "<td>\(r.paretoLatency ? "★" : "")</td><td>\(r.paretoBytes ? "★" : "")</td></tr>\n"
         }
         s += "</table>\n"
-        if !int8Wired { s += "<p class=note>int8 columns: not measured in this build (— until int8 quantization is wired into the sweep).</p>\n" }
+        if !int8Measured { s += "<p class=note>int8 columns: not measured; run the sweep with --int8 to quantize each distilled student and measure it.</p>\n" }
         return s
     }
 

@@ -46,6 +46,14 @@ public struct TextCorpus: Sendable {
     }
 }
 
+extension TextCorpus {
+    /// Recall@10 retrieves among the test split's descriptions: with 10 or fewer, every query
+    /// finds its own in the top 10 and the figure reads 100% whatever the model.
+    public var smallTestWarning: String? {
+        test.count > 10 ? nil : "WARNING: the test split has \(test.count) row\(test.count == 1 ? "" : "s"): recall@10 reads 100% for any model and section accuracy rests on \(test.count == 1 ? "one text" : "\(test.count) texts"); give more test rows (--test-limit) for figures that mean something"
+    }
+}
+
 /// What the runner needs of a teacher: its tokenizer (the student reads the same token ids) and
 /// a function from texts to L2-normalised sentence vectors [n, D].
 public struct TextTeacher {
@@ -548,6 +556,7 @@ public enum TextDistillation {
     public static func run(_ settings: TextDistillationSettings, teacher: TextTeacher, log: @escaping (String) -> Void = { _ in }) throws -> TextDistillationResult {
         let start = Date()
         let corpus = try TextCorpus.debianPackages(settings.corpus, trainLimit: settings.trainLimit, testLimit: settings.testLimit)
+        if let warning = corpus.smallTestWarning { log(warning) }
         let cache = settings.teacherCache ?? URL(fileURLWithPath: settings.corpus.path + ".teacher-vectors.safetensors")
         let vectors = try TeacherTextVectors.load(corpus, teacher: teacher, maxLength: settings.maxLength, cache: cache,
                                                  quiet: settings.options.quiet, log: log)

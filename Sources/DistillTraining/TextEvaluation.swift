@@ -179,6 +179,7 @@ public enum TextEvaluation {
         let length = try model.length(maxLength)
         guard length >= 3 else { throw TextError.invalidArgument("--max-length \(length): must be at least 3 ([CLS], a token, [SEP])") }
         let texts = try TextCorpus.debianPackages(corpus, trainLimit: trainLimit, testLimit: testLimit)
+        if let warning = texts.smallTestWarning { log(warning) }
         var truncated = 0
         let encoder = TextTeacher(name: model.name, parameterCount: model.parameterCount, bytes: model.bytes, tokenizer: model.tokenizer) { batch in
             // A student in text-kd's batches (see `TextDistillation.embeddingBatch`); the teacher in

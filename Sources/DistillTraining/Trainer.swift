@@ -189,7 +189,7 @@ public final class Trainer<Report: TestReport> {
             throw TensorError("the losses include ce or dkd, which need labels; this training data has none")
         }
         if (objective as? DistillationObjective)?.terms.contains(where: { $0.method == .dkd }) == true && (options.labelLimit != nil || options.mixup != nil) {
-            throw TensorError("dkd splits each row's target class from the others, so it needs every row's label; label_limit and mixup (--label-limit, --mixup) add rows without one: use kd or dist with them")
+            throw TensorError(LossTerm.dkdNeedsEveryLabel)
         }
         self.student = student; self.studentInfo = studentInfo; self.teachers = teachers; self.objective = objective
         self.options = options; self.train = train; self.run = run; self.evaluate = evaluate

@@ -181,6 +181,12 @@ func runExperiment(_ experiment: Experiment, resume: Bool, source: String?, json
     report(try naming(source) { try ExperimentRunner.run(experiment, resume: resume) }, json: json)
 }
 
+/// Runs a library check of command-line values in `validate()`: its error becomes a usage error
+/// (exit status 64), like ArgumentParser's own.
+func usage<T>(_ check: () throws -> T) throws -> T {
+    do { return try check() } catch let error as TensorError { throw ValidationError(error.message) }
+}
+
 /// Runs `body`; an error that does not already name `source` (the experiment file or the run
 /// folder the settings came from) gets it in front, so the user knows where to look.
 func naming<T>(_ source: String?, _ body: () throws -> T) throws -> T {

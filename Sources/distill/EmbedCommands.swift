@@ -12,9 +12,16 @@ import Foundation
 enum TextModel {
     static func load(_ name: String?) throws -> TextModelFile {
         if let model = try TextModelFile.load(name ?? "teacher") { return model }
-        // Not a text model: reading it as a sentence-transformers folder says what is missing.
-        _ = try SentenceEncoder(folder: URL(fileURLWithPath: name!))
-        throw ValidationError("\(name!) is not a text model (a sentence-transformers folder or a student of distill text-kd)")
+        let path = name!
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue {
+            // A file: a run's checkpoint, or a safetensors file that is no model, says so when loaded.
+            if FileKind(path) == .safetensors { _ = try SavedModel.load(URL(fileURLWithPath: path)) }
+        } else {
+            // Not a text model: reading it as a sentence-transformers folder says what is missing.
+            _ = try SentenceEncoder(folder: URL(fileURLWithPath: path))
+        }
+        throw ValidationError("\(path) is not a text model (a sentence-transformers folder or a student of distill text-kd)")
     }
 }
 

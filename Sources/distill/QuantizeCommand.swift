@@ -50,7 +50,7 @@ struct Quantize: ParsableCommand {
                 throw ValidationError("\(name) sets up quantization-aware fine-tuning: add --qat")
             }
         }
-        do { try settings?.validate() } catch let error as TensorError { throw ValidationError(error.message) }
+        try usage { try settings?.validate() }
     }
 
     /// The --qat settings, nil without --qat.

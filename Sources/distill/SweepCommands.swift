@@ -64,6 +64,8 @@ struct Sweep: ParsableCommand {
         guard speedSeconds > 0 && speedSeconds <= 600 else {
             throw ValidationError("--speed-seconds \(speedSeconds): must be in (0, 600] seconds per student")
         }
+        guard (1...SweepSettings.maxSeeds).contains(seeds) else { throw ValidationError("--seeds \(seeds): must be 1...\(SweepSettings.maxSeeds)") }
+        if let epochs, !(1...Experiment.maxEpochs).contains(epochs) { throw ValidationError("--epochs \(epochs): must be 1...\(Experiment.maxEpochs)") }
     }
 
     func run() throws {
@@ -102,7 +104,7 @@ struct Fit: ParsableCommand {
         """)
     @Option(help: "Accuracy to reach, a fraction (0.88 for 88%).") var minAccuracy: Double
     @Option(help: "Batch-1 latency ceiling, microseconds (measured on this machine).") var maxLatencyUs: Double?
-    @Option(help: "Size ceiling in bytes of float32 weights: 100000, 100k, 1.5M.") var maxBytes: String?
+    @Option(help: "Size ceiling in bytes of float32 weights: 100000, 100k, 1.5M, 2G (k, M, G: powers of 1000; Ki, Mi, Gi: of 1024).") var maxBytes: String?
     @Option(help: "Students to search.") var family: FitFamily = .any
     @Option(help: "Time budget for the search, minutes.") var budgetMinutes = 20.0
     @Option(help: "Epochs of the last rung (earlier rungs have 1/2, 1/4, 1/8).") var epochs = 16
@@ -110,12 +112,19 @@ struct Fit: ParsableCommand {
     @OptionGroup var distillation: DistillationFlags
     @OptionGroup var flags: SearchDataFlags
 
-    func validate() throws { try distillation.requireLogitMethod() }
+    func validate() throws {
+        try distillation.requireLogitMethod()
+        try usage { try objective().validate() }
+        guard (1...Experiment.maxEpochs).contains(epochs) else { throw ValidationError("--epochs \(epochs): must be 1...\(Experiment.maxEpochs)") }
+    }
+
+    func objective() throws -> FitObjective {
+        FitObjective(minAccuracy: minAccuracy, maxLatencyMicroseconds: maxLatencyUs,
+                     maxBytes: try maxBytes.map { try ByteCount.parse($0) }, budgetMinutes: budgetMinutes)
+    }
 
     func run() throws {
-        let objective = FitObjective(minAccuracy: minAccuracy, maxLatencyMicroseconds: maxLatencyUs,
-                                     maxBytes: try maxBytes.map { try ByteCount.parse($0) }, budgetMinutes: budgetMinutes)
-        var settings = FitSettings(objective: objective, output: URL(fileURLWithPath: output))
+        var settings = FitSettings(objective: try objective(), output: URL(fileURLWithPath: output))
         settings.base = flags.experiment()
         settings.family = family
         settings.finalEpochs = epochs

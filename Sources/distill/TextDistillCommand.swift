@@ -43,6 +43,7 @@ struct TextKD: ParsableCommand {
     @Option(help: "Batch size.") var batchSize = 64
     @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: "Learning rate.") var learningRate: Float = 3e-3
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Clip gradients to this global L2 norm.") var gradientClip: Float?
     @Option(help: "Weight of the cosine term.") var cosineWeight: Float = 1
     @Option(help: "Weight of the MSE term.") var mseWeight: Float = 0
     @Option(help: "bert: students: the teacher's layer for each student layer, e.g. 0,5 (default: spread evenly).") var layerMap: String?
@@ -62,6 +63,7 @@ struct TextKD: ParsableCommand {
         guard epochs >= 1 && epochs <= 10_000 else { throw ValidationError("--epochs \(epochs): must be 1...10000") }
         guard batchSize >= 1 && batchSize <= 1 << 16 else { throw ValidationError("--batch-size \(batchSize): must be 1...65536") }
         guard learningRate > 0 && learningRate.isFinite else { throw ValidationError("--lr \(learningRate): must be a positive number") }
+        if let gradientClip, !(gradientClip > 0 && gradientClip.isFinite) { throw ValidationError("--gradient-clip \(gradientClip): must be a positive number") }
         guard cosineWeight >= 0 && mseWeight >= 0 && cosineWeight.isFinite && mseWeight.isFinite && cosineWeight + mseWeight > 0 else {
             throw ValidationError("--cosine-weight \(cosineWeight) and --mse-weight \(mseWeight): must be finite numbers ≥ 0, not both 0")
         }
@@ -104,6 +106,7 @@ struct TextKD: ParsableCommand {
         settings.options.batchSize = batchSize
         settings.options.learningRate = learningRate
         settings.options.seed = seed
+        settings.options.gradientClip = gradientClip
         settings.options.quiet = quiet || json
         settings.cosineWeight = cosineWeight
         settings.mseWeight = mseWeight

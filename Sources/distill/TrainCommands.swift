@@ -55,7 +55,7 @@ struct DistillationFlags: ParsableArguments {
         term.standardize = standardize
         term.studentLayers = studentLayers
         term.teacherLayers = teacherLayers
-        do { try term.validate() } catch let e as TensorError { throw ValidationError(e.message) }
+        try usage { try term.validate() }
         return alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
     }
 }

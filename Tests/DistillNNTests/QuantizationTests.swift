@@ -221,6 +221,11 @@ import Testing
         #expect(loaded(samples).scalars == (try QuantizedPlan(student))(samples).scalars)
         // A float model's file is not an int8 one.
         #expect(try QuantizedStudent.decodeIfQuantized(Safetensors.encode(["w": Tensor.zeros([2])], metadata: ["distillkit.spec": "mlp:2-2"]), name: "f") == nil)
+        // A run's checkpoint is named as such, with the run's model files to use instead.
+        let checkpoint = try Safetensors.encode(["student.0.weight": Tensor.zeros([2])], metadata: [SavedModel.checkpointKey: "3"])
+        expectTensorError(["runs/a/checkpoint.safetensors", "training checkpoint", "runs/a/best.safetensors"]) {
+            _ = try SavedModel.decode(checkpoint, name: "runs/a/checkpoint.safetensors")
+        }
 
         func refused(_ bytes: Data, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
             #expect(sourceLocation: sourceLocation) { try SavedModel.decode(bytes, name: "bad.safetensors") } throws: { error in

@@ -132,6 +132,20 @@ struct SweepTableTests {
         #expect(lines.count == 2 && lines[0].contains("int8 acc") && lines[0].hasSuffix("pareto"))
         #expect(lines[1].contains("79.25%") && lines[1].contains("1.5") && lines[1].contains("123456"))
     }
+
+    /// One seed has no spread: its accuracy stands alone, in the table and on the page, in the
+    /// columns the several-seed rows use.
+    @Test func oneSeedShowsNoPlusMinus() {
+        let one = SweepRow([seedRow("a", bytes: 400, latency: 3, accuracy: 0.8, scratch: 0.7)])
+        let two = SweepRow([seedRow("b", bytes: 400, latency: 3, accuracy: 0.8, scratch: 0.7, seed: 0),
+                            seedRow("b", bytes: 400, latency: 3, accuracy: 0.9, scratch: 0.7, seed: 1)])
+        let lines = SweepRunner.table([one, two]).split(separator: "\n")
+        #expect(!lines[1].contains("±") && lines[1].contains("80.00%") && lines[1].contains("70.00%"))
+        #expect(lines[2].contains("85.00 ± 7.07%"))
+        #expect(lines[1].count == lines[2].count, "the columns stay aligned")
+        let html = SweepReport(title: "s", rows: [one], curves: [], settings: [], int8Measured: false).html
+        #expect(html.contains("<td>80.00%</td>") && !html.contains("± 0.00%"))
+    }
 }
 
 @Suite("Student lists")
@@ -152,7 +166,7 @@ struct SVGChartTests {
     @Test func theSweepPageHasAParetoSection() {
         var rows = [SweepRow([seedRow("a", bytes: 100, latency: 1, accuracy: 0.8)]), SweepRow([seedRow("b", bytes: 200, latency: 2, accuracy: 0.9)])]
         SweepRow.markPareto(&rows)
-        let html = SweepReport(title: "sweep", rows: rows, curves: [], settings: [], int8Wired: false).html
+        let html = SweepReport(title: "sweep", rows: rows, curves: [], settings: [], int8Measured: false).html
         #expect(html.contains("<h2>Pareto frontiers</h2>") && html.contains("<svg"))
     }
 }
@@ -360,7 +374,10 @@ struct FitObjectiveTests {
         #expect(try ByteCount.parse("64Ki") == 65_536)
         #expect(try ByteCount.parse("2048") == 2048)
         #expect(try ByteCount.parse("100kB") == 100_000)
-        for bad in ["", "k", "-5", "abc", "1e400", "0"] {
+        #expect(try ByteCount.parse("1G") == 1_000_000_000)
+        #expect(try ByteCount.parse("2Gi") == 2 << 30)
+        #expect(try ByteCount.parse("1e5") == 100_000)
+        for bad in ["", "k", "-5", "abc", "1e400", "0", "0x10", "inf", "nan", "1T"] {
             expectError(containing: "--max-bytes") { try ByteCount.parse(bad) }
         }
     }
@@ -542,6 +559,42 @@ struct SweepRunTests {
         direct.output = temporaryFolder("shared-direct").path
         let run = try ExperimentRunner.run(direct, preloaded: images)
         #expect(swept.seedRows[0].accuracy == run.training.test.accuracy)
+    }
+
+    /// A sweep folder moved while one of its distilled runs was interrupted: with `--resume` in its
+    /// new place, that run continues from its checkpoint (it recorded the shared teacher logits
+    /// at the old place) instead of starting again.
+    @Test func aMovedSweepContinuesItsInterruptedRun() throws {
+        let images = try Self.digitsImages()
+        let teacher = try Self.imageTeacher(images, name: "moved-teacher")
+        let before = temporaryFolder("moved-before")
+        var s = Self.imageSweep(before, images: images, epochs: 2)
+        s.base.teachers = [teacher]
+        _ = try SweepRunner.run(s)
+        // The kill: no row written, the distilled run stopped after epoch 1 of 2.
+        try Data().write(to: before.appendingPathComponent(SweepRunner.jsonlName))
+        let inside = "runs/\(StudentList.folderName("mlp:64-16-10"))/seed-0/distilled"
+        let interrupted = RunFolder(before.appendingPathComponent(inside))
+        let config = try Data(contentsOf: interrupted.config)
+        var partial = try interrupted.readExperiment()
+        try FileManager.default.removeItem(at: interrupted.url)
+        partial.options.epochs = 1
+        _ = try ExperimentRunner.run(partial, preloaded: images)
+        try config.write(to: interrupted.config)
+        let firstEpoch = try #require(interrupted.readMetrics().first)
+
+        let after = temporaryFolder("moved-after")
+        // Copied, then removed: a move would carry along the lock file this process still holds.
+        try FileManager.default.copyItem(at: before, to: after)
+        try FileManager.default.removeItem(at: before)
+        s.output = after
+        s.resume = true
+        let resumed = try SweepRunner.run(s)
+        let moved = RunFolder(after.appendingPathComponent(inside))
+        #expect(moved.readMetrics().count == 2)
+        #expect((moved.readMetrics().first?["seconds"] as? Double) == (firstEpoch["seconds"] as? Double), "the interrupted run started again")
+        #expect(try moved.readConfig()["teacher_outputs"] as? String == after.appendingPathComponent("teacher_logits.npy").path)
+        #expect(resumed.seedRows.count == 1)
     }
 
     /// `--teacher-outputs` with K cached augmented views (as `distill cache-teacher --views K`

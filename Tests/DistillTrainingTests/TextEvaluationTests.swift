@@ -33,6 +33,13 @@ import Testing
             #expect(json["recall_at_10"] as? Double == report.recallAt10 && json["kind"] as? String == "text-kd student")
             #expect(report.text.contains("recall@10") && report.text.contains("linear probe"))
             expectMessage(["--max-length 20", "reads 12 tokens"]) { _ = try TextEvaluation.evaluate(model, corpus: fixture.corpus, maxLength: 20) }
+            // With 10 test rows or fewer, recall@10 is 100% by construction: said, not left to be believed.
+            var logged: [String] = []
+            let few = try TextEvaluation.evaluate(model, corpus: fixture.corpus, testLimit: 8) { logged.append($0) }
+            #expect(few.recallAt10 == 1 && logged.contains { $0.contains("WARNING: the test split has 8 rows") && $0.contains("recall@10 reads 100%") }, "\(logged)")
+            logged = []
+            _ = try TextEvaluation.evaluate(model, corpus: fixture.corpus) { logged.append($0) }
+            #expect(!logged.contains { $0.contains("WARNING") }, "\(logged)")
         }
     }
 
