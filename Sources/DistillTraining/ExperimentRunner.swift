@@ -117,7 +117,7 @@ public enum ExperimentRunner {
         try ModelShapes.check(student, inputShape: train.exampleShape, numClasses: train.numClasses,
                               what: "student '\(experiment.student.prefix(80))' on \(experiment.data) (examples \(train.exampleShape), \(train.numClasses) classes)")
         for (i, teacher) in teachers.enumerated() where i < experiment.teachers.count {
-            try checkTeacher(teacher, path: experiment.teachers[i], exampleShape: train.exampleShape, numClasses: train.numClasses)
+            try checkTeacher(teacher, path: experiment.teachers[i], exampleShape: train.exampleShape, numClasses: train.numClasses, classNames: train.classNames)
         }
         let info = SavedModel(spec: experiment.student, inputShape: train.exampleShape, numClasses: train.numClasses, extra: extra)
         try world.requireSameConfiguration(String(decoding: try JSONSerialization.data(withJSONObject: experiment.json, options: [.sortedKeys]), as: UTF8.self)

@@ -146,7 +146,7 @@ public enum FitRunner {
         if let limit = base.trainLimit { train = train.prefix(limit) }
         let exampleShape = train.exampleShape, classes = train.numClasses
         for path in base.teachers {
-            try checkTeacher(try loadTeacher(path, options: base.onnxTeacher), path: path, exampleShape: exampleShape, numClasses: classes)
+            try checkTeacher(try loadTeacher(path, options: base.onnxTeacher), path: path, exampleShape: exampleShape, numClasses: classes, classNames: train.classNames)
         }
 
         // Every candidate, measured before any training: size from the architecture, latency timed once.

@@ -155,7 +155,44 @@ public final class ONNXTeacher: Teacher {
     public func forward(_ inputs: Tensor, indices: [Int], features: [String]) throws -> (logits: Tensor, features: [String: Tensor]) {
         try checkExampleShape(Array(inputs.shape.dropFirst()))
         let (out, taps) = try run(normalized(inputs), features: features)
-        return (try settleOutputKind(out).logits(from: out), taps)
+        let logits = try settleOutputKind(out).logits(from: out)
+        return (classPlacement.map { Self.place(logits, at: $0.columns, among: $0.classes) } ?? logits, taps)
+    }
+
+    /// Where the model's classes stand among the data's (`placeClasses`); nil: in order, one for one.
+    public private(set) var classPlacement: (columns: [Int], classes: Int)?
+
+    /// For a classifier whose class labels are not the data's classes 0...K−1 (scikit-learn
+    /// trained on labels 1, 2, 3 has 3 columns; DistillKit numbers those labels' classes 0...3):
+    /// places each of the model's classes at the data's class of the same name, so that its
+    /// scores teach the right classes. A data class the model does not know gets a score 30 below
+    /// the row's lowest (a probability of about e^−30 of the least likely class's). Returns the
+    /// labels placed, or nil (nothing changed) when the model has no class labels or one of them
+    /// names none of `dataClasses`.
+    public func placeClasses(among dataClasses: [String]) -> [String]? {
+        guard let labels = model.classifierLabels, !labels.isEmpty, labels.count < dataClasses.count,
+              Set(labels).count == labels.count else { return nil }
+        let index = Dictionary(dataClasses.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        let columns = labels.compactMap { index[$0] }
+        guard columns.count == labels.count else { return nil }
+        classPlacement = (columns, dataClasses.count)
+        return labels
+    }
+
+    /// `scores` [N, K] spread over `classes` columns: column k goes to `columns[k]`, the others
+    /// are 30 below each row's lowest score.
+    static func place(_ scores: Tensor, at columns: [Int], among classes: Int) -> Tensor {
+        let n = scores.shape[0], k = scores.shape[1]
+        precondition(k == columns.count, "the model gives \(k) scores for \(columns.count) placed classes")
+        let values = scores.scalars
+        var out = [Float](repeating: 0, count: n * classes)
+        for row in 0..<n {
+            let source = values[(row * k)..<((row + 1) * k)]
+            let floor = (source.min() ?? 0) - 30
+            for c in 0..<classes { out[row * classes + c] = floor }
+            for (j, column) in columns.enumerated() { out[row * classes + column] = source[source.startIndex + j] }
+        }
+        return Tensor(shape: [n, classes], scalars: out)
     }
 
     /// The chosen output as the graph computes it, for `inputs` normalised like a teacher's: a

@@ -29,6 +29,7 @@ final class SharedTeacherLogits {
         guard Self.applies(to: e), file == nil else { return }
         let path = e.teachers[0]
         let teacher = try loadTeacher(path, options: e.onnxTeacher)
+        try checkTeacher(teacher, path: path, exampleShape: train.exampleShape, numClasses: train.numClasses, classNames: train.classNames)
         if !quiet { log("computing the teacher's logits for \(train.count) training rows once, for every distilled run (no augmentation: offline distillation)") }
         let logits = try TeacherOutputs.compute(teacher, inputs: train, batchSize: 256, world: world, on: .rankZero)
         let url = folder.appendingPathComponent("teacher_logits.npy")

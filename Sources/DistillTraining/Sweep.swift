@@ -451,7 +451,7 @@ public enum SweepRunner {
         let dataName = "\(base.data) (examples \(exampleShape), \(classes) classes)"
         for path in base.teachers {
             let teacher = try loadTeacher(path, options: base.onnxTeacher)
-            try checkTeacher(teacher, path: path, exampleShape: exampleShape, numClasses: classes)
+            try checkTeacher(teacher, path: path, exampleShape: exampleShape, numClasses: classes, classNames: data.train.classNames)
         }
         var plans: [StudentPlan] = []
         for student in settings.students {

@@ -40,8 +40,11 @@ public func loadTeacher(_ path: String, options: ONNXTeacherOptions = .init(), s
 
 /// Throws unless a teacher model takes examples of `exampleShape` and gives `numClasses` outputs
 /// (any number when nil), so that a teacher that does not fit the data is an error naming its file
-/// before anything runs.
-public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], numClasses: Int?) throws {
+/// before anything runs. An ONNX classifier with fewer classes than the data, whose class labels
+/// all name classes of the data (`classNames`: scikit-learn trained on labels 1, 2, 3 against the
+/// data's classes 0...3), has its classes placed at those (`ONNXTeacher.placeClasses`), and it is
+/// logged.
+public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], numClasses: Int?, classNames: [String] = []) throws {
     let base = (teacher as? StandardizingTeacher)?.base ?? teacher
     if let module = (base as? ModuleTeacher)?.model {
         let output = try ModelShapes.outputShape(of: module, path: "", input: exampleShape, orThrowFor: path)
@@ -52,7 +55,13 @@ public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], 
         try onnx.checkExampleShape(exampleShape)
         if let numClasses {  // the graph's output width, on one example of zeros, before anything trains
             let (out, _) = try withNoGrad { try onnx.run(onnx.normalized(Tensor.zeros([1] + exampleShape)), features: []) }
-            guard onnx.classes(forWidth: out.shape[1]) == numClasses else {
+            if onnx.classPlacement == nil, onnx.classes(forWidth: out.shape[1]) != numClasses, classNames.count == numClasses,
+               out.shape[1] == onnx.model.classifierLabels?.count, let placed = onnx.placeClasses(among: classNames) {
+                let names = placed.prefix(12).joined(separator: ", ") + (placed.count > 12 ? ", ..." : "")
+                log("teacher \(path): its classes \(names) (its classifier's class labels) are read as the data's classes of those names, of \(numClasses); the data's other classes get no probability from it")
+                return
+            }
+            guard onnx.classPlacement?.classes == numClasses || onnx.classes(forWidth: out.shape[1]) == numClasses else {
                 let reading = out.shape[1] == 1 ? " (a binary classifier's, read as 2 classes)"
                     : onnx.graphOutput.kind == .svmDecisions ? " (SVM decisions, one per pair of classes: \(onnx.classes(forWidth: out.shape[1]).map { "\($0) classes" } ?? "no class count"))" : ""
                 // scikit-learn trained on labels 1, 2, 3 gives 3 columns; DistillKit numbers classes by label value (0...3: 4 classes).

@@ -44,7 +44,7 @@ struct CacheTeacher: ParsableCommand {
         let isCSV = FileKind(data) == .csv
         let (train, _) = try DataSource.load(data, testData: isCSV ? data : nil, labelColumn: label)
         let model = try loadTeacher(teacher, options: teacherReading.options)
-        try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
+        try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil, classNames: train.classNames)
         if isMainRank { try warnIfNearChance(model, path: teacher, on: train) }
         try MemoryBudget.check(shape: [views, train.count] + train.exampleShape, for: "--views \(views) of \(train.count) rows of \(data)")
         let inputs = views > 1 ? try TeacherOutputs.augmentedViews(train, views: views, shift: shift, flip: flip, seed: seed) : train
@@ -92,7 +92,7 @@ struct DataReportCommand: ParsableCommand {
             probabilities = kind == .probs ? file.values : withNoGrad { file.values.softmax(axis: 1) }
         } else if let teacher {
             let model = try loadTeacher(teacher, options: teacherReading.options)
-            try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil)
+            try checkTeacher(model, path: teacher, exampleShape: train.exampleShape, numClasses: train.numClasses > 0 ? train.numClasses : nil, classNames: train.classNames)
             let logits = try TeacherOutputs.compute(model, inputs: train)
             probabilities = withNoGrad { logits.softmax(axis: 1) }
         }

@@ -140,11 +140,11 @@ extension Eval {
         let onnxTeacher = try ONNXTeacher(url: URL(fileURLWithPath: model), inputMean: inputMean, inputStd: inputStd, outputKind: output, outputName: outputName)
         let test = try testData()
         try DataSource.requireFinite(test, name: "\(data) (test split)")
-        try checkTeacher(onnxTeacher, path: model, exampleShape: test.exampleShape, numClasses: test.numClasses)
+        try checkTeacher(onnxTeacher, path: model, exampleShape: test.exampleShape, numClasses: test.numClasses, classNames: test.classNames)
         let module = onnxTeacher.asModule(classes: test.numClasses)
         let other = try teacher.map { path in
             let loaded = try loadTeacher(path, options: teacherReading.options)
-            try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
+            try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses, classNames: test.classNames)
             return loaded
         }
         let r = try evaluate(module, on: test, teacher: other)

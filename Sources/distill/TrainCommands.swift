@@ -187,7 +187,7 @@ struct Eval: ParsableCommand {
         }
         let teacherModel = try teacher.map { path in
             let loaded = try loadTeacher(path, options: teacherReading.options, standardizedWith: statistics, rawRows: rawTest)
-            try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses)
+            try checkTeacher(loaded, path: path, exampleShape: test.exampleShape, numClasses: test.numClasses, classNames: test.classNames)
             return loaded
         }
         // Under mpirun each rank scores its share of the batches; rank 0 prints the one report.

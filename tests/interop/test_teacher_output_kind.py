@@ -242,21 +242,53 @@ def test_sigmoid_heads_become_logits(data, tmp_path):
     assert "sigmoid" in result.stderr, result.stderr
 
 
-def test_class_labels_that_are_not_0_to_k_are_named(data, tmp_path):
+def test_class_labels_that_are_not_0_to_k_are_placed(data, tmp_path):
     """scikit-learn trained on labels 1, 2, 3 gives three columns; DistillKit numbers the data's classes by
-    value (0...3: four). The refusal names the model's own labels and how to relabel the data."""
+    value (0...3: four). Each of the model's classes is read as the data's class of the same label (class 0,
+    which it never saw, gets no probability), so `cache-teacher` equals predict_proba on classes 1...3, `eval`
+    scores the model as scikit-learn does, and `kd` trains a four-class student from it. String labels are
+    placed by name the same way; a label that names none of the data's classes is refused, naming them."""
     from sklearn.linear_model import LogisticRegression
     folder, x, _, _ = data
     y = blobs(300, 4)[1] + 1
     write_csv(tmp_path / "train.csv", x, y, columns=["a", "b", "c", "d"])
+
+    def export(model, name):
+        exported = skl2onnx.convert_sklearn(model, initial_types=[("x", FloatTensorType([None, 4]))], target_opset=17,
+                                            options={id(model): {"zipmap": False}})
+        (tmp_path / name).write_bytes(exported.SerializeToString())
+        return tmp_path / name
+
     model = LogisticRegression(max_iter=500).fit(x, y)
-    exported = skl2onnx.convert_sklearn(model, initial_types=[("x", FloatTensorType([None, 4]))], target_opset=17,
-                                        options={id(model): {"zipmap": False}})
-    (tmp_path / "m.onnx").write_bytes(exported.SerializeToString())
-    refused = distill("cache-teacher", "--teacher", tmp_path / "m.onnx", "--data", tmp_path / "train.csv", "--label", "label",
-                      "--out", tmp_path / "t.npy", check=False)
+    path = export(model, "m.onnx")
+    cached = distill("cache-teacher", "--teacher", path, "--data", tmp_path / "train.csv", "--label", "label", "--out", tmp_path / "t.npy")
+    assert "its classes 1, 2, 3" in cached.stderr, cached.stderr
+    logits = np.load(tmp_path / "t.npy")
+    assert logits.shape == (300, 4)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probabilities[:, 1:], model.predict_proba(x), atol=1e-5)
+    assert probabilities[:, 0].max() < 1e-9
+    scored = json.loads(distill("eval", path, "--data", tmp_path / "train.csv", "--label", "label", "--json").stdout)
+    assert abs(scored["accuracy"] - model.score(x, y)) < 1e-9, (scored["accuracy"], model.score(x, y))
+    distill("kd", "--teacher", path, "--data", tmp_path / "train.csv", "--label", "label", "--student", "mlp:4-8-4",
+            "--epochs", "1", "--quiet", "--output", tmp_path / "kd")
+
+    # Names: the teacher knows ant, bee, cat; the data also has dog (sorted: ant, bee, cat, dog).
+    names = np.array(["ant", "bee", "cat"])[blobs(300, 4)[1]]
+    named = LogisticRegression(max_iter=500).fit(x, names)
+    with_dog = names.copy()
+    with_dog[:5] = "dog"
+    write_csv(tmp_path / "named.csv", x, with_dog, columns=["a", "b", "c", "d"])
+    distill("cache-teacher", "--teacher", export(named, "named.onnx"), "--data", tmp_path / "named.csv", "--label", "label",
+            "--out", tmp_path / "n.npy")
+    logits = np.load(tmp_path / "n.npy")
+    assert logits.shape == (300, 4) and (logits[:, :3].argmax(axis=1) == named.predict_proba(x).argmax(axis=1)).all()
+    assert (logits[:, 3] < logits[:, :3].min(axis=1)).all()
+
+    # Labels 5, 6, 7 name none of the data's classes 0...3: refused, naming them.
+    other = LogisticRegression(max_iter=500).fit(x, blobs(300, 4)[1] + 5)
+    refused = distill("cache-teacher", "--teacher", export(other, "other.onnx"), "--data", tmp_path / "train.csv", "--label", "label",
+                      "--out", tmp_path / "o.npy", check=False)
     assert refused.returncode == 1
-    assert "the model's classes are 1, 2, 3" in refused.stderr and "relabelled 0...2" in refused.stderr, refused.stderr
-    write_csv(tmp_path / "relabelled.csv", x, y - 1, columns=["a", "b", "c", "d"])
-    distill("cache-teacher", "--teacher", tmp_path / "m.onnx", "--data", tmp_path / "relabelled.csv", "--label", "label", "--out", tmp_path / "t.npy")
-    np.testing.assert_allclose(np.exp(np.load(tmp_path / "t.npy")), model.predict_proba(x), atol=1e-5)
+    assert "the model's classes are 5, 6, 7" in refused.stderr, refused.stderr
