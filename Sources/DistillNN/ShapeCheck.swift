@@ -40,6 +40,19 @@ public enum ModelShapes {
         }
     }
 
+    /// Whether `outputShape` knows every layer of `model` (DistillKit's own layers, in
+    /// `Sequential`s): only then is its answer the model's. A module of another kind (an ONNX graph
+    /// seen as a module, a transformer, a user's own layer) is run without the check.
+    public static func understands(_ model: Module) -> Bool {
+        switch model {
+        case let s as Sequential: return s.children.allSatisfy { understands($0.module) }
+        case is Linear, is Conv2d, is MaxPool2d, is AvgPool2d, is GlobalAvgPool2d, is Flatten, is BatchNorm, is ResidualBlock,
+             is QuantizedModel, is TokenBag, is ReLU, is GELU, is Sigmoid, is Tanh, is LeakyReLU, is Dropout:
+            return true
+        default: return false
+        }
+    }
+
     /// One layer's (or container's) output shape for an example shape.
     static func outputShape(of module: Module, path: String, input: [Int]) throws -> [Int] {
         func fail(_ why: String) -> TensorError {

@@ -17,6 +17,20 @@ public enum MemoryBudget {
         return Int(clamping: ProcessInfo.processInfo.physicalMemory / 2)
     }()
 
+    /// What is wrong with `DISTILL_MAX_MEMORY` when it is set to something that is no size (`512mb`,
+    /// `banana`, `0`): nil when it is unset or valid. Every budget check throws it, so a bound the
+    /// user meant to set is never silently dropped.
+    static let environmentProblem: String? = {
+        guard let text = ProcessInfo.processInfo.environment["DISTILL_MAX_MEMORY"] else { return nil }
+        if let bytes = parseByteCount(text), bytes > 0 { return nil }
+        return "DISTILL_MAX_MEMORY=\(text.prefix(40)): expected a positive size in bytes, optionally with k, m, g or t (powers of 1024): 512m, 8g"
+    }()
+
+    /// Throws when `DISTILL_MAX_MEMORY` is set to something that is no size.
+    public static func checkEnvironment() throws {
+        if let environmentProblem { throw TensorError(environmentProblem) }
+    }
+
     /// `512`, `64k`, `512m`, `8g` (powers of 1024), or nil.
     public static func parseByteCount(_ text: String) -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
@@ -33,6 +47,7 @@ public enum MemoryBudget {
     /// `what` names the file and the thing being allocated, e.g. "model.onnx: node 'c' (ConstantOfShape) output".
     /// `what` is only built when the check fails (it runs for every value of an imported graph).
     public static func check(bytes: Int?, for what: @autoclosure () -> String) throws {
+        try checkEnvironment()
         guard let bytes, bytes >= 0 else {
             throw TensorError("\(what()): the declared size overflows (a corrupt or hostile size)")
         }

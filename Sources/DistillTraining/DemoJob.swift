@@ -49,6 +49,7 @@ public struct DemoJob: Sendable {
         where !(1...Experiment.maxEpochs).contains(value) {
             throw TensorError("--\(option) must be 1...\(Experiment.maxEpochs), got \(value)")
         }
+        guard seed <= TrainingOptions.maxSeed else { throw TensorError("--seed must be 0...\(TrainingOptions.maxSeed), got \(seed)") }
         let what = "on Fashion-MNIST (examples \(data.exampleShape), \(data.numClasses) classes)"
         func checked(_ spec: String, _ option: String) throws -> String {
             do {

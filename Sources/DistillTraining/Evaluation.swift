@@ -55,6 +55,11 @@ public struct EvaluationReport: Sendable {
 public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teacher? = nil, batchSize: Int = 128,
                      world: Distributed? = nil) throws -> EvaluationReport {
     let world = world ?? .oneProcess
+    guard batchSize >= 1 else { throw TensorError("evaluate: batch size \(batchSize): must be at least 1") }
+    guard dataset.count > 0 else { throw TensorError("\(dataset.source ?? "the data"): no rows to evaluate on") }
+    if ModelShapes.understands(model) {  // a model that does not fit the data: an error, not a failed precondition in a layer
+        _ = try ModelShapes.check(model, inputShape: dataset.exampleShape, what: "the model")  // its classes: checked on the first batch
+    }
     let wasTraining = model.isTraining
     model.eval()
     defer { if wasTraining { model.train() } }
@@ -66,6 +71,7 @@ public func evaluate(_ model: Module, on dataset: LabeledDataset, teacher: Teach
         let indices = Array(start..<min(start + batchSize, dataset.count))
         let inputs = dataset.rows(indices), labels = dataset.isLabeled ? indices.map { dataset.labels[$0] } : []
         let logits = withNoGrad { model(inputs) }
+        if let failure = (model as? ONNXTeacherModule)?.failure { throw failure }  // its logits are zeros, not the model's
         guard logits.rank == 2, logits.shape[1] == classes else {
             throw TensorError("the model gives outputs of shape \(Array(logits.shape.dropFirst())) per example, but the data has \(classes) classes")
         }

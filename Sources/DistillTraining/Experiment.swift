@@ -312,25 +312,16 @@ public struct Experiment {
         func require(_ ok: Bool, _ key: String, _ rule: String, _ value: Any) throws {
             guard ok else { throw TensorError("\(Experiment.setting(key)) must be \(rule), got \("\(value)".prefix(40))") }
         }
-        let o = options
-        try require((1...Self.maxEpochs).contains(o.epochs), "epochs", "1...\(Self.maxEpochs)", o.epochs)
+        var resolved = options  // as the run gets them (ExperimentRunner)
+        resolved.labelLimit = labelLimit
+        resolved.mixup = mixup
+        try resolved.validate()
         guard losses.isEmpty || losses.contains(where: { $0.weight > 0 }) else {
             throw TensorError("'losses': every weight is 0 (\(losses.map { "\($0.method.rawValue) \($0.weight)" }.joined(separator: ", "))), so nothing would be learned; give at least one a positive weight")
         }
-        try require((1...Self.maxBatchSize).contains(o.batchSize), "batch_size", "1...\(Self.maxBatchSize)", o.batchSize)
-        try require(o.learningRate > 0 && o.learningRate.isFinite, "learning_rate", "a positive finite number", o.learningRate)
-        try require(o.weightDecay >= 0 && o.weightDecay.isFinite, "weight_decay", "a non-negative finite number", o.weightDecay)
-        try require(o.momentum >= 0 && o.momentum < 1, "momentum", "in [0, 1)", o.momentum)
-        if let clip = o.gradientClip { try require(clip > 0 && clip.isFinite, "gradient_clip", "a positive finite number", clip) }
-        if !o.epochsFromData {  // otherwise checked once the epochs are chosen
-            try require((0...o.epochs).contains(o.warmupEpochs), "warmup_epochs", "0...epochs (\(o.epochs))", o.warmupEpochs)
-        }
-        try require((0...Self.maxShift).contains(o.shift), "shift", "0...\(Self.maxShift) pixels", o.shift)
         if let trainLimit { try require(trainLimit >= 1, "train_limit", "at least 1 (a run needs training rows)", trainLimit) }
         if let output { try require(!output.isEmpty, "output", "a folder name", "an empty name") }
-        if let labelLimit { try require(labelLimit >= 0, "label_limit", "non-negative", labelLimit) }
         if let validation { try require(validation > 0 && validation < 1, "validation", "a share of the training rows in (0, 1), e.g. 0.1", validation) }
-        if let mixup { try require(mixup > 0 && mixup.isFinite, "mixup", "a positive finite α", mixup) }
         try require(!data.isEmpty, "data", "a dataset name or file", data)
         try require(!student.isEmpty, "student", "a model spec", student)
         try onnxTeacher.validate()
@@ -339,6 +330,16 @@ public struct Experiment {
         for term in losses { try term.validate() }
         if losses.contains(where: { $0.method == .dkd }) && (labelLimit != nil || mixup != nil) { throw TensorError(LossTerm.dkdNeedsEveryLabel) }
         if mixup != nil && teachers.isEmpty { throw TensorError("mixup needs the teacher in the loop to label mixed inputs (--teacher, not --teacher-outputs)") }
+        if let output {
+            // The run writes best.safetensors and student.safetensors there: a teacher read from
+            // that folder would be overwritten by its student.
+            let folder = URL(fileURLWithPath: output).standardizedFileURL.path
+            for path in teachers + [teacherOutputs].compactMap({ $0 }) {
+                let url = URL(fileURLWithPath: path).standardizedFileURL
+                guard url.path == folder || url.deletingLastPathComponent().path == folder else { continue }
+                throw TensorError("\(Experiment.setting("output")) \(output) holds the teacher \(path), which this run's files would overwrite; write the student to another folder")
+            }
+        }
         if teacherOutputs != nil && !teachers.isEmpty { throw TensorError("give either a teacher model or cached teacher outputs, not both") }
         if target != nil { try validateRegression() }
         if losses.contains(where: { $0.method != .ce }) && teachers.isEmpty && teacherOutputs == nil {

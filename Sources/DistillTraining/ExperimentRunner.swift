@@ -66,6 +66,10 @@ public enum ExperimentRunner {
         guard train.count > 0 else { throw TensorError("\(experiment.data): no training rows\(experiment.trainLimit != nil ? " after --train-limit" : ""); a run needs at least one") }
         try DataSource.requireFinite(test, name: "\(experiment.testData ?? experiment.data) (test split)")
         guard test.count > 0 else { throw TensorError("\(experiment.testData ?? experiment.data): the test set is empty; a run needs test rows to report accuracy") }
+        try experiment.options.validate(exampleShape: train.exampleShape)
+        guard test.exampleShape == train.exampleShape, test.numClasses == train.numClasses else {
+            throw TensorError("\(experiment.testData ?? experiment.data): the test split's examples are \(test.exampleShape) with \(test.numClasses) classes, the training split's \(train.exampleShape) with \(train.numClasses); they must match")
+        }
         // A validation split, held out before anything learns from the training rows (sizes,
         // standardisation, cached teacher outputs).
         let loadedTrain = train

@@ -134,6 +134,7 @@ public enum FitRunner {
             throw TensorError("distill fit runs as one process, not under mpirun (\(world.size) ranks): its search decides by each process's clock and latency timings, which ranks would not agree on; run it without mpirun, or compare students across ranks with distill sweep")
         }
         try settings.objective.validate()
+        try settings.base.options.validate()
         guard settings.validationFraction > 0 && settings.validationFraction < 1 else {
             throw TensorError("the validation share must be in (0, 1), got \(settings.validationFraction)")
         }

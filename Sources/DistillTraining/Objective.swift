@@ -144,6 +144,7 @@ public final class DistillationObjective {
 
     public init(terms: [LossTerm]) throws {
         guard !terms.isEmpty else { throw TensorError("no losses given") }
+        for term in terms { try term.validate() }
         self.terms = terms
     }
 

@@ -58,7 +58,7 @@ public struct SweepSeedRow: Equatable {
     public var fingerprint: String
 
     public var json: [String: Any] {
-        var j: [String: Any] = ["name": name, "spec": spec, "seed": Int(seed), "params": size.parameters, "bytes": size.bytes,
+        var j: [String: Any] = ["name": name, "spec": spec, "seed": Int(exactly: seed) ?? Int.max, "params": size.parameters, "bytes": size.bytes,
                                 "accuracy": accuracy, "accuracy_scratch": accuracyScratch, "latency_us_p50": speed.latencyMicrosecondsP50,
                                 "samples_per_second": speed.samplesPerSecond, "inference_path": speed.path, "minutes": minutes,
                                 "fingerprint": fingerprint]
@@ -422,6 +422,9 @@ public enum SweepRunner {
     /// the data's shape and classes, the teacher) and resolves each run's experiment.
     static func prepare(_ settings: SweepSettings, data: (train: LabeledDataset, test: LabeledDataset)) throws -> [StudentPlan] {
         guard (1...SweepSettings.maxSeeds).contains(settings.seeds) else { throw TensorError("--seeds \(settings.seeds): must be 1...\(SweepSettings.maxSeeds)") }
+        guard settings.base.options.seed <= TrainingOptions.maxSeed - UInt64(settings.seeds - 1) else {
+            throw TensorError("--seed \(settings.base.options.seed) with --seeds \(settings.seeds): the seeds \(settings.base.options.seed)... must stay within 0...\(TrainingOptions.maxSeed)")
+        }
         guard !settings.students.isEmpty else { throw TensorError("--students: no students given") }
         guard settings.speedSeconds > 0 && settings.speedSeconds <= 600 else {
             throw TensorError("the speed measurement (--speed-seconds) takes (0, 600] seconds per student, got \(settings.speedSeconds)")

@@ -46,7 +46,11 @@ public func loadTeacher(_ path: String, options: ONNXTeacherOptions = .init(), s
 /// logged.
 public func checkTeacher(_ teacher: Teacher, path: String, exampleShape: [Int], numClasses: Int?, classNames: [String] = []) throws {
     let base = (teacher as? StandardizingTeacher)?.base ?? teacher
-    if let module = (base as? ModuleTeacher)?.model {
+    if let table = (base as? CachedTeacher)?.logitTable ?? (base as? CachedProbabilityTeacher)?.table.logitTable {
+        if let numClasses, table.shape[1] != numClasses {
+            throw TensorError("\(path): the cached teacher outputs hold \(table.shape[1]) values per row; the data has \(numClasses) classes")
+        }
+    } else if let module = (base as? ModuleTeacher)?.model, ModelShapes.understands(module) {
         let output = try ModelShapes.outputShape(of: module, path: "", input: exampleShape, orThrowFor: path)
         guard output.count == 1, numClasses.map({ output == [$0] }) ?? true else {
             throw TensorError("\(path): the teacher gives outputs of shape \(output) per example; the data has \(numClasses.map(String.init) ?? "?") classes")

@@ -42,6 +42,44 @@ public struct TrainingOptions: Sendable {
     public var deadline: DispatchTime? = nil
     public init() {}
 
+    /// The largest seed: config files and JSON hold seeds as signed 64-bit integers.
+    public static let maxSeed = UInt64(Int64.max)
+
+    /// Throws, naming the setting (as config files and the command line call it), unless every
+    /// value is in its range: no 0 or negative epochs, a finite positive learning rate, momentum in
+    /// [0, 1), and so on. `Trainer` checks its options with it, as `Experiment.validate` does.
+    public func validate() throws {
+        func require(_ ok: Bool, _ key: String, _ rule: String, _ value: Any) throws {
+            guard ok else { throw TensorError("\(Experiment.setting(key)) must be \(rule), got \("\(value)".prefix(40))") }
+        }
+        try require((1...Experiment.maxEpochs).contains(epochs), "epochs", "1...\(Experiment.maxEpochs)", epochs)
+        try require(seed <= Self.maxSeed, "seed", "0...\(Self.maxSeed)", seed)
+        try require((1...Experiment.maxBatchSize).contains(batchSize), "batch_size", "1...\(Experiment.maxBatchSize)", batchSize)
+        try require(learningRate > 0 && learningRate.isFinite, "learning_rate", "a positive finite number", learningRate)
+        try require(weightDecay >= 0 && weightDecay.isFinite, "weight_decay", "a non-negative finite number", weightDecay)
+        try require(momentum >= 0 && momentum < 1, "momentum", "in [0, 1)", momentum)
+        if let clip = gradientClip { try require(clip > 0 && clip.isFinite, "gradient_clip", "a positive finite number", clip) }
+        if !epochsFromData {  // otherwise checked once the epochs are chosen
+            try require((0...epochs).contains(warmupEpochs), "warmup_epochs", "0...epochs (\(epochs))", warmupEpochs)
+        }
+        try require((0...Experiment.maxShift).contains(shift), "shift", "0...\(Experiment.maxShift) pixels", shift)
+        if let labelLimit { try require(labelLimit >= 0, "label_limit", "non-negative", labelLimit) }
+        if let mixup { try require(mixup > 0 && mixup.isFinite, "mixup", "a positive finite α", mixup) }
+    }
+
+    /// Throws unless the augmentation fits examples of `shape`: a shift or flip moves images
+    /// [C, H, W], and a shift as large as a side moves the image out of view (training would see
+    /// blank images and learn nothing, silently).
+    public func validate(exampleShape shape: [Int]) throws {
+        guard shift > 0 || flip else { return }
+        guard shape.count == 3 else {
+            throw TensorError("'shift' and 'flip' (--shift, --flip) move images [C, H, W]; these examples have shape \(shape)")
+        }
+        guard shift < min(shape[1], shape[2]) else {
+            throw TensorError("\(Experiment.setting("shift")) must be smaller than the images' sides (\(shape[1])×\(shape[2])), got \(shift): a shift that large moves the whole image out of view")
+        }
+    }
+
     /// Optimizer steps a run without given epochs aims for: the digits example (1,347 rows) needs
     /// about 2,500 at batch 32 to converge, and 10 epochs of Fashion-MNIST at batch 128 are 4,690.
     public static let targetSteps = 2_500
@@ -87,7 +125,7 @@ public struct TrainingOptions: Sendable {
     public var json: [String: Any] {
         var j: [String: Any] = ["epochs": epochs, "batch_size": batchSize, "optimizer": optimizer.rawValue, "learning_rate": decimal(learningRate),
                                 "weight_decay": decimal(weightDecay), "momentum": decimal(momentum), "schedule": schedule.rawValue,
-                                "warmup_epochs": warmupEpochs, "seed": Int(seed), "shift": shift, "flip": flip]
+                                "warmup_epochs": warmupEpochs, "seed": Int(exactly: seed) ?? Int.max /* refused by validate() */, "shift": shift, "flip": flip]
         if let gradientClip { j["gradient_clip"] = decimal(gradientClip) }
         if let labelLimit { j["label_limit"] = labelLimit }
         if let mixup { j["mixup"] = decimal(mixup) }
@@ -190,6 +228,18 @@ public final class Trainer<Report: TestReport> {
         }
         if (objective as? DistillationObjective)?.terms.contains(where: { $0.method == .dkd }) == true && (options.labelLimit != nil || options.mixup != nil) {
             throw TensorError(LossTerm.dkdNeedsEveryLabel)
+        }
+        try options.validate()
+        try options.validate(exampleShape: train.exampleShape)
+        guard train.count > 0 else { throw TensorError("\(train.source ?? "the training data"): no training rows") }
+        // A student or teacher that does not fit the data is an error here, not a failed
+        // precondition inside a layer or a loss on the first batch.
+        let classes = objective is DistillationObjective && train.numClasses > 0 ? train.numClasses : nil
+        if ModelShapes.understands(student) {
+            _ = try ModelShapes.check(student, inputShape: train.exampleShape, numClasses: classes, what: "the student (\(studentInfo.spec.prefix(80)))")
+        }
+        if objective is DistillationObjective {
+            for teacher in teachers { try checkTeacher(teacher, path: teacher.name, exampleShape: train.exampleShape, numClasses: classes, classNames: train.classNames) }
         }
         self.student = student; self.studentInfo = studentInfo; self.teachers = teachers; self.objective = objective
         self.options = options; self.train = train; self.run = run; self.evaluate = evaluate

@@ -20,6 +20,7 @@ struct Distill: ParsableCommand {
         do { command = try parseAsRoot() } catch { exitWithMessage(for: error) }
         do {
             try CPUFeatures.checkEnvironment()
+            try MemoryBudget.checkEnvironment()
             try BLAS.ensureLoaded()
             try command.run()
         } catch let interrupted as TrainingInterrupted {

@@ -49,6 +49,8 @@ struct ErrorPathTests {
         Case(arguments: ["embed", "--data", "t.csv", "--out", "t.txt"], status: 64, says: ["--out t.txt", ".npy"]),
         // Failures: settings out of range, missing files, data that does not fit.
         Case(arguments: ["train", "--epochs", "0"], status: 1, says: ["'epochs' (--epochs)", "1...100000"]),
+        Case(arguments: ["train", "--seed", "9223372036854775808"], status: 1, says: ["'seed' (--seed) must be 0...9223372036854775807"]),
+        Case(arguments: ["kd", "--teacher", "t/best.safetensors", "--output", "t"], status: 1, says: ["'output' (--output) t holds the teacher"]),
         Case(arguments: ["train", "--batch-size", "0"], status: 1, says: ["'batch_size' (--batch-size)"]),
         Case(arguments: ["train", "--lr", "nan"], status: 1, says: ["'learning_rate' (--lr)"]),
         Case(arguments: ["train", "--data", "missing.csv", "--label", "y"], status: 1, says: ["missing.csv"]),

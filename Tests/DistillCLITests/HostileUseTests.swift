@@ -43,6 +43,14 @@ struct HostileUseTests {
         }
     }
 
+    /// A memory budget that is no size is an error naming the variable, not a budget silently dropped.
+    @Test func aMemoryBudgetThatIsNoSizeIsAnError() throws {
+        for value in ["512mb", "banana", "0", "4e7"] {
+            let result = try runDistill(["inspect", "missing.onnx"], environment: ["DISTILL_MAX_MEMORY": value])
+            #expect(result.status == 1 && result.error.contains("DISTILL_MAX_MEMORY=\(value): expected a positive size"), "\(value): \(result.error)")
+        }
+    }
+
     /// `--resume DIR` continues the run as recorded: a changed option or experiment file is
     /// refused (it would have been ignored), and a fresh run into the same folder replaces the
     /// earlier run's files instead of mixing with them.

@@ -258,9 +258,11 @@ import Testing
     /// losses, dropout: `TrainingPlanTests`) through the graph.
     @Test func mlpStudentsTrainThroughAPlan() throws {
         let data = try Self.blobs()
+        let images = try LabeledDataset(features: Tensor.zeros([6, 1, 28, 28]), labels: [0, 1, 2, 0, 1, 2], numClasses: 3)
         func trainer(_ spec: String, _ terms: [LossTerm], inputShape: [Int] = [8]) throws -> Trainer<EvaluationReport> {
-            try Trainer(student: ModelZoo.build(spec, inputShape: inputShape, numClasses: 3), studentInfo: SavedModel(spec: spec, inputShape: inputShape, numClasses: 3),
-                        teachers: [], objective: DistillationObjective(terms: terms), options: TrainingOptions(), train: data, test: data, run: nil)
+            let data = inputShape == [8] ? data : images
+            return try Trainer(student: ModelZoo.build(spec, inputShape: inputShape, numClasses: 3), studentInfo: SavedModel(spec: spec, inputShape: inputShape, numClasses: 3),
+                               teachers: [], objective: DistillationObjective(terms: terms), options: TrainingOptions(), train: data, test: data, run: nil)
         }
         #expect(try trainer("mlp:8-16-3", [LossTerm(.ce)]).trainingPlan != nil)
         #expect(try trainer("cnn-tiny", [LossTerm(.ce)], inputShape: [1, 28, 28]).trainingPlan == nil)
