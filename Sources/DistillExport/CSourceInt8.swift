@@ -13,10 +13,9 @@ extension CSourceExport {
     /// (from the zero point when a ReLU follows). The last layer writes `(float)acc · scale + bias`
     /// as the output. Pooling works on the bytes (max exactly; average as the rounded mean of
     /// `q − zero point`). The input is standardised (tabular models) and quantized from floats.
-    /// Sums are `int` (`dk_acc`) when no layer sums more than `int32SafeProducts` products, which
-    /// lets compilers vectorise them, `long` otherwise; both give the same integers (a convolution
-    /// clips its window to the image once per position instead of testing every tap: integer sums
-    /// in any order are equal).
+    /// Sums are `int` (`dk_acc`): an int8 student sums at most `QuantizedPlan.maxProductsPerSum`
+    /// products, which an int32 holds (a convolution clips its window to the image once per
+    /// position instead of testing every tap: integer sums in any order are equal).
     /// Floating-point contraction stays off (ISO C mode in GCC, a pragma for clang) so every
     /// `a · b + c` rounds twice, as DistillKit's kernels do.
     public static func generate(_ student: QuantizedStudent, preprocessing: ExportPreprocessing = .init(),
@@ -104,8 +103,8 @@ extension CSourceExport {
                 let (scale, b) = epilogue(input: quantization, weightScales: w.scales, bias: bias, output: output)
                 constants += [int8Array("\(tag)_weight", w.values), array("\(tag)_scale", scale), array("\(tag)_bias", b)]
                 used.insert(.linear)
+                used.insert(.requantize)  // dk_linear_int8 calls it for byte outputs
                 if let output {
-                    used.insert(.requantize)
                     body.append("    dk_linear_int8(\(bytes(buffer)), \(bytes(next())), 0, \(tag)_weight, \(tag)_scale, \(tag)_bias, \(inputs), \(outs), "
                                 + "\(quantization.zeroPoint), \(output.zeroPoint), \(relu ? 1 : 0));")
                     quantization = output; buffer = next()
@@ -137,24 +136,21 @@ extension CSourceExport {
                  "#if defined(__clang__)", "#pragma STDC FP_CONTRACT OFF", "#endif", ""]
         c.append("const char *const \(prefix)_class_names[\(upper)_OUTPUT_SIZE] = {\n" + names.map { "    " + cString($0) }.joined(separator: ",\n") + "\n};\n")
         c += constants
-        // The accumulator: int when no sum can overflow it, so that compilers vectorise the products.
-        let accumulator = maxProducts <= Self.int32SafeProducts ? "int" : "long"
-        c.append("/* Sums of (q - zero point) * w: |each product| <= 255 * 127, at most \(maxProducts) per sum. */\ntypedef \(accumulator) dk_acc;\n")
+        // The accumulator: int, which no sum overflows (QuantizedPlan refuses wider layers).
+        guard maxProducts <= QuantizedPlan.maxProductsPerSum else {
+            throw ExportError(format: format, "a layer sums \(maxProducts) products, more than an int32 holds (\(QuantizedPlan.maxProductsPerSum))")
+        }
+        c.append("/* Sums of (q - zero point) * w: |each product| <= 255 * 127, at most \(maxProducts) per sum: int never overflows. */\ntypedef int dk_acc;\n")
         for helper in Int8Helper.allCases where used.contains(helper) { c.append(helper.source) }
         let workspace = """
             float *ws = workspace;
                 float *logits = workspace;
                 unsigned char *q0 = (unsigned char *)(workspace + \(outputs)), *q1 = q0 + \(4 * ((largest + 3) / 4));
+                (void)q1; /* unused by a one-layer model */
             """
         c += api(prefix, body: body, result: "logits", workspace: workspace)
         return (c.joined(separator: "\n"), h)
     }
-
-    /// Products an int32 sum of `(q − zero point) · w` holds without overflow: each product is at
-    /// most 255 · 127 = 32,385 in magnitude (q and the zero point are bytes, |w| ≤ 127), and
-    /// 66,311 · 32,385 < 2³¹ − 1. Larger layers sum in `long`, as DistillKit's int8 path would
-    /// overflow its int32 accumulators there anyway.
-    static let int32SafeProducts = Int(Int32.max) / (255 * 127)
 
     /// Writes an int8 student's `source` and its header, atomically, after generating both.
     public static func write(_ student: QuantizedStudent, preprocessing: ExportPreprocessing = .init(), to source: URL, options: Options = .init()) throws -> URL {

@@ -68,7 +68,18 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
     private var bufferRows = 0
     private var imageScratch: [UnsafeMutablePointer<UInt8>] = []
 
-    /// Plans `student`; throws naming the problem when its layers do not chain (a corrupt file).
+    /// Products one int32 sum of `(q − zero point) · w` holds without overflow: each is at most
+    /// 255 · 127 = 32,385 in magnitude (q and the zero point are bytes, |w| ≤ 127), and 66,311 ·
+    /// 32,385 < 2³¹ − 1. A layer summing more per output (a linear layer of more inputs, a
+    /// convolution of more channels × kernel taps) is refused: its sums could wrap.
+    public static let maxProductsPerSum = Int(Int32.max) / (255 * 127)
+
+    static func tooWide(_ layer: String, products: Int?) -> String {
+        "\(layer) sums \(products.map(String.init) ?? "too many") products per output, more than the \(maxProductsPerSum) an int32 sum of 8-bit products holds without overflow; keep this model in float32"
+    }
+
+    /// Plans `student`; throws naming the problem when its layers do not chain (a corrupt file),
+    /// or when a layer sums more than `maxProductsPerSum` products.
     public init(_ student: QuantizedStudent) throws {
         func fail(_ why: String) -> TensorError { TensorError("int8 model '\(student.info.spec.prefix(80))': \(why)") }
         guard student.input.isValid else { throw fail("input scale \(student.input.scale) / zero point \(student.input.zeroPoint) out of range") }
@@ -92,6 +103,9 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
                         throw fail("convolution \(w.shape) does not fit its input of \(a.channels) channels or holds invalid scales")
                     }
                     let (outs, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+                    guard let taps = CheckedSize.product([a.channels, kh, kw]), taps <= Self.maxProductsPerSum else {
+                        throw fail(Self.tooWide("convolution \(w.shape)", products: CheckedSize.product([a.channels, kh, kw])))
+                    }
                     let p = a.height + 2 * padding[0] - kh, q = a.width + 2 * padding[1] - kw
                     guard p >= 0, q >= 0 else { throw fail("convolution kernel \(kh)×\(kw) larger than its \(a.height)×\(a.width) input") }
                     activations[activations.count - 1].padH = padding[0]
@@ -158,6 +172,7 @@ public final class QuantizedPlan: RowPredictor, @unchecked Sendable {
                   output?.isValid ?? true, (output == nil) == (j == layers.count - 1) else {
                 throw fail("linear layer \(w.shape) does not take \(features) features, holds invalid scales, or its output kind is wrong (only the last layer gives floats)")
             }
+            guard features <= Self.maxProductsPerSum else { throw fail(Self.tooWide("linear layer \(w.shape)", products: features)) }
             var values = w.values
             if stages.isEmpty, let last = activations.last {
                 // The front writes [H, W, C]; the weight reads [C, H, W].

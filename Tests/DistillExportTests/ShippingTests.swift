@@ -243,6 +243,7 @@ enum Students {
             ("cnn", cnn, [2, 7, 7], 5, .init()),
             ("pooled", pooled, [1, 6, 6], 3, .init()),
             ("tabular", try ModelZoo.build("mlp:3-8-2", seed: 5), [3], 2, .init(inputMean: [100, -3, 0], inputStd: [20, 0.5, 1e-9])),
+            ("one-layer", try ModelZoo.build("mlp:3-2", seed: 6), [3], 2, .init()),  // no byte outputs: its helpers still build
         ]
         for (name, model, shape, classes, preprocessing) in cases {
             let samples = Tensor.testNormal([64] + shape, seed: 21, requiresGrad: false)

@@ -221,6 +221,14 @@ import Testing
         #expect(loaded(samples).scalars == (try QuantizedPlan(student))(samples).scalars)
         // A float model's file is not an int8 one.
         #expect(try QuantizedStudent.decodeIfQuantized(Safetensors.encode(["w": Tensor.zeros([2])], metadata: ["distillkit.spec": "mlp:2-2"]), name: "f") == nil)
+        // A layer whose int32 sums could wrap (more than 66,311 products of 255 · 127) is refused.
+        var g = SeededGenerator(seed: 4)
+        let wide = QuantizedPlan.maxProductsPerSum + 1
+        let wideModel = Sequential([Linear(wide, 2, generator: &g)])
+        let wideInfo = SavedModelDescription(spec: "mlp:\(wide)-2", inputShape: [wide], numClasses: 2, extra: [:])
+        expectTensorError(["linear layer [2, \(wide)]", "more than the 66311", "keep this model in float32"]) {
+            _ = try Quantizer.quantize(wideModel, info: wideInfo, samples: Tensor.zeros([2, wide]), labels: [0, 1])
+        }
         // A run's checkpoint is named as such, with the run's model files to use instead.
         let checkpoint = try Safetensors.encode(["student.0.weight": Tensor.zeros([2])], metadata: [SavedModel.checkpointKey: "3"])
         expectTensorError(["runs/a/checkpoint.safetensors", "training checkpoint", "runs/a/best.safetensors"]) {
