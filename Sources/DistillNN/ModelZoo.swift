@@ -174,11 +174,21 @@ public struct SavedModel {
 
     /// Rebuilds the model a file describes and loads its weights.
     public static func load(_ url: URL) throws -> (model: Sequential, info: SavedModel) {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw TensorError("\(url.path): cannot read model (\(error.localizedDescription))")
+        try decode(try readFile(url), name: url.path)
+    }
+
+    /// The bytes of a model file; a folder, FIFO or device is an error saying which (a folder
+    /// given as a model is a run folder without its best.safetensors).
+    static func readFile(_ url: URL) throws -> Data {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+            throw TensorError("\(url.path): is a folder without best.safetensors (a run folder's model); name a model file, or a run folder that finished an epoch")
         }
-        return try decode(data, name: url.path)
+        let formats = ["onnx": "an ONNX graph", "tflite": "a LiteRT (TFLite) model", "mlmodel": "a Core ML model"]
+        if let kind = formats[url.pathExtension.lowercased()] {
+            throw TensorError("\(url.path): is \(kind); this takes DistillKit model files (.safetensors from distill train, kd or quantize, or their run folder)")
+        }
+        return try InputFile.read(url, what: "model")
     }
 
     /// Rebuilds the model that the bytes of a saved-model file describe; `name` appears in errors.

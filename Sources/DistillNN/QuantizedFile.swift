@@ -206,10 +206,7 @@ extension QuantizedStudent {
 
     /// Reads an int8 student file.
     public static func load(_ url: URL) throws -> QuantizedStudent {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw TensorError("\(url.path): cannot read model (\(error.localizedDescription))")
-        }
+        let data = try SavedModel.readFile(url)
         guard let student = try decodeIfQuantized(data, name: url.path) else {
             throw TensorError("\(url.path): not an int8 model (no \(markerKey) entry in its metadata); make one with `distill quantize`")
         }

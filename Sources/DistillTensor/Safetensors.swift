@@ -148,10 +148,18 @@ public enum AtomicFile {
         return leftovers
     }
 
-    public static func write(_ data: Data, to url: URL) throws {
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
-            throw TensorError("\(url.path): is a folder; name a file to write")
+    /// Writes `data` to `url` through a temporary file renamed over it, so that a reader never
+    /// sees half a file and a failed write keeps the previous one. A symbolic link is written
+    /// through (its target replaced); a folder, FIFO, device or socket at `url` is an error, not
+    /// replaced by a regular file.
+    public static func write(_ data: Data, to given: URL) throws {
+        var url = given
+        for _ in 0..<16 {  // a link to a file not yet written is followed too
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: url.path) else { break }
+            url = target.hasPrefix("/") ? URL(fileURLWithPath: target) : url.deletingLastPathComponent().appendingPathComponent(target)
+        }
+        if let problem = InputFile.problem(at: url.path), problem != "no such file", problem != "permission denied" {
+            throw TensorError("\(given.path): \(problem == "is a folder, not a file" ? "is a folder" : problem); name a file to write")
         }
         let folder = url.deletingLastPathComponent()
         try OutputFolder.create(folder, what: "folder of \(url.lastPathComponent)")

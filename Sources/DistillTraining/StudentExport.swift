@@ -35,8 +35,18 @@ public enum StudentExport {
         }
     }
 
+    /// Throws when a file to write is the model being exported (or a link to it): the export
+    /// would replace the trained model.
+    static func refuseOverwriting(_ model: URL, with outputs: URL...) throws {
+        let source = model.standardizedFileURL.resolvingSymlinksInPath().path
+        for output in outputs where output.standardizedFileURL.resolvingSymlinksInPath().path == source {
+            throw TensorError("\(output.path) is the model being exported; write the export to another file")
+        }
+    }
+
     /// Exports the saved model at `model` (a `.safetensors` file from `distill train`/`kd`) to `onnx`.
     public static func onnx(modelAt model: URL, to onnx: URL, opset: Int = 17) throws -> Report {
+        try refuseOverwriting(model, with: onnx)
         guard ONNXExport.supportedOpsets.contains(opset) else {
             throw TensorError("opset \(opset): DistillKit writes opsets \(ONNXExport.supportedOpsets.lowerBound) to \(ONNXExport.supportedOpsets.upperBound)")
         }
@@ -152,6 +162,7 @@ extension StudentExport {
     /// Exports the saved model at `model` as C99 source (`source`, and the header beside it).
     /// `prefix` names the functions (`student_predict`).
     public static func c(modelAt model: URL, to source: URL, classNames: [String]? = nil, prefix: String = "student") throws -> ShippedReport {
+        try refuseOverwriting(model, with: source, source.deletingPathExtension().appendingPathExtension("h"))
         if let (student, info) = try int8Student(at: model) { return try c(int8: student, info: info, model: model, to: source, classNames: classNames, prefix: prefix) }
         let (graph, info, difference) = try lowered(modelAt: model, format: CSourceExport.format)
         let names = try checkedClassNames(classNames, graph: graph, format: CSourceExport.format)
@@ -165,6 +176,7 @@ extension StudentExport {
     /// `classNames`, or a regressor for a regression model; an int8 student with 8-bit weights
     /// (`coreML(int8:...)`).
     public static func coreML(modelAt model: URL, to file: URL, classNames: [String]? = nil) throws -> ShippedReport {
+        try refuseOverwriting(model, with: file)
         if let (student, info) = try int8Student(at: model) { return try coreML(int8: student, info: info, model: model, to: file, classNames: classNames) }
         let (graph, info, difference) = try lowered(modelAt: model, format: CoreMLExport.format)
         let isRegressor = try Tabular.targetScaling(of: info, source: model.path) != nil
@@ -181,6 +193,7 @@ extension StudentExport {
     /// data sets, or with `floatLogits` its last layer in float32.
     public static func tflite(modelAt model: URL, to file: URL, classNames: [String]? = nil, calibration: CalibrationData? = nil,
                               floatLogits: Bool = false) throws -> ShippedReport {
+        try refuseOverwriting(model, with: file)
         if let (student, info) = try int8Student(at: model) {
             return try tflite(int8: student, info: info, model: model, to: file, classNames: classNames, calibration: calibration, floatLogits: floatLogits)
         }
@@ -259,10 +272,15 @@ extension StudentExport {
         return (graph, info, difference)
     }
 
+    /// A file that does not parse is a reading error (its message names the file), not an export's.
+    static func reading<T>(_ parse: () throws -> T) throws -> T {
+        do { return try parse() } catch let error as ExportError { throw TensorError(error.message) }
+    }
+
     /// `distill inspect` on a .tflite file: the summary DistillKit prints for ONNX models.
     public static func summary(ofTFLite url: URL) throws -> InspectionSummary {
         let data = try readFile(url, format: TFLiteExport.format)
-        let s = try TFLiteSummary(data, source: url.path)
+        let s = try reading { try TFLiteSummary(data, source: url.path) }
         func info(_ t: TFLiteSummary.TensorInfo) -> ONNXValueInfo {
             ONNXValueInfo(name: t.name, type: t.type == "float32" ? .float : t.type == "int8" ? .int8 : t.type == "int32" ? .int32 : nil,
                           shape: t.shape.enumerated().map { $0.offset == 0 ? .named("N") : .fixed($0.element) })
@@ -275,7 +293,7 @@ extension StudentExport {
     /// `distill inspect` on a .mlmodel file: the summary DistillKit prints for ONNX models.
     public static func summary(ofCoreML url: URL) throws -> InspectionSummary {
         let data = try readFile(url, format: CoreMLExport.format)
-        let s = try CoreMLSummary(data, source: url.path)
+        let s = try reading { try CoreMLSummary(data, source: url.path) }
         func info(_ f: CoreMLSummary.FeatureInfo) -> ONNXValueInfo {
             var value = ONNXValueInfo(name: f.name, type: f.type == "float32" ? .float : f.type == "double" ? .double : nil,
                                       shape: f.shape.map { $0.map { .fixed($0) } })
@@ -291,8 +309,6 @@ extension StudentExport {
     }
 
     static func readFile(_ url: URL, format: String) throws -> Data {
-        do { return try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw ExportError(format: format, "\(url.path): cannot read (\(error.localizedDescription))")
-        }
+        try InputFile.read(url, what: "\(format) model")
     }
 }

@@ -17,7 +17,10 @@ public func loadTeacher(_ path: String, options: ONNXTeacherOptions = .init(), s
                         rawRows: LabeledDataset? = nil) throws -> Teacher {
     let path = RunFolder.modelFile(path)
     let url = URL(fileURLWithPath: path)
-    guard FileManager.default.fileExists(atPath: path) else { throw TensorError("teacher file \(path) does not exist") }
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw TensorError("teacher file \(path) does not exist") }
+    guard !isFolder.boolValue else { throw TensorError("\(path): is a folder without best.safetensors (a run folder's model); name the teacher's model file") }
+    try InputFile.checkRegular(path, what: "teacher")
     try options.validate()
     let base: Teacher
     var own: FeatureStatistics? = nil

@@ -51,6 +51,15 @@ struct Export: ParsableCommand {
         if let cSource, !cSource.lowercased().hasSuffix(".c") {
             throw ValidationError("--c \(cSource.prefix(80)): name a .c file (its header is written beside it, same name, .h)")
         }
+        // A file named for another format would be read as that format (and refused) later.
+        let formats = ["onnx": "--onnx", "c": "--c", "h": "--c", "mlmodel": "--coreml", "mlpackage": "--coreml", "tflite": "--tflite",
+                       "safetensors": "a model (distill train, kd, quantize)", "npy": "teacher outputs", "csv": "data"]
+        for (option, path) in [("--onnx", onnx), ("--coreml", coreML), ("--tflite", tflite)] {
+            guard let path, let kind = formats[URL(fileURLWithPath: path).pathExtension.lowercased()],
+                  kind != option || path.lowercased().hasSuffix(".mlpackage") else { continue }
+            let hint = option == "--coreml" && path.lowercased().hasSuffix(".mlpackage") ? " (DistillKit writes a .mlmodel file; .mlpackage is a folder format)" : ""
+            throw ValidationError("\(option) \(path.prefix(80)): that name is for \(kind == option ? "a Core ML package" : kind); name a \(["--onnx": ".onnx", "--coreml": ".mlmodel", "--tflite": ".tflite"][option]!) file\(hint)")
+        }
         if let calibration, tflite == nil { throw ValidationError("--calibration \(calibration.prefix(80)) is for int8 students exported with --tflite") }
         if floatLogits, tflite == nil { throw ValidationError("--float-logits is for int8 students exported with --tflite") }
         guard (1...StudentQuantization.maxSamples).contains(samples) else { throw ValidationError("--samples \(samples): must be in 1...\(StudentQuantization.maxSamples)") }
@@ -105,6 +114,10 @@ struct Inspect: ParsableCommand {
         case "c", "h":
             throw ValidationError("\(model): C source from distill export --c; it is compiled, not inspected (its header lists the sizes: STUDENT_INPUT_SIZE, STUDENT_OUTPUT_SIZE)")
         default:
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: model, isDirectory: &isFolder), isFolder.boolValue {
+                _ = try SavedModel.load(url)  // says what a folder given as a model lacks
+            }
             throw ValidationError("\(model): inspect reads .onnx, .tflite, .mlmodel and .safetensors models")
         }
         // Quantized files list their parameters: an int8 TFLite file every tensor's (activations

@@ -1,5 +1,8 @@
 import DistillTestSupport
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 /// Uses of the command line that once crashed, or silently did the wrong thing, each with the
@@ -40,6 +43,37 @@ struct HostileUseTests {
             let result = try runDistill(common + extra + ["--output", "s"], in: folder)
             #expect(result.status == status && result.error.contains("dkd") && result.error.contains(extra[0]), "\(extra): \(result.error)")
             #expect(!exists(folder, "s"), "\(extra) wrote a run folder")
+        }
+    }
+
+    /// `export` never writes over its own model, nor turns a FIFO into a regular file; a link is
+    /// written through; a model argument that is a FIFO, a device, a folder without a model or
+    /// an ONNX graph is named as such.
+    @Test func exportOutputsAndModelInputsAreChecked() throws {
+        let folder = try folderWithTeacher()
+        let model = "teacher/best.safetensors"
+        let ownName = try runDistill(["export", model, "--onnx", model], in: folder)
+        #expect(ownName.status == 64 && ownName.error.contains("that name is for a model"), "\(ownName.error)")
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("alias.onnx").path, withDestinationPath: model)
+        let throughLink = try runDistill(["export", model, "--onnx", "alias.onnx"], in: folder)
+        #expect(throughLink.status == 1 && throughLink.error.contains("is the model being exported"), "\(throughLink.error)")
+        #expect(mkfifo(folder.appendingPathComponent("pipe.onnx").path, 0o644) == 0)
+        let pipe = try runDistill(["export", model, "--onnx", "pipe.onnx"], in: folder)
+        #expect(pipe.status == 1 && pipe.error.contains("is a FIFO (named pipe), not a regular file; name a file to write"), "\(pipe.error)")
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("link.onnx").path, withDestinationPath: "real.onnx")
+        let linked = try runDistill(["export", model, "--onnx", "link.onnx"], in: folder)
+        #expect(linked.status == 0 && exists(folder, "real.onnx"), "\(linked.error)")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: folder.appendingPathComponent("link.onnx").path)) == "real.onnx")
+        let mlpackage = try runDistill(["export", model, "--coreml", "m.mlpackage"], in: folder)
+        #expect(mlpackage.status == 64 && mlpackage.error.contains(".mlpackage is a folder format"), "\(mlpackage.error)")
+
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("empty-run"), withIntermediateDirectories: true)
+        for (arguments, says) in [(["eval", "pipe.onnx"], "is a FIFO (named pipe)"), (["eval", "/dev/zero"], "is a device, not a regular file"),
+                                  (["export", "empty-run", "--onnx", "o.onnx"], "is a folder without best.safetensors"),
+                                  (["inspect", "empty-run"], "is a folder without best.safetensors"),
+                                  (["export", "real.onnx", "--c", "o.c"], "is an ONNX graph; this takes DistillKit model files")] {
+            let result = try runDistill(arguments, in: folder)
+            #expect(result.status == 1 && result.error.contains(says), "\(arguments): \(result.error)")
         }
     }
 
