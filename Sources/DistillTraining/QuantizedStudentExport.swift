@@ -76,9 +76,7 @@ extension StudentExport {
         }
         let p = try preprocessing(of: info, source: model.path)
         let outputs = info.numClasses
-        if let classNames, classNames.count != outputs {
-            throw ExportError(format: TFLiteExport.format, "\(classNames.count) class names given; the model has \(outputs) outputs")
-        }
+        let names = try checkedClassNames(classNames, outputs: outputs, format: TFLiteExport.format)
         var logits = TFLiteExport.Logits.int16, note = ""
         if floatLogits { (logits, note) = (.float, "logits in float32: the last layer runs on the dequantized int8 values and weights") }
         if let calibration {
@@ -87,7 +85,6 @@ extension StudentExport {
             note = String(format: "logits stored as int8: scale %.6g, zero point %d (DistillKit's int8 logits on %d samples of %@ span %.4g to %.4g)",
                           Double(q.scale), Int(q.zeroPoint) - 128, samples, calibration.data, Double(low), Double(high))
         }
-        let names = classNames ?? (0..<outputs).map(String.init)
         try TFLiteExport.write(student, logits: logits, preprocessing: ExportPreprocessing(inputMean: p.inputMean, inputStd: p.inputStd),
                                to: file, classNames: names, description: "DistillKit int8 student \(info.spec)")
         var report = ShippedReport(target: .tflite, files: [file], summary: try summary(ofTFLite: file), parameters: student.parameterCount,
@@ -143,10 +140,7 @@ extension StudentExport {
             throw ExportError(format: CoreMLExport.format, "\(model.path): int8 students are classifiers; a regression target scaling cannot be exported")
         }
         let outputs = info.numClasses
-        if let classNames, classNames.count != outputs {
-            throw ExportError(format: CoreMLExport.format, "\(classNames.count) class names given; the model has \(outputs) outputs")
-        }
-        let names = classNames ?? (0..<outputs).map(String.init)
+        let names = try checkedClassNames(classNames, outputs: outputs, format: CoreMLExport.format)
         let options = CoreMLExport.Options(classNames: names, shortDescription: "DistillKit int8 student \(info.spec)",
                                            metadata: ["distillkit.spec": info.spec, "distillkit.source": model.lastPathComponent,
                                                       "distillkit.quantization": "int8 weights per output channel (8-bit linear), float activations"])

@@ -56,7 +56,7 @@ public enum RegressionRunner {
             if let t = teacherTest { lines.append(String(format: "teacher   test RMSE %.4f  MAE %.4f  R² %.4f", t.rmse, t.mae, t.r2)) }
             lines.append((teacherTest == nil ? "trained  " : "distilled") + String(format: " test RMSE %.4f  MAE %.4f  R² %.4f  (%d parameters, %d rows)",
                                                                                     test.rmse, test.mae, test.r2, parameters, test.count))
-            if let runFolder { lines.append("run folder: \(runFolder.url.path)") }
+            lines.append(runFolder.map { "run folder: \($0.url.path)" } ?? "no run folder (no --output): the model was not saved; add --output DIR to keep it")
             return lines.joined(separator: "\n")
         }
     }

@@ -165,7 +165,7 @@ extension StudentExport {
         try refuseOverwriting(model, with: source, source.deletingPathExtension().appendingPathExtension("h"))
         if let (student, info) = try int8Student(at: model) { return try c(int8: student, info: info, model: model, to: source, classNames: classNames, prefix: prefix) }
         let (graph, info, difference) = try lowered(modelAt: model, format: CSourceExport.format)
-        let names = try checkedClassNames(classNames, graph: graph, format: CSourceExport.format)
+        let names = try checkedClassNames(classNames, outputs: graph.outputShape.reduce(1, *), format: CSourceExport.format)
         let options = CSourceExport.Options(prefix: prefix, classNames: names, headerName: source.deletingPathExtension().lastPathComponent + ".h",
                                             description: ["Model: \(model.lastPathComponent) (\(info.spec)), input \(info.inputShape), \(graph.outputShape.reduce(1, *)) outputs."])
         let header = try CSourceExport.write(graph, to: source, options: options)
@@ -180,7 +180,7 @@ extension StudentExport {
         if let (student, info) = try int8Student(at: model) { return try coreML(int8: student, info: info, model: model, to: file, classNames: classNames) }
         let (graph, info, difference) = try lowered(modelAt: model, format: CoreMLExport.format)
         let isRegressor = try Tabular.targetScaling(of: info, source: model.path) != nil
-        let names = try checkedClassNames(classNames, graph: graph, format: CoreMLExport.format)
+        let names = try checkedClassNames(classNames, outputs: graph.outputShape.reduce(1, *), format: CoreMLExport.format)
         let options = CoreMLExport.Options(classNames: names, isRegressor: isRegressor, shortDescription: "DistillKit student \(info.spec)",
                                            metadata: ["distillkit.spec": info.spec, "distillkit.source": model.lastPathComponent])
         try CoreMLExport.write(graph, to: file, options: options)
@@ -201,7 +201,7 @@ extension StudentExport {
             throw ExportError(format: TFLiteExport.format, "\(calibration != nil ? "--calibration" : "--float-logits") is for int8 students (distill quantize); \(model.path) is a float model, exported as float32")
         }
         let (graph, info, difference) = try lowered(modelAt: model, format: TFLiteExport.format)
-        let names = try checkedClassNames(classNames, graph: graph, format: TFLiteExport.format)
+        let names = try checkedClassNames(classNames, outputs: graph.outputShape.reduce(1, *), format: TFLiteExport.format)
         try TFLiteExport.write(graph, to: file, classNames: names, description: "DistillKit student \(info.spec)")
         return ShippedReport(target: .tflite, files: [file], summary: try summary(ofTFLite: file), parameters: graph.parameterCount,
                              maxDifference: difference, classNames: names)
@@ -219,10 +219,7 @@ extension StudentExport {
     static func c(int8 student: QuantizedStudent, info: SavedModel, model: URL, to source: URL, classNames: [String]?, prefix: String) throws -> ShippedReport {
         let p = try preprocessing(of: info, source: model.path)
         let outputs = info.numClasses
-        if let classNames, classNames.count != outputs {
-            throw ExportError(format: CSourceExport.format, "\(classNames.count) class names given; the model has \(outputs) outputs")
-        }
-        let names = classNames ?? (0..<outputs).map(String.init)
+        let names = try checkedClassNames(classNames, outputs: outputs, format: CSourceExport.format)
         let options = CSourceExport.Options(prefix: prefix, classNames: names, headerName: source.deletingPathExtension().lastPathComponent + ".h",
                                             description: ["Model: \(model.lastPathComponent) (int8 \(info.spec)), input \(info.inputShape), \(outputs) outputs.",
                                                           "Build with -std=c99 (or -ffp-contract=off) for outputs bit-identical to DistillKit's int8 path."])
@@ -232,11 +229,17 @@ extension StudentExport {
                              classNames: names, int8: true)
     }
 
-    static func checkedClassNames(_ names: [String]?, graph: ExportGraph, format: String) throws -> [String] {
-        let outputs = graph.outputShape.reduce(1, *)
+    /// The class names a shipped model carries: `names`, one per output, none empty and no two
+    /// alike (Core ML keys its class probabilities by name), or 0, 1, ... when none are given.
+    static func checkedClassNames(_ names: [String]?, outputs: Int, format: String) throws -> [String] {
         guard let names else { return (0..<outputs).map(String.init) }
         guard names.count == outputs else {
             throw ExportError(format: format, "\(names.count) class names given; the model has \(outputs) outputs")
+        }
+        if let empty = names.firstIndex(where: { $0.isEmpty }) { throw ExportError(format: format, "class name \(empty + 1) is empty") }
+        var seen = Set<String>()
+        if let twice = names.first(where: { !seen.insert($0).inserted }) {
+            throw ExportError(format: format, "the class name '\(twice.prefix(40))' is given twice; each class needs its own")
         }
         return names
     }

@@ -208,7 +208,7 @@ func report(_ result: ExperimentRunner.Result, json: Bool) {
         printJSON(object)
     } else {
         print(summaryTable(result.rows))
-        if let run = result.runFolder { print("run folder: \(run.url.path)") }
+        print(result.runFolder.map { "run folder: \($0.url.path)" } ?? "no run folder (no --output): the model was not saved; add --output DIR to keep it")
     }
 }
 

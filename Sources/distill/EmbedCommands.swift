@@ -17,8 +17,8 @@ enum TextModel {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue {
             // A file: a run's checkpoint, or a safetensors file that is no model, says so when loaded.
             if FileKind(path) == .safetensors { _ = try SavedModel.load(URL(fileURLWithPath: path)) }
-        } else {
-            // Not a text model: reading it as a sentence-transformers folder says what is missing.
+        } else if !FileManager.default.fileExists(atPath: RunFolder(URL(fileURLWithPath: path)).bestModel.path) {
+            // Not a text model nor a run folder: reading it as a sentence-transformers folder says what is missing.
             _ = try SentenceEncoder(folder: URL(fileURLWithPath: path))
         }
         throw ValidationError("\(path) is not a text model (a sentence-transformers folder or a student of distill text-kd)")

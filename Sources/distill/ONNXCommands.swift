@@ -35,7 +35,7 @@ struct Export: ParsableCommand {
     @Option(help: "Class names, comma-separated, one per output (C, Core ML, TFLite; default 0, 1, ...).") var classNames: String?
     @Option(help: "int8 students with --tflite: store the logits as int8 (default int16), their range set by this data's training rows (fashion-mnist, mnist, a .csv with --label, or .npz).") var calibration: String?
     @Option(help: "Label column of a --calibration .csv file.") var label: String?
-    @Option(help: "Calibration rows drawn from the training split (with --calibration).") var samples = 1000
+    @Option(help: "Calibration rows drawn from the training split (with --calibration; default 1000).") var samples: Int?
     @Flag(help: "int8 students with --tflite: run the last layer in float32 (logits as DistillKit's int8 path gives them; not with --calibration).") var floatLogits = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
@@ -62,7 +62,12 @@ struct Export: ParsableCommand {
         }
         if let calibration, tflite == nil { throw ValidationError("--calibration \(calibration.prefix(80)) is for int8 students exported with --tflite") }
         if floatLogits, tflite == nil { throw ValidationError("--float-logits is for int8 students exported with --tflite") }
-        guard (1...StudentQuantization.maxSamples).contains(samples) else { throw ValidationError("--samples \(samples): must be in 1...\(StudentQuantization.maxSamples)") }
+        if calibration == nil, let given = samples.map({ _ in "--samples" }) ?? label.map({ _ in "--label" }) {
+            throw ValidationError("\(given) is for --calibration DATA (int8 students exported with --tflite)")
+        }
+        if let samples, !(1...StudentQuantization.maxSamples).contains(samples) {
+            throw ValidationError("--samples \(samples): must be in 1...\(StudentQuantization.maxSamples)")
+        }
     }
 
     func run() throws {
@@ -81,7 +86,7 @@ struct Export: ParsableCommand {
             report = try StudentExport.coreML(modelAt: modelURL, to: URL(fileURLWithPath: coreML), classNames: names)
         } else {
             report = try StudentExport.tflite(modelAt: modelURL, to: URL(fileURLWithPath: tflite!), classNames: names,
-                                              calibration: calibration.map { StudentExport.CalibrationData(data: $0, labelColumn: label, samples: samples) },
+                                              calibration: calibration.map { StudentExport.CalibrationData(data: $0, labelColumn: label, samples: samples ?? 1000) },
                                               floatLogits: floatLogits)
         }
         if json { printJSON(report.json) } else { print(report.text) }

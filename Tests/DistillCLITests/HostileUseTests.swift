@@ -64,6 +64,12 @@ struct HostileUseTests {
         let linked = try runDistill(["export", model, "--onnx", "link.onnx"], in: folder)
         #expect(linked.status == 0 && exists(folder, "real.onnx"), "\(linked.error)")
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: folder.appendingPathComponent("link.onnx").path)) == "real.onnx")
+        for (arguments, status, says) in [(["--coreml", "n.mlmodel", "--class-names", "a,a"], Int32(1), "the class name 'a' is given twice"),
+                                          (["--c", "n.c", "--class-names", "a,"], 1, "class name 2 is empty"),
+                                          (["--onnx", "n.onnx", "--samples", "5"], 64, "--samples is for --calibration")] {
+            let result = try runDistill(["export", model] + arguments, in: folder)
+            #expect(result.status == status && result.error.contains(says), "\(arguments): \(result.error)")
+        }
         let mlpackage = try runDistill(["export", model, "--coreml", "m.mlpackage"], in: folder)
         #expect(mlpackage.status == 64 && mlpackage.error.contains(".mlpackage is a folder format"), "\(mlpackage.error)")
 
