@@ -130,8 +130,13 @@ public enum ExperimentRunner {
 
         let run = experiment.output.map { RunFolder(URL(fileURLWithPath: $0)) }
         if let run, world.isMain {
+            let teacherFiles = experiment.teachers + [experiment.teacherOutputs].compactMap { $0 }
+            if resume { try run.checkTeachers(teacherFiles) }
             try run.create(replacingEarlierRun: !resume)
-            if !resume { try run.writeJSON(experiment.json, to: run.config) }
+            if !resume {
+                try run.writeJSON(experiment.json, to: run.config)
+                try run.recordTeachers(teacherFiles)
+            }
         }
         for (i, teacher) in teachers.enumerated() where !cachedOutputs && i < experiment.teachers.count {
             try warnIfNearChance(teacher, path: experiment.teachers[i], on: train)

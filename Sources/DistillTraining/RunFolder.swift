@@ -45,7 +45,7 @@ public struct RunFolder: Sendable {
         try RunFolder.lock(self)
         AtomicFile.removeLeftovers(in: url)
         guard replacingEarlierRun else { return }
-        for file in [checkpoint, metrics, bestModel, finalModel, report, url.appendingPathComponent("summary.json"), url.appendingPathComponent("summary.txt")]
+        for file in [checkpoint, metrics, bestModel, finalModel, report, teacherRecord, url.appendingPathComponent("summary.json"), url.appendingPathComponent("summary.txt")]
         where FileManager.default.fileExists(atPath: file.path) {
             do { try FileManager.default.removeItem(at: file) } catch {
                 throw TensorError("\(file.path): cannot remove the earlier run's file before starting afresh (\(error.localizedDescription))")
@@ -76,6 +76,36 @@ public struct RunFolder: Sendable {
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
         held[key] = fd
+    }
+
+    /// `teachers.json`: the size and a hash of each file the run reads its teacher from (models,
+    /// then cached outputs), so that `--resume` notices a teacher replaced at the same path.
+    public var teacherRecord: URL { url.appendingPathComponent("teachers.json") }
+
+    /// Size and FNV-1a hash of a file's bytes: "1234:9f0e…".
+    static func fingerprint(ofFile path: String) throws -> String {
+        let data = try InputFile.read(URL(fileURLWithPath: path), what: "teacher")
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        data.withUnsafeBytes { bytes in
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        }
+        return "\(data.count):\(String(hash, radix: 16))"
+    }
+
+    /// Records the fingerprints of the teacher files `paths` (a run starting afresh).
+    func recordTeachers(_ paths: [String]) throws {
+        try writeJSON(try paths.map { try Self.fingerprint(ofFile: $0) }, to: teacherRecord)
+    }
+
+    /// Throws, naming the file, when a teacher file differs from the one recorded when the run
+    /// started: resuming would finish the run with another teacher. A run folder without a
+    /// record (written before there was one) passes.
+    func checkTeachers(_ paths: [String]) throws {
+        guard FileManager.default.fileExists(atPath: teacherRecord.path),
+              let recorded = try? JSONSerialization.jsonObject(with: InputFile.read(teacherRecord, what: "teacher record", limit: 1 << 20)) as? [String] else { return }
+        for (path, before) in zip(paths, recorded) where try Self.fingerprint(ofFile: path) != before {
+            throw TensorError("--resume \(url.path): the teacher \(path) is not the file this run started with (size:hash \(before) then, \(try Self.fingerprint(ofFile: path)) now); put that teacher back, or start the run afresh without --resume")
+        }
     }
 
     /// What a failed run leaves, for its error message: where the last good checkpoint is, or

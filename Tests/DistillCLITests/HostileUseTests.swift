@@ -83,6 +83,22 @@ struct HostileUseTests {
         }
     }
 
+    /// A teacher replaced at the same path while its student's run was stopped: `--resume` says
+    /// so instead of finishing the run with another teacher.
+    @Test func resumeNoticesAReplacedTeacher() throws {
+        let folder = try folderWithTeacher()
+        let kd = try runDistill(["kd", "--data", "data.csv", "--label", "label", "--teacher", "teacher/best.safetensors", "--student", "mlp:3-8-2",
+                                 "--epochs", "1", "--output", "s", "--quiet"], in: folder)
+        try #require(kd.status == 0, "\(kd.error)")
+        #expect(exists(folder, "s/teachers.json"))
+        let other = try runDistill(["train", "--data", "data.csv", "--label", "label", "--model", "mlp:3-4-2", "--epochs", "1", "--output", "other", "--quiet"], in: folder)
+        try #require(other.status == 0, "\(other.error)")
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("teacher/best.safetensors"))
+        try FileManager.default.copyItem(at: folder.appendingPathComponent("other/best.safetensors"), to: folder.appendingPathComponent("teacher/best.safetensors"))
+        let resumed = try runDistill(["kd", "--resume", "s", "--quiet"], in: folder)
+        #expect(resumed.status == 1 && resumed.error.contains("teacher/best.safetensors is not the file this run started with"), "\(resumed.error)")
+    }
+
     /// A memory budget that is no size is an error naming the variable, not a budget silently dropped.
     @Test func aMemoryBudgetThatIsNoSizeIsAnError() throws {
         for value in ["512mb", "banana", "0", "4e7"] {
