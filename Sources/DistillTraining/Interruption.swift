@@ -53,6 +53,9 @@ public struct TrainingDeadlinePassed: Error, CustomStringConvertible {
 public struct TrainingInterrupted: Error, CustomStringConvertible, LocalizedError {
     public let message: String
     public let signal: Int32
+    /// The run folder whose checkpoint was saved, for advice on resuming it (nil when the message
+    /// already says how).
+    public var runFolder: String? = nil
     public var description: String { message }
     public var errorDescription: String? { message }
     public var exitStatus: Int32 { 128 + signal }

@@ -613,7 +613,7 @@ public final class Trainer<Report: TestReport> {
     }
 
     func interrupted(_ signal: Int32, _ position: String, _ folder: RunFolder) -> TrainingInterrupted {
-        TrainingInterrupted(message: "interrupted (signal \(signal)) \(position); checkpoint saved in \(folder.url.path): to continue, run the same command with --resume \(folder.url.path)", signal: signal)
+        TrainingInterrupted(message: "interrupted (signal \(signal)) \(position); checkpoint saved in \(folder.url.path)", signal: signal, runFolder: folder.url.path)
     }
 
     /// A run-folder write, with the context a failed one needs (a full disk keeps the previous file).

@@ -24,7 +24,14 @@ struct Distill: ParsableCommand {
             try BLAS.ensureLoaded()
             try command.run()
         } catch let interrupted as TrainingInterrupted {
-            FileHandle.standardError.write(Data("\(interrupted.message)\n".utf8))
+            var message = interrupted.message
+            if let folder = interrupted.runFolder {
+                // `--resume` takes no other option; `run` keeps its experiment file.
+                let arguments = CommandLine.arguments.dropFirst()
+                let command = arguments.first == "run" ? arguments.prefix(2).joined(separator: " ") : arguments.first ?? "train"
+                message += "; continue with: distill \(command) --resume \(folder)"
+            }
+            FileHandle.standardError.write(Data("\(message)\n".utf8))
             Foundation.exit(interrupted.exitStatus)
         } catch {
             // The options parsed: the message alone, without the root command's usage.
@@ -165,6 +172,9 @@ func runAndReport(_ experiment: Experiment, flags: TrainingFlags) throws {
         experiment.output = folder
         experiment.options.quiet = flags.quiet
         resume = true
+    } else {
+        // Every setting came from an option: one out of range is a misused option (exit 64).
+        try usage { try experiment.validate() }
     }
     try runExperiment(experiment, resume: resume, source: flags.resume, json: flags.json)
 }
