@@ -35,6 +35,19 @@ public enum ModelZoo {
         }
     }
 
+    /// `cnn:A-B[-fcH]` as a layer list: two 3×3 convolutions (A, then B channels, padding 1), each
+    /// followed by ReLU and 2×2 max-pooling, then a linear layer to the classes (through H hidden
+    /// units and a ReLU with `hidden` > 0). The CNNs `distill fit` searches.
+    public static func smallCNN(_ a: Int, _ b: Int, hidden: Int, inputShape: [Int], classes: Int) -> [Any] {
+        let (c, h, w) = (inputShape[0], inputShape[1], inputShape[2])
+        var layers: [Any] = [["conv2d": ["in": c, "out": a, "kernel": 3, "padding": 1]], "relu", ["maxpool2d": ["kernel": 2]],
+                             ["conv2d": ["in": a, "out": b, "kernel": 3, "padding": 1]], "relu", ["maxpool2d": ["kernel": 2]], "flatten"]
+        let flat = b * (h / 2 / 2) * (w / 2 / 2)
+        if hidden > 0 { layers += [["linear": ["in": flat, "out": hidden]], "relu", ["linear": ["in": hidden, "out": classes]]] }
+        else { layers.append(["linear": ["in": flat, "out": classes]]) }
+        return layers
+    }
+
     /// A new model with PyTorch-default initialisation drawn from `seed`.
     public static func build(_ spec: String, inputShape: [Int] = [1, 28, 28], numClasses: Int = 10, seed: UInt64 = 0,
                              maxParameters: Int = maxParameters) throws -> Sequential {
@@ -76,6 +89,19 @@ public enum ModelZoo {
         }
         guard inputShape.count == 3 else {
             throw TensorError("model '\(spec)' takes images [C, H, W]; the data has features of shape \(inputShape) (use an mlp: spec)")
+        }
+        if spec.hasPrefix("cnn:") {
+            let parts = spec.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false)
+            let channels = parts.prefix(2).map { Int($0) }
+            let hidden = parts.count == 3 && parts[2].hasPrefix("fc") ? Int(parts[2].dropFirst(2)) : parts.count == 2 ? 0 : nil
+            guard channels.count == 2, let a = channels[0], let b = channels[1], let hidden, (1...4096).contains(a), (1...4096).contains(b),
+                  (0...65536).contains(hidden) else {
+                throw TensorError("model spec '\(spec.prefix(80))': a small CNN is written cnn:A-B or cnn:A-B-fcH (channels of its two convolutions, 1...4096, and an optional hidden layer), e.g. cnn:8-16")
+            }
+            guard inputShape[1] >= 4 && inputShape[2] >= 4 else {
+                throw TensorError("model '\(spec)' pools twice by 2: it needs images of at least 4×4, the data has \(inputShape)")
+            }
+            return try LayerList.build(smallCNN(a, b, hidden: hidden, inputShape: inputShape, classes: numClasses), generator: &g, maxParameters: maxParameters)
         }
         let (c, h, w) = (inputShape[0], inputShape[1], inputShape[2])
         if presets.contains(spec) {
@@ -124,7 +150,7 @@ public enum ModelZoo {
             layers += [GlobalAvgPool2d(), Linear(128, numClasses, generator: &g)]
             return Sequential(layers)
         default:
-            throw TensorError("unknown model '\(spec)'; valid: mlp:IN-HIDDEN-...-OUT (e.g. mlp:784-64-10), \(presets.joined(separator: ", "))")
+            throw TensorError("unknown model '\(spec)'; valid: mlp:IN-HIDDEN-...-OUT (e.g. mlp:784-64-10), cnn:A-B[-fcH] (e.g. cnn:8-16), \(presets.joined(separator: ", "))")
         }
     }
 }

@@ -35,14 +35,9 @@ public enum FitFamily: String, CaseIterable, Sendable {
             throw TensorError("--family cnn needs images [C, H, W] (sides of at least 4); the data has examples of shape \(exampleShape): use --family mlp")
         }
         if self != .mlp && isImage {
-            let (c, h, w) = (exampleShape[0], exampleShape[1], exampleShape[2])
             for (a, b, hidden) in Self.cnnShapes {
-                var layers: [Any] = [["conv2d": ["in": c, "out": a, "kernel": 3, "padding": 1]], "relu", ["maxpool2d": ["kernel": 2]],
-                                     ["conv2d": ["in": a, "out": b, "kernel": 3, "padding": 1]], "relu", ["maxpool2d": ["kernel": 2]], "flatten"]
-                let flat = b * (h / 2 / 2) * (w / 2 / 2)
-                if hidden > 0 { layers += [["linear": ["in": flat, "out": hidden]], "relu", ["linear": ["in": hidden, "out": classes]]] }
-                else { layers.append(["linear": ["in": flat, "out": classes]]) }
-                list.append(("cnn:\(a)-\(b)" + (hidden > 0 ? "-fc\(hidden)" : ""), try Experiment.layerSpec(layers)))
+                let spec = "cnn:\(a)-\(b)" + (hidden > 0 ? "-fc\(hidden)" : "")  // ModelZoo.smallCNN
+                list.append((spec, spec))
             }
         }
         return list

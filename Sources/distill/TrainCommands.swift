@@ -8,7 +8,7 @@ import Foundation
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model with cross-entropy: a teacher, or a student from scratch as the baseline.")
-    @Option(help: "Model spec: mlp:IN-...-OUT or a preset (\(ModelZoo.presets.joined(separator: ", "))).") var model = "cnn-small"
+    @Option(help: "Model spec: mlp:IN-...-OUT, cnn:A-B[-fcH] or a preset (\(ModelZoo.presets.joined(separator: ", "))).") var model = "cnn-small"
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {

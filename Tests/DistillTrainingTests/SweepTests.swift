@@ -405,6 +405,15 @@ struct FitObjectiveTests {
             #expect(try ModelShapes.check(model, inputShape: [1, 28, 28], numClasses: 10) == [10], "\(name)")
         }
         #expect(try FitFamily.any.candidates(exampleShape: [64], classes: 3).allSatisfy { $0.spec.hasPrefix("mlp:64-") && $0.spec.hasSuffix("-3") })
+        // Fit's names are specs every command takes: cnn:8-16 is its layer list, weight for weight.
+        let named = try ModelZoo.build("cnn:8-16", inputShape: [1, 28, 28], numClasses: 10, seed: 3)
+        let listed = try ModelZoo.build(try Experiment.layerSpec(ModelZoo.smallCNN(8, 16, hidden: 0, inputShape: [1, 28, 28], classes: 10)),
+                                        inputShape: [1, 28, 28], numClasses: 10, seed: 3)
+        #expect(named.parameterCount == 9_098 && named.stateDict().mapValues(\.scalars) == listed.stateDict().mapValues(\.scalars))
+        #expect(try ModelZoo.build("cnn:4-8-fc64", inputShape: [3, 8, 8], numClasses: 2).parameterCount > 0)
+        for bad in ["cnn:8", "cnn:8-16-64", "cnn:0-16", "cnn:8-x"] {
+            expectError(containing: "cnn:A-B or cnn:A-B-fcH") { try ModelZoo.build(bad, inputShape: [1, 28, 28], numClasses: 10) }
+        }
     }
 }
 
