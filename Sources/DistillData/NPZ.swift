@@ -118,7 +118,9 @@ extension NPZ {
             }
             guard x.shape[0] > 0 else { throw DataError(file: path, "'\(key)' has shape \(x.shape): no examples") }
             guard x.count > 0 else { throw DataError(file: path, "'\(key)' has shape \(x.shape): examples with no values") }
-            return x
+            // [N, H, W] is a stack of one-channel images: [N, 1, H, W], as convolutions and the
+            // built-in datasets take them.
+            return x.rank == 3 ? x.reshaped([x.shape[0], 1, x.shape[1], x.shape[2]]) : x
         }
         func labels(_ key: String, rows: Int, of features: String) throws -> [Int] {
             let (shape, values) = try NPY.decodeInts(array(key), name: "\(path)[\(key).npy]", limits: limits)

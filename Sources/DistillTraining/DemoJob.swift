@@ -97,9 +97,7 @@ public struct DemoJob: Sendable {
 
         var kd = scratch
         kd.teachers = [teacherFile.path]
-        var kdTerm = LossTerm(.kd, weight: 0.5)
-        kdTerm.temperature = 2
-        kd.losses = [kdTerm, LossTerm(.ce, weight: 0.5)]
+        kd.losses = LossTerm.recipe()
         kd.output = output.appendingPathComponent("distilled").path
         if !quiet { log("== distilling the teacher into the student (same initialisation and batch order)") }
         let kdResult = try ExperimentRunner.run(kd, preloaded: data)

@@ -54,6 +54,18 @@ public enum ExperimentRunner {
         var experiment = experiment
         experiment.teachers = experiment.teachers.map(RunFolder.modelFile)
         try experiment.validate()
+        // A resumed run continues the one its config.json records: other settings would be
+        // silently mixed into it. More epochs extend it (distill fit's rungs), and are recorded.
+        var extendsRecordedEpochs = false
+        if resume {
+            guard let output = experiment.output else { throw TensorError("resume: the experiment names no run folder (output) to resume") }
+            let recorded = try RunFolder(URL(fileURLWithPath: output)).readExperiment()
+            let changed = experiment.settingsDiffering(from: recorded).filter { !$0.hasPrefix("epochs:") }
+            guard changed.isEmpty else {
+                throw TensorError("--resume \(output) continues the run recorded in its config.json; these settings differ from it: \(changed.prefix(6).joined(separator: "; "))\(changed.count > 6 ? "; and \(changed.count - 6) more" : "")")
+            }
+            extendsRecordedEpochs = recorded.options.epochs != experiment.options.epochs
+        }
         // Under mpirun: rank 0 alone prints and writes the run folder (Trainer.swift, data parallel).
         let world = try world ?? Distributed.world
         if !world.isMain { experiment.options.quiet = true }
@@ -133,10 +145,8 @@ public enum ExperimentRunner {
             let teacherFiles = experiment.teachers + [experiment.teacherOutputs].compactMap { $0 }
             if resume { try run.checkTeachers(teacherFiles) }
             try run.create(replacingEarlierRun: !resume)
-            if !resume {
-                try run.writeJSON(experiment.json, to: run.config)
-                try run.recordTeachers(teacherFiles)
-            }
+            if !resume || extendsRecordedEpochs { try run.writeJSON(experiment.json, to: run.config) }
+            if !resume { try run.recordTeachers(teacherFiles) }
         }
         for (i, teacher) in teachers.enumerated() where !cachedOutputs && i < experiment.teachers.count {
             try warnIfNearChance(teacher, path: experiment.teachers[i], on: train)

@@ -87,9 +87,7 @@ public struct FitSettings {
     public init(objective: FitObjective, output: URL) {
         self.objective = objective
         self.output = output
-        var kd = LossTerm(.kd, weight: 0.5)
-        kd.temperature = 2
-        distillation = [kd, LossTerm(.ce, weight: 0.5)]
+        distillation = LossTerm.recipe()
     }
 }
 

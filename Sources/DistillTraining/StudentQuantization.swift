@@ -226,9 +226,7 @@ public enum StudentQuantization {
         -> (student: QuantizedStudent, losses: String) {
         try settings.validate()
         let qat = try Quantizer.quantizationAwareStudent(of: model, for: student)
-        var kd = LossTerm(.kd, weight: train.isLabeled ? 0.5 : 1)
-        kd.temperature = 2
-        let terms = train.isLabeled ? [kd, LossTerm(.ce, weight: 0.5)] : [kd]
+        let terms = LossTerm.recipe(labelled: train.isLabeled)
         var options = TrainingOptions()
         options.epochs = settings.epochs
         options.batchSize = settings.batchSize

@@ -31,9 +31,7 @@ public struct SweepSettings {
     /// default recipe (T = 2, 0.5·KD + 0.5·CE; README, "Choosing T and α").
     public init(output: URL) {
         self.output = output
-        var kd = LossTerm(.kd, weight: 0.5)
-        kd.temperature = 2
-        distillation = [kd, LossTerm(.ce, weight: 0.5)]
+        distillation = LossTerm.recipe()
     }
 
     /// Most seeds a sweep may ask for.

@@ -41,6 +41,39 @@ public enum TextStudentExport {
         }
     }
 
+    /// `distill inspect` of a text student (a model file or run folder): its ONNX export's inputs
+    /// (token ids and mask), output (the sentence vector), operators and FLOPs (for one token);
+    /// nil when it is not a text student.
+    public static func summary(modelAt: URL) throws -> InspectionSummary? {
+        guard TextModelFile.isTextModel(modelAt.path), let student = try TextStudent.load(modelAt) else { return nil }
+        let modelFile = FileKind(modelAt.path) == .safetensors ? modelAt : RunFolder(modelAt).bestModel
+        let spec = TextModelFile.studentMetadata(modelFile)?["distillkit.spec"] ?? "text student"
+        var summary = ModelInspector.summary(try ONNXModel(data: try TextONNXExport.serialize(student.model), source: modelAt.path))
+        summary.format = "DistillKit text student (\(spec)): \(student.maxLength) tokens at most, a \(student.dimension)-value sentence vector"
+        summary.producer = ""
+        summary.parameters = student.parameterCount
+        summary.bytes = student.model.stateBytes
+        return summary
+    }
+
+    /// A Hugging Face `tokenizer.json` set to truncate at `length` tokens, the length the student
+    /// was trained with and the graph reads (and to pad to it where it pads to a fixed length): as
+    /// the teacher shipped it, it cuts at the teacher's length, and longer inputs would give other
+    /// vectors than DistillKit's.
+    static func tokenizer(_ data: Data, cutAt length: Int, source: String) throws -> Data {
+        guard var json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TensorError("\(source): not a tokenizer.json (a JSON object)")
+        }
+        var truncation = json["truncation"] as? [String: Any] ?? ["direction": "Right", "strategy": "LongestFirst", "stride": 0]
+        truncation["max_length"] = length
+        json["truncation"] = truncation
+        if var padding = json["padding"] as? [String: Any], (padding["strategy"] as? [String: Any])?["Fixed"] != nil {
+            padding["strategy"] = ["Fixed": length]
+            json["padding"] = padding
+        }
+        return try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes])
+    }
+
     /// Exports the text student at `modelAt` (a model file or run folder), or returns nil when it
     /// is not a text student (the caller then exports it as any other model).
     public static func onnx(modelAt: URL, to url: URL, opset: Int = 17) throws -> Report? {
@@ -70,7 +103,8 @@ public enum TextStudentExport {
             let source = modelFile.deletingLastPathComponent().appendingPathComponent(name)
             let stem = url.pathExtension.lowercased() == "onnx" ? url.deletingPathExtension() : url
             let copy = URL(fileURLWithPath: stem.path + "." + (name.hasSuffix(".txt") ? "vocab.txt" : "tokenizer.json"))
-            try AtomicFile.write(try Data(contentsOf: source), to: copy)
+            let bytes = try InputFile.read(source, what: "the student's tokenizer")
+            try AtomicFile.write(name.hasSuffix(".txt") ? bytes : try Self.tokenizer(bytes, cutAt: student.maxLength, source: source.path), to: copy)
             tokenizerCopy = copy
         }
         return Report(file: url, tokenizerFile: tokenizerCopy, spec: spec, parameters: student.parameterCount, opset: opset,

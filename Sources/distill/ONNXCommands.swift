@@ -114,8 +114,12 @@ struct Inspect: ParsableCommand {
             summary = try StudentExport.summary(ofCoreML: url)
             coreMLWeights = try StudentExport.quantization(ofCoreML: url)
         case "safetensors":
-            let (net, info) = try SavedModel.load(url)
-            summary = ModelInspector.summary(net, spec: info.spec, inputShape: info.inputShape, source: url.path)
+            if let text = try TextStudentExport.summary(modelAt: url) {
+                summary = text
+            } else {
+                let (net, info) = try SavedModel.load(url)
+                summary = ModelInspector.summary(net, spec: info.spec, inputShape: info.inputShape, source: url.path)
+            }
         case "c", "h":
             throw ValidationError("\(model): C source from distill export --c; it is compiled, not inspected (its header lists the sizes: STUDENT_INPUT_SIZE, STUDENT_OUTPUT_SIZE)")
         default:

@@ -24,12 +24,8 @@ struct Train: ParsableCommand {
 /// 1 − α (Hinton's recipe), for `kd`, `sweep` and `fit`.
 struct DistillationFlags: ParsableArguments {
     @Option(help: "Distillation method.") var method: LossTerm.Method = .kd
-    @Option(help: "Temperature T (default: \(Int(Self.defaultTemperature)) for kd, 4 for dkd, 1 for dist).") var temperature: Float?
-    @Option(help: "Weight α of the distillation term; the cross-entropy gets 1 − α.") var alpha: Float = Self.defaultAlpha
-
-    /// The default recipe, the one measured best on this project's data (README, "Choosing T and
-    /// α"): Hinton's textbook T = 4, α = 0.9 lost to training from scratch on Fashion-MNIST.
-    static let defaultTemperature: Float = 2, defaultAlpha: Float = 0.5
+    @Option(help: "Temperature T (default: \(Int(LossTerm.defaultKDTemperature)) for kd, 4 for dkd, 1 for dist).") var temperature: Float?
+    @Option(help: "Weight α of the distillation term; the cross-entropy gets 1 − α.") var alpha: Float = LossTerm.defaultAlpha
 
     func validate() throws {
         guard method != .ce else { throw ValidationError("--method ce is plain training: use `distill train`") }
@@ -49,14 +45,12 @@ struct DistillationFlags: ParsableArguments {
         if labelFree && method == .dkd {
             throw ValidationError("--label-free: dkd needs the labels (it splits each row's target class from the others); use kd or dist without labels")
         }
-        let alpha = labelFree ? 1 : alpha
-        var term = LossTerm(method, weight: alpha)
-        if let temperature { term.temperature = temperature } else if method == .kd { term.temperature = Self.defaultTemperature }
-        term.standardize = standardize
-        term.studentLayers = studentLayers
-        term.teacherLayers = teacherLayers
-        try usage { try term.validate() }
-        return alpha < 1 ? [term, LossTerm(.ce, weight: 1 - alpha)] : [term]
+        var terms = LossTerm.recipe(method, alpha: alpha, temperature: temperature, labelled: !labelFree)
+        terms[0].standardize = standardize
+        terms[0].studentLayers = studentLayers
+        terms[0].teacherLayers = teacherLayers
+        try usage { try terms[0].validate() }
+        return terms
     }
 }
 
@@ -119,7 +113,7 @@ struct Run: ParsableCommand {
             let recorded = try RunFolder(URL(fileURLWithPath: resume)).readExperiment()
             let changed = e.settingsDiffering(from: recorded)
             guard changed.isEmpty else {
-                throw ValidationError("--resume \(resume) continues the run recorded in its config.json, but \(experiment) now differs: \(changed.prefix(6).joined(separator: "; "))\(changed.count > 6 ? "; and \(changed.count - 6) more" : ""). Undo the change, or start a new run with --output")
+                throw ValidationError("--resume \(resume) continues the run recorded in its config.json, but \(experiment) with the options given now differs: \(changed.prefix(6).joined(separator: "; "))\(changed.count > 6 ? "; and \(changed.count - 6) more" : ""). Undo the change (or give the options the run was started with), or start a new run with --output")
             }
             e = recorded
             e.options.quiet = quiet

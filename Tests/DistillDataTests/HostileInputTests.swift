@@ -167,7 +167,7 @@ import Testing
     }
 
     /// uint8 images (Keras's datasets) hold 0-255 and are read in [0, 1], like the built-in
-    /// datasets; uint8 table columns (rank 2) keep their values.
+    /// datasets, [N, H, W] as [N, 1, H, W]; uint8 table columns (rank 2) keep their values.
     @Test func npzUInt8ImagesAreScaledToTheUnitInterval() throws {
         let dir = try TemporaryDirectory()
         func uint8(_ values: [UInt8], shape: String) -> Data { Data(npyBytes(descr: "|u1", shape: shape, payload: values)) }
@@ -177,6 +177,7 @@ import Testing
         let (train, test) = try NPZ.readClassification(Self.classificationArchive(arrays, in: dir))
         #expect(test.rows([0]).scalars == [1, 0, 0.2, 0.4])
         #expect(train.rows([0]).scalars.map { ($0 * 255).rounded() } == [15, 25, 35, 45])
+        #expect(train.exampleShape == [1, 2, 2] && test.exampleShape == [1, 2, 2], "[N, H, W] is read as one-channel images")
         arrays["x_train"] = uint8((0..<12).map { UInt8($0) }, shape: "(6, 2)")
         arrays["x_test"] = uint8([200, 1, 2, 3, 4, 5], shape: "(3, 2)")
         let (_, table) = try NPZ.readClassification(Self.classificationArchive(arrays, in: dir))

@@ -103,6 +103,7 @@ struct EndToEndTests {
         e.options.optimizer = .sgd
         e.options.momentum = 0
         e.options.learningRate = 1e30
+        try RunFolder(folder).writeJSON(e.json, to: RunFolder(folder).config)  // as if recorded so: a resume continues what config.json says
         do {
             _ = try ExperimentRunner.run(e, resume: true, preloaded: data)
             Issue.record("training with lr 1e30 should stop on a non-finite loss")

@@ -90,6 +90,34 @@ struct LibraryMisuseTests {
         expectMessage(["test split", "5 classes", "3"]) { _ = try ExperimentRunner.run(e, preloaded: (try Self.data(), try Self.data(classes: 5))) }
     }
 
+    /// `resume: true` continues the run its config.json records: changed settings are refused,
+    /// more epochs extend it (and are recorded), and a folder with no run is an error.
+    @Test func resumingTheLibraryWayChecksTheRecord() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-resume-\(getpid())-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try Self.data()
+        var e = Experiment()
+        e.data = "tables.npz"
+        e.student = "mlp:4-8-3"
+        e.options.epochs = 1
+        e.options.quiet = true
+        e.output = folder.path
+        _ = try ExperimentRunner.run(e, preloaded: (data, data))
+        var changed = e
+        changed.losses = [LossTerm(.ce, weight: 0.5)]
+        expectMessage(["continues the run recorded in its config.json", "losses"]) { _ = try ExperimentRunner.run(changed, resume: true, preloaded: (data, data)) }
+        var longer = e
+        longer.options.epochs = 2
+        _ = try ExperimentRunner.run(longer, resume: true, preloaded: (data, data))
+        #expect(try RunFolder(folder).readExperiment().options.epochs == 2 && RunFolder(folder).readMetrics().count == 2)
+        var nowhere = e
+        nowhere.output = folder.appendingPathComponent("none").path
+        expectMessage(["no such run folder to resume"]) { _ = try ExperimentRunner.run(nowhere, resume: true, preloaded: (data, data)) }
+        nowhere.output = nil
+        expectMessage(["names no run folder"]) { _ = try ExperimentRunner.run(nowhere, resume: true, preloaded: (data, data)) }
+        #expect(LossTerm.recipe().map(\.method) == [.kd, .ce] && LossTerm.recipe()[0].temperature == 2 && LossTerm.recipe(labelled: false).count == 1)
+    }
+
     /// A run that would write its student over its teacher is refused before anything is read.
     @Test func aRunMayNotWriteOverItsTeacher() throws {
         var e = Experiment()

@@ -27,8 +27,7 @@ var kd = Experiment()
 kd.data = csv; kd.labelColumn = "label"
 kd.teachers = ["\(runs)/teacher"]            // a run folder, a .safetensors model or an .onnx file
 kd.student = "mlp:4-8-3"
-var soft = LossTerm(.kd, weight: 0.5); soft.temperature = 2
-kd.losses = [soft, LossTerm(.ce, weight: 0.5)]
+kd.losses = LossTerm.recipe()                 // 0.5·KD at T = 2 + 0.5·CE, the default of `distill kd`
 kd.options.epochs = 10; kd.output = "\(runs)/student"
 let result = try ExperimentRunner.run(kd)
 print(summaryTable(result.rows))          // parameters, bytes, accuracy, latency of teacher and student
