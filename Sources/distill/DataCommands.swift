@@ -10,11 +10,11 @@ struct CacheTeacher: ParsableCommand {
         commandName: "cache-teacher",
         abstract: "Write a teacher's logits for every training row to a file, for `distill kd --teacher-outputs`.",
         discussion: """
-        The file has one row per row of the training file, in file order ([N, C]); with --views K, the
-        teacher labels K augmented views of every sample ([K, N, C]) and the augmentation (views, shift,
-        flip, seed) is recorded in FILE.json (and in the metadata of a .safetensors file), so that
-        `distill kd --teacher-outputs FILE` replays exactly those views. Format by extension: .npy,
-        .npz (array `logits`), .safetensors (tensor `logits`) or .csv ([N, C] only). Under mpirun
+        The file has one row per row of the training file, in file order ([N, C]); with --views K, the \
+        teacher labels K augmented views of every sample ([K, N, C]) and the augmentation (views, shift, \
+        flip, seed) is recorded in FILE.json (and in the metadata of a .safetensors file), so that \
+        `distill kd --teacher-outputs FILE` replays exactly those views. Format by extension: .npy, \
+        .npz (array `logits`), .safetensors (tensor `logits`) or .csv ([N, C] only). Under mpirun \
         the ranks share the rows out and rank 0 writes the one file (the same bytes as one process).
         """)
     @Option(help: "Teacher model file (or a run folder: its best.safetensors).", transform: RunFolder.modelFile) var teacher: String

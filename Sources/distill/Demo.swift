@@ -7,11 +7,11 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The main job on Fashion-MNIST: a teacher, a scratch student and a distilled student, side by side.",
         discussion: """
-        The teacher (cnn-small, 421,642 parameters) is trained once and cached; 5,000 of the
-        60,000 training images are held out to pick its best epoch, so the test set is never used
-        to choose. The student (an MLP 784-64-10, 50,890 parameters) is trained twice from the
-        same initialisation and batch order: from scratch with cross-entropy, and distilled from
-        the teacher's soft targets (T = 2, 0.5·T²·KL + 0.5·CE, the recipe that beat scratch in our
+        The teacher (cnn-small, 421,642 parameters) is trained once and cached; 5,000 of the \
+        60,000 training images are held out to pick its best epoch, so the test set is never used \
+        to choose. The student (an MLP 784-64-10, 50,890 parameters) is trained twice from the \
+        same initialisation and batch order: from scratch with cross-entropy, and distilled from \
+        the teacher's soft targets (T = 2, 0.5·T²·KL + 0.5·CE, the recipe that beat scratch in our \
         measurements; see README).
         """)
     @Option(help: "Folder for the run (teacher cache, students, summary).") var output = "runs/demo"

@@ -30,20 +30,20 @@ struct Sweep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train many students from scratch and distilled, and show the trade-off: accuracy against latency and size.",
         discussion: """
-        Every student is trained twice per seed, from scratch and distilled (same initialisation,
-        same batches), then measured: parameters, bytes, FLOPs, test accuracy (mean ± std over
-        seeds), batch-1 latency and batch-256 throughput, and whether it is on the Pareto frontier.
-        The output folder gets sweep.jsonl (one line per student and seed), sweep.csv and
-        sweep.html (table, Pareto plots, training curves). A killed sweep continues with the same
+        Every student is trained twice per seed, from scratch and distilled (same initialisation, \
+        same batches), then measured: parameters, bytes, FLOPs, test accuracy (mean ± std over \
+        seeds), batch-1 latency and batch-256 throughput, and whether it is on the Pareto frontier. \
+        The output folder gets sweep.jsonl (one line per student and seed), sweep.csv and \
+        sweep.html (table, Pareto plots, training curves). A killed sweep continues with the same \
         command plus --resume.
 
-        Instead of --teacher, --teacher-outputs gives the teacher's cached logits (distill
-        cache-teacher). A file of K augmented views (cache-teacher --views K) is replayed by each
-        distilled run for 1/K of the epochs, so that both runs of a pair take the same number of
+        Instead of --teacher, --teacher-outputs gives the teacher's cached logits (distill \
+        cache-teacher). A file of K augmented views (cache-teacher --views K) is replayed by each \
+        distilled run for 1/K of the epochs, so that both runs of a pair take the same number of \
         steps; the scratch twin sees the views' augmentation online unless --shift/--flip are given.
 
-        Students: a comma-separated list with brace lists (mlp:784-{32,64,128}-10), presets
-        (lenet5, cnn-tiny), YAML model files, or a YAML file with a `students:` list whose entries
+        Students: a comma-separated list with brace lists (mlp:784-{32,64,128}-10), presets \
+        (lenet5, cnn-tiny), YAML model files, or a YAML file with a `students:` list whose entries \
         may override epochs, batch_size, learning_rate, optimizer, schedule, weight_decay, ...
         """)
     @Option(help: "Students, e.g. \"mlp:784-{32,64,128}-10,lenet5,cnn-tiny\", or a YAML student list.") var students: String
@@ -94,12 +94,12 @@ struct Fit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find the smallest student that meets an objective (accuracy, latency, size) by successive halving.",
         discussion: """
-        Candidates (MLP widths and depths, small CNNs) are trained for a few epochs, the promising
-        half for twice as long, and so on; a candidate larger than one that already met the
-        objective is never trained further. The choice is made on a validation split of the
-        training data; the test accuracy is measured once, after it. The answer is the smallest
-        (bytes, then latency) student that meets every constraint, saved as best.safetensors with
-        fit.html beside it. When none does within the budget, the closest is returned with how
+        Candidates (MLP widths and depths, small CNNs) are trained for a few epochs, the promising \
+        half for twice as long, and so on; a candidate larger than one that already met the \
+        objective is never trained further. The choice is made on a validation split of the \
+        training data; the test accuracy is measured once, after it. The answer is the smallest \
+        (bytes, then latency) student that meets every constraint, saved as best.safetensors with \
+        fit.html beside it. When none does within the budget, the closest is returned with how \
         much it misses each constraint, and the exit status is 3.
         """)
     @Option(help: "Accuracy to reach, a fraction (0.88 for 88%).") var minAccuracy: Double
