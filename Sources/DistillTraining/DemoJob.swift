@@ -71,16 +71,25 @@ public struct DemoJob: Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         let data = try data ?? FashionMNIST.load()
         let specs = try checkedSpecs(for: data.train)
-        let trainTeacher = retrainTeacher || !FileManager.default.fileExists(atPath: teacherFile.path)
+        var t = Experiment()
+        t.student = specs.teacher
+        t.options.epochs = teacherEpochs
+        t.options.seed = seed
+        t.options.quiet = quiet
+        t.validation = Self.teacherValidationShare
+        t.output = output.appendingPathComponent("teacher").path
+        var trainTeacher = retrainTeacher || !FileManager.default.fileExists(atPath: teacherFile.path)
+        if !trainTeacher {
+            // A teacher cached with other settings (--teacher-epochs, --seed, --teacher) is not the one asked for.
+            let recorded = try? RunFolder(URL(fileURLWithPath: t.output!)).readExperiment()
+            let changed = recorded.map { t.settingsDiffering(from: $0) } ?? ["its config.json is unreadable"]
+            if !changed.isEmpty {
+                trainTeacher = true
+                if !quiet { log("== the cached teacher \(teacherFile.path) was trained otherwise (\(changed.prefix(3).joined(separator: "; "))): training it again") }
+            }
+        }
         if trainTeacher {
             if !quiet { log("== training the teacher (\(teacher), \(teacherEpochs) epochs); it is cached in \(teacherFile.path)") }
-            var t = Experiment()
-            t.student = specs.teacher
-            t.options.epochs = teacherEpochs
-            t.options.seed = seed
-            t.options.quiet = quiet
-            t.validation = Self.teacherValidationShare
-            t.output = output.appendingPathComponent("teacher").path
             _ = try ExperimentRunner.run(t, preloaded: data)
         } else if !quiet {
             log("== reusing the cached teacher \(teacherFile.path) (--retrain-teacher to train it again)")

@@ -205,14 +205,15 @@ public struct Experiment {
             if let d = v as? Double, d.isFinite, d == d.rounded(), Swift.abs(d) <= 0x1p53 { return Int(d) }
             throw TensorError("\(Experiment.setting(k)) must be an integer, got \("\(v)".prefix(40))")
         }
-        func float(_ k: String) throws -> Float? {
+        func double(_ k: String) throws -> Double? {
             guard let v = map[k] else { return nil }
-            if let d = v as? Double { return Float(d) }
-            if let f = v as? Float { return f }
-            if let i = v as? Int { return Float(i) }
-            if let s = v as? String, let d = Double(s) { return Float(d) }
+            if let d = v as? Double { return d }
+            if let f = v as? Float { return Double(f) }
+            if let i = v as? Int { return Double(i) }
+            if let s = v as? String, let d = Double(s) { return d }
             throw TensorError("\(Experiment.setting(k)) must be a number, got \("\(v)".prefix(40))")
         }
+        func float(_ k: String) throws -> Float? { try double(k).map(Float.init) }
         func bool(_ k: String) throws -> Bool? {
             guard let v = map[k] else { return nil }
             if let b = v as? Bool { return b }
@@ -223,7 +224,7 @@ public struct Experiment {
         labelColumn = try string("label")
         target = try string("target")
         trainLimit = try int("train_limit")
-        validation = try float("validation").map(decimal)
+        validation = try double("validation")  // a Double, as the runner keeps it: config.json reads back equal
         if map["teacher"] != nil && map["teachers"] != nil {
             throw TensorError("both 'teacher' and 'teachers' are set; give one (a list of teachers goes in either)")
         }

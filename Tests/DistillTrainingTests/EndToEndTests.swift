@@ -128,7 +128,8 @@ struct EndToEndTests {
 
     /// `distill demo`'s job on the subset, with a small MLP teacher: three rows, the teacher's
     /// best epoch picked on held-out training rows (never on the test set), scratch and distilled
-    /// students of one spec, and a second run that reuses the cached teacher.
+    /// students of one spec, a second run that reuses the cached teacher, and a third, asking for
+    /// other teacher epochs, that trains it again.
     @Test func demoJobPicksTheTeacherOnValidationRowsAndReusesIt() throws {
         var job = DemoJob(output: temporaryFolder("demo"))
         job.teacher = "mlp:784-128-10"
@@ -154,6 +155,10 @@ struct EndToEndTests {
         #expect(try Data(contentsOf: job.teacherFile) == teacherBytes)
         #expect(second.teacher.accuracy == first.teacher.accuracy)
         #expect(second.distilled.accuracy == first.distilled.accuracy, "same seed, same teacher: the same student")
+        // Other teacher epochs than the cached teacher's: trained again, not silently reused.
+        job.teacherEpochs = 2
+        #expect(try job.run(on: data).trainedTeacher)
+        #expect(try RunFolder(job.output.appendingPathComponent("teacher")).readExperiment().options.epochs == 2)
     }
 
     /// A student that does not fit the data, or epochs out of range, fail before the teacher's
