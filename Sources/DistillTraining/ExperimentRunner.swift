@@ -41,7 +41,13 @@ public enum ExperimentRunner {
         public var rows: [ModelSummary]
         public var training: TrainingSummary<EvaluationReport>
         public var runFolder: RunFolder?
+        /// The trained student. On a table (a `.csv`) it takes standardised rows: `info` holds the
+        /// statistics (`Tabular.statistics(of: info, source:)`, then `LabeledDataset.standardized(with:)`),
+        /// as the saved model file does.
         public var student: Sequential
+        /// The student's description, as its model file holds it (spec, input shape, classes and,
+        /// for tables, the input standardisation).
+        public var info: SavedModel
     }
 
     /// `world`: the ranks the run is split across; nil: `Distributed.world` (every rank mpirun
@@ -217,7 +223,7 @@ public enum ExperimentRunner {
             try writeReport(run, experiment: experiment, rows: rows, test: summary.test, train: train, classNames: test.classNames,
                             teacher: teachers.first, teacherInLoop: objective.needsTeacher && !(teachers.first is CachedTeacher))
         }
-        return Result(rows: rows, training: summary, runFolder: run, student: student)
+        return Result(rows: rows, training: summary, runFolder: run, student: student, info: info)
     }
 
     /// `report.html`: the run's summary with the transfer-set report, in the teacher's view when

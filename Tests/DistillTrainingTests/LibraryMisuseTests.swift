@@ -102,7 +102,8 @@ struct LibraryMisuseTests {
         e.options.epochs = 1
         e.options.quiet = true
         e.output = folder.path
-        _ = try ExperimentRunner.run(e, preloaded: (data, data))
+        let first = try ExperimentRunner.run(e, preloaded: (data, data))
+        #expect(first.info.spec == "mlp:4-8-3" && first.info.inputShape == [4] && first.info.numClasses == 3)
         var changed = e
         changed.losses = [LossTerm(.ce, weight: 0.5)]
         expectMessage(["continues the run recorded in its config.json", "losses"]) { _ = try ExperimentRunner.run(changed, resume: true, preloaded: (data, data)) }

@@ -548,15 +548,19 @@ struct SweepRunTests {
         return s
     }
 
+    /// `imageSweep` for 2 epochs in a fresh folder named `name`, distilling from a teacher trained on the images.
+    static func imageSweepWithTeacher(_ name: String) throws -> (SweepSettings, (train: LabeledDataset, test: LabeledDataset)) {
+        let images = try digitsImages()
+        var s = imageSweep(temporaryFolder(name), images: images, epochs: 2)
+        s.base.teachers = [try imageTeacher(images, name: "\(name)-teacher")]
+        return (s, images)
+    }
+
     /// On image data the sweep runs the teacher once for all its distilled runs; the runs read
     /// those logits and train exactly as with the teacher in the loop.
     @Test func sharedTeacherLogitsGiveTheSameRuns() throws {
-        let images = try Self.digitsImages()
-        let teacher = try Self.imageTeacher(images, name: "image-teacher")
-
-        let folder = temporaryFolder("shared")
-        var s = Self.imageSweep(folder, images: images, epochs: 2)
-        s.base.teachers = [teacher]
+        let (s, images) = try Self.imageSweepWithTeacher("shared")
+        let folder = s.output
         let swept = try SweepRunner.run(s)
         #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent("teacher_logits.npy").path))
         let config = try RunFolder(folder.appendingPathComponent("runs/\(StudentList.folderName("mlp:64-16-10"))/seed-0/distilled")).readConfig()
@@ -574,11 +578,8 @@ struct SweepRunTests {
     /// new place, that run continues from its checkpoint (it recorded the shared teacher logits
     /// at the old place) instead of starting again.
     @Test func aMovedSweepContinuesItsInterruptedRun() throws {
-        let images = try Self.digitsImages()
-        let teacher = try Self.imageTeacher(images, name: "moved-teacher")
-        let before = temporaryFolder("moved-before")
-        var s = Self.imageSweep(before, images: images, epochs: 2)
-        s.base.teachers = [teacher]
+        var (s, images) = try Self.imageSweepWithTeacher("moved")
+        let before = s.output
         _ = try SweepRunner.run(s)
         // The kill: no row written, the distilled run stopped after epoch 1 of 2.
         try Data().write(to: before.appendingPathComponent(SweepRunner.jsonlName))
