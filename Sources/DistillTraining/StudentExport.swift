@@ -21,16 +21,18 @@ public enum StudentExport {
         public var summary: InspectionSummary
         /// Largest |model − exported| over the check's outputs.
         public var maxDifference: Float
+        /// What a user of the file should know (a QDQ graph's behaviour in onnxruntime), or nil.
+        public var note: String? = nil
 
         public var json: [String: Any] {
             ["onnx": file.path, "opset": opset, "inputs": inputs.map(\.shapeDescription), "outputs": outputs.map(\.shapeDescription), "params": parameters,
-             "nodes": summary.nodeCount, "max_abs_difference": Double(maxDifference)]
+             "nodes": summary.nodeCount, "max_abs_difference": Double(maxDifference), "note": note as Any]
         }
         public var text: String {
             """
             wrote \(file.path): ONNX opset \(opset), input \(inputs.map(\.description).joined(separator: ", ")), output \(outputs.map(\.description).joined(separator: ", "))
             \(summary.nodeCount) nodes (\(summary.operators.map { "\($0.name) \($0.count)" }.joined(separator: ", "))), \(parameters) parameters
-            \(String(format: "read back by DistillKit's importer: outputs match the model (max |difference| %.2g)", Double(maxDifference)))
+            \(String(format: "read back by DistillKit's importer: outputs match the model (max |difference| %.2g)", Double(maxDifference)))\(note.map { "\n" + $0 } ?? "")
             """
         }
     }
