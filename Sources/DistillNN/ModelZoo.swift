@@ -198,17 +198,21 @@ public struct SavedModel {
         try Safetensors.save(model.stateDict(), to: url, metadata: metadata)
     }
 
-    /// Rebuilds the model a file describes and loads its weights.
+    /// Rebuilds the model a file (or a run folder's best.safetensors) describes and loads its weights.
     public static func load(_ url: URL) throws -> (model: Sequential, info: SavedModel) {
         try decode(try readFile(url), name: url.path)
     }
 
-    /// The bytes of a model file; a folder, FIFO or device is an error saying which (a folder
-    /// given as a model is a run folder without its best.safetensors).
+    /// The bytes of a model file, or of a run folder's `best.safetensors`; a FIFO, a device or a
+    /// folder without that file is an error saying which.
     static func readFile(_ url: URL) throws -> Data {
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
-            throw TensorError("\(url.path): is a folder without best.safetensors (a run folder's model); name a model file, or a run folder that finished an epoch")
+            let best = url.appendingPathComponent("best.safetensors")
+            guard FileManager.default.fileExists(atPath: best.path) else {
+                throw TensorError("\(url.path): is a folder without best.safetensors (a run folder's model); name a model file, or a run folder that finished an epoch")
+            }
+            return try InputFile.read(best, what: "model")
         }
         let formats = ["onnx": "an ONNX graph", "tflite": "a LiteRT (TFLite) model", "mlmodel": "a Core ML model"]
         if let kind = formats[url.pathExtension.lowercased()] {

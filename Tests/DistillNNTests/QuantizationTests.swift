@@ -221,6 +221,14 @@ import Testing
         #expect(loaded(samples).scalars == (try QuantizedPlan(student))(samples).scalars)
         // A float model's file is not an int8 one.
         #expect(try QuantizedStudent.decodeIfQuantized(Safetensors.encode(["w": Tensor.zeros([2])], metadata: ["distillkit.spec": "mlp:2-2"]), name: "f") == nil)
+        // A run folder stands for its best.safetensors; one without it is named as such.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("distillkit-run-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        expectTensorError(["is a folder without best.safetensors"]) { _ = try SavedModel.load(folder) }
+        let mlp = try ModelZoo.build("mlp:3-2", inputShape: [3], numClasses: 2)
+        try SavedModel(spec: "mlp:3-2", inputShape: [3], numClasses: 2).save(mlp, to: folder.appendingPathComponent("best.safetensors"))
+        #expect(try SavedModel.load(folder).info.spec == "mlp:3-2")
         // A layer whose int32 sums could wrap (more than 66,311 products of 255 · 127) is refused.
         var g = SeededGenerator(seed: 4)
         let wide = QuantizedPlan.maxProductsPerSum + 1
