@@ -238,7 +238,7 @@ import Testing
             _ = try Quantizer.quantize(wideModel, info: wideInfo, samples: Tensor.zeros([2, wide]), labels: [0, 1])
         }
         // A run's checkpoint is named as such, with the run's model files to use instead.
-        let checkpoint = try Safetensors.encode(["student.0.weight": Tensor.zeros([2])], metadata: [SavedModel.checkpointKey: "3"])
+        let checkpoint = Safetensors.encode(["student.0.weight": Tensor.zeros([2])], metadata: [SavedModel.checkpointKey: "3"])
         expectTensorError(["runs/a/checkpoint.safetensors", "training checkpoint", "runs/a/best.safetensors"]) {
             _ = try SavedModel.decode(checkpoint, name: "runs/a/checkpoint.safetensors")
         }
