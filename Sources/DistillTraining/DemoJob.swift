@@ -78,7 +78,9 @@ public struct DemoJob: Sendable {
         t.options.quiet = quiet
         t.validation = Self.teacherValidationShare
         t.output = output.appendingPathComponent("teacher").path
+        let teacherFolder = RunFolder(URL(fileURLWithPath: t.output!))
         var trainTeacher = retrainTeacher || !FileManager.default.fileExists(atPath: teacherFile.path)
+            || teacherFolder.interruptedEpochs(of: t) != nil
         if !trainTeacher {
             // A teacher cached with other settings (--teacher-epochs, --seed, --teacher) is not the one asked for.
             let recorded = try? RunFolder(URL(fileURLWithPath: t.output!)).readExperiment()
@@ -90,7 +92,7 @@ public struct DemoJob: Sendable {
         }
         if trainTeacher {
             if !quiet { log("== training the teacher (\(teacher), \(teacherEpochs) epochs); it is cached in \(teacherFile.path)") }
-            _ = try ExperimentRunner.run(t, preloaded: data)
+            _ = try runStep(t, data: data, resuming: !retrainTeacher)
         } else if !quiet {
             log("== reusing the cached teacher \(teacherFile.path) (--retrain-teacher to train it again)")
         }
@@ -102,14 +104,14 @@ public struct DemoJob: Sendable {
         scratch.options.quiet = quiet
         scratch.output = output.appendingPathComponent("scratch").path
         if !quiet { log("== training the student from scratch (\(student), \(studentEpochs) epochs)") }
-        let scratchResult = try ExperimentRunner.run(scratch, preloaded: data)
+        let scratchResult = try runStep(scratch, data: data)
 
         var kd = scratch
         kd.teachers = [teacherFile.path]
         kd.losses = LossTerm.recipe()
         kd.output = output.appendingPathComponent("distilled").path
         if !quiet { log("== distilling the teacher into the student (same initialisation and batch order)") }
-        let kdResult = try ExperimentRunner.run(kd, preloaded: data)
+        let kdResult = try runStep(kd, data: data)
 
         guard let teacherRow = kdResult.rows.first(where: { $0.role == "teacher" }),
               var scratchRow = scratchResult.rows.last, var kdRow = kdResult.rows.last else {
@@ -121,5 +123,14 @@ public struct DemoJob: Sendable {
                             minutes: Double(DispatchTime.now().uptimeNanoseconds - started) / 60e9)
         try AtomicFile.write(Data((summaryTable(result.rows) + "\n").utf8), to: output.appendingPathComponent("summary.txt"))
         return result
+    }
+
+    /// Runs one of the three trainings; one that an earlier `distill demo` left interrupted (Ctrl-C,
+    /// a kill) with the same settings continues from its checkpoint instead of starting again.
+    func runStep(_ experiment: Experiment, data: (train: LabeledDataset, test: LabeledDataset), resuming: Bool = true) throws -> ExperimentRunner.Result {
+        let folder = RunFolder(URL(fileURLWithPath: experiment.output!))
+        let done = resuming ? folder.interruptedEpochs(of: experiment) : nil
+        if let done, !quiet { log("== continuing the interrupted run in \(folder.url.path) from its checkpoint (\(done) of \(experiment.options.epochs) epochs done)") }
+        return try ExperimentRunner.run(experiment, resume: done != nil, preloaded: data)
     }
 }

@@ -108,6 +108,18 @@ public struct RunFolder: Sendable {
         }
     }
 
+    /// The epochs an interrupted run of `experiment` in this folder has finished: nil unless the
+    /// folder holds a checkpoint of the same settings, short of `experiment`'s epochs, whose
+    /// teacher files are the ones it started with (so `--resume` would continue it).
+    public func interruptedEpochs(of experiment: Experiment) -> Int? {
+        guard let bytes = try? checkpointBytes(), let recorded = try? readExperiment(), experiment.settingsDiffering(from: recorded).isEmpty,
+              (try? checkTeachers(experiment.teachers)) != nil,
+              let metadata = try? Safetensors.decode(bytes, name: checkpoint.path, including: { _ in false }).metadata,
+              let done = Int(metadata[SavedModel.checkpointKey] ?? ""), done >= 0 else { return nil }
+        let midEpoch = Int(metadata["distillkit.next_batch"] ?? "0") ?? 0 > 0
+        return done < experiment.options.epochs || midEpoch ? done : nil
+    }
+
     /// What a failed run leaves, for its error message: where the last good checkpoint is, or
     /// that none was written yet.
     public var checkpointNote: String {

@@ -19,6 +19,8 @@ public struct RunReport {
     /// Why the transfer-set report lacks the teacher's view, when it does.
     public var transferNote: String?
     public var configuration: [String: Any]
+    /// A ready-made summary section (a text-kd run's table of the teacher and the students).
+    public var summary: String = ""
 
     public init(title: String, models: [ModelSummary], metrics: [[String: Any]], test: EvaluationReport, classNames: [String],
                 transfer: DataReport?, transferNote: String? = nil, configuration: [String: Any]) {
@@ -32,9 +34,15 @@ public struct RunReport {
         self.regression = regression; self.teacherRegression = teacherRegression; self.transfer = nil; self.configuration = configuration
     }
 
+    /// A text-kd run's page: `summary` (its table, as HTML), the curves and the configuration.
+    public init(title: String, metrics: [[String: Any]], summary: String, configuration: [String: Any]) {
+        self.title = title; self.models = []; self.metrics = metrics; self.test = nil; self.classNames = []
+        self.transfer = nil; self.configuration = configuration; self.summary = summary
+    }
+
     public var html: String {
         var body = "<h1>\(escape(title))</h1>\n"
-        body += modelsSection + curvesSection + testSection + regressionSection + transferSection + configurationSection
+        body += summary + modelsSection + curvesSection + testSection + regressionSection + transferSection + configurationSection
         return SVGChart.page(title: title, body: body, maxWidth: "60em", extraStyle:
             ".bar { display: inline-block; height: .8em; background: #4a7ab5; } pre { background: #f4f4f4; padding: 1em; overflow-x: auto; }")
     }
@@ -69,9 +77,10 @@ public struct RunReport {
         // Epochs are scored on the test set, or on a validation split (`validation_accuracy`).
         let held = metrics.contains { $0["validation_accuracy"] != nil } ? "validation" : "test"
         let loss = series("train_loss"), accuracy = series("\(held)_accuracy").map { ($0.0, $0.1 * 100) }, rmse = series("test_rmse")
-        guard !loss.isEmpty || !accuracy.isEmpty || !rmse.isEmpty else { return "" }
+        let recall = series("test_recall_at_10").map { ($0.0, $0.1 * 100) }
+        guard !loss.isEmpty || !accuracy.isEmpty || !rmse.isEmpty || !recall.isEmpty else { return "" }
         return "<h2>Training</h2>\n" + lineChart(loss, title: "training loss") + lineChart(accuracy, title: "\(held) accuracy (%)")
-            + lineChart(rmse, title: "test RMSE") + "\n"
+            + lineChart(rmse, title: "test RMSE") + lineChart(recall, title: "test recall@10 (%)") + "\n"
     }
 
     private var regressionSection: String {
@@ -188,8 +197,5 @@ public struct RunReport {
 
     private func format(_ value: Double) -> String { abs(value) >= 10 ? String(format: "%.1f", value) : String(format: "%.3f", value) }
 
-    private func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
+    private func escape(_ text: String) -> String { SVGChart.escape(text) }
 }

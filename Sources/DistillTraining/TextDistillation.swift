@@ -280,6 +280,8 @@ public struct TextDistillationSettings {
     /// Also train the same architecture without the teacher (contrastive, on the training split's
     /// (description, summary) pairs), the baseline distillation must beat.
     public var scratch = false
+    /// Continue the interrupted run in `output` (its settings must be the same).
+    public var resume = false
     /// Where the teacher's vectors are kept between runs (default: beside the corpus).
     public var teacherCache: URL?
     public var output: URL?
@@ -594,20 +596,29 @@ public enum TextDistillation {
         if let file = teacher.tokenizerFile { extra[TextStudent.tokenizerKey] = file.lastPathComponent }
         let info = SavedModel(spec: spec, inputShape: [settings.maxLength], numClasses: width, extra: extra)
         let run = settings.output.map { RunFolder($0) }
+        let configuration: [String: Any] = [
+            "corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
+            "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
+            "layer_map": (copiedLayers ?? settings.layerMap).map { $0 as Any } ?? NSNull(), "project_embeddings": settings.projectEmbeddings,
+            "hidden_weight": Double(settings.hiddenWeight), "attention_weight": Double(settings.attentionWeight),
+            "attention_layers": settings.attentionLayers.rawValue, "section_kd_weight": Double(settings.sectionWeight),
+            "transfer_limit": settings.transferLimit ?? NSNull(), "train_limit": settings.trainLimit ?? NSNull(),
+            "test_limit": settings.testLimit ?? NSNull(), "options": settings.options.json]
+        if settings.resume {
+            guard let run else { throw TextError.invalidArgument("--resume needs the run folder (--output) of the interrupted run") }
+            let differing = try differingSettings(recorded: run.readConfig(), now: configuration)
+            guard differing.isEmpty else {
+                throw TextError.invalidArgument("--resume \(run.url.path): that run was started with other settings (\(differing.joined(separator: ", "))); give the same options as when it started, or start afresh without --resume")
+            }
+        }
         if let run {
-            try run.create()
+            try run.create(replacingEarlierRun: !settings.resume)
             if let file = teacher.tokenizerFile {
                 let copy = run.url.appendingPathComponent(file.lastPathComponent)
                 try? FileManager.default.removeItem(at: copy)
                 try FileManager.default.copyItem(at: file, to: copy)
             }
-            try run.writeJSON(["corpus": settings.corpus.path, "student": spec, "teacher": teacher.name, "max_length": settings.maxLength,
-                               "cosine_weight": Double(settings.cosineWeight), "mse_weight": Double(settings.mseWeight),
-                               "layer_map": (copiedLayers ?? settings.layerMap).map { $0 as Any } ?? NSNull(), "project_embeddings": settings.projectEmbeddings, "hidden_weight": Double(settings.hiddenWeight),
-                               "attention_weight": Double(settings.attentionWeight), "attention_layers": settings.attentionLayers.rawValue,
-                               "section_kd_weight": Double(settings.sectionWeight), "transfer_limit": settings.transferLimit as Any,
-                               "train_limit": settings.trainLimit as Any, "test_limit": settings.testLimit as Any, "options": settings.options.json],
-                              to: run.config)
+            try run.writeJSON(configuration, to: run.config)
         }
         // The pooled vectors come from the cache; hidden-state and attention transfer need the teacher itself on each batch.
         let trainingTeacher: Teacher = objective.needsTeacherLayers && teacher.encoder != nil
@@ -617,7 +628,8 @@ public enum TextDistillation {
             try report(descriptions: normalizedVectors(model, ids: testDescriptionIDs), summaries: normalizedVectors(model, ids: testSummaryIDs),
                        teacher: vectors, head: head, corpus: corpus)
         }
-        let summary = try trainer.fit()
+        if settings.resume && !settings.options.quiet { log("continuing the run in \(run!.url.path) from its checkpoint") }
+        let summary = try trainer.fit(resume: settings.resume)
 
         var scratchRow: TextModelRow?
         if settings.scratch {
@@ -669,7 +681,43 @@ public enum TextDistillation {
             (scratchRow.sentencesPerSecond, scratchRow.latencyMicrosecondsP50) = (studentSpeed.perSecond, studentSpeed.latencyP50)  // the same architecture
             rows.append(scratchRow)
         }
-        return TextDistillationResult(rows: rows, minutes: Date().timeIntervalSince(start) / 60, truncated: truncated)
+        let result = TextDistillationResult(rows: rows, minutes: Date().timeIntervalSince(start) / 60, truncated: truncated)
+        if let run {
+            try run.writeJSON(json(result), to: run.url.appendingPathComponent("summary.json"))
+            try AtomicFile.write(Data((table(rows) + "\n").utf8), to: run.url.appendingPathComponent("summary.txt"))
+            let page = RunReport(title: "text-kd \(spec) from \(teacher.name)", metrics: run.readMetrics(), summary: htmlTable(rows),
+                                 configuration: configuration)
+            try AtomicFile.write(Data(page.html.utf8), to: run.report)
+        }
+        return result
+    }
+
+    /// The keys of a text-kd run's configuration whose values differ between `recorded` (its
+    /// config.json) and `now`.
+    static func differingSettings(recorded: [String: Any], now: [String: Any]) -> [String] {
+        func text(_ value: Any?) -> String { value.map { SweepRunner.canonical(["v": $0]) } ?? "" }
+        return Set(recorded.keys).union(now.keys).sorted().filter { text(recorded[$0]) != text(now[$0]) }
+    }
+
+    /// The rows as report.html shows them: size, speed, retrieval and sections, each student's
+    /// figures also as a share of the teacher's.
+    static func htmlTable(_ rows: [TextModelRow]) -> String {
+        guard let teacher = rows.first else { return "" }
+        var s = "<h2>Size, speed, retrieval, sections</h2>\n<table><tr><th class=l>model</th><th class=l>spec</th><th>parameters</th><th>bytes</th>"
+            + "<th>sentences/s (batch 32)</th><th>batch-1 µs</th><th>sections</th><th>recall@10</th><th>MRR</th><th>cos(teacher)</th></tr>\n"
+        for r in rows {
+            s += "<tr><td class=l>\(SVGChart.escape(r.role))</td><td class=l>\(SVGChart.escape(r.spec))</td><td>\(r.parameters)</td><td>\(r.bytes)</td>"
+                + String(format: "<td>%.0f</td><td>%.0f</td><td>%.2f%%</td><td>%.2f%%</td><td>%.4f</td><td>%.4f</td></tr>\n", r.sentencesPerSecond,
+                         r.latencyMicrosecondsP50, r.sectionAccuracy * 100, r.report.recallAt10 * 100, r.report.retrieval.meanReciprocalRank,
+                         r.report.teacherCosine)
+        }
+        s += "</table>\n"
+        for r in rows.dropFirst() where r.role == "student" {
+            s += String(format: "<p>The student is %.1f× smaller (bytes) and %.1f× faster (batch 32), and keeps %.1f%% of the teacher's recall@10 and %.1f%% of its section accuracy.</p>\n",
+                        Double(teacher.bytes) / Double(max(r.bytes, 1)), r.sentencesPerSecond / max(teacher.sentencesPerSecond, 1e-9),
+                        r.report.recallAt10 / max(teacher.report.recallAt10, 1e-9) * 100, r.sectionAccuracy / max(teacher.sectionAccuracy, 1e-9) * 100)
+        }
+        return s
     }
 
     /// `{"rows": [...], "minutes", "truncated"}`: each row's figures, accuracies as fractions of 1,

@@ -26,10 +26,16 @@ struct Distill: ParsableCommand {
         } catch let interrupted as TrainingInterrupted {
             var message = interrupted.message
             if let folder = interrupted.runFolder {
-                // `--resume` takes no other option; `run` keeps its experiment file.
+                // `--resume DIR` takes no other option; `run` keeps its experiment file; demo
+                // continues by itself, and text-kd takes its own options again plus --resume.
                 let arguments = CommandLine.arguments.dropFirst()
-                let command = arguments.first == "run" ? arguments.prefix(2).joined(separator: " ") : arguments.first ?? "train"
-                message += "; continue with: distill \(command) --resume \(folder)"
+                switch arguments.first {
+                case "demo": message += "; run the same `distill demo` command again to continue it"
+                case "text-kd": message += "; run the same `distill text-kd` command with --resume to continue it"
+                case "run": message += "; continue with: distill \(arguments.prefix(2).joined(separator: " ")) --resume \(folder)"
+                case let command?: message += "; continue with: distill \(command) --resume \(folder)"
+                case nil: break
+                }
             }
             FileHandle.standardError.write(Data("\(message)\n".utf8))
             Foundation.exit(interrupted.exitStatus)

@@ -55,6 +55,7 @@ struct TextKD: ParsableCommand {
     @Flag(help: "Also train the same student without the teacher (contrastive, on description-summary pairs): the baseline.") var scratch = false
     @Option(help: "Where the teacher's vectors are kept between runs (default: CORPUS.teacher-vectors.safetensors).") var teacherCache: String?
     @Option(help: "Run folder.") var output = "runs/text"
+    @Flag(help: "Continue the interrupted run in --output from its last finished epoch (give the options it started with).") var resume = false
     @Flag(help: "Print one JSON object on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
 
@@ -121,6 +122,7 @@ struct TextKD: ParsableCommand {
         settings.transferLimit = transferLimit
         settings.teacherCache = teacherCache.map { URL(fileURLWithPath: $0) }
         settings.output = URL(fileURLWithPath: output)
+        settings.resume = resume
         let result = try TextDistillation.run(settings, teacher: teacher) { if !(quiet || json) { log($0) } }
         if json { return printJSON(TextDistillation.json(result)) }
         print(TextDistillation.table(result.rows))

@@ -140,6 +140,51 @@ import Testing
         _ = try TextDistillation.run(settings, teacher: teacher)
         #expect(largestCall.value <= 32)
     }
+
+    /// A text-kd run folder holds summary.json, summary.txt and report.html like every run's; a
+    /// run stopped after epoch 1 of 3 continues with `resume` and ends with the weights of an
+    /// uninterrupted run; a resume with other settings, or of a folder without a run, is refused.
+    @Test func runFolderSummariesAndResume() throws {
+        let dir = try TemporaryDirectory()
+        let (teacher, tokenizer, corpus, _) = try bagTeacherFixture(in: dir)
+        func settings(_ folder: String, epochs: Int) -> TextDistillationSettings {
+            var settings = TextDistillationSettings(corpus: corpus, student: "bag:\(tokenizer.vocabularySize)-0-8-16")
+            settings.maxLength = 16
+            settings.options.epochs = epochs
+            settings.options.batchSize = 32
+            settings.options.quiet = true
+            settings.teacherCache = dir.file("vectors.safetensors")
+            settings.output = dir.file(folder)
+            return settings
+        }
+        let straight = try TextDistillation.run(settings("straight", epochs: 3), teacher: teacher)
+        let run = RunFolder(dir.file("straight"))
+        let summary = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: run.url.appendingPathComponent("summary.json"))) as? [String: Any])
+        #expect((summary["rows"] as? [[String: Any]])?.map { $0["role"] as? String } == ["teacher", "student"])
+        #expect(try String(contentsOf: run.url.appendingPathComponent("summary.txt"), encoding: .utf8) == TextDistillation.table(straight.rows) + "\n")
+        let page = try String(contentsOf: run.report, encoding: .utf8)
+        #expect(page.contains("recall@10") && page.contains("<svg") && page.contains("Configuration"))
+
+        _ = try TextDistillation.run(settings("interrupted", epochs: 1), teacher: teacher)
+        let interrupted = RunFolder(dir.file("interrupted"))
+        var config = try interrupted.readConfig()
+        var options = try #require(config["options"] as? [String: Any])
+        options["epochs"] = 3
+        config["options"] = options
+        try interrupted.writeJSON(config, to: interrupted.config)
+        var other = settings("interrupted", epochs: 3)
+        other.resume = true
+        other.cosineWeight = 0.5
+        expectMessage(["--resume", "other settings (cosine_weight)"]) { _ = try TextDistillation.run(other, teacher: teacher) }
+        var nowhere = settings("no-run-here", epochs: 3)
+        nowhere.resume = true
+        expectMessage(["no such run folder to resume"]) { _ = try TextDistillation.run(nowhere, teacher: teacher) }
+        var resume = settings("interrupted", epochs: 3)
+        resume.resume = true
+        _ = try TextDistillation.run(resume, teacher: teacher)
+        #expect(interrupted.readMetrics().count == 3)
+        #expect(try Safetensors.load(interrupted.finalModel).mapValues(\.scalars) == Safetensors.load(run.finalModel).mapValues(\.scalars), "the resumed run's weights differ from the uninterrupted run's")
+    }
 }
 
 final class Box<T>: @unchecked Sendable {

@@ -161,6 +161,38 @@ struct EndToEndTests {
         #expect(try RunFolder(job.output.appendingPathComponent("teacher")).readExperiment().options.epochs == 2)
     }
 
+    /// A demo stopped during the teacher's training (Ctrl-C after epoch 1 of 3) continues that
+    /// teacher from its checkpoint when run again, rather than reusing it half-trained or starting
+    /// it again: its model ends byte for byte as an uninterrupted demo's.
+    @Test func demoJobContinuesAnInterruptedTeacher() throws {
+        func job(_ name: String, teacherEpochs: Int) -> DemoJob {
+            var job = DemoJob(output: temporaryFolder(name))
+            job.teacher = "mlp:784-64-10"
+            job.student = "mlp:784-16-10"
+            job.teacherEpochs = teacherEpochs
+            job.studentEpochs = 1
+            job.quiet = true
+            return job
+        }
+        let straight = job("demo-straight", teacherEpochs: 3)
+        _ = try straight.run(on: data)
+        // What a kill after the teacher's first epoch leaves: its checkpoint, best model and
+        // metrics after epoch 1, and config.json recording 3 epochs.
+        var interrupted = job("demo-interrupted", teacherEpochs: 1)
+        _ = try interrupted.run(on: data)
+        let teacherFolder = RunFolder(interrupted.output.appendingPathComponent("teacher"))
+        var config = try teacherFolder.readConfig()
+        config["epochs"] = 3
+        try teacherFolder.writeJSON(config, to: teacherFolder.config)
+        let firstEpoch = try #require(teacherFolder.readMetrics().first)
+
+        interrupted.teacherEpochs = 3
+        #expect(try interrupted.run(on: data).trainedTeacher)
+        #expect(teacherFolder.readMetrics().count == 3)
+        #expect((teacherFolder.readMetrics().first?["seconds"] as? Double) == (firstEpoch["seconds"] as? Double), "the teacher started again instead of continuing")
+        #expect(try Data(contentsOf: interrupted.teacherFile) == Data(contentsOf: straight.teacherFile))
+    }
+
     /// A student that does not fit the data, or epochs out of range, fail before the teacher's
     /// training, naming the demo's option: no run folder is written.
     @Test(arguments: [
